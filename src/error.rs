@@ -1,0 +1,321 @@
+//! Why a request was refused, and configuration mistakes.
+//!
+//! A refused delivery is never a [`Service`](tower_service::Service) error: the layer answers it
+//! with a small JSON body (`{"error": "<code>", "message": "<text>"}`), the right status code and,
+//! in the response's extensions, the [`Rejection`] itself so that outer layers (logging, metrics)
+//! can read [`Rejection::kind`] without parsing the body.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+/// The reason the layer answered a request itself instead of calling the inner service.
+///
+/// Every kind has a fixed HTTP status and a stable, machine-readable code
+/// ([`RejectionKind::code`]) that appears as the `error` field of the JSON body. Messages never
+/// reveal the expected signature or which secret was tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectionKind {
+    /// The signature header is absent. `401 missing_signature`.
+    MissingSignature,
+    /// The signature header is empty, repeated, not ASCII, lacks its prefix or does not hold
+    /// exactly one well-formed digest. `401 malformed_signature`.
+    MalformedSignature,
+    /// The body is larger than the configured limit, by `Content-Length` or while streaming.
+    /// `413 payload_too_large`.
+    PayloadTooLarge,
+    /// The body carries a `Content-Encoding` other than `identity`: signatures cover the bytes
+    /// sent, so a compressed body cannot be verified. `415 unsupported_content_encoding`.
+    UnsupportedContentEncoding,
+    /// Reading the body failed (the client went away, or the connection broke).
+    /// `400 body_read_failed`.
+    BodyReadFailed,
+    /// The client did not send the whole body within the body read timeout.
+    /// `408 body_timeout`.
+    BodyTimeout,
+    /// No configured secret produces the signature sent. `401 signature_mismatch`.
+    SignatureMismatch,
+    /// The scheme signs a timestamp and it is older than the tolerance allows.
+    /// `401 timestamp_too_old`.
+    TimestampTooOld,
+    /// The scheme signs a timestamp and it lies further in the future than the tolerance
+    /// allows. `401 timestamp_in_future`.
+    TimestampInFuture,
+    /// The timestamp the scheme signs is missing or not a valid number or date.
+    /// `401 malformed_timestamp`.
+    MalformedTimestamp,
+    /// The signed body is not JSON (empty, not UTF-8, a syntax error, trailing bytes).
+    /// `400 invalid_json`.
+    InvalidJson,
+    /// The signed body is JSON but not a valid envelope: a field is missing or of the wrong type.
+    /// `400 invalid_envelope`.
+    InvalidEnvelope,
+    /// The envelope's event id is empty, longer than 255 bytes or holds control characters.
+    /// `400 invalid_event_id`.
+    InvalidEventId,
+    /// The envelope's `version` is not one this crate understands. `400 unsupported_version`.
+    UnsupportedVersion,
+    /// The event-id header is missing or differs from the id in the signed body.
+    /// `400 id_mismatch`.
+    IdMismatch,
+    /// The event-type header is missing or differs from the type in the signed body.
+    /// `400 event_mismatch`.
+    EventMismatch,
+    /// An unsigned informational header (such as the delivery id) is present but garbled.
+    /// `400 invalid_header`.
+    InvalidHeader,
+    /// Another delivery of the same event is being handled right now; the sender should retry
+    /// later. `409 in_flight` with `Retry-After`.
+    InFlight,
+    /// The idempotency store could not be reached; nothing was processed and the sender should
+    /// retry later. `503 store_unavailable` with `Retry-After`.
+    StoreUnavailable,
+}
+
+impl RejectionKind {
+    /// The HTTP status the layer answers with.
+    #[must_use]
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::MissingSignature
+            | Self::MalformedSignature
+            | Self::SignatureMismatch
+            | Self::TimestampTooOld
+            | Self::TimestampInFuture
+            | Self::MalformedTimestamp => StatusCode::UNAUTHORIZED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyReadFailed
+            | Self::InvalidJson
+            | Self::InvalidEnvelope
+            | Self::InvalidEventId
+            | Self::UnsupportedVersion
+            | Self::IdMismatch
+            | Self::EventMismatch
+            | Self::InvalidHeader => StatusCode::BAD_REQUEST,
+            Self::InFlight => StatusCode::CONFLICT,
+            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable machine-readable code, the `error` field of the JSON body.
+    #[must_use]
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::MissingSignature => "missing_signature",
+            Self::MalformedSignature => "malformed_signature",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedContentEncoding => "unsupported_content_encoding",
+            Self::BodyReadFailed => "body_read_failed",
+            Self::BodyTimeout => "body_timeout",
+            Self::SignatureMismatch => "signature_mismatch",
+            Self::TimestampTooOld => "timestamp_too_old",
+            Self::TimestampInFuture => "timestamp_in_future",
+            Self::MalformedTimestamp => "malformed_timestamp",
+            Self::InvalidJson => "invalid_json",
+            Self::InvalidEnvelope => "invalid_envelope",
+            Self::InvalidEventId => "invalid_event_id",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::IdMismatch => "id_mismatch",
+            Self::EventMismatch => "event_mismatch",
+            Self::InvalidHeader => "invalid_header",
+            Self::InFlight => "in_flight",
+            Self::StoreUnavailable => "store_unavailable",
+        }
+    }
+
+    /// Whether this kind means the request was not proven authentic (a 401): such requests
+    /// never reach JSON parsing or the idempotency store.
+    #[must_use]
+    pub fn is_authentication_failure(self) -> bool {
+        self.status() == StatusCode::UNAUTHORIZED
+    }
+}
+
+impl fmt::Display for RejectionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A refused request: its [`kind`](Self::kind) and a short human-readable message.
+///
+/// The layer puts a clone of this value in the extensions of the response it sends, so an outer
+/// layer can tell why a request was refused:
+///
+/// ```
+/// use tower_webhook::{Rejection, RejectionKind};
+///
+/// fn log_refusals<B>(response: &http::Response<B>) {
+///     if let Some(rejection) = response.extensions().get::<Rejection>() {
+///         if rejection.kind() == RejectionKind::SignatureMismatch {
+///             eprintln!("forged or misconfigured sender: {rejection}");
+///         }
+///     }
+/// }
+/// # log_refusals(&http::Response::new(()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    kind: RejectionKind,
+    message: &'static str,
+    retry_after: Option<Duration>,
+}
+
+impl Rejection {
+    /// A rejection of `kind` with the given message. Messages are fixed strings so that no
+    /// request data (and no secret) can ever be echoed back.
+    #[must_use]
+    pub const fn new(kind: RejectionKind, message: &'static str) -> Self {
+        Self {
+            kind,
+            message,
+            retry_after: None,
+        }
+    }
+
+    /// Adds a `Retry-After` hint (whole seconds, rounded up) to the response.
+    #[must_use]
+    pub const fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// Why the request was refused.
+    #[must_use]
+    pub fn kind(&self) -> RejectionKind {
+        self.kind
+    }
+
+    /// The human-readable message sent in the `message` field.
+    #[must_use]
+    pub fn message(&self) -> &'static str {
+        self.message
+    }
+
+    /// The `Retry-After` hint, when there is one.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The HTTP status of the response.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// The JSON body: `{"error":"<code>","message":"<message>"}`.
+    #[must_use]
+    pub fn body(&self) -> Bytes {
+        let body = serde_json::json!({ "error": self.kind.code(), "message": self.message });
+        Bytes::from(body.to_string())
+    }
+
+    /// The complete response: status, `Content-Type: application/json`, `Retry-After` where
+    /// set, the JSON body, and this rejection in the extensions.
+    #[must_use]
+    pub fn to_response(&self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(self.body()));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response.extensions_mut().insert(self.clone());
+        response
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.code(), self.message)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for Rejection {
+    fn into_response(self) -> axum_core::response::Response {
+        self.to_response().map(axum_core::body::Body::new)
+    }
+}
+
+/// A configuration mistake, reported when a secret, scheme or layer is built, never at request
+/// time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A secret was empty.
+    #[error("a webhook secret must not be empty")]
+    EmptySecret,
+    /// A secret that must be `whsec_<base64>` (Standard Webhooks) did not decode.
+    #[error("the secret is not `whsec_` followed by base64: {0}")]
+    InvalidSecretEncoding(&'static str),
+    /// A header name given to a scheme is not a valid HTTP header name.
+    #[error("invalid header name for a scheme: {0}")]
+    InvalidHeaderName(String),
+    /// A duration or size option is out of range.
+    #[error("invalid option: {0}")]
+    InvalidOption(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_distinct_code() {
+        let kinds = [
+            RejectionKind::MissingSignature,
+            RejectionKind::MalformedSignature,
+            RejectionKind::PayloadTooLarge,
+            RejectionKind::UnsupportedContentEncoding,
+            RejectionKind::BodyReadFailed,
+            RejectionKind::BodyTimeout,
+            RejectionKind::SignatureMismatch,
+            RejectionKind::TimestampTooOld,
+            RejectionKind::TimestampInFuture,
+            RejectionKind::MalformedTimestamp,
+            RejectionKind::InvalidJson,
+            RejectionKind::InvalidEnvelope,
+            RejectionKind::InvalidEventId,
+            RejectionKind::UnsupportedVersion,
+            RejectionKind::IdMismatch,
+            RejectionKind::EventMismatch,
+            RejectionKind::InvalidHeader,
+            RejectionKind::InFlight,
+            RejectionKind::StoreUnavailable,
+        ];
+        let codes: std::collections::HashSet<_> = kinds.iter().map(|k| k.code()).collect();
+        assert_eq!(codes.len(), kinds.len());
+    }
+
+    #[test]
+    fn response_carries_json_status_retry_after_and_the_rejection() {
+        let rejection = Rejection::new(RejectionKind::InFlight, "busy")
+            .with_retry_after(Duration::from_millis(2500));
+        let response = rejection.to_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/json"
+        );
+        assert_eq!(response.extensions().get::<Rejection>(), Some(&rejection));
+        let body: serde_json::Value = serde_json::from_slice(&rejection.body()).unwrap();
+        assert_eq!(body["error"], "in_flight");
+        assert_eq!(body["message"], "busy");
+    }
+}

@@ -1,0 +1,318 @@
+//! Deduplicating deliveries by event id, without ever losing an event whose handler failed.
+//!
+//! Senders deliver at least once: they retry on timeouts and errors, for days. The layer
+//! therefore remembers each event it handled, in an [`IdempotencyStore`], keyed by the scheme,
+//! the signed scope (Sotion's `siteId`) and the signed event id ([`IdempotencyKey`]):
+//!
+//! | the store says | the layer answers |
+//! | --- | --- |
+//! | new (a reservation is taken) | calls the handler; a `2xx` completes the key, anything else releases it |
+//! | done | `200` with `X-Webhook-Duplicate: true`, handler not called |
+//! | in flight | `409 in_flight` with `Retry-After`, handler not called |
+//! | unreachable | `503 store_unavailable` with `Retry-After`, handler not called |
+//!
+//! A handler that answers non-`2xx`, returns an error, panics, or whose response future is
+//! dropped (the client went away, a timeout layer fired) releases its reservation, so the
+//! sender's retry is processed. Only authenticated deliveries ever reach the store.
+//!
+//! [`MemoryStore`] (the default) serves one process; `RedisStore` (feature `redis`) serves
+//! several replicas.
+
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+mod store;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Context;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+pub use self::memory::{MemoryStore, DEFAULT_CAPACITY, DEFAULT_MAX_IN_FLIGHT};
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
+pub use self::store::{
+    IdempotencyKey, IdempotencyStore, Reservation, StoreError, StoreFuture, Token,
+};
+use crate::meta::WebhookMeta;
+
+/// How long a completed event is remembered by default: 7 days, longer than the senders' retry
+/// windows (Stripe about 3 days, Standard Webhooks' schedule about 75 hours).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// How long a reservation holds by default before another delivery may take it over.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(5 * 60);
+/// The default `Retry-After` of a `409 in_flight` answer.
+pub const DEFAULT_IN_FLIGHT_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// The default `Retry-After` of a `503 store_unavailable` answer.
+pub const DEFAULT_UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// The header set on the answer to a duplicate delivery.
+pub const DUPLICATE_HEADER: http::HeaderName = http::HeaderName::from_static("x-webhook-duplicate");
+
+/// What the layer answers to a delivery of an event that was already handled.
+///
+/// Implemented for closures `Fn(&WebhookMeta) -> Response<Full<Bytes>>`. The layer adds the
+/// `X-Webhook-Duplicate: true` header and a [`Duplicate`] extension to whatever it returns.
+pub trait OnDuplicate: Send + Sync + 'static {
+    /// The response to a duplicate of the event described by `meta`.
+    fn on_duplicate(&self, meta: &WebhookMeta) -> Response<Full<Bytes>>;
+}
+
+impl<F> OnDuplicate for F
+where
+    F: Fn(&WebhookMeta) -> Response<Full<Bytes>> + Send + Sync + 'static,
+{
+    fn on_duplicate(&self, meta: &WebhookMeta) -> Response<Full<Bytes>> {
+        self(meta)
+    }
+}
+
+/// The default answer to a duplicate: `200` with `{"status":"duplicate"}`, so the sender stops
+/// retrying.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AcknowledgeDuplicate;
+
+impl OnDuplicate for AcknowledgeDuplicate {
+    fn on_duplicate(&self, _meta: &WebhookMeta) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(Bytes::from_static(
+            br#"{"status":"duplicate"}"#,
+        )));
+        *response.status_mut() = StatusCode::OK;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
+/// Marks, in the response's extensions, an answer to a duplicate delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duplicate;
+
+/// The idempotency guard's configuration: a store and its timings.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_webhook::idempotency::{Idempotency, MemoryStore};
+///
+/// let idempotency = Idempotency::new(MemoryStore::default())
+///     .with_lease(Duration::from_secs(60))
+///     .with_ttl(Duration::from_secs(3 * 24 * 3600));
+/// # let _ = idempotency;
+/// ```
+#[derive(Clone)]
+pub struct Idempotency {
+    pub(crate) store: Arc<dyn IdempotencyStore>,
+    pub(crate) lease: Duration,
+    pub(crate) ttl: Duration,
+    pub(crate) in_flight_retry_after: Duration,
+    pub(crate) unavailable_retry_after: Duration,
+    pub(crate) fail_open: bool,
+    pub(crate) on_duplicate: Arc<dyn OnDuplicate>,
+}
+
+impl Default for Idempotency {
+    fn default() -> Self {
+        Self::new(MemoryStore::default())
+    }
+}
+
+impl fmt::Debug for Idempotency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("lease", &self.lease)
+            .field("ttl", &self.ttl)
+            .field("in_flight_retry_after", &self.in_flight_retry_after)
+            .field("unavailable_retry_after", &self.unavailable_retry_after)
+            .field("fail_open", &self.fail_open)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Idempotency {
+    /// The guard over `store`, with the default timings.
+    #[must_use]
+    pub fn new(store: impl IdempotencyStore) -> Self {
+        Self::from_shared(Arc::new(store))
+    }
+
+    /// The guard over a store shared with other code (or other layers).
+    #[must_use]
+    pub fn from_shared(store: Arc<dyn IdempotencyStore>) -> Self {
+        Self {
+            store,
+            lease: DEFAULT_LEASE,
+            ttl: DEFAULT_TTL,
+            in_flight_retry_after: DEFAULT_IN_FLIGHT_RETRY_AFTER,
+            unavailable_retry_after: DEFAULT_UNAVAILABLE_RETRY_AFTER,
+            fail_open: false,
+            on_duplicate: Arc::new(AcknowledgeDuplicate),
+        }
+    }
+
+    /// How long a reservation holds (default 5 minutes). It must be longer than your handler
+    /// ever runs: once it expires, another delivery of the same event may be processed while the
+    /// first is still running. It only matters when a process dies mid-handler (a shared store
+    /// then frees the event after the lease); otherwise reservations are released or completed
+    /// as soon as the handler ends.
+    #[must_use]
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How long a completed event is remembered (default 7 days). Keep it longer than the
+    /// sender's retry window.
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The `Retry-After` of a `409 in_flight` answer (default 10 s).
+    #[must_use]
+    pub fn with_in_flight_retry_after(mut self, after: Duration) -> Self {
+        self.in_flight_retry_after = after;
+        self
+    }
+
+    /// The `Retry-After` of a `503 store_unavailable` answer (default 30 s).
+    #[must_use]
+    pub fn with_unavailable_retry_after(mut self, after: Duration) -> Self {
+        self.unavailable_retry_after = after;
+        self
+    }
+
+    /// **Risky.** When the store cannot be reached, call the handler anyway, without a
+    /// reservation, instead of answering `503`.
+    ///
+    /// # Warning
+    /// While the store is down, duplicates are no longer detected: a retried or concurrently
+    /// repeated event runs its handler again. Only turn this on if your handlers are idempotent
+    /// themselves and availability matters more to you than exactly-once processing. By default
+    /// the layer fails closed (`503` with `Retry-After`, so the sender retries later and nothing
+    /// is lost).
+    #[must_use]
+    pub fn fail_open(mut self, fail_open: bool) -> Self {
+        self.fail_open = fail_open;
+        self
+    }
+
+    /// What to answer to a duplicate (default [`AcknowledgeDuplicate`]: `200`).
+    #[must_use]
+    pub fn on_duplicate(mut self, on_duplicate: impl OnDuplicate) -> Self {
+        self.on_duplicate = Arc::new(on_duplicate);
+        self
+    }
+
+    pub(crate) fn duplicate_response(&self, meta: &WebhookMeta) -> Response<Full<Bytes>> {
+        let mut response = self.on_duplicate.on_duplicate(meta);
+        response
+            .headers_mut()
+            .insert(DUPLICATE_HEADER, HeaderValue::from_static("true"));
+        response.extensions_mut().insert(Duplicate);
+        response
+    }
+}
+
+/// A reservation the layer holds while the handler runs. Dropped while still held (handler
+/// panicked, or the response future was dropped), it releases the key.
+pub(crate) struct Held {
+    store: Arc<dyn IdempotencyStore>,
+    key: IdempotencyKey,
+    token: Token,
+    armed: bool,
+}
+
+impl Held {
+    pub(crate) fn new(store: Arc<dyn IdempotencyStore>, key: IdempotencyKey, token: Token) -> Self {
+        Self {
+            store,
+            key,
+            token,
+            armed: true,
+        }
+    }
+
+    /// Records the event as handled. Runs to the end even if the caller is dropped meanwhile.
+    pub(crate) async fn complete(mut self, ttl: Duration) {
+        self.armed = false;
+        let (store, key, token) = (self.store.clone(), self.key, self.token);
+        let completing = async move {
+            match store.complete(&key, &token, ttl).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(
+                    key = %key.to_hex(),
+                    "the reservation's lease ran out before the handler finished; \
+                     the event may be processed again: raise the lease"
+                ),
+                Err(error) => tracing::error!(
+                    key = %key.to_hex(),
+                    %error,
+                    "could not record a handled event; a retry may process it again"
+                ),
+            }
+        };
+        if let Some(handle) = run_detached(Box::pin(completing)) {
+            let _ = handle.await;
+        }
+    }
+
+    /// Releases the reservation so a retry is processed. Runs to the end even if the caller is
+    /// dropped meanwhile.
+    pub(crate) async fn release(mut self) {
+        self.armed = false;
+        if let Some(handle) = run_detached(release(self.store.clone(), self.key, self.token)) {
+            let _ = handle.await;
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.armed {
+            run_detached(release(self.store.clone(), self.key, self.token));
+        }
+    }
+}
+
+type Detached = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn release(store: Arc<dyn IdempotencyStore>, key: IdempotencyKey, token: Token) -> Detached {
+    Box::pin(async move {
+        if let Err(error) = store.release(&key, &token).await {
+            tracing::error!(
+                key = %key.to_hex(),
+                %error,
+                "could not release a reservation; the event is retried once its lease runs out"
+            );
+        }
+    })
+}
+
+/// Polls `work` once (an in-memory store finishes right there) and, if it is not done, spawns
+/// it on the current Tokio runtime so it finishes even if the caller goes away. Without a
+/// runtime the work is dropped, and the reservation's lease bounds the damage.
+fn run_detached(mut work: Detached) -> Option<tokio::task::JoinHandle<()>> {
+    let waker = futures_util::task::noop_waker();
+    if work
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_ready()
+    {
+        return None;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => Some(runtime.spawn(work)),
+        Err(_) => {
+            tracing::error!("no Tokio runtime to finish an idempotency store call on");
+            None
+        }
+    }
+}

@@ -1,0 +1,176 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::meta::WebhookMeta;
+
+/// The future a store method returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Where deliveries are remembered, so that each event is handled once.
+///
+/// # Implementing your own store
+///
+/// The layer drives a store through three operations per delivery, and relies on each being
+/// **atomic** with respect to every other call on the same key, from any task, process or
+/// replica that shares the store:
+///
+/// 1. [`reserve`](Self::reserve)`(key, lease)` is an atomic *insert-if-absent*, never a read
+///    followed by a write. If the key is absent, or held by a reservation whose lease has
+///    expired, it records a new reservation owned by a fresh [`Token`] that expires after
+///    `lease`, and returns [`Reservation::New`]. If the key is held by a live reservation it
+///    returns [`Reservation::InFlight`]; if the key was completed (and its TTL has not run out)
+///    it returns [`Reservation::Done`]. Two concurrent `reserve` calls on one key must never both
+///    return `New` while the first reservation is live.
+/// 2. [`complete`](Self::complete)`(key, token, ttl)` marks the key done for `ttl`, **only if**
+///    it is still held by `token`; it returns whether it did. A stale owner (whose lease expired
+///    and was taken over by another reservation) changes nothing.
+/// 3. [`release`](Self::release)`(key, token)` removes the reservation, **only if** it is still
+///    held by `token`, so the next delivery is processed; it returns whether it did.
+///
+/// Errors are reported as [`StoreError`]; the layer then answers `503` (or, if configured to
+/// fail open, calls the handler without a reservation). A store must not panic.
+pub trait IdempotencyStore: Send + Sync + 'static {
+    /// Atomically reserves `key` for `lease`, unless it is in flight or done. See the trait docs.
+    fn reserve<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        lease: Duration,
+    ) -> StoreFuture<'a, Reservation>;
+
+    /// Marks `key` done for `ttl` if `token` still holds it. Returns whether it did.
+    fn complete<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        token: &'a Token,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Drops the reservation of `key` if `token` still holds it. Returns whether it did.
+    fn release<'a>(&'a self, key: &'a IdempotencyKey, token: &'a Token) -> StoreFuture<'a, bool>;
+}
+
+/// The answer to [`IdempotencyStore::reserve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// The key was free: the caller owns it through this token until the lease ends.
+    New(Token),
+    /// Another delivery of the event holds a live reservation.
+    InFlight,
+    /// The event was already handled successfully.
+    Done,
+}
+
+/// The owner of a reservation: a random 128-bit value, new for each reservation.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Token(u128);
+
+impl Token {
+    /// A fresh random token.
+    #[must_use]
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+
+    /// The token as 32 lower-case hex digits.
+    #[must_use]
+    pub fn to_hex(&self) -> String {
+        format!("{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Token({})", self.to_hex())
+    }
+}
+
+/// The key an event is remembered under: a SHA-256 digest of the scheme, the scope (for Sotion
+/// the signed `siteId`) and the signed event id, each length-prefixed so that no two different
+/// triples share a key. Fixed-size, so a store's memory per key does not depend on what senders
+/// put in their ids.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IdempotencyKey([u8; 32]);
+
+impl IdempotencyKey {
+    /// The key of event `id` from `scope` under `scheme`.
+    #[must_use]
+    pub fn new(scheme: &str, scope: &str, id: &str) -> Self {
+        let mut hasher = Sha256::new();
+        for part in [scheme, scope, id] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+        Self(hasher.finalize().into())
+    }
+
+    /// The key of a verified delivery: its scheme, its site (or no scope) and its event id.
+    #[must_use]
+    pub fn for_delivery(meta: &WebhookMeta) -> Self {
+        Self::new(meta.scheme(), meta.site_id().unwrap_or(""), meta.id())
+    }
+
+    /// The digest.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The digest as 64 lower-case hex digits.
+    #[must_use]
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdempotencyKey({})", self.to_hex())
+    }
+}
+
+/// A store could not answer. The layer answers `503 store_unavailable` with `Retry-After`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store's backend (Redis, ...) failed or could not be reached.
+    #[error("idempotency store backend error: {0}")]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+    /// The store did not answer in time.
+    #[error("idempotency store timed out")]
+    Timeout,
+    /// The store holds as many live reservations as it may; it refuses new ones rather than
+    /// evict one (which could let an event run twice).
+    #[error("idempotency store is full of in-flight reservations")]
+    Full,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unambiguous_across_part_boundaries() {
+        assert_ne!(
+            IdempotencyKey::new("sotion", "a:b", "c"),
+            IdempotencyKey::new("sotion", "a", "b:c")
+        );
+        assert_ne!(
+            IdempotencyKey::new("sotion", "site1", "evt"),
+            IdempotencyKey::new("sotion", "site2", "evt")
+        );
+        assert_eq!(
+            IdempotencyKey::new("sotion", "s", "e"),
+            IdempotencyKey::new("sotion", "s", "e")
+        );
+    }
+
+    #[test]
+    fn tokens_are_fresh() {
+        assert_ne!(Token::random(), Token::random());
+        assert_eq!(Token::random().to_hex().len(), 32);
+    }
+}

@@ -1,0 +1,130 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::service::WebhookService;
+use crate::idempotency::{Idempotency, IdempotencyStore};
+use crate::scheme::Scheme;
+use crate::secret::{Secret, Secrets};
+
+/// The default body limit: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// The default time a client has to send the whole body once its headers arrived: 10 s.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A tower [`Layer`] that verifies signed webhook deliveries before they reach the service it
+/// wraps, and runs each event's handler once.
+///
+/// Configuration only: cheap to clone. Built with [`new`](Self::new) (the secrets are the one
+/// required setting), then `with_*` options. Defaults: Sotion's scheme, a 1 MiB body limit, a
+/// 10 s body read timeout, and an in-memory idempotency store (100,000 events, 7 days).
+///
+/// Requires a Tokio runtime with its timer enabled (as every axum server has).
+///
+/// ```
+/// use axum::{routing::post, Router};
+/// use tower_webhook::{Envelope, Secret, WebhookLayer};
+///
+/// async fn handle(event: Envelope) -> &'static str {
+///     println!("handled {} {}", event.event_type, event.id);
+///     "ok"
+/// }
+///
+/// let layer = WebhookLayer::new(Secret::new("whsec_current")?)
+///     .with_secret(Secret::new("whsec_previous")?) // rotation: both accepted
+///     .with_body_limit(256 * 1024);
+/// let app: Router = Router::new().route("/webhooks", post(handle).layer(layer));
+/// # Ok::<(), tower_webhook::ConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct WebhookLayer {
+    config: Config,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) scheme: Scheme,
+    pub(crate) secrets: Secrets,
+    pub(crate) body_limit: usize,
+    pub(crate) body_timeout: Option<Duration>,
+    pub(crate) idempotency: Option<Idempotency>,
+}
+
+impl WebhookLayer {
+    /// A layer accepting deliveries signed with any of `secrets` (a [`Secret`] or [`Secrets`]).
+    #[must_use]
+    pub fn new(secrets: impl Into<Secrets>) -> Self {
+        Self {
+            config: Config {
+                scheme: Scheme::default(),
+                secrets: secrets.into(),
+                body_limit: DEFAULT_BODY_LIMIT,
+                body_timeout: Some(DEFAULT_BODY_TIMEOUT),
+                idempotency: Some(Idempotency::default()),
+            },
+        }
+    }
+
+    /// Also accepts deliveries signed with `secret` (for rotation: configure the new secret
+    /// beside the old one, then remove the old one once the sender has switched).
+    #[must_use]
+    pub fn with_secret(mut self, secret: Secret) -> Self {
+        self.config.secrets = self.config.secrets.with(secret);
+        self
+    }
+
+    /// The sender's signing scheme (default [`Scheme::sotion`]).
+    #[must_use]
+    pub fn with_scheme(mut self, scheme: Scheme) -> Self {
+        self.config.scheme = scheme;
+        self
+    }
+
+    /// The largest body accepted, in bytes (default 1 MiB). A larger `Content-Length` is
+    /// refused before reading; a streamed body is cut when it passes the limit. Never more than
+    /// the limit is buffered.
+    #[must_use]
+    pub fn with_body_limit(mut self, limit: usize) -> Self {
+        self.config.body_limit = limit;
+        self
+    }
+
+    /// How long a client may take to send the body once the request reached the layer (default
+    /// 10 s); past it the answer is `408 body_timeout`. `None` waits forever (not advised: a
+    /// stalled client then holds its connection and buffer for as long as the server lets it).
+    #[must_use]
+    pub fn with_body_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.body_timeout = timeout;
+        self
+    }
+
+    /// The idempotency guard (default: an in-memory store with default timings).
+    #[must_use]
+    pub fn with_idempotency(mut self, idempotency: Idempotency) -> Self {
+        self.config.idempotency = Some(idempotency);
+        self
+    }
+
+    /// Shorthand for [`with_idempotency`](Self::with_idempotency)`(Idempotency::new(store))`.
+    #[must_use]
+    pub fn with_store(self, store: impl IdempotencyStore) -> Self {
+        self.with_idempotency(Idempotency::new(store))
+    }
+
+    /// **Risky.** Turns the idempotency guard off: every authentic delivery, retries included,
+    /// reaches the handler, which must then deduplicate by itself.
+    #[must_use]
+    pub fn without_idempotency(mut self) -> Self {
+        self.config.idempotency = None;
+        self
+    }
+}
+
+impl<S> Layer<S> for WebhookLayer {
+    type Service = WebhookService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WebhookService::new(inner, Arc::new(self.config.clone()))
+    }
+}

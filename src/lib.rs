@@ -1,0 +1,81 @@
+//! Accept signed webhooks in an axum/tower service, safely.
+//!
+//! `tower-webhook` is the receiving side of HMAC-signed webhooks (Sotion by default):
+//!
+//! - [`WebhookLayer`], a tower layer that buffers the raw body (bounded), verifies its
+//!   HMAC-SHA256 signature in constant time against every configured secret, checks that the
+//!   event and id headers agree with the signed envelope, and only then calls your handler;
+//! - an idempotency guard ([`idempotency`]) that runs each event's handler once, and never loses
+//!   an event whose handler failed (in memory by default, Redis for several replicas);
+//! - extractors for axum handlers: [`Envelope<T>`] (id, type, timestamp, version, site id and
+//!   typed `data`) and [`WebhookMeta`].
+//!
+//! # Quick start
+//!
+//! ```
+//! use axum::{routing::post, Router};
+//! use tower::ServiceExt;
+//! use tower_webhook::envelope::MemberData;
+//! use tower_webhook::{Envelope, EventType, Secret, WebhookLayer};
+//!
+//! async fn on_event(event: Envelope<serde_json::Value>) -> &'static str {
+//!     match event.event_type {
+//!         EventType::MemberCreated => {
+//!             let member: MemberData = serde_json::from_value(event.data).unwrap_or_default();
+//!             println!("welcome {:?}", member.email);
+//!         }
+//!         other => println!("ignoring {other}"), // unknown types are acknowledged too
+//!     }
+//!     "ok"
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let secret = Secret::new("whsec_from_your_sotion_dashboard")?;
+//! let app = Router::new().route("/webhooks", post(on_event).layer(WebhookLayer::new(secret)));
+//!
+//! // An unsigned request never reaches the handler.
+//! let forged = http::Request::post("/webhooks")
+//!     .header("x-webhook-id", "evt_1")
+//!     .body(axum::body::Body::from(r#"{"id":"evt_1"}"#))?;
+//! let response = app.oneshot(forged).await?;
+//! assert_eq!(response.status(), 401);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Answers
+//!
+//! Every refusal is a small JSON body, `{"error": "<code>", "message": "<text>"}`, with the
+//! status of its [`RejectionKind`]; the [`Rejection`] also rides in the response's extensions.
+//! See the [`layer`] module for the order of the checks.
+//!
+//! # Features
+//!
+//! - `axum` (default): the [`Envelope`] and [`WebhookMeta`] extractors.
+//! - `redis`: `idempotency::RedisStore`, for several replicas.
+//! - `testing`: [`testing`], helpers that build signed requests for your tests.
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod envelope;
+pub mod error;
+#[cfg(feature = "axum")]
+pub mod extract;
+pub mod idempotency;
+pub mod layer;
+mod meta;
+pub mod scheme;
+mod secret;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod verify;
+
+pub use self::envelope::{Envelope, EventType};
+pub use self::error::{ConfigError, Rejection, RejectionKind};
+pub use self::idempotency::{Idempotency, IdempotencyStore, MemoryStore};
+pub use self::layer::{WebhookLayer, WebhookService};
+pub use self::meta::WebhookMeta;
+pub use self::scheme::Scheme;
+pub use self::secret::{Secret, Secrets};
+pub use time;
