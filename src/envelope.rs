@@ -316,7 +316,8 @@ impl ParsedEnvelope {
                 Rejection::new(RejectionKind::InvalidJson, "the body is not valid JSON")
             }
         })?;
-        check_id(&wire.id).map_err(|message| Rejection::new(RejectionKind::InvalidEventId, message))?;
+        check_id(&wire.id)
+            .map_err(|message| Rejection::new(RejectionKind::InvalidEventId, message))?;
         check_token(&wire.event).map_err(|_| {
             Rejection::new(
                 RejectionKind::InvalidEnvelope,
@@ -419,29 +420,65 @@ mod tests {
 
     #[test]
     fn refuses_bad_ids() {
-        assert_eq!(kind_of(&body(r#""""#, r#""1""#, "{}")), RejectionKind::InvalidEventId);
+        assert_eq!(
+            kind_of(&body(r#""""#, r#""1""#, "{}")),
+            RejectionKind::InvalidEventId
+        );
         let long = format!("\"{}\"", "a".repeat(256));
-        assert_eq!(kind_of(&body(&long, r#""1""#, "{}")), RejectionKind::InvalidEventId);
+        assert_eq!(
+            kind_of(&body(&long, r#""1""#, "{}")),
+            RejectionKind::InvalidEventId
+        );
         let max = format!("\"{}\"", "a".repeat(255));
         assert!(ParsedEnvelope::parse(&body(&max, r#""1""#, "{}")).is_ok());
-        assert_eq!(kind_of(&body(r#""a\u0000b""#, r#""1""#, "{}")), RejectionKind::InvalidEventId);
-        assert_eq!(kind_of(&body("42", r#""1""#, "{}")), RejectionKind::InvalidEnvelope);
+        assert_eq!(
+            kind_of(&body(r#""a\u0000b""#, r#""1""#, "{}")),
+            RejectionKind::InvalidEventId
+        );
+        assert_eq!(
+            kind_of(&body("42", r#""1""#, "{}")),
+            RejectionKind::InvalidEnvelope
+        );
     }
 
     #[test]
     fn refuses_unknown_versions_and_non_object_data() {
-        assert_eq!(kind_of(&body(r#""e""#, r#""2""#, "{}")), RejectionKind::UnsupportedVersion);
-        assert_eq!(kind_of(&body(r#""e""#, "1", "{}")), RejectionKind::InvalidEnvelope);
-        assert_eq!(kind_of(&body(r#""e""#, r#""1""#, "[]")), RejectionKind::InvalidEnvelope);
-        assert_eq!(kind_of(&body(r#""e""#, r#""1""#, "null")), RejectionKind::InvalidEnvelope);
+        assert_eq!(
+            kind_of(&body(r#""e""#, r#""2""#, "{}")),
+            RejectionKind::UnsupportedVersion
+        );
+        assert_eq!(
+            kind_of(&body(r#""e""#, "1", "{}")),
+            RejectionKind::InvalidEnvelope
+        );
+        assert_eq!(
+            kind_of(&body(r#""e""#, r#""1""#, "[]")),
+            RejectionKind::InvalidEnvelope
+        );
+        assert_eq!(
+            kind_of(&body(r#""e""#, r#""1""#, "null")),
+            RejectionKind::InvalidEnvelope
+        );
     }
 
     #[test]
     fn tells_syntax_errors_from_shape_errors() {
-        assert_eq!(kind_of(&Bytes::from_static(b"")), RejectionKind::InvalidJson);
-        assert_eq!(kind_of(&Bytes::from_static(b"{\"id\":")), RejectionKind::InvalidJson);
-        assert_eq!(kind_of(&Bytes::from_static(b"[1,2]")), RejectionKind::InvalidEnvelope);
-        assert_eq!(kind_of(&Bytes::from_static(b"{}")), RejectionKind::InvalidEnvelope);
+        assert_eq!(
+            kind_of(&Bytes::from_static(b"")),
+            RejectionKind::InvalidJson
+        );
+        assert_eq!(
+            kind_of(&Bytes::from_static(b"{\"id\":")),
+            RejectionKind::InvalidJson
+        );
+        assert_eq!(
+            kind_of(&Bytes::from_static(b"[1,2]")),
+            RejectionKind::InvalidEnvelope
+        );
+        assert_eq!(
+            kind_of(&Bytes::from_static(b"{}")),
+            RejectionKind::InvalidEnvelope
+        );
         let mut trailing = body(r#""e""#, r#""1""#, "{}").to_vec();
         trailing.extend_from_slice(b" x");
         assert_eq!(kind_of(&Bytes::from(trailing)), RejectionKind::InvalidJson);

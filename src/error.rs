@@ -309,10 +309,7 @@ mod tests {
         let response = rejection.to_response();
         assert_eq!(response.status(), StatusCode::CONFLICT);
         assert_eq!(response.headers()[header::RETRY_AFTER], "3");
-        assert_eq!(
-            response.headers()[header::CONTENT_TYPE],
-            "application/json"
-        );
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
         assert_eq!(response.extensions().get::<Rejection>(), Some(&rejection));
         let body: serde_json::Value = serde_json::from_slice(&rejection.body()).unwrap();
         assert_eq!(body["error"], "in_flight");

@@ -61,7 +61,11 @@ impl InvalidData {
 
 impl fmt::Display for InvalidData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the event's data does not match the expected type: {}", self.0)
+        write!(
+            f,
+            "the event's data does not match the expected type: {}",
+            self.0
+        )
     }
 }
 
@@ -69,7 +73,11 @@ impl std::error::Error for InvalidData {}
 
 impl IntoResponse for InvalidData {
     fn into_response(self) -> Response {
-        json_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_data", &self.to_string())
+        json_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_data",
+            &self.to_string(),
+        )
     }
 }
 

@@ -133,7 +133,10 @@ impl Scheme {
         let all_identity = headers.get_all(CONTENT_ENCODING).iter().all(|value| {
             value
                 .to_str()
-                .map(|v| v.split(',').all(|c| c.trim().eq_ignore_ascii_case("identity")))
+                .map(|v| {
+                    v.split(',')
+                        .all(|c| c.trim().eq_ignore_ascii_case("identity"))
+                })
                 .unwrap_or(false)
         });
         if all_identity {
@@ -243,11 +246,23 @@ mod tests {
         assert_eq!(read(format!("SHA256={HEX}").as_bytes()), Err(malformed));
         assert_eq!(read(format!("sha1={HEX}").as_bytes()), Err(malformed));
         assert_eq!(read(format!("sha256= {HEX}").as_bytes()), Err(malformed));
-        assert_eq!(read(format!("sha256={}", &HEX[..63]).as_bytes()), Err(malformed));
-        assert_eq!(read(format!("sha256={}", &HEX[..62]).as_bytes()), Err(malformed));
+        assert_eq!(
+            read(format!("sha256={}", &HEX[..63]).as_bytes()),
+            Err(malformed)
+        );
+        assert_eq!(
+            read(format!("sha256={}", &HEX[..62]).as_bytes()),
+            Err(malformed)
+        );
         assert_eq!(read(format!("sha256={HEX}00").as_bytes()), Err(malformed));
-        assert_eq!(read(format!("sha256={}zz", &HEX[..62]).as_bytes()), Err(malformed));
-        assert_eq!(read(format!("sha256={HEX}\u{e9}").as_bytes()), Err(malformed));
+        assert_eq!(
+            read(format!("sha256={}zz", &HEX[..62]).as_bytes()),
+            Err(malformed)
+        );
+        assert_eq!(
+            read(format!("sha256={HEX}\u{e9}").as_bytes()),
+            Err(malformed)
+        );
     }
 
     #[test]

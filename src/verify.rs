@@ -99,12 +99,9 @@ impl BodyMac {
     /// Whether any secret's MAC equals `expected`. Every MAC is finished and compared in
     /// constant time; no early exit.
     pub(crate) fn finish(self, expected: &[u8; DIGEST_LEN]) -> Result<(), Rejection> {
-        let matched = self
-            .macs
-            .into_iter()
-            .fold(Choice::from(0), |matched, mac| {
-                matched | mac.finalize().into_bytes().as_slice().ct_eq(expected)
-            });
+        let matched = self.macs.into_iter().fold(Choice::from(0), |matched, mac| {
+            matched | mac.finalize().into_bytes().as_slice().ct_eq(expected)
+        });
         if bool::from(matched) {
             Ok(())
         } else {
@@ -182,7 +179,9 @@ mod tests {
         let secrets = Secrets::new(key.clone());
         let scheme = Scheme::sotion();
         assert_eq!(
-            verify(&scheme, &secrets, &headers, body).unwrap_err().kind(),
+            verify(&scheme, &secrets, &headers, body)
+                .unwrap_err()
+                .kind(),
             RejectionKind::SignatureMismatch
         );
         headers.insert(
@@ -190,7 +189,9 @@ mod tests {
             HeaderValue::from_str(&sign(&key, body)).unwrap(),
         );
         assert_eq!(
-            verify(&scheme, &secrets, &headers, body).unwrap_err().kind(),
+            verify(&scheme, &secrets, &headers, body)
+                .unwrap_err()
+                .kind(),
             RejectionKind::InvalidJson
         );
     }

@@ -61,8 +61,9 @@ impl MemoryStore {
     /// # Errors
     /// [`ConfigError::InvalidOption`] when `capacity` is zero.
     pub fn with_capacity(capacity: usize) -> Result<Self, ConfigError> {
-        let capacity = NonZeroUsize::new(capacity)
-            .ok_or(ConfigError::InvalidOption("the store capacity must be at least 1"))?;
+        let capacity = NonZeroUsize::new(capacity).ok_or(ConfigError::InvalidOption(
+            "the store capacity must be at least 1",
+        ))?;
         Ok(Self::build(capacity, DEFAULT_MAX_IN_FLIGHT))
     }
 
@@ -137,7 +138,9 @@ impl MemoryStore {
                 return Ok(Reservation::InFlight);
             }
         } else if state.in_flight.len() >= self.max_in_flight {
-            state.in_flight.retain(|_, &mut (_, deadline)| deadline > now);
+            state
+                .in_flight
+                .retain(|_, &mut (_, deadline)| deadline > now);
             if state.in_flight.len() >= self.max_in_flight {
                 return Err(StoreError::Full);
             }
@@ -230,9 +233,15 @@ mod tests {
     fn reserve_then_complete_then_duplicate() {
         let store = MemoryStore::default();
         let token = new_token(store.reserve_at(&key(1), LEASE, 0).unwrap());
-        assert_eq!(store.reserve_at(&key(1), LEASE, 1).unwrap(), Reservation::InFlight);
+        assert_eq!(
+            store.reserve_at(&key(1), LEASE, 1).unwrap(),
+            Reservation::InFlight
+        );
         assert!(store.complete_at(&key(1), &token, TTL, 2));
-        assert_eq!(store.reserve_at(&key(1), LEASE, 3).unwrap(), Reservation::Done);
+        assert_eq!(
+            store.reserve_at(&key(1), LEASE, 3).unwrap(),
+            Reservation::Done
+        );
     }
 
     #[test]
@@ -268,7 +277,10 @@ mod tests {
         let token = new_token(store.reserve_at(&key(1), LEASE, 0).unwrap());
         assert!(store.complete_at(&key(1), &token, TTL, 0));
         let ttl_ms = millis(TTL);
-        assert_eq!(store.reserve_at(&key(1), LEASE, ttl_ms - 1).unwrap(), Reservation::Done);
+        assert_eq!(
+            store.reserve_at(&key(1), LEASE, ttl_ms - 1).unwrap(),
+            Reservation::Done
+        );
         new_token(store.reserve_at(&key(1), LEASE, ttl_ms).unwrap());
     }
 
@@ -284,10 +296,16 @@ mod tests {
         }
         assert_eq!(store.done_len(), 100);
         assert_eq!(store.in_flight_len(), 1);
-        assert_eq!(store.reserve_at(&key(0), LEASE, 2).unwrap(), Reservation::InFlight);
+        assert_eq!(
+            store.reserve_at(&key(0), LEASE, 2).unwrap(),
+            Reservation::InFlight
+        );
         assert!(store.complete_at(&key(0), &held, TTL, 3));
         // The newest completions are remembered, the oldest were evicted.
-        assert_eq!(store.reserve_at(&key(5_000), LEASE, 4).unwrap(), Reservation::Done);
+        assert_eq!(
+            store.reserve_at(&key(5_000), LEASE, 4).unwrap(),
+            Reservation::Done
+        );
         new_token(store.reserve_at(&key(1), LEASE, 4).unwrap());
     }
 
@@ -302,7 +320,10 @@ mod tests {
             Err(StoreError::Full)
         ));
         // Existing reservations still answer.
-        assert_eq!(store.reserve_at(&key(0), LEASE, 1).unwrap(), Reservation::InFlight);
+        assert_eq!(
+            store.reserve_at(&key(0), LEASE, 1).unwrap(),
+            Reservation::InFlight
+        );
         // Once the leases have run out, their room is reclaimed.
         new_token(store.reserve_at(&key(9), LEASE, millis(LEASE)).unwrap());
         assert_eq!(store.in_flight_len(), 1);

@@ -36,7 +36,7 @@ use http_body_util::Full;
 
 pub use self::memory::{MemoryStore, DEFAULT_CAPACITY, DEFAULT_MAX_IN_FLIGHT};
 #[cfg(feature = "redis")]
-pub use self::redis::RedisStore;
+pub use self::redis::{RedisStore, REDIS_DEFAULT_PREFIX, REDIS_DEFAULT_TIMEOUT};
 pub use self::store::{
     IdempotencyKey, IdempotencyStore, Reservation, StoreError, StoreFuture, Token,
 };
@@ -79,9 +79,8 @@ pub struct AcknowledgeDuplicate;
 
 impl OnDuplicate for AcknowledgeDuplicate {
     fn on_duplicate(&self, _meta: &WebhookMeta) -> Response<Full<Bytes>> {
-        let mut response = Response::new(Full::new(Bytes::from_static(
-            br#"{"status":"duplicate"}"#,
-        )));
+        let mut response =
+            Response::new(Full::new(Bytes::from_static(br#"{"status":"duplicate"}"#)));
         *response.status_mut() = StatusCode::OK;
         response.headers_mut().insert(
             header::CONTENT_TYPE,

@@ -155,14 +155,12 @@ async fn verify_request<B: Body>(
     let mut mac = BodyMac::new(&config.secrets);
     let reading = read_body(body, config.body_limit, &mut mac);
     let bytes = match config.body_timeout {
-        Some(timeout) => tokio::time::timeout(timeout, reading)
-            .await
-            .map_err(|_| {
-                Rejection::new(
-                    RejectionKind::BodyTimeout,
-                    "the body did not arrive in time",
-                )
-            })??,
+        Some(timeout) => tokio::time::timeout(timeout, reading).await.map_err(|_| {
+            Rejection::new(
+                RejectionKind::BodyTimeout,
+                "the body did not arrive in time",
+            )
+        })??,
         None => reading.await?,
     };
     mac.finish(&expected)?;

@@ -1,0 +1,89 @@
+//! A demo receiver: `POST /webhooks` behind the verification layer.
+//!
+//! ```text
+//! cargo run --example receiver
+//! ```
+//!
+//! Environment:
+//! - `WEBHOOK_ADDR`: where to listen (default `127.0.0.1:3000`);
+//! - `WEBHOOK_SECRET`: the signing secret (default: a development secret, printed at start);
+//! - `REDIS_URL`: when set (and built with `--features redis`), deduplicate in Redis, shared by
+//!   every replica; otherwise in memory.
+//!
+//! Prints `handled <type> <id>` on stdout for each event its handler runs; everything else goes
+//! to stderr. Send it an event with `cargo run --example send -- member.created`.
+
+use std::io::Write;
+
+use axum::routing::post;
+use axum::Router;
+use tower_webhook::{Envelope, Secret, WebhookLayer, WebhookMeta};
+
+/// The secret both examples use when `WEBHOOK_SECRET` is unset. For local development only.
+const DEV_SECRET: &str = "whsec_dev_only_do_not_use_in_production";
+
+async fn handle(meta: WebhookMeta, event: Envelope) -> &'static str {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "handled {} {}", event.event_type, event.id);
+    let _ = stdout.flush();
+    eprintln!(
+        "  site {} at {}, delivery {}",
+        event.site_id,
+        event.timestamp,
+        meta.delivery().unwrap_or("-")
+    );
+    "ok"
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = std::env::var("WEBHOOK_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let secret = match std::env::var("WEBHOOK_SECRET") {
+        Ok(secret) => Secret::new(secret).map_err(|e| format!("WEBHOOK_SECRET: {e}"))?,
+        Err(_) => {
+            eprintln!("WEBHOOK_SECRET is not set: using the development secret {DEV_SECRET}");
+            Secret::new(DEV_SECRET)?
+        }
+    };
+
+    let layer = with_store(WebhookLayer::new(secret)).await?;
+    // `route_layer`: the layer guards POST only; other methods get 405 without touching it.
+    let app = Router::new().route("/webhooks", post(handle).route_layer(layer));
+
+    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+        format!("cannot listen on {addr}: {e} (set WEBHOOK_ADDR to another address)")
+    })?;
+    eprintln!("listening on http://{addr}/webhooks");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+#[cfg(feature = "redis")]
+async fn with_store(layer: WebhookLayer) -> Result<WebhookLayer, Box<dyn std::error::Error>> {
+    use std::time::Duration;
+    use tower_webhook::idempotency::RedisStore;
+    match std::env::var("REDIS_URL") {
+        Ok(url) => {
+            let store = RedisStore::connect_lazy(&url)
+                .map_err(|e| format!("REDIS_URL: {e}"))?
+                .with_timeout(Duration::from_secs(2));
+            eprintln!("deduplicating deliveries in Redis at {url}");
+            Ok(layer.with_store(store))
+        }
+        Err(_) => {
+            eprintln!("deduplicating deliveries in memory (set REDIS_URL to share them)");
+            Ok(layer)
+        }
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+async fn with_store(layer: WebhookLayer) -> Result<WebhookLayer, Box<dyn std::error::Error>> {
+    if std::env::var_os("REDIS_URL").is_some() {
+        return Err("REDIS_URL is set, but this build has no Redis support: \
+            run `cargo run --example receiver --features redis`"
+            .into());
+    }
+    eprintln!("deduplicating deliveries in memory");
+    Ok(layer)
+}

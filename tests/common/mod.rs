@@ -1,0 +1,114 @@
+//! Shared fixtures: a receiver app whose handler records what it saw, and helpers to read
+//! answers.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{Request, Response, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use tower_webhook::{Envelope, Secret, WebhookLayer, WebhookMeta};
+
+pub const SECRET: &str = "whsec_test_secret_for_the_suite";
+
+pub fn secret() -> Secret {
+    Secret::new(SECRET).unwrap()
+}
+
+/// What the handler did: how often it ran, and the last body and metadata it saw.
+#[derive(Clone, Default)]
+pub struct Seen {
+    pub runs: Arc<AtomicUsize>,
+    pub last_body: Arc<Mutex<Option<Bytes>>>,
+    pub last_meta: Arc<Mutex<Option<WebhookMeta>>>,
+}
+
+impl Seen {
+    pub fn runs(&self) -> usize {
+        self.runs.load(Ordering::SeqCst)
+    }
+}
+
+/// What the handler does after recording the delivery.
+#[derive(Clone, Copy)]
+pub enum Behaviour {
+    Ok,
+    Fail,
+    Panic,
+    Sleep(Duration),
+}
+
+/// `POST /webhooks` behind `layer`, with a handler that records what it saw.
+pub fn app(layer: WebhookLayer, behaviour: Behaviour) -> (Router, Seen) {
+    let seen = Seen::default();
+    let state = seen.clone();
+    let handler = move |meta: WebhookMeta, envelope: Envelope, body: Bytes| {
+        let state = state.clone();
+        async move {
+            assert_eq!(envelope.id, meta.id());
+            state.runs.fetch_add(1, Ordering::SeqCst);
+            *state.last_body.lock().unwrap() = Some(body);
+            *state.last_meta.lock().unwrap() = Some(meta);
+            match behaviour {
+                Behaviour::Ok => (StatusCode::OK, "handled"),
+                Behaviour::Fail => (StatusCode::INTERNAL_SERVER_ERROR, "failed"),
+                Behaviour::Panic => panic!("handler panicked on purpose"),
+                Behaviour::Sleep(duration) => {
+                    tokio::time::sleep(duration).await;
+                    (StatusCode::OK, "handled")
+                }
+            }
+        }
+    };
+    let router = Router::new().route("/webhooks", post(handler).route_layer(layer));
+    (router, seen)
+}
+
+/// A default layer with the suite's secret.
+pub fn layer() -> WebhookLayer {
+    WebhookLayer::new(secret())
+}
+
+/// Sends `request` to `app`.
+pub async fn send<B>(app: &Router, request: Request<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    app.clone().oneshot(request.map(Body::new)).await.unwrap()
+}
+
+/// The `error` code of a rejection's JSON body.
+pub async fn error_code(response: Response<Body>) -> String {
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    json["error"].as_str().unwrap().to_owned()
+}
+
+/// Asserts the status and error code of a rejection, and that the handler did not run.
+pub async fn assert_rejected(response: Response<Body>, status: u16, code: &str, seen: &Seen) {
+    assert_eq!(response.status(), status, "expected {status} {code}");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json",
+        "rejections are JSON"
+    );
+    let rejection = response
+        .extensions()
+        .get::<tower_webhook::Rejection>()
+        .cloned()
+        .expect("the rejection rides in the response extensions");
+    assert_eq!(rejection.kind().code(), code);
+    assert_eq!(error_code(response).await, code);
+    assert_eq!(seen.runs(), 0, "the handler must not run for {code}");
+}
+
+/// A Sotion envelope with the given id and site.
+pub fn event(id: &str, site: &str) -> Vec<u8> {
+    tower_webhook::testing::sotion_event("member.created", id, site)
+}

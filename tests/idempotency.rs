@@ -1,0 +1,341 @@
+//! The idempotency guard in the layer, with the in-memory store and with test doubles.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use common::{app, assert_rejected, error_code, event, layer, secret, send, Behaviour};
+use http_body_util::BodyExt;
+use tower_webhook::idempotency::{
+    Duplicate, Idempotency, IdempotencyKey, IdempotencyStore, MemoryStore, Reservation, StoreError,
+    StoreFuture, Token,
+};
+use tower_webhook::testing::sotion_request;
+use tower_webhook::Secret;
+
+/// Wraps a store and counts every call that reaches it.
+struct Counting<S> {
+    inner: S,
+    calls: Arc<AtomicUsize>,
+}
+
+impl<S: IdempotencyStore> IdempotencyStore for Counting<S> {
+    fn reserve<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        lease: Duration,
+    ) -> StoreFuture<'a, Reservation> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.reserve(key, lease)
+    }
+    fn complete<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        token: &'a Token,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.complete(key, token, ttl)
+    }
+    fn release<'a>(&'a self, key: &'a IdempotencyKey, token: &'a Token) -> StoreFuture<'a, bool> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.release(key, token)
+    }
+}
+
+/// A store that cannot be reached.
+struct Down;
+
+impl IdempotencyStore for Down {
+    fn reserve<'a>(&'a self, _: &'a IdempotencyKey, _: Duration) -> StoreFuture<'a, Reservation> {
+        Box::pin(async { Err(StoreError::Timeout) })
+    }
+    fn complete<'a>(
+        &'a self,
+        _: &'a IdempotencyKey,
+        _: &'a Token,
+        _: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async { Err(StoreError::Timeout) })
+    }
+    fn release<'a>(&'a self, _: &'a IdempotencyKey, _: &'a Token) -> StoreFuture<'a, bool> {
+        Box::pin(async { Err(StoreError::Timeout) })
+    }
+}
+
+fn deliver(id: &str, site: &str) -> http::Request<http_body_util::Full<Bytes>> {
+    sotion_request(&secret(), event(id, site))
+}
+
+#[tokio::test]
+async fn a_duplicate_gets_200_marked_as_such_and_the_handler_runs_once() {
+    let (app, seen) = app(layer(), Behaviour::Ok);
+    let first = send(&app, deliver("evt_1", "site_1")).await;
+    assert_eq!(first.status(), 200);
+    assert!(first.headers().get("x-webhook-duplicate").is_none());
+    let again = send(&app, deliver("evt_1", "site_1")).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["x-webhook-duplicate"], "true");
+    assert!(again.extensions().get::<Duplicate>().is_some());
+    assert_eq!(seen.runs(), 1);
+}
+
+#[tokio::test]
+async fn the_answer_to_a_duplicate_is_configurable() {
+    let idempotency = Idempotency::new(MemoryStore::default()).on_duplicate(
+        |meta: &tower_webhook::WebhookMeta| {
+            let mut response = http::Response::new(http_body_util::Full::new(Bytes::from(
+                format!("seen {}", meta.id()),
+            )));
+            *response.status_mut() = StatusCode::ACCEPTED;
+            response
+        },
+    );
+    let (app, seen) = app(layer().with_idempotency(idempotency), Behaviour::Ok);
+    send(&app, deliver("evt_1", "s")).await;
+    let again = send(&app, deliver("evt_1", "s")).await;
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    assert_eq!(again.headers()["x-webhook-duplicate"], "true");
+    let body = again.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"seen evt_1");
+    assert_eq!(seen.runs(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_concurrent_deliveries_of_one_event_run_the_handler_once() {
+    let (app, seen) = app(layer(), Behaviour::Sleep(Duration::from_millis(200)));
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let response = send(&app, deliver("evt_hot", "site_1")).await;
+                let duplicate = response.headers().contains_key("x-webhook-duplicate");
+                (response.status(), duplicate)
+            })
+        })
+        .collect();
+    let (mut handled, mut duplicates, mut in_flight) = (0, 0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            (StatusCode::OK, false) => handled += 1,
+            (StatusCode::OK, true) => duplicates += 1,
+            (StatusCode::CONFLICT, _) => in_flight += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(seen.runs(), 1);
+    assert_eq!(handled, 1);
+    assert_eq!(handled + duplicates + in_flight, 1000);
+    assert!(
+        in_flight > 0,
+        "the deliveries did not overlap; the test proves nothing"
+    );
+}
+
+#[tokio::test]
+async fn in_flight_answers_409_with_retry_after() {
+    let (app, seen) = app(
+        layer().with_idempotency(
+            Idempotency::new(MemoryStore::default())
+                .with_in_flight_retry_after(Duration::from_secs(7)),
+        ),
+        Behaviour::Sleep(Duration::from_millis(300)),
+    );
+    let first = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, deliver("evt_slow", "s")).await.status() }
+    });
+    while seen.runs() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = send(&app, deliver("evt_slow", "s")).await;
+    assert_eq!(second.status(), StatusCode::CONFLICT);
+    assert_eq!(second.headers()["retry-after"], "7");
+    assert_eq!(error_code(second).await, "in_flight");
+    assert_eq!(first.await.unwrap(), StatusCode::OK);
+    assert_eq!(seen.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_handler_releases_the_event_so_the_retry_is_processed() {
+    let store = Arc::new(MemoryStore::default());
+    let shared = Idempotency::from_shared(store.clone());
+    let (failing, failed) = app(layer().with_idempotency(shared.clone()), Behaviour::Fail);
+    assert_eq!(send(&failing, deliver("evt_1", "s")).await.status(), 500);
+    assert_eq!(failed.runs(), 1);
+    assert_eq!(store.in_flight_len(), 0);
+    let (working, worked) = app(layer().with_idempotency(shared), Behaviour::Ok);
+    let retry = send(&working, deliver("evt_1", "s")).await;
+    assert_eq!(retry.status(), 200);
+    assert!(retry.headers().get("x-webhook-duplicate").is_none());
+    assert_eq!(worked.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_panicking_handler_releases_the_event_so_the_retry_is_processed() {
+    let shared = Idempotency::new(MemoryStore::default());
+    let (panicking, panicked) = app(layer().with_idempotency(shared.clone()), Behaviour::Panic);
+    let outcome = tokio::spawn(async move { send(&panicking, deliver("evt_1", "s")).await }).await;
+    assert!(outcome.unwrap_err().is_panic());
+    assert_eq!(panicked.runs(), 1);
+    let (working, worked) = app(layer().with_idempotency(shared), Behaviour::Ok);
+    assert_eq!(send(&working, deliver("evt_1", "s")).await.status(), 200);
+    assert_eq!(worked.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_dropped_response_future_releases_the_event_so_the_retry_is_processed() {
+    let shared = Idempotency::new(MemoryStore::default());
+    let (slow, started) = app(
+        layer().with_idempotency(shared.clone()),
+        Behaviour::Sleep(Duration::from_secs(3600)),
+    );
+    let delivery = tokio::spawn(async move { send(&slow, deliver("evt_1", "s")).await });
+    while started.runs() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The client goes away (or a timeout layer fires): the response future is dropped.
+    delivery.abort();
+    assert!(delivery.await.unwrap_err().is_cancelled());
+    let (working, worked) = app(layer().with_idempotency(shared), Behaviour::Ok);
+    assert_eq!(send(&working, deliver("evt_1", "s")).await.status(), 200);
+    assert_eq!(worked.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_forged_delivery_never_reaches_the_store() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let store = Counting {
+        inner: MemoryStore::default(),
+        calls: calls.clone(),
+    };
+    let (app, seen) = app(layer().with_store(store), Behaviour::Ok);
+    // An attacker who knows a real event id tries to poison the dedup cache.
+    let forged = sotion_request(
+        &Secret::new("whsec_attacker").unwrap(),
+        event("evt_real", "site_1"),
+    );
+    assert_rejected(send(&app, forged).await, 401, "signature_mismatch", &seen).await;
+    let mut unsigned = deliver("evt_real", "site_1");
+    unsigned.headers_mut().remove("x-webhook-signature");
+    assert_rejected(send(&app, unsigned).await, 401, "missing_signature", &seen).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "an unauthenticated request touched the store"
+    );
+    // The genuine delivery is processed.
+    assert_eq!(
+        send(&app, deliver("evt_real", "site_1")).await.status(),
+        200
+    );
+    assert_eq!(seen.runs(), 1);
+    assert!(calls.load(Ordering::SeqCst) >= 2);
+}
+
+#[tokio::test]
+async fn an_invalid_envelope_never_reaches_the_store() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let store = Counting {
+        inner: MemoryStore::default(),
+        calls: calls.clone(),
+    };
+    let (app, seen) = app(layer().with_store(store), Behaviour::Ok);
+    let mut mismatched = deliver("evt_1", "site_1");
+    mismatched
+        .headers_mut()
+        .insert("x-webhook-id", "evt_2".parse().unwrap());
+    assert_rejected(send(&app, mismatched).await, 400, "id_mismatch", &seen).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn the_same_event_id_from_two_sites_is_processed_once_per_site() {
+    let (app, seen) = app(layer(), Behaviour::Ok);
+    for site in ["site_a", "site_b", "site_a", "site_b"] {
+        assert_eq!(send(&app, deliver("evt_same", site)).await.status(), 200);
+    }
+    assert_eq!(seen.runs(), 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_store_answers_503_with_retry_after_and_runs_nothing() {
+    let (app, seen) = app(layer().with_store(Down), Behaviour::Ok);
+    let response = send(&app, deliver("evt_1", "s")).await;
+    assert_eq!(response.headers()["retry-after"], "30");
+    assert_rejected(response, 503, "store_unavailable", &seen).await;
+}
+
+#[tokio::test]
+async fn failing_open_runs_the_handler_when_the_store_is_down() {
+    let (app, seen) = app(
+        layer().with_idempotency(Idempotency::new(Down).fail_open(true)),
+        Behaviour::Ok,
+    );
+    assert_eq!(send(&app, deliver("evt_1", "s")).await.status(), 200);
+    assert_eq!(seen.runs(), 1);
+}
+
+#[tokio::test]
+async fn an_inner_service_error_releases_the_event() {
+    use std::convert::Infallible;
+    use tower::{service_fn, Layer, ServiceExt};
+    let store = Arc::new(MemoryStore::default());
+    let erroring = layer()
+        .with_idempotency(Idempotency::from_shared(store.clone()))
+        .layer(service_fn(
+            |_: http::Request<http_body_util::Full<Bytes>>| async {
+                Err::<http::Response<http_body_util::Full<Bytes>>, _>(std::io::Error::other("boom"))
+            },
+        ));
+    assert!(erroring.oneshot(deliver("evt_1", "s")).await.is_err());
+    assert_eq!(store.in_flight_len(), 0);
+    assert_eq!(store.done_len(), 0);
+    let working = layer()
+        .with_idempotency(Idempotency::from_shared(store.clone()))
+        .layer(service_fn(
+            |_: http::Request<http_body_util::Full<Bytes>>| async {
+                Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(Bytes::new())))
+            },
+        ));
+    assert_eq!(
+        working
+            .oneshot(deliver("evt_1", "s"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(store.done_len(), 1);
+}
+
+#[tokio::test]
+async fn without_idempotency_every_delivery_reaches_the_handler() {
+    let (app, seen) = app(layer().without_idempotency(), Behaviour::Ok);
+    send(&app, deliver("evt_1", "s")).await;
+    send(&app, deliver("evt_1", "s")).await;
+    assert_eq!(seen.runs(), 2);
+}
+
+#[tokio::test]
+async fn the_memory_store_stays_bounded_under_a_stream_of_new_events() {
+    let store = Arc::new(MemoryStore::with_capacity(50).unwrap());
+    let (app, seen) = app(
+        layer().with_idempotency(Idempotency::from_shared(store.clone())),
+        Behaviour::Ok,
+    );
+    for n in 0..500 {
+        assert_eq!(
+            send(&app, deliver(&format!("evt_{n}"), "s")).await.status(),
+            200
+        );
+        assert!(store.done_len() <= 50);
+    }
+    assert_eq!(seen.runs(), 500);
+    assert_eq!(store.done_len(), 50);
+    assert_eq!(store.in_flight_len(), 0);
+}
