@@ -38,15 +38,14 @@ async fn handle(meta: WebhookMeta, event: Envelope) -> &'static str {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("WEBHOOK_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-    let secret = match std::env::var("WEBHOOK_SECRET") {
-        Ok(secret) => Secret::new(secret).map_err(|e| format!("WEBHOOK_SECRET: {e}"))?,
-        Err(_) => {
-            eprintln!("WEBHOOK_SECRET is not set: using the development secret {DEV_SECRET}");
-            Secret::new(DEV_SECRET)?
-        }
+    let secret = if let Ok(secret) = std::env::var("WEBHOOK_SECRET") {
+        Secret::new(secret).map_err(|e| format!("WEBHOOK_SECRET: {e}"))?
+    } else {
+        eprintln!("WEBHOOK_SECRET is not set: using the development secret {DEV_SECRET}");
+        Secret::new(DEV_SECRET)?
     };
 
-    let layer = with_store(WebhookLayer::new(secret)).await?;
+    let layer = with_store(WebhookLayer::new(secret))?;
     // `route_layer`: the layer guards POST only; other methods get 405 without touching it.
     let app = Router::new().route("/webhooks", post(handle).route_layer(layer));
 
@@ -59,26 +58,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 #[cfg(feature = "redis")]
-async fn with_store(layer: WebhookLayer) -> Result<WebhookLayer, Box<dyn std::error::Error>> {
+fn with_store(layer: WebhookLayer) -> Result<WebhookLayer, Box<dyn std::error::Error>> {
     use std::time::Duration;
     use tower_webhook::idempotency::RedisStore;
-    match std::env::var("REDIS_URL") {
-        Ok(url) => {
-            let store = RedisStore::connect_lazy(&url)
-                .map_err(|e| format!("REDIS_URL: {e}"))?
-                .with_timeout(Duration::from_secs(2));
-            eprintln!("deduplicating deliveries in Redis at {url}");
-            Ok(layer.with_store(store))
-        }
-        Err(_) => {
-            eprintln!("deduplicating deliveries in memory (set REDIS_URL to share them)");
-            Ok(layer)
-        }
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        let store = RedisStore::connect_lazy(&url)
+            .map_err(|e| format!("REDIS_URL: {e}"))?
+            .with_timeout(Duration::from_secs(2));
+        eprintln!("deduplicating deliveries in Redis at {url}");
+        Ok(layer.with_store(store))
+    } else {
+        eprintln!("deduplicating deliveries in memory (set REDIS_URL to share them)");
+        Ok(layer)
     }
 }
 
 #[cfg(not(feature = "redis"))]
-async fn with_store(layer: WebhookLayer) -> Result<WebhookLayer, Box<dyn std::error::Error>> {
+fn with_store(layer: WebhookLayer) -> Result<WebhookLayer, Box<dyn std::error::Error>> {
     if std::env::var_os("REDIS_URL").is_some() {
         return Err("REDIS_URL is set, but this build has no Redis support: \
             run `cargo run --example receiver --features redis`"

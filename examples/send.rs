@@ -36,7 +36,7 @@ fn parse_args() -> Result<Args, String> {
             other if other.starts_with('-') => {
                 return Err(format!("unknown option {other}\n{USAGE}"))
             }
-            other => args.event = other.to_owned(),
+            other => other.clone_into(&mut args.event),
         }
     }
     Ok(args)

@@ -318,13 +318,13 @@ impl ParsedEnvelope {
         })?;
         check_id(&wire.id)
             .map_err(|message| Rejection::new(RejectionKind::InvalidEventId, message))?;
-        check_token(&wire.event).map_err(|_| {
+        check_token(&wire.event).map_err(|()| {
             Rejection::new(
                 RejectionKind::InvalidEnvelope,
                 "`type` must be 1 to 255 bytes without control characters",
             )
         })?;
-        check_token(&wire.site_id).map_err(|_| {
+        check_token(&wire.site_id).map_err(|()| {
             Rejection::new(
                 RejectionKind::InvalidEnvelope,
                 "`siteId` must be 1 to 255 bytes without control characters",
@@ -373,7 +373,7 @@ fn subslice(whole: &Bytes, part: &[u8]) -> Option<Bytes> {
 
 /// An event id: 1 to [`MAX_ID_LEN`] bytes, no control characters.
 pub(crate) fn check_id(id: &str) -> Result<(), &'static str> {
-    check_token(id).map_err(|_| "the event id must be 1 to 255 bytes without control characters")
+    check_token(id).map_err(|()| "the event id must be 1 to 255 bytes without control characters")
 }
 
 fn check_token(value: &str) -> Result<(), ()> {

@@ -131,13 +131,10 @@ impl Scheme {
     /// `415 unsupported_content_encoding` for any `Content-Encoding` but `identity`.
     pub fn check_content_encoding(&self, headers: &HeaderMap) -> Result<(), Rejection> {
         let all_identity = headers.get_all(CONTENT_ENCODING).iter().all(|value| {
-            value
-                .to_str()
-                .map(|v| {
-                    v.split(',')
-                        .all(|c| c.trim().eq_ignore_ascii_case("identity"))
-                })
-                .unwrap_or(false)
+            value.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .all(|c| c.trim().eq_ignore_ascii_case("identity"))
+            })
         });
         if all_identity {
             Ok(())

@@ -1,4 +1,5 @@
 //! The idempotency guard in the layer, with the in-memory store and with test doubles.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! `redis`). Without `redis-server` on the PATH these tests fail under `CI=true` and are
 //! skipped, loudly, otherwise; `scripts/test` installs it.
 #![cfg(feature = "redis")]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The verification layer, request by request: every rejection and the accepted path.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
 
@@ -161,7 +162,7 @@ async fn accepts_every_configured_secret_during_rotation_and_no_other() {
 /// A body that records whether it was ever polled, and yields `chunks` of `size` bytes.
 struct Probe {
     polled: Arc<AtomicBool>,
-    pulled: Arc<AtomicUsize>,
+    bytes_read: Arc<AtomicUsize>,
     chunks: usize,
     size: usize,
 }
@@ -179,21 +180,21 @@ impl http_body::Body for Probe {
             return Poll::Ready(None);
         }
         self.chunks -= 1;
-        self.pulled.fetch_add(self.size, Ordering::SeqCst);
+        self.bytes_read.fetch_add(self.size, Ordering::SeqCst);
         Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b' '; self.size])))))
     }
 }
 
 fn probe(chunks: usize, size: usize) -> (Probe, Arc<AtomicBool>, Arc<AtomicUsize>) {
     let polled = Arc::new(AtomicBool::new(false));
-    let pulled = Arc::new(AtomicUsize::new(0));
+    let bytes_read = Arc::new(AtomicUsize::new(0));
     let body = Probe {
         polled: polled.clone(),
-        pulled: pulled.clone(),
+        bytes_read: bytes_read.clone(),
         chunks,
         size,
     };
-    (body, polled, pulled)
+    (body, polled, bytes_read)
 }
 
 fn signed_headers_with_body<B>(body: B, content_length: Option<u64>) -> Request<B> {
@@ -221,11 +222,11 @@ async fn refuses_an_oversized_content_length_before_reading_the_body() {
 async fn cuts_a_chunked_body_at_the_limit_without_buffering_it_all() {
     let (app, seen) = app(layer().with_body_limit(4096), Behaviour::Ok);
     // 64 MiB announced by nobody: 1,024 chunks of 64 KiB.
-    let (body, _, pulled) = probe(1024, 64 * 1024);
+    let (body, _, bytes_read) = probe(1024, 64 * 1024);
     let request = signed_headers_with_body(body, None);
     assert_rejected(send(&app, request).await, 413, "payload_too_large", &seen).await;
     assert_eq!(
-        pulled.load(Ordering::SeqCst),
+        bytes_read.load(Ordering::SeqCst),
         64 * 1024,
         "read past the first chunk over the limit"
     );

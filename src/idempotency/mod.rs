@@ -307,11 +307,10 @@ fn run_detached(mut work: Detached) -> Option<tokio::task::JoinHandle<()>> {
     {
         return None;
     }
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => Some(runtime.spawn(work)),
-        Err(_) => {
-            tracing::error!("no Tokio runtime to finish an idempotency store call on");
-            None
-        }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        Some(runtime.spawn(work))
+    } else {
+        tracing::error!("no Tokio runtime to finish an idempotency store call on");
+        None
     }
 }
