@@ -79,3 +79,8 @@ pub use self::meta::WebhookMeta;
 pub use self::scheme::Scheme;
 pub use self::secret::{Secret, Secrets};
 pub use time;
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

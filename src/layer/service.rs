@@ -38,6 +38,7 @@ impl<S> WebhookService<S> {
 
 /// The raw `data` of a verified envelope, for the `Envelope<T>` extractor.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
 pub(crate) struct EnvelopeData(pub(crate) Bytes);
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for WebhookService<S>
