@@ -376,7 +376,7 @@ pub(crate) fn check_id(id: &str) -> Result<(), &'static str> {
     check_token(id).map_err(|()| "the event id must be 1 to 255 bytes without control characters")
 }
 
-fn check_token(value: &str) -> Result<(), ()> {
+pub(crate) fn check_token(value: &str) -> Result<(), ()> {
     if value.is_empty() || value.len() > MAX_ID_LEN || value.chars().any(char::is_control) {
         Err(())
     } else {

@@ -25,6 +25,9 @@ pub enum RejectionKind {
     /// The signature header is empty, repeated, not ASCII, lacks its prefix or does not hold
     /// exactly one well-formed digest. `401 malformed_signature`.
     MalformedSignature,
+    /// A header the signature covers (such as Standard Webhooks' `webhook-id`) is absent or
+    /// repeated. `401 missing_signed_header`.
+    MissingSignedHeader,
     /// The body is larger than the configured limit, by `Content-Length` or while streaming.
     /// `413 payload_too_large`.
     PayloadTooLarge,
@@ -71,6 +74,10 @@ pub enum RejectionKind {
     /// Another delivery of the same event is being handled right now; the sender should retry
     /// later. `409 in_flight` with `Retry-After`.
     InFlight,
+    /// The per-request secret resolver failed (its backing store is down); nothing was
+    /// processed and the sender should retry later. `503 secrets_unavailable` with
+    /// `Retry-After`.
+    SecretsUnavailable,
     /// The idempotency store could not be reached; nothing was processed and the sender should
     /// retry later. `503 store_unavailable` with `Retry-After`.
     StoreUnavailable,
@@ -83,6 +90,7 @@ impl RejectionKind {
         match self {
             Self::MissingSignature
             | Self::MalformedSignature
+            | Self::MissingSignedHeader
             | Self::SignatureMismatch
             | Self::TimestampTooOld
             | Self::TimestampInFuture
@@ -99,7 +107,7 @@ impl RejectionKind {
             | Self::EventMismatch
             | Self::InvalidHeader => StatusCode::BAD_REQUEST,
             Self::InFlight => StatusCode::CONFLICT,
-            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreUnavailable | Self::SecretsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -109,6 +117,7 @@ impl RejectionKind {
         match self {
             Self::MissingSignature => "missing_signature",
             Self::MalformedSignature => "malformed_signature",
+            Self::MissingSignedHeader => "missing_signed_header",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedContentEncoding => "unsupported_content_encoding",
             Self::BodyReadFailed => "body_read_failed",
@@ -126,6 +135,7 @@ impl RejectionKind {
             Self::InvalidHeader => "invalid_header",
             Self::InFlight => "in_flight",
             Self::StoreUnavailable => "store_unavailable",
+            Self::SecretsUnavailable => "secrets_unavailable",
         }
     }
 
@@ -280,6 +290,7 @@ mod tests {
         let kinds = [
             RejectionKind::MissingSignature,
             RejectionKind::MalformedSignature,
+            RejectionKind::MissingSignedHeader,
             RejectionKind::PayloadTooLarge,
             RejectionKind::UnsupportedContentEncoding,
             RejectionKind::BodyReadFailed,
@@ -297,6 +308,7 @@ mod tests {
             RejectionKind::InvalidHeader,
             RejectionKind::InFlight,
             RejectionKind::StoreUnavailable,
+            RejectionKind::SecretsUnavailable,
         ];
         let codes: std::collections::HashSet<_> = kinds.iter().map(|k| k.code()).collect();
         assert_eq!(codes.len(), kinds.len());

@@ -13,7 +13,7 @@ use http::{header, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::envelope::{Envelope, EventType};
-use crate::layer::EnvelopeData;
+use crate::layer::{EnvelopeData, VerifiedBody};
 use crate::meta::WebhookMeta;
 
 /// The extractor ran on a request that did not go through the
@@ -81,13 +81,43 @@ impl IntoResponse for InvalidData {
     }
 }
 
-/// Why [`Envelope<T>`] could not be extracted.
+/// [`Envelope<T>`] was used behind a layer whose scheme is not Sotion's: a programming error,
+/// answered `500`. Use [`Verified<T>`] for other senders.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotAnEnvelope;
+
+impl NotAnEnvelope {
+    const MESSAGE: &'static str = "Envelope<T> reads Sotion envelopes, and this route's \
+        WebhookLayer uses another scheme: extract Verified<T> and WebhookMeta instead";
+}
+
+impl fmt::Display for NotAnEnvelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Self::MESSAGE)
+    }
+}
+
+impl std::error::Error for NotAnEnvelope {}
+
+impl IntoResponse for NotAnEnvelope {
+    fn into_response(self) -> Response {
+        json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "not_an_envelope",
+            Self::MESSAGE,
+        )
+    }
+}
+
+/// Why [`Envelope<T>`] or [`Verified<T>`] could not be extracted.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum EnvelopeRejection {
     /// The route lacks the layer (`500`).
     MissingWebhookLayer(MissingWebhookLayer),
-    /// `data` does not fit `T` (`422`).
+    /// `Envelope<T>` behind a non-Sotion scheme (`500`).
+    NotAnEnvelope(NotAnEnvelope),
+    /// The data does not fit `T` (`422`).
     InvalidData(InvalidData),
 }
 
@@ -95,6 +125,7 @@ impl fmt::Display for EnvelopeRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::MissingWebhookLayer(inner) => inner.fmt(f),
+            Self::NotAnEnvelope(inner) => inner.fmt(f),
             Self::InvalidData(inner) => inner.fmt(f),
         }
     }
@@ -106,8 +137,52 @@ impl IntoResponse for EnvelopeRejection {
     fn into_response(self) -> Response {
         match self {
             Self::MissingWebhookLayer(inner) => inner.into_response(),
+            Self::NotAnEnvelope(inner) => inner.into_response(),
             Self::InvalidData(inner) => inner.into_response(),
         }
+    }
+}
+
+/// The whole verified body, deserialized from JSON into `T`, for any scheme: a tuple newtype
+/// like axum's `Json<T>`, but only ever built from bytes whose signature verified.
+///
+/// Needs the [`WebhookLayer`](crate::WebhookLayer) (`500` without it); a body that does not
+/// fit `T` is `422 invalid_data`. Pair it with [`WebhookMeta`] for the id, event and timestamp.
+///
+/// ```
+/// use serde::Deserialize;
+/// use tower_webhook::{extract::Verified, WebhookMeta};
+///
+/// #[derive(Deserialize)]
+/// struct StripeEvent {
+///     id: String,
+///     #[serde(rename = "type")]
+///     kind: String,
+/// }
+///
+/// async fn handler(meta: WebhookMeta, Verified(event): Verified<StripeEvent>) -> String {
+///     format!("{} {} {}", meta.id(), event.id, event.kind)
+/// }
+/// # let _ = handler;
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verified<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Verified<T>
+where
+    T: DeserializeOwned,
+    S: Sync,
+{
+    type Rejection = EnvelopeRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let VerifiedBody(body) = parts
+            .extensions
+            .get::<VerifiedBody>()
+            .ok_or(EnvelopeRejection::MissingWebhookLayer(MissingWebhookLayer))?;
+        serde_json::from_slice(body)
+            .map(Verified)
+            .map_err(|error| EnvelopeRejection::InvalidData(InvalidData(error)))
     }
 }
 
@@ -150,7 +225,7 @@ where
             meta.timestamp(),
             meta.version(),
         ) else {
-            return Err(EnvelopeRejection::MissingWebhookLayer(MissingWebhookLayer));
+            return Err(EnvelopeRejection::NotAnEnvelope(NotAnEnvelope));
         };
         let data = serde_json::from_slice(data)
             .map_err(|error| EnvelopeRejection::InvalidData(InvalidData(error)))?;

@@ -58,6 +58,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod clock;
 pub mod envelope;
 pub mod error;
 #[cfg(feature = "axum")]
@@ -71,13 +72,14 @@ mod secret;
 pub mod testing;
 pub mod verify;
 
+pub use self::clock::{Clock, SystemClock};
 pub use self::envelope::{Envelope, EventType};
 pub use self::error::{ConfigError, Rejection, RejectionKind};
 pub use self::idempotency::{Idempotency, IdempotencyStore, MemoryStore};
 pub use self::layer::{WebhookLayer, WebhookService};
 pub use self::meta::WebhookMeta;
 pub use self::scheme::Scheme;
-pub use self::secret::{Secret, Secrets};
+pub use self::secret::{ResolveError, ResolveFuture, Secret, SecretResolver, Secrets, Tenant};
 pub use time;
 
 /// The README's examples, compiled as doctests.

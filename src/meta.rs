@@ -1,5 +1,7 @@
 //! The verified facts about one delivery, handed to the inner service in request extensions.
 
+use std::borrow::Cow;
+
 use time::OffsetDateTime;
 
 use crate::envelope::EventType;
@@ -7,8 +9,9 @@ use crate::envelope::EventType;
 /// What the layer verified about a delivery: put in the request's extensions before the inner
 /// service is called, and an axum extractor (feature `axum`) for handlers.
 ///
-/// Every field except [`delivery`](Self::delivery) comes from the **signed** body, never from an
-/// unsigned header (the headers were only checked to agree with it).
+/// For Sotion, every field except [`delivery`](Self::delivery) comes from the **signed** body,
+/// never from an unsigned header (the headers were only checked to agree with it). Other
+/// schemes say in their docs which of their facts are signed.
 ///
 /// ```
 /// # #[cfg(feature = "axum")] {
@@ -23,29 +26,32 @@ use crate::envelope::EventType;
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookMeta {
-    pub(crate) scheme: &'static str,
+    pub(crate) scheme: Cow<'static, str>,
     pub(crate) id: String,
     pub(crate) event: EventType,
     pub(crate) delivery: Option<String>,
     pub(crate) site_id: Option<String>,
+    pub(crate) tenant: Option<String>,
     pub(crate) timestamp: Option<OffsetDateTime>,
     pub(crate) version: Option<String>,
 }
 
 impl WebhookMeta {
-    /// The name of the scheme that verified the delivery (`"sotion"`, ...).
+    /// The name of the scheme that verified the delivery (`"sotion"`, `"github"`, ...).
     #[must_use]
-    pub fn scheme(&self) -> &'static str {
-        self.scheme
+    pub fn scheme(&self) -> &str {
+        &self.scheme
     }
 
-    /// The event id from the signed body: the same across retries of one event.
+    /// The event id, as the scheme defines it (Sotion: the signed body's `id`): the same across
+    /// retries of one event.
     #[must_use]
     pub fn id(&self) -> &str {
         &self.id
     }
 
-    /// The event type from the signed body.
+    /// The event type, as the scheme defines it (Sotion: the signed body's `type`);
+    /// `EventType::Other("")` for a scheme or delivery that carries none.
     #[must_use]
     pub fn event(&self) -> &EventType {
         &self.event
@@ -59,13 +65,22 @@ impl WebhookMeta {
         self.delivery.as_deref()
     }
 
-    /// The site (tenant) the event belongs to, from the signed body.
+    /// The scope of the event id, from the signed body when the scheme has one (Sotion's
+    /// `siteId`, sota.io's `project_id`).
     #[must_use]
     pub fn site_id(&self) -> Option<&str> {
         self.site_id.as_deref()
     }
 
-    /// When the event occurred, from the signed body.
+    /// The tenant a [`SecretResolver`](crate::SecretResolver) matched the request to, if the
+    /// layer uses one.
+    #[must_use]
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
+    /// The signed timestamp (Sotion: when the event occurred, from the body; Standard
+    /// Webhooks, Stripe, Slack: when the delivery was signed).
     #[must_use]
     pub fn timestamp(&self) -> Option<OffsetDateTime> {
         self.timestamp

@@ -1,8 +1,11 @@
 //! Signing secrets that never show themselves, and sets of them for rotation.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 use hmac::{Hmac, Mac};
+use http::request::Parts;
 use sha2::Sha256;
 
 use crate::error::ConfigError;
@@ -112,6 +115,87 @@ impl Secrets {
 impl From<Secret> for Secrets {
     fn from(secret: Secret) -> Self {
         Self::new(secret)
+    }
+}
+
+/// A customer (tenant) of a multi-tenant receiver and the secrets its deliveries are signed
+/// with, as a [`SecretResolver`] finds them.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    id: String,
+    secrets: Secrets,
+}
+
+impl Tenant {
+    /// The tenant `id` (it scopes idempotency keys and is reported in
+    /// [`WebhookMeta::tenant`](crate::WebhookMeta::tenant)) and its current secrets.
+    #[must_use]
+    pub fn new(id: impl Into<String>, secrets: impl Into<Secrets>) -> Self {
+        Self {
+            id: id.into(),
+            secrets: secrets.into(),
+        }
+    }
+
+    /// The tenant's id.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(crate) fn into_parts(self) -> (String, Secrets) {
+        (self.id, self.secrets)
+    }
+}
+
+/// A resolver could not look the secrets up (its database is down, ...). The layer answers
+/// `503 secrets_unavailable` with `Retry-After`, so the sender retries later.
+#[derive(Debug, thiserror::Error)]
+#[error("secret resolver failed: {0}")]
+pub struct ResolveError(pub Box<dyn std::error::Error + Send + Sync>);
+
+/// The future a [`SecretResolver`] returns.
+pub type ResolveFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<Tenant>, ResolveError>> + Send + 'a>>;
+
+/// Picks the secrets per request, for receivers that serve many customers, each with its own
+/// secret: typically from the request's path (`/webhooks/{customer}`) or an unsigned header.
+///
+/// What it reads is **not** trusted: it only selects which secrets to try, and the signature is
+/// then verified against them as usual. `Ok(None)` (no such tenant) is answered like a wrong
+/// signature, `401 signature_mismatch`, so the endpoint does not reveal which tenants exist.
+///
+/// Implemented for closures `Fn(&Parts) -> impl Future<Output = Result<Option<Tenant>,
+/// ResolveError>>`:
+///
+/// ```
+/// use tower_webhook::{ResolveError, Secret, Tenant, WebhookLayer};
+///
+/// let layer = WebhookLayer::per_tenant(|parts: &http::request::Parts| {
+///     let customer = parts.uri.path().rsplit('/').next().unwrap_or("").to_owned();
+///     async move {
+///         // Look the customer's secret up in your database here.
+///         let secret = match customer.as_str() {
+///             "acme" => Secret::new("whsec_acme").map_err(|e| ResolveError(e.into()))?,
+///             _ => return Ok(None),
+///         };
+///         Ok(Some(Tenant::new(customer, secret)))
+///     }
+/// });
+/// # let _ = layer;
+/// ```
+pub trait SecretResolver: Send + Sync + 'static {
+    /// The tenant a request claims to come from, with its secrets; `None` if there is none.
+    fn resolve<'a>(&'a self, request: &'a Parts) -> ResolveFuture<'a>;
+}
+
+impl<F, Fut> SecretResolver for F
+where
+    F: Fn(&Parts) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<Tenant>, ResolveError>> + Send + 'static,
+{
+    fn resolve<'a>(&'a self, request: &'a Parts) -> ResolveFuture<'a> {
+        Box::pin(self(request))
     }
 }
 

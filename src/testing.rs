@@ -24,9 +24,9 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request};
 use http_body_util::Full;
 
-use crate::scheme::{SOTION_DELIVERY, SOTION_EVENT, SOTION_ID, SOTION_SIGNATURE};
+use crate::idempotency::Token;
+use crate::scheme::{Outgoing, Scheme, SOTION_DELIVERY, SOTION_EVENT, SOTION_ID};
 use crate::secret::Secret;
-use crate::verify::sign;
 
 /// A Sotion envelope for event `event_type` with id `id` from site `site_id`, with a small
 /// sample `data` object, as bytes.
@@ -69,6 +69,48 @@ pub fn sotion_event_with_data(
 #[must_use]
 pub fn sotion_request(secret: &Secret, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
     let body = body.into();
+    let fields: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let field = |name: &str| {
+        fields
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+    };
+    let mut request = signed_request(
+        &Scheme::sotion(),
+        secret,
+        &Outgoing {
+            id: field("id"),
+            event: field("type"),
+            timestamp: 0,
+            body: &body,
+        },
+    );
+    let headers = request.headers_mut();
+    for name in [SOTION_ID, SOTION_EVENT] {
+        if headers.get(&name).is_some_and(|value| value.is_empty()) {
+            headers.remove(&name);
+        }
+    }
+    headers.insert(
+        SOTION_DELIVERY,
+        HeaderValue::from_str(&Token::random().to_hex())
+            .unwrap_or(HeaderValue::from_static("delivery")),
+    );
+    request
+}
+
+/// A `POST /webhooks` request carrying `message.body`, signed with `secret` the way `scheme`
+/// signs (signature, timestamp, id and event headers as the scheme reads them), with
+/// `Content-Type: application/json` and `Content-Length`. A header value the id or event
+/// cannot be is left out.
+#[must_use]
+pub fn signed_request(
+    scheme: &Scheme,
+    secret: &Secret,
+    message: &Outgoing<'_>,
+) -> Request<Full<Bytes>> {
+    let body = Bytes::copy_from_slice(message.body);
     let mut request = Request::new(Full::new(body.clone()));
     *request.method_mut() = Method::POST;
     *request.uri_mut() = http::Uri::from_static("/webhooks");
@@ -78,23 +120,19 @@ pub fn sotion_request(secret: &Secret, body: impl Into<Bytes>) -> Request<Full<B
         HeaderValue::from_static("application/json"),
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    if let Ok(value) = HeaderValue::from_str(&sign(secret, &body)) {
-        headers.insert(SOTION_SIGNATURE, value);
+    let signed = scheme.sign(secret, message).or_else(|_| {
+        // An id or event that cannot be a header: sign without them, as a hostile sender would.
+        scheme.sign(
+            secret,
+            &Outgoing {
+                id: "",
+                event: "",
+                ..*message
+            },
+        )
+    });
+    if let Ok(signed) = signed {
+        headers.extend(signed);
     }
-    let fields: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    for (name, field) in [(SOTION_ID, "id"), (SOTION_EVENT, "type")] {
-        if let Some(value) = fields
-            .get(field)
-            .and_then(serde_json::Value::as_str)
-            .and_then(|v| HeaderValue::from_str(v).ok())
-        {
-            headers.insert(name, value);
-        }
-    }
-    headers.insert(
-        SOTION_DELIVERY,
-        HeaderValue::from_str(&crate::idempotency::Token::random().to_hex())
-            .unwrap_or(HeaderValue::from_static("delivery")),
-    );
     request
 }

@@ -16,10 +16,13 @@
 //! headers.insert("x-webhook-id", "evt_1".parse()?);
 //! headers.insert("x-webhook-event", "member.created".parse()?);
 //!
-//! let meta = verify::verify(&Scheme::sotion(), &Secrets::new(secret), &headers, body)?;
+//! let now = std::time::SystemTime::now();
+//! let meta = verify::verify(&Scheme::sotion(), &Secrets::new(secret), &headers, body, now)?;
 //! assert_eq!(meta.id(), "evt_1");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use hmac::Mac;
@@ -28,7 +31,7 @@ use subtle::{Choice, ConstantTimeEq};
 
 use crate::error::{Rejection, RejectionKind};
 use crate::meta::WebhookMeta;
-use crate::scheme::{Scheme, DIGEST_LEN, SHA256_PREFIX};
+use crate::scheme::{Candidates, Scheme, DIGEST_LEN, SHA256_PREFIX};
 use crate::secret::{HmacSha256, Secret, Secrets};
 
 /// The HMAC-SHA256 of `payload` keyed with `secret`.
@@ -40,7 +43,7 @@ pub fn digest(secret: &Secret, payload: &[u8]) -> [u8; DIGEST_LEN] {
 }
 
 /// The signature header value for `body`: `sha256=<lower-case hex>` of its HMAC-SHA256. This
-/// is the form Sotion (and GitHub, and sota.io) send.
+/// is the form Sotion (and GitHub, and sota.io) send; [`Scheme::sign`] signs for any scheme.
 ///
 /// ```
 /// use tower_webhook::{verify::sign, Secret};
@@ -58,8 +61,9 @@ pub fn sign(secret: &Secret, body: &[u8]) -> String {
     format!("{SHA256_PREFIX}{}", hex::encode(digest(secret, body)))
 }
 
-/// Verifies a complete delivery: the signature over exactly `body`, then the envelope and the
-/// agreement of the headers with it, in the layer's order (see the crate docs).
+/// Verifies a complete delivery in the layer's order (see the crate docs): the signature over
+/// exactly the signed bytes, the freshness of a signed timestamp against `now`, then the body
+/// (for Sotion, the envelope and the agreement of the headers with it).
 ///
 /// # Errors
 /// The [`Rejection`] the layer would answer with.
@@ -68,26 +72,41 @@ pub fn verify(
     secrets: &Secrets,
     headers: &HeaderMap,
     body: &[u8],
+    now: SystemTime,
 ) -> Result<WebhookMeta, Rejection> {
-    let expected = scheme.read_signature(headers)?;
-    scheme.check_content_encoding(headers)?;
-    let mut mac = BodyMac::new(secrets);
+    let prepared = scheme.prepare(headers)?;
+    Scheme::check_content_encoding(headers)?;
+    let mut mac = BodyMac::new(secrets, &prepared.prefix);
     mac.update(body);
-    mac.finish(&expected)?;
-    let (meta, _data) = scheme.verified_meta(headers, &Bytes::copy_from_slice(body))?;
-    Ok(meta)
+    mac.finish(&prepared.candidates)?;
+    let now = unix_seconds(now);
+    scheme.check_prepared_timestamp(&prepared, now)?;
+    let described = scheme.describe(headers, &Bytes::copy_from_slice(body), &prepared, now)?;
+    Ok(described.meta)
 }
 
-/// One running MAC per accepted secret, fed as the body arrives.
+/// Seconds since the Unix epoch, negative before it, saturating far away from it.
+pub(crate) fn unix_seconds(time: SystemTime) -> i64 {
+    match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    }
+}
+
+/// One running MAC per accepted secret, fed the signed prefix and then the body as it arrives.
 pub(crate) struct BodyMac {
     macs: Vec<HmacSha256>,
 }
 
 impl BodyMac {
-    pub(crate) fn new(secrets: &Secrets) -> Self {
-        Self {
+    pub(crate) fn new(secrets: &Secrets, prefix: &[u8]) -> Self {
+        let mut mac = Self {
             macs: secrets.iter().map(Secret::mac).collect(),
+        };
+        if !prefix.is_empty() {
+            mac.update(prefix);
         }
+        mac
     }
 
     pub(crate) fn update(&mut self, chunk: &[u8]) {
@@ -96,12 +115,16 @@ impl BodyMac {
         }
     }
 
-    /// Whether any secret's MAC equals `expected`. Every MAC is finished and compared in
+    /// Whether any secret's MAC equals any of the signatures sent. Every pair is compared, in
     /// constant time; no early exit.
-    pub(crate) fn finish(self, expected: &[u8; DIGEST_LEN]) -> Result<(), Rejection> {
-        let matched = self.macs.into_iter().fold(Choice::from(0), |matched, mac| {
-            matched | mac.finalize().into_bytes().as_slice().ct_eq(expected)
-        });
+    pub(crate) fn finish(self, candidates: &Candidates) -> Result<(), Rejection> {
+        let mut matched = Choice::from(0);
+        for mac in self.macs {
+            let computed = mac.finalize().into_bytes();
+            for candidate in candidates.iter() {
+                matched |= computed.as_slice().ct_eq(candidate);
+            }
+        }
         if bool::from(matched) {
             Ok(())
         } else {
@@ -117,9 +140,29 @@ impl BodyMac {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use std::time::Duration;
 
     fn secret(key: &str) -> Secret {
         Secret::new(key).unwrap()
+    }
+
+    fn at(unix: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(unix)
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn kind(result: Result<WebhookMeta, Rejection>) -> RejectionKind {
+        result.unwrap_err().kind()
     }
 
     #[test]
@@ -127,6 +170,23 @@ mod tests {
         assert_eq!(
             sign(&secret("It's a Secret to Everybody"), b"Hello, World!"),
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+        let github = Scheme::github();
+        let good = headers(&[
+            (
+                "x-hub-signature-256",
+                "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+            ),
+            ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+            ("x-github-event", "issues"),
+        ]);
+        let secrets = Secrets::new(secret("It's a Secret to Everybody"));
+        let meta = verify(&github, &secrets, &good, b"Hello, World!", at(0)).unwrap();
+        assert_eq!(meta.id(), "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+        assert_eq!(meta.event().as_str(), "issues");
+        assert_eq!(
+            kind(verify(&github, &secrets, &good, b"Hello, World?", at(0))),
+            RejectionKind::SignatureMismatch
         );
     }
 
@@ -136,22 +196,99 @@ mod tests {
             hex::encode(digest(&secret("Jefe"), b"what do ya want for nothing?")),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+        assert_ne!(
+            hex::encode(digest(&secret("jefe"), b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    const SW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    const SW_ID: &str = "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk";
+    const SW_BODY: &[u8] = br#"{"email":"test@example.com","username":"test_user"}"#;
+    const SW_SIGNATURE: &str = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
+
+    fn standard(signature: &str, timestamp: &str) -> Result<WebhookMeta, Rejection> {
+        let scheme = Scheme::standard_webhooks();
+        let secrets = Secrets::new(scheme.secret(SW_SECRET).unwrap());
+        let headers = headers(&[
+            ("webhook-id", SW_ID),
+            ("webhook-timestamp", timestamp),
+            ("webhook-signature", signature),
+        ]);
+        verify(&scheme, &secrets, &headers, SW_BODY, at(1_649_367_553))
+    }
+
+    #[test]
+    fn matches_the_standard_webhooks_published_example_and_refuses_near_misses() {
+        let meta = standard(SW_SIGNATURE, "1649367553").unwrap();
+        assert_eq!(meta.id(), SW_ID);
+        assert_eq!(meta.timestamp().unwrap().unix_timestamp(), 1_649_367_553);
+        // Several signatures (rotation): any may match.
+        let rotated = format!("v1,Zm9vYmFyYmF6Zm9vYmFyYmF6Zm9vYmFyYmF6Zm9vYmE= {SW_SIGNATURE}");
+        assert!(standard(&rotated, "1649367553").is_ok());
+        assert_eq!(
+            kind(standard("v1,", "1649367553")),
+            RejectionKind::MalformedSignature
+        );
+        assert_eq!(
+            kind(standard(&SW_SIGNATURE[..30], "1649367553")),
+            RejectionKind::MalformedSignature
+        );
+        let wrong = SW_SIGNATURE.replace("tZ1I", "tZ1J");
+        assert_eq!(
+            kind(standard(&wrong, "1649367553")),
+            RejectionKind::SignatureMismatch
+        );
+        // The timestamp is signed: changing it breaks the signature.
+        assert_eq!(
+            kind(standard(SW_SIGNATURE, "1649367554")),
+            RejectionKind::SignatureMismatch
+        );
+        assert_eq!(
+            kind(standard(SW_SIGNATURE, "soon")),
+            RejectionKind::MalformedTimestamp
+        );
+    }
+
+    #[test]
+    fn matches_slacks_worked_example() {
+        let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+        let scheme = Scheme::slack();
+        let secrets = Secrets::new(secret("8f742231b10e8888abcd99yyyzzz85a5"));
+        let signed = |signature: &str| {
+            headers(&[
+                ("x-slack-request-timestamp", "1531420618"),
+                ("x-slack-signature", signature),
+            ])
+        };
+        let good = signed("v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503");
+        let meta = verify(&scheme, &secrets, &good, body, at(1_531_420_618)).unwrap();
+        assert_eq!(meta.id().len(), 64, "the id is the body's digest");
+        let near = signed("v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b504");
+        assert_eq!(
+            kind(verify(&scheme, &secrets, &near, body, at(1_531_420_618))),
+            RejectionKind::SignatureMismatch
+        );
+        let stale = verify(&scheme, &secrets, &good, body, at(1_531_420_618 + 301));
+        assert_eq!(kind(stale), RejectionKind::TimestampTooOld);
     }
 
     #[test]
     fn any_configured_secret_may_match_and_no_other() {
-        let body = b"payload";
-        let expected = digest(&secret("old"), body);
+        let body = b"{}";
+        let scheme = Scheme::github();
+        let signed_by = |key: &str| {
+            headers(&[
+                ("x-hub-signature-256", &sign(&secret(key), body)),
+                ("x-github-delivery", "d1"),
+            ])
+        };
         let both = Secrets::new(secret("new")).with(secret("old"));
-        let mut mac = BodyMac::new(&both);
-        mac.update(body);
-        assert!(mac.finish(&expected).is_ok());
-
+        assert!(verify(&scheme, &both, &signed_by("old"), body, at(0)).is_ok());
+        assert!(verify(&scheme, &both, &signed_by("new"), body, at(0)).is_ok());
         let only_new = Secrets::new(secret("new"));
-        let mut mac = BodyMac::new(&only_new);
-        mac.update(body);
         assert_eq!(
-            mac.finish(&expected).unwrap_err().kind(),
+            kind(verify(&scheme, &only_new, &signed_by("old"), body, at(0))),
             RejectionKind::SignatureMismatch
         );
     }
@@ -159,40 +296,39 @@ mod tests {
     #[test]
     fn hashing_in_chunks_equals_hashing_at_once() {
         let body = b"a body that arrives in several frames";
-        let expected = digest(&secret("k"), body);
-        let mut mac = BodyMac::new(&Secrets::new(secret("k")));
+        let header = headers(&[("x-webhook-signature", &sign(&secret("k"), body))]);
+        let prepared = Scheme::sotion().prepare(&header).unwrap();
+        let mut mac = BodyMac::new(&Secrets::new(secret("k")), &prepared.prefix);
         for chunk in body.chunks(5) {
             mac.update(chunk);
         }
-        assert!(mac.finish(&expected).is_ok());
+        assert!(mac.finish(&prepared.candidates).is_ok());
     }
 
     #[test]
     fn verify_checks_signature_before_the_envelope() {
         let key = secret("k");
         let body = b"not json";
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-webhook-signature",
-            HeaderValue::from_str(&sign(&secret("other"), body)).unwrap(),
-        );
-        let secrets = Secrets::new(key.clone());
         let scheme = Scheme::sotion();
+        let secrets = Secrets::new(key.clone());
+        let forged = headers(&[("x-webhook-signature", &sign(&secret("other"), body))]);
         assert_eq!(
-            verify(&scheme, &secrets, &headers, body)
-                .unwrap_err()
-                .kind(),
+            kind(verify(&scheme, &secrets, &forged, body, at(0))),
             RejectionKind::SignatureMismatch
         );
-        headers.insert(
-            "x-webhook-signature",
-            HeaderValue::from_str(&sign(&key, body)).unwrap(),
-        );
+        let genuine = headers(&[("x-webhook-signature", &sign(&key, body))]);
         assert_eq!(
-            verify(&scheme, &secrets, &headers, body)
-                .unwrap_err()
-                .kind(),
+            kind(verify(&scheme, &secrets, &genuine, body, at(0))),
             RejectionKind::InvalidJson
+        );
+    }
+
+    #[test]
+    fn unix_seconds_saturates() {
+        assert_eq!(unix_seconds(at(5)), 5);
+        assert_eq!(
+            unix_seconds(SystemTime::UNIX_EPOCH - Duration::from_secs(5)),
+            -5
         );
     }
 }

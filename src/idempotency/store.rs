@@ -99,18 +99,28 @@ impl IdempotencyKey {
     /// The key of event `id` from `scope` under `scheme`.
     #[must_use]
     pub fn new(scheme: &str, scope: &str, id: &str) -> Self {
+        Self::from_parts(&[scheme, "", scope, id])
+    }
+
+    fn from_parts(parts: &[&str]) -> Self {
         let mut hasher = Sha256::new();
-        for part in [scheme, scope, id] {
+        for part in parts {
             hasher.update((part.len() as u64).to_be_bytes());
             hasher.update(part.as_bytes());
         }
         Self(hasher.finalize().into())
     }
 
-    /// The key of a verified delivery: its scheme, its site (or no scope) and its event id.
+    /// The key of a verified delivery: its scheme, its tenant (when a resolver matched one),
+    /// its scope (Sotion's `siteId`) and its event id.
     #[must_use]
     pub fn for_delivery(meta: &WebhookMeta) -> Self {
-        Self::new(meta.scheme(), meta.site_id().unwrap_or(""), meta.id())
+        Self::from_parts(&[
+            meta.scheme(),
+            meta.tenant().unwrap_or(""),
+            meta.site_id().unwrap_or(""),
+            meta.id(),
+        ])
     }
 
     /// The digest.

@@ -4,9 +4,10 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::service::WebhookService;
+use crate::clock::{Clock, SystemClock};
 use crate::idempotency::{Idempotency, IdempotencyStore};
 use crate::scheme::Scheme;
-use crate::secret::{Secret, Secrets};
+use crate::secret::{Secret, SecretResolver, Secrets};
 
 /// The default body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
@@ -42,35 +43,86 @@ pub struct WebhookLayer {
     config: Config,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) scheme: Scheme,
-    pub(crate) secrets: Secrets,
+    pub(crate) secrets: SecretSource,
     pub(crate) body_limit: usize,
     pub(crate) body_timeout: Option<Duration>,
     pub(crate) idempotency: Option<Idempotency>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("scheme", &self.scheme.name())
+            .field("secrets", &self.secrets)
+            .field("body_limit", &self.body_limit)
+            .field("body_timeout", &self.body_timeout)
+            .field("idempotency", &self.idempotency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the layer gets the secrets to try.
+#[derive(Clone)]
+pub(crate) enum SecretSource {
+    Static(Secrets),
+    Resolver(Arc<dyn SecretResolver>),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Static(secrets) => secrets.fmt(f),
+            Self::Resolver(_) => f.write_str("SecretResolver"),
+        }
+    }
 }
 
 impl WebhookLayer {
     /// A layer accepting deliveries signed with any of `secrets` (a [`Secret`] or [`Secrets`]).
     #[must_use]
     pub fn new(secrets: impl Into<Secrets>) -> Self {
+        Self::with_source(SecretSource::Static(secrets.into()))
+    }
+
+    /// A layer for a multi-tenant receiver: `resolver` picks each request's tenant and its
+    /// secrets (see [`SecretResolver`]). Idempotency keys are scoped by tenant.
+    #[must_use]
+    pub fn per_tenant(resolver: impl SecretResolver) -> Self {
+        Self::with_source(SecretSource::Resolver(Arc::new(resolver)))
+    }
+
+    fn with_source(secrets: SecretSource) -> Self {
         Self {
             config: Config {
                 scheme: Scheme::default(),
-                secrets: secrets.into(),
+                secrets,
                 body_limit: DEFAULT_BODY_LIMIT,
                 body_timeout: Some(DEFAULT_BODY_TIMEOUT),
                 idempotency: Some(Idempotency::default()),
+                clock: Arc::new(SystemClock),
             },
         }
     }
 
     /// Also accepts deliveries signed with `secret` (for rotation: configure the new secret
-    /// beside the old one, then remove the old one once the sender has switched).
+    /// beside the old one, then remove the old one once the sender has switched). On a
+    /// [`per_tenant`](Self::per_tenant) layer the resolver decides, and this has no effect.
     #[must_use]
     pub fn with_secret(mut self, secret: Secret) -> Self {
-        self.config.secrets = self.config.secrets.with(secret);
+        if let SecretSource::Static(secrets) = self.config.secrets {
+            self.config.secrets = SecretSource::Static(secrets.with(secret));
+        }
+        self
+    }
+
+    /// The clock the freshness checks read (default: the system clock). Tests pin it.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.config.clock = Arc::new(clock);
         self
     }
 

@@ -9,12 +9,12 @@ use http_body_util::{BodyExt, Full};
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::builder::Config;
+use super::builder::{Config, SecretSource};
 use super::future::ResponseFuture;
 use crate::error::{Rejection, RejectionKind};
 use crate::idempotency::{Held, IdempotencyKey, Reservation};
-use crate::meta::WebhookMeta;
-use crate::verify::BodyMac;
+use crate::scheme::{Described, Scheme};
+use crate::verify::{unix_seconds, BodyMac};
 
 /// The middleware built by [`WebhookLayer`](super::WebhookLayer): verifies each request, then
 /// calls the inner service with the verified body (`Full<Bytes>`, the exact bytes received)
@@ -36,10 +36,18 @@ impl<S> WebhookService<S> {
     }
 }
 
-/// The raw `data` of a verified envelope, for the `Envelope<T>` extractor.
+/// The raw `data` of a verified Sotion envelope, for the `Envelope<T>` extractor.
 #[derive(Debug, Clone)]
 #[cfg_attr(not(feature = "axum"), allow(dead_code))]
 pub(crate) struct EnvelopeData(pub(crate) Bytes);
+
+/// The verified body, for the `Verified<T>` extractor.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
+pub(crate) struct VerifiedBody(pub(crate) Bytes);
+
+/// The default `Retry-After` of a `503 secrets_unavailable` answer.
+const RESOLVER_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for WebhookService<S>
 where
@@ -76,11 +84,14 @@ where
     ReqBody: Body,
 {
     let (mut parts, body) = request.into_parts();
-    let (body, meta, data) = match verify_request(&config, &parts, body).await {
+    let (body, Described { meta, data }) = match verify_request(&config, &parts, body).await {
         Ok(verified) => verified,
         Err(rejection) => return Ok(layer_response(rejection.to_response())),
     };
-    parts.extensions.insert(EnvelopeData(data));
+    if let Some(data) = data {
+        parts.extensions.insert(EnvelopeData(data));
+    }
+    parts.extensions.insert(VerifiedBody(body.clone()));
     parts.extensions.insert(meta.clone());
     let request = Request::from_parts(parts, Full::new(body));
 
@@ -147,13 +158,30 @@ async fn verify_request<B: Body>(
     config: &Config,
     parts: &request::Parts,
     body: B,
-) -> Result<(Bytes, WebhookMeta, Bytes), Rejection> {
+) -> Result<(Bytes, Described), Rejection> {
     let scheme = &config.scheme;
-    let expected = scheme.read_signature(&parts.headers)?;
+    let prepared = scheme.prepare(&parts.headers)?;
     check_declared_length(&parts.headers, &body, config.body_limit)?;
-    scheme.check_content_encoding(&parts.headers)?;
+    Scheme::check_content_encoding(&parts.headers)?;
 
-    let mut mac = BodyMac::new(&config.secrets);
+    let (mut mac, tenant) = match &config.secrets {
+        SecretSource::Static(secrets) => (BodyMac::new(secrets, &prepared.prefix), None),
+        SecretSource::Resolver(resolver) => match resolver.resolve(parts).await {
+            Ok(Some(tenant)) => {
+                let (id, secrets) = tenant.into_parts();
+                (BodyMac::new(&secrets, &prepared.prefix), Some(id))
+            }
+            Ok(None) => return Err(MISMATCH),
+            Err(error) => {
+                tracing::error!(%error, "secret resolver failed; answering 503");
+                return Err(Rejection::new(
+                    RejectionKind::SecretsUnavailable,
+                    "the receiver cannot look up its secrets right now; retry later",
+                )
+                .with_retry_after(RESOLVER_RETRY_AFTER));
+            }
+        },
+    };
     let reading = read_body(body, config.body_limit, &mut mac);
     let bytes = match config.body_timeout {
         Some(timeout) => tokio::time::timeout(timeout, reading).await.map_err(|_| {
@@ -164,10 +192,20 @@ async fn verify_request<B: Body>(
         })??,
         None => reading.await?,
     };
-    mac.finish(&expected)?;
-    let (meta, data) = scheme.verified_meta(&parts.headers, &bytes)?;
-    Ok((bytes, meta, data))
+    mac.finish(&prepared.candidates)?;
+    let now = unix_seconds(config.clock.now());
+    scheme.check_prepared_timestamp(&prepared, now)?;
+    let mut described = scheme.describe(&parts.headers, &bytes, &prepared, now)?;
+    described.meta.tenant = tenant;
+    Ok((bytes, described))
 }
+
+/// The same answer as a wrong signature, so that the endpoint does not reveal which tenants
+/// exist.
+const MISMATCH: Rejection = Rejection::new(
+    RejectionKind::SignatureMismatch,
+    "the signature does not match the body for any configured secret",
+);
 
 const TOO_LARGE: Rejection = Rejection::new(
     RejectionKind::PayloadTooLarge,

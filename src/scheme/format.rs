@@ -1,0 +1,294 @@
+//! How a signature header is written: one prefixed digest, or a list of tagged digests.
+
+use std::borrow::Cow;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
+use crate::error::{Rejection, RejectionKind};
+
+/// The length of an HMAC-SHA256 digest, in bytes.
+pub const DIGEST_LEN: usize = 32;
+
+/// The most signatures one header may carry (rotation needs two or three); more is refused as
+/// malformed, so a request cannot make the layer do unbounded work.
+pub const MAX_SIGNATURES: usize = 8;
+
+/// How the digest bytes are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Encoding {
+    /// Hexadecimal; either case is accepted, lower case is produced.
+    Hex,
+    /// Standard base64 with padding (`+/=`).
+    Base64,
+}
+
+impl Encoding {
+    fn decode(self, text: &[u8]) -> Option<[u8; DIGEST_LEN]> {
+        let mut digest = [0_u8; DIGEST_LEN];
+        match self {
+            Self::Hex => hex::decode_to_slice(text, &mut digest).ok()?,
+            Self::Base64 => {
+                // Room for the decoder's estimate; exactly 32 bytes must come out.
+                let mut buffer = [0_u8; DIGEST_LEN + 16];
+                let len = BASE64.decode_slice(text, &mut buffer).ok()?;
+                if len != DIGEST_LEN {
+                    return None;
+                }
+                digest.copy_from_slice(&buffer[..DIGEST_LEN]);
+            }
+        }
+        Some(digest)
+    }
+
+    fn encode(self, digest: &[u8; DIGEST_LEN]) -> String {
+        match self {
+            Self::Hex => hex::encode(digest),
+            Self::Base64 => BASE64.encode(digest),
+        }
+    }
+}
+
+/// The shape of a signature header's value.
+///
+/// ```
+/// use tower_webhook::scheme::{Encoding, SignatureFormat};
+///
+/// // Sotion, GitHub, sota.io: `sha256=<hex>`.
+/// let sotion = SignatureFormat::single("sha256=", Encoding::Hex);
+/// // Standard Webhooks: `v1,<base64> v1,<base64>` (several during rotation).
+/// let standard = SignatureFormat::list(' ', "v1", ',', Encoding::Base64);
+/// // Stripe: `t=<unix>,v1=<hex>,v1=<hex>`; the `t` entry is read as the timestamp.
+/// let stripe = SignatureFormat::list(',', "v1", '=', Encoding::Hex);
+/// # let _ = (sotion, standard, stripe);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignatureFormat {
+    /// Exactly one `<prefix><digest>`; the prefix is case-sensitive.
+    Single {
+        /// The text before the digest (`sha256=`, `v0=`, or empty).
+        prefix: Cow<'static, str>,
+        /// How the digest is written.
+        encoding: Encoding,
+    },
+    /// Entries separated by `separator`, each `<tag><tag_separator><value>`. Entries whose tag
+    /// is `tag` are signatures (any may match); other entries are ignored, or read by a
+    /// [`Source::SignatureTag`](super::Source::SignatureTag).
+    List {
+        /// Between entries (`' '`, `','`).
+        separator: char,
+        /// The tag of signature entries (`v1`).
+        tag: Cow<'static, str>,
+        /// Between a tag and its value (`','`, `'='`).
+        tag_separator: char,
+        /// How each digest is written.
+        encoding: Encoding,
+    },
+}
+
+impl SignatureFormat {
+    /// One `<prefix><digest>` value.
+    #[must_use]
+    pub fn single(prefix: impl Into<Cow<'static, str>>, encoding: Encoding) -> Self {
+        Self::Single {
+            prefix: prefix.into(),
+            encoding,
+        }
+    }
+
+    /// A list of tagged entries (see [`SignatureFormat::List`]).
+    #[must_use]
+    pub fn list(
+        separator: char,
+        tag: impl Into<Cow<'static, str>>,
+        tag_separator: char,
+        encoding: Encoding,
+    ) -> Self {
+        Self::List {
+            separator,
+            tag: tag.into(),
+            tag_separator,
+            encoding,
+        }
+    }
+
+    /// Reads the signatures a header value carries.
+    pub(crate) fn parse(&self, value: &[u8]) -> Result<Candidates, Rejection> {
+        let mut candidates = Candidates::default();
+        match self {
+            Self::Single { prefix, encoding } => {
+                let text = value.strip_prefix(prefix.as_bytes()).ok_or(MALFORMED)?;
+                candidates.push(encoding.decode(text).ok_or(MALFORMED)?)?;
+            }
+            Self::List {
+                separator,
+                tag,
+                tag_separator,
+                encoding,
+            } => {
+                let value = std::str::from_utf8(value).map_err(|_| MALFORMED)?;
+                for (entry_tag, text) in entries(value, *separator, *tag_separator) {
+                    if entry_tag == tag {
+                        candidates.push(encoding.decode(text.as_bytes()).ok_or(MALFORMED)?)?;
+                    }
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return Err(MALFORMED);
+        }
+        Ok(candidates)
+    }
+
+    /// The value of the entry tagged `wanted`, for a list format (exactly one such entry).
+    pub(crate) fn tagged<'v>(&self, value: &'v str, wanted: &str) -> Option<&'v str> {
+        let Self::List {
+            separator,
+            tag_separator,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let mut found = entries(value, *separator, *tag_separator)
+            .filter(|(tag, _)| *tag == wanted)
+            .map(|(_, text)| text);
+        let first = found.next()?;
+        found.next().is_none().then_some(first)
+    }
+
+    /// Writes a header value carrying `digest`, preceded by `extra` tagged entries (Stripe's
+    /// `t=`), for a list format.
+    pub(crate) fn format(&self, digest: &[u8; DIGEST_LEN], extra: &[(&str, &str)]) -> String {
+        match self {
+            Self::Single { prefix, encoding } => format!("{prefix}{}", encoding.encode(digest)),
+            Self::List {
+                separator,
+                tag,
+                tag_separator,
+                encoding,
+            } => {
+                let mut out = String::new();
+                for (extra_tag, value) in extra {
+                    out.push_str(extra_tag);
+                    out.push(*tag_separator);
+                    out.push_str(value);
+                    out.push(*separator);
+                }
+                out.push_str(tag);
+                out.push(*tag_separator);
+                out.push_str(&encoding.encode(digest));
+                out
+            }
+        }
+    }
+}
+
+const MALFORMED: Rejection = Rejection::new(
+    RejectionKind::MalformedSignature,
+    "the signature header is not in the sender's format",
+);
+
+fn entries(
+    value: &str,
+    separator: char,
+    tag_separator: char,
+) -> impl Iterator<Item = (&str, &str)> {
+    value
+        .split(separator)
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(move |entry| entry.split_once(tag_separator).unwrap_or((entry, "")))
+}
+
+/// The signatures one request carries: at most [`MAX_SIGNATURES`], kept inline (no allocation).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Candidates {
+    digests: [[u8; DIGEST_LEN]; MAX_SIGNATURES],
+    len: usize,
+}
+
+impl Candidates {
+    fn push(&mut self, digest: [u8; DIGEST_LEN]) -> Result<(), Rejection> {
+        let slot = self.digests.get_mut(self.len).ok_or(MALFORMED)?;
+        *slot = digest;
+        self.len += 1;
+        Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8; DIGEST_LEN]> {
+        self.digests[..self.len].iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(format: &SignatureFormat, value: &str) -> Result<usize, RejectionKind> {
+        format
+            .parse(value.as_bytes())
+            .map(|c| c.iter().count())
+            .map_err(|r| r.kind())
+    }
+
+    const B64: &str = "tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
+    const HEX: &str = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+
+    #[test]
+    fn reads_a_list_of_base64_signatures_and_ignores_other_versions() {
+        let standard = SignatureFormat::list(' ', "v1", ',', Encoding::Base64);
+        assert_eq!(count(&standard, &format!("v1,{B64}")), Ok(1));
+        assert_eq!(count(&standard, &format!("v1,{B64} v1,{B64}")), Ok(2));
+        assert_eq!(
+            count(&standard, &format!("v1a,xyz v2,abc  v1,{B64}")),
+            Ok(1)
+        );
+        let malformed = Err(RejectionKind::MalformedSignature);
+        assert_eq!(count(&standard, "v1,"), malformed);
+        assert_eq!(count(&standard, "v2,abc"), malformed);
+        assert_eq!(count(&standard, &format!("v1,{}", &B64[..40])), malformed);
+        assert_eq!(count(&standard, &format!("v1,{B64}AAAA")), malformed);
+        assert_eq!(count(&standard, ""), malformed);
+        let many = vec![format!("v1,{B64}"); MAX_SIGNATURES + 1].join(" ");
+        assert_eq!(count(&standard, &many), malformed);
+    }
+
+    #[test]
+    fn reads_stripe_style_key_value_lists_and_their_timestamp() {
+        let stripe = SignatureFormat::list(',', "v1", '=', Encoding::Hex);
+        let value = format!("t=1492774577,v1={HEX},v0=6ffbb59b2300aae63f27240606,v1={HEX}");
+        assert_eq!(count(&stripe, &value), Ok(2));
+        assert_eq!(stripe.tagged(&value, "t"), Some("1492774577"));
+        assert_eq!(
+            stripe.tagged("t=1,t=2,v1=x", "t"),
+            None,
+            "a repeated tag is ambiguous"
+        );
+        assert_eq!(
+            count(&stripe, "t=1492774577"),
+            Err(RejectionKind::MalformedSignature)
+        );
+    }
+
+    #[test]
+    fn formats_what_it_parses() {
+        let digest = [7_u8; DIGEST_LEN];
+        for format in [
+            SignatureFormat::single("sha256=", Encoding::Hex),
+            SignatureFormat::single("", Encoding::Base64),
+            SignatureFormat::list(' ', "v1", ',', Encoding::Base64),
+            SignatureFormat::list(',', "v1", '=', Encoding::Hex),
+        ] {
+            let value = format.format(&digest, &[("t", "12")]);
+            let parsed = format.parse(value.as_bytes()).unwrap();
+            assert_eq!(parsed.iter().collect::<Vec<_>>(), vec![&digest], "{value}");
+        }
+    }
+}

@@ -1,0 +1,531 @@
+//! What a scheme reads from one request: before the body (signatures, signed prefix, header
+//! timestamp) and after the signature verified (id, event, scope, timestamp, envelope).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, CONTENT_ENCODING};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::format::Candidates;
+use super::source::{Part, Source, TimestampFormat, Tolerance};
+use super::spec::Scheme;
+use crate::envelope::{check_id, check_token, EventType, ParsedEnvelope};
+use crate::error::{Rejection, RejectionKind};
+use crate::meta::WebhookMeta;
+
+/// What the headers say before the body is read.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// The signatures to compare.
+    pub(crate) candidates: Candidates,
+    /// The signed bytes that come before the body (empty for body-only schemes).
+    pub(crate) prefix: Vec<u8>,
+    /// The signed timestamp from a header or signature tag, in Unix seconds.
+    pub(crate) timestamp: Option<i64>,
+}
+
+/// What the verified request says.
+#[derive(Debug)]
+pub(crate) struct Described {
+    pub(crate) meta: WebhookMeta,
+    /// The raw `data` of a Sotion envelope.
+    pub(crate) data: Option<Bytes>,
+}
+
+const MALFORMED_TIMESTAMP: Rejection = Rejection::new(
+    RejectionKind::MalformedTimestamp,
+    "the signed timestamp is missing or not in the sender's format",
+);
+
+impl Scheme {
+    /// Steps before the body: the signature header, and the signed bytes that precede the body.
+    pub(crate) fn prepare(&self, headers: &HeaderMap) -> Result<Prepared, Rejection> {
+        let value = match single(headers, &self.signature_header) {
+            Single::One(value) => value,
+            Single::None => {
+                return Err(Rejection::new(
+                    RejectionKind::MissingSignature,
+                    "the request carries no signature header",
+                ))
+            }
+            Single::Many => {
+                return Err(Rejection::new(
+                    RejectionKind::MalformedSignature,
+                    "the request carries more than one signature header",
+                ))
+            }
+        };
+        let candidates = self.format.parse(value)?;
+        let timestamp_text = match &self.timestamp {
+            Some((Source::Header(name), _)) => match single(headers, name) {
+                Single::One(value) => {
+                    Some(std::str::from_utf8(value).map_err(|_| MALFORMED_TIMESTAMP)?)
+                }
+                Single::None | Single::Many => return Err(MALFORMED_TIMESTAMP),
+            },
+            Some((Source::SignatureTag(tag), _)) => {
+                let value = std::str::from_utf8(value).map_err(|_| MALFORMED_TIMESTAMP)?;
+                Some(self.format.tagged(value, tag).ok_or(MALFORMED_TIMESTAMP)?)
+            }
+            _ => None,
+        };
+        let timestamp = match (timestamp_text, &self.timestamp) {
+            (Some(text), Some((_, format))) => Some(parse_timestamp(text, *format)?),
+            _ => None,
+        };
+        let mut prefix = Vec::new();
+        for part in &self.signed {
+            match part {
+                Part::Literal(bytes) => prefix.extend_from_slice(bytes),
+                Part::Timestamp => {
+                    prefix.extend_from_slice(timestamp_text.unwrap_or("").as_bytes())
+                }
+                Part::Id => {
+                    let Source::Header(name) = &self.id else {
+                        continue;
+                    };
+                    let Single::One(id) = single(headers, name) else {
+                        return Err(Rejection::new(
+                            RejectionKind::MissingSignedHeader,
+                            "a header the signature covers (the event id) is missing or repeated",
+                        ));
+                    };
+                    prefix.extend_from_slice(id);
+                }
+                Part::Body => break,
+            }
+        }
+        Ok(Prepared {
+            candidates,
+            prefix,
+            timestamp,
+        })
+    }
+
+    /// Refuses bodies that were not sent as the bytes that were signed.
+    pub(crate) fn check_content_encoding(headers: &HeaderMap) -> Result<(), Rejection> {
+        let all_identity = headers.get_all(CONTENT_ENCODING).iter().all(|value| {
+            value.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .all(|c| c.trim().eq_ignore_ascii_case("identity"))
+            })
+        });
+        if all_identity {
+            Ok(())
+        } else {
+            Err(Rejection::new(
+                RejectionKind::UnsupportedContentEncoding,
+                "compressed bodies cannot be verified: send the body without Content-Encoding",
+            ))
+        }
+    }
+
+    /// The freshness check of a header or tag timestamp, right after the signature verified.
+    pub(crate) fn check_prepared_timestamp(
+        &self,
+        prepared: &Prepared,
+        now: i64,
+    ) -> Result<(), Rejection> {
+        match (prepared.timestamp, self.tolerance) {
+            (Some(timestamp), Some(tolerance)) => check_freshness(timestamp, now, tolerance),
+            _ => Ok(()),
+        }
+    }
+
+    /// Steps after the signature verified: the id, event, scope and timestamp, and for Sotion
+    /// the envelope and the agreement of its headers.
+    pub(crate) fn describe(
+        &self,
+        headers: &HeaderMap,
+        body: &Bytes,
+        prepared: &Prepared,
+        now: i64,
+    ) -> Result<Described, Rejection> {
+        if let Some(envelope) = &self.envelope {
+            let parsed = ParsedEnvelope::parse(body)?;
+            if let Some(tolerance) = self.tolerance {
+                check_freshness(parsed.timestamp.unix_timestamp(), now, tolerance)?;
+            }
+            if single_value(headers, &envelope.id_header) != Some(parsed.id.as_bytes()) {
+                return Err(Rejection::new(
+                    RejectionKind::IdMismatch,
+                    "the event-id header is missing or differs from the signed body's `id`",
+                ));
+            }
+            if single_value(headers, &envelope.event_header) != Some(parsed.event.as_bytes()) {
+                return Err(Rejection::new(
+                    RejectionKind::EventMismatch,
+                    "the event-type header is missing or differs from the signed body's `type`",
+                ));
+            }
+            let meta = WebhookMeta {
+                scheme: self.name.clone(),
+                event: EventType::from(parsed.event.as_str()),
+                id: parsed.id,
+                delivery: self.delivery(headers)?,
+                site_id: Some(parsed.site_id),
+                tenant: None,
+                timestamp: Some(parsed.timestamp),
+                version: Some(parsed.version),
+            };
+            return Ok(Described {
+                meta,
+                data: Some(parsed.data),
+            });
+        }
+
+        let fields = self.body_fields(body)?;
+        let id = match &self.id {
+            Source::Header(name) => header_text(headers, name)
+                .ok_or(INVALID_ID)
+                .and_then(|id| check_id(id).map(|()| id.to_owned()).map_err(|_| INVALID_ID))?,
+            Source::BodyField(name) => match fields.string(name)? {
+                Some(id) => {
+                    check_id(&id).map_err(|_| INVALID_ID)?;
+                    id.into_owned()
+                }
+                None => return Err(INVALID_ID),
+            },
+            Source::BodyDigest => hex::encode(Sha256::digest(body)),
+            Source::SignatureTag(_) => return Err(INVALID_ID),
+        };
+        let event = self.optional_token(self.event.as_ref(), headers, &fields)?;
+        let scope = self.optional_token(self.scope.as_ref(), headers, &fields)?;
+        let timestamp = match &self.timestamp {
+            Some((Source::BodyField(name), format)) => {
+                let unix = fields.timestamp(name, *format)?;
+                match (unix, self.tolerance) {
+                    (Some(unix), Some(tolerance)) => check_freshness(unix, now, tolerance)?,
+                    (None, Some(_)) => return Err(MALFORMED_TIMESTAMP),
+                    _ => {}
+                }
+                unix
+            }
+            _ => prepared.timestamp,
+        };
+        let meta = WebhookMeta {
+            scheme: self.name.clone(),
+            id,
+            event: EventType::from(event.as_deref().unwrap_or("")),
+            delivery: self.delivery(headers)?,
+            site_id: scope,
+            tenant: None,
+            timestamp: timestamp.and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok()),
+            version: None,
+        };
+        Ok(Described { meta, data: None })
+    }
+
+    fn optional_token(
+        &self,
+        source: Option<&Source>,
+        headers: &HeaderMap,
+        fields: &Fields<'_>,
+    ) -> Result<Option<String>, Rejection> {
+        let value = match source {
+            Some(Source::Header(name)) => match single(headers, name) {
+                Single::None => None,
+                Single::One(value) => Some(Cow::Borrowed(
+                    std::str::from_utf8(value).map_err(|_| INVALID_HEADER)?,
+                )),
+                Single::Many => return Err(INVALID_HEADER),
+            },
+            Some(Source::BodyField(name)) => fields.string(name)?,
+            _ => None,
+        };
+        match value {
+            Some(value) => {
+                check_token(&value).map_err(|()| INVALID_FIELD)?;
+                Ok(Some(value.into_owned()))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn delivery(&self, headers: &HeaderMap) -> Result<Option<String>, Rejection> {
+        let Some(name) = &self.delivery else {
+            return Ok(None);
+        };
+        match single(headers, name) {
+            Single::None => Ok(None),
+            Single::Many => Err(INVALID_HEADER),
+            Single::One(value) => {
+                let value = std::str::from_utf8(value).map_err(|_| INVALID_HEADER)?;
+                check_id(value).map_err(|_| INVALID_HEADER)?;
+                Ok(Some(value.to_owned()))
+            }
+        }
+    }
+
+    fn body_fields<'b>(&self, body: &'b [u8]) -> Result<Fields<'b>, Rejection> {
+        let mut wanted: Vec<&str> = Vec::new();
+        let sources = [Some(&self.id), self.event.as_ref(), self.scope.as_ref()];
+        let timestamp = self.timestamp.as_ref().map(|(source, _)| source);
+        for source in sources.into_iter().chain([timestamp]).flatten() {
+            if let Source::BodyField(name) = source {
+                wanted.push(name);
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(Fields::default());
+        }
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let values = FieldsSeed { wanted: &wanted }
+            .deserialize(&mut deserializer)
+            .and_then(|values| deserializer.end().map(|()| values))
+            .map_err(|error| {
+                if error.is_data() {
+                    Rejection::new(
+                        RejectionKind::InvalidEnvelope,
+                        "the body is not a JSON object with each field at most once",
+                    )
+                } else {
+                    Rejection::new(RejectionKind::InvalidJson, "the body is not valid JSON")
+                }
+            })?;
+        Ok(Fields {
+            names: wanted.iter().map(|name| (*name).to_owned()).collect(),
+            values,
+        })
+    }
+}
+
+const INVALID_ID: Rejection = Rejection::new(
+    RejectionKind::InvalidEventId,
+    "the event id is missing, empty, longer than 255 bytes or holds control characters",
+);
+const INVALID_HEADER: Rejection = Rejection::new(
+    RejectionKind::InvalidHeader,
+    "a header the sender describes its delivery with is repeated or garbled",
+);
+const INVALID_FIELD: Rejection = Rejection::new(
+    RejectionKind::InvalidEnvelope,
+    "the event type or scope must be 1 to 255 bytes without control characters",
+);
+
+/// Refuses a timestamp further than `tolerance` from `now`, both in Unix seconds, without
+/// overflow for any `i64`.
+pub(crate) fn check_freshness(
+    timestamp: i64,
+    now: i64,
+    tolerance: Tolerance,
+) -> Result<(), Rejection> {
+    let age = i128::from(now) - i128::from(timestamp);
+    if age > i128::from(tolerance.past.as_secs()) {
+        return Err(Rejection::new(
+            RejectionKind::TimestampTooOld,
+            "the signed timestamp is older than this receiver accepts",
+        ));
+    }
+    if -age > i128::from(tolerance.future.as_secs()) {
+        return Err(Rejection::new(
+            RejectionKind::TimestampInFuture,
+            "the signed timestamp lies too far in the future (check the sender's clock)",
+        ));
+    }
+    Ok(())
+}
+
+fn parse_timestamp(text: &str, format: TimestampFormat) -> Result<i64, Rejection> {
+    match format {
+        TimestampFormat::UnixSeconds => {
+            let digits = text.strip_prefix('-').unwrap_or(text);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(MALFORMED_TIMESTAMP);
+            }
+            text.parse().map_err(|_| MALFORMED_TIMESTAMP)
+        }
+        TimestampFormat::Rfc3339 => OffsetDateTime::parse(text, &Rfc3339)
+            .map(OffsetDateTime::unix_timestamp)
+            .map_err(|_| MALFORMED_TIMESTAMP),
+    }
+}
+
+enum Single<'h> {
+    None,
+    One(&'h [u8]),
+    Many,
+}
+
+fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Single<'h> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Single::None,
+        (Some(value), None) => Single::One(value.as_bytes()),
+        (Some(_), Some(_)) => Single::Many,
+    }
+}
+
+fn single_value<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h [u8]> {
+    match single(headers, name) {
+        Single::One(value) => Some(value),
+        Single::None | Single::Many => None,
+    }
+}
+
+fn header_text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
+    single_value(headers, name).and_then(|value| std::str::from_utf8(value).ok())
+}
+
+/// The top-level fields of the signed body a scheme reads.
+#[derive(Default)]
+struct Fields<'b> {
+    names: Vec<String>,
+    values: Vec<Option<&'b RawValue>>,
+}
+
+impl<'b> Fields<'b> {
+    fn raw(&self, name: &str) -> Option<&'b RawValue> {
+        let index = self.names.iter().position(|n| n == name)?;
+        self.values.get(index).copied().flatten()
+    }
+
+    fn string(&self, name: &str) -> Result<Option<Cow<'b, str>>, Rejection> {
+        let Some(raw) = self.raw(name) else {
+            return Ok(None);
+        };
+        serde_json::from_str::<Cow<'b, str>>(raw.get())
+            .map(Some)
+            .map_err(|_| INVALID_FIELD_TYPE)
+    }
+
+    fn timestamp(&self, name: &str, format: TimestampFormat) -> Result<Option<i64>, Rejection> {
+        let Some(raw) = self.raw(name) else {
+            return Ok(None);
+        };
+        let text = raw.get();
+        let parsed = if text.starts_with('"') {
+            let inner: Cow<'_, str> = serde_json::from_str(text).map_err(|_| INVALID_FIELD_TYPE)?;
+            parse_timestamp(&inner, format)
+        } else {
+            parse_timestamp(text, TimestampFormat::UnixSeconds)
+        };
+        parsed.map(Some).map_err(|_| {
+            Rejection::new(
+                RejectionKind::InvalidEnvelope,
+                "the body's timestamp is not in the sender's format",
+            )
+        })
+    }
+}
+
+const INVALID_FIELD_TYPE: Rejection = Rejection::new(
+    RejectionKind::InvalidEnvelope,
+    "a field of the body has the wrong type",
+);
+
+/// Reads a JSON object, keeping the raw value of each wanted top-level key, refusing a wanted
+/// key that appears twice, and skipping everything else (still checked to be valid JSON).
+struct FieldsSeed<'w> {
+    wanted: &'w [&'w str],
+}
+
+impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
+    type Value = Vec<Option<&'de RawValue>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldsSeed<'_> {
+    type Value = Vec<Option<&'de RawValue>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut values = vec![None; self.wanted.len()];
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match self.wanted.iter().position(|wanted| *wanted == key) {
+                Some(index) => {
+                    if values[index].is_some() {
+                        return Err(serde::de::Error::custom("a field appears twice"));
+                    }
+                    values[index] = Some(map.next_value::<&'de RawValue>()?);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const FIVE_MINUTES: Tolerance = Tolerance::symmetric(Duration::from_secs(300));
+
+    #[test]
+    fn freshness_edges_hold_and_extremes_do_not_overflow() {
+        let now = 1_700_000_000;
+        assert!(check_freshness(now - 299, now, FIVE_MINUTES).is_ok());
+        assert!(check_freshness(now - 300, now, FIVE_MINUTES).is_ok());
+        assert!(check_freshness(now + 299, now, FIVE_MINUTES).is_ok());
+        let kind = |ts| check_freshness(ts, now, FIVE_MINUTES).unwrap_err().kind();
+        assert_eq!(kind(now - 301), RejectionKind::TimestampTooOld);
+        assert_eq!(kind(now + 301), RejectionKind::TimestampInFuture);
+        assert_eq!(kind(-1), RejectionKind::TimestampTooOld);
+        assert_eq!(kind(i64::MIN), RejectionKind::TimestampTooOld);
+        assert_eq!(kind(i64::MAX), RejectionKind::TimestampInFuture);
+        let huge = Tolerance::symmetric(Duration::MAX);
+        assert!(check_freshness(i64::MIN, i64::MAX, huge).is_ok());
+    }
+
+    #[test]
+    fn unix_timestamps_are_plain_integers() {
+        assert_eq!(
+            parse_timestamp("1649367553", TimestampFormat::UnixSeconds),
+            Ok(1_649_367_553)
+        );
+        assert_eq!(parse_timestamp("-5", TimestampFormat::UnixSeconds), Ok(-5));
+        for bad in [
+            "",
+            "+5",
+            " 5",
+            "5 ",
+            "1e9",
+            "0x10",
+            "99999999999999999999",
+            "-",
+        ] {
+            assert_eq!(
+                parse_timestamp(bad, TimestampFormat::UnixSeconds)
+                    .unwrap_err()
+                    .kind(),
+                RejectionKind::MalformedTimestamp,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn body_fields_refuse_repeated_keys_and_skip_the_rest() {
+        let scheme = Scheme::stripe();
+        let ok = scheme
+            .body_fields(br#"{"id":"evt_1","nested":{"id":"x"},"type":"a.b"}"#)
+            .unwrap();
+        assert_eq!(ok.string("id").unwrap().as_deref(), Some("evt_1"));
+        assert_eq!(ok.string("type").unwrap().as_deref(), Some("a.b"));
+        let repeated = scheme.body_fields(br#"{"id":"a","id":"b"}"#).err().unwrap();
+        assert_eq!(repeated.kind(), RejectionKind::InvalidEnvelope);
+        let not_json = scheme.body_fields(b"id=a&type=b").err().unwrap();
+        assert_eq!(not_json.kind(), RejectionKind::InvalidJson);
+        let trailing = scheme.body_fields(br#"{"id":"a"} x"#).err().unwrap();
+        assert_eq!(trailing.kind(), RejectionKind::InvalidJson);
+    }
+}
