@@ -6,30 +6,32 @@
 //!
 //! Environment:
 //! - `WEBHOOK_ADDR`: where to listen (default `127.0.0.1:3000`);
+//! - `WEBHOOK_SCHEME`: `sotion` (default), `sota`, `github`, `standard`, `stripe` or `slack`;
 //! - `WEBHOOK_SECRET`: the signing secret (default: a development secret, printed at start);
 //! - `REDIS_URL`: when set (and built with `--features redis`), deduplicate in Redis, shared by
 //!   every replica; otherwise in memory.
 //!
-//! Prints `handled <type> <id>` on stdout for each event its handler runs; everything else goes
-//! to stderr. Send it an event with `cargo run --example send -- member.created`.
+//! Prints `handled <event> <id>` on stdout for each event its handler runs (the id as the
+//! scheme defines it); everything else goes to stderr. Send it an event with
+//! `cargo run --example send -- member.created`.
+
+mod shared;
 
 use std::io::Write;
 
 use axum::routing::post;
 use axum::Router;
-use tower_webhook::{Envelope, Secret, WebhookLayer, WebhookMeta};
+use tower_webhook::{WebhookLayer, WebhookMeta};
 
-/// The secret both examples use when `WEBHOOK_SECRET` is unset. For local development only.
-const DEV_SECRET: &str = "whsec_dev_only_do_not_use_in_production";
-
-async fn handle(meta: WebhookMeta, event: Envelope) -> &'static str {
+async fn handle(meta: WebhookMeta) -> &'static str {
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "handled {} {}", event.event_type, event.id);
+    let _ = writeln!(stdout, "handled {} {}", meta.event(), meta.id());
     let _ = stdout.flush();
     eprintln!(
-        "  site {} at {}, delivery {}",
-        event.site_id,
-        event.timestamp,
+        "  scope {}, signed at {}, delivery {}",
+        meta.site_id().unwrap_or("-"),
+        meta.timestamp()
+            .map_or_else(|| "-".to_owned(), |t| t.to_string()),
         meta.delivery().unwrap_or("-")
     );
     "ok"
@@ -38,14 +40,14 @@ async fn handle(meta: WebhookMeta, event: Envelope) -> &'static str {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("WEBHOOK_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-    let secret = if let Ok(secret) = std::env::var("WEBHOOK_SECRET") {
-        Secret::new(secret).map_err(|e| format!("WEBHOOK_SECRET: {e}"))?
-    } else {
-        eprintln!("WEBHOOK_SECRET is not set: using the development secret {DEV_SECRET}");
-        Secret::new(DEV_SECRET)?
-    };
+    let scheme = shared::scheme_from_env()?;
+    let (secret, dev) = shared::secret_from_env(&scheme)?;
+    if let Some(dev) = dev {
+        eprintln!("WEBHOOK_SECRET is not set: using the development secret {dev}");
+    }
+    eprintln!("verifying {} deliveries", scheme.name());
 
-    let layer = with_store(WebhookLayer::new(secret))?;
+    let layer = with_store(WebhookLayer::new(secret).with_scheme(scheme))?;
     // `route_layer`: the layer guards POST only; other methods get 405 without touching it.
     let app = Router::new().route("/webhooks", post(handle).route_layer(layer));
 

@@ -1,4 +1,4 @@
-//! Sends one signed sample event, as Sotion would, to a receiver.
+//! Sends one signed sample event to a receiver, as its sender would.
 //!
 //! ```text
 //! cargo run --example send -- [EVENT_TYPE] [--id EVENT_ID] [--url URL]
@@ -6,12 +6,14 @@
 //!
 //! `EVENT_TYPE` defaults to `member.created`; `--id` defaults to a fresh id (send the same id
 //! twice to see the duplicate answer); `--url` defaults to `WEBHOOK_URL` or
-//! `http://127.0.0.1:3000/webhooks`. The secret is `WEBHOOK_SECRET`, or the development secret
-//! the receiver example uses when it is unset.
+//! `http://127.0.0.1:3000/webhooks`. `WEBHOOK_SCHEME` picks the sender (`sotion` by default,
+//! `sota`, `github`, `standard`, `stripe`, `slack`) and `WEBHOOK_SECRET` the secret (by default
+//! the development secret the receiver example uses).
 
-use tower_webhook::{verify, Secret};
+mod shared;
 
-const DEV_SECRET: &str = "whsec_dev_only_do_not_use_in_production";
+use tower_webhook::scheme::Outgoing;
+
 const USAGE: &str = "usage: cargo run --example send -- [EVENT_TYPE] [--id EVENT_ID] [--url URL]";
 
 struct Args {
@@ -58,13 +60,28 @@ fn random_uuid() -> String {
     )
 }
 
-fn sample_data(event: &str) -> serde_json::Value {
-    if event.starts_with("access-group.member.") {
-        serde_json::json!({ "accessGroupId": "group_demo", "memberId": "member_demo" })
-    } else if event.starts_with("access-group.") {
-        serde_json::json!({ "id": "group_demo", "name": "Pro", "description": "Paying members" })
-    } else {
-        serde_json::json!({ "id": "member_demo", "email": "ada@example.com", "name": "Ada", "status": "active" })
+/// A sample body in the sender's own shape.
+fn sample_body(scheme: &str, event: &str, id: &str, now: &str) -> serde_json::Value {
+    let member = serde_json::json!({ "id": "member_demo", "email": "ada@example.com", "name": "Ada", "status": "active" });
+    match scheme {
+        "sotion" => {
+            let data = if event.starts_with("access-group.member.") {
+                serde_json::json!({ "accessGroupId": "group_demo", "memberId": "member_demo" })
+            } else if event.starts_with("access-group.") {
+                serde_json::json!({ "id": "group_demo", "name": "Pro", "description": "Paying members" })
+            } else {
+                member
+            };
+            serde_json::json!({ "id": id, "type": event, "timestamp": now, "version": "1", "siteId": "site_demo", "data": data })
+        }
+        "sota" => {
+            serde_json::json!({ "event": event, "project_id": "project_demo", "deployment_id": id, "timestamp": now, "data": { "url": "https://demo.sota.io", "status": "running" } })
+        }
+        "stripe" => {
+            serde_json::json!({ "id": id, "object": "event", "type": event, "created": 0, "data": { "object": member } })
+        }
+        "github" => serde_json::json!({ "action": event, "sender": { "login": "octocat" } }),
+        _ => serde_json::json!({ "type": event, "id": id, "timestamp": now, "data": member }),
     }
 }
 
@@ -78,29 +95,32 @@ async fn main() {
 
 async fn run() -> Result<(), String> {
     let args = parse_args()?;
-    let secret_text = std::env::var("WEBHOOK_SECRET").unwrap_or_else(|_| DEV_SECRET.to_owned());
-    let secret = Secret::new(&secret_text).map_err(|e| format!("WEBHOOK_SECRET: {e}"))?;
+    let scheme = shared::scheme_from_env()?;
+    let (secret, _) = shared::secret_from_env(&scheme)?;
+    let short_name = scheme.name().trim_end_matches("-webhooks");
 
-    let timestamp = time::OffsetDateTime::now_utc()
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = now
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(|e| e.to_string())?;
-    let body = serde_json::json!({
-        "id": args.id,
-        "type": args.event,
-        "timestamp": timestamp,
-        "version": "1",
-        "siteId": "site_demo",
-        "data": sample_data(&args.event),
-    })
-    .to_string();
+    let body = sample_body(short_name, &args.event, &args.id, &stamp).to_string();
+    let headers = scheme
+        .sign(
+            &secret,
+            &Outgoing {
+                id: &args.id,
+                event: &args.event,
+                timestamp: now.unix_timestamp(),
+                body: body.as_bytes(),
+            },
+        )
+        .map_err(|e| format!("cannot sign this event: {e}"))?;
 
     let response = reqwest::Client::new()
         .post(&args.url)
+        .headers(headers)
         .header("content-type", "application/json")
-        .header("user-agent", "Sotion-Webhooks/1.0 (tower-webhook example)")
-        .header("x-webhook-signature", verify::sign(&secret, body.as_bytes()))
-        .header("x-webhook-event", &args.event)
-        .header("x-webhook-id", &args.id)
+        .header("user-agent", "tower-webhook example sender")
         .header("x-webhook-delivery", random_uuid())
         .body(body)
         .send()
@@ -121,7 +141,7 @@ async fn run() -> Result<(), String> {
     if status == 401 {
         return Err(
             "the receiver refused the signature: both sides must use the same \
-            WEBHOOK_SECRET (or neither sets it)"
+            WEBHOOK_SCHEME and WEBHOOK_SECRET (or neither sets them)"
                 .to_owned(),
         );
     }

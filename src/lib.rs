@@ -1,14 +1,18 @@
 //! Accept signed webhooks in an axum/tower service, safely.
 //!
-//! `tower-webhook` is the receiving side of HMAC-signed webhooks (Sotion by default):
+//! `tower-webhook` is the receiving side of HMAC-signed webhooks: Sotion by default, and
+//! sota.io, GitHub, Standard Webhooks (Svix), Stripe and Slack by naming a [`Scheme`], or any
+//! other sender described with [`Scheme::builder`]:
 //!
 //! - [`WebhookLayer`], a tower layer that buffers the raw body (bounded), verifies its
 //!   HMAC-SHA256 signature in constant time against every configured secret, checks that the
 //!   event and id headers agree with the signed envelope, and only then calls your handler;
 //! - an idempotency guard ([`idempotency`]) that runs each event's handler once, and never loses
 //!   an event whose handler failed (in memory by default, Redis for several replicas);
-//! - extractors for axum handlers: [`Envelope<T>`] (id, type, timestamp, version, site id and
-//!   typed `data`) and [`WebhookMeta`].
+//! - extractors for axum handlers: [`Envelope<T>`] (Sotion's id, type, timestamp, version, site
+//!   id and typed `data`), [`WebhookMeta`] and `extract::Verified<T>` (any scheme);
+//! - secret rotation ([`Secrets`]), per-tenant secrets ([`SecretResolver`]), replay windows with
+//!   an injectable [`Clock`], and the pure core ([`verify`]) usable without tower.
 //!
 //! # Quick start
 //!

@@ -88,7 +88,7 @@ pub fn sotion_request(secret: &Secret, body: impl Into<Bytes>) -> Request<Full<B
     );
     let headers = request.headers_mut();
     for name in [SOTION_ID, SOTION_EVENT] {
-        if headers.get(&name).is_some_and(|value| value.is_empty()) {
+        if headers.get(&name).is_some_and(HeaderValue::is_empty) {
             headers.remove(&name);
         }
     }

@@ -18,7 +18,7 @@ use crate::verify::{unix_seconds, BodyMac};
 
 /// The middleware built by [`WebhookLayer`](super::WebhookLayer): verifies each request, then
 /// calls the inner service with the verified body (`Full<Bytes>`, the exact bytes received)
-/// and a [`WebhookMeta`] in the request's extensions.
+/// and a [`WebhookMeta`](crate::WebhookMeta) in the request's extensions.
 #[derive(Debug, Clone)]
 pub struct WebhookService<S> {
     inner: S,

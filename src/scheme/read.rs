@@ -84,7 +84,7 @@ impl Scheme {
             match part {
                 Part::Literal(bytes) => prefix.extend_from_slice(bytes),
                 Part::Timestamp => {
-                    prefix.extend_from_slice(timestamp_text.unwrap_or("").as_bytes())
+                    prefix.extend_from_slice(timestamp_text.unwrap_or("").as_bytes());
                 }
                 Part::Id => {
                     let Source::Header(name) = &self.id else {
@@ -180,7 +180,17 @@ impl Scheme {
             });
         }
 
-        let fields = self.body_fields(body)?;
+        // Optional facts (event, scope) read from a body that is not JSON are simply absent
+        // (Slack's slash commands are form-encoded); a required one makes it an error.
+        let required = matches!(self.id, Source::BodyField(_))
+            || matches!(self.timestamp, Some((Source::BodyField(_), _)));
+        let fields = match self.body_fields(body) {
+            Ok(fields) => fields,
+            Err(rejection) if required || rejection.kind() != RejectionKind::InvalidJson => {
+                return Err(rejection)
+            }
+            Err(_) => Fields::default(),
+        };
         let id = match &self.id {
             Source::Header(name) => header_text(headers, name)
                 .ok_or(INVALID_ID)
@@ -195,8 +205,8 @@ impl Scheme {
             Source::BodyDigest => hex::encode(Sha256::digest(body)),
             Source::SignatureTag(_) => return Err(INVALID_ID),
         };
-        let event = self.optional_token(self.event.as_ref(), headers, &fields)?;
-        let scope = self.optional_token(self.scope.as_ref(), headers, &fields)?;
+        let event = Self::optional_token(self.event.as_ref(), headers, &fields)?;
+        let scope = Self::optional_token(self.scope.as_ref(), headers, &fields)?;
         let timestamp = match &self.timestamp {
             Some((Source::BodyField(name), format)) => {
                 let unix = fields.timestamp(name, *format)?;
@@ -223,7 +233,6 @@ impl Scheme {
     }
 
     fn optional_token(
-        &self,
         source: Option<&Source>,
         headers: &HeaderMap,
         fields: &Fields<'_>,

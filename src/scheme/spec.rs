@@ -195,8 +195,9 @@ impl Scheme {
     }
 
     /// Slack: `X-Slack-Signature: v0=<hex>` over `v0:<X-Slack-Request-Timestamp>:<body>`,
-    /// within 5 minutes. Slack bodies may be form-encoded and carry no common id, so the id is
-    /// the SHA-256 of the body and there is no event type.
+    /// within 5 minutes. Slack bodies carry no common id, so the id is the SHA-256 of the body;
+    /// the event type is a JSON body's `type` (`event_callback`, ...), and none for
+    /// form-encoded bodies (slash commands, interactions).
     #[must_use]
     pub fn slack() -> Self {
         Self {
@@ -210,7 +211,7 @@ impl Scheme {
                 Part::Body,
             ],
             id: Source::BodyDigest,
-            event: None,
+            event: Some(Source::body_field("type")),
             scope: None,
             timestamp: Some((
                 Source::header("x-slack-request-timestamp"),

@@ -69,6 +69,24 @@ pub fn app(layer: WebhookLayer, behaviour: Behaviour) -> (Router, Seen) {
     (router, seen)
 }
 
+/// `route` behind `layer` for any scheme: the handler takes only `WebhookMeta` and the raw
+/// body, and records them.
+pub fn meta_app(layer: WebhookLayer, route: &str) -> (Router, Seen) {
+    let seen = Seen::default();
+    let state = seen.clone();
+    let handler = move |meta: WebhookMeta, body: Bytes| {
+        let state = state.clone();
+        async move {
+            state.runs.fetch_add(1, Ordering::SeqCst);
+            *state.last_body.lock().unwrap() = Some(body);
+            *state.last_meta.lock().unwrap() = Some(meta);
+            "handled"
+        }
+    };
+    let router = Router::new().route(route, post(handler).route_layer(layer));
+    (router, seen)
+}
+
 /// A default layer with the suite's secret.
 pub fn layer() -> WebhookLayer {
     WebhookLayer::new(secret())

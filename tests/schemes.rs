@@ -1,0 +1,430 @@
+//! Every sender's scheme through the layer: interoperability with real signing libraries,
+//! rotation, tolerance edges, per-tenant secrets, and typed extraction for any scheme.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use axum::body::Bytes;
+use axum::http::{HeaderName, HeaderValue, Request, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use base64::Engine as _;
+use common::{assert_rejected, error_code, meta_app, send};
+use http_body_util::{BodyExt, Full};
+use tower_webhook::extract::Verified;
+use tower_webhook::scheme::{
+    Encoding, Outgoing, Part, Scheme, SignatureFormat, Source, TimestampFormat, Tolerance,
+};
+use tower_webhook::testing::signed_request;
+use tower_webhook::{Envelope, ResolveError, Secret, Tenant, WebhookLayer};
+
+fn at(unix: i64) -> SystemTime {
+    let unix = u64::try_from(unix).unwrap();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(unix)
+}
+
+/// A layer for `scheme` with one or more secrets, its clock pinned at `now`.
+fn layer(scheme: &Scheme, secrets: &[&str], now: i64) -> WebhookLayer {
+    let mut layer = WebhookLayer::new(scheme.secret(secrets[0]).unwrap());
+    for secret in &secrets[1..] {
+        layer = layer.with_secret(scheme.secret(secret).unwrap());
+    }
+    layer
+        .with_scheme(scheme.clone())
+        .with_clock(move || at(now))
+}
+
+#[derive(serde::Deserialize)]
+struct Fixture {
+    library: String,
+    scheme: String,
+    secret: String,
+    id: String,
+    timestamp: i64,
+    body: String,
+    headers: std::collections::BTreeMap<String, String>,
+}
+
+fn fixture_request(fixture: &Fixture, body: &[u8]) -> Request<Full<Bytes>> {
+    let mut request = Request::post("/webhooks")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .unwrap();
+    for (name, value) in &fixture.headers {
+        request.headers_mut().insert(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    request
+}
+
+#[tokio::test]
+async fn deliveries_signed_by_real_libraries_of_other_ecosystems_are_accepted() {
+    let fixtures: Vec<Fixture> =
+        serde_json::from_str(include_str!("fixtures/signed.json")).unwrap();
+    let libraries: std::collections::BTreeSet<_> = fixtures.iter().map(|f| &f.library).collect();
+    assert!(libraries.len() >= 3, "{libraries:?}");
+    for fixture in &fixtures {
+        let scheme = Scheme::preset(&fixture.scheme).unwrap();
+        let layer = layer(&scheme, &[&fixture.secret], fixture.timestamp);
+        let (app, seen) = meta_app(layer, "/webhooks");
+        let response = send(&app, fixture_request(fixture, fixture.body.as_bytes())).await;
+        assert_eq!(response.status(), 200, "{} {}", fixture.library, fixture.id);
+        let meta = seen.last_meta.lock().unwrap().clone().unwrap();
+        assert_eq!(meta.id(), fixture.id, "{}", fixture.library);
+        assert_eq!(
+            seen.last_body.lock().unwrap().as_deref(),
+            Some(fixture.body.as_bytes())
+        );
+
+        // One byte changed: refused.
+        let mut tampered = fixture.body.clone().into_bytes();
+        let last = tampered.len() - 2;
+        tampered[last] ^= 0x01;
+        let (app, seen) = meta_app(
+            self::layer(&scheme, &[&fixture.secret], fixture.timestamp),
+            "/webhooks",
+        );
+        let response = send(&app, fixture_request(fixture, &tampered)).await;
+        assert_rejected(response, 401, "signature_mismatch", &seen).await;
+    }
+}
+
+/// A body each preset can read (ids and types where the scheme takes them from the body).
+fn sample_body(scheme: &str, id: &str) -> Vec<u8> {
+    match scheme {
+        "sotion" => tower_webhook::testing::sotion_event("member.created", id, "site_1"),
+        "sota" => format!(
+            r#"{{"event":"deploy.succeeded","project_id":"p_1","deployment_id":"{id}","timestamp":"2026-02-25T14:30:00Z","data":{{"status":"running"}}}}"#
+        )
+        .into_bytes(),
+        "stripe" => format!(r#"{{"id":"{id}","object":"event","type":"invoice.paid"}}"#).into_bytes(),
+        _ => format!(r#"{{"type":"thing.happened","nonce":"{id}"}}"#).into_bytes(),
+    }
+}
+
+fn secret_text(scheme: &str, name: &str) -> String {
+    if scheme == "standard" {
+        format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{name}-key-bytes-0123456789"))
+        )
+    } else {
+        format!("whsec_{name}")
+    }
+}
+
+const PRESETS: [&str; 6] = ["sotion", "sota", "github", "standard", "stripe", "slack"];
+const NOW: i64 = 1_700_000_000;
+
+fn delivery(scheme: &Scheme, secret: &str, id: &str, timestamp: i64) -> Request<Full<Bytes>> {
+    let body = sample_body(scheme.name().trim_end_matches("-webhooks"), id);
+    let event = if scheme.name() == "sotion" {
+        "member.created"
+    } else {
+        "thing.happened"
+    };
+    let message = Outgoing {
+        id,
+        event,
+        timestamp,
+        body: &body,
+    };
+    signed_request(scheme, &scheme.secret(secret).unwrap(), &message)
+}
+
+#[tokio::test]
+async fn every_preset_accepts_old_and_new_secrets_during_rotation_and_no_other() {
+    for name in PRESETS {
+        let scheme = Scheme::preset(name).unwrap();
+        let (old, new, stranger) = (
+            secret_text(name, "old"),
+            secret_text(name, "new"),
+            secret_text(name, "stranger"),
+        );
+        let (app, seen) = meta_app(layer(&scheme, &[&new, &old], NOW), "/webhooks");
+        let response = send(&app, delivery(&scheme, &old, "evt_old", NOW)).await;
+        assert_eq!(response.status(), 200, "{name}: old secret");
+        let response = send(&app, delivery(&scheme, &new, "evt_new", NOW)).await;
+        assert_eq!(response.status(), 200, "{name}: new secret");
+        assert_eq!(seen.runs(), 2, "{name}");
+        let response = send(&app, delivery(&scheme, &stranger, "evt_x", NOW)).await;
+        assert_eq!(response.status(), 401, "{name}: unknown secret");
+        assert_eq!(error_code(response).await, "signature_mismatch");
+        assert_eq!(seen.runs(), 2, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn every_preset_reports_the_id_its_sender_defines_and_deduplicates_retries() {
+    for name in PRESETS {
+        let scheme = Scheme::preset(name).unwrap();
+        let secret = secret_text(name, "s");
+        let (app, seen) = meta_app(layer(&scheme, &[&secret], NOW), "/webhooks");
+        assert_eq!(
+            send(&app, delivery(&scheme, &secret, "evt_1", NOW))
+                .await
+                .status(),
+            200
+        );
+        let meta = seen.last_meta.lock().unwrap().clone().unwrap();
+        match name {
+            "sota" | "slack" => assert_eq!(meta.id().len(), 64, "{name}: body digest"),
+            _ => assert_eq!(meta.id(), "evt_1", "{name}"),
+        }
+        // The sender retries the same event: the handler does not run again.
+        let retry = send(&app, delivery(&scheme, &secret, "evt_1", NOW)).await;
+        assert_eq!(retry.headers()["x-webhook-duplicate"], "true", "{name}");
+        assert_eq!(seen.runs(), 1, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn tolerance_edges_hold_for_every_timestamped_preset() {
+    for name in ["standard", "stripe", "slack"] {
+        let scheme = Scheme::preset(name).unwrap();
+        let secret = secret_text(name, "s");
+        let tolerance = i64::try_from(scheme.tolerance().unwrap().past.as_secs()).unwrap();
+        assert_eq!(tolerance, 300, "{name}");
+        let cases = [
+            (NOW - (tolerance - 1), None),
+            (NOW + (tolerance - 1), None),
+            (NOW - (tolerance + 1), Some("timestamp_too_old")),
+            (NOW + (tolerance + 1), Some("timestamp_in_future")),
+            (-5, Some("timestamp_too_old")),
+            (i64::MIN, Some("timestamp_too_old")),
+            (i64::MAX, Some("timestamp_in_future")),
+        ];
+        for (n, (timestamp, refusal)) in cases.into_iter().enumerate() {
+            let layer = layer(&scheme, &[&secret], NOW).without_idempotency();
+            let (app, seen) = meta_app(layer, "/webhooks");
+            let request = delivery(&scheme, &secret, &format!("evt_{n}"), timestamp);
+            let response = send(&app, request).await;
+            match refusal {
+                None => assert_eq!(response.status(), 200, "{name} at {timestamp}"),
+                Some(code) => assert_rejected(response, 401, code, &seen).await,
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn freshness_comes_from_the_injected_clock_not_the_wall_clock() {
+    let scheme = Scheme::standard_webhooks();
+    let secret = secret_text("standard", "s");
+    // Signed in 2001: fresh for a clock pinned in 2001, stale for the wall clock.
+    let then = 1_000_000_000;
+    let (pinned, _) = meta_app(layer(&scheme, &[&secret], then), "/webhooks");
+    assert_eq!(
+        send(&pinned, delivery(&scheme, &secret, "e", then))
+            .await
+            .status(),
+        200
+    );
+    let wall = WebhookLayer::new(scheme.secret(&secret).unwrap()).with_scheme(scheme.clone());
+    let (app, seen) = meta_app(wall, "/webhooks");
+    let response = send(&app, delivery(&scheme, &secret, "e", then)).await;
+    assert_rejected(response, 401, "timestamp_too_old", &seen).await;
+}
+
+#[tokio::test]
+async fn standard_webhooks_refuses_each_missing_header() {
+    let scheme = Scheme::standard_webhooks();
+    let secret = secret_text("standard", "s");
+    for (header, code) in [
+        ("webhook-signature", "missing_signature"),
+        ("webhook-id", "missing_signed_header"),
+        ("webhook-timestamp", "malformed_timestamp"),
+    ] {
+        let (app, seen) = meta_app(layer(&scheme, &[&secret], NOW), "/webhooks");
+        let mut request = delivery(&scheme, &secret, "evt_1", NOW);
+        request.headers_mut().remove(header);
+        assert_rejected(send(&app, request).await, 401, code, &seen).await;
+    }
+    // A header value swapped for another delivery's breaks the signature.
+    let (app, seen) = meta_app(layer(&scheme, &[&secret], NOW), "/webhooks");
+    let mut request = delivery(&scheme, &secret, "evt_1", NOW);
+    request
+        .headers_mut()
+        .insert("webhook-id", HeaderValue::from_static("evt_2"));
+    assert_rejected(send(&app, request).await, 401, "signature_mismatch", &seen).await;
+}
+
+#[tokio::test]
+async fn sotion_can_enforce_a_maximum_age_on_its_signed_body_timestamp() {
+    // The sample event is stamped 2026-03-28T12:00:00Z.
+    let stamped = 1_774_699_200;
+    let scheme = Scheme::sotion().with_tolerance(Some(Tolerance {
+        past: Duration::from_secs(3600),
+        future: Duration::from_secs(60),
+    }));
+    let secret = "whsec_s";
+    let fresh = layer(&scheme, &[secret], stamped + 3599);
+    let (app, _) = meta_app(fresh, "/webhooks");
+    assert_eq!(
+        send(&app, delivery(&scheme, secret, "evt_1", 0))
+            .await
+            .status(),
+        200
+    );
+    for (now, code) in [
+        (stamped + 3601, "timestamp_too_old"),
+        (stamped - 61, "timestamp_in_future"),
+    ] {
+        let (app, seen) = meta_app(layer(&scheme, &[secret], now), "/webhooks");
+        let response = send(&app, delivery(&scheme, secret, "evt_1", 0)).await;
+        assert_rejected(response, 401, code, &seen).await;
+    }
+    // Off by default: a year-old Sotion event still passes.
+    let (app, _) = meta_app(
+        layer(&Scheme::sotion(), &[secret], stamped + 365 * 86_400),
+        "/webhooks",
+    );
+    assert_eq!(
+        send(&app, delivery(&Scheme::sotion(), secret, "evt_1", 0))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn github_needs_its_delivery_header_as_the_event_id() {
+    let scheme = Scheme::github();
+    let (app, seen) = meta_app(layer(&scheme, &["whsec_s"], NOW), "/webhooks");
+    let mut request = delivery(&scheme, "whsec_s", "d-1", NOW);
+    request.headers_mut().remove("x-github-delivery");
+    assert_rejected(send(&app, request).await, 400, "invalid_event_id", &seen).await;
+}
+
+#[tokio::test]
+async fn a_custom_webinone_style_scheme_verifies_without_crypto_code() {
+    let scheme = Scheme::builder(
+        "webinone",
+        "x-webinone-signature",
+        SignatureFormat::single("", Encoding::Hex),
+    )
+    .signed(vec![Part::Timestamp, Part::literal("."), Part::Body])
+    .timestamp(
+        Source::header("x-webinone-timestamp"),
+        TimestampFormat::UnixSeconds,
+    )
+    .tolerance(Tolerance::symmetric(Duration::from_secs(300)))
+    .event(Source::header("x-webinone-event"))
+    .id(Source::BodyDigest)
+    .build()
+    .unwrap();
+    let secret = "client-secret";
+    let body = br#"{"Id":42,"Name":"Order"}"#;
+    let signed_bytes = [format!("{NOW}.").as_bytes(), body].concat();
+    let digest = tower_webhook::verify::digest(&Secret::new(secret).unwrap(), &signed_bytes);
+    let request = Request::post("/webhooks")
+        .header("x-webinone-signature", hex::encode(digest))
+        .header("x-webinone-timestamp", NOW.to_string())
+        .header("x-webinone-event", "Order.Created")
+        .body(Full::new(Bytes::from_static(body)))
+        .unwrap();
+    let (app, seen) = meta_app(layer(&scheme, &[secret], NOW), "/webhooks");
+    assert_eq!(send(&app, request).await.status(), 200);
+    let meta = seen.last_meta.lock().unwrap().clone().unwrap();
+    assert_eq!(meta.event().as_str(), "Order.Created");
+    assert_eq!(meta.scheme(), "webinone");
+    assert_eq!(meta.timestamp().unwrap().unix_timestamp(), NOW);
+}
+
+fn tenant_layer() -> WebhookLayer {
+    WebhookLayer::per_tenant(|parts: &http::request::Parts| {
+        let tenant = parts.uri.path().rsplit('/').next().unwrap_or("").to_owned();
+        async move {
+            match tenant.as_str() {
+                "acme" | "globex" => {
+                    let secret = Secret::new(format!("whsec_{tenant}")).unwrap();
+                    Ok(Some(Tenant::new(tenant, secret)))
+                }
+                "down" => Err(ResolveError("the tenant database is unreachable".into())),
+                _ => Ok(None),
+            }
+        }
+    })
+}
+
+fn to_tenant(tenant: &str, secret: &str, id: &str) -> Request<Full<Bytes>> {
+    let mut request = delivery(&Scheme::sotion(), secret, id, 0);
+    *request.uri_mut() = format!("/webhooks/{tenant}").parse().unwrap();
+    request
+}
+
+#[tokio::test]
+async fn a_per_tenant_resolver_picks_each_customers_secret() {
+    let (app, seen) = meta_app(tenant_layer(), "/webhooks/{tenant}");
+    assert_eq!(
+        send(&app, to_tenant("acme", "whsec_acme", "evt_1"))
+            .await
+            .status(),
+        200
+    );
+    let meta = seen.last_meta.lock().unwrap().clone().unwrap();
+    assert_eq!(meta.tenant(), Some("acme"));
+    // Globex's secret does not open Acme's endpoint.
+    let response = send(&app, to_tenant("acme", "whsec_globex", "evt_2")).await;
+    assert_eq!(error_code(response).await, "signature_mismatch");
+    // An unknown tenant looks like a wrong signature.
+    let response = send(&app, to_tenant("initech", "whsec_initech", "evt_3")).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(error_code(response).await, "signature_mismatch");
+    // A failing resolver: 503, retry later.
+    let response = send(&app, to_tenant("down", "whsec_down", "evt_4")).await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(error_code(response).await, "secrets_unavailable");
+    assert_eq!(seen.runs(), 1);
+}
+
+#[tokio::test]
+async fn the_same_event_id_for_two_tenants_is_processed_once_per_tenant() {
+    let (app, seen) = meta_app(tenant_layer(), "/webhooks/{tenant}");
+    for tenant in ["acme", "globex", "acme", "globex"] {
+        let response = send(
+            &app,
+            to_tenant(tenant, &format!("whsec_{tenant}"), "evt_same"),
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(seen.runs(), 2);
+}
+
+#[tokio::test]
+async fn verified_types_the_body_for_any_scheme_and_envelope_is_sotion_only() {
+    #[derive(serde::Deserialize)]
+    struct StripeEvent {
+        id: String,
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    let scheme = Scheme::stripe();
+    let handler = |meta: tower_webhook::WebhookMeta, Verified(event): Verified<StripeEvent>| async move {
+        format!("{} {} {}", meta.event(), event.id, event.kind)
+    };
+    let app = Router::new().route(
+        "/webhooks",
+        post(handler).route_layer(layer(&scheme, &["whsec_s"], NOW)),
+    );
+    let response = send(&app, delivery(&scheme, "whsec_s", "evt_9", NOW)).await;
+    assert_eq!(response.status(), 200);
+    let text = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&text[..], b"invoice.paid evt_9 invoice.paid");
+
+    let wrong = |_: Envelope| async { "unreachable" };
+    let app = Router::new().route(
+        "/webhooks",
+        post(wrong).route_layer(layer(&scheme, &["whsec_s"], NOW)),
+    );
+    let response = send(&app, delivery(&scheme, "whsec_s", "evt_9", NOW)).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(error_code(response).await, "not_an_envelope");
+}
