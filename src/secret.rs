@@ -110,6 +110,10 @@ impl Secrets {
     pub fn iter(&self) -> impl Iterator<Item = &Secret> {
         self.secrets.iter()
     }
+
+    pub(crate) fn as_slice(&self) -> &[Secret] {
+        &self.secrets
+    }
 }
 
 impl From<Secret> for Secrets {

@@ -132,7 +132,7 @@ impl IdempotencyKey {
     /// The digest as 64 lower-case hex digits.
     #[must_use]
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        faster_hex::hex_string(&self.0)
     }
 }
 

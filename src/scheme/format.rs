@@ -10,9 +10,9 @@ use crate::error::{Rejection, RejectionKind};
 /// The length of an HMAC-SHA256 digest, in bytes.
 pub const DIGEST_LEN: usize = 32;
 
-/// The most signatures one header may carry (rotation needs two or three); more is refused as
+/// The most signatures one header may carry (rotation needs two); more is refused as
 /// malformed, so a request cannot make the layer do unbounded work.
-pub const MAX_SIGNATURES: usize = 8;
+pub const MAX_SIGNATURES: usize = 4;
 
 /// How the digest bytes are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,7 +28,13 @@ impl Encoding {
     fn decode(self, text: &[u8]) -> Option<[u8; DIGEST_LEN]> {
         let mut digest = [0_u8; DIGEST_LEN];
         match self {
-            Self::Hex => hex::decode_to_slice(text, &mut digest).ok()?,
+            Self::Hex => {
+                // `hex_decode` accepts a longer input than it needs: insist on the exact length.
+                if text.len() != 2 * DIGEST_LEN {
+                    return None;
+                }
+                faster_hex::hex_decode(text, &mut digest).ok()?;
+            }
             Self::Base64 => {
                 // Room for the decoder's estimate; exactly 32 bytes must come out.
                 let mut buffer = [0_u8; DIGEST_LEN + 16];
@@ -44,7 +50,7 @@ impl Encoding {
 
     fn encode(self, digest: &[u8; DIGEST_LEN]) -> String {
         match self {
-            Self::Hex => hex::encode(digest),
+            Self::Hex => faster_hex::hex_string(digest),
             Self::Base64 => BASE64.encode(digest),
         }
     }
@@ -275,6 +281,33 @@ mod tests {
             count(&stripe, "t=1492774577"),
             Err(RejectionKind::MalformedSignature)
         );
+    }
+
+    #[test]
+    fn reads_one_prefixed_hex_digest_in_either_case_and_exactly_64_digits() {
+        let sotion = SignatureFormat::single("sha256=", Encoding::Hex);
+        let lower = sotion.parse(format!("sha256={HEX}").as_bytes()).unwrap();
+        let upper = sotion
+            .parse(format!("sha256={}", HEX.to_uppercase()).as_bytes())
+            .unwrap();
+        assert_eq!(
+            lower.iter().collect::<Vec<_>>(),
+            upper.iter().collect::<Vec<_>>()
+        );
+        let malformed = Err(RejectionKind::MalformedSignature);
+        for bad in [
+            String::new(),
+            "sha256=".to_owned(),
+            HEX.to_owned(),
+            format!("SHA256={HEX}"),
+            format!("sha256= {HEX}"),
+            format!("sha256={}", &HEX[..63]),
+            format!("sha256={HEX}0"),
+            format!("sha256={HEX}00"), // the decoder alone would ignore trailing digits
+            format!("sha256={}zz", &HEX[..62]),
+        ] {
+            assert_eq!(count(&sotion, &bad), malformed, "{bad:?}");
+        }
     }
 
     #[test]

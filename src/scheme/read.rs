@@ -202,7 +202,7 @@ impl Scheme {
                 }
                 None => return Err(INVALID_ID),
             },
-            Source::BodyDigest => hex::encode(Sha256::digest(body)),
+            Source::BodyDigest => faster_hex::hex_string(&Sha256::digest(body)),
             Source::SignatureTag(_) => return Err(INVALID_ID),
         };
         let event = Self::optional_token(self.event.as_ref(), headers, &fields)?;

@@ -1,0 +1,192 @@
+//! Verification cost against the floor (one pre-keyed HMAC-SHA256 over the same bytes) and
+//! against the published Rust peers on the same Standard Webhooks delivery.
+//!
+//! `cargo bench --bench verify`, then `scripts/bench-report` prints the ratios.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::hint::black_box;
+use std::time::SystemTime;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+use sha2::Sha256;
+use tower_webhook::scheme::Outgoing;
+use tower_webhook::{verify, Scheme, Secret, Secrets};
+
+const SIZES: [usize; 4] = [256, 1024, 16 * 1024, 1024 * 1024];
+const SOTION_SECRET: &str = "whsec_benchmark_secret_0123456789";
+const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A Sotion envelope of exactly `size` bytes (its `data` padded).
+fn sotion_body(size: usize) -> Vec<u8> {
+    let head = r#"{"id":"a1b2c3d4-e5f6-7890-abcd-ef1234567890","type":"member.created","timestamp":"2026-03-28T12:00:00.000Z","version":"1","siteId":"site-uuid","data":{"email":"ada@example.com","note":""#;
+    let tail = r#""}}"#;
+    let padding = size - head.len() - tail.len();
+    format!("{head}{}{tail}", "x".repeat(padding)).into_bytes()
+}
+
+/// A Standard Webhooks JSON payload of exactly `size` bytes.
+fn standard_body(size: usize) -> Vec<u8> {
+    let head = r#"{"type":"invoice.paid","data":{"id":"in_1","note":""#;
+    let tail = r#""}}"#;
+    format!("{head}{}{tail}", "x".repeat(size - head.len() - tail.len())).into_bytes()
+}
+
+fn raw_hmac(c: &mut Criterion, group_name: &str, key: &[u8], bodies: &[(usize, Vec<u8>)]) {
+    let keyed = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    let mut group = c.benchmark_group(group_name);
+    for (size, body) in bodies {
+        group.throughput(Throughput::Bytes(*size as u64));
+        group.bench_with_input(BenchmarkId::new("hmac_floor", size), body, |b, body| {
+            b.iter(|| {
+                let mut mac = keyed.clone();
+                mac.update(black_box(body));
+                black_box(mac.finalize().into_bytes())
+            });
+        });
+    }
+    group.finish();
+}
+
+fn sotion(c: &mut Criterion) {
+    let scheme = Scheme::sotion();
+    let secret = Secret::new(SOTION_SECRET).unwrap();
+    let secrets = Secrets::new(secret.clone());
+    let bodies: Vec<_> = SIZES
+        .iter()
+        .map(|&size| (size, sotion_body(size)))
+        .collect();
+    raw_hmac(c, "sotion", SOTION_SECRET.as_bytes(), &bodies);
+    let mut group = c.benchmark_group("sotion");
+    for (size, body) in &bodies {
+        let message = Outgoing {
+            id: "a1b2c3d4-e5f6-7890-abcd-ef1234567890",
+            event: "member.created",
+            timestamp: 0,
+            body,
+        };
+        let headers = scheme.sign(&secret, &message).unwrap();
+        let now = SystemTime::now();
+        assert!(verify::verify(&scheme, &secrets, &headers, body, now).is_ok());
+        group.throughput(Throughput::Bytes(*size as u64));
+        group.bench_with_input(
+            BenchmarkId::new("verify_signature", size),
+            body,
+            |b, body| {
+                b.iter(|| {
+                    verify::verify_signature(
+                        &scheme,
+                        &secrets,
+                        black_box(&headers),
+                        black_box(body),
+                        now,
+                    )
+                    .unwrap()
+                });
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("verify_with_envelope", size),
+            body,
+            |b, body| {
+                b.iter(|| {
+                    verify::verify(&scheme, &secrets, black_box(&headers), black_box(body), now)
+                        .unwrap()
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+fn standard_webhooks(c: &mut Criterion) {
+    let scheme = Scheme::standard_webhooks();
+    let secret = scheme.secret(STANDARD_SECRET).unwrap();
+    let secrets = Secrets::new(secret.clone());
+    let svix = svix::webhooks::Webhook::new(STANDARD_SECRET).unwrap();
+    let reference = standardwebhooks::Webhook::new(STANDARD_SECRET).unwrap();
+    let key = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        STANDARD_SECRET.trim_start_matches("whsec_"),
+    )
+    .unwrap();
+    let bodies: Vec<_> = SIZES
+        .iter()
+        .map(|&size| (size, standard_body(size)))
+        .collect();
+    raw_hmac(c, "standard_webhooks", &key, &bodies);
+    let mut group = c.benchmark_group("standard_webhooks");
+    for (size, body) in &bodies {
+        let now = SystemTime::now();
+        let timestamp = i64::try_from(
+            now.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+        .unwrap();
+        let message = Outgoing {
+            id: "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+            event: "invoice.paid",
+            timestamp,
+            body,
+        };
+        let headers: HeaderMap = scheme.sign(&secret, &message).unwrap();
+        // The peers take the same headers (http 1 `HeaderMap`).
+        assert!(svix.verify(body, &headers).is_ok());
+        assert!(reference.verify(body, &headers).is_ok());
+        assert!(verify::verify_signature(&scheme, &secrets, &headers, body, now).is_ok());
+        group.throughput(Throughput::Bytes(*size as u64));
+        group.bench_with_input(
+            BenchmarkId::new("verify_signature", size),
+            body,
+            |b, body| {
+                b.iter(|| {
+                    verify::verify_signature(
+                        &scheme,
+                        &secrets,
+                        black_box(&headers),
+                        black_box(body),
+                        now,
+                    )
+                    .unwrap()
+                });
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("verify_with_fields", size),
+            body,
+            |b, body| {
+                b.iter(|| {
+                    verify::verify(&scheme, &secrets, black_box(&headers), black_box(body), now)
+                        .unwrap()
+                });
+            },
+        );
+        group.bench_with_input(BenchmarkId::new("svix", size), body, |b, body| {
+            b.iter(|| svix.verify(black_box(body), black_box(&headers)).unwrap());
+        });
+        group.bench_with_input(
+            BenchmarkId::new("standardwebhooks", size),
+            body,
+            |b, body| {
+                b.iter(|| {
+                    reference
+                        .verify(black_box(body), black_box(&headers))
+                        .unwrap()
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(30)
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2));
+    targets = sotion, standard_webhooks
+}
+criterion_main!(benches);
