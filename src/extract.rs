@@ -13,7 +13,7 @@ use http::{header, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::envelope::{Envelope, EventType};
-use crate::layer::{EnvelopeData, VerifiedBody};
+use crate::layer::VerifiedBody;
 use crate::meta::WebhookMeta;
 
 /// The extractor ran on a request that did not go through the
@@ -176,7 +176,7 @@ where
     type Rejection = EnvelopeRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let VerifiedBody(body) = parts
+        let VerifiedBody { body, .. } = parts
             .extensions
             .get::<VerifiedBody>()
             .ok_or(EnvelopeRejection::MissingWebhookLayer(MissingWebhookLayer))?;
@@ -219,8 +219,11 @@ where
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let missing = EnvelopeRejection::MissingWebhookLayer(MissingWebhookLayer);
         let meta = parts.extensions.get::<WebhookMeta>().ok_or(missing)?;
-        let (Some(EnvelopeData(data)), Some(site_id), Some(timestamp), Some(version)) = (
-            parts.extensions.get::<EnvelopeData>(),
+        let (Some(data), Some(site_id), Some(timestamp), Some(version)) = (
+            parts
+                .extensions
+                .get::<VerifiedBody>()
+                .and_then(|verified| verified.envelope_data.as_ref()),
             meta.site_id(),
             meta.timestamp(),
             meta.version(),

@@ -53,7 +53,7 @@ struct Down;
 
 impl IdempotencyStore for Down {
     fn reserve<'a>(&'a self, _: &'a IdempotencyKey, _: Duration) -> StoreFuture<'a, Reservation> {
-        Box::pin(async { Err(StoreError::Timeout) })
+        StoreFuture::ready(Err(StoreError::Timeout))
     }
     fn complete<'a>(
         &'a self,
@@ -61,10 +61,10 @@ impl IdempotencyStore for Down {
         _: &'a Token,
         _: Duration,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(async { Err(StoreError::Timeout) })
+        StoreFuture::ready(Err(StoreError::Timeout))
     }
     fn release<'a>(&'a self, _: &'a IdempotencyKey, _: &'a Token) -> StoreFuture<'a, bool> {
-        Box::pin(async { Err(StoreError::Timeout) })
+        StoreFuture::ready(Err(StoreError::Timeout))
     }
 }
 

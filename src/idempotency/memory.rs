@@ -1,8 +1,10 @@
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use foldhash::fast::RandomState;
 use lru::LruCache;
 
 use super::store::{IdempotencyKey, IdempotencyStore, Reservation, StoreError, StoreFuture, Token};
@@ -13,13 +15,23 @@ pub const DEFAULT_CAPACITY: usize = 100_000;
 /// How many reservations may be in flight at once in a [`MemoryStore`] by default.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 
+/// Stores this large are split into this many independently locked shards.
+const SHARDS: usize = 16;
+/// Below this capacity, one shard (exact LRU order; small stores are not contended).
+const SHARDING_THRESHOLD: usize = 4096;
+
 /// The in-memory idempotency store: the default, for **one process**.
 ///
 /// Completed events are kept in an LRU of bounded capacity (default 100,000) until their TTL
 /// runs out or newer completions push them out; reservations in flight are kept apart and are
 /// **never evicted** (evicting one could let an event run twice). Their number is bounded too
 /// (default 10,000): past it, `reserve` fails with [`StoreError::Full`] and the layer answers
-/// `503`, so memory stays bounded whatever arrives.
+/// `503`, so memory stays bounded whatever arrives (about 80 to 100 bytes per remembered event;
+/// see `BENCHMARKS.md`).
+///
+/// Large stores (4,096 keys and more) are split into 16 shards by key, each with its own lock
+/// and a sixteenth of the capacity, so that concurrent deliveries rarely wait on each other;
+/// eviction is then least-recently-completed per shard.
 ///
 /// Several replicas behind a load balancer each have their own memory: they need a shared store
 /// such as `RedisStore` (feature `redis`).
@@ -32,26 +44,23 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 /// ```
 #[derive(Debug)]
 pub struct MemoryStore {
-    state: Mutex<State>,
+    shards: Box<[Mutex<Shard>]>,
     epoch: Instant,
+    in_flight: AtomicUsize,
     max_in_flight: usize,
 }
 
 #[derive(Debug)]
-struct State {
+struct Shard {
     /// Live reservations: owner and deadline (milliseconds since `epoch`).
-    in_flight: HashMap<IdempotencyKey, (Token, u64)>,
+    in_flight: HashMap<IdempotencyKey, (Token, u64), RandomState>,
     /// Completed keys and when they expire (milliseconds since `epoch`).
-    done: LruCache<IdempotencyKey, u64>,
+    done: LruCache<IdempotencyKey, u64, RandomState>,
 }
 
 impl Default for MemoryStore {
     fn default() -> Self {
-        const CAPACITY: NonZeroUsize = match NonZeroUsize::new(DEFAULT_CAPACITY) {
-            Some(capacity) => capacity,
-            None => NonZeroUsize::MIN,
-        };
-        Self::build(CAPACITY, DEFAULT_MAX_IN_FLIGHT)
+        Self::build(DEFAULT_CAPACITY, DEFAULT_MAX_IN_FLIGHT)
     }
 }
 
@@ -61,9 +70,11 @@ impl MemoryStore {
     /// # Errors
     /// [`ConfigError::InvalidOption`] when `capacity` is zero.
     pub fn with_capacity(capacity: usize) -> Result<Self, ConfigError> {
-        let capacity = NonZeroUsize::new(capacity).ok_or(ConfigError::InvalidOption(
-            "the store capacity must be at least 1",
-        ))?;
+        if capacity == 0 {
+            return Err(ConfigError::InvalidOption(
+                "the store capacity must be at least 1",
+            ));
+        }
         Ok(Self::build(capacity, DEFAULT_MAX_IN_FLIGHT))
     }
 
@@ -81,13 +92,28 @@ impl MemoryStore {
         Ok(self)
     }
 
-    fn build(capacity: NonZeroUsize, max_in_flight: usize) -> Self {
+    fn build(capacity: usize, max_in_flight: usize) -> Self {
+        let shards = if capacity >= SHARDING_THRESHOLD {
+            SHARDS
+        } else {
+            1
+        };
+        let hasher = RandomState::default();
+        let shards = (0..shards)
+            .map(|index| {
+                // Split the capacity exactly: the first shards take the remainder.
+                let share = capacity / shards + usize::from(index < capacity % shards);
+                let share = NonZeroUsize::new(share).unwrap_or(NonZeroUsize::MIN);
+                Mutex::new(Shard {
+                    in_flight: HashMap::with_hasher(hasher.clone()),
+                    done: LruCache::with_hasher(share, hasher.clone()),
+                })
+            })
+            .collect();
         Self {
-            state: Mutex::new(State {
-                in_flight: HashMap::new(),
-                done: LruCache::new(capacity),
-            }),
+            shards,
             epoch: Instant::now(),
+            in_flight: AtomicUsize::new(0),
             max_in_flight,
         }
     }
@@ -95,25 +121,28 @@ impl MemoryStore {
     /// How many completed events are remembered now (expired ones included until evicted).
     #[must_use]
     pub fn done_len(&self) -> usize {
-        self.lock().done.len()
+        self.shards.iter().map(|shard| lock(shard).done.len()).sum()
     }
 
     /// How many reservations are in flight now (expired ones included until reclaimed).
     #[must_use]
     pub fn in_flight_len(&self) -> usize {
-        self.lock().in_flight.len()
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// The most completed events this store remembers.
     #[must_use]
     pub fn capacity(&self) -> usize {
-        self.lock().done.cap().get()
+        self.shards
+            .iter()
+            .map(|shard| lock(shard).done.cap().get())
+            .sum()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // No code path panics while holding the lock; if one ever did, the state is still
-        // consistent (every operation is a single map update), so keep serving.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn shard(&self, key: &IdempotencyKey) -> MutexGuard<'_, Shard> {
+        // Keys are SHA-256 digests: any byte picks a shard uniformly.
+        let index = usize::from(key.as_bytes()[0]) % self.shards.len();
+        lock(&self.shards[index])
     }
 
     fn now(&self) -> u64 {
@@ -126,56 +155,94 @@ impl MemoryStore {
         lease: Duration,
         now: u64,
     ) -> Result<Reservation, StoreError> {
-        let mut state = self.lock();
-        if let Some(&expires) = state.done.peek(key) {
+        match self.try_reserve(key, lease, now) {
+            Err(StoreError::Full) => {
+                // At the in-flight limit: reclaim expired reservations, then try once more.
+                self.reclaim_expired(now);
+                self.try_reserve(key, lease, now)
+            }
+            other => other,
+        }
+    }
+
+    fn try_reserve(
+        &self,
+        key: &IdempotencyKey,
+        lease: Duration,
+        now: u64,
+    ) -> Result<Reservation, StoreError> {
+        let mut shard = self.shard(key);
+        if let Some(&expires) = shard.done.peek(key) {
             if expires > now {
                 return Ok(Reservation::Done);
             }
-            state.done.pop(key);
+            shard.done.pop(key);
         }
-        if let Some(&(_, deadline)) = state.in_flight.get(key) {
-            if deadline > now {
+        let deadline = now.saturating_add(millis(lease));
+        if let Some(&(_, held_until)) = shard.in_flight.get(key) {
+            if held_until > now {
                 return Ok(Reservation::InFlight);
             }
-        } else if state.in_flight.len() >= self.max_in_flight {
-            state
-                .in_flight
-                .retain(|_, &mut (_, deadline)| deadline > now);
-            if state.in_flight.len() >= self.max_in_flight {
-                return Err(StoreError::Full);
-            }
+            // The holder's lease ran out: take the reservation over (the count is unchanged).
+            let token = Token::random();
+            shard.in_flight.insert(*key, (token, deadline));
+            return Ok(Reservation::New(token));
+        }
+        if self.in_flight.load(Ordering::Relaxed) >= self.max_in_flight {
+            return Err(StoreError::Full);
         }
         let token = Token::random();
-        state
-            .in_flight
-            .insert(*key, (token, now.saturating_add(millis(lease))));
+        shard.in_flight.insert(*key, (token, deadline));
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         Ok(Reservation::New(token))
     }
 
+    /// Drops expired reservations in every shard, locking one shard at a time (never two, so
+    /// no deadlock). Rare: only when the in-flight limit is reached.
+    fn reclaim_expired(&self, now: u64) {
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            let before = shard.in_flight.len();
+            shard
+                .in_flight
+                .retain(|_, &mut (_, deadline)| deadline > now);
+            self.in_flight
+                .fetch_sub(before - shard.in_flight.len(), Ordering::Relaxed);
+        }
+    }
+
     fn complete_at(&self, key: &IdempotencyKey, token: &Token, ttl: Duration, now: u64) -> bool {
-        let mut state = self.lock();
-        if !holds(&state, key, token) {
+        let mut shard = self.shard(key);
+        if !holds(&shard, key, token) {
             return false;
         }
-        state.in_flight.remove(key);
+        shard.in_flight.remove(key);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
         // `push` evicts the least recently completed key when full; in-flight keys live in the
         // other map and are never evicted.
-        state.done.push(*key, now.saturating_add(millis(ttl)));
+        shard.done.push(*key, now.saturating_add(millis(ttl)));
         true
     }
 
     fn release_now(&self, key: &IdempotencyKey, token: &Token) -> bool {
-        let mut state = self.lock();
-        if !holds(&state, key, token) {
+        let mut shard = self.shard(key);
+        if !holds(&shard, key, token) {
             return false;
         }
-        state.in_flight.remove(key);
+        shard.in_flight.remove(key);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
         true
     }
 }
 
-fn holds(state: &State, key: &IdempotencyKey, token: &Token) -> bool {
-    state
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    // No code path panics while holding the lock; if one ever did, the shard is still
+    // consistent (every operation is a single map update), so keep serving.
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn holds(shard: &Shard, key: &IdempotencyKey, token: &Token) -> bool {
+    shard
         .in_flight
         .get(key)
         .is_some_and(|(owner, _)| owner == token)
@@ -191,8 +258,7 @@ impl IdempotencyStore for MemoryStore {
         key: &'a IdempotencyKey,
         lease: Duration,
     ) -> StoreFuture<'a, Reservation> {
-        let result = self.reserve_at(key, lease, self.now());
-        Box::pin(std::future::ready(result))
+        StoreFuture::ready(self.reserve_at(key, lease, self.now()))
     }
 
     fn complete<'a>(
@@ -201,13 +267,11 @@ impl IdempotencyStore for MemoryStore {
         token: &'a Token,
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
-        let result = self.complete_at(key, token, ttl, self.now());
-        Box::pin(std::future::ready(Ok(result)))
+        StoreFuture::ready(Ok(self.complete_at(key, token, ttl, self.now())))
     }
 
     fn release<'a>(&'a self, key: &'a IdempotencyKey, token: &'a Token) -> StoreFuture<'a, bool> {
-        let result = self.release_now(key, token);
-        Box::pin(std::future::ready(Ok(result)))
+        StoreFuture::ready(Ok(self.release_now(key, token)))
     }
 }
 
@@ -327,6 +391,28 @@ mod tests {
         // Once the leases have run out, their room is reclaimed.
         new_token(store.reserve_at(&key(9), LEASE, millis(LEASE)).unwrap());
         assert_eq!(store.in_flight_len(), 1);
+    }
+
+    #[test]
+    fn reclaims_expired_reservations_in_every_shard_including_the_callers() {
+        let store = MemoryStore::default().with_max_in_flight(40).unwrap();
+        assert_eq!(store.shards.len(), SHARDS);
+        for n in 0..40 {
+            new_token(store.reserve_at(&key(n), LEASE, 0).unwrap());
+        }
+        // Forty keys cover the shard of any new key; all their leases have run out.
+        new_token(store.reserve_at(&key(99), LEASE, millis(LEASE)).unwrap());
+        assert_eq!(store.in_flight_len(), 1);
+    }
+
+    #[test]
+    fn shards_split_the_capacity_exactly() {
+        for capacity in [1, 100, 4095, 4096, 100_000, 100_001] {
+            assert_eq!(
+                MemoryStore::with_capacity(capacity).unwrap().capacity(),
+                capacity
+            );
+        }
     }
 
     #[test]

@@ -180,7 +180,7 @@ impl IdempotencyStore for RedisStore {
         key: &'a IdempotencyKey,
         lease: Duration,
     ) -> StoreFuture<'a, Reservation> {
-        Box::pin(async move {
+        StoreFuture::boxed(async move {
             let token = Token::random();
             let answer = self
                 .run(&self.reserve, key, &[&token.to_hex(), &px(lease), DONE])
@@ -199,7 +199,7 @@ impl IdempotencyStore for RedisStore {
         token: &'a Token,
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
+        StoreFuture::boxed(async move {
             let answer = self
                 .run(&self.complete, key, &[&token.to_hex(), &px(ttl), DONE])
                 .await?;
@@ -208,7 +208,7 @@ impl IdempotencyStore for RedisStore {
     }
 
     fn release<'a>(&'a self, key: &'a IdempotencyKey, token: &'a Token) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
+        StoreFuture::boxed(async move {
             let answer = self.run(&self.release, key, &[&token.to_hex()]).await?;
             Ok(answer == 1)
         })

@@ -26,6 +26,6 @@ mod service;
 pub use self::body::ResponseBody;
 pub use self::builder::{WebhookLayer, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT};
 pub use self::future::ResponseFuture;
-pub use self::service::WebhookService;
 #[cfg(feature = "axum")]
-pub(crate) use self::service::{EnvelopeData, VerifiedBody};
+pub(crate) use self::service::VerifiedBody;
+pub use self::service::WebhookService;

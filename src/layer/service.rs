@@ -13,6 +13,7 @@ use super::builder::{Config, SecretSource};
 use super::future::ResponseFuture;
 use crate::error::{Rejection, RejectionKind};
 use crate::idempotency::{Held, IdempotencyKey, Reservation};
+use crate::meta::WebhookMeta;
 use crate::scheme::{Described, Scheme};
 use crate::verify::{unix_seconds, BodyMac};
 
@@ -36,15 +37,14 @@ impl<S> WebhookService<S> {
     }
 }
 
-/// The raw `data` of a verified Sotion envelope, for the `Envelope<T>` extractor.
+/// The verified body, and the raw `data` of a Sotion envelope, for the `Verified<T>` and
+/// `Envelope<T>` extractors (one extension, so one allocation).
 #[derive(Debug, Clone)]
 #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-pub(crate) struct EnvelopeData(pub(crate) Bytes);
-
-/// The verified body, for the `Verified<T>` extractor.
-#[derive(Debug, Clone)]
-#[cfg_attr(not(feature = "axum"), allow(dead_code))]
-pub(crate) struct VerifiedBody(pub(crate) Bytes);
+pub(crate) struct VerifiedBody {
+    pub(crate) body: Bytes,
+    pub(crate) envelope_data: Option<Bytes>,
+}
 
 /// The default `Retry-After` of a `503 secrets_unavailable` answer.
 const RESOLVER_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
@@ -88,21 +88,28 @@ where
         Ok(verified) => verified,
         Err(rejection) => return Ok(layer_response(rejection.to_response())),
     };
-    if let Some(data) = data {
-        parts.extensions.insert(EnvelopeData(data));
-    }
-    parts.extensions.insert(VerifiedBody(body.clone()));
-    parts.extensions.insert(meta.clone());
+    let key = config
+        .idempotency
+        .is_some()
+        .then(|| IdempotencyKey::for_delivery(&meta));
+    parts.extensions.insert(VerifiedBody {
+        body: body.clone(),
+        envelope_data: data,
+    });
+    parts.extensions.insert(meta);
     let request = Request::from_parts(parts, Full::new(body));
 
-    let Some(idempotency) = &config.idempotency else {
+    let (Some(idempotency), Some(key)) = (&config.idempotency, key) else {
         return call_inner(&mut inner, request).await;
     };
-    let key = IdempotencyKey::for_delivery(&meta);
     let held = match idempotency.store.reserve(&key, idempotency.lease).await {
         Ok(Reservation::New(token)) => Held::new(idempotency.store.clone(), key, token),
         Ok(Reservation::Done) => {
-            return Ok(layer_response(idempotency.duplicate_response(&meta)));
+            let response = match request.extensions().get::<WebhookMeta>() {
+                Some(meta) => idempotency.duplicate_response(meta),
+                None => Response::new(Full::new(Bytes::new())), // inserted above; never taken
+            };
+            return Ok(layer_response(response));
         }
         Ok(Reservation::InFlight) => {
             let rejection = Rejection::new(
