@@ -114,13 +114,13 @@ fn run_scenario(scenario: &str, requests: usize, redis_url: Option<&str>) -> Out
     let started = Instant::now();
     let (mut latencies, errors) = runtime.block_on(load(port, &measured));
     let elapsed = started.elapsed();
-    let cpu = cpu_time(pid) - cpu_before;
+    let cpu = cpu_time(pid).checked_sub(cpu_before).unwrap();
     stop(&mut server);
 
     latencies.sort_unstable();
     let percentile = |p: f64| {
         let index = ((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1));
-        latencies.get(index).copied().unwrap_or_default() as f64
+        f64::from(latencies.get(index).copied().unwrap_or_default())
     };
     let done = latencies.len();
     Outcome {

@@ -82,7 +82,7 @@ fn sotion(c: &mut Criterion) {
                         black_box(body),
                         now,
                     )
-                    .unwrap()
+                    .unwrap();
                 });
             },
         );
@@ -149,7 +149,7 @@ fn standard_webhooks(c: &mut Criterion) {
                         black_box(body),
                         now,
                     )
-                    .unwrap()
+                    .unwrap();
                 });
             },
         );
@@ -173,7 +173,7 @@ fn standard_webhooks(c: &mut Criterion) {
                 b.iter(|| {
                     reference
                         .verify(black_box(body), black_box(&headers))
-                        .unwrap()
+                        .unwrap();
                 });
             },
         );
