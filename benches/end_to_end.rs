@@ -11,6 +11,12 @@
 //!
 //! `cargo bench --bench end_to_end` (`E2E_REQUESTS` sets the count, default 60,000).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+// Reporting numbers: the casts to and from f64 are intended.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener as StdListener;

@@ -4,6 +4,12 @@
 //!
 //! `cargo bench --bench store`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+// Reporting numbers: the casts to and from f64 are intended.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 
 use std::alloc::System;
 use std::hint::black_box;

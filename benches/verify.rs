@@ -3,6 +3,12 @@
 //!
 //! `cargo bench --bench verify`, then `scripts/bench-report` prints the ratios.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+// Reporting numbers: the casts to and from f64 are intended.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 
 use std::hint::black_box;
 use std::time::SystemTime;

@@ -70,6 +70,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod layer;
 mod meta;
+pub mod observe;
 pub mod scheme;
 mod secret;
 #[cfg(feature = "testing")]

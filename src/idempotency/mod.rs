@@ -251,11 +251,14 @@ impl Held {
                     "the reservation's lease ran out before the handler finished; \
                      the event may be processed again: raise the lease"
                 ),
-                Err(error) => tracing::error!(
-                    key = %key.to_hex(),
-                    %error,
-                    "could not record a handled event; a retry may process it again"
-                ),
+                Err(error) => {
+                    crate::observe::store_error("complete");
+                    tracing::error!(
+                        key = %key.to_hex(),
+                        %error,
+                        "could not record a handled event; a retry may process it again"
+                    );
+                }
             }
         };
         if let Some(handle) = run_detached(Box::pin(completing)) {
@@ -286,6 +289,7 @@ type Detached = Pin<Box<dyn Future<Output = ()> + Send>>;
 fn release(store: Arc<dyn IdempotencyStore>, key: IdempotencyKey, token: Token) -> Detached {
     Box::pin(async move {
         if let Err(error) = store.release(&key, &token).await {
+            crate::observe::store_error("release");
             tracing::error!(
                 key = %key.to_hex(),
                 %error,

@@ -7,6 +7,7 @@ use http::{request, HeaderMap, Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use tower_service::Service;
+use tracing::Instrument;
 
 use super::body::ResponseBody;
 use super::builder::{Config, SecretSource};
@@ -14,6 +15,7 @@ use super::future::ResponseFuture;
 use crate::error::{Rejection, RejectionKind};
 use crate::idempotency::{Held, IdempotencyKey, Reservation};
 use crate::meta::WebhookMeta;
+use crate::observe::Observation;
 use crate::scheme::{Described, Scheme};
 use crate::verify::{unix_seconds, BodyMac};
 
@@ -70,7 +72,11 @@ where
         // Only the service that was polled ready may be called: take it, leave a clone.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::new(handle(self.config.clone(), inner, request))
+        let observation = Observation::start(self.config.scheme.shared_name());
+        let span = observation.span();
+        ResponseFuture::new(
+            handle(self.config.clone(), inner, request, observation).instrument(span),
+        )
     }
 }
 
@@ -78,6 +84,7 @@ async fn handle<S, ReqBody, ResBody>(
     config: Arc<Config>,
     mut inner: S,
     request: Request<ReqBody>,
+    observation: Observation,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
@@ -86,8 +93,9 @@ where
     let (mut parts, body) = request.into_parts();
     let (body, Described { meta, data }) = match verify_request(&config, &parts, body).await {
         Ok(verified) => verified,
-        Err(rejection) => return Ok(layer_response(rejection.to_response())),
+        Err(rejection) => return Ok(reject(&observation, &rejection)),
     };
+    observation.verified(&meta);
     let key = config
         .idempotency
         .is_some()
@@ -100,11 +108,12 @@ where
     let request = Request::from_parts(parts, Full::new(body));
 
     let (Some(idempotency), Some(key)) = (&config.idempotency, key) else {
-        return call_inner(&mut inner, request).await;
+        return call_inner(&mut inner, request, &observation).await;
     };
     let held = match idempotency.store.reserve(&key, idempotency.lease).await {
         Ok(Reservation::New(token)) => Held::new(idempotency.store.clone(), key, token),
         Ok(Reservation::Done) => {
+            observation.duplicate();
             let response = match request.extensions().get::<WebhookMeta>() {
                 Some(meta) => idempotency.duplicate_response(meta),
                 None => Response::new(Full::new(Bytes::new())), // inserted above; never taken
@@ -117,11 +126,12 @@ where
                 "this event is being handled by another delivery; retry later",
             )
             .with_retry_after(idempotency.in_flight_retry_after);
-            return Ok(layer_response(rejection.to_response()));
+            return Ok(reject(&observation, &rejection));
         }
         Err(error) if idempotency.fail_open => {
+            crate::observe::store_error("reserve");
             tracing::warn!(%error, "idempotency store unavailable; failing open as configured");
-            return call_inner(&mut inner, request).await;
+            return call_inner(&mut inner, request, &observation).await;
         }
         Err(error) => {
             tracing::error!(%error, "idempotency store unavailable; answering 503");
@@ -130,7 +140,7 @@ where
                 "the receiver cannot record deliveries right now; retry later",
             )
             .with_retry_after(idempotency.unavailable_retry_after);
-            return Ok(layer_response(rejection.to_response()));
+            return Ok(reject(&observation, &rejection));
         }
     };
 
@@ -142,18 +152,26 @@ where
     } else {
         held.release().await;
     }
+    observation.handled(succeeded);
     result.map(|response| response.map(ResponseBody::inner))
 }
 
 async fn call_inner<S, ResBody>(
     inner: &mut S,
     request: Request<Full<Bytes>>,
+    observation: &Observation,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
 {
-    let response = inner.call(request).await?;
-    Ok(response.map(ResponseBody::inner))
+    let result = inner.call(request).await;
+    observation.handled(matches!(&result, Ok(response) if response.status().is_success()));
+    Ok(result?.map(ResponseBody::inner))
+}
+
+fn reject<B>(observation: &Observation, rejection: &Rejection) -> Response<ResponseBody<B>> {
+    observation.rejected(rejection);
+    layer_response(rejection.to_response())
 }
 
 fn layer_response<B>(response: Response<Full<Bytes>>) -> Response<ResponseBody<B>> {

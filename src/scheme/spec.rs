@@ -282,6 +282,11 @@ impl Scheme {
         &self.name
     }
 
+    /// The name, cheap to clone (a preset's is static).
+    pub(crate) fn shared_name(&self) -> Cow<'static, str> {
+        self.name.clone()
+    }
+
     /// The header that carries the signature.
     #[must_use]
     pub fn signature_header(&self) -> &HeaderName {
