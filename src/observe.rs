@@ -136,7 +136,7 @@ impl Observation {
                 tracing::debug!(outcome = outcome.as_str(), "webhook delivery answered");
             }
             Outcome::Rejected => {
-                tracing::info!(outcome = outcome.as_str(), "webhook delivery refused")
+                tracing::info!(outcome = outcome.as_str(), "webhook delivery refused");
             }
             Outcome::HandlerFailed => {
                 tracing::warn!(
