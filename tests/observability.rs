@@ -19,6 +19,9 @@ use tower_webhook::testing::{signed_request, sotion_event_with_data, sotion_requ
 use tower_webhook::{observe, Scheme, Secret, Secrets, WebhookLayer};
 
 const SECRET: &str = "whsec_TOP_SECRET_never_printed_42";
+/// A counter's name, labels and value.
+type Counter = (String, Vec<(String, String)>, u64);
+
 const BODY_MARKER: &str = "BODY_CONTENT_MUST_NOT_BE_LOGGED";
 
 /// Collects everything a `tracing` subscriber writes.
@@ -182,7 +185,7 @@ fn metrics_count_verified_rejected_duplicates_conflicts_and_store_errors() {
             .await;
         });
     });
-    let counters: Vec<(String, Vec<(String, String)>, u64)> = snapshotter
+    let counters: Vec<Counter> = snapshotter
         .snapshot()
         .into_vec()
         .into_iter()
