@@ -38,25 +38,21 @@ fn check(scheme: &Scheme, secret: &Secret, headers: &HeaderMap, body: &[u8]) -> 
 fn flip_signature_bit(scheme: &Scheme, headers: &mut HeaderMap, bit: usize) {
     let name = scheme.signature_header().clone();
     let value = headers[&name].to_str().unwrap().to_owned();
-    let flipped = match scheme.name() {
-        "standard-webhooks" => {
-            let encoded = value.strip_prefix("v1,").unwrap();
-            let mut digest =
-                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded)
-                    .unwrap();
-            digest[bit / 8] ^= 1 << (bit % 8);
-            format!(
-                "v1,{}",
-                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, digest)
-            )
-        }
-        _ => {
-            let (prefix, hex) = value.split_at(value.len() - 64);
-            let mut digest = [0_u8; 32];
-            faster_hex::hex_decode(hex.as_bytes(), &mut digest).unwrap();
-            digest[bit / 8] ^= 1 << (bit % 8);
-            format!("{prefix}{}", faster_hex::hex_string(&digest))
-        }
+    let flipped = if scheme.name() == "standard-webhooks" {
+        let encoded = value.strip_prefix("v1,").unwrap();
+        let mut digest =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded).unwrap();
+        digest[bit / 8] ^= 1 << (bit % 8);
+        format!(
+            "v1,{}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, digest)
+        )
+    } else {
+        let (prefix, hex) = value.split_at(value.len() - 64);
+        let mut digest = [0_u8; 32];
+        faster_hex::hex_decode(hex.as_bytes(), &mut digest).unwrap();
+        digest[bit / 8] ^= 1 << (bit % 8);
+        format!("{prefix}{}", faster_hex::hex_string(&digest))
     };
     headers.insert(name, HeaderValue::from_str(&flipped).unwrap());
 }
