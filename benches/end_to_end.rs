@@ -9,7 +9,8 @@
 //! `/proc` apart from the load generator's (which shares the machine's cores). Bounded: a fixed
 //! number of requests per scenario and a time limit.
 //!
-//! `cargo bench --bench end_to_end` (`E2E_REQUESTS` sets the count, default 60,000).
+//! `cargo bench --features redis --bench end_to_end` (`E2E_REQUESTS` sets the requests per
+//! scenario, default 100,000, spread over `E2E_ROUNDS` interleaved rounds, default 5).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 // Reporting numbers: the casts to and from f64 are intended.
 #![allow(
@@ -60,21 +61,62 @@ fn main() {
     let requests: usize = std::env::var("E2E_REQUESTS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(60_000);
-    println!("end to end: {requests} requests per scenario, {CONNECTIONS} connections, 1 KiB Sotion deliveries, fresh ids");
-    println!("| scenario | requests/s | p50 | p99 | server CPU µs/request | errors |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+        .unwrap_or(100_000);
+    let rounds: usize = std::env::var("E2E_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5);
+    println!(
+        "end to end: {rounds} rounds of {} requests per scenario, interleaved, {CONNECTIONS} connections, \
+         1 KiB Sotion deliveries, fresh ids; medians over rounds",
+        requests / rounds
+    );
     let redis = RedisServer::start();
     let mut scenarios = vec!["plain", "layer_memory"];
     if redis.is_some() {
         scenarios.push("layer_redis");
     }
-    for scenario in scenarios {
-        let redis_url = redis.as_ref().map(RedisServer::url);
-        let result = run_scenario(scenario, requests, redis_url.as_deref());
+    // `E2E_ONLY=layer_memory` runs one scenario (to profile its server, whose pid is printed).
+    if let Ok(only) = std::env::var("E2E_ONLY") {
+        scenarios.retain(|scenario| *scenario == only);
+    }
+    // The machine is shared: run the scenarios in turn, round after round, so that a noisy
+    // moment hits them all, and compare each round's results with the same round's baseline.
+    let mut results: Vec<Vec<Outcome>> = scenarios.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for (index, scenario) in scenarios.iter().enumerate() {
+            let redis_url = redis.as_ref().map(RedisServer::url);
+            let outcome = run_scenario(scenario, requests / rounds, redis_url.as_deref(), round);
+            results[index].push(outcome);
+        }
+    }
+    println!("| scenario | requests/s | p50 | p99 | server CPU µs/request | CPU × plain | rps × plain | errors |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (index, scenario) in scenarios.iter().enumerate() {
+        let runs = &results[index];
+        let median = |f: &dyn Fn(&Outcome) -> f64| {
+            let mut values: Vec<f64> = runs.iter().map(f).collect();
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        let ratio = |f: &dyn Fn(&Outcome) -> f64| {
+            let mut ratios: Vec<f64> = runs
+                .iter()
+                .zip(&results[0])
+                .map(|(run, base)| f(run) / f(base))
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            ratios[ratios.len() / 2]
+        };
         println!(
-            "| {scenario} | {:.0} | {:.0} µs | {:.0} µs | {:.2} | {} |",
-            result.rps, result.p50, result.p99, result.cpu_per_request, result.errors
+            "| {scenario} | {:.0} | {:.0} µs | {:.0} µs | {:.2} | {:.2}× | {:.2}× | {} |",
+            median(&|o| o.rps),
+            median(&|o| o.p50),
+            median(&|o| o.p99),
+            median(&|o| o.cpu_per_request),
+            ratio(&|o| o.cpu_per_request),
+            ratio(&|o| o.rps),
+            runs.iter().map(|o| o.errors).sum::<usize>(),
         );
     }
     if redis.is_none() {
@@ -90,7 +132,7 @@ struct Outcome {
     errors: usize,
 }
 
-fn run_scenario(scenario: &str, requests: usize, redis_url: Option<&str>) -> Outcome {
+fn run_scenario(scenario: &str, requests: usize, redis_url: Option<&str>, round: usize) -> Outcome {
     let exe = std::env::current_exe().unwrap();
     let mut command = Command::new(exe);
     command
@@ -107,12 +149,15 @@ fn run_scenario(scenario: &str, requests: usize, redis_url: Option<&str>) -> Out
         .unwrap();
     let port: u16 = line.trim().parse().unwrap();
     let pid = server.id();
+    if std::env::var_os("E2E_ONLY").is_some() {
+        eprintln!("server pid {pid}");
+    }
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let salt = format!("{scenario}-{}", std::process::id());
+    let salt = format!("{scenario}-{}-{round}", std::process::id());
     // Warm up (connections, allocator, JIT-free but caches), then measure.
     runtime.block_on(load(port, &deliveries(2_000, &format!("warm-{salt}"))));
     let measured = deliveries(requests, &salt);

@@ -40,7 +40,9 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// ```
 #[derive(Debug, Clone)]
 pub struct WebhookLayer {
-    config: Config,
+    // Shared: `layer()` may run once per request (axum converts a route's handler on every
+    // call when the router has no state), so it must only bump a reference count.
+    config: Arc<Config>,
 }
 
 #[derive(Clone)]
@@ -97,14 +99,14 @@ impl WebhookLayer {
 
     fn with_source(secrets: SecretSource) -> Self {
         Self {
-            config: Config {
+            config: Arc::new(Config {
                 scheme: Scheme::default(),
                 secrets,
                 body_limit: DEFAULT_BODY_LIMIT,
                 body_timeout: Some(DEFAULT_BODY_TIMEOUT),
                 idempotency: Some(Idempotency::default()),
                 clock: Arc::new(SystemClock),
-            },
+            }),
         }
     }
 
@@ -113,8 +115,9 @@ impl WebhookLayer {
     /// [`per_tenant`](Self::per_tenant) layer the resolver decides, and this has no effect.
     #[must_use]
     pub fn with_secret(mut self, secret: Secret) -> Self {
-        if let SecretSource::Static(secrets) = self.config.secrets {
-            self.config.secrets = SecretSource::Static(secrets.with(secret));
+        let config = Arc::make_mut(&mut self.config);
+        if let SecretSource::Static(secrets) = &config.secrets {
+            config.secrets = SecretSource::Static(secrets.clone().with(secret));
         }
         self
     }
@@ -122,14 +125,14 @@ impl WebhookLayer {
     /// The clock the freshness checks read (default: the system clock). Tests pin it.
     #[must_use]
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.config.clock = Arc::new(clock);
+        Arc::make_mut(&mut self.config).clock = Arc::new(clock);
         self
     }
 
     /// The sender's signing scheme (default [`Scheme::sotion`]).
     #[must_use]
     pub fn with_scheme(mut self, scheme: Scheme) -> Self {
-        self.config.scheme = scheme;
+        Arc::make_mut(&mut self.config).scheme = scheme;
         self
     }
 
@@ -138,7 +141,7 @@ impl WebhookLayer {
     /// the limit is buffered.
     #[must_use]
     pub fn with_body_limit(mut self, limit: usize) -> Self {
-        self.config.body_limit = limit;
+        Arc::make_mut(&mut self.config).body_limit = limit;
         self
     }
 
@@ -147,14 +150,14 @@ impl WebhookLayer {
     /// stalled client then holds its connection and buffer for as long as the server lets it).
     #[must_use]
     pub fn with_body_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.config.body_timeout = timeout;
+        Arc::make_mut(&mut self.config).body_timeout = timeout;
         self
     }
 
     /// The idempotency guard (default: an in-memory store with default timings).
     #[must_use]
     pub fn with_idempotency(mut self, idempotency: Idempotency) -> Self {
-        self.config.idempotency = Some(idempotency);
+        Arc::make_mut(&mut self.config).idempotency = Some(idempotency);
         self
     }
 
@@ -168,7 +171,7 @@ impl WebhookLayer {
     /// reaches the handler, which must then deduplicate by itself.
     #[must_use]
     pub fn without_idempotency(mut self) -> Self {
-        self.config.idempotency = None;
+        Arc::make_mut(&mut self.config).idempotency = None;
         self
     }
 }
@@ -177,6 +180,6 @@ impl<S> Layer<S> for WebhookLayer {
     type Service = WebhookService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        WebhookService::new(inner, Arc::new(self.config.clone()))
+        WebhookService::new(inner, self.config.clone())
     }
 }

@@ -1,3 +1,4 @@
+use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -207,15 +208,23 @@ async fn verify_request<B: Body>(
             }
         },
     };
-    let reading = read_body(body, config.body_limit, &mut mac);
-    let bytes = match config.body_timeout {
-        Some(timeout) => tokio::time::timeout(timeout, reading).await.map_err(|_| {
-            Rejection::new(
-                RejectionKind::BodyTimeout,
-                "the body did not arrive in time",
-            )
-        })??,
-        None => reading.await?,
+    let bytes = {
+        let mut reading = std::pin::pin!(read_body(body, config.body_limit, &mut mac));
+        // A small body usually arrives with the headers: poll once before arming a timer, so
+        // most requests never touch the runtime's timer wheel.
+        let first = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
+        match (first, config.body_timeout) {
+            (Poll::Ready(result), _) => result?,
+            (Poll::Pending, Some(timeout)) => {
+                tokio::time::timeout(timeout, reading).await.map_err(|_| {
+                    Rejection::new(
+                        RejectionKind::BodyTimeout,
+                        "the body did not arrive in time",
+                    )
+                })??
+            }
+            (Poll::Pending, None) => reading.await?,
+        }
     };
     mac.finish(&prepared.candidates)?;
     let now = unix_seconds(config.clock.now());

@@ -1,0 +1,158 @@
+//! What the logs say. One test in its own binary: `tracing` caches per call site whether anyone
+//! listens, so tests that install different subscribers on concurrent threads would race.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use common::{meta_app, send};
+use http_body_util::BodyExt;
+use tower_webhook::idempotency::{
+    IdempotencyKey, IdempotencyStore, Reservation, StoreError, StoreFuture, Token,
+};
+use tower_webhook::scheme::Outgoing;
+use tower_webhook::testing::{signed_request, sotion_event_with_data, sotion_request};
+use tower_webhook::{Scheme, Secret, WebhookLayer};
+
+const SECRET: &str = "whsec_TOP_SECRET_never_printed_42";
+const BODY_MARKER: &str = "BODY_CONTENT_MUST_NOT_BE_LOGGED";
+
+/// Collects everything a `tracing` subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Down;
+
+impl IdempotencyStore for Down {
+    fn reserve<'a>(
+        &'a self,
+        _: &'a IdempotencyKey,
+        _: std::time::Duration,
+    ) -> StoreFuture<'a, Reservation> {
+        StoreFuture::ready(Err(StoreError::Timeout))
+    }
+    fn complete<'a>(
+        &'a self,
+        _: &'a IdempotencyKey,
+        _: &'a Token,
+        _: std::time::Duration,
+    ) -> StoreFuture<'a, bool> {
+        StoreFuture::ready(Err(StoreError::Timeout))
+    }
+    fn release<'a>(&'a self, _: &'a IdempotencyKey, _: &'a Token) -> StoreFuture<'a, bool> {
+        StoreFuture::ready(Err(StoreError::Timeout))
+    }
+}
+
+fn secret() -> Secret {
+    Secret::new(SECRET).unwrap()
+}
+
+fn body_with_marker(id: &str) -> Vec<u8> {
+    let data = serde_json::json!({ "note": BODY_MARKER });
+    sotion_event_with_data("member.created", id, "site_1", &data)
+}
+
+#[test]
+fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (answered, signature) = runtime.block_on(async {
+        let (app, _) = meta_app(WebhookLayer::new(secret()), "/webhooks");
+        let genuine = body_with_marker("evt_logged\"q");
+        let signature = tower_webhook::verify::sign(&secret(), &genuine);
+        let mut responses = Vec::new();
+        responses.push(send(&app, sotion_request(&secret(), genuine.clone())).await);
+        responses.push(send(&app, sotion_request(&secret(), genuine.clone())).await); // duplicate
+        let forged = sotion_request(
+            &Secret::new("whsec_attacker").unwrap(),
+            body_with_marker("evt_x"),
+        );
+        responses.push(send(&app, forged).await);
+        let (down, _) = meta_app(WebhookLayer::new(secret()).with_store(Down), "/webhooks");
+        responses.push(
+            send(
+                &down,
+                sotion_request(&secret(), body_with_marker("evt_down")),
+            )
+            .await,
+        );
+
+        // Another scheme, logged under its name.
+        let scheme = Scheme::stripe();
+        let stripe_secret = scheme.secret("whsec_stripe_TOP_SECRET").unwrap();
+        let unix = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+        .unwrap();
+        let body = Bytes::from_static(br#"{"id":"evt_stripe_1","type":"invoice.paid"}"#);
+        let message = Outgoing {
+            id: "evt_stripe_1",
+            event: "invoice.paid",
+            timestamp: unix,
+            body: &body,
+        };
+        let request = signed_request(&scheme, &stripe_secret, &message);
+        let (stripe, seen) = meta_app(
+            WebhookLayer::new(stripe_secret).with_scheme(scheme),
+            "/webhooks",
+        );
+        responses.push(send(&stripe, request).await);
+        assert_eq!(seen.runs(), 1);
+
+        let mut answered = String::new();
+        for response in responses {
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            answered.push_str(&String::from_utf8_lossy(&body));
+        }
+        (answered, signature)
+    });
+
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    // What happened is there: ids (escaped), outcomes, codes, schemes, durations.
+    assert!(logs.contains(r#"id="evt_logged\"q""#), "{logs}");
+    assert!(logs.contains("outcome=\"handled\""), "{logs}");
+    assert!(logs.contains("outcome=\"duplicate\""), "{logs}");
+    assert!(logs.contains("code=\"signature_mismatch\""), "{logs}");
+    assert!(logs.contains("code=\"store_unavailable\""), "{logs}");
+    assert!(logs.contains("duration_us="), "{logs}");
+    assert!(logs.contains("scheme=stripe"), "{logs}");
+    assert!(logs.contains(r#"id="evt_stripe_1""#), "{logs}");
+    // What must never be there.
+    let hex = signature.trim_start_matches("sha256=");
+    for (text, what) in [(&logs, "logs"), (&answered, "responses")] {
+        assert!(!text.contains(SECRET), "the secret is in the {what}");
+        assert!(
+            !text.contains("TOP_SECRET"),
+            "part of a secret is in the {what}"
+        );
+        assert!(!text.contains(hex), "the signature is in the {what}");
+        assert!(!text.contains(BODY_MARKER), "the body is in the {what}");
+    }
+}
