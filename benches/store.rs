@@ -95,6 +95,15 @@ fn main() {
             handle(&store, &keys[i]);
         });
     });
+    // A store that fits in the CPU caches (10,000 keys, ~1 MB): the operation itself.
+    let small = MemoryStore::with_capacity(10_000).unwrap();
+    let small_next = AtomicUsize::new(0);
+    group.bench_function("reserve_complete/1_thread_cache_resident", |b| {
+        b.iter(|| {
+            let i = small_next.fetch_add(1, Ordering::Relaxed) % 20_000;
+            handle(&small, &keys[i]);
+        });
+    });
     group.bench_function("reserve_complete/2_threads_per_op", |b| {
         b.iter_custom(|iters| {
             let start = Instant::now();
