@@ -306,15 +306,11 @@ pub(crate) struct ParsedEnvelope {
 impl ParsedEnvelope {
     /// Parses and checks the envelope. Called only on bytes whose signature verified.
     pub(crate) fn parse(body: &Bytes) -> Result<Self, Rejection> {
-        let wire: WireEnvelope<'_> = serde_json::from_slice(body).map_err(|err| {
-            if err.is_data() {
-                Rejection::new(
-                    RejectionKind::InvalidEnvelope,
-                    "the body is not a Sotion envelope: a field is missing, repeated or of the wrong type",
-                )
-            } else {
-                Rejection::new(RejectionKind::InvalidJson, "the body is not valid JSON")
-            }
+        let wire: WireEnvelope<'_> = serde_json::from_slice(body).map_err(|error| {
+            Rejection::from_json(
+                &error,
+                "the body is not a Sotion envelope: a field is missing, repeated or of the wrong type",
+            )
         })?;
         check_id(&wire.id)
             .map_err(|message| Rejection::new(RejectionKind::InvalidEventId, message))?;

@@ -247,6 +247,19 @@ impl Rejection {
     }
 }
 
+impl Rejection {
+    /// The refusal of a verified body that serde could not read: `invalid_json` for a syntax
+    /// error (or an empty, truncated or non-UTF-8 body), `invalid_envelope` with `message` when
+    /// the JSON is well formed but not of the expected shape.
+    pub(crate) fn from_json(error: &serde_json::Error, message: &'static str) -> Self {
+        if error.is_data() {
+            Self::new(RejectionKind::InvalidEnvelope, message)
+        } else {
+            Self::new(RejectionKind::InvalidJson, "the body is not valid JSON")
+        }
+    }
+}
+
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.kind.code(), self.message)

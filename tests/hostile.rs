@@ -7,52 +7,16 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderValue, Request};
 use axum::routing::post;
 use axum::Router;
-use common::{error_code, event, meta_app, secret, send, Seen};
+use common::{error_code, event, meta_app, secret, send, Counting, Seen};
 use http_body_util::Full;
-use tower_webhook::idempotency::{
-    IdempotencyKey, IdempotencyStore, MemoryStore, Reservation, StoreFuture, Token,
-};
 use tower_webhook::testing::{sotion_event_with_data, sotion_request};
 use tower_webhook::{verify, Envelope, Secret, WebhookLayer};
-
-/// Counts every call that reaches the store.
-#[derive(Clone, Default)]
-struct Counting {
-    inner: Arc<MemoryStore>,
-    calls: Arc<AtomicUsize>,
-}
-
-impl IdempotencyStore for Counting {
-    fn reserve<'a>(
-        &'a self,
-        key: &'a IdempotencyKey,
-        lease: Duration,
-    ) -> StoreFuture<'a, Reservation> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.reserve(key, lease)
-    }
-    fn complete<'a>(
-        &'a self,
-        key: &'a IdempotencyKey,
-        token: &'a Token,
-        ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.complete(key, token, ttl)
-    }
-    fn release<'a>(&'a self, key: &'a IdempotencyKey, token: &'a Token) -> StoreFuture<'a, bool> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.release(key, token)
-    }
-}
 
 fn signed(body: &[u8]) -> Request<Full<Bytes>> {
     sotion_request(&secret(), Bytes::copy_from_slice(body))
@@ -172,11 +136,7 @@ async fn every_hostile_request_is_refused_without_touching_the_handler_or_the_st
         assert_eq!(response.status(), status, "{name}");
         assert_eq!(error_code(response).await, code, "{name}");
         assert_eq!(seen.runs(), 0, "{name}: the handler ran");
-        assert_eq!(
-            store.calls.load(Ordering::SeqCst),
-            0,
-            "{name}: the store was touched"
-        );
+        assert_eq!(store.calls(), 0, "{name}: the store was touched");
         // The genuine delivery still goes through.
         let genuine = send(&app, signed(&event("evt_genuine", "site_1"))).await;
         assert_eq!(
@@ -296,11 +256,7 @@ async fn a_client_that_trickles_its_body_gets_408_and_holds_no_reservation() {
     assert!(response.contains("body_timeout"), "{response}");
     assert!(elapsed < Duration::from_secs(5));
     assert_eq!(seen.runs(), 0);
-    assert_eq!(
-        store.calls.load(Ordering::SeqCst),
-        0,
-        "a stalled body must hold no reservation"
-    );
+    assert_eq!(store.calls(), 0, "a stalled body must hold no reservation");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,5 +295,5 @@ async fn a_content_length_larger_than_the_body_sent_is_refused() {
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     assert!(response.contains("body_read_failed"), "{response}");
     assert_eq!(seen.runs(), 0);
-    assert_eq!(store.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(store.calls(), 0);
 }

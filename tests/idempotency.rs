@@ -3,70 +3,19 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
-use common::{app, assert_rejected, error_code, event, layer, secret, send, Behaviour};
-use http_body_util::BodyExt;
-use tower_webhook::idempotency::{
-    Duplicate, Idempotency, IdempotencyKey, IdempotencyStore, MemoryStore, Reservation, StoreError,
-    StoreFuture, Token,
+use common::{
+    app, assert_rejected, error_code, event, layer, secret, send, Behaviour, Counting, Down,
 };
+use http_body_util::BodyExt;
+use tower_webhook::idempotency::{Duplicate, Idempotency, MemoryStore};
 use tower_webhook::testing::sotion_request;
 use tower_webhook::Secret;
-
-/// Wraps a store and counts every call that reaches it.
-struct Counting<S> {
-    inner: S,
-    calls: Arc<AtomicUsize>,
-}
-
-impl<S: IdempotencyStore> IdempotencyStore for Counting<S> {
-    fn reserve<'a>(
-        &'a self,
-        key: &'a IdempotencyKey,
-        lease: Duration,
-    ) -> StoreFuture<'a, Reservation> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.reserve(key, lease)
-    }
-    fn complete<'a>(
-        &'a self,
-        key: &'a IdempotencyKey,
-        token: &'a Token,
-        ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.complete(key, token, ttl)
-    }
-    fn release<'a>(&'a self, key: &'a IdempotencyKey, token: &'a Token) -> StoreFuture<'a, bool> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.release(key, token)
-    }
-}
-
-/// A store that cannot be reached.
-struct Down;
-
-impl IdempotencyStore for Down {
-    fn reserve<'a>(&'a self, _: &'a IdempotencyKey, _: Duration) -> StoreFuture<'a, Reservation> {
-        StoreFuture::ready(Err(StoreError::Timeout))
-    }
-    fn complete<'a>(
-        &'a self,
-        _: &'a IdempotencyKey,
-        _: &'a Token,
-        _: Duration,
-    ) -> StoreFuture<'a, bool> {
-        StoreFuture::ready(Err(StoreError::Timeout))
-    }
-    fn release<'a>(&'a self, _: &'a IdempotencyKey, _: &'a Token) -> StoreFuture<'a, bool> {
-        StoreFuture::ready(Err(StoreError::Timeout))
-    }
-}
 
 fn deliver(id: &str, site: &str) -> http::Request<http_body_util::Full<Bytes>> {
     sotion_request(&secret(), event(id, site))
@@ -209,11 +158,8 @@ async fn a_dropped_response_future_releases_the_event_so_the_retry_is_processed(
 
 #[tokio::test]
 async fn a_forged_delivery_never_reaches_the_store() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let store = Counting {
-        inner: MemoryStore::default(),
-        calls: calls.clone(),
-    };
+    let store = Counting::default();
+    let calls = store.calls.clone();
     let (app, seen) = app(layer().with_store(store), Behaviour::Ok);
     // An attacker who knows a real event id tries to poison the dedup cache.
     let forged = sotion_request(
@@ -240,11 +186,8 @@ async fn a_forged_delivery_never_reaches_the_store() {
 
 #[tokio::test]
 async fn an_invalid_envelope_never_reaches_the_store() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let store = Counting {
-        inner: MemoryStore::default(),
-        calls: calls.clone(),
-    };
+    let store = Counting::default();
+    let calls = store.calls.clone();
     let (app, seen) = app(layer().with_store(store), Behaviour::Ok);
     let mut mismatched = deliver("evt_1", "site_1");
     mismatched

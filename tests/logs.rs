@@ -8,11 +8,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use common::{meta_app, send};
+use common::{meta_app, send, Down};
 use http_body_util::BodyExt;
-use tower_webhook::idempotency::{
-    IdempotencyKey, IdempotencyStore, Reservation, StoreError, StoreFuture, Token,
-};
 use tower_webhook::scheme::Outgoing;
 use tower_webhook::testing::{signed_request, sotion_event_with_data, sotion_request};
 use tower_webhook::{Scheme, Secret, WebhookLayer};
@@ -31,29 +28,6 @@ impl Write for Captured {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-struct Down;
-
-impl IdempotencyStore for Down {
-    fn reserve<'a>(
-        &'a self,
-        _: &'a IdempotencyKey,
-        _: std::time::Duration,
-    ) -> StoreFuture<'a, Reservation> {
-        StoreFuture::ready(Err(StoreError::Timeout))
-    }
-    fn complete<'a>(
-        &'a self,
-        _: &'a IdempotencyKey,
-        _: &'a Token,
-        _: std::time::Duration,
-    ) -> StoreFuture<'a, bool> {
-        StoreFuture::ready(Err(StoreError::Timeout))
-    }
-    fn release<'a>(&'a self, _: &'a IdempotencyKey, _: &'a Token) -> StoreFuture<'a, bool> {
-        StoreFuture::ready(Err(StoreError::Timeout))
     }
 }
 

@@ -4,40 +4,14 @@
 
 mod common;
 
-use common::{event, meta_app, send};
+use common::{event, meta_app, send, Down};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use tower_webhook::idempotency::{
-    IdempotencyKey, IdempotencyStore, Reservation, StoreError, StoreFuture, Token,
-};
 use tower_webhook::testing::sotion_request;
 use tower_webhook::{observe, Scheme, Secret, Secrets, WebhookLayer};
 
 const SECRET: &str = "whsec_TOP_SECRET_never_printed_42";
 /// A counter's name, labels and value.
 type Counter = (String, Vec<(String, String)>, u64);
-
-struct Down;
-
-impl IdempotencyStore for Down {
-    fn reserve<'a>(
-        &'a self,
-        _: &'a IdempotencyKey,
-        _: std::time::Duration,
-    ) -> StoreFuture<'a, Reservation> {
-        StoreFuture::ready(Err(StoreError::Timeout))
-    }
-    fn complete<'a>(
-        &'a self,
-        _: &'a IdempotencyKey,
-        _: &'a Token,
-        _: std::time::Duration,
-    ) -> StoreFuture<'a, bool> {
-        StoreFuture::ready(Err(StoreError::Timeout))
-    }
-    fn release<'a>(&'a self, _: &'a IdempotencyKey, _: &'a Token) -> StoreFuture<'a, bool> {
-        StoreFuture::ready(Err(StoreError::Timeout))
-    }
-}
 
 fn secret() -> Secret {
     Secret::new(SECRET).unwrap()

@@ -289,14 +289,10 @@ impl Scheme {
             .deserialize(&mut deserializer)
             .and_then(|values| deserializer.end().map(|()| values))
             .map_err(|error| {
-                if error.is_data() {
-                    Rejection::new(
-                        RejectionKind::InvalidEnvelope,
-                        "the body is not a JSON object with each field at most once",
-                    )
-                } else {
-                    Rejection::new(RejectionKind::InvalidJson, "the body is not valid JSON")
-                }
+                Rejection::from_json(
+                    &error,
+                    "the body is not a JSON object with each field at most once",
+                )
             })?;
         Ok(Fields {
             names: wanted.iter().map(|name| (*name).to_owned()).collect(),

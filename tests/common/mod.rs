@@ -12,6 +12,9 @@ use axum::routing::post;
 use axum::Router;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
+use tower_webhook::idempotency::{
+    IdempotencyKey, IdempotencyStore, MemoryStore, Reservation, StoreError, StoreFuture, Token,
+};
 use tower_webhook::{Envelope, Secret, WebhookLayer, WebhookMeta};
 
 pub const SECRET: &str = "whsec_test_secret_for_the_suite";
@@ -129,4 +132,61 @@ pub async fn assert_rejected(response: Response<Body>, status: u16, code: &str, 
 /// A Sotion envelope with the given id and site.
 pub fn event(id: &str, site: &str) -> Vec<u8> {
     tower_webhook::testing::sotion_event("member.created", id, site)
+}
+
+/// A memory store that counts every call reaching it.
+#[derive(Clone, Default)]
+pub struct Counting {
+    pub inner: Arc<MemoryStore>,
+    pub calls: Arc<AtomicUsize>,
+}
+
+impl Counting {
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl IdempotencyStore for Counting {
+    fn reserve<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        lease: Duration,
+    ) -> StoreFuture<'a, Reservation> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.reserve(key, lease)
+    }
+    fn complete<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        token: &'a Token,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.complete(key, token, ttl)
+    }
+    fn release<'a>(&'a self, key: &'a IdempotencyKey, token: &'a Token) -> StoreFuture<'a, bool> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.release(key, token)
+    }
+}
+
+/// A store that cannot be reached.
+pub struct Down;
+
+impl IdempotencyStore for Down {
+    fn reserve<'a>(&'a self, _: &'a IdempotencyKey, _: Duration) -> StoreFuture<'a, Reservation> {
+        StoreFuture::ready(Err(StoreError::Timeout))
+    }
+    fn complete<'a>(
+        &'a self,
+        _: &'a IdempotencyKey,
+        _: &'a Token,
+        _: Duration,
+    ) -> StoreFuture<'a, bool> {
+        StoreFuture::ready(Err(StoreError::Timeout))
+    }
+    fn release<'a>(&'a self, _: &'a IdempotencyKey, _: &'a Token) -> StoreFuture<'a, bool> {
+        StoreFuture::ready(Err(StoreError::Timeout))
+    }
 }
