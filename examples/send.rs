@@ -12,6 +12,8 @@
 
 mod shared;
 
+use std::io::Write;
+
 use tower_webhook::scheme::Outgoing;
 
 const USAGE: &str = "usage: cargo run --example send -- [EVENT_TYPE] [--id EVENT_ID] [--url URL]";
@@ -134,9 +136,11 @@ async fn run() -> Result<(), String> {
     let status = response.status();
     let duplicate = response.headers().contains_key("x-webhook-duplicate");
     let text = response.text().await.unwrap_or_default();
-    println!("sent {} {} -> {status} {text}", args.event, args.id);
+    // Not `println!`: a closed stdout (`send | head -1`) must not panic.
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "sent {} {} -> {status} {text}", args.event, args.id);
     if duplicate {
-        println!("(the receiver had already handled this event)");
+        let _ = writeln!(stdout, "(the receiver had already handled this event)");
     }
     if status == 401 {
         return Err(
