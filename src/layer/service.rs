@@ -97,29 +97,25 @@ where
         Err(rejection) => return Ok(reject(&observation, &rejection)),
     };
     observation.verified(&meta);
-    let key = config
-        .idempotency
-        .is_some()
-        .then(|| IdempotencyKey::for_delivery(&meta));
-    parts.extensions.insert(VerifiedBody {
-        body: body.clone(),
-        envelope_data: data,
-    });
-    parts.extensions.insert(meta);
-    let request = Request::from_parts(parts, Full::new(body));
-
-    let (Some(idempotency), Some(key)) = (&config.idempotency, key) else {
-        return call_inner(&mut inner, request, &observation).await;
+    // The request for the inner service: the same bytes, and what was verified.
+    let into_request = move |meta: WebhookMeta| {
+        parts.extensions.insert(VerifiedBody {
+            body: body.clone(),
+            envelope_data: data,
+        });
+        parts.extensions.insert(meta);
+        Request::from_parts(parts, Full::new(body))
     };
+
+    let Some(idempotency) = &config.idempotency else {
+        return call_inner(&mut inner, into_request(meta), &observation).await;
+    };
+    let key = IdempotencyKey::for_delivery(&meta);
     let held = match idempotency.store.reserve(&key, idempotency.lease).await {
         Ok(Reservation::New(token)) => Held::new(idempotency.store.clone(), key, token),
         Ok(Reservation::Done) => {
             observation.duplicate();
-            let response = match request.extensions().get::<WebhookMeta>() {
-                Some(meta) => idempotency.duplicate_response(meta),
-                None => Response::new(Full::new(Bytes::new())), // inserted above; never taken
-            };
-            return Ok(layer_response(response));
+            return Ok(layer_response(idempotency.duplicate_response(&meta)));
         }
         Ok(Reservation::InFlight) => {
             let rejection = Rejection::new(
@@ -132,7 +128,7 @@ where
         Err(error) if idempotency.fail_open => {
             crate::observe::store_error("reserve");
             tracing::warn!(%error, "idempotency store unavailable; failing open as configured");
-            return call_inner(&mut inner, request, &observation).await;
+            return call_inner(&mut inner, into_request(meta), &observation).await;
         }
         Err(error) => {
             tracing::error!(%error, "idempotency store unavailable; answering 503");
@@ -144,6 +140,7 @@ where
             return Ok(reject(&observation, &rejection));
         }
     };
+    let request = into_request(meta);
 
     // `held` releases the reservation if this future is dropped or the handler panics.
     let result = inner.call(request).await;
