@@ -121,7 +121,8 @@ pub fn signed_request(
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     let signed = scheme.sign(secret, message).or_else(|_| {
-        // An id or event that cannot be a header: sign without them, as a hostile sender would.
+        // An id or event that cannot be a header value (tests of hostile ids): sign without
+        // them; the caller sees the headers left empty.
         scheme.sign(
             secret,
             &Outgoing {
