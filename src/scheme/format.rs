@@ -25,27 +25,23 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    fn decode(self, text: &[u8]) -> Option<[u8; DIGEST_LEN]> {
-        let mut digest = [0_u8; DIGEST_LEN];
+    /// Decodes exactly one digest into `out`; `false` when `text` is not one.
+    fn decode_into(self, text: &[u8], out: &mut [u8; DIGEST_LEN]) -> bool {
         match self {
-            Self::Hex => {
-                // `hex_decode` accepts a longer input than it needs: insist on the exact length.
-                if text.len() != 2 * DIGEST_LEN {
-                    return None;
-                }
-                faster_hex::hex_decode(text, &mut digest).ok()?;
-            }
+            // `hex_decode` accepts a longer input than it needs: insist on the exact length.
+            Self::Hex => text.len() == 2 * DIGEST_LEN && faster_hex::hex_decode(text, out).is_ok(),
             Self::Base64 => {
                 // Room for the decoder's estimate; exactly 32 bytes must come out.
                 let mut buffer = [0_u8; DIGEST_LEN + 16];
-                let len = BASE64.decode_slice(text, &mut buffer).ok()?;
-                if len != DIGEST_LEN {
-                    return None;
+                match BASE64.decode_slice(text, &mut buffer) {
+                    Ok(DIGEST_LEN) => {
+                        out.copy_from_slice(&buffer[..DIGEST_LEN]);
+                        true
+                    }
+                    _ => false,
                 }
-                digest.copy_from_slice(&buffer[..DIGEST_LEN]);
             }
         }
-        Some(digest)
     }
 
     fn encode(self, digest: &[u8; DIGEST_LEN]) -> String {
@@ -120,13 +116,17 @@ impl SignatureFormat {
         }
     }
 
-    /// Reads the signatures a header value carries.
-    pub(crate) fn parse(&self, value: &[u8]) -> Result<Candidates, Rejection> {
-        let mut candidates = Candidates::default();
+    /// Reads the signatures a header value carries into `candidates` (built in place by the
+    /// caller: no copies of the digests on the way out).
+    pub(crate) fn parse_into(
+        &self,
+        value: &[u8],
+        candidates: &mut Candidates,
+    ) -> Result<(), Rejection> {
         match self {
             Self::Single { prefix, encoding } => {
                 let text = value.strip_prefix(prefix.as_bytes()).ok_or(MALFORMED)?;
-                candidates.push(encoding.decode(text).ok_or(MALFORMED)?)?;
+                candidates.push_decoded(*encoding, text)?;
             }
             Self::List {
                 separator,
@@ -137,7 +137,7 @@ impl SignatureFormat {
                 let value = std::str::from_utf8(value).map_err(|_| MALFORMED)?;
                 for (entry_tag, text) in entries(value, *separator, *tag_separator) {
                     if entry_tag == tag {
-                        candidates.push(encoding.decode(text.as_bytes()).ok_or(MALFORMED)?)?;
+                        candidates.push_decoded(*encoding, text.as_bytes())?;
                     }
                 }
             }
@@ -145,7 +145,13 @@ impl SignatureFormat {
         if candidates.is_empty() {
             return Err(MALFORMED);
         }
-        Ok(candidates)
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn parse(&self, value: &[u8]) -> Result<Candidates, Rejection> {
+        let mut candidates = Candidates::default();
+        self.parse_into(value, &mut candidates).map(|()| candidates)
     }
 
     /// The value of the entry tagged `wanted`, for a list format (exactly one such entry).
@@ -217,9 +223,12 @@ pub(crate) struct Candidates {
 }
 
 impl Candidates {
-    fn push(&mut self, digest: [u8; DIGEST_LEN]) -> Result<(), Rejection> {
+    /// Decodes one more signature straight into its slot.
+    fn push_decoded(&mut self, encoding: Encoding, text: &[u8]) -> Result<(), Rejection> {
         let slot = self.digests.get_mut(self.len).ok_or(MALFORMED)?;
-        *slot = digest;
+        if !encoding.decode_into(text, slot) {
+            return Err(MALFORMED);
+        }
         self.len += 1;
         Ok(())
     }

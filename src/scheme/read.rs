@@ -61,7 +61,12 @@ impl Scheme {
                 ))
             }
         };
-        let candidates = self.format.parse(value)?;
+        let mut prepared = Prepared {
+            candidates: Candidates::default(),
+            prefix: Vec::new(),
+            timestamp: None,
+        };
+        self.format.parse_into(value, &mut prepared.candidates)?;
         let timestamp_text = match &self.timestamp {
             Some((Source::Header(name), _)) => match single(headers, name) {
                 Single::One(value) => {
@@ -75,11 +80,11 @@ impl Scheme {
             }
             _ => None,
         };
-        let timestamp = match (timestamp_text, &self.timestamp) {
+        prepared.timestamp = match (timestamp_text, &self.timestamp) {
             (Some(text), Some((_, format))) => Some(parse_timestamp(text, *format)?),
             _ => None,
         };
-        let mut prefix = Vec::new();
+        let prefix = &mut prepared.prefix;
         for part in &self.signed {
             match part {
                 Part::Literal(bytes) => prefix.extend_from_slice(bytes),
@@ -101,11 +106,7 @@ impl Scheme {
                 Part::Body => break,
             }
         }
-        Ok(Prepared {
-            candidates,
-            prefix,
-            timestamp,
-        })
+        Ok(prepared)
     }
 
     /// Refuses bodies that were not sent as the bytes that were signed.
