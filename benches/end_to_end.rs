@@ -32,25 +32,15 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+mod shared;
+
+use shared::PlainEnvelope;
 use tower_webhook::envelope::MemberData;
 use tower_webhook::{verify, Envelope, Secret, WebhookLayer};
 
 const SECRET: &str = "whsec_end_to_end_benchmark";
 const CONNECTIONS: usize = 32;
 const TIME_LIMIT: Duration = Duration::from_secs(60);
-
-#[derive(serde::Deserialize)]
-#[allow(dead_code)]
-struct PlainEnvelope {
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    timestamp: String,
-    version: String,
-    #[serde(rename = "siteId")]
-    site_id: String,
-    data: MemberData,
-}
 
 fn main() {
     if let Ok(scenario) = std::env::var("E2E_SERVER") {

@@ -14,23 +14,13 @@ use axum::{Json, Router};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::Request;
 use tower::ServiceExt;
+mod shared;
+
+use shared::PlainEnvelope;
 use tower_webhook::envelope::MemberData;
 use tower_webhook::{verify, Envelope, Secret, WebhookLayer};
 
 const SECRET: &str = "whsec_stack_benchmark";
-
-#[derive(serde::Deserialize)]
-#[allow(dead_code)]
-struct PlainEnvelope {
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    timestamp: String,
-    version: String,
-    #[serde(rename = "siteId")]
-    site_id: String,
-    data: MemberData,
-}
 
 /// A signed 1 KiB delivery with a fresh id.
 fn delivery(n: usize) -> Request<Body> {
