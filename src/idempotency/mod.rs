@@ -18,6 +18,7 @@
 //! [`MemoryStore`] (the default) serves one process; `RedisStore` (feature `redis`) serves
 //! several replicas.
 
+mod completed;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
