@@ -16,6 +16,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use bytes::Bytes;
+use bytestring::ByteString;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -192,11 +193,11 @@ impl<T: DeserializeOwned> Envelope<T> {
             .map_err(EnvelopeError::Envelope)?;
         let data = serde_json::from_slice(&parsed.data).map_err(EnvelopeError::Data)?;
         Ok(Self {
-            id: parsed.id,
-            event_type: EventType::from(parsed.event.as_str()),
+            id: parsed.id.to_string(),
+            event_type: EventType::from(&*parsed.event),
             timestamp: parsed.timestamp,
-            version: parsed.version,
-            site_id: parsed.site_id,
+            version: parsed.version.to_string(),
+            site_id: parsed.site_id.to_string(),
             data,
         })
     }
@@ -292,14 +293,15 @@ struct WireEnvelope<'a> {
     data: &'a RawValue,
 }
 
-/// A checked envelope whose `data` is still raw JSON, sliced from the verified body (no copy).
+/// A checked envelope whose strings and raw `data` share the verified body's buffer (no copy,
+/// unless a string had JSON escapes to undo).
 #[derive(Debug, Clone)]
 pub(crate) struct ParsedEnvelope {
-    pub(crate) id: String,
-    pub(crate) event: String,
+    pub(crate) id: ByteString,
+    pub(crate) event: ByteString,
     pub(crate) timestamp: OffsetDateTime,
-    pub(crate) version: String,
-    pub(crate) site_id: String,
+    pub(crate) version: ByteString,
+    pub(crate) site_id: ByteString,
     pub(crate) data: Bytes,
 }
 
@@ -350,13 +352,24 @@ impl ParsedEnvelope {
             "`data` could not be located in the body",
         ))?;
         Ok(Self {
-            id: wire.id.into_owned(),
-            event: wire.event.into_owned(),
+            id: text(body, wire.id),
+            event: text(body, wire.event),
             timestamp,
-            version: wire.version.into_owned(),
-            site_id: wire.site_id.into_owned(),
+            version: text(body, wire.version),
+            site_id: text(body, wire.site_id),
             data,
         })
+    }
+}
+
+/// A string of the body as a `ByteString` sharing the body's buffer when it was borrowed from
+/// it, or owning the unescaped copy.
+fn text(body: &Bytes, value: Cow<'_, str>) -> ByteString {
+    match value {
+        Cow::Borrowed(borrowed) => subslice(body, borrowed.as_bytes())
+            .and_then(|bytes| ByteString::try_from(bytes).ok())
+            .unwrap_or_else(|| ByteString::from(borrowed)),
+        Cow::Owned(owned) => ByteString::from(owned),
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 
+use bytestring::ByteString;
+use http::HeaderValue;
 use time::OffsetDateTime;
 
 use crate::envelope::EventType;
@@ -26,14 +28,17 @@ use crate::envelope::EventType;
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookMeta {
+    // The strings read from the body share its buffer, and the delivery id is the header's own
+    // value: cloning a `WebhookMeta` (each extractor does) copies no text.
     pub(crate) scheme: Cow<'static, str>,
-    pub(crate) id: String,
+    pub(crate) id: ByteString,
     pub(crate) event: EventType,
-    pub(crate) delivery: Option<String>,
-    pub(crate) site_id: Option<String>,
+    /// Checked to be UTF-8 without control characters when the meta was made.
+    pub(crate) delivery: Option<HeaderValue>,
+    pub(crate) site_id: Option<ByteString>,
     pub(crate) tenant: Option<String>,
     pub(crate) timestamp: Option<OffsetDateTime>,
-    pub(crate) version: Option<String>,
+    pub(crate) version: Option<ByteString>,
 }
 
 impl WebhookMeta {
@@ -62,7 +67,10 @@ impl WebhookMeta {
     /// never as an idempotency key.
     #[must_use]
     pub fn delivery(&self) -> Option<&str> {
-        self.delivery.as_deref()
+        // Checked to be UTF-8 when the meta was made, so this never drops a value.
+        self.delivery
+            .as_ref()
+            .and_then(|value| std::str::from_utf8(value.as_bytes()).ok())
     }
 
     /// The scope of the event id, from the signed body when the scheme has one (Sotion's

@@ -22,6 +22,8 @@
 use std::borrow::Cow;
 use std::time::Instant;
 
+use metrics::{Key, Label, Level, Metadata};
+
 use crate::error::Rejection;
 use crate::meta::WebhookMeta;
 
@@ -40,6 +42,10 @@ pub const HANDLER_FAILURES: &str = "webhook_handler_failures_total";
 /// Time to answer (`scheme`, `outcome`).
 pub const DURATION: &str = "webhook_duration_seconds";
 
+/// What the `metrics` macros would say of a call made here.
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
 /// How a delivery ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -50,6 +56,13 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
+    const ALL: [Self; 4] = [
+        Self::Handled,
+        Self::HandlerFailed,
+        Self::Duplicate,
+        Self::Rejected,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             Self::Handled => "handled",
@@ -58,19 +71,46 @@ impl Outcome {
             Self::Rejected => "rejected",
         }
     }
+
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
-/// One delivery's observation: started when the request reaches the layer.
-pub(crate) struct Observation {
+/// One layer's metric keys, built once when the layer is configured: the `metrics` macros
+/// would build each key (and allocate its labels) on every delivery. The recorder is still
+/// looked up on every call, so one installed after the layer was built is used.
+#[derive(Debug, Clone)]
+pub(crate) struct Metrics {
     scheme: Cow<'static, str>,
-    started: Instant,
+    verified: Key,
+    duplicates: Key,
+    in_flight: Key,
+    handler_failures: Key,
+    /// By [`Outcome::index`].
+    durations: [Key; 4],
 }
 
-impl Observation {
-    pub(crate) fn start(scheme: Cow<'static, str>) -> Self {
+impl Metrics {
+    pub(crate) fn new(scheme: Cow<'static, str>) -> Self {
+        let with_scheme = |name: &'static str| {
+            Key::from_parts(name, vec![Label::new("scheme", scheme.clone())])
+        };
         Self {
+            verified: with_scheme(VERIFIED),
+            duplicates: with_scheme(DUPLICATES),
+            in_flight: with_scheme(IN_FLIGHT),
+            handler_failures: with_scheme(HANDLER_FAILURES),
+            durations: Outcome::ALL.map(|outcome| {
+                Key::from_parts(
+                    DURATION,
+                    vec![
+                        Label::new("scheme", scheme.clone()),
+                        Label::from_static_parts("outcome", outcome.as_str()),
+                    ],
+                )
+            }),
             scheme,
-            started: Instant::now(),
         }
     }
 
@@ -86,29 +126,47 @@ impl Observation {
             duration_us = tracing::field::Empty,
         )
     }
+}
+
+fn increment(key: &Key) {
+    metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA).increment(1));
+}
+
+/// One delivery's observation: started when the request reaches the layer.
+pub(crate) struct Observation<'a> {
+    metrics: &'a Metrics,
+    started: Instant,
+}
+
+impl<'a> Observation<'a> {
+    pub(crate) fn new(metrics: &'a Metrics, started: Instant) -> Self {
+        Self { metrics, started }
+    }
 
     pub(crate) fn verified(&self, meta: &WebhookMeta) {
         let span = tracing::Span::current();
         span.record("id", tracing::field::debug(meta.id()));
         span.record("event", tracing::field::debug(meta.event().as_str()));
-        metrics::counter!(VERIFIED, "scheme" => self.scheme.clone()).increment(1);
+        increment(&self.metrics.verified);
     }
 
     pub(crate) fn rejected(&self, rejection: &Rejection) {
         let code = rejection.kind().code();
-        metrics::counter!(REJECTED, "scheme" => self.scheme.clone(), "code" => code).increment(1);
+        // Rejections are the slow path: their key is built here, per code.
+        metrics::counter!(REJECTED, "scheme" => self.metrics.scheme.clone(), "code" => code)
+            .increment(1);
         if code == "in_flight" {
-            metrics::counter!(IN_FLIGHT, "scheme" => self.scheme.clone()).increment(1);
+            increment(&self.metrics.in_flight);
         }
         if code == "store_unavailable" {
-            metrics::counter!(STORE_ERRORS, "operation" => "reserve").increment(1);
+            store_error("reserve");
         }
         tracing::Span::current().record("code", code);
         self.finish(Outcome::Rejected);
     }
 
     pub(crate) fn duplicate(&self) {
-        metrics::counter!(DUPLICATES, "scheme" => self.scheme.clone()).increment(1);
+        increment(&self.metrics.duplicates);
         self.finish(Outcome::Duplicate);
     }
 
@@ -116,7 +174,7 @@ impl Observation {
         if succeeded {
             self.finish(Outcome::Handled);
         } else {
-            metrics::counter!(HANDLER_FAILURES, "scheme" => self.scheme.clone()).increment(1);
+            increment(&self.metrics.handler_failures);
             self.finish(Outcome::HandlerFailed);
         }
     }
@@ -129,8 +187,12 @@ impl Observation {
             "duration_us",
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         );
-        metrics::histogram!(DURATION, "scheme" => self.scheme.clone(), "outcome" => outcome.as_str())
-            .record(elapsed.as_secs_f64());
+        let key = &self.metrics.durations[outcome.index()];
+        metrics::with_recorder(|recorder| {
+            recorder
+                .register_histogram(key, &METADATA)
+                .record(elapsed.as_secs_f64());
+        });
         match outcome {
             Outcome::Handled | Outcome::Duplicate => {
                 tracing::debug!(outcome = outcome.as_str(), "webhook delivery answered");

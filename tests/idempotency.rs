@@ -13,7 +13,10 @@ use common::{
     app, assert_rejected, error_code, event, layer, secret, send, Behaviour, Counting, Down,
 };
 use http_body_util::BodyExt;
-use tower_webhook::idempotency::{Duplicate, Idempotency, MemoryStore};
+use tower_webhook::idempotency::{
+    Duplicate, Idempotency, IdempotencyKey, IdempotencyStore, MemoryStore, Reservation,
+    StoreFuture, Token,
+};
 use tower_webhook::testing::sotion_request;
 use tower_webhook::Secret;
 
@@ -154,6 +157,61 @@ async fn a_dropped_response_future_releases_the_event_so_the_retry_is_processed(
     let (working, worked) = app(layer().with_idempotency(shared), Behaviour::Ok);
     assert_eq!(send(&working, deliver("evt_1", "s")).await.status(), 200);
     assert_eq!(worked.runs(), 1);
+}
+
+/// A store doing I/O: `complete` answers only after a pause, as a remote store would.
+struct SlowToComplete {
+    inner: MemoryStore,
+    pause: Duration,
+}
+
+impl IdempotencyStore for SlowToComplete {
+    fn reserve<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        lease: Duration,
+    ) -> StoreFuture<'a, Reservation> {
+        self.inner.reserve(key, lease)
+    }
+    fn complete<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        token: &'a Token,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        StoreFuture::boxed(async move {
+            tokio::time::sleep(self.pause).await;
+            self.inner.complete(key, token, ttl).await
+        })
+    }
+    fn release<'a>(&'a self, key: &'a IdempotencyKey, token: &'a Token) -> StoreFuture<'a, bool> {
+        self.inner.release(key, token)
+    }
+}
+
+#[tokio::test]
+async fn a_store_doing_io_finishes_recording_a_handled_event_even_if_the_response_is_dropped() {
+    let shared = Idempotency::new(SlowToComplete {
+        inner: MemoryStore::default(),
+        pause: Duration::from_millis(200),
+    });
+    let (app, seen) = app(layer().with_idempotency(shared.clone()), Behaviour::Ok);
+    let delivery = {
+        let app = app.clone();
+        tokio::spawn(async move { send(&app, deliver("evt_1", "s")).await })
+    };
+    // The handler has run and the layer is recording it; then the client goes away.
+    while seen.runs() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    delivery.abort();
+    assert!(delivery.await.unwrap_err().is_cancelled());
+    // The recording finishes on its own task: the retry is a duplicate, the handler ran once.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let retry = send(&app, deliver("evt_1", "s")).await;
+    assert_eq!(retry.status(), 200);
+    assert_eq!(retry.headers()["x-webhook-duplicate"], "true");
+    assert_eq!(seen.runs(), 1);
 }
 
 #[tokio::test]

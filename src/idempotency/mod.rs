@@ -223,15 +223,22 @@ impl Idempotency {
 
 /// A reservation the layer holds while the handler runs. Dropped while still held (handler
 /// panicked, or the response future was dropped), it releases the key.
-pub(crate) struct Held {
-    store: Arc<dyn IdempotencyStore>,
+///
+/// It borrows the store from the layer's configuration: only a call that must outlive the
+/// request (a store doing I/O, or a release on drop) takes a reference of its own.
+pub(crate) struct Held<'a> {
+    store: &'a Arc<dyn IdempotencyStore>,
     key: IdempotencyKey,
     token: Token,
     armed: bool,
 }
 
-impl Held {
-    pub(crate) fn new(store: Arc<dyn IdempotencyStore>, key: IdempotencyKey, token: Token) -> Self {
+impl<'a> Held<'a> {
+    pub(crate) fn new(
+        store: &'a Arc<dyn IdempotencyStore>,
+        key: IdempotencyKey,
+        token: Token,
+    ) -> Self {
         Self {
             store,
             key,
@@ -243,24 +250,17 @@ impl Held {
     /// Records the event as handled. Runs to the end even if the caller is dropped meanwhile.
     pub(crate) async fn complete(mut self, ttl: Duration) {
         self.armed = false;
-        let (store, key, token) = (self.store.clone(), self.key, self.token);
+        // A store that answers at once (the memory store) needs no task and no allocation.
+        if let Some(result) = self.store.complete(&self.key, &self.token, ttl).into_ready() {
+            completed(&self.key, result);
+            return;
+        }
+        // One that does I/O finishes on a task of its own, so that dropping the response
+        // future cannot leave a handled event unrecorded (its retry would then run again).
+        let (store, key, token) = (Arc::clone(self.store), self.key, self.token);
         let completing = async move {
-            match store.complete(&key, &token, ttl).await {
-                Ok(true) => {}
-                Ok(false) => tracing::warn!(
-                    key = %key.to_hex(),
-                    "the reservation's lease ran out before the handler finished; \
-                     the event may be processed again: raise the lease"
-                ),
-                Err(error) => {
-                    crate::observe::store_error("complete");
-                    tracing::error!(
-                        key = %key.to_hex(),
-                        %error,
-                        "could not record a handled event; a retry may process it again"
-                    );
-                }
-            }
+            let result = store.complete(&key, &token, ttl).await;
+            completed(&key, result);
         };
         if let Some(handle) = run_detached(Box::pin(completing)) {
             let _ = handle.await;
@@ -271,17 +271,53 @@ impl Held {
     /// dropped meanwhile.
     pub(crate) async fn release(mut self) {
         self.armed = false;
-        if let Some(handle) = run_detached(release(self.store.clone(), self.key, self.token)) {
+        if let Some(result) = self.store.release(&self.key, &self.token).into_ready() {
+            released(&self.key, result);
+            return;
+        }
+        if let Some(handle) = run_detached(release(Arc::clone(self.store), self.key, self.token)) {
             let _ = handle.await;
         }
     }
 }
 
-impl Drop for Held {
+impl Drop for Held<'_> {
     fn drop(&mut self) {
         if self.armed {
-            run_detached(release(self.store.clone(), self.key, self.token));
+            run_detached(release(Arc::clone(self.store), self.key, self.token));
         }
+    }
+}
+
+/// Reports the answer to `complete`.
+fn completed(key: &IdempotencyKey, result: Result<bool, StoreError>) {
+    match result {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            key = %key.to_hex(),
+            "the reservation's lease ran out before the handler finished; \
+             the event may be processed again: raise the lease"
+        ),
+        Err(error) => {
+            crate::observe::store_error("complete");
+            tracing::error!(
+                key = %key.to_hex(),
+                %error,
+                "could not record a handled event; a retry may process it again"
+            );
+        }
+    }
+}
+
+/// Reports the answer to `release`.
+fn released(key: &IdempotencyKey, result: Result<bool, StoreError>) {
+    if let Err(error) = result {
+        crate::observe::store_error("release");
+        tracing::error!(
+            key = %key.to_hex(),
+            %error,
+            "could not release a reservation; the event is retried once its lease runs out"
+        );
     }
 }
 
@@ -289,14 +325,8 @@ type Detached = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 fn release(store: Arc<dyn IdempotencyStore>, key: IdempotencyKey, token: Token) -> Detached {
     Box::pin(async move {
-        if let Err(error) = store.release(&key, &token).await {
-            crate::observe::store_error("release");
-            tracing::error!(
-                key = %key.to_hex(),
-                %error,
-                "could not release a reservation; the event is retried once its lease runs out"
-            );
-        }
+        let result = store.release(&key, &token).await;
+        released(&key, result);
     })
 }
 

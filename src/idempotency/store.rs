@@ -24,9 +24,19 @@ impl<'a, T> StoreFuture<'a, T> {
         Self(Inner::Ready(Some(result)))
     }
 
-    /// An answer that needs I/O.
+    /// An answer that needs I/O. Like any future, it must do nothing until it is polled (an
+    /// `async` block does nothing until then): see [`IdempotencyStore`].
     pub fn boxed(future: impl Future<Output = Result<T, StoreError>> + Send + 'a) -> Self {
         Self(Inner::Boxed(Box::pin(future)))
+    }
+
+    /// The answer, if it was known right away; `None` (dropping the unpolled future) if the
+    /// store needs I/O.
+    pub(crate) fn into_ready(self) -> Option<Result<T, StoreError>> {
+        match self.0 {
+            Inner::Ready(result) => result,
+            Inner::Boxed(_) => None,
+        }
     }
 }
 
@@ -78,6 +88,11 @@ impl<T> fmt::Debug for StoreFuture<'_, T> {
 ///
 /// Errors are reported as [`StoreError`]; the layer then answers `503` (or, if configured to
 /// fail open, calls the handler without a reservation). A store must not panic.
+///
+/// A store that answers at once returns [`StoreFuture::ready`]; one that does I/O returns
+/// [`StoreFuture::boxed`], whose future must start its work only when first polled. The layer
+/// relies on that: to finish `complete` and `release` even if the request's future is dropped,
+/// it may set an unpolled boxed answer aside and make the same call again on a task of its own.
 pub trait IdempotencyStore: Send + Sync + 'static {
     /// Atomically reserves `key` for `lease`, unless it is in flight or done. See the trait docs.
     fn reserve<'a>(

@@ -6,6 +6,7 @@ use tower_layer::Layer;
 use super::service::WebhookService;
 use crate::clock::{Clock, SystemClock};
 use crate::idempotency::{Idempotency, IdempotencyStore};
+use crate::observe::Metrics;
 use crate::scheme::Scheme;
 use crate::secret::{Secret, SecretResolver, Secrets};
 
@@ -45,7 +46,11 @@ pub struct WebhookLayer {
     config: Arc<Config>,
 }
 
+/// Aligned to 128 bytes so that, inside its `Arc`, the reference counts (touched by every
+/// request, from every worker thread) sit on cache lines of their own, apart from the settings
+/// every request reads.
 #[derive(Clone)]
+#[repr(align(128))]
 pub(crate) struct Config {
     pub(crate) scheme: Scheme,
     pub(crate) secrets: SecretSource,
@@ -53,6 +58,8 @@ pub(crate) struct Config {
     pub(crate) body_timeout: Option<Duration>,
     pub(crate) idempotency: Option<Idempotency>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// The metric keys, for the scheme's name.
+    pub(crate) metrics: Metrics,
 }
 
 impl std::fmt::Debug for Config {
@@ -106,6 +113,7 @@ impl WebhookLayer {
                 body_timeout: Some(DEFAULT_BODY_TIMEOUT),
                 idempotency: Some(Idempotency::default()),
                 clock: Arc::new(SystemClock),
+                metrics: Metrics::new(Scheme::default().shared_name()),
             }),
         }
     }
@@ -132,7 +140,9 @@ impl WebhookLayer {
     /// The sender's signing scheme (default [`Scheme::sotion`]).
     #[must_use]
     pub fn with_scheme(mut self, scheme: Scheme) -> Self {
-        Arc::make_mut(&mut self.config).scheme = scheme;
+        let config = Arc::make_mut(&mut self.config);
+        config.metrics = Metrics::new(scheme.shared_name());
+        config.scheme = scheme;
         self
     }
 

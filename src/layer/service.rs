@@ -1,6 +1,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
@@ -73,11 +74,9 @@ where
         // Only the service that was polled ready may be called: take it, leave a clone.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let observation = Observation::start(self.config.scheme.shared_name());
-        let span = observation.span();
-        ResponseFuture::new(
-            handle(self.config.clone(), inner, request, observation).instrument(span),
-        )
+        let started = Instant::now();
+        let span = self.config.metrics.span();
+        ResponseFuture::new(handle(self.config.clone(), inner, request, started).instrument(span))
     }
 }
 
@@ -85,12 +84,13 @@ async fn handle<S, ReqBody, ResBody>(
     config: Arc<Config>,
     mut inner: S,
     request: Request<ReqBody>,
-    observation: Observation,
+    started: Instant,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
     ReqBody: Body,
 {
+    let observation = Observation::new(&config.metrics, started);
     let (mut parts, body) = request.into_parts();
     let (body, Described { meta, data }) = match verify_request(&config, &parts, body).await {
         Ok(verified) => verified,
@@ -112,7 +112,7 @@ where
     };
     let key = IdempotencyKey::for_delivery(&meta);
     let held = match idempotency.store.reserve(&key, idempotency.lease).await {
-        Ok(Reservation::New(token)) => Held::new(idempotency.store.clone(), key, token),
+        Ok(Reservation::New(token)) => Held::new(&idempotency.store, key, token),
         Ok(Reservation::Done) => {
             observation.duplicate();
             return Ok(layer_response(idempotency.duplicate_response(&meta)));
@@ -157,7 +157,7 @@ where
 async fn call_inner<S, ResBody>(
     inner: &mut S,
     request: Request<Full<Bytes>>,
-    observation: &Observation,
+    observation: &Observation<'_>,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
@@ -167,7 +167,7 @@ where
     Ok(result?.map(ResponseBody::inner))
 }
 
-fn reject<B>(observation: &Observation, rejection: &Rejection) -> Response<ResponseBody<B>> {
+fn reject<B>(observation: &Observation<'_>, rejection: &Rejection) -> Response<ResponseBody<B>> {
     observation.rejected(rejection);
     layer_response(rejection.to_response())
 }
@@ -183,7 +183,8 @@ async fn verify_request<B: Body>(
     body: B,
 ) -> Result<(Bytes, Described), Rejection> {
     let scheme = &config.scheme;
-    let prepared = scheme.prepare(&parts.headers)?;
+    let headers = scheme.headers(&parts.headers);
+    let prepared = scheme.prepare(&headers)?;
     check_declared_length(&parts.headers, &body, config.body_limit)?;
     Scheme::check_content_encoding(&parts.headers)?;
 
@@ -224,9 +225,13 @@ async fn verify_request<B: Body>(
         }
     };
     mac.finish(&prepared.candidates)?;
-    let now = unix_seconds(config.clock.now());
+    // Only a scheme with a tolerance compares times: the others never read the clock.
+    let now = match scheme.tolerance {
+        Some(_) => unix_seconds(config.clock.now()),
+        None => 0,
+    };
     scheme.check_prepared_timestamp(&prepared, now)?;
-    let mut described = scheme.describe(&parts.headers, &bytes, &prepared, now)?;
+    let mut described = scheme.describe(&headers, &bytes, &prepared, now)?;
     described.meta.tenant = tenant;
     Ok((bytes, described))
 }

@@ -8,6 +8,7 @@
 //! the headers before the body and to describe the body once its signature verified.
 
 mod format;
+mod headers;
 mod read;
 mod source;
 mod spec;

@@ -5,7 +5,8 @@ use std::borrow::Cow;
 use std::fmt;
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, CONTENT_ENCODING};
+use bytestring::ByteString;
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -13,6 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::format::Candidates;
+use super::headers::{Headers, Single};
 use super::source::{Part, Source, TimestampFormat, Tolerance};
 use super::spec::Scheme;
 use crate::envelope::{check_id, check_token, EventType, ParsedEnvelope};
@@ -45,9 +47,9 @@ const MALFORMED_TIMESTAMP: Rejection = Rejection::new(
 
 impl Scheme {
     /// Steps before the body: the signature header, and the signed bytes that precede the body.
-    pub(crate) fn prepare(&self, headers: &HeaderMap) -> Result<Prepared, Rejection> {
-        let value = match single(headers, &self.signature_header) {
-            Single::One(value) => value,
+    pub(crate) fn prepare(&self, headers: &Headers<'_>) -> Result<Prepared, Rejection> {
+        let value = match headers.single(&self.signature_header) {
+            Single::One(value) => value.as_bytes(),
             Single::None => {
                 return Err(Rejection::new(
                     RejectionKind::MissingSignature,
@@ -68,10 +70,10 @@ impl Scheme {
         };
         self.format.parse_into(value, &mut prepared.candidates)?;
         let timestamp_text = match &self.timestamp {
-            Some((Source::Header(name), _)) => match single(headers, name) {
-                Single::One(value) => {
-                    Some(std::str::from_utf8(value).map_err(|_| MALFORMED_TIMESTAMP)?)
-                }
+            Some((Source::Header(name), _)) => match headers.single(name) {
+                Single::One(value) => Some(
+                    std::str::from_utf8(value.as_bytes()).map_err(|_| MALFORMED_TIMESTAMP)?,
+                ),
                 Single::None | Single::Many => return Err(MALFORMED_TIMESTAMP),
             },
             Some((Source::SignatureTag(tag), _)) => {
@@ -95,13 +97,13 @@ impl Scheme {
                     let Source::Header(name) = &self.id else {
                         continue;
                     };
-                    let Single::One(id) = single(headers, name) else {
+                    let Single::One(id) = headers.single(name) else {
                         return Err(Rejection::new(
                             RejectionKind::MissingSignedHeader,
                             "a header the signature covers (the event id) is missing or repeated",
                         ));
                     };
-                    prefix.extend_from_slice(id);
+                    prefix.extend_from_slice(id.as_bytes());
                 }
                 Part::Body => break,
             }
@@ -143,7 +145,7 @@ impl Scheme {
     /// the envelope and the agreement of its headers.
     pub(crate) fn describe(
         &self,
-        headers: &HeaderMap,
+        headers: &Headers<'_>,
         body: &Bytes,
         prepared: &Prepared,
         now: i64,
@@ -153,13 +155,15 @@ impl Scheme {
             if let Some(tolerance) = self.tolerance {
                 check_freshness(parsed.timestamp.unix_timestamp(), now, tolerance)?;
             }
-            if single_value(headers, &envelope.id_header) != Some(parsed.id.as_bytes()) {
+            if single_value(headers, &envelope.id_header) != Some(parsed.id.as_bytes().as_ref()) {
                 return Err(Rejection::new(
                     RejectionKind::IdMismatch,
                     "the event-id header is missing or differs from the signed body's `id`",
                 ));
             }
-            if single_value(headers, &envelope.event_header) != Some(parsed.event.as_bytes()) {
+            if single_value(headers, &envelope.event_header)
+                != Some(parsed.event.as_bytes().as_ref())
+            {
                 return Err(Rejection::new(
                     RejectionKind::EventMismatch,
                     "the event-type header is missing or differs from the signed body's `type`",
@@ -167,7 +171,7 @@ impl Scheme {
             }
             let meta = WebhookMeta {
                 scheme: self.name.clone(),
-                event: EventType::from(parsed.event.as_str()),
+                event: EventType::from(&*parsed.event),
                 id: parsed.id,
                 delivery: self.delivery(headers)?,
                 site_id: Some(parsed.site_id),
@@ -195,15 +199,15 @@ impl Scheme {
         let id = match &self.id {
             Source::Header(name) => header_text(headers, name)
                 .ok_or(INVALID_ID)
-                .and_then(|id| check_id(id).map(|()| id.to_owned()).map_err(|_| INVALID_ID))?,
+                .and_then(|id| check_id(id).map(|()| id.into()).map_err(|_| INVALID_ID))?,
             Source::BodyField(name) => match fields.string(name)? {
                 Some(id) => {
                     check_id(&id).map_err(|_| INVALID_ID)?;
-                    id.into_owned()
+                    ByteString::from(id.into_owned())
                 }
                 None => return Err(INVALID_ID),
             },
-            Source::BodyDigest => faster_hex::hex_string(&Sha256::digest(body)),
+            Source::BodyDigest => faster_hex::hex_string(&Sha256::digest(body)).into(),
             Source::SignatureTag(_) => return Err(INVALID_ID),
         };
         let event = Self::optional_token(self.event.as_ref(), headers, &fields)?;
@@ -225,7 +229,7 @@ impl Scheme {
             id,
             event: EventType::from(event.as_deref().unwrap_or("")),
             delivery: self.delivery(headers)?,
-            site_id: scope,
+            site_id: scope.map(ByteString::from),
             tenant: None,
             timestamp: timestamp.and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok()),
             version: None,
@@ -235,14 +239,14 @@ impl Scheme {
 
     fn optional_token(
         source: Option<&Source>,
-        headers: &HeaderMap,
+        headers: &Headers<'_>,
         fields: &Fields<'_>,
     ) -> Result<Option<String>, Rejection> {
         let value = match source {
-            Some(Source::Header(name)) => match single(headers, name) {
+            Some(Source::Header(name)) => match headers.single(name) {
                 Single::None => None,
                 Single::One(value) => Some(Cow::Borrowed(
-                    std::str::from_utf8(value).map_err(|_| INVALID_HEADER)?,
+                    std::str::from_utf8(value.as_bytes()).map_err(|_| INVALID_HEADER)?,
                 )),
                 Single::Many => return Err(INVALID_HEADER),
             },
@@ -258,17 +262,17 @@ impl Scheme {
         }
     }
 
-    fn delivery(&self, headers: &HeaderMap) -> Result<Option<String>, Rejection> {
+    fn delivery(&self, headers: &Headers<'_>) -> Result<Option<HeaderValue>, Rejection> {
         let Some(name) = &self.delivery else {
             return Ok(None);
         };
-        match single(headers, name) {
+        match headers.single(name) {
             Single::None => Ok(None),
             Single::Many => Err(INVALID_HEADER),
             Single::One(value) => {
-                let value = std::str::from_utf8(value).map_err(|_| INVALID_HEADER)?;
-                check_id(value).map_err(|_| INVALID_HEADER)?;
-                Ok(Some(value.to_owned()))
+                let text = std::str::from_utf8(value.as_bytes()).map_err(|_| INVALID_HEADER)?;
+                check_id(text).map_err(|_| INVALID_HEADER)?;
+                Ok(Some(value.clone()))
             }
         }
     }
@@ -353,29 +357,11 @@ fn parse_timestamp(text: &str, format: TimestampFormat) -> Result<i64, Rejection
     }
 }
 
-enum Single<'h> {
-    None,
-    One(&'h [u8]),
-    Many,
+fn single_value<'h>(headers: &Headers<'h>, name: &HeaderName) -> Option<&'h [u8]> {
+    headers.one(name).map(HeaderValue::as_bytes)
 }
 
-fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Single<'h> {
-    let mut values = headers.get_all(name).iter();
-    match (values.next(), values.next()) {
-        (None, _) => Single::None,
-        (Some(value), None) => Single::One(value.as_bytes()),
-        (Some(_), Some(_)) => Single::Many,
-    }
-}
-
-fn single_value<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h [u8]> {
-    match single(headers, name) {
-        Single::One(value) => Some(value),
-        Single::None | Single::Many => None,
-    }
-}
-
-fn header_text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
+fn header_text<'h>(headers: &Headers<'h>, name: &HeaderName) -> Option<&'h str> {
     single_value(headers, name).and_then(|value| std::str::from_utf8(value).ok())
 }
 
