@@ -93,9 +93,8 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn new(scheme: Cow<'static, str>) -> Self {
-        let with_scheme = |name: &'static str| {
-            Key::from_parts(name, vec![Label::new("scheme", scheme.clone())])
-        };
+        let with_scheme =
+            |name: &'static str| Key::from_parts(name, vec![Label::new("scheme", scheme.clone())]);
         Self {
             verified: with_scheme(VERIFIED),
             duplicates: with_scheme(DUPLICATES),

@@ -16,6 +16,10 @@ use hashbrown::HashTable;
 
 use super::store::IdempotencyKey;
 
+/// How many keys a set reserves room for when it is made (per shard of a `MemoryStore`: the
+/// default store's shards are reserved whole).
+const RESERVED_UP_FRONT: usize = 1 << 16;
+
 /// Completed keys and when they expire, at most `capacity` of them.
 #[derive(Debug)]
 pub(super) struct Completed {
@@ -38,15 +42,19 @@ struct Slot {
 }
 
 impl Completed {
-    /// An empty set for at most `capacity` keys (at least 1, at most `u32::MAX`; the store
-    /// bounds it). Memory is taken as keys arrive, not up front.
+    /// An empty set for at most `capacity` keys (at least 1, at most `u32::MAX`).
+    ///
+    /// Room for up to [`RESERVED_UP_FRONT`] keys is reserved now, so that filling the set
+    /// never stops a request to grow and rehash its table (the slots' pages are only touched,
+    /// and so only resident, as keys arrive); a larger set grows past that as keys arrive.
     pub(super) fn new(capacity: usize, hasher: RandomState) -> Self {
         let capacity = capacity.clamp(1, u32::MAX as usize);
+        let up_front = capacity.min(RESERVED_UP_FRONT);
         Self {
-            slots: Vec::new(),
+            slots: Vec::with_capacity(up_front),
             capacity,
             next: 0,
-            index: HashTable::new(),
+            index: HashTable::with_capacity(up_front),
             hasher,
         }
     }
@@ -90,8 +98,7 @@ impl Completed {
             hasher,
         } = self;
         let hash = hasher.hash_one(key);
-        if let Some(&position) = index.find(hash, |&position| slots[position as usize].key == key)
-        {
+        if let Some(&position) = index.find(hash, |&position| slots[position as usize].key == key) {
             slots[position as usize].expires = expires;
             return;
         }

@@ -221,71 +221,59 @@ impl Idempotency {
     }
 }
 
-/// A reservation the layer holds while the handler runs. Dropped while still held (handler
-/// panicked, or the response future was dropped), it releases the key.
-///
-/// It borrows the store from the layer's configuration: only a call that must outlive the
-/// request (a store doing I/O, or a release on drop) takes a reference of its own.
-pub(crate) struct Held<'a> {
-    store: &'a Arc<dyn IdempotencyStore>,
+/// A reservation the layer holds while the handler runs: the response future completes it
+/// after a `2xx`, releases it otherwise, and releases it when dropped while still holding it
+/// (the handler panicked, or the client went away).
+#[derive(Debug)]
+pub(crate) struct Reserved {
     key: IdempotencyKey,
     token: Token,
-    armed: bool,
 }
 
-impl<'a> Held<'a> {
-    pub(crate) fn new(
-        store: &'a Arc<dyn IdempotencyStore>,
-        key: IdempotencyKey,
-        token: Token,
-    ) -> Self {
-        Self {
-            store,
-            key,
-            token,
-            armed: true,
+impl Reserved {
+    pub(crate) fn new(key: IdempotencyKey, token: Token) -> Self {
+        Self { key, token }
+    }
+
+    /// Completes the reservation (`succeeded`) or releases it. A store that answers at once
+    /// (the memory store) is done here, without a task or an allocation. A store that does I/O
+    /// continues on a task of its own, so that dropping the response future cannot leave a
+    /// handled event unrecorded (its retry would then run again); the task's handle is
+    /// returned for the caller to wait on.
+    pub(crate) fn finish(
+        self,
+        store: &Arc<dyn IdempotencyStore>,
+        succeeded: bool,
+        ttl: Duration,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let Self { key, token } = self;
+        if succeeded {
+            if let Some(result) = store.complete(&key, &token, ttl).into_ready() {
+                completed(&key, result);
+                return None;
+            }
+            let store = Arc::clone(store);
+            run_detached(Box::pin(async move {
+                let result = store.complete(&key, &token, ttl).await;
+                completed(&key, result);
+            }))
+        } else {
+            if let Some(result) = store.release(&key, &token).into_ready() {
+                released(&key, result);
+                return None;
+            }
+            run_detached(release(Arc::clone(store), key, token))
         }
     }
 
-    /// Records the event as handled. Runs to the end even if the caller is dropped meanwhile.
-    pub(crate) async fn complete(mut self, ttl: Duration) {
-        self.armed = false;
-        // A store that answers at once (the memory store) needs no task and no allocation.
-        if let Some(result) = self.store.complete(&self.key, &self.token, ttl).into_ready() {
-            completed(&self.key, result);
-            return;
-        }
-        // One that does I/O finishes on a task of its own, so that dropping the response
-        // future cannot leave a handled event unrecorded (its retry would then run again).
-        let (store, key, token) = (Arc::clone(self.store), self.key, self.token);
-        let completing = async move {
-            let result = store.complete(&key, &token, ttl).await;
-            completed(&key, result);
-        };
-        if let Some(handle) = run_detached(Box::pin(completing)) {
-            let _ = handle.await;
-        }
-    }
-
-    /// Releases the reservation so a retry is processed. Runs to the end even if the caller is
-    /// dropped meanwhile.
-    pub(crate) async fn release(mut self) {
-        self.armed = false;
-        if let Some(result) = self.store.release(&self.key, &self.token).into_ready() {
+    /// Releases the reservation of a delivery whose response future was dropped, on a task of
+    /// its own if the store does I/O.
+    pub(crate) fn abandon(self, store: &Arc<dyn IdempotencyStore>) {
+        if let Some(result) = store.release(&self.key, &self.token).into_ready() {
             released(&self.key, result);
             return;
         }
-        if let Some(handle) = run_detached(release(Arc::clone(self.store), self.key, self.token)) {
-            let _ = handle.await;
-        }
-    }
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            run_detached(release(Arc::clone(self.store), self.key, self.token));
-        }
+        run_detached(release(Arc::clone(store), self.key, self.token));
     }
 }
 

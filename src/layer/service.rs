@@ -9,13 +9,12 @@ use http::{request, HeaderMap, Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use tower_service::Service;
-use tracing::Instrument;
 
 use super::body::ResponseBody;
 use super::builder::{Config, SecretSource};
-use super::future::ResponseFuture;
+use super::future::{Admission, ResponseFuture};
 use crate::error::{Rejection, RejectionKind};
-use crate::idempotency::{Held, IdempotencyKey, Reservation};
+use crate::idempotency::{IdempotencyKey, Reservation, Reserved};
 use crate::meta::WebhookMeta;
 use crate::observe::Observation;
 use crate::scheme::{Described, Scheme};
@@ -64,7 +63,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<ResBody, S::Error>;
+    type Future = ResponseFuture<S, S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -76,104 +75,88 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         let started = Instant::now();
         let span = self.config.metrics.span();
-        ResponseFuture::new(handle(self.config.clone(), inner, request, started).instrument(span))
+        // Split here, not in the future: an `async fn`'s arguments keep their room in it.
+        let (parts, body) = request.into_parts();
+        let admitting = Box::pin(admit(self.config.clone(), parts, body, started));
+        ResponseFuture::new(admitting, inner, started, span)
     }
 }
 
-async fn handle<S, ReqBody, ResBody>(
+/// Verification, then the idempotency guard: steps 1 to 6 of the module docs. Runs in the box
+/// the response future polls; the inner service's future is kept apart, unboxed.
+///
+/// A plain `fn` returning an `async move` block, not an `async fn`: an `async fn` keeps each
+/// argument twice in its future (as passed, and moved into its body), and this future is
+/// allocated per request, where staying small keeps it on the allocator's fast path.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn admit<B: Body>(
     config: Arc<Config>,
-    mut inner: S,
-    request: Request<ReqBody>,
+    parts: request::Parts,
+    body: B,
     started: Instant,
-) -> Result<Response<ResponseBody<ResBody>>, S::Error>
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
-    ReqBody: Body,
-{
-    let observation = Observation::new(&config.metrics, started);
-    let (mut parts, body) = request.into_parts();
-    let (body, Described { meta, data }) = match verify_request(&config, &parts, body).await {
-        Ok(verified) => verified,
-        Err(rejection) => return Ok(reject(&observation, &rejection)),
-    };
-    observation.verified(&meta);
-    // The request for the inner service: the same bytes, and what was verified.
-    let into_request = move |meta: WebhookMeta| {
-        parts.extensions.insert(VerifiedBody {
-            body: body.clone(),
-            envelope_data: data,
-        });
-        parts.extensions.insert(meta);
-        Request::from_parts(parts, Full::new(body))
-    };
-
-    let Some(idempotency) = &config.idempotency else {
-        return call_inner(&mut inner, into_request(meta), &observation).await;
-    };
-    let key = IdempotencyKey::for_delivery(&meta);
-    let held = match idempotency.store.reserve(&key, idempotency.lease).await {
-        Ok(Reservation::New(token)) => Held::new(&idempotency.store, key, token),
-        Ok(Reservation::Done) => {
-            observation.duplicate();
-            return Ok(layer_response(idempotency.duplicate_response(&meta)));
-        }
-        Ok(Reservation::InFlight) => {
-            let rejection = Rejection::new(
-                RejectionKind::InFlight,
-                "this event is being handled by another delivery; retry later",
-            )
-            .with_retry_after(idempotency.in_flight_retry_after);
-            return Ok(reject(&observation, &rejection));
-        }
-        Err(error) if idempotency.fail_open => {
-            crate::observe::store_error("reserve");
-            tracing::warn!(%error, "idempotency store unavailable; failing open as configured");
-            return call_inner(&mut inner, into_request(meta), &observation).await;
-        }
-        Err(error) => {
-            tracing::error!(%error, "idempotency store unavailable; answering 503");
-            let rejection = Rejection::new(
-                RejectionKind::StoreUnavailable,
-                "the receiver cannot record deliveries right now; retry later",
-            )
-            .with_retry_after(idempotency.unavailable_retry_after);
-            return Ok(reject(&observation, &rejection));
-        }
-    };
-    let request = into_request(meta);
-
-    // `held` releases the reservation if this future is dropped or the handler panics.
-    let result = inner.call(request).await;
-    let succeeded = matches!(&result, Ok(response) if response.status().is_success());
-    if succeeded {
-        held.complete(idempotency.ttl).await;
-    } else {
-        held.release().await;
+) -> impl Future<Output = Admission> {
+    async move {
+        let observation = Observation::new(&config.metrics, started);
+        let (body, Described { meta, data }) = match verify_request(&config, &parts, body).await {
+            Ok(verified) => verified,
+            Err(rejection) => return Admission::Answer(reject(&observation, &rejection)),
+        };
+        observation.verified(&meta);
+        let Some(idempotency) = &config.idempotency else {
+            return Admission::Call(inner_request(parts, body, meta, data), None, config);
+        };
+        let key = IdempotencyKey::for_delivery(&meta);
+        let reserved = match idempotency.store.reserve(&key, idempotency.lease).await {
+            Ok(Reservation::New(token)) => Some(Reserved::new(key, token)),
+            Ok(Reservation::Done) => {
+                observation.duplicate();
+                return Admission::Answer(idempotency.duplicate_response(&meta));
+            }
+            Ok(Reservation::InFlight) => {
+                let rejection = Rejection::new(
+                    RejectionKind::InFlight,
+                    "this event is being handled by another delivery; retry later",
+                )
+                .with_retry_after(idempotency.in_flight_retry_after);
+                return Admission::Answer(reject(&observation, &rejection));
+            }
+            Err(error) if idempotency.fail_open => {
+                crate::observe::store_error("reserve");
+                tracing::warn!(%error, "idempotency store unavailable; failing open as configured");
+                None
+            }
+            Err(error) => {
+                tracing::error!(%error, "idempotency store unavailable; answering 503");
+                let rejection = Rejection::new(
+                    RejectionKind::StoreUnavailable,
+                    "the receiver cannot record deliveries right now; retry later",
+                )
+                .with_retry_after(idempotency.unavailable_retry_after);
+                return Admission::Answer(reject(&observation, &rejection));
+            }
+        };
+        Admission::Call(inner_request(parts, body, meta, data), reserved, config)
     }
-    observation.handled(succeeded);
-    result.map(|response| response.map(ResponseBody::inner))
 }
 
-async fn call_inner<S, ResBody>(
-    inner: &mut S,
-    request: Request<Full<Bytes>>,
-    observation: &Observation<'_>,
-) -> Result<Response<ResponseBody<ResBody>>, S::Error>
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
-{
-    let result = inner.call(request).await;
-    observation.handled(matches!(&result, Ok(response) if response.status().is_success()));
-    Ok(result?.map(ResponseBody::inner))
+/// The request for the inner service: the same bytes, and what was verified.
+fn inner_request(
+    mut parts: request::Parts,
+    body: Bytes,
+    meta: WebhookMeta,
+    data: Option<Bytes>,
+) -> Request<Full<Bytes>> {
+    parts.extensions.insert(VerifiedBody {
+        body: body.clone(),
+        envelope_data: data,
+    });
+    parts.extensions.insert(meta);
+    Request::from_parts(parts, Full::new(body))
 }
 
-fn reject<B>(observation: &Observation<'_>, rejection: &Rejection) -> Response<ResponseBody<B>> {
+fn reject(observation: &Observation<'_>, rejection: &Rejection) -> Response<Full<Bytes>> {
     observation.rejected(rejection);
-    layer_response(rejection.to_response())
-}
-
-fn layer_response<B>(response: Response<Full<Bytes>>) -> Response<ResponseBody<B>> {
-    response.map(ResponseBody::layer)
+    rejection.to_response()
 }
 
 /// Steps 1 to 5 of the module docs: everything up to the idempotency guard.
@@ -183,8 +166,7 @@ async fn verify_request<B: Body>(
     body: B,
 ) -> Result<(Bytes, Described), Rejection> {
     let scheme = &config.scheme;
-    let headers = scheme.headers(&parts.headers);
-    let prepared = scheme.prepare(&headers)?;
+    let prepared = scheme.prepare(&scheme.headers(&parts.headers))?;
     check_declared_length(&parts.headers, &body, config.body_limit)?;
     Scheme::check_content_encoding(&parts.headers)?;
 
@@ -214,12 +196,16 @@ async fn verify_request<B: Body>(
         match (first, config.body_timeout) {
             (Poll::Ready(result), _) => result?,
             (Poll::Pending, Some(timeout)) => {
-                tokio::time::timeout(timeout, reading).await.map_err(|_| {
-                    Rejection::new(
-                        RejectionKind::BodyTimeout,
-                        "the body did not arrive in time",
-                    )
-                })??
+                // The timer lives in a box of its own: kept in this future it would make every
+                // request's future larger.
+                Box::pin(tokio::time::timeout(timeout, reading))
+                    .await
+                    .map_err(|_| {
+                        Rejection::new(
+                            RejectionKind::BodyTimeout,
+                            "the body did not arrive in time",
+                        )
+                    })??
             }
             (Poll::Pending, None) => reading.await?,
         }
@@ -231,7 +217,9 @@ async fn verify_request<B: Body>(
         None => 0,
     };
     scheme.check_prepared_timestamp(&prepared, now)?;
-    let mut described = scheme.describe(&headers, &bytes, &prepared, now)?;
+    // The headers are found again rather than kept across the body's await, which would make
+    // every request's future larger.
+    let mut described = scheme.describe(&scheme.headers(&parts.headers), &bytes, &prepared, now)?;
     described.meta.tenant = tenant;
     Ok((bytes, described))
 }

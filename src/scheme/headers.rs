@@ -64,10 +64,13 @@ impl Scheme {
             self.scope.as_ref(),
             self.timestamp.as_ref().map(|(source, _)| source),
         ];
-        let headers = sources.into_iter().flatten().filter_map(|source| match source {
-            Source::Header(name) => Some(name),
-            _ => None,
-        });
+        let headers = sources
+            .into_iter()
+            .flatten()
+            .filter_map(|source| match source {
+                Source::Header(name) => Some(name),
+                _ => None,
+            });
         let envelope = self
             .envelope
             .iter()

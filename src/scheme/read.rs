@@ -71,9 +71,9 @@ impl Scheme {
         self.format.parse_into(value, &mut prepared.candidates)?;
         let timestamp_text = match &self.timestamp {
             Some((Source::Header(name), _)) => match headers.single(name) {
-                Single::One(value) => Some(
-                    std::str::from_utf8(value.as_bytes()).map_err(|_| MALFORMED_TIMESTAMP)?,
-                ),
+                Single::One(value) => {
+                    Some(std::str::from_utf8(value.as_bytes()).map_err(|_| MALFORMED_TIMESTAMP)?)
+                }
                 Single::None | Single::Many => return Err(MALFORMED_TIMESTAMP),
             },
             Some((Source::SignatureTag(tag), _)) => {
