@@ -31,7 +31,7 @@ use subtle::{Choice, ConstantTimeEq};
 
 use crate::error::{Rejection, RejectionKind};
 use crate::meta::WebhookMeta;
-use crate::scheme::{Candidates, Scheme, DIGEST_LEN, SHA256_PREFIX};
+use crate::scheme::{Candidates, Headers, Scheme, DIGEST_LEN, SHA256_PREFIX};
 use crate::secret::{HmacSha256, Secret, Secrets};
 
 /// The HMAC-SHA256 of `payload` keyed with `secret`.
@@ -102,7 +102,8 @@ pub fn verify_signature(
     body: &[u8],
     now: SystemTime,
 ) -> Result<(), Rejection> {
-    let prepared = scheme.prepare(&scheme.headers(headers))?;
+    // Only the signature header (and a timestamp header) is read: look them up one by one.
+    let prepared = scheme.prepare(&Headers::lookup(headers))?;
     Scheme::check_content_encoding(headers)?;
     let mut mac = BodyMac::new(secrets, &prepared.prefix);
     mac.update(body);

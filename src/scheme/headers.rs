@@ -30,12 +30,22 @@ pub(crate) struct Headers<'h> {
 }
 
 impl<'h> Headers<'h> {
+    /// Headers looked up one by one when asked for: cheaper than a pass over all of them when
+    /// only one or two are read (the signature check alone).
+    pub(crate) fn lookup(map: &'h HeaderMap) -> Self {
+        Self {
+            map,
+            names: [None; MAX_NAMES],
+            values: [Single::None; MAX_NAMES],
+        }
+    }
+
     /// The value(s) of `name`, which must be one of the scheme's headers.
     pub(crate) fn single(&self, name: &HeaderName) -> Single<'h> {
         if let Some(index) = self.names.iter().position(|wanted| *wanted == Some(name)) {
             return self.values[index];
         }
-        // Not a header the scheme names: look it up (never happens for a scheme's own).
+        // Not found in a pass (a `lookup`, or a header the scheme does not name): look it up.
         let mut values = self.map.get_all(name).iter();
         match (values.next(), values.next()) {
             (None, _) => Single::None,
@@ -54,7 +64,8 @@ impl<'h> Headers<'h> {
 }
 
 impl Scheme {
-    /// Finds the values of every header this scheme reads, in one pass over `map`.
+    /// Finds the values of every header this scheme reads, in one pass over `map` (for the
+    /// layer, which reads them all).
     pub(crate) fn headers<'h>(&'h self, map: &'h HeaderMap) -> Headers<'h> {
         let mut names = [None; MAX_NAMES];
         let mut count = 0;

@@ -15,6 +15,7 @@ mod spec;
 
 pub(crate) use self::format::Candidates;
 pub use self::format::{Encoding, SignatureFormat, DIGEST_LEN, MAX_SIGNATURES};
+pub(crate) use self::headers::Headers;
 pub(crate) use self::read::Described;
 pub use self::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
 pub use self::spec::{
