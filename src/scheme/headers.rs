@@ -13,6 +13,9 @@ use super::spec::Scheme;
 /// Most headers a scheme reads (one per field of [`Scheme`] that can name a header).
 const MAX_NAMES: usize = 8;
 
+/// Up to this many header values, a name is looked up by comparing names rather than hashing.
+pub(crate) const LINEAR_LOOKUP_MAX: usize = 16;
+
 /// What a header name carried: nothing, one value, or several (which every reader refuses).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Single<'h> {
@@ -46,6 +49,20 @@ impl<'h> Headers<'h> {
             return self.values[index];
         }
         // Not found in a pass (a `lookup`, or a header the scheme does not name): look it up.
+        // A request has a handful of headers: comparing their names (lengths first) costs less
+        // than hashing a custom name byte by byte, as the map's lookup does.
+        if self.map.len() <= LINEAR_LOOKUP_MAX {
+            let mut found = Single::None;
+            for (header, value) in self.map {
+                if header == name {
+                    found = match found {
+                        Single::None => Single::One(value),
+                        Single::One(_) | Single::Many => return Single::Many,
+                    };
+                }
+            }
+            return found;
+        }
         let mut values = self.map.get_all(name).iter();
         match (values.next(), values.next()) {
             (None, _) => Single::None,
@@ -137,6 +154,64 @@ mod tests {
         ));
         // A name the scheme does not read is still answered, from the map.
         assert!(headers.one(&HeaderName::from_static("x-other")).is_some());
+    }
+
+    #[test]
+    fn a_lookup_answers_the_same_in_small_and_large_header_maps() {
+        let scheme = Scheme::sotion();
+        let signature = HeaderName::from_static("x-webhook-signature");
+        for filler in [0, LINEAR_LOOKUP_MAX + 4] {
+            let mut map = HeaderMap::new();
+            for n in 0..filler {
+                map.insert(
+                    HeaderName::from_bytes(format!("x-filler-{n}").as_bytes()).unwrap(),
+                    HeaderValue::from_static("x"),
+                );
+            }
+            assert!(matches!(
+                Headers::lookup(&map).single(&signature),
+                Single::None
+            ));
+            map.insert(signature.clone(), HeaderValue::from_static("sha256=00"));
+            assert_eq!(
+                Headers::lookup(&map).one(&signature),
+                Some(&HeaderValue::from_static("sha256=00"))
+            );
+            assert!(scheme.headers(&map).one(&signature).is_some());
+            map.append(signature.clone(), HeaderValue::from_static("sha256=01"));
+            assert!(matches!(
+                Headers::lookup(&map).single(&signature),
+                Single::Many
+            ));
+            assert!(matches!(
+                scheme.headers(&map).single(&signature),
+                Single::Many
+            ));
+        }
+    }
+
+    #[test]
+    fn content_encoding_is_checked_in_small_and_large_header_maps() {
+        for filler in [0, LINEAR_LOOKUP_MAX + 4] {
+            let mut map = HeaderMap::new();
+            for n in 0..filler {
+                map.insert(
+                    HeaderName::from_bytes(format!("x-filler-{n}").as_bytes()).unwrap(),
+                    HeaderValue::from_static("x"),
+                );
+            }
+            assert!(Scheme::check_content_encoding(&map).is_ok());
+            map.insert(
+                http::header::CONTENT_ENCODING,
+                HeaderValue::from_static("Identity"),
+            );
+            assert!(Scheme::check_content_encoding(&map).is_ok());
+            map.append(
+                http::header::CONTENT_ENCODING,
+                HeaderValue::from_static("gzip"),
+            );
+            assert!(Scheme::check_content_encoding(&map).is_err());
+        }
     }
 
     #[test]
