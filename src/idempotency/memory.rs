@@ -25,7 +25,7 @@ const SHARDING_THRESHOLD: usize = 4096;
 /// out or newer completions push the oldest out; reservations in flight are kept apart and are
 /// **never evicted** (evicting one could let an event run twice). Their number is bounded too
 /// (default 10,000): past it, `reserve` fails with [`StoreError::Full`] and the layer answers
-/// `503`, so memory stays bounded whatever arrives (under 50 bytes per remembered event; see
+/// `503`, so memory stays bounded whatever arrives (about 50 bytes per remembered event; see
 /// `BENCHMARKS.md`).
 ///
 /// Large stores (4,096 keys and more) are split into 16 shards by key, each with its own lock
