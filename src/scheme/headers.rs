@@ -156,18 +156,24 @@ mod tests {
         assert!(headers.one(&HeaderName::from_static("x-other")).is_some());
     }
 
+    /// A map of `count` headers no scheme reads.
+    fn unrelated_headers(count: usize) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for n in 0..count {
+            map.insert(
+                HeaderName::from_bytes(format!("x-filler-{n}").as_bytes()).unwrap(),
+                HeaderValue::from_static("x"),
+            );
+        }
+        map
+    }
+
     #[test]
     fn a_lookup_answers_the_same_in_small_and_large_header_maps() {
         let scheme = Scheme::sotion();
         let signature = HeaderName::from_static("x-webhook-signature");
         for filler in [0, LINEAR_LOOKUP_MAX + 4] {
-            let mut map = HeaderMap::new();
-            for n in 0..filler {
-                map.insert(
-                    HeaderName::from_bytes(format!("x-filler-{n}").as_bytes()).unwrap(),
-                    HeaderValue::from_static("x"),
-                );
-            }
+            let mut map = unrelated_headers(filler);
             assert!(matches!(
                 Headers::lookup(&map).single(&signature),
                 Single::None
@@ -193,13 +199,7 @@ mod tests {
     #[test]
     fn content_encoding_is_checked_in_small_and_large_header_maps() {
         for filler in [0, LINEAR_LOOKUP_MAX + 4] {
-            let mut map = HeaderMap::new();
-            for n in 0..filler {
-                map.insert(
-                    HeaderName::from_bytes(format!("x-filler-{n}").as_bytes()).unwrap(),
-                    HeaderValue::from_static("x"),
-                );
-            }
+            let mut map = unrelated_headers(filler);
             assert!(Scheme::check_content_encoding(&map).is_ok());
             map.insert(
                 http::header::CONTENT_ENCODING,
