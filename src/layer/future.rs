@@ -26,8 +26,8 @@ pub(crate) enum Admission {
     Answer(Response<Full<Bytes>>),
 }
 
-/// Verification and the idempotency guard, up to the decision (boxed: it borrows the layer's
-/// configuration and reads the body).
+/// Verification and the idempotency guard, up to the decision. Boxed: its type depends on the
+/// request's body type, which the response future's type does not name.
 pub(crate) type Admitting = Pin<Box<dyn Future<Output = Admission> + Send>>;
 
 pin_project! {
@@ -37,6 +37,8 @@ pin_project! {
     /// future it holds as is, unboxed), then completes or releases the reservation. Dropping it
     /// while the handler runs releases the event's reservation, so the sender's retry is
     /// processed.
+    ///
+    /// `S` is the inner service, `F` its future, `B` its response body and `E` its error.
     pub struct ResponseFuture<S, F, B, E> {
         #[pin]
         state: State<S, F, B, E>,
