@@ -14,7 +14,30 @@ use super::spec::Scheme;
 const MAX_NAMES: usize = 8;
 
 /// Up to this many header values, a name is looked up by comparing names rather than hashing.
-pub(crate) const LINEAR_LOOKUP_MAX: usize = 16;
+const LINEAR_LOOKUP_MAX: usize = 16;
+
+/// Every value of `name` in `map`. A request has a handful of headers: comparing their names
+/// (lengths first) costs less than hashing a custom name byte by byte, as the map's lookup does;
+/// a large map is looked up.
+pub(crate) fn values<'h, 'n>(
+    map: &'h HeaderMap,
+    name: &'n HeaderName,
+) -> impl Iterator<Item = &'h HeaderValue> + 'n
+where
+    'h: 'n,
+{
+    let small = map.len() <= LINEAR_LOOKUP_MAX;
+    let compared = small
+        .then(|| map.iter().filter(move |(header, _)| *header == name))
+        .into_iter()
+        .flatten()
+        .map(|(_, value)| value);
+    let hashed = (!small)
+        .then(|| map.get_all(name).iter())
+        .into_iter()
+        .flatten();
+    compared.chain(hashed)
+}
 
 /// What a header name carried: nothing, one value, or several (which every reader refuses).
 #[derive(Debug, Clone, Copy)]
@@ -49,22 +72,8 @@ impl<'h> Headers<'h> {
             return self.values[index];
         }
         // Not found in a pass (a `lookup`, or a header the scheme does not name): look it up.
-        // A request has a handful of headers: comparing their names (lengths first) costs less
-        // than hashing a custom name byte by byte, as the map's lookup does.
-        if self.map.len() <= LINEAR_LOOKUP_MAX {
-            let mut found = Single::None;
-            for (header, value) in self.map {
-                if header == name {
-                    found = match found {
-                        Single::None => Single::One(value),
-                        Single::One(_) | Single::Many => return Single::Many,
-                    };
-                }
-            }
-            return found;
-        }
-        let mut values = self.map.get_all(name).iter();
-        match (values.next(), values.next()) {
+        let mut found = values(self.map, name);
+        match (found.next(), found.next()) {
             (None, _) => Single::None,
             (Some(value), None) => Single::One(value),
             (Some(_), Some(_)) => Single::Many,

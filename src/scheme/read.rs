@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::format::Candidates;
-use super::headers::{Headers, Single, LINEAR_LOOKUP_MAX};
+use super::headers::{values, Headers, Single};
 use super::source::{Part, Source, TimestampFormat, Tolerance};
 use super::spec::Scheme;
 use crate::envelope::{check_id, check_token, EventType, ParsedEnvelope};
@@ -119,15 +119,7 @@ impl Scheme {
                     .all(|c| c.trim().eq_ignore_ascii_case("identity"))
             })
         };
-        // A handful of headers: comparing names costs less than the map's hashed lookup.
-        let all_identity = if headers.len() <= LINEAR_LOOKUP_MAX {
-            headers
-                .iter()
-                .filter(|(name, _)| *name == CONTENT_ENCODING)
-                .all(|(_, value)| identity(value))
-        } else {
-            headers.get_all(CONTENT_ENCODING).iter().all(identity)
-        };
+        let all_identity = values(headers, &CONTENT_ENCODING).all(identity);
         if all_identity {
             Ok(())
         } else {
