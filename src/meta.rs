@@ -1,12 +1,14 @@
 //! The verified facts about one delivery, handed to the inner service in request extensions.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use bytestring::ByteString;
 use http::HeaderValue;
 use time::OffsetDateTime;
 
 use crate::envelope::EventType;
+use crate::secret::Fingerprint;
 
 /// What the layer verified about a delivery: put in the request's extensions before the inner
 /// service is called, and an axum extractor (feature `axum`) for handlers.
@@ -39,6 +41,28 @@ pub struct WebhookMeta {
     pub(crate) tenant: Option<String>,
     pub(crate) timestamp: Option<OffsetDateTime>,
     pub(crate) version: Option<ByteString>,
+    /// What the idempotency key is built from besides the facts above.
+    pub(crate) key: KeyBasis,
+}
+
+/// What, besides the scheme, the tenant, the scope and the event id, a delivery's
+/// [`IdempotencyKey`](crate::idempotency::IdempotencyKey) is built from. Set by verification;
+/// never shown.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct KeyBasis {
+    /// The endpoint that received the delivery: the fingerprint of the secret that verified it,
+    /// or of the name the layer was given with `with_endpoint`.
+    pub(crate) endpoint: Fingerprint,
+    /// Set when the scheme's event id or scope is unsigned (GitHub's `X-GitHub-Delivery`):
+    /// the SHA-256 of the signed facts and the body, which the key is built from instead of
+    /// the unsigned values.
+    pub(crate) signed_bytes: Option<[u8; 32]>,
+}
+
+impl fmt::Debug for KeyBasis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyBasis")
+    }
 }
 
 impl WebhookMeta {

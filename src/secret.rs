@@ -30,7 +30,17 @@ pub(crate) type HmacSha256 = Hmac<Sha256>;
 #[derive(Clone)]
 pub struct Secret {
     mac: HmacSha256,
+    fingerprint: Fingerprint,
 }
+
+/// A secret's fingerprint: the first 16 bytes of the HMAC-SHA256, under the secret, of a fixed
+/// label. It names the endpoint whose secret verified a delivery in idempotency keys, so that
+/// two endpoints with different secrets never share keys while replicas holding the same secret
+/// always agree. A MAC output reveals nothing of the key, and it is never printed.
+pub(crate) type Fingerprint = [u8; 16];
+
+/// The label whose MAC under a secret is its [`Fingerprint`].
+const FINGERPRINT_LABEL: &[u8] = b"tower-webhook endpoint fingerprint v1";
 
 impl Secret {
     /// A secret whose bytes are the HMAC key as given. Fails on an empty secret.
@@ -44,12 +54,22 @@ impl Secret {
         }
         // HMAC accepts keys of any length, so this cannot fail; map it anyway rather than panic.
         let mac = HmacSha256::new_from_slice(key).map_err(|_| ConfigError::EmptySecret)?;
-        Ok(Self { mac })
+        // One more MAC (two SHA-256 blocks), once per secret, not per request.
+        let mut labelled = mac.clone();
+        labelled.update(FINGERPRINT_LABEL);
+        let mut fingerprint = Fingerprint::default();
+        fingerprint.copy_from_slice(&labelled.finalize().into_bytes()[..16]);
+        Ok(Self { mac, fingerprint })
     }
 
     /// A fresh MAC keyed with this secret.
     pub(crate) fn mac(&self) -> HmacSha256 {
         self.mac.clone()
+    }
+
+    /// This secret's fingerprint (see [`Fingerprint`]).
+    pub(crate) fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
     }
 }
 
@@ -64,6 +84,12 @@ impl fmt::Debug for Secret {
 /// A delivery passes when its signature matches any of them. Every secret is tried, always, and
 /// each comparison is constant time, so timing tells an attacker neither how close a guess was
 /// nor which secret matched.
+///
+/// The order matters: the secret that verified a delivery names its endpoint in idempotency
+/// keys (unless the layer has [`with_endpoint`](crate::WebhookLayer::with_endpoint)), and when
+/// several verify it (senders sign with both secrets during a rotation) the one added last
+/// counts. Add the new secret first and the old one after it, so that replicas still holding
+/// only the old secret key the delivery the same way.
 ///
 /// ```
 /// use tower_webhook::{Secret, Secrets};
@@ -220,5 +246,24 @@ mod tests {
         assert!(!printed.contains("supersecret"), "{printed}");
         assert!(!printed.contains("9876"), "{printed}");
         assert!(printed.contains("REDACTED"));
+    }
+
+    #[test]
+    fn fingerprints_tell_secrets_apart_and_agree_for_the_same_secret() {
+        let a = Secret::new("whsec_a").unwrap();
+        assert_eq!(
+            a.fingerprint(),
+            Secret::new("whsec_a").unwrap().fingerprint()
+        );
+        assert_eq!(a.fingerprint(), a.clone().fingerprint());
+        assert_ne!(
+            a.fingerprint(),
+            Secret::new("whsec_b").unwrap().fingerprint()
+        );
+        // Not the key, nor its plain digest.
+        let key = b"whsec_a";
+        assert!(!a.fingerprint().windows(key.len()).any(|w| w == key));
+        let plain = <Sha256 as sha2::Digest>::digest(key);
+        assert_ne!(a.fingerprint()[..], plain[..16]);
     }
 }

@@ -27,12 +27,12 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use hmac::Mac;
 use http::HeaderMap;
-use subtle::{Choice, ConstantTimeEq};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use crate::error::{Rejection, RejectionKind};
 use crate::meta::WebhookMeta;
 use crate::scheme::{Candidates, Headers, Scheme, DIGEST_LEN, SHA256_PREFIX};
-use crate::secret::{HmacSha256, Secret, Secrets};
+use crate::secret::{Fingerprint, HmacSha256, Secret, Secrets};
 
 /// The HMAC-SHA256 of `payload` keyed with `secret`.
 #[must_use]
@@ -82,10 +82,11 @@ pub fn verify(
     Scheme::check_content_encoding(headers)?;
     let mut mac = BodyMac::new(secrets, &prepared.prefix);
     mac.update(body);
-    mac.finish(&prepared.candidates)?;
+    let endpoint = mac.finish(&prepared.candidates)?;
     let now = unix_seconds(now);
     scheme.check_prepared_timestamp(&prepared, now)?;
-    let described = scheme.describe(&read, &Bytes::copy_from_slice(body), &prepared, now)?;
+    let mut described = scheme.describe(&read, &Bytes::copy_from_slice(body), &prepared, now)?;
+    described.meta.key.endpoint = endpoint;
     Ok(described.meta)
 }
 
@@ -122,18 +123,23 @@ pub(crate) fn unix_seconds(time: SystemTime) -> i64 {
     }
 }
 
-/// One running MAC per accepted secret, fed the signed prefix and then the body as it arrives.
-/// One secret (the common case) is kept inline, without an allocation.
+/// One running MAC per accepted secret, fed the signed prefix and then the body as it arrives,
+/// each beside its secret's fingerprint. One secret (the common case) is kept inline, without
+/// an allocation.
 pub(crate) enum BodyMac {
-    One(HmacSha256),
-    Many(Vec<HmacSha256>),
+    One(HmacSha256, Fingerprint),
+    Many(Vec<(HmacSha256, Fingerprint)>),
 }
 
 impl BodyMac {
     pub(crate) fn new(secrets: &Secrets, prefix: &[u8]) -> Self {
         let mut mac = match secrets.as_slice() {
-            [only] => Self::One(only.mac()),
-            all => Self::Many(all.iter().map(Secret::mac).collect()),
+            [only] => Self::One(only.mac(), only.fingerprint()),
+            all => Self::Many(
+                all.iter()
+                    .map(|secret| (secret.mac(), secret.fingerprint()))
+                    .collect(),
+            ),
         };
         if !prefix.is_empty() {
             mac.update(prefix);
@@ -143,22 +149,32 @@ impl BodyMac {
 
     pub(crate) fn update(&mut self, chunk: &[u8]) {
         match self {
-            Self::One(mac) => mac.update(chunk),
-            Self::Many(macs) => macs.iter_mut().for_each(|mac| mac.update(chunk)),
+            Self::One(mac, _) => mac.update(chunk),
+            Self::Many(macs) => macs.iter_mut().for_each(|(mac, _)| mac.update(chunk)),
         }
     }
 
-    /// Whether any secret's MAC equals any of the signatures sent. Every pair is compared, in
-    /// constant time; no early exit.
-    pub(crate) fn finish(self, candidates: &Candidates) -> Result<(), Rejection> {
-        let matched = match self {
-            Self::One(mac) => matches_any(mac, candidates),
-            Self::Many(macs) => macs.into_iter().fold(Choice::from(0), |matched, mac| {
-                matched | matches_any(mac, candidates)
-            }),
+    /// Whether any secret's MAC equals any of the signatures sent, and if so the fingerprint of
+    /// the secret that matched. Every pair is compared, in constant time; no early exit, and
+    /// the fingerprint is chosen by conditional selection, not by a branch.
+    ///
+    /// When several secrets match (during a rotation Stripe and Standard Webhooks send one
+    /// signature per secret), the one configured **last** wins: with the documented order
+    /// (the new secret first, the old one after it), that is the old secret, which replicas
+    /// not yet rotated hold too, so they compute the same idempotency key.
+    pub(crate) fn finish(self, candidates: &Candidates) -> Result<Fingerprint, Rejection> {
+        let (matched, fingerprint) = match self {
+            Self::One(mac, fingerprint) => (matches_any(mac, candidates), fingerprint),
+            Self::Many(macs) => macs.into_iter().fold(
+                (Choice::from(0), Fingerprint::default()),
+                |(matched, chosen), (mac, fingerprint)| {
+                    let this = matches_any(mac, candidates);
+                    (matched | this, select(&chosen, &fingerprint, this))
+                },
+            ),
         };
         if bool::from(matched) {
-            Ok(())
+            Ok(fingerprint)
         } else {
             Err(Rejection::new(
                 RejectionKind::SignatureMismatch,
@@ -177,6 +193,15 @@ fn matches_any(mac: HmacSha256, candidates: &Candidates) -> Choice {
         .fold(Choice::from(0), |matched, candidate| {
             matched | computed.ct_eq(&words(candidate))
         })
+}
+
+/// `b` where `choice` is set, else `a`, byte by byte, without a branch.
+fn select(a: &Fingerprint, b: &Fingerprint, choice: Choice) -> Fingerprint {
+    let mut chosen = *a;
+    for (byte, (a, b)) in chosen.iter_mut().zip(a.iter().zip(b)) {
+        *byte = u8::conditional_select(a, b, choice);
+    }
+    chosen
 }
 
 fn words(digest: &[u8; DIGEST_LEN]) -> [u64; 4] {
@@ -344,6 +369,46 @@ mod tests {
             kind(verify(&scheme, &only_new, &signed_by("old"), body, at(0))),
             RejectionKind::SignatureMismatch
         );
+    }
+
+    #[test]
+    fn the_matching_secret_is_reported_and_the_last_configured_wins_among_several() {
+        let scheme = Scheme::standard_webhooks();
+        let (old, new) = (secret("old-key"), secret("new-key"));
+        let message = crate::scheme::Outgoing {
+            id: "msg_1",
+            event: "",
+            timestamp: 1_700_000_000,
+            body: b"{}",
+        };
+        let signature = |key: &Secret| {
+            let signed = scheme.sign(key, &message).unwrap();
+            signed["webhook-signature"].to_str().unwrap().to_owned()
+        };
+        // The signature header as the sender writes it: one signature per secret it signs with.
+        let finish = |secrets: &Secrets, signatures: &[&Secret]| {
+            let list: Vec<String> = signatures.iter().map(|key| signature(key)).collect();
+            let header = headers(&[
+                ("webhook-id", "msg_1"),
+                ("webhook-timestamp", "1700000000"),
+                ("webhook-signature", &list.join(" ")),
+            ]);
+            let prepared = scheme.prepare(&scheme.headers(&header)).unwrap();
+            let mut mac = BodyMac::new(secrets, &prepared.prefix);
+            mac.update(message.body);
+            mac.finish(&prepared.candidates).ok()
+        };
+        let rotating = Secrets::new(new.clone()).with(old.clone());
+        let not_yet = Secrets::new(old.clone());
+        assert_eq!(finish(&not_yet, &[&old]), Some(old.fingerprint()));
+        assert_eq!(finish(&rotating, &[&old]), Some(old.fingerprint()));
+        assert_eq!(finish(&rotating, &[&new]), Some(new.fingerprint()));
+        // Signed with both: the secret configured last (the old one) wins, as on the replica
+        // that does not know the new one yet.
+        assert_eq!(finish(&rotating, &[&new, &old]), Some(old.fingerprint()));
+        assert_eq!(finish(&rotating, &[&old, &new]), Some(old.fingerprint()));
+        assert_eq!(finish(&not_yet, &[&new, &old]), Some(old.fingerprint()));
+        assert_eq!(finish(&rotating, &[&secret("stranger")]), None);
     }
 
     #[test]

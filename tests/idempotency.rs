@@ -341,3 +341,56 @@ async fn the_memory_store_stays_bounded_under_a_stream_of_new_events() {
     assert_eq!(store.done_len(), 50);
     assert_eq!(store.in_flight_len(), 0);
 }
+
+#[tokio::test]
+async fn two_layers_sharing_a_memory_store_with_their_own_secrets_each_handle_the_same_event() {
+    let shared = Idempotency::from_shared(Arc::new(MemoryStore::default()));
+    let orders_secret = Secret::new("whsec_orders").unwrap();
+    let billing_secret = Secret::new("whsec_billing").unwrap();
+    let (orders, seen_orders) = app(
+        tower_webhook::WebhookLayer::new(orders_secret.clone()).with_idempotency(shared.clone()),
+        Behaviour::Ok,
+    );
+    let (billing, seen_billing) = app(
+        tower_webhook::WebhookLayer::new(billing_secret.clone()).with_idempotency(shared),
+        Behaviour::Ok,
+    );
+    for _ in 0..2 {
+        let to_orders = sotion_request(&orders_secret, event("evt_shared", "site_1"));
+        assert_eq!(send(&orders, to_orders).await.status(), 200);
+        let to_billing = sotion_request(&billing_secret, event("evt_shared", "site_1"));
+        assert_eq!(send(&billing, to_billing).await.status(), 200);
+    }
+    assert_eq!(
+        seen_orders.runs(),
+        1,
+        "the orders endpoint lost or repeated the event"
+    );
+    assert_eq!(
+        seen_billing.runs(),
+        1,
+        "the billing endpoint lost or repeated the event"
+    );
+}
+
+#[tokio::test]
+async fn clones_of_one_layer_share_keys_unless_each_names_its_endpoint() {
+    // One layer (one secret, one store) on two routes: the same endpoint as far as the keys go.
+    let shared = layer();
+    let (first, seen_first) = app(shared.clone(), Behaviour::Ok);
+    let (second, seen_second) = app(shared, Behaviour::Ok);
+    assert_eq!(send(&first, deliver("evt_1", "s")).await.status(), 200);
+    let again = send(&second, deliver("evt_1", "s")).await;
+    assert_eq!(again.headers()["x-webhook-duplicate"], "true");
+    assert_eq!(seen_first.runs() + seen_second.runs(), 1);
+
+    // Named apart, the two routes each handle the event.
+    let shared = layer();
+    let (orders, seen_orders) = app(shared.clone().with_endpoint("orders"), Behaviour::Ok);
+    let (billing, seen_billing) = app(shared.with_endpoint("billing"), Behaviour::Ok);
+    assert_eq!(send(&orders, deliver("evt_1", "s")).await.status(), 200);
+    let other = send(&billing, deliver("evt_1", "s")).await;
+    assert!(other.headers().get("x-webhook-duplicate").is_none());
+    assert_eq!(seen_orders.runs(), 1);
+    assert_eq!(seen_billing.runs(), 1);
+}

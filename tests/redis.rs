@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use common::{app, assert_rejected, event, layer, secret, send, Behaviour};
 use tower_webhook::idempotency::{IdempotencyKey, IdempotencyStore, RedisStore, Reservation};
 use tower_webhook::testing::sotion_request;
+use tower_webhook::Secret;
 
 /// A `redis-server` child process on a free loopback port, killed on drop.
 struct RedisServer {
@@ -231,7 +232,18 @@ async fn a_replica_that_died_holding_a_reservation_frees_the_event_after_its_lea
     };
     // The dead replica reserved the event and never completed nor released it.
     let dead = server.store().await;
-    let key = IdempotencyKey::new("sotion", "site_1", "evt_orphan");
+    // The key the layer computes for this delivery: the same pure verification, then the key.
+    let body = event("evt_orphan", "site_1");
+    let signed = sotion_request(&secret(), body.clone());
+    let meta = tower_webhook::verify::verify(
+        &tower_webhook::Scheme::sotion(),
+        &tower_webhook::Secrets::new(secret()),
+        signed.headers(),
+        &body,
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    let key = IdempotencyKey::for_delivery(&meta);
     new_token(
         dead.reserve(&key, Duration::from_millis(400))
             .await
@@ -292,4 +304,116 @@ async fn redis_going_away_answers_503_and_processing_resumes_when_it_returns() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(seen.runs(), 2);
+}
+
+/// A layer with its own secret, on `store`.
+fn layer_with(secrets: &[&str], store: RedisStore) -> tower_webhook::WebhookLayer {
+    let mut layer = tower_webhook::WebhookLayer::new(Secret::new(secrets[0]).unwrap());
+    for secret in &secrets[1..] {
+        layer = layer.with_secret(Secret::new(secret).unwrap());
+    }
+    layer.with_store(store)
+}
+
+#[tokio::test]
+async fn two_endpoints_with_their_own_secrets_sharing_redis_each_handle_the_same_event() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    // Stripe, GitHub, Svix and Sotion send the same event id to every subscribed endpoint,
+    // each signed with that endpoint's secret.
+    let (orders, seen_orders) = app(
+        layer_with(&["whsec_orders"], server.store().await),
+        Behaviour::Ok,
+    );
+    let (billing, seen_billing) = app(
+        layer_with(&["whsec_billing"], server.store().await),
+        Behaviour::Ok,
+    );
+    let orders_secret = Secret::new("whsec_orders").unwrap();
+    let billing_secret = Secret::new("whsec_billing").unwrap();
+    for _ in 0..2 {
+        let to_orders = sotion_request(&orders_secret, event("evt_shared", "site_1"));
+        assert_eq!(send(&orders, to_orders).await.status(), 200);
+        let to_billing = sotion_request(&billing_secret, event("evt_shared", "site_1"));
+        assert_eq!(send(&billing, to_billing).await.status(), 200);
+    }
+    assert_eq!(
+        seen_orders.runs(),
+        1,
+        "the orders endpoint lost or repeated the event"
+    );
+    assert_eq!(
+        seen_billing.runs(),
+        1,
+        "the billing endpoint lost or repeated the event"
+    );
+}
+
+#[tokio::test]
+async fn replicas_with_the_same_secret_handle_an_event_once_even_mid_rotation() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    // Two replicas, same secret.
+    let (a, seen_a) = app(
+        layer_with(&["whsec_old"], server.store().await),
+        Behaviour::Ok,
+    );
+    let (b, seen_b) = app(
+        layer_with(&["whsec_old"], server.store().await),
+        Behaviour::Ok,
+    );
+    let old = Secret::new("whsec_old").unwrap();
+    assert_eq!(
+        send(&a, sotion_request(&old, event("evt_1", "s")))
+            .await
+            .status(),
+        200
+    );
+    let again = send(&b, sotion_request(&old, event("evt_1", "s"))).await;
+    assert_eq!(again.headers()["x-webhook-duplicate"], "true");
+    assert_eq!(seen_a.runs() + seen_b.runs(), 1);
+
+    // Rotation under way: replica C already has the new secret (first) beside the old one;
+    // replica D does not yet. A delivery signed with the old secret is one event for both.
+    let (c, seen_c) = app(
+        layer_with(&["whsec_new", "whsec_old"], server.store().await),
+        Behaviour::Ok,
+    );
+    let (d, seen_d) = app(
+        layer_with(&["whsec_old"], server.store().await),
+        Behaviour::Ok,
+    );
+    assert_eq!(
+        send(&d, sotion_request(&old, event("evt_2", "s")))
+            .await
+            .status(),
+        200
+    );
+    let again = send(&c, sotion_request(&old, event("evt_2", "s"))).await;
+    assert_eq!(again.headers()["x-webhook-duplicate"], "true");
+    assert_eq!(seen_c.runs() + seen_d.runs(), 1);
+}
+
+#[tokio::test]
+async fn endpoints_named_alike_share_keys_whatever_their_secrets() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, seen_a) = app(
+        layer_with(&["whsec_a"], server.store().await).with_endpoint("orders"),
+        Behaviour::Ok,
+    );
+    let (b, seen_b) = app(
+        layer_with(&["whsec_b"], server.store().await).with_endpoint("orders"),
+        Behaviour::Ok,
+    );
+    let first = sotion_request(&Secret::new("whsec_a").unwrap(), event("evt_1", "s"));
+    assert_eq!(send(&a, first).await.status(), 200);
+    // The sender switched secrets and re-signed its retry: still the same event.
+    let retry = sotion_request(&Secret::new("whsec_b").unwrap(), event("evt_1", "s"));
+    let retry = send(&b, retry).await;
+    assert_eq!(retry.headers()["x-webhook-duplicate"], "true");
+    assert_eq!(seen_a.runs() + seen_b.runs(), 1);
 }

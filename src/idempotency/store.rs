@@ -148,10 +148,14 @@ impl fmt::Debug for Token {
     }
 }
 
-/// The key an event is remembered under: a SHA-256 digest of the scheme, the scope (for Sotion
-/// the signed `siteId`) and the signed event id, each length-prefixed so that no two different
-/// triples share a key. Fixed-size, so a store's memory per key does not depend on what senders
-/// put in their ids.
+/// The key an event is remembered under: a SHA-256 digest of the scheme, the endpoint that
+/// received it, the tenant, the scope (for Sotion the signed `siteId`) and the signed event id,
+/// each length-prefixed so that no two different tuples share a key. Fixed-size, so a store's
+/// memory per key does not depend on what senders put in their ids.
+///
+/// Keys hold only signed values: when a scheme's id or scope is unsigned (GitHub's
+/// `X-GitHub-Delivery`), the digest of the delivery's signed bytes takes their place (see
+/// [`SchemeBuilder::allow_unsigned_id_and_scope`](crate::scheme::SchemeBuilder::allow_unsigned_id_and_scope)).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct IdempotencyKey([u8; 32]);
 
@@ -167,31 +171,47 @@ impl std::hash::Hash for IdempotencyKey {
 }
 
 impl IdempotencyKey {
-    /// The key of event `id` from `scope` under `scheme`.
+    /// The key of event `id` from `scope` under `scheme`, for no particular endpoint. The layer
+    /// uses [`for_delivery`](Self::for_delivery), which also names the endpoint: the two never
+    /// produce the same key.
     #[must_use]
     pub fn new(scheme: &str, scope: &str, id: &str) -> Self {
-        Self::from_parts(&[scheme, "", scope, id])
+        Self::from_parts(&[scheme.as_bytes(), b"", scope.as_bytes(), id.as_bytes()])
     }
 
-    fn from_parts(parts: &[&str]) -> Self {
+    fn from_parts(parts: &[&[u8]]) -> Self {
         let mut hasher = Sha256::new();
         for part in parts {
             hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part.as_bytes());
+            hasher.update(part);
         }
         Self(hasher.finalize().into())
     }
 
-    /// The key of a verified delivery: its scheme, its tenant (when a resolver matched one),
-    /// its scope (Sotion's `siteId`) and its event id.
+    /// The key of a verified delivery, as the layer computes it: its scheme; the endpoint that
+    /// received it (the name given to
+    /// [`WebhookLayer::with_endpoint`](crate::WebhookLayer::with_endpoint), or else a
+    /// fingerprint of the secret that verified it, so that two endpoints with different
+    /// secrets never share a key); its tenant (when a resolver matched one); then its scope
+    /// (Sotion's `siteId`) and event id, or, when the scheme's id or scope is unsigned, the
+    /// digest of its signed bytes instead.
+    ///
+    /// For a `meta` from [`verify::verify`](crate::verify::verify) this is the key a layer
+    /// with the same scheme and secrets, and no `with_endpoint`, uses.
     #[must_use]
     pub fn for_delivery(meta: &WebhookMeta) -> Self {
-        Self::from_parts(&[
-            meta.scheme(),
-            meta.tenant().unwrap_or(""),
-            meta.site_id().unwrap_or(""),
-            meta.id(),
-        ])
+        let endpoint = &meta.key.endpoint;
+        let tenant = meta.tenant().unwrap_or("").as_bytes();
+        match &meta.key.signed_bytes {
+            Some(digest) => Self::from_parts(&[meta.scheme().as_bytes(), endpoint, tenant, digest]),
+            None => Self::from_parts(&[
+                meta.scheme().as_bytes(),
+                endpoint,
+                tenant,
+                meta.site_id().unwrap_or("").as_bytes(),
+                meta.id().as_bytes(),
+            ]),
+        }
     }
 
     /// The digest.
@@ -247,6 +267,49 @@ mod tests {
             IdempotencyKey::new("sotion", "s", "e"),
             IdempotencyKey::new("sotion", "s", "e")
         );
+    }
+
+    fn meta(endpoint: u8, tenant: Option<&str>, signed_bytes: Option<[u8; 32]>) -> WebhookMeta {
+        WebhookMeta {
+            scheme: "sotion".into(),
+            id: "evt_1".into(),
+            event: crate::envelope::EventType::from("member.created"),
+            delivery: None,
+            site_id: Some("site_1".into()),
+            tenant: tenant.map(str::to_owned),
+            timestamp: None,
+            version: None,
+            key: crate::meta::KeyBasis {
+                endpoint: [endpoint; 16],
+                signed_bytes,
+            },
+        }
+    }
+
+    #[test]
+    fn delivery_keys_name_the_endpoint_and_the_tenant() {
+        let key = |endpoint, tenant| IdempotencyKey::for_delivery(&meta(endpoint, tenant, None));
+        assert_eq!(key(1, None), key(1, None));
+        assert_ne!(key(1, None), key(2, None));
+        assert_ne!(key(1, Some("acme")), key(1, Some("globex")));
+        assert_ne!(
+            key(1, None),
+            IdempotencyKey::new("sotion", "site_1", "evt_1")
+        );
+    }
+
+    #[test]
+    fn a_delivery_with_unsigned_facts_is_keyed_by_its_signed_bytes_alone() {
+        let key = |endpoint, digest: Option<[u8; 32]>, id: &str| {
+            let mut meta = meta(endpoint, None, digest);
+            meta.id = id.into();
+            IdempotencyKey::for_delivery(&meta)
+        };
+        // The (unsigned) id does not matter; the digest and the endpoint do.
+        assert_eq!(key(1, Some([7; 32]), "a"), key(1, Some([7; 32]), "b"));
+        assert_ne!(key(1, Some([7; 32]), "a"), key(1, Some([8; 32]), "a"));
+        assert_ne!(key(1, Some([7; 32]), "a"), key(2, Some([7; 32]), "a"));
+        assert_ne!(key(1, Some([7; 32]), "a"), key(1, None, "a"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use tower_layer::Layer;
 
 use super::service::WebhookService;
@@ -8,7 +9,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::idempotency::{Idempotency, IdempotencyStore};
 use crate::observe::Metrics;
 use crate::scheme::Scheme;
-use crate::secret::{Secret, SecretResolver, Secrets};
+use crate::secret::{Fingerprint, Secret, SecretResolver, Secrets};
 
 /// The default body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
@@ -57,6 +58,8 @@ pub(crate) struct Config {
     pub(crate) body_limit: usize,
     pub(crate) body_timeout: Option<Duration>,
     pub(crate) idempotency: Option<Idempotency>,
+    /// The fingerprint of the name given to `with_endpoint`; `None`: the verifying secret's.
+    pub(crate) endpoint: Option<Fingerprint>,
     pub(crate) clock: Arc<dyn Clock>,
     /// The metric keys, for the scheme's name.
     pub(crate) metrics: Metrics,
@@ -70,6 +73,7 @@ impl std::fmt::Debug for Config {
             .field("body_limit", &self.body_limit)
             .field("body_timeout", &self.body_timeout)
             .field("idempotency", &self.idempotency)
+            .field("named_endpoint", &self.endpoint.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +116,7 @@ impl WebhookLayer {
                 body_limit: DEFAULT_BODY_LIMIT,
                 body_timeout: Some(DEFAULT_BODY_TIMEOUT),
                 idempotency: Some(Idempotency::default()),
+                endpoint: None,
                 clock: Arc::new(SystemClock),
                 metrics: Metrics::new(Scheme::default().shared_name()),
             }),
@@ -119,7 +124,9 @@ impl WebhookLayer {
     }
 
     /// Also accepts deliveries signed with `secret` (for rotation: configure the new secret
-    /// beside the old one, then remove the old one once the sender has switched). On a
+    /// first and the old one after it, then remove the old one once the sender no longer signs
+    /// with it). The order matters for idempotency keys: a delivery that several secrets verify
+    /// counts under the one configured last (see [`with_endpoint`](Self::with_endpoint)). On a
     /// [`per_tenant`](Self::per_tenant) layer the resolver decides, and this has no effect.
     #[must_use]
     pub fn with_secret(mut self, secret: Secret) -> Self {
@@ -175,6 +182,41 @@ impl WebhookLayer {
     #[must_use]
     pub fn with_store(self, store: impl IdempotencyStore) -> Self {
         self.with_idempotency(Idempotency::new(store))
+    }
+
+    /// Names the endpoint this layer guards, for its idempotency keys.
+    ///
+    /// Senders (Stripe, GitHub, Svix, Sotion) send the same event id to every endpoint
+    /// subscribed to the event, each signed with that endpoint's secret. So that two endpoints
+    /// sharing a store (one Redis, one [`Idempotency`] shared between layers, clones of one
+    /// layer) never answer each other's events as duplicates, keys name the endpoint. By
+    /// default the endpoint is a fingerprint of the secret that verified the delivery: two
+    /// endpoints with different secrets never share keys, and replicas holding the same secret
+    /// always do, also while a secret is being rotated (the new secret first, the old one after
+    /// it, as in [`with_secret`](Self::with_secret): a delivery that both match counts under
+    /// the old one, which the replicas not yet rotated hold too).
+    ///
+    /// Name the endpoint when the default is not enough:
+    /// - **One secret, several endpoints.** Clones of one layer, or layers given the same
+    ///   secret, are one endpoint as far as keys go: the second route answers the first one's
+    ///   event as a duplicate. Give each a different name.
+    /// - **A retry across a secret switch.** Without a name, a retry that the sender re-signs
+    ///   with a *different* secret than the first attempt (it switched secrets in between)
+    ///   counts as a new event, and runs again. Under a name, every replica and every secret
+    ///   of the endpoint share keys, through any rotation.
+    ///
+    /// The name must be the same on every replica of the endpoint, and stable across deploys
+    /// (changing it forgets which events were handled). Per-tenant layers still scope keys by
+    /// tenant too.
+    #[must_use]
+    pub fn with_endpoint(mut self, name: &str) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"tower-webhook endpoint name v1\0");
+        hasher.update(name.as_bytes());
+        let mut fingerprint = Fingerprint::default();
+        fingerprint.copy_from_slice(&hasher.finalize()[..16]);
+        Arc::make_mut(&mut self.config).endpoint = Some(fingerprint);
+        self
     }
 
     /// **Risky.** Turns the idempotency guard off: every authentic delivery, retries included,

@@ -210,7 +210,7 @@ async fn verify_request<B: Body>(
             (Poll::Pending, None) => reading.await?,
         }
     };
-    mac.finish(&prepared.candidates)?;
+    let verified_by = mac.finish(&prepared.candidates)?;
     // Only a scheme with a tolerance compares times: the others never read the clock.
     let now = match scheme.tolerance {
         Some(_) => unix_seconds(config.clock.now()),
@@ -221,6 +221,7 @@ async fn verify_request<B: Body>(
     // every request's future larger.
     let mut described = scheme.describe(&scheme.headers(&parts.headers), &bytes, &prepared, now)?;
     described.meta.tenant = tenant;
+    described.meta.key.endpoint = config.endpoint.unwrap_or(verified_by);
     Ok((bytes, described))
 }
 

@@ -19,7 +19,7 @@ use super::source::{Part, Source, TimestampFormat, Tolerance};
 use super::spec::Scheme;
 use crate::envelope::{check_id, check_token, EventType, ParsedEnvelope};
 use crate::error::{Rejection, RejectionKind};
-use crate::meta::WebhookMeta;
+use crate::meta::{KeyBasis, WebhookMeta};
 
 /// What the headers say before the body is read.
 #[derive(Debug)]
@@ -179,6 +179,8 @@ impl Scheme {
                 tenant: None,
                 timestamp: Some(parsed.timestamp),
                 version: Some(parsed.version),
+                // The id and scope are the signed body's.
+                key: KeyBasis::default(),
             };
             return Ok(Described {
                 meta,
@@ -225,7 +227,7 @@ impl Scheme {
             }
             _ => prepared.timestamp,
         };
-        let meta = WebhookMeta {
+        let mut meta = WebhookMeta {
             scheme: self.name.clone(),
             id,
             event: EventType::from(event.as_deref().unwrap_or("")),
@@ -234,8 +236,38 @@ impl Scheme {
             tenant: None,
             timestamp: timestamp.and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok()),
             version: None,
+            key: KeyBasis::default(),
         };
+        if !self.signs_id_and_scope() {
+            meta.key.signed_bytes = Some(self.signed_digest(&meta, body));
+        }
         Ok(Described { meta, data: None })
+    }
+
+    /// What the idempotency key of a delivery whose id or scope is unsigned is built from
+    /// instead: the SHA-256 of its signed values (the id and the scope where signed, each
+    /// length-prefixed, an unsigned one left out) and its body. A signed timestamp is left
+    /// out, so a retry re-signed later still maps to the same key.
+    fn signed_digest(&self, meta: &WebhookMeta, body: &[u8]) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        let id = self.signs_id().then_some(meta.id());
+        let scope = if self.signs_scope() {
+            meta.site_id()
+        } else {
+            None
+        };
+        for value in [id, scope] {
+            match value {
+                Some(value) => {
+                    hasher.update([1]);
+                    hasher.update((value.len() as u64).to_be_bytes());
+                    hasher.update(value.as_bytes());
+                }
+                None => hasher.update([0]),
+            }
+        }
+        hasher.update(body);
+        hasher.finalize().into()
     }
 
     fn optional_token(

@@ -40,10 +40,16 @@ pub(crate) struct SotionEnvelope {
 /// | --- | --- | --- | --- | --- | --- |
 /// | [`sotion`](Self::sotion) (default) | `X-Webhook-Signature: sha256=<hex>` | body | `whsec_...` as is | body `id` (scope `siteId`) | none (opt-in) |
 /// | [`sota`](Self::sota) | `X-Sota-Signature: sha256=<hex>` | body | as is | SHA-256 of the body (scope `project_id`) | none |
-/// | [`github`](Self::github) | `X-Hub-Signature-256: sha256=<hex>` | body | as is | `X-GitHub-Delivery` (unsigned) | none |
+/// | [`github`](Self::github) | `X-Hub-Signature-256: sha256=<hex>` | body | as is | `X-GitHub-Delivery` (unsigned: shown, but deliveries are deduplicated by the body) | none |
 /// | [`standard_webhooks`](Self::standard_webhooks) | `webhook-signature: v1,<b64> ...` | `id.timestamp.body` | `whsec_<base64>`, decoded | `webhook-id` (signed) | ±5 min |
 /// | [`stripe`](Self::stripe) | `Stripe-Signature: t=<unix>,v1=<hex>,...` | `t.body` | `whsec_...` as is | body `id` | ±5 min |
 /// | [`slack`](Self::slack) | `X-Slack-Signature: v0=<hex>` | `v0:ts:body` | as is | SHA-256 of the body | ±5 min |
+///
+/// Idempotency keys hold only signed values. Where the event id (or scope) comes from a header
+/// the signature does not cover (GitHub), anyone who captured one delivery could replay it
+/// under ids of their choosing; such a delivery is therefore deduplicated by the SHA-256 of its
+/// signed body, and its header id is kept for display and logs only (see
+/// [`SchemeBuilder::allow_unsigned_id_and_scope`]).
 #[derive(Debug, Clone)]
 pub struct Scheme {
     pub(crate) name: Cow<'static, str>,
@@ -121,6 +127,13 @@ impl Scheme {
     /// GitHub: `X-Hub-Signature-256: sha256=<hex>` over the body; the event in
     /// `X-GitHub-Event`, the id in `X-GitHub-Delivery` (kept by redeliveries). GitHub signs
     /// neither header nor a timestamp: the event and id are as trustworthy as the transport.
+    ///
+    /// Since the id is unsigned, deliveries are deduplicated by the SHA-256 of the signed body
+    /// instead (as with [`SchemeBuilder::allow_unsigned_id_and_scope`]): a redelivery (same body,
+    /// same id) is a duplicate; a captured body replayed under any other `X-GitHub-Delivery`
+    /// is a duplicate of itself, and never blocks or swallows the event that id belongs to.
+    /// [`WebhookMeta::id`](crate::WebhookMeta::id) still reports the header's id. Two
+    /// genuinely different events with byte-identical bodies would count as one.
     #[must_use]
     pub fn github() -> Self {
         Self {
@@ -257,6 +270,7 @@ impl Scheme {
             timestamp: None,
             tolerance: None,
             delivery: None,
+            unsigned_id_and_scope: false,
         }
     }
 
@@ -268,8 +282,8 @@ impl Scheme {
         self
     }
 
-    /// Renames the scheme. The name scopes idempotency keys: two layers with the same scheme
-    /// name share event ids in a shared store.
+    /// Renames the scheme. The name scopes idempotency keys (as do the endpoint and the
+    /// tenant: see [`WebhookLayer::with_endpoint`](crate::WebhookLayer::with_endpoint)).
     #[must_use]
     pub fn with_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.name = name.into();
@@ -280,6 +294,22 @@ impl Scheme {
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether the event id comes from signed bytes.
+    pub(crate) fn signs_id(&self) -> bool {
+        signs_id(&self.id, &self.signed)
+    }
+
+    /// Whether the scope (if the scheme has one) comes from signed bytes.
+    pub(crate) fn signs_scope(&self) -> bool {
+        signs_scope(self.scope.as_ref())
+    }
+
+    /// Whether both the event id and its scope come from signed bytes, so that idempotency
+    /// keys can be built from them.
+    pub(crate) fn signs_id_and_scope(&self) -> bool {
+        self.signs_id() && self.signs_scope()
     }
 
     /// The name, cheap to clone (a preset's is static).
@@ -413,6 +443,26 @@ pub struct SchemeBuilder {
     timestamp: Option<(Source, TimestampFormat)>,
     tolerance: Option<Tolerance>,
     delivery: Option<String>,
+    unsigned_id_and_scope: bool,
+}
+
+/// Whether an id from `id` is signed: read from the body (a field or its digest), or from a
+/// header the signature covers ([`Part::Id`]). A signature tag is signed only as the signed
+/// timestamp, never as an id.
+fn signs_id(id: &Source, signed: &[Part]) -> bool {
+    match id {
+        Source::BodyField(_) | Source::BodyDigest => true,
+        Source::Header(_) => signed.contains(&Part::Id),
+        Source::SignatureTag(_) => false,
+    }
+}
+
+/// Whether a scope from `scope` is signed (or there is none): only the body signs a scope.
+fn signs_scope(scope: Option<&Source>) -> bool {
+    matches!(
+        scope,
+        None | Some(Source::BodyField(_) | Source::BodyDigest)
+    )
 }
 
 impl SchemeBuilder {
@@ -467,6 +517,28 @@ impl SchemeBuilder {
         self
     }
 
+    /// **Costly.** Accepts an event id or scope from a header the signature does not cover
+    /// (a [`Source::Header`] id without [`Part::Id`] among the signed parts, or any header
+    /// scope), as GitHub's `X-GitHub-Delivery`. Without this, [`build`](Self::build) refuses
+    /// such a description with [`ConfigError::UnsignedIdOrScope`].
+    ///
+    /// # What it costs
+    /// Whoever sends the request chooses an unsigned value, so nothing unsigned is trusted:
+    /// the id and scope are then for display and logs only
+    /// ([`WebhookMeta::id`](crate::WebhookMeta::id), [`site_id`](crate::WebhookMeta::site_id)),
+    /// and deliveries are deduplicated by the SHA-256 of the **signed** bytes instead (the body,
+    /// with the id or scope where those are signed). A captured delivery replayed under other
+    /// header values is then a duplicate of itself, and can neither run the handler again nor
+    /// block or swallow another event. A signed timestamp is not hashed, so a retry re-signed
+    /// with a fresh timestamp is still a duplicate. But two genuinely different events whose
+    /// hashed bytes are identical count as one: the second is answered as a duplicate and
+    /// never handled.
+    #[must_use]
+    pub fn allow_unsigned_id_and_scope(mut self) -> Self {
+        self.unsigned_id_and_scope = true;
+        self
+    }
+
     /// Checks the description and builds the scheme.
     ///
     /// # Errors
@@ -475,7 +547,8 @@ impl SchemeBuilder {
     /// signed but the id is not a header, when [`Part::Timestamp`] is signed but the timestamp
     /// is not a header or signature tag, when a tolerance is set without a timestamp, when a
     /// signature tag is read from a single-valued signature format, or when the id comes from
-    /// a signature tag.
+    /// a signature tag. [`ConfigError::UnsignedIdOrScope`] when the id or scope comes from an
+    /// unsigned header without [`allow_unsigned_id_and_scope`](Self::allow_unsigned_id_and_scope).
     pub fn build(self) -> Result<Scheme, ConfigError> {
         let header = |name: &str| {
             HeaderName::try_from(name).map_err(|_| ConfigError::InvalidHeaderName(name.to_owned()))
@@ -519,6 +592,10 @@ impl SchemeBuilder {
             return Err(ConfigError::InvalidOption(
                 "the event id cannot come from the signature header",
             ));
+        }
+        let signed = signs_id(&self.id, &self.signed) && signs_scope(self.scope.as_ref());
+        if !signed && !self.unsigned_id_and_scope {
+            return Err(ConfigError::UnsignedIdOrScope);
         }
         Ok(Scheme {
             name: self.name,
@@ -578,6 +655,44 @@ mod tests {
     }
 
     #[test]
+    fn the_builder_refuses_an_unsigned_id_or_scope_unless_told_it_is_for_display_only() {
+        let base = || Scheme::builder("x", "x-sig", SignatureFormat::single("", Encoding::Hex));
+        let unsigned = [
+            base().id(Source::header("x-id")),
+            base().scope(Source::header("x-account")),
+            base()
+                .id(Source::body_field("id"))
+                .scope(Source::header("x-account")),
+            base()
+                .signed(vec![Part::Id, Part::literal("."), Part::Body])
+                .id(Source::header("x-id"))
+                .scope(Source::header("x-account")),
+        ];
+        for builder in unsigned {
+            assert_eq!(
+                builder.clone().build().unwrap_err(),
+                ConfigError::UnsignedIdOrScope
+            );
+            let scheme = builder.allow_unsigned_id_and_scope().build().unwrap();
+            assert!(!scheme.signs_id_and_scope());
+        }
+        // Signed ids and scopes need no opt-in: a header id the signature covers, body fields,
+        // the body's digest.
+        let signed = [
+            base()
+                .signed(vec![Part::Id, Part::literal("."), Part::Body])
+                .id(Source::header("x-id")),
+            base()
+                .id(Source::body_field("id"))
+                .scope(Source::body_field("account")),
+            base(),
+        ];
+        for builder in signed {
+            assert!(builder.build().unwrap().signs_id_and_scope());
+        }
+    }
+
+    #[test]
     fn every_preset_is_a_description_the_builder_accepts() {
         for name in ["sotion", "sota", "github", "standard", "stripe", "slack"] {
             let preset = Scheme::preset(name).unwrap();
@@ -599,6 +714,11 @@ mod tests {
             }
             if let Some(tolerance) = preset.tolerance {
                 builder = builder.tolerance(tolerance);
+            }
+            // GitHub's id is unsigned: its preset makes the same choice as this opt-in.
+            assert_eq!(preset.signs_id_and_scope(), name != "github", "{name}");
+            if !preset.signs_id_and_scope() {
+                builder = builder.allow_unsigned_id_and_scope();
             }
             assert!(builder.build().is_ok(), "{name}");
         }
