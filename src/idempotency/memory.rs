@@ -196,12 +196,20 @@ impl MemoryStore {
             shard.in_flight.insert(*key, (token, deadline));
             return Ok(Reservation::New(token));
         }
-        if self.in_flight.load(Ordering::Relaxed) >= self.max_in_flight {
+        // Take a place under the limit in one atomic step: a check and a separate increment
+        // would let reserves in other shards (under other locks) pass the check together.
+        let max = self.max_in_flight;
+        if self
+            .in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_err()
+        {
             return Err(StoreError::Full);
         }
         let token = Token::random();
         shard.in_flight.insert(*key, (token, deadline));
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
         Ok(Reservation::New(token))
     }
 
@@ -411,6 +419,39 @@ mod tests {
         // Forty keys cover the shard of any new key; all their leases have run out.
         new_token(store.reserve_at(&key(99), LEASE, millis(LEASE)).unwrap());
         assert_eq!(store.in_flight_len(), 1);
+    }
+
+    #[test]
+    fn concurrent_reserves_of_distinct_keys_never_overshoot_the_in_flight_limit() {
+        const THREADS: usize = 8;
+        const MAX: usize = 2;
+        // The race is narrow: repeat it, bounded (a few hundred rounds, well under a second).
+        for round in 0..400_u32 {
+            let store = MemoryStore::default().with_max_in_flight(MAX).unwrap();
+            let barrier = std::sync::Barrier::new(THREADS);
+            let new = AtomicUsize::new(0);
+            std::thread::scope(|scope| {
+                for thread in 0..THREADS {
+                    let (store, barrier, new) = (&store, &barrier, &new);
+                    scope.spawn(move || {
+                        let key = key(round * 100 + u32::try_from(thread).unwrap());
+                        barrier.wait();
+                        if let Ok(Reservation::New(_)) = store.reserve_at(&key, LEASE, 0) {
+                            new.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                }
+            });
+            let new = new.load(Ordering::Relaxed);
+            assert!(
+                new <= MAX,
+                "round {round}: {new} new reservations past a limit of {MAX}"
+            );
+            assert!(
+                store.in_flight_len() <= MAX,
+                "round {round}: the count overshot"
+            );
+        }
     }
 
     #[test]
