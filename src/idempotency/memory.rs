@@ -1,5 +1,5 @@
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -48,6 +48,13 @@ pub struct MemoryStore {
     epoch: coarsetime::Instant,
     in_flight: AtomicUsize,
     max_in_flight: usize,
+    /// No reservation in flight expires before this (milliseconds since `epoch`; `u64::MAX`
+    /// when none is): a lower bound of the earliest deadline, so that a reserve at the in-flight
+    /// limit scans the shards only when one may have expired.
+    earliest_deadline: AtomicU64,
+    /// How many times `reclaim_expired` scanned the shards.
+    #[cfg(test)]
+    scans: AtomicUsize,
 }
 
 /// A shard on cache lines of its own, so that threads working on neighbouring shards do not
@@ -120,6 +127,9 @@ impl MemoryStore {
             epoch: coarsetime::Instant::now_without_cache_update(),
             in_flight: AtomicUsize::new(0),
             max_in_flight,
+            earliest_deadline: AtomicU64::new(u64::MAX),
+            #[cfg(test)]
+            scans: AtomicUsize::new(0),
         }
     }
 
@@ -168,7 +178,11 @@ impl MemoryStore {
     ) -> Result<Reservation, StoreError> {
         match self.try_reserve(key, lease, now) {
             Err(StoreError::Full) => {
-                // At the in-flight limit: reclaim expired reservations, then try once more.
+                // At the in-flight limit: reclaim expired reservations, then try once more;
+                // unless none can have expired yet (then a flood at the limit stays cheap).
+                if now < self.earliest_deadline.load(Ordering::Relaxed) {
+                    return Err(StoreError::Full);
+                }
                 self.reclaim_expired(now);
                 self.try_reserve(key, lease, now)
             }
@@ -194,6 +208,7 @@ impl MemoryStore {
             // The holder's lease ran out: take the reservation over (the count is unchanged).
             let token = Token::random();
             shard.in_flight.insert(*key, (token, deadline));
+            self.expires_at(deadline);
             return Ok(Reservation::New(token));
         }
         // Take a place under the limit in one atomic step: a check and a separate increment
@@ -210,21 +225,48 @@ impl MemoryStore {
         }
         let token = Token::random();
         shard.in_flight.insert(*key, (token, deadline));
+        self.expires_at(deadline);
         Ok(Reservation::New(token))
     }
 
+    /// Lowers `earliest_deadline` to `deadline` if needed. Called under the lock of the shard
+    /// that holds the reservation, so that a scan either sees the reservation or runs after this
+    /// (see `reclaim_expired`). With one lease for every call deadlines only grow: a plain load.
+    fn expires_at(&self, deadline: u64) {
+        if deadline < self.earliest_deadline.load(Ordering::Relaxed) {
+            self.earliest_deadline
+                .fetch_min(deadline, Ordering::Relaxed);
+        }
+    }
+
     /// Drops expired reservations in every shard, locking one shard at a time (never two, so
-    /// no deadlock). Rare: only when the in-flight limit is reached.
+    /// no deadlock), and recomputes `earliest_deadline`. Rare: only at the in-flight limit, once
+    /// a reservation may have expired.
+    ///
+    /// The bound is reset before the scan and lowered to each survivor's deadline: a
+    /// reservation made in a shard already scanned lowers it itself (its shard's lock orders its
+    /// `expires_at` after the reset), one made in a shard not yet scanned is seen by the scan.
+    /// Meanwhile other reserves at the limit see no expired reservation and answer `Full`.
     fn reclaim_expired(&self, now: u64) {
+        #[cfg(test)]
+        self.scans.fetch_add(1, Ordering::Relaxed);
+        self.earliest_deadline.store(u64::MAX, Ordering::Relaxed);
+        let mut earliest = u64::MAX;
         for shard in &self.shards {
             let mut shard = lock(shard);
             let before = shard.in_flight.len();
-            shard
-                .in_flight
-                .retain(|_, &mut (_, deadline)| deadline > now);
+            shard.in_flight.retain(|_, &mut (_, deadline)| {
+                let live = deadline > now;
+                if live {
+                    earliest = earliest.min(deadline);
+                }
+                live
+            });
             self.in_flight
                 .fetch_sub(before - shard.in_flight.len(), Ordering::Relaxed);
         }
+        self.earliest_deadline
+            .fetch_min(earliest, Ordering::Relaxed);
     }
 
     fn complete_at(&self, key: &IdempotencyKey, token: &Token, ttl: Duration, now: u64) -> bool {
@@ -452,6 +494,44 @@ mod tests {
                 "round {round}: the count overshot"
             );
         }
+    }
+
+    #[test]
+    fn at_the_limit_reserves_do_not_scan_for_expired_reservations_before_one_can_have_expired() {
+        let store = MemoryStore::default().with_max_in_flight(3).unwrap();
+        for n in 0..3 {
+            new_token(store.reserve_at(&key(n), LEASE, 0).unwrap());
+        }
+        for n in 10..1_010 {
+            assert!(matches!(
+                store.reserve_at(&key(n), LEASE, 1),
+                Err(StoreError::Full)
+            ));
+        }
+        assert_eq!(
+            store.scans.load(Ordering::Relaxed),
+            0,
+            "a flood at the limit scanned"
+        );
+        // Once the earliest lease has run out, one scan reclaims it.
+        new_token(store.reserve_at(&key(9), LEASE, millis(LEASE)).unwrap());
+        assert_eq!(store.scans.load(Ordering::Relaxed), 1);
+        assert_eq!(store.in_flight_len(), 1);
+        // The scan recomputed the bound: at the limit again, no scan until the next expiry.
+        for n in 20..22 {
+            new_token(store.reserve_at(&key(n), LEASE, millis(LEASE) + 1).unwrap());
+        }
+        assert!(matches!(
+            store.reserve_at(&key(30), LEASE, 2 * millis(LEASE) - 1),
+            Err(StoreError::Full)
+        ));
+        assert_eq!(store.scans.load(Ordering::Relaxed), 1);
+        new_token(
+            store
+                .reserve_at(&key(30), LEASE, 2 * millis(LEASE))
+                .unwrap(),
+        );
+        assert_eq!(store.scans.load(Ordering::Relaxed), 2);
     }
 
     #[test]
