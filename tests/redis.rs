@@ -293,3 +293,91 @@ async fn redis_going_away_answers_503_and_processing_resumes_when_it_returns() {
     }
     assert_eq!(seen.runs(), 2);
 }
+
+/// Runs `CLIENT <args>` on a connection of its own (pausing and unpausing Redis).
+async fn client_command(server: &RedisServer, args: &[&str]) {
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("CLIENT")
+        .arg(args)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_reserve_that_timed_out_is_undone_so_the_first_retry_after_a_stall_is_processed() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url())
+        .await
+        .unwrap()
+        .with_timeout(Duration::from_millis(200));
+    let (app, seen) = app(layer().with_store(store), Behaviour::Ok);
+    // A first delivery loads the scripts, as in any running app.
+    let warm = send(&app, sotion_request(&secret(), event("evt_warm", "s"))).await;
+    assert_eq!(warm.status(), 200);
+
+    // Redis stalls past the store's timeout: the reserve is answered 503, and Redis runs it
+    // once the stall ends.
+    client_command(&server, &["PAUSE", "10000", "WRITE"]).await;
+    let during = send(&app, sotion_request(&secret(), event("evt_stall", "s"))).await;
+    assert_eq!(during.status(), StatusCode::SERVICE_UNAVAILABLE);
+    client_command(&server, &["UNPAUSE"]).await;
+
+    let retry = send(&app, sotion_request(&secret(), event("evt_stall", "s"))).await;
+    assert_eq!(
+        retry.status(),
+        200,
+        "the reserve that timed out left an orphan reservation"
+    );
+    assert_eq!(seen.runs(), 2);
+}
+
+#[tokio::test]
+async fn a_reserve_whose_request_was_dropped_is_undone_so_the_retry_is_processed() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (app, seen) = app(layer().with_store(server.store().await), Behaviour::Ok);
+    let warm = send(&app, sotion_request(&secret(), event("evt_warm", "s"))).await;
+    assert_eq!(warm.status(), 200);
+
+    // The client goes away (or a timeout layer fires) while the reserve waits on a stalled
+    // Redis: the request's future is dropped before Redis answered.
+    client_command(&server, &["PAUSE", "10000", "WRITE"]).await;
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(100),
+        send(&app, sotion_request(&secret(), event("evt_gone", "s"))),
+    )
+    .await;
+    assert!(
+        dropped.is_err(),
+        "the request was answered during the stall"
+    );
+    client_command(&server, &["UNPAUSE"]).await;
+
+    let retry = send(&app, sotion_request(&secret(), event("evt_gone", "s"))).await;
+    assert_eq!(
+        retry.status(),
+        200,
+        "the dropped reserve left an orphan reservation"
+    );
+    assert_eq!(seen.runs(), 2);
+}
+
+#[tokio::test]
+async fn a_lease_or_ttl_too_large_for_redis_is_clamped_rather_than_failing_every_call() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let key = IdempotencyKey::new("sotion", "site", "evt_forever");
+    let token = new_token(store.reserve(&key, Duration::MAX).await.unwrap());
+    assert!(store.complete(&key, &token, Duration::MAX).await.unwrap());
+    assert_eq!(
+        store.reserve(&key, Duration::MAX).await.unwrap(),
+        Reservation::Done
+    );
+}
