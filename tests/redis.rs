@@ -145,6 +145,20 @@ async fn the_store_keeps_the_contract() {
 }
 
 #[tokio::test]
+async fn the_redis_store_passes_the_store_conformance_suite() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tower_webhook::testing::check_store(&store),
+    )
+    .await
+    .expect("the conformance suite took more than 10 s");
+}
+
+#[tokio::test]
 async fn a_stale_owner_changes_nothing_after_its_lease_was_taken_over() {
     let Some(server) = RedisServer::start() else {
         return;

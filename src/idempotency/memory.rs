@@ -269,27 +269,40 @@ impl MemoryStore {
             .fetch_min(earliest, Ordering::Relaxed);
     }
 
+    /// Marks `key` done unless another token holds it with a live lease or it is done already
+    /// (the contract: see [`IdempotencyStore`]). A reservation whose lease ran out holds
+    /// nothing any more, whoever owned it: it is dropped, as if it had expired in Redis.
     fn complete_at(&self, key: &IdempotencyKey, token: &Token, ttl: Duration, now: u64) -> bool {
         let mut shard = self.shard(key);
-        if !holds(&shard, key, token) {
-            return false;
+        match shard.in_flight.get(key).copied() {
+            Some((owner, deadline)) if owner != *token && deadline > now => return false,
+            Some(_) => {
+                shard.in_flight.remove(key);
+                self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+            None if shard.done.contains(key, now) => return false,
+            None => {}
         }
-        shard.in_flight.remove(key);
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
         // `insert` forgets the oldest completed key when full; in-flight keys live in the other
         // map and are never evicted.
         shard.done.insert(*key, now.saturating_add(millis(ttl)));
         true
     }
 
-    fn release_now(&self, key: &IdempotencyKey, token: &Token) -> bool {
+    /// Drops the reservation of `key` if `token` owns it; returns whether its lease was still
+    /// live (a reservation whose lease ran out held the key no more: the key was free already,
+    /// as in Redis, and its entry is only cleaned up).
+    fn release_at(&self, key: &IdempotencyKey, token: &Token, now: u64) -> bool {
         let mut shard = self.shard(key);
-        if !holds(&shard, key, token) {
+        let Some(&(owner, deadline)) = shard.in_flight.get(key) else {
+            return false;
+        };
+        if owner != *token {
             return false;
         }
         shard.in_flight.remove(key);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        true
+        deadline > now
     }
 }
 
@@ -297,13 +310,6 @@ fn lock(Padded(shard): &Padded) -> MutexGuard<'_, Shard> {
     // No code path panics while holding the lock; if one ever did, the shard is still
     // consistent (every operation is a single map update), so keep serving.
     shard.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn holds(shard: &Shard, key: &IdempotencyKey, token: &Token) -> bool {
-    shard
-        .in_flight
-        .get(key)
-        .is_some_and(|(owner, _)| owner == token)
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -329,7 +335,7 @@ impl IdempotencyStore for MemoryStore {
     }
 
     fn release<'a>(&'a self, key: &'a IdempotencyKey, token: &'a Token) -> StoreFuture<'a, bool> {
-        StoreFuture::ready(Ok(self.release_now(key, token)))
+        StoreFuture::ready(Ok(self.release_at(key, token, self.now())))
     }
 }
 
@@ -370,7 +376,7 @@ mod tests {
     fn a_released_key_can_be_reserved_again() {
         let store = MemoryStore::default();
         let token = new_token(store.reserve_at(&key(1), LEASE, 0).unwrap());
-        assert!(store.release_now(&key(1), &token));
+        assert!(store.release_at(&key(1), &token, 0));
         new_token(store.reserve_at(&key(1), LEASE, 1).unwrap());
     }
 
@@ -385,7 +391,7 @@ mod tests {
         );
         let fresh = new_token(store.reserve_at(&key(1), LEASE, lease_ms).unwrap());
         assert!(!store.complete_at(&key(1), &stale, TTL, lease_ms + 1));
-        assert!(!store.release_now(&key(1), &stale));
+        assert!(!store.release_at(&key(1), &stale, lease_ms + 1));
         assert_eq!(
             store.reserve_at(&key(1), LEASE, lease_ms + 2).unwrap(),
             Reservation::InFlight
@@ -532,6 +538,38 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(store.scans.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn completing_a_lease_that_ran_out_unclaimed_marks_the_key_done_even_once_reclaimed() {
+        let store = MemoryStore::default().with_max_in_flight(1).unwrap();
+        let lease_ms = millis(LEASE);
+        let first = new_token(store.reserve_at(&key(1), LEASE, 0).unwrap());
+        // Still in the map after its lease ran out: the owner completes it.
+        assert!(store.complete_at(&key(1), &first, TTL, lease_ms + 1));
+        assert_eq!(store.in_flight_len(), 0);
+        assert_eq!(
+            store.reserve_at(&key(1), LEASE, lease_ms + 2).unwrap(),
+            Reservation::Done
+        );
+        // Reclaimed at the limit by another reserve: the owner completes it all the same.
+        let second = new_token(store.reserve_at(&key(2), LEASE, 0).unwrap());
+        new_token(store.reserve_at(&key(3), LEASE, lease_ms).unwrap());
+        assert!(store.complete_at(&key(2), &second, TTL, lease_ms + 1));
+        assert_eq!(
+            store.reserve_at(&key(2), LEASE, lease_ms + 2).unwrap(),
+            Reservation::Done
+        );
+        assert_eq!(store.in_flight_len(), 1);
+    }
+
+    #[test]
+    fn releasing_a_lease_that_ran_out_unclaimed_says_false_and_frees_its_place() {
+        let store = MemoryStore::default().with_max_in_flight(1).unwrap();
+        let token = new_token(store.reserve_at(&key(1), LEASE, 0).unwrap());
+        assert!(!store.release_at(&key(1), &token, millis(LEASE)));
+        assert_eq!(store.in_flight_len(), 0);
+        new_token(store.reserve_at(&key(1), LEASE, millis(LEASE)).unwrap());
     }
 
     #[test]

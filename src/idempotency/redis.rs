@@ -32,9 +32,12 @@ if redis.call('GET', KEYS[1]) == ARGV[3] then return 2 end
 return 0
 ";
 
-/// Compare-and-set: mark done only while `token` holds the key.
+/// Compare-and-set: mark done while `token` holds the key, or nobody does (its lease ran out
+/// and nobody took it over: the handler did succeed, and recording it prevents a re-run).
+/// Another token's reservation, or `done`, is left as it is.
 const COMPLETE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] or not held then
   redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
   return 1
 end
@@ -54,8 +57,8 @@ return 0
 ///
 /// - `reserve` is `SET key token NX PX lease` (in a script that, when the key exists, also says
 ///   whether it is done or in flight, atomically);
-/// - `complete` is a compare-and-set script: the key becomes `done` for the TTL only while the
-///   caller's token still holds it;
+/// - `complete` is a compare-and-set script: the key becomes `done` for the TTL while the
+///   caller's token still holds it, or nobody does (its lease ran out, not taken over);
 /// - `release` is a compare-and-delete script.
 ///
 /// Leases and TTLs longer than about 100 years are clamped to that (Redis cannot store longer
