@@ -395,3 +395,22 @@ async fn a_lease_or_ttl_too_large_for_redis_is_clamped_rather_than_failing_every
         Reservation::Done
     );
 }
+
+#[tokio::test]
+async fn an_unanswered_reserve_with_the_longest_lease_is_undone_too() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url())
+        .await
+        .unwrap()
+        .with_timeout(Duration::from_millis(200));
+    let key = IdempotencyKey::new("sotion", "site", "evt_long_stall");
+    let warm = IdempotencyKey::new("sotion", "site", "evt_long_warm");
+    new_token(store.reserve(&warm, Duration::MAX).await.unwrap());
+
+    client_command(&server, &["PAUSE", "10000", "WRITE"]).await;
+    assert!(store.reserve(&key, Duration::MAX).await.is_err());
+    client_command(&server, &["UNPAUSE"]).await;
+    new_token(store.reserve(&key, Duration::MAX).await.unwrap());
+}

@@ -252,7 +252,8 @@ impl RedisStore {
         };
         let store = self.clone();
         let key = *key;
-        let until = tokio::time::Instant::now() + lease;
+        // Clamped as in Redis (and so that adding it to now cannot overflow).
+        let until = tokio::time::Instant::now() + lease.min(MAX_EXPIRY);
         runtime.spawn(async move {
             let _pending = pending;
             let token = token.to_hex();
@@ -329,11 +330,11 @@ fn backend(error: redis::RedisError) -> StoreError {
 /// The longest lease or TTL a [`RedisStore`] asks Redis for, about 100 years: longer ones are
 /// clamped to it (Redis refuses an expiry past `i64::MAX` milliseconds from now, and would
 /// fail every call).
-const MAX_PX: u128 = 100 * 365 * 24 * 60 * 60 * 1000;
+const MAX_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
-/// Milliseconds for `PX`, at least 1 (Redis refuses 0) and at most [`MAX_PX`].
+/// Milliseconds for `PX`, at least 1 (Redis refuses 0) and at most [`MAX_EXPIRY`].
 fn px(duration: Duration) -> String {
-    duration.as_millis().clamp(1, MAX_PX).to_string()
+    duration.min(MAX_EXPIRY).as_millis().max(1).to_string()
 }
 
 impl IdempotencyStore for RedisStore {
@@ -396,7 +397,7 @@ mod tests {
     fn px_is_at_least_one_millisecond_and_at_most_about_a_century() {
         assert_eq!(px(Duration::ZERO), "1");
         assert_eq!(px(Duration::from_secs(2)), "2000");
-        assert_eq!(px(Duration::MAX), MAX_PX.to_string());
-        assert!(i64::try_from(MAX_PX).is_ok_and(|max| max < i64::MAX / 2));
+        assert_eq!(px(Duration::MAX), MAX_EXPIRY.as_millis().to_string());
+        assert!(i64::try_from(MAX_EXPIRY.as_millis()).is_ok_and(|max| max < i64::MAX / 2));
     }
 }
