@@ -1,4 +1,5 @@
-//! Helpers that build correctly signed deliveries, for tests (feature `testing`).
+//! Helpers that build correctly signed deliveries, for tests (feature `testing`), and
+//! [`check_store`], the conformance suite for an [`IdempotencyStore`](crate::IdempotencyStore).
 //!
 //! ```
 //! use axum::{routing::post, Router};
@@ -24,6 +25,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request};
 use http_body_util::Full;
 
+pub use crate::idempotency::conformance::check_store;
 use crate::idempotency::Token;
 use crate::scheme::{Outgoing, Scheme, SOTION_DELIVERY, SOTION_EVENT, SOTION_ID};
 use crate::secret::Secret;

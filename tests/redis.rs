@@ -146,6 +146,20 @@ async fn the_store_keeps_the_contract() {
 }
 
 #[tokio::test]
+async fn the_redis_store_passes_the_store_conformance_suite() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tower_webhook::testing::check_store(&store),
+    )
+    .await
+    .expect("the conformance suite took more than 10 s");
+}
+
+#[tokio::test]
 async fn a_stale_owner_changes_nothing_after_its_lease_was_taken_over() {
     let Some(server) = RedisServer::start() else {
         return;
@@ -180,12 +194,20 @@ async fn two_replicas_sharing_redis_run_a_thousand_concurrent_deliveries_once() 
     let Some(server) = RedisServer::start() else {
         return;
     };
+    // A thousand concurrent calls on a shared 2-core machine can take longer than the
+    // suite's short store timeout: this test is about duplicates, not about timeouts.
+    let patient = || async {
+        RedisStore::connect(&server.url())
+            .await
+            .unwrap()
+            .with_timeout(Duration::from_secs(10))
+    };
     let (replica_a, seen_a) = app(
-        layer().with_store(server.store().await),
+        layer().with_store(patient().await),
         Behaviour::Sleep(Duration::from_millis(300)),
     );
     let (replica_b, seen_b) = app(
-        layer().with_store(server.store().await),
+        layer().with_store(patient().await),
         Behaviour::Sleep(Duration::from_millis(300)),
     );
     let tasks: Vec<_> = (0..1000)
@@ -416,4 +438,111 @@ async fn endpoints_named_alike_share_keys_whatever_their_secrets() {
     let retry = send(&b, retry).await;
     assert_eq!(retry.headers()["x-webhook-duplicate"], "true");
     assert_eq!(seen_a.runs() + seen_b.runs(), 1);
+}
+
+/// Runs `CLIENT <args>` on a connection of its own (pausing and unpausing Redis).
+async fn client_command(server: &RedisServer, args: &[&str]) {
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("CLIENT")
+        .arg(args)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_reserve_that_timed_out_is_undone_so_the_first_retry_after_a_stall_is_processed() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url())
+        .await
+        .unwrap()
+        .with_timeout(Duration::from_millis(200));
+    let (app, seen) = app(layer().with_store(store), Behaviour::Ok);
+    // A first delivery loads the scripts, as in any running app.
+    let warm = send(&app, sotion_request(&secret(), event("evt_warm", "s"))).await;
+    assert_eq!(warm.status(), 200);
+
+    // Redis stalls past the store's timeout: the reserve is answered 503, and Redis runs it
+    // once the stall ends.
+    client_command(&server, &["PAUSE", "10000", "WRITE"]).await;
+    let during = send(&app, sotion_request(&secret(), event("evt_stall", "s"))).await;
+    assert_eq!(during.status(), StatusCode::SERVICE_UNAVAILABLE);
+    client_command(&server, &["UNPAUSE"]).await;
+
+    let retry = send(&app, sotion_request(&secret(), event("evt_stall", "s"))).await;
+    assert_eq!(
+        retry.status(),
+        200,
+        "the reserve that timed out left an orphan reservation"
+    );
+    assert_eq!(seen.runs(), 2);
+}
+
+#[tokio::test]
+async fn a_reserve_whose_request_was_dropped_is_undone_so_the_retry_is_processed() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (app, seen) = app(layer().with_store(server.store().await), Behaviour::Ok);
+    let warm = send(&app, sotion_request(&secret(), event("evt_warm", "s"))).await;
+    assert_eq!(warm.status(), 200);
+
+    // The client goes away (or a timeout layer fires) while the reserve waits on a stalled
+    // Redis: the request's future is dropped before Redis answered.
+    client_command(&server, &["PAUSE", "10000", "WRITE"]).await;
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(100),
+        send(&app, sotion_request(&secret(), event("evt_gone", "s"))),
+    )
+    .await;
+    assert!(
+        dropped.is_err(),
+        "the request was answered during the stall"
+    );
+    client_command(&server, &["UNPAUSE"]).await;
+
+    let retry = send(&app, sotion_request(&secret(), event("evt_gone", "s"))).await;
+    assert_eq!(
+        retry.status(),
+        200,
+        "the dropped reserve left an orphan reservation"
+    );
+    assert_eq!(seen.runs(), 2);
+}
+
+#[tokio::test]
+async fn a_lease_or_ttl_too_large_for_redis_is_clamped_rather_than_failing_every_call() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let key = IdempotencyKey::new("sotion", "site", "evt_forever");
+    let token = new_token(store.reserve(&key, Duration::MAX).await.unwrap());
+    assert!(store.complete(&key, &token, Duration::MAX).await.unwrap());
+    assert_eq!(
+        store.reserve(&key, Duration::MAX).await.unwrap(),
+        Reservation::Done
+    );
+}
+
+#[tokio::test]
+async fn an_unanswered_reserve_with_the_longest_lease_is_undone_too() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url())
+        .await
+        .unwrap()
+        .with_timeout(Duration::from_millis(200));
+    let key = IdempotencyKey::new("sotion", "site", "evt_long_stall");
+    let warm = IdempotencyKey::new("sotion", "site", "evt_long_warm");
+    new_token(store.reserve(&warm, Duration::MAX).await.unwrap());
+
+    client_command(&server, &["PAUSE", "10000", "WRITE"]).await;
+    assert!(store.reserve(&key, Duration::MAX).await.is_err());
+    client_command(&server, &["UNPAUSE"]).await;
+    new_token(store.reserve(&key, Duration::MAX).await.unwrap());
 }

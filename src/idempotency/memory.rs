@@ -1,5 +1,5 @@
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -48,6 +48,13 @@ pub struct MemoryStore {
     epoch: coarsetime::Instant,
     in_flight: AtomicUsize,
     max_in_flight: usize,
+    /// No reservation in flight expires before this (milliseconds since `epoch`; `u64::MAX`
+    /// when none is): a lower bound of the earliest deadline, so that a reserve at the in-flight
+    /// limit scans the shards only when one may have expired.
+    earliest_deadline: AtomicU64,
+    /// How many times `reclaim_expired` scanned the shards.
+    #[cfg(test)]
+    scans: AtomicUsize,
 }
 
 /// A shard on cache lines of its own, so that threads working on neighbouring shards do not
@@ -120,6 +127,9 @@ impl MemoryStore {
             epoch: coarsetime::Instant::now_without_cache_update(),
             in_flight: AtomicUsize::new(0),
             max_in_flight,
+            earliest_deadline: AtomicU64::new(u64::MAX),
+            #[cfg(test)]
+            scans: AtomicUsize::new(0),
         }
     }
 
@@ -168,7 +178,11 @@ impl MemoryStore {
     ) -> Result<Reservation, StoreError> {
         match self.try_reserve(key, lease, now) {
             Err(StoreError::Full) => {
-                // At the in-flight limit: reclaim expired reservations, then try once more.
+                // At the in-flight limit: reclaim expired reservations, then try once more;
+                // unless none can have expired yet (then a flood at the limit stays cheap).
+                if now < self.earliest_deadline.load(Ordering::Relaxed) {
+                    return Err(StoreError::Full);
+                }
                 self.reclaim_expired(now);
                 self.try_reserve(key, lease, now)
             }
@@ -194,52 +208,101 @@ impl MemoryStore {
             // The holder's lease ran out: take the reservation over (the count is unchanged).
             let token = Token::random();
             shard.in_flight.insert(*key, (token, deadline));
+            self.expires_at(deadline);
             return Ok(Reservation::New(token));
         }
-        if self.in_flight.load(Ordering::Relaxed) >= self.max_in_flight {
+        // Take a place under the limit in one atomic step: a check and a separate increment
+        // would let reserves in other shards (under other locks) pass the check together.
+        let max = self.max_in_flight;
+        if self
+            .in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_err()
+        {
             return Err(StoreError::Full);
         }
         let token = Token::random();
         shard.in_flight.insert(*key, (token, deadline));
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.expires_at(deadline);
         Ok(Reservation::New(token))
     }
 
-    /// Drops expired reservations in every shard, locking one shard at a time (never two, so
-    /// no deadlock). Rare: only when the in-flight limit is reached.
-    fn reclaim_expired(&self, now: u64) {
-        for shard in &self.shards {
-            let mut shard = lock(shard);
-            let before = shard.in_flight.len();
-            shard
-                .in_flight
-                .retain(|_, &mut (_, deadline)| deadline > now);
-            self.in_flight
-                .fetch_sub(before - shard.in_flight.len(), Ordering::Relaxed);
+    /// Lowers `earliest_deadline` to `deadline` if needed. Called under the lock of the shard
+    /// that holds the reservation, so that a scan either sees the reservation or runs after this
+    /// (see `reclaim_expired`). With one lease for every call deadlines only grow: a plain load.
+    fn expires_at(&self, deadline: u64) {
+        if deadline < self.earliest_deadline.load(Ordering::Relaxed) {
+            self.earliest_deadline
+                .fetch_min(deadline, Ordering::Relaxed);
         }
     }
 
+    /// Drops expired reservations in every shard, locking one shard at a time (never two, so
+    /// no deadlock), and recomputes `earliest_deadline`. Rare: only at the in-flight limit, once
+    /// a reservation may have expired.
+    ///
+    /// The bound is reset before the scan and lowered to each survivor's deadline: a
+    /// reservation made in a shard already scanned lowers it itself (its shard's lock orders its
+    /// `expires_at` after the reset), one made in a shard not yet scanned is seen by the scan.
+    /// Meanwhile other reserves at the limit see no expired reservation and answer `Full`.
+    fn reclaim_expired(&self, now: u64) {
+        #[cfg(test)]
+        self.scans.fetch_add(1, Ordering::Relaxed);
+        self.earliest_deadline.store(u64::MAX, Ordering::Relaxed);
+        let mut earliest = u64::MAX;
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            let before = shard.in_flight.len();
+            shard.in_flight.retain(|_, &mut (_, deadline)| {
+                let live = deadline > now;
+                if live {
+                    earliest = earliest.min(deadline);
+                }
+                live
+            });
+            self.in_flight
+                .fetch_sub(before - shard.in_flight.len(), Ordering::Relaxed);
+        }
+        self.earliest_deadline
+            .fetch_min(earliest, Ordering::Relaxed);
+    }
+
+    /// Marks `key` done unless another token holds it with a live lease or it is done already
+    /// (the contract: see [`IdempotencyStore`]). A reservation whose lease ran out holds
+    /// nothing any more, whoever owned it: it is dropped, as if it had expired in Redis.
     fn complete_at(&self, key: &IdempotencyKey, token: &Token, ttl: Duration, now: u64) -> bool {
         let mut shard = self.shard(key);
-        if !holds(&shard, key, token) {
-            return false;
+        match shard.in_flight.get(key).copied() {
+            Some((owner, deadline)) if owner != *token && deadline > now => return false,
+            Some(_) => {
+                shard.in_flight.remove(key);
+                self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+            None if shard.done.contains(key, now) => return false,
+            None => {}
         }
-        shard.in_flight.remove(key);
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
         // `insert` forgets the oldest completed key when full; in-flight keys live in the other
         // map and are never evicted.
         shard.done.insert(*key, now.saturating_add(millis(ttl)));
         true
     }
 
-    fn release_now(&self, key: &IdempotencyKey, token: &Token) -> bool {
+    /// Drops the reservation of `key` if `token` owns it; returns whether its lease was still
+    /// live (a reservation whose lease ran out held the key no more: the key was free already,
+    /// as in Redis, and its entry is only cleaned up).
+    fn release_at(&self, key: &IdempotencyKey, token: &Token, now: u64) -> bool {
         let mut shard = self.shard(key);
-        if !holds(&shard, key, token) {
+        let Some(&(owner, deadline)) = shard.in_flight.get(key) else {
+            return false;
+        };
+        if owner != *token {
             return false;
         }
         shard.in_flight.remove(key);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        true
+        deadline > now
     }
 }
 
@@ -247,13 +310,6 @@ fn lock(Padded(shard): &Padded) -> MutexGuard<'_, Shard> {
     // No code path panics while holding the lock; if one ever did, the shard is still
     // consistent (every operation is a single map update), so keep serving.
     shard.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn holds(shard: &Shard, key: &IdempotencyKey, token: &Token) -> bool {
-    shard
-        .in_flight
-        .get(key)
-        .is_some_and(|(owner, _)| owner == token)
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -279,7 +335,7 @@ impl IdempotencyStore for MemoryStore {
     }
 
     fn release<'a>(&'a self, key: &'a IdempotencyKey, token: &'a Token) -> StoreFuture<'a, bool> {
-        StoreFuture::ready(Ok(self.release_now(key, token)))
+        StoreFuture::ready(Ok(self.release_at(key, token, self.now())))
     }
 }
 
@@ -320,7 +376,7 @@ mod tests {
     fn a_released_key_can_be_reserved_again() {
         let store = MemoryStore::default();
         let token = new_token(store.reserve_at(&key(1), LEASE, 0).unwrap());
-        assert!(store.release_now(&key(1), &token));
+        assert!(store.release_at(&key(1), &token, 0));
         new_token(store.reserve_at(&key(1), LEASE, 1).unwrap());
     }
 
@@ -335,7 +391,7 @@ mod tests {
         );
         let fresh = new_token(store.reserve_at(&key(1), LEASE, lease_ms).unwrap());
         assert!(!store.complete_at(&key(1), &stale, TTL, lease_ms + 1));
-        assert!(!store.release_now(&key(1), &stale));
+        assert!(!store.release_at(&key(1), &stale, lease_ms + 1));
         assert_eq!(
             store.reserve_at(&key(1), LEASE, lease_ms + 2).unwrap(),
             Reservation::InFlight
@@ -411,6 +467,109 @@ mod tests {
         // Forty keys cover the shard of any new key; all their leases have run out.
         new_token(store.reserve_at(&key(99), LEASE, millis(LEASE)).unwrap());
         assert_eq!(store.in_flight_len(), 1);
+    }
+
+    #[test]
+    fn concurrent_reserves_of_distinct_keys_never_overshoot_the_in_flight_limit() {
+        const THREADS: usize = 8;
+        const MAX: usize = 2;
+        // The race is narrow: repeat it, bounded (a few hundred rounds, well under a second).
+        for round in 0..400_u32 {
+            let store = MemoryStore::default().with_max_in_flight(MAX).unwrap();
+            let barrier = std::sync::Barrier::new(THREADS);
+            let new = AtomicUsize::new(0);
+            std::thread::scope(|scope| {
+                for thread in 0..THREADS {
+                    let (store, barrier, new) = (&store, &barrier, &new);
+                    scope.spawn(move || {
+                        let key = key(round * 100 + u32::try_from(thread).unwrap());
+                        barrier.wait();
+                        if let Ok(Reservation::New(_)) = store.reserve_at(&key, LEASE, 0) {
+                            new.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                }
+            });
+            let new = new.load(Ordering::Relaxed);
+            assert!(
+                new <= MAX,
+                "round {round}: {new} new reservations past a limit of {MAX}"
+            );
+            assert!(
+                store.in_flight_len() <= MAX,
+                "round {round}: the count overshot"
+            );
+        }
+    }
+
+    #[test]
+    fn at_the_limit_reserves_do_not_scan_for_expired_reservations_before_one_can_have_expired() {
+        let store = MemoryStore::default().with_max_in_flight(3).unwrap();
+        for n in 0..3 {
+            new_token(store.reserve_at(&key(n), LEASE, 0).unwrap());
+        }
+        for n in 10..1_010 {
+            assert!(matches!(
+                store.reserve_at(&key(n), LEASE, 1),
+                Err(StoreError::Full)
+            ));
+        }
+        assert_eq!(
+            store.scans.load(Ordering::Relaxed),
+            0,
+            "a flood at the limit scanned"
+        );
+        // Once the earliest lease has run out, one scan reclaims it.
+        new_token(store.reserve_at(&key(9), LEASE, millis(LEASE)).unwrap());
+        assert_eq!(store.scans.load(Ordering::Relaxed), 1);
+        assert_eq!(store.in_flight_len(), 1);
+        // The scan recomputed the bound: at the limit again, no scan until the next expiry.
+        for n in 20..22 {
+            new_token(store.reserve_at(&key(n), LEASE, millis(LEASE) + 1).unwrap());
+        }
+        assert!(matches!(
+            store.reserve_at(&key(30), LEASE, 2 * millis(LEASE) - 1),
+            Err(StoreError::Full)
+        ));
+        assert_eq!(store.scans.load(Ordering::Relaxed), 1);
+        new_token(
+            store
+                .reserve_at(&key(30), LEASE, 2 * millis(LEASE))
+                .unwrap(),
+        );
+        assert_eq!(store.scans.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn completing_a_lease_that_ran_out_unclaimed_marks_the_key_done_even_once_reclaimed() {
+        let store = MemoryStore::default().with_max_in_flight(1).unwrap();
+        let lease_ms = millis(LEASE);
+        let first = new_token(store.reserve_at(&key(1), LEASE, 0).unwrap());
+        // Still in the map after its lease ran out: the owner completes it.
+        assert!(store.complete_at(&key(1), &first, TTL, lease_ms + 1));
+        assert_eq!(store.in_flight_len(), 0);
+        assert_eq!(
+            store.reserve_at(&key(1), LEASE, lease_ms + 2).unwrap(),
+            Reservation::Done
+        );
+        // Reclaimed at the limit by another reserve: the owner completes it all the same.
+        let second = new_token(store.reserve_at(&key(2), LEASE, 0).unwrap());
+        new_token(store.reserve_at(&key(3), LEASE, lease_ms).unwrap());
+        assert!(store.complete_at(&key(2), &second, TTL, lease_ms + 1));
+        assert_eq!(
+            store.reserve_at(&key(2), LEASE, lease_ms + 2).unwrap(),
+            Reservation::Done
+        );
+        assert_eq!(store.in_flight_len(), 1);
+    }
+
+    #[test]
+    fn releasing_a_lease_that_ran_out_unclaimed_says_false_and_frees_its_place() {
+        let store = MemoryStore::default().with_max_in_flight(1).unwrap();
+        let token = new_token(store.reserve_at(&key(1), LEASE, 0).unwrap());
+        assert!(!store.release_at(&key(1), &token, millis(LEASE)));
+        assert_eq!(store.in_flight_len(), 0);
+        new_token(store.reserve_at(&key(1), LEASE, millis(LEASE)).unwrap());
     }
 
     #[test]

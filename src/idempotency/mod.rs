@@ -21,6 +21,8 @@
 //! several replicas.
 
 mod completed;
+#[cfg(feature = "testing")]
+pub(crate) mod conformance;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -287,8 +289,8 @@ fn completed(key: &IdempotencyKey, result: Result<bool, StoreError>) {
         Ok(true) => {}
         Ok(false) => tracing::warn!(
             key = %key.to_hex(),
-            "the reservation's lease ran out before the handler finished; \
-             the event may be processed again: raise the lease"
+            "the reservation's lease ran out before the handler finished and another \
+             delivery took the event over; the event may be processed twice: raise the lease"
         ),
         Err(error) => {
             crate::observe::store_error("complete");

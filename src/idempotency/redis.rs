@@ -1,4 +1,6 @@
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -11,6 +13,14 @@ pub const REDIS_DEFAULT_PREFIX: &str = "tower-webhook:";
 /// The default time a [`RedisStore`] call may take before the layer answers `503`.
 pub const REDIS_DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How many undos of unanswered reserves (see [`Unanswered`]) one store keeps going at once;
+/// past that, a reserve that goes unanswered is left to expire with its lease.
+const MAX_PENDING_UNDOS: usize = 10_000;
+/// The first pause between two tries of an undo; it doubles up to [`UNDO_MAX_BACKOFF`].
+const UNDO_FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// The longest pause between two tries of an undo.
+const UNDO_MAX_BACKOFF: Duration = Duration::from_secs(2);
+
 /// The value a completed key holds (tokens are 32 hex digits, so never equal to it).
 const DONE: &str = "done";
 
@@ -22,9 +32,12 @@ if redis.call('GET', KEYS[1]) == ARGV[3] then return 2 end
 return 0
 ";
 
-/// Compare-and-set: mark done only while `token` holds the key.
+/// Compare-and-set: mark done while `token` holds the key, or nobody does (its lease ran out
+/// and nobody took it over: the handler did succeed, and recording it prevents a re-run).
+/// Another token's reservation, or `done`, is left as it is.
 const COMPLETE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] or not held then
   redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
   return 1
 end
@@ -44,9 +57,18 @@ return 0
 ///
 /// - `reserve` is `SET key token NX PX lease` (in a script that, when the key exists, also says
 ///   whether it is done or in flight, atomically);
-/// - `complete` is a compare-and-set script: the key becomes `done` for the TTL only while the
-///   caller's token still holds it;
+/// - `complete` is a compare-and-set script: the key becomes `done` for the TTL while the
+///   caller's token still holds it, or nobody does (its lease ran out, not taken over);
 /// - `release` is a compare-and-delete script.
+///
+/// Leases and TTLs longer than about 100 years are clamped to that (Redis cannot store longer
+/// expiries).
+///
+/// A reserve that was sent but not answered (it timed out, the connection failed under it, or
+/// the request was dropped while it waited) may still run in Redis later, for example once a
+/// stall ends: the store then undoes it in the background, with a compare-and-delete of the
+/// reservation's token retried until Redis answers or the lease has run out. So a stall does
+/// not leave an orphan reservation that would answer `409` to every retry for a whole lease.
 ///
 /// A replica that dies mid-handler leaves its reservation behind; it expires with its lease and
 /// the sender's next retry is processed by whichever replica gets it. While Redis cannot be
@@ -71,6 +93,8 @@ pub struct RedisStore {
     reserve: Script,
     complete: Script,
     release: Script,
+    /// How many undos of unanswered reserves are running (shared by the store's clones).
+    undos: Arc<AtomicUsize>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -117,6 +141,7 @@ impl RedisStore {
             reserve: Script::new(RESERVE),
             complete: Script::new(COMPLETE),
             release: Script::new(RELEASE),
+            undos: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -158,6 +183,139 @@ impl RedisStore {
     }
 }
 
+/// A reserve sent to Redis and not answered yet. Dropped while still armed (the call timed out,
+/// failed without an answer, or its future was dropped), it undoes the reservation it may have
+/// made: see [`RedisStore::undo_reserve`].
+struct Unanswered<'a> {
+    store: &'a RedisStore,
+    key: &'a IdempotencyKey,
+    token: Token,
+    lease: Duration,
+    armed: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.store.undo_reserve(self.key, self.token, self.lease);
+        }
+    }
+}
+
+impl RedisStore {
+    /// The `release` script sent as `EVAL`, in one command: `EVALSHA` would be answered
+    /// `NOSCRIPT` when Redis lost its script cache (restarted, failed over) and then sent again,
+    /// after commands sent in between, such as the retry of the very delivery being undone.
+    async fn undo(&self, key: &IdempotencyKey, token: &str) -> Result<i64, StoreError> {
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(RELEASE)
+            .arg(1)
+            .arg(self.redis_key(key))
+            .arg(token);
+        let mut connection = self.connection.clone();
+        match tokio::time::timeout(self.timeout, command.query_async(&mut connection)).await {
+            Ok(result) => result.map_err(backend),
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+
+    /// Undoes a reserve that may have run without our knowing: a compare-and-delete of `token`
+    /// (the `release` script, see [`RedisStore::undo`]), on a task of its own, tried again with a growing pause until
+    /// Redis answers or `lease` has passed (the key has expired by then anyway). Harmless when
+    /// the reserve never ran, or found the key done or in flight: the key does not hold
+    /// `token`, so nothing changes.
+    ///
+    /// Order: the undo goes out on the same multiplexed connection as the reserve, after it, and
+    /// Redis runs one connection's commands in order, so a reserve delayed by a stall runs first
+    /// and is then undone. If the connection was lost meanwhile, the undo goes out on a new one;
+    /// a reserve still in the old connection's buffers could then, rarely, run after the undo,
+    /// and is left to expire with its lease, as before.
+    ///
+    /// Never panics: without a Tokio runtime, or with [`MAX_PENDING_UNDOS`] undos already
+    /// running, it logs and leaves the reservation to its lease.
+    fn undo_reserve(&self, key: &IdempotencyKey, token: Token, lease: Duration) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(
+                key = %key.to_hex(),
+                "no Tokio runtime to undo an unanswered reserve on; \
+                 the event is retried once its lease runs out"
+            );
+            return;
+        };
+        let Some(pending) = PendingUndo::start(&self.undos) else {
+            tracing::warn!(
+                key = %key.to_hex(),
+                "too many unanswered reserves to undo; the event is retried once its lease runs out"
+            );
+            return;
+        };
+        let store = self.clone();
+        let key = *key;
+        // Clamped as in Redis (and so that adding it to now cannot overflow).
+        let until = tokio::time::Instant::now() + lease.min(MAX_EXPIRY);
+        runtime.spawn(async move {
+            let _pending = pending;
+            let token = token.to_hex();
+            let mut backoff = UNDO_FIRST_BACKOFF;
+            loop {
+                match store.undo(&key, &token).await {
+                    Ok(_) => return,
+                    Err(error) if tokio::time::Instant::now() + backoff >= until => {
+                        tracing::warn!(
+                            key = %key.to_hex(),
+                            %error,
+                            "could not undo an unanswered reserve; the lease has run out by now"
+                        );
+                        return;
+                    }
+                    Err(_) => {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(UNDO_MAX_BACKOFF);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// One running undo, counted in the store's `undos` while it lives.
+struct PendingUndo(Arc<AtomicUsize>);
+
+impl PendingUndo {
+    fn start(undos: &Arc<AtomicUsize>) -> Option<Self> {
+        undos
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < MAX_PENDING_UNDOS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(Arc::clone(undos)))
+    }
+}
+
+impl Drop for PendingUndo {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether a call that failed with `error` may still have run in Redis: it was sent and no
+/// answer came back (a timeout, a connection lost under it). An error Redis answered, or a
+/// connection refused before anything was sent, says it did not.
+fn may_have_run(error: &StoreError) -> bool {
+    let StoreError::Backend(source) = error else {
+        return true;
+    };
+    let Some(error) = source.downcast_ref::<redis::RedisError>() else {
+        return true;
+    };
+    let answered = matches!(
+        error.kind(),
+        redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+    );
+    !answered && !error.is_connection_refusal()
+}
+
 fn connection_config() -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(1)))
@@ -169,9 +327,14 @@ fn backend(error: redis::RedisError) -> StoreError {
     StoreError::Backend(Box::new(error))
 }
 
-/// Milliseconds for `PX`, at least 1 (Redis refuses 0).
+/// The longest lease or TTL a [`RedisStore`] asks Redis for, about 100 years: longer ones are
+/// clamped to it (Redis refuses an expiry past `i64::MAX` milliseconds from now, and would
+/// fail every call).
+const MAX_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// Milliseconds for `PX`, at least 1 (Redis refuses 0) and at most [`MAX_EXPIRY`].
 fn px(duration: Duration) -> String {
-    duration.as_millis().max(1).to_string()
+    duration.min(MAX_EXPIRY).as_millis().max(1).to_string()
 }
 
 impl IdempotencyStore for RedisStore {
@@ -182,10 +345,21 @@ impl IdempotencyStore for RedisStore {
     ) -> StoreFuture<'a, Reservation> {
         StoreFuture::boxed(async move {
             let token = Token::random();
+            // Until Redis answers, the reserve may still run later: armed, this undoes it if
+            // the call fails without an answer or this future is dropped.
+            let mut unanswered = Unanswered {
+                store: self,
+                key,
+                token,
+                lease,
+                armed: true,
+            };
             let answer = self
                 .run(&self.reserve, key, &[&token.to_hex(), &px(lease), DONE])
-                .await?;
-            Ok(match answer {
+                .await;
+            unanswered.armed = answer.as_ref().is_err_and(may_have_run);
+            drop(unanswered);
+            Ok(match answer? {
                 1 => Reservation::New(token),
                 2 => Reservation::Done,
                 _ => Reservation::InFlight,
@@ -212,5 +386,18 @@ impl IdempotencyStore for RedisStore {
             let answer = self.run(&self.release, key, &[&token.to_hex()]).await?;
             Ok(answer == 1)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn px_is_at_least_one_millisecond_and_at_most_about_a_century() {
+        assert_eq!(px(Duration::ZERO), "1");
+        assert_eq!(px(Duration::from_secs(2)), "2000");
+        assert_eq!(px(Duration::MAX), MAX_EXPIRY.as_millis().to_string());
+        assert!(i64::try_from(MAX_EXPIRY.as_millis()).is_ok_and(|max| max < i64::MAX / 2));
     }
 }

@@ -80,14 +80,37 @@ impl<T> fmt::Debug for StoreFuture<'_, T> {
 ///    returns [`Reservation::InFlight`]; if the key was completed (and its TTL has not run out)
 ///    it returns [`Reservation::Done`]. Two concurrent `reserve` calls on one key must never both
 ///    return `New` while the first reservation is live.
-/// 2. [`complete`](Self::complete)`(key, token, ttl)` marks the key done for `ttl`, **only if**
-///    it is still held by `token`; it returns whether it did. A stale owner (whose lease expired
-///    and was taken over by another reservation) changes nothing.
-/// 3. [`release`](Self::release)`(key, token)` removes the reservation, **only if** it is still
-///    held by `token`, so the next delivery is processed; it returns whether it did.
+/// 2. [`complete`](Self::complete)`(key, token, ttl)` marks the key done for `ttl` if it is
+///    held by `token`, **or by nobody**: a reservation whose lease expired and that nobody took
+///    over is still completed by its owner (the handler did succeed, and recording it prevents
+///    a re-run). It changes nothing and returns `false` when another token holds the key with a
+///    live lease (a stale owner, whose lease expired and was taken over) or the key is done
+///    already; otherwise it returns `true`.
+/// 3. [`release`](Self::release)`(key, token)` removes the reservation, **only if** `token`
+///    holds it, so the next delivery is processed; it returns whether it removed a live
+///    reservation. A reservation whose lease expired holds the key no more: releasing it
+///    returns `false` and the key stays free (a taken-over key stays with its new owner).
+///
+/// A token *holds* a key while its lease is live: an expired lease is the same as no
+/// reservation, whether the store has forgotten it yet (Redis) or not (memory).
 ///
 /// Errors are reported as [`StoreError`]; the layer then answers `503` (or, if configured to
 /// fail open, calls the handler without a reservation). A store must not panic.
+///
+/// With feature `testing`, [`testing::check_store`](crate::testing::check_store) checks these
+/// rules against a store, in real time (about half a second); run it from a test of your own
+/// store, as this crate does for its two:
+///
+/// ```
+/// # #[cfg(feature = "testing")] {
+/// // In your store's tests (`#[tokio::test] async fn ...`), with `tower-webhook` as a
+/// // dev-dependency with feature `testing`:
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let store = tower_webhook::MemoryStore::default(); // your store here
+/// tower_webhook::testing::check_store(&store).await;
+/// # });
+/// # }
+/// ```
 ///
 /// A store that answers at once returns [`StoreFuture::ready`]; one that does I/O returns
 /// [`StoreFuture::boxed`], whose future must start its work only when first polled. The layer
@@ -101,7 +124,8 @@ pub trait IdempotencyStore: Send + Sync + 'static {
         lease: Duration,
     ) -> StoreFuture<'a, Reservation>;
 
-    /// Marks `key` done for `ttl` if `token` still holds it. Returns whether it did.
+    /// Marks `key` done for `ttl` if `token` still holds it, or nobody does. Returns whether it
+    /// did. See the trait docs.
     fn complete<'a>(
         &'a self,
         key: &'a IdempotencyKey,
@@ -109,7 +133,8 @@ pub trait IdempotencyStore: Send + Sync + 'static {
         ttl: Duration,
     ) -> StoreFuture<'a, bool>;
 
-    /// Drops the reservation of `key` if `token` still holds it. Returns whether it did.
+    /// Drops the reservation of `key` if `token` still holds it. Returns whether it did (`false`
+    /// once its lease has expired). See the trait docs.
     fn release<'a>(&'a self, key: &'a IdempotencyKey, token: &'a Token) -> StoreFuture<'a, bool>;
 }
 
