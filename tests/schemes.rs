@@ -428,3 +428,58 @@ async fn verified_types_the_body_for_any_scheme_and_envelope_is_sotion_only() {
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(error_code(response).await, "not_an_envelope");
 }
+
+#[tokio::test]
+async fn undecodable_or_many_signature_entries_do_not_refuse_a_valid_list_header() {
+    for (name, header, separator, garbage, wrong) in [
+        (
+            "standard",
+            "webhook-signature",
+            " ",
+            "v1,garbage".to_owned(),
+            format!(
+                "v1,{}",
+                base64::engine::general_purpose::STANDARD.encode([7_u8; 32])
+            ),
+        ),
+        (
+            "stripe",
+            "stripe-signature",
+            ",",
+            "v1=not-hex".to_owned(),
+            format!("v1={}", "ab".repeat(32)),
+        ),
+    ] {
+        let scheme = Scheme::preset(name).unwrap();
+        let secret = secret_text(name, "s");
+        let (app, seen) = meta_app(layer(&scheme, &[&secret], NOW), "/webhooks");
+        let rewrite = |id: &str, entries: &dyn Fn(&str) -> String| {
+            let mut request = delivery(&scheme, &secret, id, NOW);
+            let value = request.headers()[header].to_str().unwrap().to_owned();
+            let value = entries(&value);
+            request
+                .headers_mut()
+                .insert(header, HeaderValue::from_str(&value).unwrap());
+            request
+        };
+        // Stripe's header starts with `t=`: the extra entries go right after it.
+        let insert = |value: &str, extra: &str| match value.split_once(',') {
+            Some((t, rest)) if name == "stripe" => format!("{t},{extra},{rest}"),
+            _ => format!("{extra}{separator}{value}"),
+        };
+        let garbage_first = rewrite("evt_1", &|value| insert(value, &garbage));
+        assert_eq!(send(&app, garbage_first).await.status(), 200, "{name}");
+        let five_wrong = [wrong.as_str(); 5].join(separator);
+        let sixth = rewrite("evt_2", &|value| insert(value, &five_wrong));
+        assert_eq!(send(&app, sixth).await.status(), 200, "{name}");
+        assert_eq!(seen.runs(), 2, "{name}");
+        let only_garbage = rewrite("evt_3", &|value| match value.split_once(',') {
+            Some((t, _)) if name == "stripe" => format!("{t},{garbage}"),
+            _ => garbage.clone(),
+        });
+        let response = send(&app, only_garbage).await;
+        assert_eq!(response.status(), 401, "{name}");
+        assert_eq!(error_code(response).await, "malformed_signature", "{name}");
+        assert_eq!(seen.runs(), 2, "{name}");
+    }
+}
