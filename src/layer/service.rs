@@ -170,8 +170,10 @@ async fn verify_request<B: Body>(
 
     let (mut mac, tenant, unknown_tenant) = match &config.secrets {
         SecretSource::Static(secrets) => (BodyMac::new(secrets, &prepared.prefix), None, false),
+        // The lookup is boxed: kept in this future, its state would make every request's
+        // future larger, on layers with fixed secrets too.
         SecretSource::Resolver(resolver) => {
-            match resolve(config, resolver.as_ref(), parts).await? {
+            match Box::pin(resolve(config, resolver.as_ref(), parts)).await? {
                 Some(tenant) => {
                     let (id, secrets) = tenant.into_parts();
                     (BodyMac::new(&secrets, &prepared.prefix), Some(id), false)
@@ -242,8 +244,7 @@ async fn resolve(
     let first = std::future::poll_fn(|cx| Poll::Ready(resolving.as_mut().poll(cx))).await;
     let answer = match first {
         Poll::Ready(answer) => answer,
-        // Boxed, like the body's timer, to keep every request's future small.
-        Poll::Pending => Box::pin(tokio::time::timeout(config.resolver_timeout, resolving))
+        Poll::Pending => tokio::time::timeout(config.resolver_timeout, resolving)
             .await
             .map_err(|_| {
                 tracing::error!(
