@@ -99,6 +99,13 @@ impl WebhookMeta {
 
     /// The scope of the event id, from the signed body when the scheme has one (Sotion's
     /// `siteId`, sota.io's `project_id`).
+    ///
+    /// The scope is part of the idempotency key. A scope that is not a usable string (1 to 255
+    /// bytes without control characters) does not refuse the delivery (except in Sotion's
+    /// envelope, where it is required); it is logged as a warning and kept apart instead: a
+    /// number or boolean as its JSON text (`"project_id": 12345` gives `"12345"`), anything
+    /// else as `sha256:` followed by the hex SHA-256 of its raw JSON text (for a header scope:
+    /// of its values joined by `\n`). JSON `null` is no scope (`None`).
     #[must_use]
     pub fn site_id(&self) -> Option<&str> {
         self.site_id.as_deref()

@@ -62,6 +62,18 @@ impl Secret {
         Ok(Self { mac, fingerprint })
     }
 
+    /// A secret no sender has (an all-zero key, not a valid configuration): for work that must
+    /// look like verifying while never being able to accept anything.
+    pub(crate) fn throwaway() -> Self {
+        Self {
+            mac: <HmacSha256 as hmac::digest::KeyInit>::new(
+                &hmac::digest::generic_array::GenericArray::default(),
+            ),
+            // Never used: a delivery MACed with this secret is refused whatever it carries.
+            fingerprint: Fingerprint::default(),
+        }
+    }
+
     /// A fresh MAC keyed with this secret.
     pub(crate) fn mac(&self) -> HmacSha256 {
         self.mac.clone()
@@ -193,7 +205,14 @@ pub type ResolveFuture<'a> =
 ///
 /// What it reads is **not** trusted: it only selects which secrets to try, and the signature is
 /// then verified against them as usual. `Ok(None)` (no such tenant) is answered like a wrong
-/// signature, `401 signature_mismatch`, so the endpoint does not reveal which tenants exist.
+/// signature, `401 signature_mismatch`, after the body was read exactly as for a known tenant
+/// (same limit, timeout and answers), so that without a valid signature no answer reveals
+/// which tenants exist.
+///
+/// A resolver that fails, or does not answer within
+/// [`with_resolver_timeout`](crate::WebhookLayer::with_resolver_timeout) (default 5 s), is
+/// answered `503 secrets_unavailable` with the `Retry-After` of
+/// [`with_resolver_retry_after`](crate::WebhookLayer::with_resolver_retry_after) (default 30 s).
 ///
 /// Implemented for closures `Fn(&Parts) -> impl Future<Output = Result<Option<Tenant>,
 /// ResolveError>>`:

@@ -329,6 +329,62 @@ mod tests {
     }
 
     #[test]
+    fn standard_webhooks_skips_signature_entries_that_do_not_decode() {
+        // As the reference libraries do: an undecodable entry is skipped, any other may match.
+        let garbage_first = format!("v1,garbage {SW_SIGNATURE}");
+        assert_eq!(standard(&garbage_first, "1649367553").unwrap().id(), SW_ID);
+        let empty_first = format!("v1, {SW_SIGNATURE}");
+        assert!(standard(&empty_first, "1649367553").is_ok());
+        // Five wrong (decodable) signatures, then the right one: more than the old limit of 4.
+        let other = "v1,Zm9vYmFyYmF6Zm9vYmFyYmF6Zm9vYmFyYmF6Zm9vYmE=";
+        let sixth = format!("{} {SW_SIGNATURE}", [other; 5].join(" "));
+        assert!(standard(&sixth, "1649367553").is_ok());
+        // Nothing that decodes is still malformed; decodable but wrong still a mismatch.
+        assert_eq!(
+            kind(standard("v1,garbage v1,", "1649367553")),
+            RejectionKind::MalformedSignature
+        );
+        assert_eq!(
+            kind(standard(&[other; 6].join(" "), "1649367553")),
+            RejectionKind::SignatureMismatch
+        );
+    }
+
+    #[test]
+    fn stripe_skips_signature_entries_that_do_not_decode() {
+        let scheme = Scheme::stripe();
+        let key = secret("whsec_stripe");
+        let secrets = Secrets::new(key.clone());
+        let body = br#"{"id":"evt_1","object":"event","type":"invoice.paid"}"#;
+        let message = crate::scheme::Outgoing {
+            id: "evt_1",
+            event: "invoice.paid",
+            timestamp: 1_700_000_000,
+            body,
+        };
+        let signed = scheme.sign(&key, &message).unwrap();
+        let value = signed["stripe-signature"].to_str().unwrap().to_owned();
+        let (t, v1) = value.split_once(',').unwrap();
+        let wrong = format!("v1={}", "ab".repeat(32));
+        let check = |signature: &str| {
+            let mut headers = signed.clone();
+            headers.insert("stripe-signature", signature.parse().unwrap());
+            verify(&scheme, &secrets, &headers, body, at(1_700_000_000))
+        };
+        assert_eq!(check(&value).unwrap().id(), "evt_1");
+        assert!(check(&format!("{t},v1=not-hex,{v1}")).is_ok());
+        assert!(check(&format!("{t},{},{v1}", [wrong.as_str(); 5].join(","))).is_ok());
+        assert_eq!(
+            kind(check(&format!("{t},v1=not-hex"))),
+            RejectionKind::MalformedSignature
+        );
+        assert_eq!(
+            kind(check(&format!("{t},{}", [wrong.as_str(); 6].join(",")))),
+            RejectionKind::SignatureMismatch
+        );
+    }
+
+    #[test]
     fn matches_slacks_worked_example() {
         let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
         let scheme = Scheme::slack();

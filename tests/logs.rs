@@ -94,11 +94,20 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
         };
         let request = signed_request(&scheme, &stripe_secret, &message);
         let (stripe, seen) = meta_app(
-            WebhookLayer::new(stripe_secret).with_scheme(scheme),
+            WebhookLayer::new(stripe_secret.clone()).with_scheme(scheme.clone()),
             "/webhooks",
         );
         responses.push(send(&stripe, request).await);
         assert_eq!(seen.runs(), 1);
+        // An event type that is no usable token: dropped, and the warning never shows it.
+        let body = format!(r#"{{"id":"evt_stripe_2","type":"{BODY_MARKER}\u0007"}}"#);
+        let message = Outgoing {
+            id: "evt_stripe_2",
+            body: body.as_bytes(),
+            ..message
+        };
+        responses.push(send(&stripe, signed_request(&scheme, &stripe_secret, &message)).await);
+        assert_eq!(seen.runs(), 2);
 
         let mut answered = String::new();
         for response in responses {
@@ -118,6 +127,10 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
     assert!(logs.contains("duration_us="), "{logs}");
     assert!(logs.contains("scheme=stripe"), "{logs}");
     assert!(logs.contains(r#"id="evt_stripe_1""#), "{logs}");
+    assert!(
+        logs.contains("the event type is not a usable token") && logs.contains(r#"field="type""#),
+        "{logs}"
+    );
     // What must never be there.
     let hex = signature.trim_start_matches("sha256=");
     for (text, what) in [(&logs, "logs"), (&answered, "responses")] {

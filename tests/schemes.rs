@@ -428,3 +428,247 @@ async fn verified_types_the_body_for_any_scheme_and_envelope_is_sotion_only() {
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(error_code(response).await, "not_an_envelope");
 }
+
+#[tokio::test]
+async fn undecodable_or_many_signature_entries_do_not_refuse_a_valid_list_header() {
+    for (name, header, separator, garbage, wrong) in [
+        (
+            "standard",
+            "webhook-signature",
+            " ",
+            "v1,garbage".to_owned(),
+            format!(
+                "v1,{}",
+                base64::engine::general_purpose::STANDARD.encode([7_u8; 32])
+            ),
+        ),
+        (
+            "stripe",
+            "stripe-signature",
+            ",",
+            "v1=not-hex".to_owned(),
+            format!("v1={}", "ab".repeat(32)),
+        ),
+    ] {
+        let scheme = Scheme::preset(name).unwrap();
+        let secret = secret_text(name, "s");
+        let (app, seen) = meta_app(layer(&scheme, &[&secret], NOW), "/webhooks");
+        let rewrite = |id: &str, entries: &dyn Fn(&str) -> String| {
+            let mut request = delivery(&scheme, &secret, id, NOW);
+            let value = request.headers()[header].to_str().unwrap().to_owned();
+            let value = entries(&value);
+            request
+                .headers_mut()
+                .insert(header, HeaderValue::from_str(&value).unwrap());
+            request
+        };
+        // Stripe's header starts with `t=`: the extra entries go right after it.
+        let insert = |value: &str, extra: &str| match value.split_once(',') {
+            Some((t, rest)) if name == "stripe" => format!("{t},{extra},{rest}"),
+            _ => format!("{extra}{separator}{value}"),
+        };
+        let garbage_first = rewrite("evt_1", &|value| insert(value, &garbage));
+        assert_eq!(send(&app, garbage_first).await.status(), 200, "{name}");
+        let five_wrong = [wrong.as_str(); 5].join(separator);
+        let sixth = rewrite("evt_2", &|value| insert(value, &five_wrong));
+        assert_eq!(send(&app, sixth).await.status(), 200, "{name}");
+        assert_eq!(seen.runs(), 2, "{name}");
+        let only_garbage = rewrite("evt_3", &|value| match value.split_once(',') {
+            Some((t, _)) if name == "stripe" => format!("{t},{garbage}"),
+            _ => garbage.clone(),
+        });
+        let response = send(&app, only_garbage).await;
+        assert_eq!(response.status(), 401, "{name}");
+        assert_eq!(error_code(response).await, "malformed_signature", "{name}");
+        assert_eq!(seen.runs(), 2, "{name}");
+    }
+}
+
+/// `body` signed for `scheme` with the secret `secret`, with `id` in the id header if it has one.
+fn signed_body(scheme: &Scheme, secret: &str, id: &str, body: &[u8]) -> Request<Full<Bytes>> {
+    let message = Outgoing {
+        id,
+        event: "thing.happened",
+        timestamp: NOW,
+        body,
+    };
+    signed_request(scheme, &scheme.secret(secret).unwrap(), &message)
+}
+
+/// A custom scheme whose id is a body field, its event a header and its scope a body field.
+fn builder_scheme() -> Scheme {
+    Scheme::builder(
+        "acme",
+        "x-acme-signature",
+        SignatureFormat::single("sha256=", Encoding::Hex),
+    )
+    .id(Source::body_field("id"))
+    .event(Source::header("x-acme-event"))
+    .scope(Source::body_field("account"))
+    .build()
+    .unwrap()
+}
+
+/// Values of an optional event type that are no usable string.
+fn unusable_values() -> Vec<String> {
+    vec![
+        "42".to_owned(),
+        "true".to_owned(),
+        "null".to_owned(),
+        r#"{"name":"x"}"#.to_owned(),
+        r#"["a"]"#.to_owned(),
+        r#""""#.to_owned(),
+        format!(r#""{}""#, "t".repeat(300)),
+        r#""thing\u0007happened""#.to_owned(),
+    ]
+}
+
+#[tokio::test]
+async fn an_unusable_optional_event_type_is_dropped_and_the_delivery_handled() {
+    for raw in unusable_values() {
+        // Standard Webhooks and Stripe read `type`, sota.io reads `event`, from the body.
+        let cases = [
+            (
+                Scheme::standard_webhooks(),
+                secret_text("standard", "s"),
+                format!(r#"{{"type":{raw},"data":{{}}}}"#),
+            ),
+            (
+                Scheme::stripe(),
+                "whsec_s".to_owned(),
+                format!(r#"{{"id":"evt_1","object":"event","type":{raw}}}"#),
+            ),
+            (
+                Scheme::sota(),
+                "whsec_s".to_owned(),
+                format!(
+                    r#"{{"event":{raw},"project_id":"p_1","timestamp":"2023-11-14T22:13:20Z"}}"#
+                ),
+            ),
+        ];
+        for (scheme, secret, body) in cases {
+            let (app, seen) = meta_app(layer(&scheme, &[&secret], NOW), "/webhooks");
+            let response = send(
+                &app,
+                signed_body(&scheme, &secret, "evt_1", body.as_bytes()),
+            )
+            .await;
+            assert_eq!(response.status(), 200, "{} with type {raw}", scheme.name());
+            assert_eq!(seen.runs(), 1, "{}", scheme.name());
+            let meta = seen.last_meta.lock().unwrap().clone().unwrap();
+            assert_eq!(
+                meta.event().as_str(),
+                "",
+                "{} with type {raw}",
+                scheme.name()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unusable_optional_event_header_is_dropped_and_the_delivery_handled() {
+    let scheme = builder_scheme();
+    let body = br#"{"id":"evt_1","account":"a_1"}"#;
+    let long = "t".repeat(300);
+    let values: [&[&[u8]]; 4] = [
+        &[b"one", b"two"],
+        &[b"caf\xe9"],
+        &[long.as_bytes()],
+        &[b"thing\thappened"],
+    ];
+    for header_values in values {
+        let (app, seen) = meta_app(layer(&scheme, &["whsec_s"], NOW), "/webhooks");
+        let mut request = signed_body(&scheme, "whsec_s", "evt_1", body);
+        request.headers_mut().remove("x-acme-event");
+        for value in header_values {
+            request
+                .headers_mut()
+                .append("x-acme-event", HeaderValue::from_bytes(value).unwrap());
+        }
+        assert_eq!(send(&app, request).await.status(), 200, "{header_values:?}");
+        let meta = seen.last_meta.lock().unwrap().clone().unwrap();
+        assert_eq!(meta.event().as_str(), "");
+        assert_eq!(meta.site_id(), Some("a_1"));
+    }
+}
+
+#[tokio::test]
+async fn an_unusable_scope_is_kept_apart_and_the_delivery_handled() {
+    let scheme = Scheme::sota();
+    let body = |scope: &str| {
+        format!(
+            r#"{{"event":"deploy.succeeded","project_id":{scope},"timestamp":"2023-11-14T22:13:20Z"}}"#
+        )
+    };
+    let (app, seen) = meta_app(layer(&scheme, &["whsec_s"], NOW), "/webhooks");
+    for (scope, expected) in [
+        ("12345", Some("12345".to_owned())),
+        ("true", Some("true".to_owned())),
+        (r#"{"id":1}"#, None),
+        (&format!(r#""{}""#, "p".repeat(300)), None),
+        (r#""p\n1""#, None),
+    ] {
+        let request = signed_body(&scheme, "whsec_s", "", body(scope).as_bytes());
+        assert_eq!(send(&app, request).await.status(), 200, "scope {scope}");
+        let meta = seen.last_meta.lock().unwrap().clone().unwrap();
+        let site = meta.site_id().unwrap();
+        if let Some(text) = expected {
+            assert_eq!(site, text);
+        } else {
+            assert!(site.starts_with("sha256:"), "{site}");
+            assert_eq!(site.len(), "sha256:".len() + 64);
+        }
+    }
+    assert_eq!(seen.runs(), 5);
+}
+
+#[tokio::test]
+async fn the_same_id_under_two_different_unusable_scopes_is_handled_twice() {
+    let scheme = builder_scheme();
+    let (app, seen) = meta_app(layer(&scheme, &["whsec_s"], NOW), "/webhooks");
+    for scope in [
+        r#"{"org":1}"#,
+        r#"{"org":2}"#,
+        "[1]",
+        "1",
+        "2",
+        r#""""#,
+        r#"{"org":1}"#, // a retry of the first: a duplicate
+    ] {
+        let body = format!(r#"{{"id":"evt_same","account":{scope}}}"#);
+        let response = send(&app, signed_body(&scheme, "whsec_s", "", body.as_bytes())).await;
+        assert_eq!(response.status(), 200, "scope {scope}");
+    }
+    assert_eq!(seen.runs(), 6);
+}
+
+#[tokio::test]
+async fn a_required_body_field_that_is_unusable_still_refuses() {
+    let scheme = Scheme::stripe();
+    let (app, seen) = meta_app(layer(&scheme, &["whsec_s"], NOW), "/webhooks");
+    for body in [
+        r#"{"id":42,"type":"invoice.paid"}"#,
+        r#"{"type":"invoice.paid"}"#,
+        r#"{"id":"evt\u0001","type":"invoice.paid"}"#,
+    ] {
+        let response = send(&app, signed_body(&scheme, "whsec_s", "", body.as_bytes())).await;
+        assert_eq!(response.status(), 400, "{body}");
+    }
+    // A body-field timestamp (a custom scheme) that is not one.
+    let scheme = Scheme::builder(
+        "timed",
+        "x-timed-signature",
+        SignatureFormat::single("sha256=", Encoding::Hex),
+    )
+    .id(Source::body_field("id"))
+    .timestamp(Source::body_field("ts"), TimestampFormat::UnixSeconds)
+    .build()
+    .unwrap();
+    let (app, timed) = meta_app(layer(&scheme, &["whsec_s"], NOW), "/webhooks");
+    for body in [r#"{"id":"e","ts":"soon"}"#, r#"{"id":"e","ts":{}}"#] {
+        let response = send(&app, signed_body(&scheme, "whsec_s", "", body.as_bytes())).await;
+        assert_eq!(response.status(), 400, "{body}");
+    }
+    assert_eq!(seen.runs() + timed.runs(), 0);
+}

@@ -16,6 +16,13 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 /// The default time a client has to send the whole body once its headers arrived: 10 s.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The default time a [`SecretResolver`] has to answer: 5 s. A lookup that has not answered by
+/// then is treated as down (`503 secrets_unavailable`), so the sender retries later, well
+/// within the 10 to 30 s senders wait for an answer.
+pub const DEFAULT_RESOLVER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default `Retry-After` of a `503 secrets_unavailable` answer: 30 s.
+pub const DEFAULT_RESOLVER_RETRY_AFTER: Duration = Duration::from_secs(30);
+
 /// A tower [`Layer`] that verifies signed webhook deliveries before they reach the service it
 /// wraps, and runs each event's handler once.
 ///
@@ -60,6 +67,9 @@ pub(crate) struct Config {
     pub(crate) idempotency: Option<Idempotency>,
     /// The fingerprint of the name given to `with_endpoint`; `None`: the verifying secret's.
     pub(crate) endpoint: Option<Fingerprint>,
+    /// How long a resolver may take, and the `Retry-After` when it fails or takes longer.
+    pub(crate) resolver_timeout: Duration,
+    pub(crate) resolver_retry_after: Duration,
     pub(crate) clock: Arc<dyn Clock>,
     /// The metric keys, for the scheme's name.
     pub(crate) metrics: Metrics,
@@ -74,6 +84,8 @@ impl std::fmt::Debug for Config {
             .field("body_timeout", &self.body_timeout)
             .field("idempotency", &self.idempotency)
             .field("named_endpoint", &self.endpoint.is_some())
+            .field("resolver_timeout", &self.resolver_timeout)
+            .field("resolver_retry_after", &self.resolver_retry_after)
             .finish_non_exhaustive()
     }
 }
@@ -117,6 +129,8 @@ impl WebhookLayer {
                 body_timeout: Some(DEFAULT_BODY_TIMEOUT),
                 idempotency: Some(Idempotency::default()),
                 endpoint: None,
+                resolver_timeout: DEFAULT_RESOLVER_TIMEOUT,
+                resolver_retry_after: DEFAULT_RESOLVER_RETRY_AFTER,
                 clock: Arc::new(SystemClock),
                 metrics: Metrics::new(Scheme::default().shared_name()),
             }),
@@ -134,6 +148,23 @@ impl WebhookLayer {
         if let SecretSource::Static(secrets) = &config.secrets {
             config.secrets = SecretSource::Static(secrets.clone().with(secret));
         }
+        self
+    }
+
+    /// How long a [`per_tenant`](Self::per_tenant) resolver may take to answer (default 5 s,
+    /// [`DEFAULT_RESOLVER_TIMEOUT`]); past it the answer is `503 secrets_unavailable` with
+    /// `Retry-After`. No effect on a layer with fixed secrets.
+    #[must_use]
+    pub fn with_resolver_timeout(mut self, timeout: Duration) -> Self {
+        Arc::make_mut(&mut self.config).resolver_timeout = timeout;
+        self
+    }
+
+    /// The `Retry-After` of a `503 secrets_unavailable` answer, when a
+    /// [`per_tenant`](Self::per_tenant) resolver fails or times out (default 30 s).
+    #[must_use]
+    pub fn with_resolver_retry_after(mut self, after: Duration) -> Self {
+        Arc::make_mut(&mut self.config).resolver_retry_after = after;
         self
     }
 

@@ -24,7 +24,10 @@ mod future;
 mod service;
 
 pub use self::body::ResponseBody;
-pub use self::builder::{WebhookLayer, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT};
+pub use self::builder::{
+    WebhookLayer, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_RESOLVER_RETRY_AFTER,
+    DEFAULT_RESOLVER_TIMEOUT,
+};
 pub use self::future::ResponseFuture;
 #[cfg(feature = "axum")]
 pub(crate) use self::service::VerifiedBody;

@@ -1,5 +1,5 @@
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -18,6 +18,7 @@ use crate::idempotency::{IdempotencyKey, Reservation, Reserved};
 use crate::meta::WebhookMeta;
 use crate::observe::Observation;
 use crate::scheme::{Described, Scheme};
+use crate::secret::{Secret, SecretResolver, Secrets, Tenant};
 use crate::verify::{unix_seconds, BodyMac};
 
 /// The middleware built by [`WebhookLayer`](super::WebhookLayer): verifies each request, then
@@ -48,9 +49,6 @@ pub(crate) struct VerifiedBody {
     pub(crate) body: Bytes,
     pub(crate) envelope_data: Option<Bytes>,
 }
-
-/// The default `Retry-After` of a `503 secrets_unavailable` answer.
-const RESOLVER_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for WebhookService<S>
 where
@@ -170,23 +168,22 @@ async fn verify_request<B: Body>(
     check_declared_length(&parts.headers, &body, config.body_limit)?;
     Scheme::check_content_encoding(&parts.headers)?;
 
-    let (mut mac, tenant) = match &config.secrets {
-        SecretSource::Static(secrets) => (BodyMac::new(secrets, &prepared.prefix), None),
-        SecretSource::Resolver(resolver) => match resolver.resolve(parts).await {
-            Ok(Some(tenant)) => {
-                let (id, secrets) = tenant.into_parts();
-                (BodyMac::new(&secrets, &prepared.prefix), Some(id))
+    let (mut mac, tenant, unknown_tenant) = match &config.secrets {
+        SecretSource::Static(secrets) => (BodyMac::new(secrets, &prepared.prefix), None, false),
+        // The lookup is boxed: kept in this future, its state would make every request's
+        // future larger, on layers with fixed secrets too.
+        SecretSource::Resolver(resolver) => {
+            match Box::pin(resolve(config, resolver.as_ref(), parts)).await? {
+                Some(tenant) => {
+                    let (id, secrets) = tenant.into_parts();
+                    (BodyMac::new(&secrets, &prepared.prefix), Some(id), false)
+                }
+                // No such tenant: the body is read exactly as for a known one (same limit,
+                // timeout and answers), MACed with a key nobody has, then refused as a wrong
+                // signature: no answer without a valid signature tells whether it exists.
+                None => (BodyMac::new(&UNKNOWN_TENANT, &prepared.prefix), None, true),
             }
-            Ok(None) => return Err(MISMATCH),
-            Err(error) => {
-                tracing::error!(%error, "secret resolver failed; answering 503");
-                return Err(Rejection::new(
-                    RejectionKind::SecretsUnavailable,
-                    "the receiver cannot look up its secrets right now; retry later",
-                )
-                .with_retry_after(RESOLVER_RETRY_AFTER));
-            }
-        },
+        }
     };
     let bytes = {
         let mut reading = std::pin::pin!(read_body(body, config.body_limit, &mut mac));
@@ -210,7 +207,11 @@ async fn verify_request<B: Body>(
             (Poll::Pending, None) => reading.await?,
         }
     };
-    let verified_by = mac.finish(&prepared.candidates)?;
+    let verified = mac.finish(&prepared.candidates);
+    if unknown_tenant {
+        return Err(MISMATCH);
+    }
+    let verified_by = verified?;
     // Only a scheme with a tolerance compares times: the others never read the clock.
     let now = match scheme.tolerance {
         Some(_) => unix_seconds(config.clock.now()),
@@ -224,6 +225,44 @@ async fn verify_request<B: Body>(
     described.meta.key.endpoint = config.endpoint.unwrap_or(verified_by);
     Ok((bytes, described))
 }
+
+/// Asks the resolver for the request's tenant, within the configured time: a resolver that
+/// fails or does not answer in time is answered `503 secrets_unavailable` with `Retry-After`.
+async fn resolve(
+    config: &Config,
+    resolver: &dyn SecretResolver,
+    parts: &request::Parts,
+) -> Result<Option<Tenant>, Rejection> {
+    let unavailable = || {
+        Rejection::new(
+            RejectionKind::SecretsUnavailable,
+            "the receiver cannot look up its secrets right now; retry later",
+        )
+        .with_retry_after(config.resolver_retry_after)
+    };
+    let mut resolving = resolver.resolve(parts);
+    // A resolver that answers from memory is ready at once: poll it once before arming a timer.
+    let first = std::future::poll_fn(|cx| Poll::Ready(resolving.as_mut().poll(cx))).await;
+    let answer = match first {
+        Poll::Ready(answer) => answer,
+        Poll::Pending => tokio::time::timeout(config.resolver_timeout, resolving)
+            .await
+            .map_err(|_| {
+                tracing::error!(
+                    timeout = ?config.resolver_timeout,
+                    "secret resolver did not answer in time; answering 503"
+                );
+                unavailable()
+            })?,
+    };
+    answer.map_err(|error| {
+        tracing::error!(%error, "secret resolver failed; answering 503");
+        unavailable()
+    })
+}
+
+/// The secrets an unknown tenant's body is hashed with: a key nobody has.
+static UNKNOWN_TENANT: LazyLock<Secrets> = LazyLock::new(|| Secrets::new(Secret::throwaway()));
 
 /// The same answer as a wrong signature, so that the endpoint does not reveal which tenants
 /// exist.

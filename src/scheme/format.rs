@@ -10,9 +10,13 @@ use crate::error::{Rejection, RejectionKind};
 /// The length of an HMAC-SHA256 digest, in bytes.
 pub const DIGEST_LEN: usize = 32;
 
-/// The most signatures one header may carry (rotation needs two); more is refused as
-/// malformed, so a request cannot make the layer do unbounded work.
-pub const MAX_SIGNATURES: usize = 4;
+/// The most signature entries of one header that are examined (rotation needs two; senders
+/// send a handful at most). Entries past it are ignored, not refused, so a request cannot make
+/// the layer decode or compare without bound. Entries that do not decode count towards it.
+pub const MAX_SIGNATURES: usize = 16;
+
+/// How many decoded signatures are kept inline; more (rare) go to one heap allocation.
+const INLINE_SIGNATURES: usize = 4;
 
 /// How the digest bytes are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -126,7 +130,7 @@ impl SignatureFormat {
         match self {
             Self::Single { prefix, encoding } => {
                 let text = value.strip_prefix(prefix.as_bytes()).ok_or(MALFORMED)?;
-                candidates.push_decoded(*encoding, text)?;
+                candidates.push_decoded(*encoding, text);
             }
             Self::List {
                 separator,
@@ -135,10 +139,13 @@ impl SignatureFormat {
                 encoding,
             } => {
                 let value = std::str::from_utf8(value).map_err(|_| MALFORMED)?;
-                for (entry_tag, text) in entries(value, *separator, *tag_separator) {
-                    if entry_tag == tag {
-                        candidates.push_decoded(*encoding, text.as_bytes())?;
-                    }
+                // Like the reference libraries, an entry that does not decode is skipped: any
+                // other may still match. At most `MAX_SIGNATURES` entries are examined.
+                let signatures = entries(value, *separator, *tag_separator)
+                    .filter(|(entry_tag, _)| entry_tag == tag)
+                    .take(MAX_SIGNATURES);
+                for (_, text) in signatures {
+                    candidates.push_decoded(*encoding, text.as_bytes());
                 }
             }
         }
@@ -215,22 +222,31 @@ fn entries(
         .map(move |entry| entry.split_once(tag_separator).unwrap_or((entry, "")))
 }
 
-/// The signatures one request carries: at most [`MAX_SIGNATURES`], kept inline (no allocation).
+/// The signatures one request carries: at most [`MAX_SIGNATURES`], the first
+/// `INLINE_SIGNATURES` inline (no allocation), the rare others in one boxed array.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Candidates {
-    digests: [[u8; DIGEST_LEN]; MAX_SIGNATURES],
+    inline: [[u8; DIGEST_LEN]; INLINE_SIGNATURES],
+    more: Option<Box<[[u8; DIGEST_LEN]; MAX_SIGNATURES - INLINE_SIGNATURES]>>,
     len: usize,
 }
 
 impl Candidates {
-    /// Decodes one more signature straight into its slot.
-    fn push_decoded(&mut self, encoding: Encoding, text: &[u8]) -> Result<(), Rejection> {
-        let slot = self.digests.get_mut(self.len).ok_or(MALFORMED)?;
-        if !encoding.decode_into(text, slot) {
-            return Err(MALFORMED);
+    /// Decodes one more signature straight into its slot; one that does not decode, or one
+    /// past [`MAX_SIGNATURES`], is not kept.
+    fn push_decoded(&mut self, encoding: Encoding, text: &[u8]) {
+        let slot = match self.len.checked_sub(INLINE_SIGNATURES) {
+            None => self.inline.get_mut(self.len),
+            Some(index) => self
+                .more
+                .get_or_insert_with(|| {
+                    Box::new([[0; DIGEST_LEN]; MAX_SIGNATURES - INLINE_SIGNATURES])
+                })
+                .get_mut(index),
+        };
+        if slot.is_some_and(|slot| encoding.decode_into(text, slot)) {
+            self.len += 1;
         }
-        self.len += 1;
-        Ok(())
     }
 
     fn is_empty(&self) -> bool {
@@ -238,7 +254,8 @@ impl Candidates {
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8; DIGEST_LEN]> {
-        self.digests[..self.len].iter()
+        let more = self.more.as_deref().map_or(&[][..], |more| &more[..]);
+        self.inline.iter().chain(more).take(self.len)
     }
 }
 
@@ -265,14 +282,47 @@ mod tests {
             count(&standard, &format!("v1a,xyz v2,abc  v1,{B64}")),
             Ok(1)
         );
+        // No entry that decodes: nothing to compare, the header is malformed.
         let malformed = Err(RejectionKind::MalformedSignature);
         assert_eq!(count(&standard, "v1,"), malformed);
         assert_eq!(count(&standard, "v2,abc"), malformed);
         assert_eq!(count(&standard, &format!("v1,{}", &B64[..40])), malformed);
         assert_eq!(count(&standard, &format!("v1,{B64}AAAA")), malformed);
+        assert_eq!(count(&standard, "v1,garbage v1,!!"), malformed);
         assert_eq!(count(&standard, ""), malformed);
-        let many = vec![format!("v1,{B64}"); MAX_SIGNATURES + 1].join(" ");
-        assert_eq!(count(&standard, &many), malformed);
+    }
+
+    #[test]
+    fn skips_signature_entries_that_do_not_decode() {
+        // The reference libraries skip them; refusing the header would refuse a valid delivery
+        // (this used to answer `malformed_signature`).
+        let standard = SignatureFormat::list(' ', "v1", ',', Encoding::Base64);
+        assert_eq!(count(&standard, &format!("v1, v1,{B64}")), Ok(1));
+        assert_eq!(count(&standard, &format!("v1,garbage v1,{B64} v1,")), Ok(1));
+        let stripe = SignatureFormat::list(',', "v1", '=', Encoding::Hex);
+        assert_eq!(count(&stripe, &format!("t=1,v1=zz,v1={HEX}")), Ok(1));
+    }
+
+    #[test]
+    fn examines_at_most_max_signatures_entries_and_ignores_the_rest() {
+        let standard = SignatureFormat::list(' ', "v1", ',', Encoding::Base64);
+        // More than the old limit of four: all kept (the extra ones on the heap).
+        let many = vec![format!("v1,{B64}"); MAX_SIGNATURES].join(" ");
+        assert_eq!(count(&standard, &many), Ok(MAX_SIGNATURES));
+        // Past the bound: ignored, not refused.
+        let more = vec![format!("v1,{B64}"); MAX_SIGNATURES + 3].join(" ");
+        assert_eq!(count(&standard, &more), Ok(MAX_SIGNATURES));
+        // Undecodable entries count towards the bound: a valid one after it is not examined.
+        let garbage = vec!["v1,x"; MAX_SIGNATURES].join(" ");
+        assert_eq!(
+            count(&standard, &format!("{garbage} v1,{B64}")),
+            Err(RejectionKind::MalformedSignature)
+        );
+        let mixed = format!("{} v1,{B64}", vec!["v1,x"; MAX_SIGNATURES - 1].join(" "));
+        assert_eq!(count(&standard, &mixed), Ok(1));
+        // Entries with other tags cost nothing towards it.
+        let others = format!("{} v1,{B64}", vec!["v2,x"; 100].join(" "));
+        assert_eq!(count(&standard, &others), Ok(1));
     }
 
     #[test]

@@ -80,6 +80,14 @@ impl<'h> Headers<'h> {
         }
     }
 
+    /// Every value of `name`, in the order received.
+    pub(crate) fn all<'n>(&self, name: &'n HeaderName) -> impl Iterator<Item = &'h HeaderValue> + 'n
+    where
+        'h: 'n,
+    {
+        values(self.map, name)
+    }
+
     /// The value of `name` if it was sent exactly once.
     pub(crate) fn one(&self, name: &HeaderName) -> Option<&'h HeaderValue> {
         match self.single(name) {

@@ -213,8 +213,8 @@ impl Scheme {
             Source::BodyDigest => faster_hex::hex_string(&Sha256::digest(body)).into(),
             Source::SignatureTag(_) => return Err(INVALID_ID),
         };
-        let event = Self::optional_token(self.event.as_ref(), headers, &fields)?;
-        let scope = Self::optional_token(self.scope.as_ref(), headers, &fields)?;
+        let event = self.event_type(headers, &fields);
+        let scope = self.scope(headers, &fields);
         let timestamp = match &self.timestamp {
             Some((Source::BodyField(name), format)) => {
                 let unix = fields.timestamp(name, *format)?;
@@ -232,7 +232,7 @@ impl Scheme {
             id,
             event: EventType::from(event.as_deref().unwrap_or("")),
             delivery: self.delivery(headers)?,
-            site_id: scope.map(ByteString::from),
+            site_id: scope,
             tenant: None,
             timestamp: timestamp.and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok()),
             version: None,
@@ -270,28 +270,42 @@ impl Scheme {
         hasher.finalize().into()
     }
 
-    fn optional_token(
-        source: Option<&Source>,
-        headers: &Headers<'_>,
-        fields: &Fields<'_>,
-    ) -> Result<Option<String>, Rejection> {
-        let value = match source {
-            Some(Source::Header(name)) => match headers.single(name) {
-                Single::None => None,
-                Single::One(value) => Some(Cow::Borrowed(
-                    std::str::from_utf8(value.as_bytes()).map_err(|_| INVALID_HEADER)?,
-                )),
-                Single::Many => return Err(INVALID_HEADER),
-            },
-            Some(Source::BodyField(name)) => fields.string(name)?,
-            _ => None,
-        };
-        match value {
-            Some(value) => {
-                check_token(&value).map_err(|()| INVALID_FIELD)?;
-                Ok(Some(value.into_owned()))
+    /// The event type, when the sender's value is a usable token. It is optional: a value
+    /// that is not one (not a string, empty, too long, control characters; a repeated or
+    /// non-UTF-8 header) is dropped with a warning, and the delivery is handled without it.
+    fn event_type<'a>(&self, headers: &Headers<'a>, fields: &Fields<'a>) -> Option<Cow<'a, str>> {
+        let source = self.event.as_ref()?;
+        match optional_fact(source, headers, fields) {
+            Ok(event) => event,
+            Err(reason) => {
+                tracing::warn!(
+                    scheme = %self.name,
+                    field = source_name(source),
+                    reason,
+                    "the event type is not a usable token; handling the delivery without one"
+                );
+                None
             }
-            None => Ok(None),
+        }
+    }
+
+    /// The scope of the event id. It is part of the idempotency key, so a value that is not a
+    /// usable token is not dropped (two scopes would then share keys) but kept apart, with a
+    /// warning: a number or boolean as its JSON text (`12345`), anything else as
+    /// `sha256:<hex>` of its raw JSON text (of a header, its values joined by `\n`).
+    fn scope(&self, headers: &Headers<'_>, fields: &Fields<'_>) -> Option<ByteString> {
+        let source = self.scope.as_ref()?;
+        match optional_fact(source, headers, fields) {
+            Ok(scope) => scope.map(|scope| ByteString::from(scope.into_owned())),
+            Err(reason) => {
+                tracing::warn!(
+                    scheme = %self.name,
+                    field = source_name(source),
+                    reason,
+                    "the scope is not a usable token; keeping deliveries apart by a stand-in"
+                );
+                Some(stand_in(source, headers, fields).into())
+            }
         }
     }
 
@@ -347,10 +361,73 @@ const INVALID_HEADER: Rejection = Rejection::new(
     RejectionKind::InvalidHeader,
     "a header the sender describes its delivery with is repeated or garbled",
 );
-const INVALID_FIELD: Rejection = Rejection::new(
-    RejectionKind::InvalidEnvelope,
-    "the event type or scope must be 1 to 255 bytes without control characters",
-);
+
+/// An optional fact (event type, scope): `Ok(None)` when it was not sent (or is JSON `null`),
+/// the usable token, or why the value sent is not one (never the value itself: it is logged).
+fn optional_fact<'a>(
+    source: &Source,
+    headers: &Headers<'a>,
+    fields: &Fields<'a>,
+) -> Result<Option<Cow<'a, str>>, &'static str> {
+    let value = match source {
+        Source::Header(name) => match headers.single(name) {
+            Single::None => return Ok(None),
+            Single::Many => return Err("the header is repeated"),
+            Single::One(value) => Cow::Borrowed(
+                std::str::from_utf8(value.as_bytes()).map_err(|_| "the header is not UTF-8")?,
+            ),
+        },
+        Source::BodyField(name) => {
+            let Some(raw) = fields.raw(name) else {
+                return Ok(None);
+            };
+            match raw.get().as_bytes().first() {
+                Some(b'"') => serde_json::from_str::<Cow<'a, str>>(raw.get())
+                    .map_err(|_| "the field is not a valid string")?,
+                _ if raw.get() == "null" => return Ok(None),
+                _ => return Err("the field is not a string"),
+            }
+        }
+        Source::SignatureTag(_) | Source::BodyDigest => return Ok(None),
+    };
+    check_token(&value)
+        .map(|()| Some(value))
+        .map_err(|()| "the value is empty, longer than 255 bytes or holds control characters")
+}
+
+/// What a scope that is no usable token is kept as (see [`Scheme::scope`]).
+fn stand_in(source: &Source, headers: &Headers<'_>, fields: &Fields<'_>) -> String {
+    let mut digest = Sha256::new();
+    match source {
+        Source::BodyField(name) => {
+            let raw = fields.raw(name).map_or("", RawValue::get);
+            let scalar = !matches!(raw.as_bytes().first(), Some(b'"' | b'{' | b'['));
+            if scalar && check_token(raw).is_ok() {
+                return raw.to_owned();
+            }
+            digest.update(raw.as_bytes());
+        }
+        Source::Header(name) => {
+            for (index, value) in headers.all(name).enumerate() {
+                if index > 0 {
+                    digest.update(b"\n"); // never inside a header value
+                }
+                digest.update(value.as_bytes());
+            }
+        }
+        Source::SignatureTag(_) | Source::BodyDigest => {}
+    }
+    format!("sha256:{}", faster_hex::hex_string(&digest.finalize()))
+}
+
+/// The name of a header or body field, for logs.
+fn source_name(source: &Source) -> &str {
+    match source {
+        Source::Header(name) => name.as_str(),
+        Source::BodyField(name) | Source::SignatureTag(name) => name,
+        Source::BodyDigest => "",
+    }
+}
 
 /// Refuses a timestamp further than `tolerance` from `now`, both in Unix seconds, without
 /// overflow for any `i64`.
