@@ -9,8 +9,9 @@
 //! `/proc` apart from the load generator's (which shares the machine's cores). Bounded: a fixed
 //! number of requests per scenario and a time limit.
 //!
-//! `cargo bench --features redis --bench end_to_end` (`E2E_REQUESTS` sets the requests per
-//! scenario, default 100,000, spread over `E2E_ROUNDS` interleaved rounds, default 5).
+//! `cargo bench --manifest-path benches/Cargo.toml --features redis --bench end_to_end`
+//! (`E2E_REQUESTS` sets the requests per scenario, default 100,000, spread over `E2E_ROUNDS`
+//! interleaved rounds, default 5).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 // Reporting numbers: the casts to and from f64 are intended.
 #![allow(

@@ -2,7 +2,7 @@
 //! a shared machine): one 1 KiB Sotion delivery through a router, unverified with `Json<T>`,
 //! and behind the `WebhookLayer` with `Envelope<T>`, with and without the memory store.
 //!
-//! `cargo bench --bench stack`
+//! `cargo bench --manifest-path benches/Cargo.toml --bench stack`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::hint::black_box;

@@ -2,7 +2,7 @@
 //! instrumented allocator), and the cost of one reserve + complete through the store trait, on
 //! one thread and on two.
 //!
-//! `cargo bench --bench store`
+//! `cargo bench --manifest-path benches/Cargo.toml --bench store`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 // Reporting numbers: the casts to and from f64 are intended.
 #![allow(

@@ -1,7 +1,8 @@
 //! Verification cost against the floor (one pre-keyed HMAC-SHA256 over the same bytes) and
 //! against the published Rust peers on the same Standard Webhooks delivery.
 //!
-//! `cargo bench --bench verify`, then `scripts/bench-report` prints the ratios.
+//! `cargo bench --manifest-path benches/Cargo.toml --bench verify`, then `scripts/bench-report`
+//! prints the ratios.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 // Reporting numbers: the casts to and from f64 are intended.
 #![allow(
@@ -263,7 +264,7 @@ criterion_group! {
 }
 
 fn main() {
-    // `cargo bench --bench verify -- paired` runs only the paired ratios.
+    // `--bench verify -- paired` runs only the paired ratios.
     if !std::env::args().any(|arg| arg == "paired") {
         benches();
         Criterion::default().configure_from_args().final_summary();

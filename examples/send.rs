@@ -14,6 +14,8 @@ mod shared;
 
 use std::io::Write;
 
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use tower_webhook::scheme::Outgoing;
 
 const USAGE: &str = "usage: cargo run --example send -- [EVENT_TYPE] [--id EVENT_ID] [--url URL]";
@@ -118,14 +120,14 @@ async fn run() -> Result<(), String> {
         )
         .map_err(|e| format!("cannot sign this event: {e}"))?;
 
-    let response = reqwest::Client::new()
-        .post(&args.url)
-        .headers(headers)
+    let mut request = http::Request::post(&args.url)
         .header("content-type", "application/json")
         .header("user-agent", "tower-webhook example sender")
         .header("x-webhook-delivery", random_uuid())
-        .body(body)
-        .send()
+        .body(Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| format!("{}: {e}", args.url))?;
+    request.headers_mut().extend(headers);
+    let response = post(request)
         .await
         .map_err(|e| {
             format!(
@@ -135,7 +137,12 @@ async fn run() -> Result<(), String> {
         })?;
     let status = response.status();
     let duplicate = response.headers().contains_key("x-webhook-duplicate");
-    let text = response.text().await.unwrap_or_default();
+    let text = response
+        .into_body()
+        .collect()
+        .await
+        .map(|body| String::from_utf8_lossy(&body.to_bytes()).into_owned())
+        .unwrap_or_default();
     // Not `println!`: a closed stdout (`send | head -1`) must not panic.
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "sent {} {} -> {status} {text}", args.event, args.id);
@@ -153,4 +160,33 @@ async fn run() -> Result<(), String> {
         return Err(format!("the receiver answered {status}"));
     }
     Ok(())
+}
+
+/// Sends one request over a new HTTP/1.1 connection (plain `http://` only: the demo receiver
+/// listens on loopback), with hyper's client, which axum's server already builds.
+async fn post(
+    request: http::Request<Full<bytes::Bytes>>,
+) -> Result<http::Response<Incoming>, Box<dyn std::error::Error>> {
+    let uri = request.uri();
+    if uri.scheme_str() != Some("http") {
+        return Err("only http:// URLs are supported".into());
+    }
+    let host = uri.host().ok_or("the URL has no host")?.to_owned();
+    let port = uri.port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let (mut parts, body) = request.into_parts();
+    // HTTP/1.1 wants the origin form (`/webhooks`) in the request line, and a Host header.
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str)
+        .parse()?;
+    let authority = format!("{host}:{port}");
+    parts.headers.insert(http::header::HOST, authority.parse()?);
+    Ok(sender
+        .send_request(http::Request::from_parts(parts, body))
+        .await?)
 }

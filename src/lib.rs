@@ -56,11 +56,27 @@
 //!
 //! # Features
 //!
-//! - `axum` (default): the [`Envelope`] and [`WebhookMeta`] extractors.
-//! - `redis`: `idempotency::RedisStore`, for several replicas.
-//! - `testing`: [`testing`], helpers that build signed requests for your tests.
+//! Optional integrations are Cargo features, in the manner of tower-http. Crate counts are the
+//! library's own build on Linux (normal and build dependencies, this crate included): 72 with the
+//! default features, 69 with `default-features = false`.
+//!
+//! | feature | default | brings | turning it off |
+//! | --- | --- | --- | --- |
+//! | `axum` | yes | the axum extractors: [`Envelope<T>`] and [`WebhookMeta`] as handler arguments, and the `extract` module (`Verified<T>`, the rejections), through `axum-core` | saves 3 crates (`axum-core`, `mime`, `sync_wrapper`); the layer still serves any tower stack, and handlers find [`WebhookMeta`] in the request's extensions |
+//! | `redis` | no | `idempotency::RedisStore`, the idempotency store shared by several replicas | it is off by default: turning it on adds 46 crates (the `redis` client and its runtime) |
+//! | `testing` | no | the `testing` module: helpers that build correctly signed requests for your tests | adds no crate |
+//!
+//! Two integrations are not features, and are always built:
+//!
+//! - **tracing**: a `webhook` span per delivery and one event for its outcome ([`observe`]).
+//!   It costs 3 small crates (`tracing`, `tracing-core`, `tracing-attributes`), and does nothing
+//!   until the application installs a subscriber. Making it optional would put a shim or cfg'd
+//!   calls on the request path in four modules to save those 3 crates.
+//! - **metrics**: the counters and the duration histogram ([`observe`]), through the `metrics`
+//!   facade: 3 crates (`metrics`, `rapidhash`, `rustversion`), next to no cost without a
+//!   recorder; optional for the same reason as tracing.
 #![forbid(unsafe_code)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
 pub mod envelope;
