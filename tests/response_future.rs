@@ -172,11 +172,11 @@ async fn a_2xx_head_completes_the_event_even_if_its_body_then_fails() {
 #[tokio::test]
 async fn stalled_bodies_do_not_hold_the_inner_services_capacity() {
     const LIMIT: usize = 2;
-    let handled = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
     let handler = {
-        let handled = handled.clone();
+        let calls = calls.clone();
         service_fn(move |_: Request<Full<Bytes>>| {
-            handled.fetch_add(1, Ordering::SeqCst);
+            calls.fetch_add(1, Ordering::SeqCst);
             async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok")))) }
         })
     };
@@ -205,7 +205,7 @@ async fn stalled_bodies_do_not_hold_the_inner_services_capacity() {
     .expect("the genuine delivery waited for capacity held by unverified requests")
     .unwrap();
     assert_eq!(genuine.status(), StatusCode::OK);
-    assert_eq!(handled.load(Ordering::SeqCst), 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
     drop(stalled);
 }
 
@@ -266,33 +266,29 @@ impl IdempotencyStore for TimedRelease {
     }
 }
 
-type Handled = Result<Response<Full<Bytes>>, Infallible>;
+/// A handler that counts its calls and never answers.
+#[derive(Clone, Default)]
+struct NeverAnswers(Arc<AtomicUsize>);
 
-/// A layer over `TimedRelease` around a handler that never answers, and its start count.
-fn never_answering() -> (
-    WebhookService<
-        impl Service<
-                Request<Full<Bytes>>,
-                Response = Response<Full<Bytes>>,
-                Error = Infallible,
-                Future = impl Future<Output = Handled> + Send + 'static,
-            > + Clone
-            + Send
-            + 'static,
-    >,
-    Arc<AtomicUsize>,
-) {
-    let started = Arc::new(AtomicUsize::new(0));
-    let handler = {
-        let started = started.clone();
-        service_fn(move |_: Request<Full<Bytes>>| {
-            let started = started.clone();
-            async move {
-                started.fetch_add(1, Ordering::SeqCst);
-                std::future::pending::<Handled>().await
-            }
-        })
-    };
+impl Service<Request<Full<Bytes>>> for NeverAnswers {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = std::future::Pending<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<Full<Bytes>>) -> Self::Future {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        std::future::pending()
+    }
+}
+
+/// A layer over `TimedRelease` around a handler that never answers, and its call count.
+fn never_answering() -> (WebhookService<NeverAnswers>, Arc<AtomicUsize>) {
+    let handler = NeverAnswers::default();
+    let started = handler.0.clone();
     let layer = layer().with_idempotency(Idempotency::new(TimedRelease(MemoryStore::default())));
     (layer.layer(handler), started)
 }
