@@ -12,6 +12,9 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
+/// The largest `Retry-After` sent, in seconds: `i32::MAX`, so that no client overflows it.
+const MAX_RETRY_AFTER_SECS: u64 = 2_147_483_647;
+
 /// The reason the layer answered a request itself instead of calling the inner service.
 ///
 /// Every kind has a fixed HTTP status and a stable, machine-readable code
@@ -189,7 +192,9 @@ impl Rejection {
         }
     }
 
-    /// Adds a `Retry-After` hint (whole seconds, rounded up) to the response.
+    /// Adds a `Retry-After` hint to the response: whole seconds, rounded up, at least 1 and at
+    /// most 2,147,483,647 (about 68 years, the largest count a client reading it as a signed
+    /// 32-bit number accepts); a longer duration is sent as that maximum.
     #[must_use]
     pub const fn with_retry_after(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
@@ -239,8 +244,13 @@ impl Rejection {
             HeaderValue::from_static("application/json"),
         );
         if let Some(after) = self.retry_after {
-            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            let secs = after
+                .as_secs()
+                .saturating_add(u64::from(after.subsec_nanos() > 0));
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(secs.clamp(1, MAX_RETRY_AFTER_SECS)),
+            );
         }
         response.extensions_mut().insert(self.clone());
         response
@@ -347,5 +357,19 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&rejection.body()).unwrap();
         assert_eq!(body["error"], "in_flight");
         assert_eq!(body["message"], "busy");
+    }
+
+    #[test]
+    fn a_retry_after_of_any_length_gives_a_sane_header() {
+        for after in [Duration::MAX, Duration::from_secs(u64::MAX - 1)] {
+            let response = Rejection::new(RejectionKind::InFlight, "busy")
+                .with_retry_after(after)
+                .to_response();
+            assert_eq!(response.headers()[header::RETRY_AFTER], "2147483647");
+        }
+        let response = Rejection::new(RejectionKind::InFlight, "busy")
+            .with_retry_after(Duration::ZERO)
+            .to_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     }
 }

@@ -283,6 +283,30 @@ async fn failing_open_runs_the_handler_when_the_store_is_down() {
 }
 
 #[tokio::test]
+async fn failing_open_does_not_bypass_a_full_store() {
+    let store = MemoryStore::default().with_max_in_flight(1).unwrap();
+    let (app, seen) = app(
+        layer().with_idempotency(Idempotency::new(store).fail_open(true)),
+        Behaviour::Sleep(Duration::from_secs(3600)),
+    );
+    let holding = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, deliver("evt_1", "s")).await }
+    });
+    while seen.runs() == 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // The store refuses a second reservation to protect its memory: that is no outage.
+    let response = tokio::time::timeout(Duration::from_secs(5), send(&app, deliver("evt_2", "s")))
+        .await
+        .expect("the handler was called without a reservation");
+    assert_eq!(response.status(), 503);
+    assert_eq!(error_code(response).await, "store_unavailable");
+    assert_eq!(seen.runs(), 1, "the handler ran without a reservation");
+    holding.abort();
+}
+
+#[tokio::test]
 async fn an_inner_service_error_releases_the_event() {
     use std::convert::Infallible;
     use tower::{service_fn, Layer, ServiceExt};

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use common::{app, assert_rejected, event, layer, secret, send, Behaviour};
-use tower_webhook::idempotency::{IdempotencyKey, IdempotencyStore, RedisStore, Reservation};
+use tower_webhook::idempotency::{
+    Idempotency, IdempotencyKey, IdempotencyStore, RedisStore, Reservation, MAX_DURATION,
+};
 use tower_webhook::testing::sotion_request;
 use tower_webhook::Secret;
 
@@ -287,6 +289,25 @@ async fn a_replica_that_died_holding_a_reservation_frees_the_event_after_its_lea
     )
     .await;
     assert_eq!(retry.status(), 200);
+    assert_eq!(seen.runs(), 1);
+}
+
+#[tokio::test]
+async fn redis_represents_the_longest_lease_and_ttl_accepted() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let idempotency = Idempotency::new(server.store().await)
+        .with_lease(MAX_DURATION)
+        .unwrap()
+        .with_ttl(MAX_DURATION)
+        .unwrap();
+    let (app, seen) = app(layer().with_idempotency(idempotency), Behaviour::Ok);
+    let deliver = || sotion_request(&secret(), event("evt_forever", "site_1"));
+    assert_eq!(send(&app, deliver()).await.status(), 200);
+    let again = send(&app, deliver()).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["x-webhook-duplicate"], "true");
     assert_eq!(seen.runs(), 1);
 }
 

@@ -45,6 +45,7 @@ pub use self::redis::{RedisStore, REDIS_DEFAULT_PREFIX, REDIS_DEFAULT_TIMEOUT};
 pub use self::store::{
     IdempotencyKey, IdempotencyStore, Reservation, StoreError, StoreFuture, Token,
 };
+use crate::error::ConfigError;
 use crate::meta::WebhookMeta;
 
 /// How long a completed event is remembered by default: 7 days, longer than the senders' retry
@@ -52,6 +53,10 @@ use crate::meta::WebhookMeta;
 pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// How long a reservation holds by default before another delivery may take it over.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(5 * 60);
+/// The longest lease or TTL accepted: 100 years (36,500 days). Every store represents it: Redis
+/// counts `PX` in milliseconds, in a signed 64-bit number, from now (it refuses an expiry past
+/// that), and 100 years is about 3.2 × 10¹² ms; the memory store counts milliseconds too.
+pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 24 * 60 * 60);
 /// The default `Retry-After` of a `409 in_flight` answer.
 pub const DEFAULT_IN_FLIGHT_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// The default `Retry-After` of a `503 store_unavailable` answer.
@@ -106,9 +111,10 @@ pub struct Duplicate;
 /// use tower_webhook::idempotency::{Idempotency, MemoryStore};
 ///
 /// let idempotency = Idempotency::new(MemoryStore::default())
-///     .with_lease(Duration::from_secs(60))
-///     .with_ttl(Duration::from_secs(3 * 24 * 3600));
+///     .with_lease(Duration::from_secs(60))?
+///     .with_ttl(Duration::from_secs(3 * 24 * 3600))?;
 /// # let _ = idempotency;
+/// # Ok::<(), tower_webhook::ConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct Idempotency {
@@ -166,29 +172,47 @@ impl Idempotency {
     /// ever runs: once it expires, another delivery of the same event may be processed while the
     /// first is still running. It only matters when a process dies mid-handler (a shared store
     /// then frees the event after the lease); otherwise reservations are released or completed
-    /// as soon as the handler ends.
-    #[must_use]
-    pub fn with_lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
-        self
+    /// as soon as the handler ends. Stores count it in milliseconds (Redis rounds a shorter
+    /// remainder up to 1 ms).
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidOption`] when `lease` is zero (a reservation that holds for no
+    /// time lets every concurrent delivery run the handler) or longer than [`MAX_DURATION`].
+    pub fn with_lease(mut self, lease: Duration) -> Result<Self, ConfigError> {
+        self.lease = checked(
+            lease,
+            "the idempotency lease must be more than zero and at most 100 years",
+        )?;
+        Ok(self)
     }
 
     /// How long a completed event is remembered (default 7 days). Keep it longer than the
-    /// sender's retry window.
-    #[must_use]
-    pub fn with_ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
+    /// sender's retry window. Stores count it in milliseconds (Redis rounds a shorter remainder
+    /// up to 1 ms).
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidOption`] when `ttl` is zero (nothing would be remembered: every
+    /// retry would run the handler again) or longer than [`MAX_DURATION`].
+    pub fn with_ttl(mut self, ttl: Duration) -> Result<Self, ConfigError> {
+        self.ttl = checked(
+            ttl,
+            "the idempotency TTL must be more than zero and at most 100 years",
+        )?;
+        Ok(self)
     }
 
-    /// The `Retry-After` of a `409 in_flight` answer (default 10 s).
+    /// The `Retry-After` of a `409 in_flight` answer (default 10 s). Sent in whole seconds,
+    /// rounded up; a duration over about 68 years is sent as that (see
+    /// [`Rejection::with_retry_after`](crate::Rejection::with_retry_after)).
     #[must_use]
     pub fn with_in_flight_retry_after(mut self, after: Duration) -> Self {
         self.in_flight_retry_after = after;
         self
     }
 
-    /// The `Retry-After` of a `503 store_unavailable` answer (default 30 s).
+    /// The `Retry-After` of a `503 store_unavailable` answer (default 30 s). Sent in whole
+    /// seconds, rounded up; a duration over about 68 years is sent as that (see
+    /// [`Rejection::with_retry_after`](crate::Rejection::with_retry_after)).
     #[must_use]
     pub fn with_unavailable_retry_after(mut self, after: Duration) -> Self {
         self.unavailable_retry_after = after;
@@ -197,6 +221,11 @@ impl Idempotency {
 
     /// **Risky.** When the store cannot be reached, call the handler anyway, without a
     /// reservation, instead of answering `503`.
+    ///
+    /// Only an unreachable store is bypassed (a backend error, a timeout). A store that refuses
+    /// a reservation because it is full ([`StoreError::Full`]: the memory store at its in-flight
+    /// limit, protecting the process's memory) is no outage: the layer still answers
+    /// `503 store_unavailable` with `Retry-After`, and the handler is not called.
     ///
     /// # Warning
     /// While the store is down, duplicates are no longer detected: a retried or concurrently
@@ -258,29 +287,64 @@ impl Reserved {
                 completed(&key, result);
                 return None;
             }
+            let runtime = runtime(&key, "complete")?;
             let store = Arc::clone(store);
-            run_detached(Box::pin(async move {
-                let result = store.complete(&key, &token, ttl).await;
-                completed(&key, result);
-            }))
+            run_detached(
+                &runtime,
+                Box::pin(async move {
+                    let result = store.complete(&key, &token, ttl).await;
+                    completed(&key, result);
+                }),
+            )
         } else {
             if let Some(result) = store.release(&key, &token).into_ready() {
                 released(&key, result);
                 return None;
             }
-            run_detached(release(Arc::clone(store), key, token))
+            let runtime = runtime(&key, "release")?;
+            run_detached(&runtime, release(Arc::clone(store), key, token))
         }
     }
 
-    /// Releases the reservation of a delivery whose response future was dropped, on a task of
-    /// its own if the store does I/O.
+    /// Releases the reservation of a delivery whose response future was dropped. Runs inside
+    /// `Drop`, so it never panics: a store that answers at once is done here; a store doing
+    /// I/O is never polled here (without a runtime, or past its timer's shutdown, that could
+    /// panic) but spawned on the current Tokio runtime. Without one, the failure is logged and
+    /// the reservation's lease frees the event.
     pub(crate) fn abandon(self, store: &Arc<dyn IdempotencyStore>) {
         if let Some(result) = store.release(&self.key, &self.token).into_ready() {
             released(&self.key, result);
             return;
         }
-        run_detached(release(Arc::clone(store), self.key, self.token));
+        let Some(runtime) = runtime(&self.key, "release") else {
+            return;
+        };
+        // A runtime shutting down drops the task unpolled (the lease then frees the event).
+        drop(runtime.spawn(release(Arc::clone(store), self.key, self.token)));
     }
+}
+
+/// The current Tokio runtime, or `None` (logged) when there is none to finish a store call on.
+fn runtime(key: &IdempotencyKey, operation: &'static str) -> Option<tokio::runtime::Handle> {
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    if runtime.is_none() {
+        crate::observe::store_error(operation);
+        tracing::error!(
+            key = %key.to_hex(),
+            "no Tokio runtime to finish an idempotency store call on; \
+             the event is retried once its lease runs out"
+        );
+    }
+    runtime
+}
+
+/// `duration` if it is a lease or TTL every store represents: more than zero, at most
+/// [`MAX_DURATION`].
+fn checked(duration: Duration, message: &'static str) -> Result<Duration, ConfigError> {
+    if duration.is_zero() || duration > MAX_DURATION {
+        return Err(ConfigError::InvalidOption(message));
+    }
+    Ok(duration)
 }
 
 /// Reports the answer to `complete`.
@@ -324,10 +388,14 @@ fn release(store: Arc<dyn IdempotencyStore>, key: IdempotencyKey, token: Token) 
     })
 }
 
-/// Polls `work` once (an in-memory store finishes right there) and, if it is not done, spawns
-/// it on the current Tokio runtime so it finishes even if the caller goes away. Without a
-/// runtime the work is dropped, and the reservation's lease bounds the damage.
-fn run_detached(mut work: Detached) -> Option<tokio::task::JoinHandle<()>> {
+/// Runs `work` (a store call doing I/O) to its end even if the caller goes away: polls it once
+/// (a store that is quick finishes right there) and, if it is not done, spawns it on `runtime`.
+/// The caller found the runtime first: without one, polling could panic (a store's timers and
+/// sockets need one).
+fn run_detached(
+    runtime: &tokio::runtime::Handle,
+    mut work: Detached,
+) -> Option<tokio::task::JoinHandle<()>> {
     let waker = futures_util::task::noop_waker();
     if work
         .as_mut()
@@ -336,10 +404,42 @@ fn run_detached(mut work: Detached) -> Option<tokio::task::JoinHandle<()>> {
     {
         return None;
     }
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        Some(runtime.spawn(work))
-    } else {
-        tracing::error!("no Tokio runtime to finish an idempotency store call on");
-        None
+    Some(runtime.spawn(work))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_a_lease_or_ttl_of_zero_or_past_the_maximum() {
+        let too_long = MAX_DURATION + Duration::from_millis(1);
+        for wrong in [Duration::ZERO, too_long, Duration::MAX] {
+            assert!(matches!(
+                Idempotency::default().with_lease(wrong),
+                Err(ConfigError::InvalidOption(_))
+            ));
+            assert!(matches!(
+                Idempotency::default().with_ttl(wrong),
+                Err(ConfigError::InvalidOption(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn accepts_a_lease_or_ttl_up_to_the_maximum() {
+        for right in [
+            Duration::from_nanos(1),
+            Duration::from_secs(60),
+            MAX_DURATION,
+        ] {
+            let idempotency = Idempotency::default()
+                .with_lease(right)
+                .and_then(|idempotency| idempotency.with_ttl(right));
+            let idempotency = idempotency
+                .ok()
+                .map(|idempotency| (idempotency.lease, idempotency.ttl));
+            assert_eq!(idempotency, Some((right, right)));
+        }
     }
 }

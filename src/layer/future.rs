@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use super::body::ResponseBody;
 use super::builder::Config;
-use crate::idempotency::Reserved;
+use crate::idempotency::{Idempotency, Reserved};
 use crate::observe::Observation;
 
 /// What the layer decided before the inner service: call it, or answer itself.
@@ -33,10 +33,19 @@ pub(crate) type Admitting = Pin<Box<dyn Future<Output = Admission> + Send>>;
 pin_project! {
     /// The response future of [`WebhookService`](super::WebhookService).
     ///
-    /// It verifies the delivery and takes its reservation, calls the inner service (whose
-    /// future it holds as is, unboxed), then completes or releases the reservation. Dropping it
-    /// while the handler runs releases the event's reservation, so the sender's retry is
-    /// processed.
+    /// It verifies the delivery and takes its reservation, makes the inner service ready (only
+    /// then: an unverified request never holds the inner service's capacity), calls it (holding
+    /// its future as is, unboxed), then completes or releases the reservation.
+    ///
+    /// The reservation is completed when the inner service answers a `2xx` **head**: that answer
+    /// is the handler's verdict that the event was handled (an axum handler builds its response
+    /// after its work). A response body that fails to stream afterwards is a transport failure:
+    /// the sender retries and is answered as a duplicate, which is right, since the work was
+    /// done; completing at the body's end instead would run the handler twice.
+    ///
+    /// Dropping it before the handler answered (the client went away, a timeout layer fired)
+    /// drops the handler's future first, then releases the event's reservation, so the sender's
+    /// retry is processed, and never while the cancelled handler's destructors still run.
     ///
     /// `S` is the inner service, `F` its future, `B` its response body and `E` its error.
     pub struct ResponseFuture<S, F, B, E> {
@@ -51,11 +60,25 @@ pin_project! {
 
     impl<S, F, B, E> PinnedDrop for ResponseFuture<S, F, B, E> {
         fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
+            let mut this = this.project();
             let idempotency = this.config.as_ref().and_then(|config| config.idempotency.as_ref());
-            if let (Some(reserved), Some(idempotency)) = (this.reserved.take(), idempotency) {
-                reserved.abandon(&idempotency.store);
-            }
+            // Released when this guard goes, after the handler's future: even if dropping that
+            // future panics.
+            let _release = Abandon(this.reserved.take().zip(idempotency));
+            // The handler's future goes first, in place: its destructors (a transaction's
+            // rollback, a guard) belong to this run, and the retry must not start before them.
+            this.state.set(State::Done);
+        }
+    }
+}
+
+/// Releases the reservation of a dropped response future, when dropped itself.
+struct Abandon<'a>(Option<(Reserved, &'a Idempotency)>);
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if let Some((reserved, idempotency)) = self.0.take() {
+            reserved.abandon(&idempotency.store);
         }
     }
 }
@@ -64,6 +87,8 @@ pin_project! {
     #[project = StateProj]
     enum State<S, F, B, E> {
         Admitting { admitting: Admitting, inner: Option<S> },
+        /// Admitted: the inner service is made ready, then called with `request`.
+        Readying { inner: S, request: Request<Full<Bytes>> },
         Calling { #[pin] future: F },
         /// A store doing I/O records the outcome on its own task; the answer waits for it.
         Finishing {
@@ -105,7 +130,7 @@ where
         let mut this = self.project();
         let _entered = this.span.enter();
         loop {
-            match this.state.as_mut().project() {
+            let result = match this.state.as_mut().project() {
                 StateProj::Admitting { admitting, inner } => {
                     match ready!(admitting.as_mut().poll(cx)) {
                         Admission::Answer(response) => {
@@ -113,42 +138,26 @@ where
                             return Poll::Ready(Ok(response.map(ResponseBody::layer)));
                         }
                         Admission::Call(request, reserved, config) => {
-                            let Some(mut inner) = inner.take() else {
+                            let Some(inner) = inner.take() else {
                                 unreachable!("the inner service is taken once, when admitted");
                             };
                             *this.reserved = reserved;
                             *this.config = Some(config);
-                            let future = inner.call(request);
-                            this.state.set(State::Calling { future });
+                            this.state.set(State::Readying { inner, request });
+                            continue;
                         }
                     }
                 }
-                StateProj::Calling { future } => {
-                    let result = ready!(future.poll(cx));
-                    let succeeded =
-                        matches!(&result, Ok(response) if response.status().is_success());
-                    let Some(config) = this.config.as_ref() else {
-                        unreachable!("the configuration is set when admitted");
-                    };
-                    let task = match (this.reserved.take(), config.idempotency.as_ref()) {
-                        (Some(reserved), Some(idempotency)) => {
-                            reserved.finish(&idempotency.store, succeeded, idempotency.ttl)
-                        }
-                        _ => None,
-                    };
-                    let Some(task) = task else {
-                        Observation::new(&config.metrics, *this.started).handled(succeeded);
-                        this.state.set(State::Done);
-                        return Poll::Ready(
-                            result.map(|response| response.map(ResponseBody::inner)),
-                        );
-                    };
-                    this.state.set(State::Finishing {
-                        task,
-                        succeeded,
-                        result: Some(result),
-                    });
-                }
+                StateProj::Readying { inner, request } => match ready!(inner.poll_ready(cx)) {
+                    Ok(()) => {
+                        // The request's place is left empty (no allocation): it is never read.
+                        let future = inner.call(std::mem::take(request));
+                        this.state.set(State::Calling { future });
+                        continue;
+                    }
+                    Err(error) => Err(error),
+                },
+                StateProj::Calling { future } => ready!(future.poll(cx)),
                 StateProj::Finishing {
                     task,
                     succeeded,
@@ -166,7 +175,32 @@ where
                     return Poll::Ready(result.map(|response| response.map(ResponseBody::inner)));
                 }
                 StateProj::Done => panic!("ResponseFuture polled after it completed"),
+            };
+            // The inner service answered (or could not be made ready): record the outcome.
+            let succeeded = matches!(&result, Ok(response) if response.status().is_success());
+            let config = this.config.as_ref();
+            let task = match (
+                this.reserved.take(),
+                config.and_then(|config| config.idempotency.as_ref()),
+            ) {
+                (Some(reserved), Some(idempotency)) => {
+                    reserved.finish(&idempotency.store, succeeded, idempotency.ttl)
+                }
+                _ => None,
+            };
+            if let Some(task) = task {
+                this.state.set(State::Finishing {
+                    task,
+                    succeeded,
+                    result: Some(result),
+                });
+                continue;
             }
+            if let Some(config) = config {
+                Observation::new(&config.metrics, *this.started).handled(succeeded);
+            }
+            this.state.set(State::Done);
+            return Poll::Ready(result.map(|response| response.map(ResponseBody::inner)));
         }
     }
 }

@@ -13,8 +13,35 @@
 //!    it (`400`);
 //! 6. the idempotency guard reserves the event (`200` duplicate, `409` in flight, `503` store
 //!    unavailable);
-//! 7. the inner service is called with the same bytes as its body and a [`WebhookMeta`] in its
-//!    extensions; a `2xx` answer completes the reservation, anything else releases it.
+//! 7. the inner service is made ready, then called with the same bytes as its body and a
+//!    [`WebhookMeta`] in its extensions; a `2xx` answer completes the reservation, anything else
+//!    (or an error making it ready) releases it.
+//!
+//! # Readiness
+//!
+//! [`WebhookService`] is always ready: the inner service is made ready by each request's
+//! future, after step 6, so a request that is still being read or that is refused never holds
+//! the inner service's capacity (a concurrency-limit permit, a buffer slot). A limit placed
+//! between this layer and the handler bounds verified deliveries only; forged or stalled
+//! requests are bounded by the body limit and the body read timeout.
+//!
+//! # When an event counts as handled
+//!
+//! The reservation is completed when the inner service answers a `2xx` **head**, not when its
+//! response body has been sent. The handler's `2xx` is its verdict that the event was handled
+//! (an axum handler builds its response after its work). If the response body then fails to
+//! stream, that is a transport failure: the sender retries and is answered as a duplicate, which
+//! is right since the work was done. Completing at the end of the body instead would run the
+//! handler a second time in that case. A handler that streams a body whose failure should make
+//! the sender's retry run it again must do that work before answering.
+//!
+//! # Cancellation
+//!
+//! When the response future is dropped before the inner service answered (the client went
+//! away, a timeout layer fired), the handler's future is dropped first, then the reservation is
+//! released: a retry never starts while the cancelled handler's destructors still run. Outside
+//! a Tokio runtime (or while one shuts down) a store doing I/O cannot be reached: the release is
+//! then skipped and logged, and the event's lease frees it.
 //!
 //! [`WebhookMeta`]: crate::WebhookMeta
 

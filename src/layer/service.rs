@@ -14,7 +14,7 @@ use super::body::ResponseBody;
 use super::builder::{Config, SecretSource};
 use super::future::{Admission, ResponseFuture};
 use crate::error::{Rejection, RejectionKind};
-use crate::idempotency::{IdempotencyKey, Reservation, Reserved};
+use crate::idempotency::{IdempotencyKey, Reservation, Reserved, StoreError};
 use crate::meta::WebhookMeta;
 use crate::observe::Observation;
 use crate::scheme::{Described, Scheme};
@@ -63,12 +63,17 @@ where
     type Error = S::Error;
     type Future = ResponseFuture<S, S::Future, ResBody, S::Error>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    /// Always ready: the inner service is made ready by each request's future, once the
+    /// delivery is verified and reserved, so that requests still being read or refused (a forged
+    /// one, a stalled upload) never hold its capacity (a concurrency-limit permit, a buffer
+    /// slot). Backpressure from the inner service therefore applies to verified deliveries only.
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // Only the service that was polled ready may be called: take it, leave a clone.
+        // The response future makes the inner service ready, then calls it: it takes this one
+        // and leaves a clone for the next request.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let started = Instant::now();
@@ -118,7 +123,8 @@ fn admit<B: Body>(
                 .with_retry_after(idempotency.in_flight_retry_after);
                 return Admission::Answer(reject(&observation, &rejection));
             }
-            Err(error) if idempotency.fail_open => {
+            // A full store protects the process's memory: no outage, so never bypassed.
+            Err(error) if idempotency.fail_open && !matches!(error, StoreError::Full) => {
                 crate::observe::store_error("reserve");
                 tracing::warn!(%error, "idempotency store unavailable; failing open as configured");
                 None
