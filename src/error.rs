@@ -71,9 +71,6 @@ pub enum RejectionKind {
     /// The event-type header is missing or differs from the type in the signed body.
     /// `400 event_mismatch`.
     EventMismatch,
-    /// An unsigned informational header (such as the delivery id) is present but garbled.
-    /// `400 invalid_header`.
-    InvalidHeader,
     /// Another delivery of the same event is being handled right now; the sender should retry
     /// later. `409 in_flight` with `Retry-After`.
     InFlight,
@@ -107,8 +104,7 @@ impl RejectionKind {
             | Self::InvalidEventId
             | Self::UnsupportedVersion
             | Self::IdMismatch
-            | Self::EventMismatch
-            | Self::InvalidHeader => StatusCode::BAD_REQUEST,
+            | Self::EventMismatch => StatusCode::BAD_REQUEST,
             Self::InFlight => StatusCode::CONFLICT,
             Self::StoreUnavailable | Self::SecretsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -135,7 +131,6 @@ impl RejectionKind {
             Self::UnsupportedVersion => "unsupported_version",
             Self::IdMismatch => "id_mismatch",
             Self::EventMismatch => "event_mismatch",
-            Self::InvalidHeader => "invalid_header",
             Self::InFlight => "in_flight",
             Self::StoreUnavailable => "store_unavailable",
             Self::SecretsUnavailable => "secrets_unavailable",
@@ -336,7 +331,6 @@ mod tests {
             RejectionKind::UnsupportedVersion,
             RejectionKind::IdMismatch,
             RejectionKind::EventMismatch,
-            RejectionKind::InvalidHeader,
             RejectionKind::InFlight,
             RejectionKind::StoreUnavailable,
             RejectionKind::SecretsUnavailable,

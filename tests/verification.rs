@@ -389,15 +389,62 @@ async fn refuses_headers_that_disagree_with_the_signed_body() {
             without_header(signed(&body), "x-webhook-event"),
             "event_mismatch",
         ),
-        (
-            with_header(signed(&body), "x-webhook-delivery", b""),
-            "invalid_header",
-        ),
     ];
     for (request, code) in cases {
         let (app, seen) = app(layer(), Behaviour::Ok);
         assert_rejected(send(&app, request).await, 400, code, &seen).await;
     }
+}
+
+#[tokio::test]
+async fn an_unusable_delivery_header_is_dropped_and_the_delivery_handled() {
+    // The delivery-attempt id is optional and informational (unsigned, never a key): a
+    // garbled one must not turn an authentic delivery into a 400 the sender retries forever.
+    let cases: Vec<(&str, Request<Full<Bytes>>)> = vec![
+        (
+            "empty",
+            with_header(signed(&event("evt_d1", "s")), "x-webhook-delivery", b""),
+        ),
+        (
+            "not UTF-8",
+            with_header(
+                signed(&event("evt_d2", "s")),
+                "x-webhook-delivery",
+                b"\xff\xfe",
+            ),
+        ),
+        (
+            "too long",
+            with_header(
+                signed(&event("evt_d3", "s")),
+                "x-webhook-delivery",
+                "d".repeat(300).as_bytes(),
+            ),
+        ),
+    ];
+    for (why, request) in cases {
+        let (app, seen) = app(layer(), Behaviour::Ok);
+        let response = send(&app, request).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "a {why} delivery header was refused"
+        );
+        assert_eq!(seen.runs(), 1, "{why}");
+        let meta = seen.last_meta.lock().unwrap().clone().unwrap();
+        assert_eq!(meta.delivery(), None, "{why}");
+    }
+    // Repeated: dropped too.
+    let mut repeated = signed(&event("evt_d4", "s"));
+    repeated
+        .headers_mut()
+        .append("x-webhook-delivery", HeaderValue::from_static("a"));
+    repeated
+        .headers_mut()
+        .append("x-webhook-delivery", HeaderValue::from_static("b"));
+    let (app, seen) = app(layer(), Behaviour::Ok);
+    assert_eq!(send(&app, repeated).await.status(), 200);
+    assert_eq!(seen.runs(), 1);
 }
 
 #[tokio::test]

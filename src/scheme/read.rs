@@ -174,7 +174,7 @@ impl Scheme {
                 scheme: self.name.clone(),
                 event: EventType::from(&*parsed.event),
                 id: parsed.id,
-                delivery: self.delivery(headers)?,
+                delivery: self.delivery(headers),
                 site_id: Some(parsed.site_id),
                 tenant: None,
                 timestamp: Some(parsed.timestamp),
@@ -231,7 +231,7 @@ impl Scheme {
             scheme: self.name.clone(),
             id,
             event: EventType::from(event.as_deref().unwrap_or("")),
-            delivery: self.delivery(headers)?,
+            delivery: self.delivery(headers),
             site_id: scope,
             tenant: None,
             timestamp: timestamp.and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok()),
@@ -309,19 +309,27 @@ impl Scheme {
         }
     }
 
-    fn delivery(&self, headers: &Headers<'_>) -> Result<Option<HeaderValue>, Rejection> {
-        let Some(name) = &self.delivery else {
-            return Ok(None);
+    /// The delivery-attempt id, when the sender's header holds a usable one. It is optional and
+    /// informational (unsigned, never part of a key): a repeated, non-UTF-8, empty, too long or
+    /// control-character value is dropped with a warning, and the delivery is handled without it.
+    fn delivery(&self, headers: &Headers<'_>) -> Option<HeaderValue> {
+        let name = self.delivery.as_ref()?;
+        let reason = match headers.single(name) {
+            Single::None => return None,
+            Single::Many => "the header is repeated",
+            Single::One(value) => match std::str::from_utf8(value.as_bytes()) {
+                Ok(text) if check_id(text).is_ok() => return Some(value.clone()),
+                Ok(_) => "the value is empty, longer than 255 bytes or holds control characters",
+                Err(_) => "the header is not UTF-8",
+            },
         };
-        match headers.single(name) {
-            Single::None => Ok(None),
-            Single::Many => Err(INVALID_HEADER),
-            Single::One(value) => {
-                let text = std::str::from_utf8(value.as_bytes()).map_err(|_| INVALID_HEADER)?;
-                check_id(text).map_err(|_| INVALID_HEADER)?;
-                Ok(Some(value.clone()))
-            }
-        }
+        tracing::warn!(
+            scheme = %self.name,
+            field = name.as_str(),
+            reason,
+            "the delivery id is not usable; handling the delivery without one"
+        );
+        None
     }
 
     fn body_fields<'b>(&self, body: &'b [u8]) -> Result<Fields<'b>, Rejection> {
@@ -356,10 +364,6 @@ impl Scheme {
 const INVALID_ID: Rejection = Rejection::new(
     RejectionKind::InvalidEventId,
     "the event id is missing, empty, longer than 255 bytes or holds control characters",
-);
-const INVALID_HEADER: Rejection = Rejection::new(
-    RejectionKind::InvalidHeader,
-    "a header the sender describes its delivery with is repeated or garbled",
 );
 
 /// An optional fact (event type, scope): `Ok(None)` when it was not sent (or is JSON `null`),
