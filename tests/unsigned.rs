@@ -148,12 +148,12 @@ async fn a_replay_held_in_flight_does_not_make_the_genuine_delivery_wait() {
 #[ignore = "design: the unsigned event header is not bound into the key of a body-keyed \
             delivery, so a replay under another event name completes the genuine event's key"]
 async fn a_replay_under_another_event_name_does_not_swallow_the_genuine_event() {
-    let handled = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let processed = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let failures_left = Arc::new(AtomicUsize::new(1));
     let handler = {
-        let (handled, failures_left) = (handled.clone(), failures_left.clone());
+        let (processed, failures_left) = (processed.clone(), failures_left.clone());
         move |meta: WebhookMeta| {
-            let (handled, failures_left) = (handled.clone(), failures_left.clone());
+            let (processed, failures_left) = (processed.clone(), failures_left.clone());
             async move {
                 let event = meta.event().to_string();
                 if event == "ping" {
@@ -166,7 +166,7 @@ async fn a_replay_under_another_event_name_does_not_swallow_the_genuine_event() 
                 {
                     return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
                 }
-                handled.lock().unwrap().push(event);
+                processed.lock().unwrap().push(event);
                 axum::http::StatusCode::OK
             }
         }
@@ -186,5 +186,5 @@ async fn a_replay_under_another_event_name_does_not_swallow_the_genuine_event() 
         redelivery.headers().get("x-webhook-duplicate").is_none(),
         "the genuine push was answered as a duplicate of the forged ping"
     );
-    assert_eq!(*handled.lock().unwrap(), vec!["push".to_owned()]);
+    assert_eq!(*processed.lock().unwrap(), vec!["push".to_owned()]);
 }
