@@ -569,3 +569,38 @@ async fn the_layer_works_on_a_plain_tower_service() {
     assert_eq!(response.status(), 401);
     assert!(response.extensions().get::<Rejection>().is_some());
 }
+
+/// Invariant 7 (DESIGN.md) and the README promise that an authentic delivery is never refused
+/// for an optional field. Sotion's `X-Webhook-Delivery` is unsigned, optional and informational
+/// (it names an attempt, it is not in the key), yet a repeated or garbled one refuses the
+/// signed delivery with `400 invalid_header`: a proxy that repeats the header, or a sender that
+/// sends an empty one, loses the event (senders do not retry a 4xx). The event type and the
+/// scope are dropped or kept apart instead (issue #10, item 6); this one was left out.
+#[tokio::test]
+#[ignore = "documented as 400 invalid_header (RejectionKind::InvalidHeader, and \
+            refuses_headers_that_disagree_with_the_signed_body), but it contradicts the \
+            invariant that an authentic delivery is never refused for an optional field"]
+async fn an_unusable_delivery_attempt_header_does_not_refuse_an_authentic_delivery() {
+    for value in [&b""[..], &[b'x'; 300][..], b"caf\xc3\xa9 \xff"] {
+        let (app, seen) = app(layer(), Behaviour::Ok);
+        let request = with_header(
+            signed(&event("evt_1", "site_1")),
+            "x-webhook-delivery",
+            value,
+        );
+        let response = send(&app, request).await;
+        assert_eq!(response.status(), 200, "{}", String::from_utf8_lossy(value));
+        assert_eq!(seen.runs(), 1);
+        let meta = seen.last_meta.lock().unwrap().clone().unwrap();
+        assert_eq!(meta.delivery(), None, "an unusable attempt id is dropped");
+    }
+    let (app, seen) = app(layer(), Behaviour::Ok);
+    let mut request = signed(&event("evt_2", "site_1"));
+    for attempt in ["dlv_1", "dlv_2"] {
+        request
+            .headers_mut()
+            .append("x-webhook-delivery", HeaderValue::from_static(attempt));
+    }
+    assert_eq!(send(&app, request).await.status(), 200, "a repeated header");
+    assert_eq!(seen.runs(), 1);
+}
