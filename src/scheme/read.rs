@@ -246,8 +246,9 @@ impl Scheme {
 
     /// What the idempotency key of a delivery whose id or scope is unsigned is built from
     /// instead: the SHA-256 of its signed values (the id and the scope where signed, each
-    /// length-prefixed, an unsigned one left out) and its body. A signed timestamp is left
-    /// out, so a retry re-signed later still maps to the same key.
+    /// length-prefixed, an unsigned one left out), the event name when it comes from a header,
+    /// and its body. A signed timestamp is left out, so a retry re-signed later still maps to
+    /// the same key.
     fn signed_digest(&self, meta: &WebhookMeta, body: &[u8]) -> [u8; 32] {
         let mut hasher = Sha256::new();
         let id = self.signs_id().then_some(meta.id());
@@ -256,7 +257,16 @@ impl Scheme {
         } else {
             None
         };
-        for value in [id, scope] {
+        // An event name from a header is unsigned too, but it is what the handler acts on: it
+        // is bound into the key, so that a captured body replayed under another event name (a
+        // `ping` the app acknowledges without work) can never complete the genuine event's key.
+        // The cost: a replay under an event name of the attacker's choosing runs once per name.
+        let event = matches!(
+            self.event,
+            Some(Source::Header(_) | Source::SignatureTag(_))
+        )
+        .then(|| meta.event().as_str());
+        for value in [id, scope, event] {
             match value {
                 Some(value) => {
                     hasher.update([1]);

@@ -40,7 +40,7 @@ pub(crate) struct SotionEnvelope {
 /// | --- | --- | --- | --- | --- | --- |
 /// | [`sotion`](Self::sotion) (default) | `X-Webhook-Signature: sha256=<hex>` | body | `whsec_...` as is | body `id` (scope `siteId`) | none (opt-in) |
 /// | [`sota`](Self::sota) | `X-Sota-Signature: sha256=<hex>` | body | as is | SHA-256 of the body (scope `project_id`) | none |
-/// | [`github`](Self::github) | `X-Hub-Signature-256: sha256=<hex>` | body | as is | `X-GitHub-Delivery` (unsigned: shown, but deliveries are deduplicated by the body) | none |
+/// | [`github`](Self::github) | `X-Hub-Signature-256: sha256=<hex>` | body | as is | `X-GitHub-Delivery` (unsigned: shown, but deliveries are deduplicated by the body and event name) | none |
 /// | [`standard_webhooks`](Self::standard_webhooks) | `webhook-signature: v1,<b64> ...` | `id.timestamp.body` | `whsec_<base64>`, decoded | `webhook-id` (signed) | ±5 min |
 /// | [`stripe`](Self::stripe) | `Stripe-Signature: t=<unix>,v1=<hex>,...` | `t.body` | `whsec_...` as is | body `id` | ±5 min |
 /// | [`slack`](Self::slack) | `X-Slack-Signature: v0=<hex>` | `v0:ts:body` | as is | SHA-256 of the body | ±5 min |
@@ -129,9 +129,11 @@ impl Scheme {
     /// neither header nor a timestamp: the event and id are as trustworthy as the transport.
     ///
     /// Since the id is unsigned, deliveries are deduplicated by the SHA-256 of the signed body
-    /// instead (as with [`SchemeBuilder::allow_unsigned_id_and_scope`]): a redelivery (same body,
-    /// same id) is a duplicate; a captured body replayed under any other `X-GitHub-Delivery`
-    /// is a duplicate of itself, and never blocks or swallows the event that id belongs to.
+    /// and the event name instead (as with [`SchemeBuilder::allow_unsigned_id_and_scope`]): a
+    /// redelivery (same body, same id) is a duplicate; a captured body replayed under any other
+    /// `X-GitHub-Delivery` is a duplicate of itself, and never blocks or swallows the event
+    /// that id belongs to. Replayed under another `X-GitHub-Event`, it reaches that event's
+    /// handler once, and never completes the genuine event's key.
     /// [`WebhookMeta::id`](crate::WebhookMeta::id) still reports the header's id. Two
     /// genuinely different events with byte-identical bodies would count as one.
     #[must_use]
@@ -527,9 +529,11 @@ impl SchemeBuilder {
     /// the id and scope are then for display and logs only
     /// ([`WebhookMeta::id`](crate::WebhookMeta::id), [`site_id`](crate::WebhookMeta::site_id)),
     /// and deliveries are deduplicated by the SHA-256 of the **signed** bytes instead (the body,
-    /// with the id or scope where those are signed). A captured delivery replayed under other
-    /// header values is then a duplicate of itself, and can neither run the handler again nor
-    /// block or swallow another event. A signed timestamp is not hashed, so a retry re-signed
+    /// with the id or scope where those are signed, and the event name when it comes from a
+    /// header, since the handler acts on it). A captured delivery replayed under other id or
+    /// scope headers is then a duplicate of itself, and can neither run the handler again nor
+    /// block or swallow another event; replayed under another event name, it counts as that
+    /// event, once. A signed timestamp is not hashed, so a retry re-signed
     /// with a fresh timestamp is still a duplicate. But two genuinely different events whose
     /// hashed bytes are identical count as one: the second is answered as a duplicate and
     /// never handled.
