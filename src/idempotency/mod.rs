@@ -172,7 +172,9 @@ impl Idempotency {
     /// ever runs: once it expires, another delivery of the same event may be processed while the
     /// first is still running. It only matters when a process dies mid-handler (a shared store
     /// then frees the event after the lease); otherwise reservations are released or completed
-    /// as soon as the handler ends. Stores count it in milliseconds (Redis rounds a shorter
+    /// as soon as the handler ends. The lease starts when the delivery is reserved, before the
+    /// inner service is made ready: time spent waiting behind a concurrency limit or a buffer
+    /// inside the layer counts too. Stores count it in milliseconds (Redis rounds a shorter
     /// remainder up to 1 ms).
     ///
     /// # Errors

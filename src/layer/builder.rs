@@ -233,8 +233,10 @@ impl WebhookLayer {
     ///   event as a duplicate. Give each a different name.
     /// - **A retry across a secret switch.** Without a name, a retry that the sender re-signs
     ///   with a *different* secret than the first attempt (it switched secrets in between)
-    ///   counts as a new event, and runs again. Under a name, every replica and every secret
-    ///   of the endpoint share keys, through any rotation.
+    ///   counts as a new event, and runs again. So does a delivery that several secrets verify
+    ///   once you remove the old secret from the layer (it then counts under the new one). Under
+    ///   a name, every replica and every secret of the endpoint share keys, through any
+    ///   rotation.
     ///
     /// The name must be the same on every replica of the endpoint, and stable across deploys
     /// (changing it forgets which events were handled). Per-tenant layers still scope keys by

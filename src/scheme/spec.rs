@@ -549,7 +549,8 @@ impl SchemeBuilder {
     /// [`ConfigError::InvalidHeaderName`] for a bad header name; [`ConfigError::InvalidOption`]
     /// when the body is not the last signed part (or appears twice), when [`Part::Id`] is
     /// signed but the id is not a header, when [`Part::Timestamp`] is signed but the timestamp
-    /// is not a header or signature tag, when a tolerance is set without a timestamp, when a
+    /// is not a header or signature tag, when the id and the timestamp are signed back to back
+    /// without a literal between them, when a tolerance is set without a timestamp, when a
     /// signature tag is read from a single-valued signature format, or when the id comes from
     /// a signature tag. [`ConfigError::UnsignedIdOrScope`] when the id or scope comes from an
     /// unsigned header without [`allow_unsigned_id_and_scope`](Self::allow_unsigned_id_and_scope).
@@ -575,6 +576,18 @@ impl SchemeBuilder {
         if self.signed.contains(&Part::Timestamp) && !timestamp_before_body {
             return Err(ConfigError::InvalidOption(
                 "a signed timestamp must come from a header or a signature tag",
+            ));
+        }
+        // Two values the sender chooses, signed back to back, are ambiguous: `ab` + `1` and
+        // `a` + `b1` sign the same bytes, so a captured delivery could be replayed as another.
+        let header_parts = |part: &Part| matches!(part, Part::Id | Part::Timestamp);
+        if self
+            .signed
+            .windows(2)
+            .any(|pair| header_parts(&pair[0]) && header_parts(&pair[1]))
+        {
+            return Err(ConfigError::InvalidOption(
+                "the signed id and timestamp need a literal between them",
             ));
         }
         if self.tolerance.is_some() && self.timestamp.is_none() {
@@ -642,6 +655,35 @@ mod tests {
             .build()
             .is_err());
         assert!(base().tolerance(DEFAULT_TOLERANCE).build().is_err());
+        // The id and the timestamp signed back to back are ambiguous; a literal between them
+        // is not.
+        let headers = || {
+            base()
+                .id(Source::header("x-id"))
+                .timestamp(Source::header("x-ts"), TimestampFormat::UnixSeconds)
+        };
+        assert!(headers()
+            .signed(vec![Part::Id, Part::Timestamp, Part::Body])
+            .build()
+            .is_err());
+        assert!(headers()
+            .signed(vec![
+                Part::Timestamp,
+                Part::Id,
+                Part::literal("."),
+                Part::Body
+            ])
+            .build()
+            .is_err());
+        assert!(headers()
+            .signed(vec![
+                Part::Id,
+                Part::literal("."),
+                Part::Timestamp,
+                Part::Body
+            ])
+            .build()
+            .is_ok());
         assert!(base()
             .timestamp(Source::signature_tag("t"), TimestampFormat::UnixSeconds)
             .build()
