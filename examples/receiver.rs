@@ -31,7 +31,10 @@ async fn handle(meta: WebhookMeta) -> &'static str {
         "  scope {}, signed at {}, delivery {}",
         meta.site_id().unwrap_or("-"),
         meta.timestamp()
-            .map_or_else(|| "-".to_owned(), |t| t.to_string()),
+            .and_then(|t| t
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok())
+            .unwrap_or_else(|| "-".to_owned()),
         meta.delivery().unwrap_or("-")
     );
     "ok"
@@ -39,6 +42,12 @@ async fn handle(meta: WebhookMeta) -> &'static str {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The layer's refusals (`info`) and failures (`warn`, `error`) on stderr: never a secret,
+    // a signature or a body.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .init();
     let addr = std::env::var("WEBHOOK_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let scheme = shared::scheme_from_env()?;
     let (secret, dev) = shared::secret_from_env(&scheme)?;

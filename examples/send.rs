@@ -23,6 +23,8 @@ const USAGE: &str = "usage: cargo run --example send -- [EVENT_TYPE] [--id EVENT
 struct Args {
     event: String,
     id: String,
+    /// Whether `--id` named the event (a resend of one event must then be the same event).
+    named: bool,
     url: String,
 }
 
@@ -30,13 +32,17 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         event: "member.created".to_owned(),
         id: random_uuid(),
+        named: false,
         url: std::env::var("WEBHOOK_URL")
             .unwrap_or_else(|_| "http://127.0.0.1:3000/webhooks".to_owned()),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            "--id" => args.id = it.next().ok_or(USAGE)?,
+            "--id" => {
+                args.id = it.next().ok_or(USAGE)?;
+                args.named = true;
+            }
             "--url" => args.url = it.next().ok_or(USAGE)?,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other if other.starts_with('-') => {
@@ -84,7 +90,12 @@ fn sample_body(scheme: &str, event: &str, id: &str, now: &str) -> serde_json::Va
         "stripe" => {
             serde_json::json!({ "id": id, "object": "event", "type": event, "created": 0, "data": { "object": member } })
         }
-        "github" => serde_json::json!({ "action": event, "sender": { "login": "octocat" } }),
+        "github" => {
+            // GitHub's own bodies carry no event id (it is the unsigned `X-GitHub-Delivery`, and
+            // deliveries are deduplicated by their body): the sample carries it, so that two ids
+            // are two events.
+            serde_json::json!({ "action": event, "sample_id": id, "sender": { "login": "octocat" } })
+        }
         _ => serde_json::json!({ "type": event, "id": id, "timestamp": now, "data": member }),
     }
 }
@@ -107,7 +118,21 @@ async fn run() -> Result<(), String> {
     let stamp = now
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(|e| e.to_string())?;
-    let body = sample_body(short_name, &args.event, &args.id, &stamp).to_string();
+    // sota.io and Slack send no event id: an event is its body's digest. Resending an event
+    // named with `--id` must resend the same bytes, so its body's timestamp is fixed.
+    let digest_id = matches!(short_name, "sota" | "slack");
+    let body_stamp = if digest_id && args.named {
+        "2026-01-01T00:00:00Z"
+    } else {
+        &stamp
+    };
+    let body = sample_body(short_name, &args.event, &args.id, body_stamp).to_string();
+    // The id the receiver will report: the scheme's own notion of it.
+    let shown_id = if digest_id {
+        hex_digest(body.as_bytes())
+    } else {
+        args.id.clone()
+    };
     let headers = scheme
         .sign(
             &secret,
@@ -145,7 +170,7 @@ async fn run() -> Result<(), String> {
         .unwrap_or_default();
     // Not `println!`: a closed stdout (`send | head -1`) must not panic.
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "sent {} {} -> {status} {text}", args.event, args.id);
+    let _ = writeln!(stdout, "sent {} {shown_id} -> {status} {text}", args.event);
     if duplicate {
         let _ = writeln!(stdout, "(the receiver had already handled this event)");
     }
@@ -189,4 +214,10 @@ async fn post(
     Ok(sender
         .send_request(http::Request::from_parts(parts, body))
         .await?)
+}
+
+/// The lower-case hex SHA-256 of `bytes`: the event id of a sender that sends none.
+fn hex_digest(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    faster_hex::hex_string(&sha2::Sha256::digest(bytes))
 }
