@@ -57,24 +57,16 @@
 //! # Features
 //!
 //! Optional integrations are Cargo features, in the manner of tower-http. Crate counts are the
-//! library's own build on Linux (normal and build dependencies, this crate included): 72 with the
-//! default features, 69 with `default-features = false`.
+//! library's own build on Linux (normal and build dependencies, this crate included): 70 with the
+//! default features, 61 with `default-features = false`.
 //!
 //! | feature | default | brings | turning it off |
 //! | --- | --- | --- | --- |
 //! | `axum` | yes | the axum extractors: [`Envelope<T>`] and [`WebhookMeta`] as handler arguments, and the `extract` module (`Verified<T>`, the rejections), through `axum-core` | saves 3 crates (`axum-core`, `mime`, `sync_wrapper`); the layer still serves any tower stack, and handlers find [`WebhookMeta`] in the request's extensions |
+//! | `tracing` | yes | a `webhook` span per delivery, one event for its outcome, and warnings and errors for what goes wrong (a store or resolver failing, a sender's unusable field) ([`observe`]); nothing happens until the application installs a subscriber | saves 3 crates (`tracing`, `tracing-core`, `once_cell`); the layer then says nothing, and its answers still carry each refusal's [`Rejection`] |
+//! | `metrics` | yes | the counters and the duration histogram ([`observe`]) through the `metrics` facade; next to no cost until the application installs a recorder | saves 3 crates (`metrics`, `rapidhash`, `rustversion`) |
 //! | `redis` | no | `idempotency::RedisStore`, the idempotency store shared by several replicas | it is off by default: turning it on adds 46 crates (the `redis` client and its runtime) |
 //! | `testing` | no | the `testing` module: helpers that build correctly signed requests for your tests | adds no crate |
-//!
-//! Two integrations are not features, and are always built:
-//!
-//! - **tracing**: a `webhook` span per delivery and one event for its outcome ([`observe`]).
-//!   It costs 3 small crates (`tracing`, `tracing-core`, `tracing-attributes`), and does nothing
-//!   until the application installs a subscriber. Making it optional would put a shim or cfg'd
-//!   calls on the request path in four modules to save those 3 crates.
-//! - **metrics**: the counters and the duration histogram ([`observe`]), through the `metrics`
-//!   facade: 3 crates (`metrics`, `rapidhash`, `rustversion`), next to no cost without a
-//!   recorder; optional for the same reason as tracing.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

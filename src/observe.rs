@@ -1,10 +1,11 @@
-//! What the layer tells its operator: `tracing` spans and events, and counters through the
-//! `metrics` facade. Neither ever carries a secret, a signature or a body; event ids and types
-//! are recorded with `Debug` formatting, so control characters are escaped.
+//! What the layer tells its operator: `tracing` spans and events (feature `tracing`), and
+//! counters through the `metrics` facade (feature `metrics`); both features are on by default.
+//! Neither ever carries a secret, a signature or a body; event ids and types are recorded with
+//! `Debug` formatting, so control characters are escaped.
 //!
-//! Each delivery runs in a span named `webhook` with the fields `scheme`, `id`, `event`,
-//! `outcome`, `code` and `duration_us`, and ends with one event: `debug` for an accepted or
-//! duplicate delivery, `info` for a refused one, `warn` when the handler failed.
+//! Each delivery runs in a span named `webhook` (`SPAN`) with the fields `scheme`, `id`,
+//! `event`, `outcome`, `code` and `duration_us`, and ends with one event: `debug` for an accepted
+//! or duplicate delivery, `info` for a refused one, `warn` when the handler failed.
 //!
 //! | metric | kind | labels | counts |
 //! | --- | --- | --- | --- |
@@ -17,34 +18,101 @@
 //! | `webhook_duration_seconds` | histogram | `scheme`, `outcome` | time from the request reaching the layer to its answer |
 //!
 //! Install any `metrics` recorder (Prometheus exporter, ...) to collect them; without one they
-//! cost next to nothing.
+//! cost next to nothing. Without the features, none of this is compiled.
 
 use std::borrow::Cow;
 use std::time::Instant;
 
-use metrics::{Key, Label, Level, Metadata};
-
 use crate::error::Rejection;
 use crate::meta::WebhookMeta;
 
+pub(crate) use self::span::Span;
+
+/// The name of the span each delivery runs in.
+#[cfg(feature = "tracing")]
+pub const SPAN: &str = "webhook";
+
 /// Deliveries that passed verification (`scheme`).
+#[cfg(feature = "metrics")]
 pub const VERIFIED: &str = "webhook_verified_total";
 /// Deliveries refused (`scheme`, `code`).
+#[cfg(feature = "metrics")]
 pub const REJECTED: &str = "webhook_rejected_total";
 /// Duplicates answered without the handler (`scheme`).
+#[cfg(feature = "metrics")]
 pub const DUPLICATES: &str = "webhook_duplicates_total";
 /// Deliveries refused as in flight (`scheme`).
+#[cfg(feature = "metrics")]
 pub const IN_FLIGHT: &str = "webhook_in_flight_total";
 /// Failed idempotency store calls (`operation`).
+#[cfg(feature = "metrics")]
 pub const STORE_ERRORS: &str = "webhook_store_errors_total";
 /// Handler answers that were not `2xx`, or errors (`scheme`).
+#[cfg(feature = "metrics")]
 pub const HANDLER_FAILURES: &str = "webhook_handler_failures_total";
 /// Time to answer (`scheme`, `outcome`).
+#[cfg(feature = "metrics")]
 pub const DURATION: &str = "webhook_duration_seconds";
 
-/// What the `metrics` macros would say of a call made here.
-static METADATA: Metadata<'static> =
-    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+/// `tracing`'s event macros for the rest of the crate: `observe::warn!(key = %key, "...")`
+/// forwards to `tracing::warn!` with the `tracing` feature. Without it, the fields' values
+/// (`name = %value`, `name = ?value`, `name = value`, `%value`, `?value`, `value`) go into a
+/// closure that is never called: they count as used, and nothing is evaluated.
+macro_rules! event {
+    ($level:ident, $($field:tt)+) => {{
+        #[cfg(feature = "tracing")]
+        {
+            tracing::$level!($($field)+);
+        }
+        #[cfg(not(feature = "tracing"))]
+        {
+            $crate::observe::unheard!(() $($field)+);
+        }
+    }};
+}
+
+/// The values of an event's fields, unevaluated (see [`event!`]).
+#[cfg(not(feature = "tracing"))]
+macro_rules! unheard {
+    (($($value:expr),*) $(,)?) => {
+        let _ = || {
+            $(let _ = &$value;)*
+        };
+    };
+    (($($value:expr),*) $message:literal $(,)?) => {
+        $crate::observe::unheard!(($($value),*))
+    };
+    (($($value:expr),*) $name:ident = % $field:expr $(, $($rest:tt)*)?) => {
+        $crate::observe::unheard!(($($value,)* $field) $($($rest)*)?)
+    };
+    (($($value:expr),*) $name:ident = ? $field:expr $(, $($rest:tt)*)?) => {
+        $crate::observe::unheard!(($($value,)* $field) $($($rest)*)?)
+    };
+    (($($value:expr),*) $name:ident = $field:expr $(, $($rest:tt)*)?) => {
+        $crate::observe::unheard!(($($value,)* $field) $($($rest)*)?)
+    };
+    (($($value:expr),*) % $field:expr $(, $($rest:tt)*)?) => {
+        $crate::observe::unheard!(($($value,)* $field) $($($rest)*)?)
+    };
+    (($($value:expr),*) ? $field:expr $(, $($rest:tt)*)?) => {
+        $crate::observe::unheard!(($($value,)* $field) $($($rest)*)?)
+    };
+    (($($value:expr),*) $field:ident $(, $($rest:tt)*)?) => {
+        $crate::observe::unheard!(($($value,)* $field) $($($rest)*)?)
+    };
+}
+
+macro_rules! warn_event {
+    ($($field:tt)+) => { $crate::observe::event!(warn, $($field)+) };
+}
+macro_rules! error_event {
+    ($($field:tt)+) => { $crate::observe::event!(error, $($field)+) };
+}
+
+#[cfg(not(feature = "tracing"))]
+pub(crate) use unheard;
+// Named apart, then renamed: a macro named `warn` is ambiguous with the built-in attribute.
+pub(crate) use {error_event as error, event, warn_event as warn};
 
 /// How a delivery ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +124,7 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
+    #[cfg(feature = "metrics")]
     const ALL: [Self; 4] = [
         Self::Handled,
         Self::HandlerFailed,
@@ -63,6 +132,7 @@ impl Outcome {
         Self::Rejected,
     ];
 
+    #[cfg(any(feature = "tracing", feature = "metrics"))]
     fn as_str(self) -> &'static str {
         match self {
             Self::Handled => "handled",
@@ -72,63 +142,34 @@ impl Outcome {
         }
     }
 
+    #[cfg(feature = "metrics")]
     fn index(self) -> usize {
         self as usize
     }
 }
 
-/// One layer's metric keys, built once when the layer is configured: the `metrics` macros
-/// would build each key (and allocate its labels) on every delivery. The recorder is still
-/// looked up on every call, so one installed after the layer was built is used.
+/// One layer's observability, built once when the layer is configured: its scheme's name and,
+/// with the `metrics` feature, its metric keys.
 #[derive(Debug, Clone)]
 pub(crate) struct Metrics {
     scheme: Cow<'static, str>,
-    verified: Key,
-    duplicates: Key,
-    in_flight: Key,
-    handler_failures: Key,
-    /// By [`Outcome::index`].
-    durations: [Key; 4],
+    #[cfg(feature = "metrics")]
+    keys: count::Keys,
 }
 
 impl Metrics {
     pub(crate) fn new(scheme: Cow<'static, str>) -> Self {
-        let with_scheme =
-            |name: &'static str| Key::from_parts(name, vec![Label::new("scheme", scheme.clone())]);
         Self {
-            verified: with_scheme(VERIFIED),
-            duplicates: with_scheme(DUPLICATES),
-            in_flight: with_scheme(IN_FLIGHT),
-            handler_failures: with_scheme(HANDLER_FAILURES),
-            durations: Outcome::ALL.map(|outcome| {
-                Key::from_parts(
-                    DURATION,
-                    vec![
-                        Label::new("scheme", scheme.clone()),
-                        Label::from_static_parts("outcome", outcome.as_str()),
-                    ],
-                )
-            }),
+            #[cfg(feature = "metrics")]
+            keys: count::Keys::new(&metrics::Label::new("scheme", scheme.clone())),
             scheme,
         }
     }
 
     /// The span a delivery runs in.
-    pub(crate) fn span(&self) -> tracing::Span {
-        tracing::info_span!(
-            "webhook",
-            scheme = %self.scheme,
-            id = tracing::field::Empty,
-            event = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-            code = tracing::field::Empty,
-            duration_us = tracing::field::Empty,
-        )
+    pub(crate) fn span(&self) -> Span {
+        span::delivery(&self.scheme)
     }
-}
-
-fn increment(key: &Key) {
-    metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA).increment(1));
 }
 
 /// One delivery's observation: started when the request reaches the layer.
@@ -143,29 +184,19 @@ impl<'a> Observation<'a> {
     }
 
     pub(crate) fn verified(&self, meta: &WebhookMeta) {
-        let span = tracing::Span::current();
-        span.record("id", tracing::field::debug(meta.id()));
-        span.record("event", tracing::field::debug(meta.event().as_str()));
-        increment(&self.metrics.verified);
+        span::verified(meta);
+        count::verified(self.metrics);
     }
 
     pub(crate) fn rejected(&self, rejection: &Rejection) {
         let code = rejection.kind().code();
-        // Rejections are the slow path: their key is built here, per code.
-        metrics::counter!(REJECTED, "scheme" => self.metrics.scheme.clone(), "code" => code)
-            .increment(1);
-        if code == "in_flight" {
-            increment(&self.metrics.in_flight);
-        }
-        if code == "store_unavailable" {
-            store_error("reserve");
-        }
-        tracing::Span::current().record("code", code);
+        count::rejected(self.metrics, code);
+        span::rejected(code);
         self.finish(Outcome::Rejected);
     }
 
     pub(crate) fn duplicate(&self) {
-        increment(&self.metrics.duplicates);
+        count::duplicate(self.metrics);
         self.finish(Outcome::Duplicate);
     }
 
@@ -173,25 +204,61 @@ impl<'a> Observation<'a> {
         if succeeded {
             self.finish(Outcome::Handled);
         } else {
-            increment(&self.metrics.handler_failures);
+            count::handler_failed(self.metrics);
             self.finish(Outcome::HandlerFailed);
         }
     }
 
     fn finish(&self, outcome: Outcome) {
         let elapsed = self.started.elapsed();
-        let span = tracing::Span::current();
+        span::finished(outcome, elapsed);
+        count::finished(self.metrics, outcome, elapsed);
+    }
+}
+
+/// Counts a failed store call made after the handler ran.
+pub(crate) fn store_error(operation: &'static str) {
+    count::store_error(operation);
+}
+
+/// The `tracing` side.
+#[cfg(feature = "tracing")]
+mod span {
+    use std::time::Duration;
+
+    use super::{Outcome, WebhookMeta};
+
+    pub(crate) type Span = tracing::Span;
+
+    pub(super) fn delivery(scheme: &str) -> Span {
+        tracing::info_span!(
+            super::SPAN,
+            scheme = %scheme,
+            id = tracing::field::Empty,
+            event = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            code = tracing::field::Empty,
+            duration_us = tracing::field::Empty,
+        )
+    }
+
+    pub(super) fn verified(meta: &WebhookMeta) {
+        let span = Span::current();
+        span.record("id", tracing::field::debug(meta.id()));
+        span.record("event", tracing::field::debug(meta.event().as_str()));
+    }
+
+    pub(super) fn rejected(code: &'static str) {
+        Span::current().record("code", code);
+    }
+
+    pub(super) fn finished(outcome: Outcome, elapsed: Duration) {
+        let span = Span::current();
         span.record("outcome", outcome.as_str());
         span.record(
             "duration_us",
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         );
-        let key = &self.metrics.durations[outcome.index()];
-        metrics::with_recorder(|recorder| {
-            recorder
-                .register_histogram(key, &METADATA)
-                .record(elapsed.as_secs_f64());
-        });
         match outcome {
             Outcome::Handled | Outcome::Duplicate => {
                 tracing::debug!(outcome = outcome.as_str(), "webhook delivery answered");
@@ -209,7 +276,144 @@ impl<'a> Observation<'a> {
     }
 }
 
-/// Counts a failed store call made after the handler ran.
-pub(crate) fn store_error(operation: &'static str) {
-    metrics::counter!(STORE_ERRORS, "operation" => operation).increment(1);
+/// Without `tracing`: a zero-sized span, and nothing recorded.
+#[cfg(not(feature = "tracing"))]
+mod span {
+    use std::time::Duration;
+
+    use super::{Outcome, WebhookMeta};
+
+    /// Stands in for `tracing::Span`.
+    #[derive(Debug)]
+    pub(crate) struct Span;
+
+    impl Span {
+        /// Stands in for `tracing::Span::enter`, whose guard is held while the span is entered.
+        pub(crate) fn enter(&self) -> &Self {
+            self
+        }
+    }
+
+    pub(super) fn delivery(_: &str) -> Span {
+        Span
+    }
+
+    pub(super) fn verified(_: &WebhookMeta) {}
+
+    pub(super) fn rejected(_: &'static str) {}
+
+    pub(super) fn finished(_: Outcome, _: Duration) {}
+}
+
+/// The `metrics` side.
+#[cfg(feature = "metrics")]
+mod count {
+    use std::time::Duration;
+
+    use metrics::{Key, Label, Level, Metadata};
+
+    use super::{
+        Metrics, Outcome, DUPLICATES, DURATION, HANDLER_FAILURES, IN_FLIGHT, REJECTED,
+        STORE_ERRORS, VERIFIED,
+    };
+
+    /// What the `metrics` macros would say of a call made here.
+    static METADATA: Metadata<'static> =
+        Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+    /// One layer's metric keys: the `metrics` macros would build each key (and allocate its
+    /// labels) on every delivery. The recorder is still looked up on every call, so one
+    /// installed after the layer was built is used.
+    #[derive(Debug, Clone)]
+    pub(super) struct Keys {
+        verified: Key,
+        duplicates: Key,
+        in_flight: Key,
+        handler_failures: Key,
+        /// By [`Outcome::index`].
+        durations: [Key; 4],
+    }
+
+    impl Keys {
+        /// `scheme` is the `scheme` label.
+        pub(super) fn new(scheme: &Label) -> Self {
+            let with_scheme = |name: &'static str| Key::from_parts(name, vec![scheme.clone()]);
+            Self {
+                verified: with_scheme(VERIFIED),
+                duplicates: with_scheme(DUPLICATES),
+                in_flight: with_scheme(IN_FLIGHT),
+                handler_failures: with_scheme(HANDLER_FAILURES),
+                durations: Outcome::ALL.map(|outcome| {
+                    Key::from_parts(
+                        DURATION,
+                        vec![
+                            scheme.clone(),
+                            Label::from_static_parts("outcome", outcome.as_str()),
+                        ],
+                    )
+                }),
+            }
+        }
+    }
+
+    fn increment(key: &Key) {
+        metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA).increment(1));
+    }
+
+    pub(super) fn verified(metrics: &Metrics) {
+        increment(&metrics.keys.verified);
+    }
+
+    pub(super) fn rejected(metrics: &Metrics, code: &'static str) {
+        // Rejections are the slow path: their key is built here, per code.
+        metrics::counter!(REJECTED, "scheme" => metrics.scheme.clone(), "code" => code)
+            .increment(1);
+        if code == "in_flight" {
+            increment(&metrics.keys.in_flight);
+        }
+        if code == "store_unavailable" {
+            store_error("reserve");
+        }
+    }
+
+    pub(super) fn duplicate(metrics: &Metrics) {
+        increment(&metrics.keys.duplicates);
+    }
+
+    pub(super) fn handler_failed(metrics: &Metrics) {
+        increment(&metrics.keys.handler_failures);
+    }
+
+    pub(super) fn finished(metrics: &Metrics, outcome: Outcome, elapsed: Duration) {
+        let key = &metrics.keys.durations[outcome.index()];
+        metrics::with_recorder(|recorder| {
+            recorder
+                .register_histogram(key, &METADATA)
+                .record(elapsed.as_secs_f64());
+        });
+    }
+
+    pub(super) fn store_error(operation: &'static str) {
+        metrics::counter!(STORE_ERRORS, "operation" => operation).increment(1);
+    }
+}
+
+/// Without `metrics`: nothing counted.
+#[cfg(not(feature = "metrics"))]
+mod count {
+    use std::time::Duration;
+
+    use super::{Metrics, Outcome};
+
+    pub(super) fn verified(_: &Metrics) {}
+
+    pub(super) fn rejected(_: &Metrics, _: &'static str) {}
+
+    pub(super) fn duplicate(_: &Metrics) {}
+
+    pub(super) fn handler_failed(_: &Metrics) {}
+
+    pub(super) fn finished(_: &Metrics, _: Outcome, _: Duration) {}
+
+    pub(super) fn store_error(_: &'static str) {}
 }

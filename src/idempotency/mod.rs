@@ -331,7 +331,7 @@ fn runtime(key: &IdempotencyKey, operation: &'static str) -> Option<tokio::runti
     let runtime = tokio::runtime::Handle::try_current().ok();
     if runtime.is_none() {
         crate::observe::store_error(operation);
-        tracing::error!(
+        crate::observe::error!(
             key = %key.to_hex(),
             "no Tokio runtime to finish an idempotency store call on; \
              the event is retried once its lease runs out"
@@ -353,14 +353,14 @@ fn checked(duration: Duration, message: &'static str) -> Result<Duration, Config
 fn completed(key: &IdempotencyKey, result: Result<bool, StoreError>) {
     match result {
         Ok(true) => {}
-        Ok(false) => tracing::warn!(
+        Ok(false) => crate::observe::warn!(
             key = %key.to_hex(),
             "the reservation's lease ran out before the handler finished and another \
              delivery took the event over; the event may be processed twice: raise the lease"
         ),
         Err(error) => {
             crate::observe::store_error("complete");
-            tracing::error!(
+            crate::observe::error!(
                 key = %key.to_hex(),
                 %error,
                 "could not record a handled event; a retry may process it again"
@@ -373,7 +373,7 @@ fn completed(key: &IdempotencyKey, result: Result<bool, StoreError>) {
 fn released(key: &IdempotencyKey, result: Result<bool, StoreError>) {
     if let Err(error) = result {
         crate::observe::store_error("release");
-        tracing::error!(
+        crate::observe::error!(
             key = %key.to_hex(),
             %error,
             "could not release a reservation; the event is retried once its lease runs out"

@@ -236,7 +236,7 @@ impl RedisStore {
     /// running, it logs and leaves the reservation to its lease.
     fn undo_reserve(&self, key: &IdempotencyKey, token: Token, lease: Duration) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::error!(
+            crate::observe::error!(
                 key = %key.to_hex(),
                 "no Tokio runtime to undo an unanswered reserve on; \
                  the event is retried once its lease runs out"
@@ -244,7 +244,7 @@ impl RedisStore {
             return;
         };
         let Some(pending) = PendingUndo::start(&self.undos) else {
-            tracing::warn!(
+            crate::observe::warn!(
                 key = %key.to_hex(),
                 "too many unanswered reserves to undo; the event is retried once its lease runs out"
             );
@@ -262,7 +262,7 @@ impl RedisStore {
                 match store.undo(&key, &token).await {
                     Ok(_) => return,
                     Err(error) if tokio::time::Instant::now() + backoff >= until => {
-                        tracing::warn!(
+                        crate::observe::warn!(
                             key = %key.to_hex(),
                             %error,
                             "could not undo an unanswered reserve; the lease has run out by now"

@@ -54,7 +54,7 @@ pin_project! {
         // Set when admitted (the admission owned it until then: one reference per request).
         config: Option<Arc<Config>>,
         started: Instant,
-        span: tracing::Span,
+        span: crate::observe::Span,
         reserved: Option<Reserved>,
     }
 
@@ -105,7 +105,7 @@ impl<S, F, B, E> ResponseFuture<S, F, B, E> {
         admitting: Admitting,
         inner: S,
         started: Instant,
-        span: tracing::Span,
+        span: crate::observe::Span,
     ) -> Self {
         Self {
             state: State::Admitting {

@@ -126,11 +126,14 @@ fn admit<B: Body>(
             // A full store protects the process's memory: no outage, so never bypassed.
             Err(error) if idempotency.fail_open && !matches!(error, StoreError::Full) => {
                 crate::observe::store_error("reserve");
-                tracing::warn!(%error, "idempotency store unavailable; failing open as configured");
+                crate::observe::warn!(
+                    %error,
+                    "idempotency store unavailable; failing open as configured"
+                );
                 None
             }
             Err(error) => {
-                tracing::error!(%error, "idempotency store unavailable; answering 503");
+                crate::observe::error!(%error, "idempotency store unavailable; answering 503");
                 let rejection = Rejection::new(
                     RejectionKind::StoreUnavailable,
                     "the receiver cannot record deliveries right now; retry later",
@@ -254,7 +257,7 @@ async fn resolve(
         Poll::Pending => tokio::time::timeout(config.resolver_timeout, resolving)
             .await
             .map_err(|_| {
-                tracing::error!(
+                crate::observe::error!(
                     timeout = ?config.resolver_timeout,
                     "secret resolver did not answer in time; answering 503"
                 );
@@ -262,7 +265,7 @@ async fn resolve(
             })?,
     };
     answer.map_err(|error| {
-        tracing::error!(%error, "secret resolver failed; answering 503");
+        crate::observe::error!(%error, "secret resolver failed; answering 503");
         unavailable()
     })
 }

@@ -288,7 +288,7 @@ impl Scheme {
         match optional_fact(source, headers, fields) {
             Ok(event) => event,
             Err(reason) => {
-                tracing::warn!(
+                crate::observe::warn!(
                     scheme = %self.name,
                     field = source_name(source),
                     reason,
@@ -308,7 +308,7 @@ impl Scheme {
         match optional_fact(source, headers, fields) {
             Ok(scope) => scope.map(|scope| ByteString::from(scope.into_owned())),
             Err(reason) => {
-                tracing::warn!(
+                crate::observe::warn!(
                     scheme = %self.name,
                     field = source_name(source),
                     reason,
@@ -333,7 +333,7 @@ impl Scheme {
                 Err(_) => "the header is not UTF-8",
             },
         };
-        tracing::warn!(
+        crate::observe::warn!(
             scheme = %self.name,
             field = name.as_str(),
             reason,
