@@ -16,9 +16,8 @@ use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
-use common::{event, layer, secret, send};
+use common::{event, layer, secret, send, Stalled};
 use http::{Request, Response};
-use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use tower::limit::ConcurrencyLimitLayer;
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
@@ -44,21 +43,6 @@ async fn until(what: &str, done: impl Fn() -> bool) {
 /// Polls `future` once, in the current task's context.
 async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
     std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
-}
-
-/// A body that never sends a byte: an upload that stalls (or a forgery that never ends).
-struct Stalled;
-
-impl http_body::Body for Stalled {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Pending
-    }
 }
 
 /// Held by the first run of the handler: its drop takes a while, as a transaction's rollback

@@ -14,7 +14,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, Request, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use common::{app, assert_rejected, error_code, event, layer, secret, send, Behaviour};
+use common::{app, assert_rejected, error_code, event, layer, secret, send, Behaviour, Stalled};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use tower_webhook::envelope::MemberData;
@@ -269,21 +269,6 @@ async fn refuses_compressed_bodies() {
     let request = with_header(signed(&event("e", "s")), "content-encoding", b"identity");
     assert_eq!(send(&app, request).await.status(), 200);
     assert_eq!(seen.runs(), 1);
-}
-
-/// A body that sends its headers and then never sends a byte.
-struct Stalled;
-
-impl http_body::Body for Stalled {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Pending
-    }
 }
 
 #[tokio::test(start_paused = true)]

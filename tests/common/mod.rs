@@ -190,3 +190,19 @@ impl IdempotencyStore for Down {
         StoreFuture::ready(Err(StoreError::Timeout))
     }
 }
+
+/// A body that never sends a byte: an upload that stalls after its headers (or a forgery that
+/// never ends).
+pub struct Stalled;
+
+impl http_body::Body for Stalled {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
+}
