@@ -25,11 +25,16 @@ use tower_webhook::{WebhookLayer, WebhookMeta};
 
 async fn handle(meta: WebhookMeta) -> &'static str {
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "handled {} {}", meta.event(), meta.id());
+    let _ = writeln!(
+        stdout,
+        "handled {} {}",
+        meta.event().unwrap_or(""),
+        meta.id()
+    );
     let _ = stdout.flush();
     eprintln!(
         "  scope {}, signed at {}, delivery {}",
-        meta.site_id().unwrap_or("-"),
+        meta.scope().unwrap_or("-"),
         meta.timestamp()
             .and_then(|t| t
                 .format(&time::format_description::well_known::Rfc3339)

@@ -223,8 +223,7 @@ impl Rejection {
     /// The JSON body: `{"error":"<code>","message":"<message>"}`.
     #[must_use]
     pub fn body(&self) -> Bytes {
-        let body = serde_json::json!({ "error": self.kind.code(), "message": self.message });
-        Bytes::from(body.to_string())
+        json_error_body(self.kind.code(), self.message)
     }
 
     /// The complete response: status, `Content-Type: application/json`, `Retry-After` where
@@ -272,6 +271,32 @@ impl fmt::Display for Rejection {
 }
 
 impl std::error::Error for Rejection {}
+
+/// The JSON body of every refusal, the layer's and the extractors':
+/// `{"error":"<code>","message":"<message>"}`.
+pub(crate) fn json_error_body(code: &str, message: &str) -> Bytes {
+    let body = serde_json::json!({ "error": code, "message": message });
+    Bytes::from(body.to_string())
+}
+
+/// A refusal as an axum response: `status`, `Content-Type: application/json` and
+/// [`json_error_body`].
+#[cfg(feature = "axum")]
+pub(crate) fn json_error_response(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> axum_core::response::Response {
+    let mut response = axum_core::response::Response::new(axum_core::body::Body::from(
+        json_error_body(code, message),
+    ));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
 
 #[cfg(feature = "axum")]
 impl axum_core::response::IntoResponse for Rejection {

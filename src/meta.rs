@@ -7,7 +7,6 @@ use bytestring::ByteString;
 use http::HeaderValue;
 use time::OffsetDateTime;
 
-use crate::envelope::EventType;
 use crate::secret::Fingerprint;
 
 /// What the layer verified about a delivery: put in the request's extensions before the inner
@@ -22,7 +21,8 @@ use crate::secret::Fingerprint;
 /// use tower_webhook::WebhookMeta;
 ///
 /// async fn handler(meta: WebhookMeta) -> &'static str {
-///     println!("{} {} (delivery {:?})", meta.event(), meta.id(), meta.delivery());
+///     let event = meta.event().unwrap_or("-");
+///     println!("{event} {} (delivery {:?})", meta.id(), meta.delivery());
 ///     "ok"
 /// }
 /// # let _ = handler;
@@ -34,10 +34,11 @@ pub struct WebhookMeta {
     // value: cloning a `WebhookMeta` (each extractor does) copies no text.
     pub(crate) scheme: Cow<'static, str>,
     pub(crate) id: ByteString,
-    pub(crate) event: EventType,
+    pub(crate) event: Option<ByteString>,
+    pub(crate) action: Option<ByteString>,
     /// Checked to be UTF-8 without control characters when the meta was made.
     pub(crate) delivery: Option<HeaderValue>,
-    pub(crate) site_id: Option<ByteString>,
+    pub(crate) scope: Option<ByteString>,
     pub(crate) tenant: Option<String>,
     pub(crate) timestamp: Option<OffsetDateTime>,
     pub(crate) version: Option<ByteString>,
@@ -79,11 +80,24 @@ impl WebhookMeta {
         &self.id
     }
 
-    /// The event type, as the scheme defines it (Sotion: the signed body's `type`);
-    /// `EventType::Other("")` for a scheme or delivery that carries none.
+    /// The event's name as the sender wrote it: Sotion's, Stripe's and Standard Webhooks'
+    /// body `type` (`member.created`, `invoice.paid`), GitHub's `X-GitHub-Event` (`issues`);
+    /// `None` when the scheme or the delivery carries none (a Slack slash command).
+    ///
+    /// For Sotion, [`EventType::from`](crate::EventType) turns it into the enum of the nine
+    /// documented types.
     #[must_use]
-    pub fn event(&self) -> &EventType {
-        &self.event
+    pub fn event(&self) -> Option<&str> {
+        self.event.as_deref()
+    }
+
+    /// What happened to the event's subject, where the sender names it apart from the event:
+    /// GitHub's body `action` (`opened` for an `issues` event). `None` for the other presets,
+    /// and for a GitHub event without one (`push`). An event router matches
+    /// `<event>.<action>` (`issues.opened`) before `<event>`.
+    #[must_use]
+    pub fn action(&self) -> Option<&str> {
+        self.action.as_deref()
     }
 
     /// The delivery-attempt id from the (unsigned) delivery header, when the sender sent one.
@@ -98,7 +112,7 @@ impl WebhookMeta {
     }
 
     /// The scope of the event id, from the signed body when the scheme has one (Sotion's
-    /// `siteId`, sota.io's `project_id`).
+    /// `siteId`, sota.io's `project_id`): event ids are unique within it.
     ///
     /// The scope is part of the idempotency key. A scope that is not a usable string (1 to 255
     /// bytes without control characters) does not refuse the delivery (except in Sotion's
@@ -107,8 +121,8 @@ impl WebhookMeta {
     /// else as `sha256:` followed by the hex SHA-256 of its raw JSON text (for a header scope:
     /// of its values joined by `\n`). JSON `null` is no scope (`None`).
     #[must_use]
-    pub fn site_id(&self) -> Option<&str> {
-        self.site_id.as_deref()
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
     }
 
     /// The tenant a [`SecretResolver`](crate::SecretResolver) matched the request to, if the

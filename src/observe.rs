@@ -245,7 +245,7 @@ mod span {
     pub(super) fn verified(meta: &WebhookMeta) {
         let span = Span::current();
         span.record("id", tracing::field::debug(meta.id()));
-        span.record("event", tracing::field::debug(meta.event().as_str()));
+        span.record("event", tracing::field::debug(meta.event().unwrap_or("")));
     }
 
     pub(super) fn rejected(code: &'static str) {

@@ -261,11 +261,38 @@ mod tests {
         let secrets = Secrets::new(secret("It's a Secret to Everybody"));
         let meta = verify(&github, &secrets, &good, b"Hello, World!", at(0)).unwrap();
         assert_eq!(meta.id(), "72d3162e-cc78-11e3-81ab-4c9367dc0958");
-        assert_eq!(meta.event().as_str(), "issues");
+        assert_eq!(meta.event(), Some("issues"));
         assert_eq!(
             kind(verify(&github, &secrets, &good, b"Hello, World?", at(0))),
             RejectionKind::SignatureMismatch
         );
+    }
+
+    #[test]
+    fn github_reads_the_action_from_the_signed_body_and_drops_an_unusable_one() {
+        let github = Scheme::github();
+        let key = secret("gh");
+        let secrets = Secrets::new(key.clone());
+        let action = |body: &[u8]| {
+            let headers = headers(&[
+                ("x-hub-signature-256", &sign(&key, body)),
+                ("x-github-delivery", "d-1"),
+                ("x-github-event", "issues"),
+            ]);
+            let meta = verify(&github, &secrets, &headers, body, at(0)).unwrap();
+            assert_eq!(meta.event(), Some("issues"));
+            meta.action().map(str::to_owned)
+        };
+        assert_eq!(
+            action(br#"{"action":"opened","issue":{}}"#).as_deref(),
+            Some("opened")
+        );
+        assert_eq!(action(br#"{"ref":"refs/heads/main"}"#), None);
+        assert_eq!(action(br#"{"action":7}"#), None);
+        assert_eq!(action(br#"{"action":null}"#), None);
+        assert_eq!(action(b"payload=%7B%7D"), None); // form-encoded: no JSON to read
+                                                     // Sotion names no action.
+        assert_eq!(Scheme::sotion().action, None);
     }
 
     #[test]

@@ -128,7 +128,9 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
     assert!(logs.contains("scheme=stripe"), "{logs}");
     assert!(logs.contains(r#"id="evt_stripe_1""#), "{logs}");
     assert!(
-        logs.contains("the event type is not a usable token") && logs.contains(r#"field="type""#),
+        logs.contains("is not a usable token")
+            && logs.contains(r#"fact="event type""#)
+            && logs.contains(r#"field="type""#),
         "{logs}"
     );
     // What must never be there.

@@ -18,7 +18,7 @@ use common::{app, assert_rejected, error_code, event, layer, secret, send, Behav
 use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use tower_webhook::envelope::MemberData;
-use tower_webhook::testing::sotion_request;
+use tower_webhook::testing::{self, sotion_request};
 use tower_webhook::{verify, Envelope, EventType, Rejection, Secret, WebhookLayer};
 
 fn signed(body: &[u8]) -> Request<Full<Bytes>> {
@@ -53,8 +53,12 @@ async fn accepts_a_signed_delivery_and_hands_over_the_same_bytes_and_metadata() 
     assert_eq!(seen.last_body.lock().unwrap().as_deref(), Some(&body[..]));
     let meta = seen.last_meta.lock().unwrap().clone().unwrap();
     assert_eq!(meta.id(), "evt_1");
-    assert_eq!(meta.event(), &EventType::MemberCreated);
-    assert_eq!(meta.site_id(), Some("site_1"));
+    assert_eq!(meta.event(), Some("member.created"));
+    assert_eq!(
+        EventType::from(meta.event().unwrap()),
+        EventType::MemberCreated
+    );
+    assert_eq!(meta.scope(), Some("site_1"));
     assert_eq!(meta.delivery(), Some("dlv_1"));
     assert_eq!(meta.version(), Some("1"));
     assert_eq!(meta.scheme(), "sotion");
@@ -458,6 +462,75 @@ async fn extractors_without_the_layer_answer_500_naming_it() {
         let json: serde_json::Value = serde_json::from_slice(&text).unwrap();
         assert_eq!(json["error"], "missing_webhook_layer");
         assert!(json["message"].as_str().unwrap().contains("WebhookLayer"));
+    }
+}
+
+async fn body_text(response: axum::response::Response) -> String {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn an_optional_meta_is_none_without_the_layer_and_some_behind_it() {
+    let handler = |meta: Option<tower_webhook::WebhookMeta>| async move {
+        meta.map_or_else(|| "none".to_owned(), |meta| meta.id().to_owned())
+    };
+    let app = Router::new()
+        .route("/plain", post(handler))
+        .route("/webhooks", post(handler).route_layer(layer()));
+    let plain = Request::post("/plain").body(Body::from("{}")).unwrap();
+    let response = send(&app, plain).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(body_text(response).await, "none");
+    let signed = testing::sotion_request(&secret(), event("evt_optional", "site_1"));
+    let response = send(&app, signed).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(body_text(response).await, "evt_optional");
+}
+
+#[tokio::test]
+async fn every_extractor_rejection_has_a_status_and_a_body_text_matching_its_answer() {
+    use axum::response::IntoResponse;
+    use tower_webhook::extract::{
+        EnvelopeRejection, MissingWebhookLayer, NotAnEnvelope, VerifiedRejection,
+    };
+    let rejections: Vec<(StatusCode, String, &str, axum::response::Response)> = vec![
+        {
+            let r = EnvelopeRejection::from(MissingWebhookLayer);
+            (
+                r.status(),
+                r.body_text(),
+                "missing_webhook_layer",
+                r.into_response(),
+            )
+        },
+        {
+            let r = EnvelopeRejection::from(NotAnEnvelope);
+            (
+                r.status(),
+                r.body_text(),
+                "not_an_envelope",
+                r.into_response(),
+            )
+        },
+        {
+            let r = VerifiedRejection::from(MissingWebhookLayer);
+            (
+                r.status(),
+                r.body_text(),
+                "missing_webhook_layer",
+                r.into_response(),
+            )
+        },
+    ];
+    let statuses: Vec<u16> = rejections.iter().map(|r| r.0.as_u16()).collect();
+    assert_eq!(statuses, [500, 500, 500]);
+    for (status, text, code, response) in rejections {
+        assert_eq!(response.status(), status);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let json: serde_json::Value = serde_json::from_str(&body_text(response).await).unwrap();
+        assert_eq!(json["error"], code);
+        assert_eq!(json["message"], text);
     }
 }
 

@@ -233,7 +233,7 @@ impl IdempotencyKey {
                 meta.scheme().as_bytes(),
                 endpoint,
                 tenant,
-                meta.site_id().unwrap_or("").as_bytes(),
+                meta.scope().unwrap_or("").as_bytes(),
                 meta.id().as_bytes(),
             ]),
         }
@@ -298,9 +298,10 @@ mod tests {
         WebhookMeta {
             scheme: "sotion".into(),
             id: "evt_1".into(),
-            event: crate::envelope::EventType::from("member.created"),
+            event: Some("member.created".into()),
+            action: None,
             delivery: None,
-            site_id: Some("site_1".into()),
+            scope: Some("site_1".into()),
             tenant: tenant.map(str::to_owned),
             timestamp: None,
             version: None,

@@ -17,7 +17,7 @@ use super::format::Candidates;
 use super::headers::{values, Headers, Single};
 use super::source::{Part, Source, TimestampFormat, Tolerance};
 use super::spec::Scheme;
-use crate::envelope::{check_id, check_token, EventType, ParsedEnvelope};
+use crate::envelope::{check_id, check_token, ParsedEnvelope};
 use crate::error::{Rejection, RejectionKind};
 use crate::meta::{KeyBasis, WebhookMeta};
 
@@ -172,10 +172,11 @@ impl Scheme {
             }
             let meta = WebhookMeta {
                 scheme: self.name.clone(),
-                event: EventType::from(&*parsed.event),
+                event: Some(parsed.event),
+                action: None,
                 id: parsed.id,
                 delivery: self.delivery(headers),
-                site_id: Some(parsed.site_id),
+                scope: Some(parsed.site_id),
                 tenant: None,
                 timestamp: Some(parsed.timestamp),
                 version: Some(parsed.version),
@@ -213,7 +214,8 @@ impl Scheme {
             Source::BodyDigest => faster_hex::hex_string(&Sha256::digest(body)).into(),
             Source::SignatureTag(_) => return Err(INVALID_ID),
         };
-        let event = self.event_type(headers, &fields);
+        let event = self.optional_token("event type", self.event.as_ref(), headers, &fields);
+        let action = self.optional_token("action", self.action.as_ref(), headers, &fields);
         let scope = self.scope(headers, &fields);
         let timestamp = match &self.timestamp {
             Some((Source::BodyField(name), format)) => {
@@ -230,9 +232,10 @@ impl Scheme {
         let mut meta = WebhookMeta {
             scheme: self.name.clone(),
             id,
-            event: EventType::from(event.as_deref().unwrap_or("")),
+            event: event.map(|event| ByteString::from(event.into_owned())),
+            action: action.map(|action| ByteString::from(action.into_owned())),
             delivery: self.delivery(headers),
-            site_id: scope,
+            scope,
             tenant: None,
             timestamp: timestamp.and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok()),
             version: None,
@@ -253,7 +256,7 @@ impl Scheme {
         let mut hasher = Sha256::new();
         let id = self.signs_id().then_some(meta.id());
         let scope = if self.signs_scope() {
-            meta.site_id()
+            meta.scope()
         } else {
             None
         };
@@ -265,7 +268,7 @@ impl Scheme {
             self.event,
             Some(Source::Header(_) | Source::SignatureTag(_))
         )
-        .then(|| meta.event().as_str());
+        .then(|| meta.event().unwrap_or(""));
         for value in [id, scope, event] {
             match value {
                 Some(value) => {
@@ -280,19 +283,27 @@ impl Scheme {
         hasher.finalize().into()
     }
 
-    /// The event type, when the sender's value is a usable token. It is optional: a value
-    /// that is not one (not a string, empty, too long, control characters; a repeated or
-    /// non-UTF-8 header) is dropped with a warning, and the delivery is handled without it.
-    fn event_type<'a>(&self, headers: &Headers<'a>, fields: &Fields<'a>) -> Option<Cow<'a, str>> {
-        let source = self.event.as_ref()?;
+    /// An optional fact (the event type, the action), when the sender's value is a usable
+    /// token. A value that is not one (not a string, empty, too long, control characters; a
+    /// repeated or non-UTF-8 header) is dropped with a warning, and the delivery is handled
+    /// without it.
+    fn optional_token<'a>(
+        &self,
+        fact: &'static str,
+        source: Option<&Source>,
+        headers: &Headers<'a>,
+        fields: &Fields<'a>,
+    ) -> Option<Cow<'a, str>> {
+        let source = source?;
         match optional_fact(source, headers, fields) {
-            Ok(event) => event,
+            Ok(value) => value,
             Err(reason) => {
                 crate::observe::warn!(
                     scheme = %self.name,
+                    fact,
                     field = source_name(source),
                     reason,
-                    "the event type is not a usable token; handling the delivery without one"
+                    "an optional fact is not a usable token; handling the delivery without it"
                 );
                 None
             }
@@ -344,7 +355,12 @@ impl Scheme {
 
     fn body_fields<'b>(&self, body: &'b [u8]) -> Result<Fields<'b>, Rejection> {
         let mut wanted: Vec<&str> = Vec::new();
-        let sources = [Some(&self.id), self.event.as_ref(), self.scope.as_ref()];
+        let sources = [
+            Some(&self.id),
+            self.event.as_ref(),
+            self.action.as_ref(),
+            self.scope.as_ref(),
+        ];
         let timestamp = self.timestamp.as_ref().map(|(source, _)| source);
         for source in sources.into_iter().chain([timestamp]).flatten() {
             if let Source::BodyField(name) = source {

@@ -58,6 +58,8 @@ pub struct Scheme {
     pub(crate) signed: Vec<Part>,
     pub(crate) id: Source,
     pub(crate) event: Option<Source>,
+    /// Where the event's action is read (GitHub's body `action`), when the sender names one.
+    pub(crate) action: Option<Source>,
     pub(crate) scope: Option<Source>,
     pub(crate) timestamp: Option<(Source, TimestampFormat)>,
     pub(crate) tolerance: Option<Tolerance>,
@@ -90,6 +92,7 @@ impl Scheme {
             signed: vec![Part::Body],
             id: Source::body_field("id"),
             event: Some(Source::body_field("type")),
+            action: None,
             scope: Some(Source::body_field("siteId")),
             timestamp: Some((Source::body_field("timestamp"), TimestampFormat::Rfc3339)),
             tolerance: None,
@@ -115,6 +118,7 @@ impl Scheme {
             signed: vec![Part::Body],
             id: Source::BodyDigest,
             event: Some(Source::body_field("event")),
+            action: None,
             scope: Some(Source::body_field("project_id")),
             timestamp: Some((Source::body_field("timestamp"), TimestampFormat::Rfc3339)),
             tolerance: None,
@@ -145,6 +149,7 @@ impl Scheme {
             signed: vec![Part::Body],
             id: Source::header("x-github-delivery"),
             event: Some(Source::header("x-github-event")),
+            action: Some(Source::body_field("action")),
             scope: None,
             timestamp: None,
             tolerance: None,
@@ -173,6 +178,7 @@ impl Scheme {
             ],
             id: Source::header("webhook-id"),
             event: Some(Source::body_field("type")),
+            action: None,
             scope: None,
             timestamp: Some((
                 Source::header("webhook-timestamp"),
@@ -200,6 +206,7 @@ impl Scheme {
             signed: vec![Part::Timestamp, Part::literal("."), Part::Body],
             id: Source::body_field("id"),
             event: Some(Source::body_field("type")),
+            action: None,
             scope: None,
             timestamp: Some((Source::signature_tag("t"), TimestampFormat::UnixSeconds)),
             tolerance: Some(DEFAULT_TOLERANCE),
@@ -227,6 +234,7 @@ impl Scheme {
             ],
             id: Source::BodyDigest,
             event: Some(Source::body_field("type")),
+            action: None,
             scope: None,
             timestamp: Some((
                 Source::header("x-slack-request-timestamp"),
@@ -268,6 +276,7 @@ impl Scheme {
             signed: vec![Part::Body],
             id: Source::BodyDigest,
             event: None,
+            action: None,
             scope: None,
             timestamp: None,
             tolerance: None,
@@ -441,6 +450,7 @@ pub struct SchemeBuilder {
     signed: Vec<Part>,
     id: Source,
     event: Option<Source>,
+    action: Option<Source>,
     scope: Option<Source>,
     timestamp: Option<(Source, TimestampFormat)>,
     tolerance: Option<Tolerance>,
@@ -487,6 +497,16 @@ impl SchemeBuilder {
     #[must_use]
     pub fn event(mut self, source: Source) -> Self {
         self.event = Some(source);
+        self
+    }
+
+    /// Where the event's action comes from, for senders that name it apart from the event
+    /// (GitHub's body `action`: `issues` + `opened`); an event router then matches
+    /// `<event>.<action>` before `<event>` (default: none). Optional: an unusable value is
+    /// dropped with a warning.
+    #[must_use]
+    pub fn action(mut self, source: Source) -> Self {
+        self.action = Some(source);
         self
     }
 
@@ -595,11 +615,16 @@ impl SchemeBuilder {
                 "a tolerance needs a timestamp source",
             ));
         }
-        let reads_tags = [Some(&self.id), self.event.as_ref(), self.scope.as_ref()]
-            .into_iter()
-            .flatten()
-            .chain(self.timestamp.as_ref().map(|(source, _)| source))
-            .any(|source| matches!(source, Source::SignatureTag(_)));
+        let reads_tags = [
+            Some(&self.id),
+            self.event.as_ref(),
+            self.action.as_ref(),
+            self.scope.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(self.timestamp.as_ref().map(|(source, _)| source))
+        .any(|source| matches!(source, Source::SignatureTag(_)));
         if reads_tags && !matches!(self.format, SignatureFormat::List { .. }) {
             return Err(ConfigError::InvalidOption(
                 "signature tags need a list-shaped signature format",
@@ -621,6 +646,7 @@ impl SchemeBuilder {
             signed: self.signed,
             id: self.id,
             event: self.event,
+            action: self.action,
             scope: self.scope,
             timestamp: self.timestamp,
             tolerance: self.tolerance,

@@ -1,0 +1,52 @@
+//! [`Verified<T>`]: the whole verified body as `T`, for any scheme.
+
+use axum_core::extract::FromRequestParts;
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::rejection::{InvalidData, MissingWebhookLayer, VerifiedRejection};
+use crate::layer::VerifiedBody;
+
+/// The whole verified body, deserialized from JSON into `T`, for any scheme: a tuple newtype
+/// like axum's `Json<T>`, but only ever built from bytes whose signature verified.
+///
+/// Needs the [`WebhookLayer`](crate::WebhookLayer) (`500` without it); a body that does not
+/// fit `T` is `422 invalid_data`. Pair it with [`WebhookMeta`](crate::WebhookMeta) for the id,
+/// event and timestamp.
+///
+/// ```
+/// use serde::Deserialize;
+/// use tower_webhook::{extract::Verified, WebhookMeta};
+///
+/// #[derive(Deserialize)]
+/// struct StripeEvent {
+///     id: String,
+///     #[serde(rename = "type")]
+///     kind: String,
+/// }
+///
+/// async fn handler(meta: WebhookMeta, Verified(event): Verified<StripeEvent>) -> String {
+///     format!("{} {} {}", meta.id(), event.id, event.kind)
+/// }
+/// # let _ = handler;
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verified<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Verified<T>
+where
+    T: DeserializeOwned,
+    S: Sync,
+{
+    type Rejection = VerifiedRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let VerifiedBody { body, .. } = parts
+            .extensions
+            .get::<VerifiedBody>()
+            .ok_or(MissingWebhookLayer)?;
+        serde_json::from_slice(body)
+            .map(Verified)
+            .map_err(|error| InvalidData(error).into())
+    }
+}
