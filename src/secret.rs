@@ -85,6 +85,52 @@ impl Secret {
     }
 }
 
+/// Decodes a base64 secret (standard alphabet, padded).
+///
+/// # Errors
+/// [`ConfigError::InvalidSecretEncoding`], whose source names the offset of a wrong character
+/// but never the character: base64's own error would print a byte of the secret.
+pub(crate) fn decode_base64(text: &str) -> Result<Vec<u8>, ConfigError> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|error| ConfigError::InvalidSecretEncoding {
+            source: Box::new(DecodeError(error)),
+        })
+}
+
+/// base64's decoding error, printed (`Display` and `Debug`) without the byte it found.
+struct DecodeError(base64::DecodeError);
+
+impl fmt::Debug for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DecodeError({self})")
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            base64::DecodeError::InvalidByte(offset, _) => {
+                write!(f, "a character that is not base64 at offset {offset}")
+            }
+            base64::DecodeError::InvalidLength(length) => {
+                write!(f, "{length} base64 symbols, a length no encoding produces")
+            }
+            base64::DecodeError::InvalidLastSymbol(offset, _) => {
+                write!(
+                    f,
+                    "a last symbol that encodes stray bits, at offset {offset}"
+                )
+            }
+            base64::DecodeError::InvalidPadding => f.write_str("missing or misplaced padding"),
+        }
+    }
+}
+
+// base64's error is not the source: it prints the byte found.
+impl std::error::Error for DecodeError {}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(REDACTED)")
@@ -254,7 +300,7 @@ mod tests {
 
     #[test]
     fn refuses_an_empty_secret() {
-        assert_eq!(Secret::new("").unwrap_err(), ConfigError::EmptySecret);
+        assert!(matches!(Secret::new(""), Err(ConfigError::EmptySecret)));
     }
 
     #[test]
@@ -265,6 +311,23 @@ mod tests {
         assert!(!printed.contains("supersecret"), "{printed}");
         assert!(!printed.contains("9876"), "{printed}");
         assert!(printed.contains("REDACTED"));
+    }
+
+    #[test]
+    fn a_base64_error_keeps_its_cause_but_never_shows_the_secret() {
+        use std::error::Error as _;
+        let error = decode_base64("C2FVsBQIhr-cChlQIMV+b5sSYspob7oD").unwrap_err();
+        assert!(matches!(error, ConfigError::InvalidSecretEncoding { .. }));
+        let source = error.source().unwrap();
+        assert_eq!(
+            source.to_string(),
+            "a character that is not base64 at offset 10"
+        );
+        let printed = format!("{error} {error:?} {source} {source:?}");
+        assert!(
+            !printed.contains('-') && !printed.contains("45"),
+            "{printed}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::num::NonZeroUsize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -284,7 +285,7 @@ async fn failing_open_runs_the_handler_when_the_store_is_down() {
 
 #[tokio::test]
 async fn failing_open_does_not_bypass_a_full_store() {
-    let store = MemoryStore::default().with_max_in_flight(1).unwrap();
+    let store = MemoryStore::default().with_max_in_flight(NonZeroUsize::MIN);
     let (app, seen) = app(
         layer().with_idempotency(Idempotency::new(store).fail_open(true)),
         Behaviour::Sleep(Duration::from_secs(3600)),
@@ -349,7 +350,7 @@ async fn without_idempotency_every_delivery_reaches_the_handler() {
 
 #[tokio::test]
 async fn the_memory_store_stays_bounded_under_a_stream_of_new_events() {
-    let store = Arc::new(MemoryStore::with_capacity(50).unwrap());
+    let store = Arc::new(MemoryStore::with_capacity(NonZeroUsize::new(50).unwrap()));
     let (app, seen) = app(
         layer().with_idempotency(Idempotency::from_shared(store.clone())),
         Behaviour::Ok,

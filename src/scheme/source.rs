@@ -110,3 +110,13 @@ pub enum SecretFormat {
         prefix: Cow<'static, str>,
     },
 }
+
+impl std::fmt::Display for SecretFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Raw => f.write_str("raw text"),
+            Self::Base64 { prefix } if prefix.is_empty() => f.write_str("base64"),
+            Self::Base64 { prefix } => write!(f, "base64 after `{prefix}`"),
+        }
+    }
+}

@@ -1,8 +1,6 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::format::{Encoding, SignatureFormat, DIGEST_LEN};
@@ -342,10 +340,7 @@ impl Scheme {
             SecretFormat::Raw => Secret::new(text),
             SecretFormat::Base64 { prefix } => {
                 let encoded = text.strip_prefix(prefix.as_ref()).unwrap_or(text);
-                let key = BASE64
-                    .decode(encoded)
-                    .map_err(|_| ConfigError::InvalidSecretEncoding("not valid base64"))?;
-                Secret::new(key)
+                Secret::new(crate::secret::decode_base64(encoded)?)
             }
         }
     }
@@ -355,7 +350,7 @@ impl Scheme {
     /// headers the scheme reads). `Content-Type` is the caller's.
     ///
     /// # Errors
-    /// [`ConfigError::InvalidOption`] when the id or event cannot be a header value.
+    /// [`ConfigError::InvalidHeaderValue`] when the id or event cannot be a header value.
     pub fn sign(&self, secret: &Secret, message: &Outgoing<'_>) -> Result<HeaderMap, ConfigError> {
         let mut headers = HeaderMap::new();
         let timestamp = match self.timestamp {
@@ -396,8 +391,10 @@ impl Scheme {
 }
 
 fn insert(headers: &mut HeaderMap, name: &HeaderName, value: &str) -> Result<(), ConfigError> {
-    let value = HeaderValue::from_str(value)
-        .map_err(|_| ConfigError::InvalidOption("a value to sign is not a valid header value"))?;
+    let value = HeaderValue::from_str(value).map_err(|source| ConfigError::InvalidHeaderValue {
+        name: name.clone(),
+        source,
+    })?;
     headers.insert(name.clone(), value);
     Ok(())
 }
@@ -546,37 +543,41 @@ impl SchemeBuilder {
     /// Checks the description and builds the scheme.
     ///
     /// # Errors
-    /// [`ConfigError::InvalidHeaderName`] for a bad header name; [`ConfigError::InvalidOption`]
-    /// when the body is not the last signed part (or appears twice), when [`Part::Id`] is
-    /// signed but the id is not a header, when [`Part::Timestamp`] is signed but the timestamp
-    /// is not a header or signature tag, when the id and the timestamp are signed back to back
-    /// without a literal between them, when a tolerance is set without a timestamp, when a
-    /// signature tag is read from a single-valued signature format, or when the id comes from
-    /// a signature tag. [`ConfigError::UnsignedIdOrScope`] when the id or scope comes from an
-    /// unsigned header without [`allow_unsigned_id_and_scope`](Self::allow_unsigned_id_and_scope).
+    /// - [`ConfigError::InvalidHeaderName`] for a bad header name;
+    /// - [`ConfigError::BodyNotSignedLast`] when the body is not the last signed part (or
+    ///   appears twice);
+    /// - [`ConfigError::SignedIdNotFromHeader`] when [`Part::Id`] is signed but the id is not a
+    ///   header;
+    /// - [`ConfigError::SignedTimestampNotFromHeader`] when [`Part::Timestamp`] is signed but
+    ///   the timestamp is not a header or signature tag;
+    /// - [`ConfigError::AmbiguousSignedParts`] when the id and the timestamp are signed back to
+    ///   back without a literal between them;
+    /// - [`ConfigError::ToleranceWithoutTimestamp`] when a tolerance is set without a timestamp;
+    /// - [`ConfigError::SignatureTagWithoutList`] when a signature tag is read from a
+    ///   single-valued signature format;
+    /// - [`ConfigError::IdFromSignatureTag`] when the id comes from a signature tag;
+    /// - [`ConfigError::UnsignedIdOrScope`] when the id or scope comes from an unsigned header
+    ///   without [`allow_unsigned_id_and_scope`](Self::allow_unsigned_id_and_scope).
     pub fn build(self) -> Result<Scheme, ConfigError> {
         let header = |name: &str| {
-            HeaderName::try_from(name).map_err(|_| ConfigError::InvalidHeaderName(name.to_owned()))
+            HeaderName::try_from(name).map_err(|source| ConfigError::InvalidHeaderName {
+                name: name.to_owned(),
+                source,
+            })
         };
         let bodies = self.signed.iter().filter(|p| **p == Part::Body).count();
         if bodies != 1 || self.signed.last() != Some(&Part::Body) {
-            return Err(ConfigError::InvalidOption(
-                "the body must be signed exactly once, as the last part",
-            ));
+            return Err(ConfigError::BodyNotSignedLast);
         }
         if self.signed.contains(&Part::Id) && !matches!(self.id, Source::Header(_)) {
-            return Err(ConfigError::InvalidOption(
-                "a signed id must come from a header",
-            ));
+            return Err(ConfigError::SignedIdNotFromHeader);
         }
         let timestamp_before_body = matches!(
             self.timestamp,
             Some((Source::Header(_) | Source::SignatureTag(_), _))
         );
         if self.signed.contains(&Part::Timestamp) && !timestamp_before_body {
-            return Err(ConfigError::InvalidOption(
-                "a signed timestamp must come from a header or a signature tag",
-            ));
+            return Err(ConfigError::SignedTimestampNotFromHeader);
         }
         // Two values the sender chooses, signed back to back, are ambiguous: `ab` + `1` and
         // `a` + `b1` sign the same bytes, so a captured delivery could be replayed as another.
@@ -586,14 +587,10 @@ impl SchemeBuilder {
             .windows(2)
             .any(|pair| header_parts(&pair[0]) && header_parts(&pair[1]))
         {
-            return Err(ConfigError::InvalidOption(
-                "the signed id and timestamp need a literal between them",
-            ));
+            return Err(ConfigError::AmbiguousSignedParts);
         }
         if self.tolerance.is_some() && self.timestamp.is_none() {
-            return Err(ConfigError::InvalidOption(
-                "a tolerance needs a timestamp source",
-            ));
+            return Err(ConfigError::ToleranceWithoutTimestamp);
         }
         let reads_tags = [Some(&self.id), self.event.as_ref(), self.scope.as_ref()]
             .into_iter()
@@ -601,14 +598,10 @@ impl SchemeBuilder {
             .chain(self.timestamp.as_ref().map(|(source, _)| source))
             .any(|source| matches!(source, Source::SignatureTag(_)));
         if reads_tags && !matches!(self.format, SignatureFormat::List { .. }) {
-            return Err(ConfigError::InvalidOption(
-                "signature tags need a list-shaped signature format",
-            ));
+            return Err(ConfigError::SignatureTagWithoutList);
         }
         if matches!(self.id, Source::SignatureTag(_)) {
-            return Err(ConfigError::InvalidOption(
-                "the event id cannot come from the signature header",
-            ));
+            return Err(ConfigError::IdFromSignatureTag);
         }
         let signed = signs_id(&self.id, &self.signed) && signs_scope(self.scope.as_ref());
         if !signed && !self.unsigned_id_and_scope {
@@ -639,22 +632,35 @@ mod tests {
     fn the_builder_refuses_descriptions_that_cannot_work() {
         let base = || Scheme::builder("x", "x-sig", SignatureFormat::single("", Encoding::Hex));
         assert!(base().build().is_ok());
-        assert!(base()
-            .signed(vec![Part::Body, Part::literal(".")])
-            .build()
-            .is_err());
-        assert!(base().signed(vec![Part::Body, Part::Body]).build().is_err());
-        assert!(base().signed(vec![Part::Id, Part::Body]).build().is_err());
-        assert!(base()
-            .signed(vec![Part::Timestamp, Part::Body])
-            .build()
-            .is_err());
-        assert!(base()
-            .signed(vec![Part::Timestamp, Part::Body])
-            .timestamp(Source::body_field("ts"), TimestampFormat::UnixSeconds)
-            .build()
-            .is_err());
-        assert!(base().tolerance(DEFAULT_TOLERANCE).build().is_err());
+        let refused = |builder: SchemeBuilder| builder.build().unwrap_err();
+        assert!(matches!(
+            refused(base().signed(vec![Part::Body, Part::literal(".")])),
+            ConfigError::BodyNotSignedLast
+        ));
+        assert!(matches!(
+            refused(base().signed(vec![Part::Body, Part::Body])),
+            ConfigError::BodyNotSignedLast
+        ));
+        assert!(matches!(
+            refused(base().signed(vec![Part::Id, Part::Body])),
+            ConfigError::SignedIdNotFromHeader
+        ));
+        assert!(matches!(
+            refused(base().signed(vec![Part::Timestamp, Part::Body])),
+            ConfigError::SignedTimestampNotFromHeader
+        ));
+        assert!(matches!(
+            refused(
+                base()
+                    .signed(vec![Part::Timestamp, Part::Body])
+                    .timestamp(Source::body_field("ts"), TimestampFormat::UnixSeconds)
+            ),
+            ConfigError::SignedTimestampNotFromHeader
+        ));
+        assert!(matches!(
+            refused(base().tolerance(DEFAULT_TOLERANCE)),
+            ConfigError::ToleranceWithoutTimestamp
+        ));
         // The id and the timestamp signed back to back are ambiguous; a literal between them
         // is not.
         let headers = || {
@@ -662,19 +668,15 @@ mod tests {
                 .id(Source::header("x-id"))
                 .timestamp(Source::header("x-ts"), TimestampFormat::UnixSeconds)
         };
-        assert!(headers()
-            .signed(vec![Part::Id, Part::Timestamp, Part::Body])
-            .build()
-            .is_err());
-        assert!(headers()
-            .signed(vec![
-                Part::Timestamp,
-                Part::Id,
-                Part::literal("."),
-                Part::Body
-            ])
-            .build()
-            .is_err());
+        for ambiguous in [
+            vec![Part::Id, Part::Timestamp, Part::Body],
+            vec![Part::Timestamp, Part::Id, Part::literal("."), Part::Body],
+        ] {
+            assert!(matches!(
+                refused(headers().signed(ambiguous)),
+                ConfigError::AmbiguousSignedParts
+            ));
+        }
         assert!(headers()
             .signed(vec![
                 Part::Id,
@@ -684,20 +686,30 @@ mod tests {
             ])
             .build()
             .is_ok());
-        assert!(base()
-            .timestamp(Source::signature_tag("t"), TimestampFormat::UnixSeconds)
-            .build()
-            .is_err());
-        assert_eq!(
+        assert!(matches!(
+            refused(base().timestamp(Source::signature_tag("t"), TimestampFormat::UnixSeconds)),
+            ConfigError::SignatureTagWithoutList
+        ));
+        let list = || {
             Scheme::builder(
                 "x",
-                "bad header",
-                SignatureFormat::single("", Encoding::Hex)
+                "x-sig",
+                SignatureFormat::list(',', "v1", '=', Encoding::Hex),
             )
-            .build()
-            .unwrap_err(),
-            ConfigError::InvalidHeaderName("bad header".into())
+        };
+        assert!(matches!(
+            refused(list().id(Source::signature_tag("id"))),
+            ConfigError::IdFromSignatureTag
+        ));
+        let bad = refused(Scheme::builder(
+            "x",
+            "bad header",
+            SignatureFormat::single("", Encoding::Hex),
+        ));
+        assert!(
+            matches!(&bad, ConfigError::InvalidHeaderName { name, .. } if name == "bad header")
         );
+        assert!(std::error::Error::source(&bad).is_some());
     }
 
     #[test]
@@ -715,10 +727,10 @@ mod tests {
                 .scope(Source::header("x-account")),
         ];
         for builder in unsigned {
-            assert_eq!(
-                builder.clone().build().unwrap_err(),
-                ConfigError::UnsignedIdOrScope
-            );
+            assert!(matches!(
+                builder.clone().build(),
+                Err(ConfigError::UnsignedIdOrScope)
+            ));
             let scheme = builder.allow_unsigned_id_and_scope().build().unwrap();
             assert!(!scheme.signs_id_and_scope());
         }
@@ -778,13 +790,13 @@ mod tests {
             .secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
             .is_ok());
         assert!(scheme.secret("C2FVsBQIhrscChlQIMV+b5sSYspob7oD").is_ok());
-        assert_eq!(
-            scheme.secret("whsec_not base64!").unwrap_err(),
-            ConfigError::InvalidSecretEncoding("not valid base64")
-        );
-        assert_eq!(
-            scheme.secret("whsec_").unwrap_err(),
-            ConfigError::EmptySecret
-        );
+        assert!(matches!(
+            scheme.secret("whsec_not base64!"),
+            Err(ConfigError::InvalidSecretEncoding { .. })
+        ));
+        assert!(matches!(
+            scheme.secret("whsec_"),
+            Err(ConfigError::EmptySecret)
+        ));
     }
 }
