@@ -9,28 +9,41 @@ use http::request::Parts;
 use sha2::Sha256;
 
 use crate::error::ConfigError;
+use crate::scheme::SecretFormat;
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
-/// One signing secret, keyed into HMAC-SHA256 once when it is created.
+/// One signing secret, keyed into HMAC-SHA256 once when it is created, and the
+/// [`SecretFormat`] it was decoded for.
 ///
 /// The raw key is not kept: only the keyed MAC state, which is cloned per request (cheaper than
 /// keying each time). `Debug` prints `Secret(REDACTED)`.
 ///
-/// Sotion, GitHub, sota.io, Stripe and Slack use the secret string's bytes as the key as they are
-/// (for Sotion the whole `whsec_...` string): use [`Secret::new`].
+/// Senders write their secrets differently: Sotion, GitHub, sota.io, Stripe and Slack use the
+/// secret string's bytes as the key as they are (for Sotion the whole `whsec_...` string),
+/// Standard Webhooks base64-decodes what follows `whsec_`. So let the scheme decode the text
+/// ([`Scheme::secret`](crate::Scheme::secret), or the layer builder's
+/// [`with_secret`](crate::layer::WebhookLayerBuilder::with_secret)); [`Secret::new`] takes the
+/// key's bytes as they are, for a scheme with raw secrets. The secret remembers how it was
+/// decoded, and a layer refuses to build with a secret decoded for another scheme's format
+/// ([`ConfigError::SecretFormatMismatch`]).
 ///
 /// ```
-/// use tower_webhook::Secret;
+/// use tower_webhook::{Scheme, Secret};
 ///
-/// let secret = Secret::new("whsec_test_secret")?;
-/// assert_eq!(format!("{secret:?}"), "Secret(REDACTED)");
+/// let sotion = Secret::new("whsec_test_secret")?; // Sotion: the text is the key
+/// assert_eq!(format!("{sotion:?}"), "Secret(REDACTED)");
+///
+/// // Standard Webhooks: the key is the base64 after `whsec_`.
+/// let svix = Scheme::standard_webhooks().secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?;
+/// # let _ = svix;
 /// # Ok::<(), tower_webhook::ConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct Secret {
     mac: HmacSha256,
     fingerprint: Fingerprint,
+    format: SecretFormat,
 }
 
 /// A secret's fingerprint: the first 16 bytes of the HMAC-SHA256, under the secret, of a fixed
@@ -43,12 +56,30 @@ pub(crate) type Fingerprint = [u8; 16];
 const FINGERPRINT_LABEL: &[u8] = b"tower-webhook endpoint fingerprint v1";
 
 impl Secret {
-    /// A secret whose bytes are the HMAC key as given. Fails on an empty secret.
+    /// A secret whose bytes are the HMAC key as given ([`SecretFormat::Raw`]): for the schemes
+    /// with raw secrets (Sotion, GitHub, sota.io, Stripe, Slack). A scheme that decodes its
+    /// secrets (Standard Webhooks) refuses it; give it the text instead
+    /// ([`Scheme::secret`](crate::Scheme::secret)).
     ///
     /// # Errors
     /// [`ConfigError::EmptySecret`] when `key` is empty.
     pub fn new(key: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        let key = key.as_ref();
+        Self::keyed(key.as_ref(), SecretFormat::Raw)
+    }
+
+    /// The secret written as `text` in `format`: the text's bytes, or the base64 after the
+    /// format's prefix (stripped when present).
+    pub(crate) fn decode(text: &str, format: &SecretFormat) -> Result<Self, ConfigError> {
+        match format {
+            SecretFormat::Raw => Self::keyed(text.as_bytes(), SecretFormat::Raw),
+            SecretFormat::Base64 { prefix } => {
+                let encoded = text.strip_prefix(prefix.as_ref()).unwrap_or(text);
+                Self::keyed(&decode_base64(encoded)?, format.clone())
+            }
+        }
+    }
+
+    fn keyed(key: &[u8], format: SecretFormat) -> Result<Self, ConfigError> {
         if key.is_empty() {
             return Err(ConfigError::EmptySecret);
         }
@@ -59,7 +90,17 @@ impl Secret {
         labelled.update(FINGERPRINT_LABEL);
         let mut fingerprint = Fingerprint::default();
         fingerprint.copy_from_slice(&labelled.finalize().into_bytes()[..16]);
-        Ok(Self { mac, fingerprint })
+        Ok(Self {
+            mac,
+            fingerprint,
+            format,
+        })
+    }
+
+    /// The format this secret was decoded for.
+    #[must_use]
+    pub fn format(&self) -> &SecretFormat {
+        &self.format
     }
 
     /// A secret no sender has (an all-zero key, not a valid configuration): for work that must
@@ -71,6 +112,7 @@ impl Secret {
             ),
             // Never used: a delivery MACed with this secret is refused whatever it carries.
             fingerprint: Fingerprint::default(),
+            format: SecretFormat::Raw,
         }
     }
 
@@ -198,6 +240,26 @@ impl Secrets {
     pub(crate) fn as_slice(&self) -> &[Secret] {
         &self.secrets
     }
+
+    /// Checks that every secret was decoded the way a scheme with secrets in `expected`
+    /// decodes them. Only the decoding counts, not a base64 prefix: the key is the decoded
+    /// bytes whatever prefix the text had.
+    ///
+    /// # Errors
+    /// [`ConfigError::SecretFormatMismatch`] for the first secret decoded otherwise.
+    pub(crate) fn check_format(&self, expected: &SecretFormat) -> Result<(), ConfigError> {
+        match self
+            .secrets
+            .iter()
+            .find(|secret| !secret.format.decodes_like(expected))
+        {
+            Some(secret) => Err(ConfigError::SecretFormatMismatch {
+                expected: expected.clone(),
+                found: secret.format.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 impl From<Secret> for Secrets {
@@ -301,6 +363,34 @@ mod tests {
     #[test]
     fn refuses_an_empty_secret() {
         assert!(matches!(Secret::new(""), Err(ConfigError::EmptySecret)));
+    }
+
+    #[test]
+    fn a_secret_remembers_the_format_it_was_decoded_for() {
+        let base64 = SecretFormat::base64("whsec_");
+        assert_eq!(
+            Secret::new("whsec_abc").unwrap().format(),
+            &SecretFormat::Raw
+        );
+        let decoded = Secret::decode("whsec_aGVsbG8=", &base64).unwrap();
+        assert_eq!(decoded.format(), &base64);
+        let raw = Secret::new("whsec_aGVsbG8=").unwrap();
+        // A set with a secret of the other format is refused, whichever comes first.
+        let mixed = Secrets::new(decoded.clone()).with(raw.clone());
+        assert!(matches!(
+            mixed.check_format(&base64),
+            Err(ConfigError::SecretFormatMismatch { expected, found })
+                if expected == base64 && found == SecretFormat::Raw
+        ));
+        assert!(matches!(
+            mixed.check_format(&SecretFormat::Raw),
+            Err(ConfigError::SecretFormatMismatch { .. })
+        ));
+        assert!(Secrets::new(raw).check_format(&SecretFormat::Raw).is_ok());
+        // Only the decoding counts: another prefix makes the same key of the same base64.
+        assert!(Secrets::new(decoded)
+            .check_format(&SecretFormat::base64(""))
+            .is_ok());
     }
 
     #[test]

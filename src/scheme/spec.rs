@@ -271,6 +271,7 @@ impl Scheme {
             tolerance: None,
             delivery: None,
             unsigned_id_and_scope: false,
+            secret_format: SecretFormat::Raw,
         }
     }
 
@@ -330,19 +331,20 @@ impl Scheme {
     }
 
     /// Turns a secret's text into a key the way this sender means it (`whsec_<base64>`
-    /// decoded for Standard Webhooks, the text as is for the others).
+    /// decoded for Standard Webhooks, the text as is for the others): the [`Secret`] remembers
+    /// this scheme's [`SecretFormat`], and a layer with this scheme accepts it.
     ///
     /// # Errors
     /// [`ConfigError::EmptySecret`], or [`ConfigError::InvalidSecretEncoding`] when a base64
     /// secret does not decode.
     pub fn secret(&self, text: &str) -> Result<Secret, ConfigError> {
-        match &self.secret_format {
-            SecretFormat::Raw => Secret::new(text),
-            SecretFormat::Base64 { prefix } => {
-                let encoded = text.strip_prefix(prefix.as_ref()).unwrap_or(text);
-                Secret::new(crate::secret::decode_base64(encoded)?)
-            }
-        }
+        Secret::decode(text, &self.secret_format)
+    }
+
+    /// How this scheme's secrets are written.
+    #[must_use]
+    pub fn secret_format(&self) -> &SecretFormat {
+        &self.secret_format
     }
 
     /// Signs an outgoing delivery as this sender would, for tests and local development:
@@ -443,6 +445,7 @@ pub struct SchemeBuilder {
     tolerance: Option<Tolerance>,
     delivery: Option<String>,
     unsigned_id_and_scope: bool,
+    secret_format: SecretFormat,
 }
 
 /// Whether an id from `id` is signed: read from the body (a field or its digest), or from a
@@ -513,6 +516,15 @@ impl SchemeBuilder {
     #[must_use]
     pub fn delivery_header(mut self, name: &str) -> Self {
         self.delivery = Some(name.to_owned());
+        self
+    }
+
+    /// How the sender writes its secrets (default [`SecretFormat::Raw`]: the text's bytes are
+    /// the key). A sender whose secrets are base64, possibly after a prefix, declares
+    /// [`SecretFormat::base64`]; [`Scheme::secret`] then decodes them.
+    #[must_use]
+    pub fn with_secret_format(mut self, format: SecretFormat) -> Self {
+        self.secret_format = format;
         self
     }
 
@@ -619,7 +631,7 @@ impl SchemeBuilder {
             tolerance: self.tolerance,
             delivery: self.delivery.as_deref().map(header).transpose()?,
             envelope: None,
-            secret_format: SecretFormat::Raw,
+            secret_format: self.secret_format,
         })
     }
 }
@@ -773,6 +785,7 @@ mod tests {
             if let Some(tolerance) = preset.tolerance {
                 builder = builder.tolerance(tolerance);
             }
+            builder = builder.with_secret_format(preset.secret_format.clone());
             // GitHub's id is unsigned: its preset makes the same choice as this opt-in.
             assert_eq!(preset.signs_id_and_scope(), name != "github", "{name}");
             if !preset.signs_id_and_scope() {
@@ -781,6 +794,33 @@ mod tests {
             assert!(builder.build().is_ok(), "{name}");
         }
         assert!(Scheme::preset("unknown").is_none());
+    }
+
+    #[test]
+    fn a_custom_scheme_declaring_base64_secrets_decodes_them() {
+        let scheme = Scheme::builder("x", "x-sig", SignatureFormat::single("", Encoding::Hex))
+            .with_secret_format(SecretFormat::base64("sk_"))
+            .build()
+            .unwrap();
+        let secret = scheme.secret("sk_aGVsbG8=").unwrap();
+        assert_eq!(secret.format(), &SecretFormat::base64("sk_"));
+        // The key is the decoded bytes.
+        assert_eq!(
+            secret.fingerprint(),
+            Secret::new("hello").unwrap().fingerprint()
+        );
+        // Without the declaration the text is the key.
+        let raw = Scheme::builder("x", "x-sig", SignatureFormat::single("", Encoding::Hex))
+            .build()
+            .unwrap();
+        assert_eq!(
+            raw.secret("sk_aGVsbG8=").unwrap().format(),
+            &SecretFormat::Raw
+        );
+        assert!(matches!(
+            scheme.secret("sk_not base64"),
+            Err(ConfigError::InvalidSecretEncoding { .. })
+        ));
     }
 
     #[test]
