@@ -23,7 +23,7 @@ pub struct MissingWebhookLayer;
 
 impl MissingWebhookLayer {
     const MESSAGE: &'static str = "no verified webhook in this request: add \
-        tower_webhook::WebhookLayer to this route (`.layer(WebhookLayer::new(secret))`) \
+        tower_webhook::WebhookLayer to this route (`.layer(WebhookLayer::new(scheme, secret)?)`) \
         before using the Envelope or WebhookMeta extractors";
 }
 

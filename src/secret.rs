@@ -186,7 +186,7 @@ impl fmt::Debug for Secret {
 /// nor which secret matched.
 ///
 /// The order matters: the secret that verified a delivery names its endpoint in idempotency
-/// keys (unless the layer has [`with_endpoint`](crate::WebhookLayer::with_endpoint)), and when
+/// keys (unless the layer has [`with_endpoint`](crate::layer::WebhookLayerBuilder::with_endpoint)), and when
 /// several verify it (senders sign with both secrets during a rotation) the one added last
 /// counts. Add the new secret first and the old one after it, so that replicas still holding
 /// only the old secret key the delivery the same way.
@@ -318,28 +318,44 @@ pub type ResolveFuture<'a> =
 /// which tenants exist.
 ///
 /// A resolver that fails, or does not answer within
-/// [`with_resolver_timeout`](crate::WebhookLayer::with_resolver_timeout) (default 5 s), is
-/// answered `503 secrets_unavailable` with the `Retry-After` of
-/// [`with_resolver_retry_after`](crate::WebhookLayer::with_resolver_retry_after) (default 30 s).
+/// [`with_resolver_timeout`](crate::layer::WebhookLayerBuilder::with_resolver_timeout)
+/// (default 5 s), is answered `503 secrets_unavailable` with the `Retry-After` of
+/// [`with_resolver_retry_after`](crate::layer::WebhookLayerBuilder::with_resolver_retry_after)
+/// (default 30 s).
+///
+/// A tenant's secrets must be decoded the way the layer's scheme decodes them: let the scheme
+/// decode each secret's text ([`Scheme::secret`](crate::Scheme::secret)). A tenant whose
+/// secrets were decoded for another format (a raw [`Secret::new`] key for Standard Webhooks) is
+/// a configuration mistake that only a request can show: it is logged as an error and answered
+/// `503 secrets_unavailable`, so the sender retries once it is fixed.
 ///
 /// Implemented for closures `Fn(&Parts) -> impl Future<Output = Result<Option<Tenant>,
-/// ResolveError>>`:
+/// ResolveError>>`, given to the layer builder's
+/// [`with_resolver`](crate::layer::WebhookLayerBuilder::with_resolver):
 ///
 /// ```
-/// use tower_webhook::{ResolveError, Secret, Tenant, WebhookLayer};
+/// use std::sync::Arc;
+/// use tower_webhook::{ResolveError, Scheme, Tenant, WebhookLayer};
 ///
-/// let layer = WebhookLayer::per_tenant(|parts: &http::request::Parts| {
-///     let customer = parts.uri.path().rsplit('/').next().unwrap_or("").to_owned();
-///     async move {
-///         // Look the customer's secret up in your database here.
-///         let secret = match customer.as_str() {
-///             "acme" => Secret::new("whsec_acme").map_err(|e| ResolveError(e.into()))?,
-///             _ => return Ok(None),
-///         };
-///         Ok(Some(Tenant::new(customer, secret)))
-///     }
-/// });
+/// let scheme = Arc::new(Scheme::standard_webhooks());
+/// let decoder = scheme.clone();
+/// let layer = WebhookLayer::builder(Scheme::clone(&scheme))
+///     .with_resolver(move |parts: &http::request::Parts| {
+///         let customer = parts.uri.path().rsplit('/').next().unwrap_or("").to_owned();
+///         let scheme = decoder.clone();
+///         async move {
+///             // Look the customer's secret up in your database here.
+///             let text = match customer.as_str() {
+///                 "acme" => "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+///                 _ => return Ok(None),
+///             };
+///             let secret = scheme.secret(text).map_err(|e| ResolveError(e.into()))?;
+///             Ok(Some(Tenant::new(customer, secret)))
+///         }
+///     })
+///     .build()?;
 /// # let _ = layer;
+/// # Ok::<(), tower_webhook::ConfigError>(())
 /// ```
 pub trait SecretResolver: Send + Sync + 'static {
     /// The tenant a request claims to come from, with its secrets; `None` if there is none.

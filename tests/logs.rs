@@ -12,7 +12,7 @@ use common::{meta_app, send, Down};
 use http_body_util::BodyExt;
 use tower_webhook::scheme::Outgoing;
 use tower_webhook::testing::{signed_request, sotion_event_with_data, sotion_request};
-use tower_webhook::{Scheme, Secret, WebhookLayer};
+use tower_webhook::{ResolveError, Scheme, Secret, Tenant, WebhookLayer};
 
 const SECRET: &str = "whsec_TOP_SECRET_never_printed_42";
 const BODY_MARKER: &str = "BODY_CONTENT_MUST_NOT_BE_LOGGED";
@@ -55,7 +55,10 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
         .build()
         .unwrap();
     let (answered, signature) = runtime.block_on(async {
-        let (app, _) = meta_app(WebhookLayer::new(secret()), "/webhooks");
+        let (app, _) = meta_app(
+            WebhookLayer::new(Scheme::sotion(), SECRET).unwrap(),
+            "/webhooks",
+        );
         let genuine = body_with_marker("evt_logged\"q");
         let signature = tower_webhook::verify::sign(&secret(), &genuine);
         let mut responses = Vec::new();
@@ -66,7 +69,10 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
             body_with_marker("evt_x"),
         );
         responses.push(send(&app, forged).await);
-        let (down, _) = meta_app(WebhookLayer::new(secret()).with_store(Down), "/webhooks");
+        let down = WebhookLayer::builder(Scheme::sotion())
+            .with_secret(SECRET)
+            .with_store(Down);
+        let (down, _) = meta_app(down, "/webhooks");
         responses.push(
             send(
                 &down,
@@ -77,7 +83,8 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
 
         // Another scheme, logged under its name.
         let scheme = Scheme::stripe();
-        let stripe_secret = scheme.secret("whsec_stripe_TOP_SECRET").unwrap();
+        let stripe_text = "whsec_stripe_TOP_SECRET";
+        let stripe_secret = scheme.secret(stripe_text).unwrap();
         let unix = i64::try_from(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -94,7 +101,7 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
         };
         let request = signed_request(&scheme, &stripe_secret, &message);
         let (stripe, seen) = meta_app(
-            WebhookLayer::new(stripe_secret.clone()).with_scheme(scheme.clone()),
+            WebhookLayer::new(scheme.clone(), stripe_text).unwrap(),
             "/webhooks",
         );
         responses.push(send(&stripe, request).await);
@@ -108,6 +115,35 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
         };
         responses.push(send(&stripe, signed_request(&scheme, &stripe_secret, &message)).await);
         assert_eq!(seen.runs(), 2);
+
+        // A resolver giving a Standard Webhooks tenant a raw key (`Secret::new` of the
+        // `whsec_` text, which that scheme base64-decodes): a configuration mistake only a
+        // request shows, answered 503 (the sender retries once it is fixed) and logged.
+        let standard = Scheme::standard_webhooks();
+        let misconfigured = WebhookLayer::builder(standard.clone()).with_resolver(
+            |_: &http::request::Parts| async {
+                let raw = Secret::new("whsec_VE9QX1NFQ1JFVF90ZW5hbnQ=")
+                    .map_err(|e| ResolveError(e.into()))?;
+                Ok(Some(Tenant::new("acme", raw)))
+            },
+        );
+        let (misconfigured, seen) = meta_app(misconfigured, "/webhooks");
+        let tenant_secret = standard.secret("whsec_VE9QX1NFQ1JFVF90ZW5hbnQ=").unwrap();
+        let message = Outgoing {
+            id: "msg_1",
+            event: "invoice.paid",
+            timestamp: unix,
+            body: br#"{"type":"invoice.paid"}"#,
+        };
+        let response = send(
+            &misconfigured,
+            signed_request(&standard, &tenant_secret, &message),
+        )
+        .await;
+        assert_eq!(response.status(), 503);
+        assert!(response.headers().contains_key("retry-after"));
+        responses.push(response);
+        assert_eq!(seen.runs(), 0);
 
         let mut answered = String::new();
         for response in responses {
@@ -129,6 +165,13 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
     assert!(logs.contains(r#"id="evt_stripe_1""#), "{logs}");
     assert!(
         logs.contains("the event type is not a usable token") && logs.contains(r#"field="type""#),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("ERROR")
+            && logs.contains("the secret resolver gave secrets the scheme cannot use")
+            && logs.contains("tenant=acme")
+            && logs.contains("code=\"secrets_unavailable\""),
         "{logs}"
     );
     // What must never be there.

@@ -14,6 +14,7 @@ use base64::Engine as _;
 use common::{assert_rejected, error_code, meta_app, send};
 use http_body_util::{BodyExt, Full};
 use tower_webhook::extract::Verified;
+use tower_webhook::layer::WebhookLayerBuilder;
 use tower_webhook::scheme::{
     Encoding, Outgoing, Part, Scheme, SignatureFormat, Source, TimestampFormat, Tolerance,
 };
@@ -25,14 +26,14 @@ fn at(unix: i64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(unix)
 }
 
-/// A layer for `scheme` with one or more secrets, its clock pinned at `now`.
-fn layer(scheme: &Scheme, secrets: &[&str], now: i64) -> WebhookLayer {
-    let mut layer = WebhookLayer::new(scheme.secret(secrets[0]).unwrap());
-    for secret in &secrets[1..] {
-        layer = layer.with_secret(scheme.secret(secret).unwrap());
-    }
-    layer
-        .with_scheme(scheme.clone())
+/// A layer for `scheme` with one or more secrets (their text, as the sender shows it), its
+/// clock pinned at `now`.
+fn layer(scheme: &Scheme, secrets: &[&str], now: i64) -> WebhookLayerBuilder {
+    secrets
+        .iter()
+        .fold(WebhookLayer::builder(scheme.clone()), |layer, secret| {
+            layer.with_secret(secret)
+        })
         .with_clock(move || at(now))
 }
 
@@ -225,7 +226,7 @@ async fn freshness_comes_from_the_injected_clock_not_the_wall_clock() {
             .status(),
         200
     );
-    let wall = WebhookLayer::new(scheme.secret(&secret).unwrap()).with_scheme(scheme.clone());
+    let wall = WebhookLayer::new(scheme.clone(), &secret).unwrap();
     let (app, seen) = meta_app(wall, "/webhooks");
     let response = send(&app, delivery(&scheme, &secret, "e", then)).await;
     assert_rejected(response, 401, "timestamp_too_old", &seen).await;
@@ -336,8 +337,8 @@ async fn a_custom_webinone_style_scheme_verifies_without_crypto_code() {
     assert_eq!(meta.timestamp().unwrap().unix_timestamp(), NOW);
 }
 
-fn tenant_layer() -> WebhookLayer {
-    WebhookLayer::per_tenant(|parts: &http::request::Parts| {
+fn tenant_layer() -> WebhookLayerBuilder {
+    WebhookLayer::builder(Scheme::sotion()).with_resolver(|parts: &http::request::Parts| {
         let tenant = parts.uri.path().rsplit('/').next().unwrap_or("").to_owned();
         async move {
             match tenant.as_str() {
@@ -412,7 +413,7 @@ async fn verified_types_the_body_for_any_scheme_and_envelope_is_sotion_only() {
     };
     let app = Router::new().route(
         "/webhooks",
-        post(handler).route_layer(layer(&scheme, &["whsec_s"], NOW)),
+        post(handler).route_layer(layer(&scheme, &["whsec_s"], NOW).build().unwrap()),
     );
     let response = send(&app, delivery(&scheme, "whsec_s", "evt_9", NOW)).await;
     assert_eq!(response.status(), 200);
@@ -422,7 +423,7 @@ async fn verified_types_the_body_for_any_scheme_and_envelope_is_sotion_only() {
     let wrong = |_: Envelope| async { "unreachable" };
     let app = Router::new().route(
         "/webhooks",
-        post(wrong).route_layer(layer(&scheme, &["whsec_s"], NOW)),
+        post(wrong).route_layer(layer(&scheme, &["whsec_s"], NOW).build().unwrap()),
     );
     let response = send(&app, delivery(&scheme, "whsec_s", "evt_9", NOW)).await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);

@@ -2,7 +2,7 @@
 //!
 //! Senders deliver at least once: they retry on timeouts and errors, for days. The layer
 //! therefore remembers each event it handled, in an [`IdempotencyStore`], keyed by the scheme,
-//! the endpoint (see [`WebhookLayer::with_endpoint`](crate::WebhookLayer::with_endpoint)), the
+//! the endpoint (see [`WebhookLayerBuilder::with_endpoint`](crate::layer::WebhookLayerBuilder::with_endpoint)), the
 //! tenant, the signed scope (Sotion's `siteId`) and the signed event id ([`IdempotencyKey`];
 //! a scheme whose id is unsigned, such as GitHub's, is keyed by its signed bytes instead):
 //!
@@ -154,7 +154,7 @@ impl Idempotency {
 
     /// The guard over a store shared with other code (or other layers). Layers sharing a
     /// store share keys only when they are the same endpoint: the same verifying secret, or
-    /// the same [`with_endpoint`](crate::WebhookLayer::with_endpoint) name.
+    /// the same [`with_endpoint`](crate::layer::WebhookLayerBuilder::with_endpoint) name.
     #[must_use]
     pub fn from_shared(store: Arc<dyn IdempotencyStore>) -> Self {
         Self {

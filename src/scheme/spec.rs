@@ -284,7 +284,7 @@ impl Scheme {
     }
 
     /// Renames the scheme. The name scopes idempotency keys (as do the endpoint and the
-    /// tenant: see [`WebhookLayer::with_endpoint`](crate::WebhookLayer::with_endpoint)).
+    /// tenant: see [`WebhookLayerBuilder::with_endpoint`](crate::layer::WebhookLayerBuilder::with_endpoint)).
     #[must_use]
     pub fn with_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.name = name.into();
