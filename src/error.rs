@@ -378,10 +378,10 @@ pub enum ConfigError {
     IdFromSignatureTag,
     /// A scheme's event id or scope comes from a header the signature does not cover, so
     /// anyone could choose it; see
-    /// [`SchemeBuilder::allow_unsigned_id_and_scope`](crate::scheme::SchemeBuilder::allow_unsigned_id_and_scope).
+    /// [`SchemeBuilder::with_unsigned_id_and_scope`](crate::scheme::SchemeBuilder::with_unsigned_id_and_scope).
     #[error(
         "the event id or scope comes from an unsigned header: sign it (Part::Id), read it from \
-         the body, or call allow_unsigned_id_and_scope() to use it for display only"
+         the body, or call with_unsigned_id_and_scope() to use it for display only"
     )]
     UnsignedIdOrScope,
 }

@@ -259,10 +259,12 @@ async fn standard_webhooks_refuses_each_missing_header() {
 async fn sotion_can_enforce_a_maximum_age_on_its_signed_body_timestamp() {
     // The sample event is stamped 2026-03-28T12:00:00Z.
     let stamped = 1_774_699_200;
-    let scheme = Scheme::sotion().with_tolerance(Some(Tolerance {
-        past: Duration::from_secs(3600),
-        future: Duration::from_secs(60),
-    }));
+    let scheme = Scheme::sotion()
+        .with_tolerance(Tolerance {
+            past: Duration::from_secs(3600),
+            future: Duration::from_secs(60),
+        })
+        .unwrap();
     let secret = "whsec_s";
     let fresh = layer(&scheme, &[secret], stamped + 3599);
     let (app, _) = meta_app(fresh, "/webhooks");
@@ -309,14 +311,14 @@ async fn a_custom_webinone_style_scheme_verifies_without_crypto_code() {
         "x-webinone-signature",
         SignatureFormat::single("", Encoding::Hex),
     )
-    .signed(vec![Part::Timestamp, Part::literal("."), Part::Body])
-    .timestamp(
+    .with_signed(vec![Part::Timestamp, Part::literal("."), Part::Body])
+    .with_timestamp(
         Source::header("x-webinone-timestamp"),
         TimestampFormat::UnixSeconds,
     )
-    .tolerance(Tolerance::symmetric(Duration::from_secs(300)))
-    .event(Source::header("x-webinone-event"))
-    .id(Source::BodyDigest)
+    .with_tolerance(Tolerance::symmetric(Duration::from_secs(300)))
+    .with_event(Source::header("x-webinone-event"))
+    .with_id(Source::BodyDigest)
     .build()
     .unwrap();
     let secret = "client-secret";
@@ -503,9 +505,9 @@ fn builder_scheme() -> Scheme {
         "x-acme-signature",
         SignatureFormat::single("sha256=", Encoding::Hex),
     )
-    .id(Source::body_field("id"))
-    .event(Source::header("x-acme-event"))
-    .scope(Source::body_field("account"))
+    .with_id(Source::body_field("id"))
+    .with_event(Source::header("x-acme-event"))
+    .with_scope(Source::body_field("account"))
     .build()
     .unwrap()
 }
@@ -662,8 +664,8 @@ async fn a_required_body_field_that_is_unusable_still_refuses() {
         "x-timed-signature",
         SignatureFormat::single("sha256=", Encoding::Hex),
     )
-    .id(Source::body_field("id"))
-    .timestamp(Source::body_field("ts"), TimestampFormat::UnixSeconds)
+    .with_id(Source::body_field("id"))
+    .with_timestamp(Source::body_field("ts"), TimestampFormat::UnixSeconds)
     .build()
     .unwrap();
     let (app, timed) = meta_app(layer(&scheme, &["whsec_s"], NOW), "/webhooks");

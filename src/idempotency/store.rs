@@ -180,7 +180,7 @@ impl fmt::Debug for Token {
 ///
 /// Keys hold only signed values: when a scheme's id or scope is unsigned (GitHub's
 /// `X-GitHub-Delivery`), the digest of the delivery's signed bytes takes their place (see
-/// [`SchemeBuilder::allow_unsigned_id_and_scope`](crate::scheme::SchemeBuilder::allow_unsigned_id_and_scope)).
+/// [`SchemeBuilder::with_unsigned_id_and_scope`](crate::scheme::SchemeBuilder::with_unsigned_id_and_scope)).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct IdempotencyKey([u8; 32]);
 
