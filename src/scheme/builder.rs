@@ -239,7 +239,8 @@ impl SchemeBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheme::{Encoding, DEFAULT_TOLERANCE};
+    use crate::scheme::spec::DEFAULT_TOLERANCE;
+    use crate::scheme::Encoding;
     use crate::secret::Secret;
 
     #[test]

@@ -28,7 +28,5 @@ pub(crate) use self::headers::Headers;
 pub(crate) use self::read::Described;
 pub use self::sign::Outgoing;
 pub use self::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
-pub use self::spec::{
-    Scheme, DEFAULT_TOLERANCE, SHA256_PREFIX, SOTION_DELIVERY, SOTION_EVENT, SOTION_ID,
-    SOTION_SIGNATURE,
-};
+pub use self::spec::Scheme;
+pub(crate) use self::spec::{SHA256_PREFIX, SOTION_DELIVERY, SOTION_EVENT, SOTION_ID};

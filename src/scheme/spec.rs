@@ -10,18 +10,19 @@ use super::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
 use crate::error::ConfigError;
 use crate::secret::Secret;
 
+// Sotion's headers, named in `Scheme::sotion`'s docs.
 /// Sotion's signature header: `sha256=<64 hex digits>`, HMAC-SHA256 of the raw body.
-pub const SOTION_SIGNATURE: HeaderName = HeaderName::from_static("x-webhook-signature");
+pub(crate) const SOTION_SIGNATURE: HeaderName = HeaderName::from_static("x-webhook-signature");
 /// Sotion's event-type header; must equal the envelope's `type`.
-pub const SOTION_EVENT: HeaderName = HeaderName::from_static("x-webhook-event");
+pub(crate) const SOTION_EVENT: HeaderName = HeaderName::from_static("x-webhook-event");
 /// Sotion's event-id header; must equal the envelope's `id`.
-pub const SOTION_ID: HeaderName = HeaderName::from_static("x-webhook-id");
+pub(crate) const SOTION_ID: HeaderName = HeaderName::from_static("x-webhook-id");
 /// Sotion's delivery-attempt header: a new value on every retry.
-pub const SOTION_DELIVERY: HeaderName = HeaderName::from_static("x-webhook-delivery");
+pub(crate) const SOTION_DELIVERY: HeaderName = HeaderName::from_static("x-webhook-delivery");
 /// The prefix of a `sha256=<hex>` signature (Sotion, GitHub, sota.io).
-pub const SHA256_PREFIX: &str = "sha256=";
-/// The tolerance of the timestamped presets: 5 minutes each way.
-pub const DEFAULT_TOLERANCE: Tolerance = Tolerance::symmetric(Duration::from_secs(300));
+pub(crate) const SHA256_PREFIX: &str = "sha256=";
+/// The tolerance of the timestamped presets: 5 minutes each way (said in each preset's docs).
+pub(crate) const DEFAULT_TOLERANCE: Tolerance = Tolerance::symmetric(Duration::from_secs(300));
 
 /// Sotion's envelope rules: the body is `{id, type, timestamp, version, siteId, data}` and the
 /// id and event headers must repeat the signed `id` and `type`.
