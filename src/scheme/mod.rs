@@ -29,4 +29,6 @@ pub(crate) use self::read::Described;
 pub use self::sign::Outgoing;
 pub use self::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
 pub use self::spec::Scheme;
-pub(crate) use self::spec::{SHA256_PREFIX, SOTION_DELIVERY, SOTION_EVENT, SOTION_ID};
+pub(crate) use self::spec::SHA256_PREFIX;
+#[cfg(feature = "testing")]
+pub(crate) use self::spec::{SOTION_DELIVERY, SOTION_EVENT, SOTION_ID};
