@@ -139,7 +139,6 @@ impl WebhookLayer {
     /// ([`with_secret`](WebhookLayerBuilder::with_secret)) or a per-tenant resolver
     /// ([`with_resolver`](WebhookLayerBuilder::with_resolver)), options, then
     /// [`build`](WebhookLayerBuilder::build) it.
-    #[must_use]
     pub fn builder(scheme: Scheme) -> WebhookLayerBuilder {
         WebhookLayerBuilder::new(scheme)
     }

@@ -1,4 +1,5 @@
-//! The tower middleware: [`WebhookLayer`] configures it, [`WebhookService`] runs it.
+//! The tower middleware: [`WebhookLayer`] configures it (built by [`WebhookLayerBuilder`], which
+//! refuses a configuration that cannot work), [`WebhookService`] runs it.
 //!
 //! For each request, in order, without calling the inner service when a step fails:
 //!
