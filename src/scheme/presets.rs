@@ -68,7 +68,7 @@ impl Scheme {
     /// neither header nor a timestamp: the event and id are as trustworthy as the transport.
     ///
     /// Since the id is unsigned, deliveries are deduplicated by the SHA-256 of the signed body
-    /// and the event name instead (as with [`SchemeBuilder::with_unsigned_id_and_scope`]): a
+    /// and the event name instead (as with [`SchemeBuilder::with_unsigned_id_and_scope`](super::SchemeBuilder::with_unsigned_id_and_scope)): a
     /// redelivery (same body, same id) is a duplicate; a captured body replayed under any other
     /// `X-GitHub-Delivery` is a duplicate of itself, and never blocks or swallows the event
     /// that id belongs to. Replayed under another `X-GitHub-Event`, it reaches that event's

@@ -50,7 +50,7 @@ pub(crate) struct SotionEnvelope {
 /// the signature does not cover (GitHub), anyone who captured one delivery could replay it
 /// under ids of their choosing; such a delivery is therefore deduplicated by the SHA-256 of its
 /// signed body, and its header id is kept for display and logs only (see
-/// [`SchemeBuilder::with_unsigned_id_and_scope`]).
+/// [`SchemeBuilder::with_unsigned_id_and_scope`](super::SchemeBuilder::with_unsigned_id_and_scope)).
 #[derive(Debug, Clone)]
 pub struct Scheme {
     pub(crate) name: Cow<'static, str>,
