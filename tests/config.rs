@@ -151,13 +151,13 @@ fn durations_that_cannot_work_fail_to_build_naming_their_option() {
         assert!(matches!(
             sotion().with_body_timeout(wrong).build(),
             Err(ConfigError::InvalidDuration {
-                option: "with_body_timeout"
+                option: "WebhookLayerBuilder::with_body_timeout"
             })
         ));
         assert!(matches!(
             sotion().with_resolver_timeout(wrong).build(),
             Err(ConfigError::InvalidDuration {
-                option: "with_resolver_timeout"
+                option: "WebhookLayerBuilder::with_resolver_timeout"
             })
         ));
     }
@@ -178,7 +178,7 @@ fn the_first_mistake_is_the_one_reported() {
     assert!(matches!(
         built,
         Err(ConfigError::InvalidDuration {
-            option: "with_body_timeout"
+            option: "WebhookLayerBuilder::with_body_timeout"
         })
     ));
     // A mistake is reported even when a later option is right.

@@ -158,7 +158,7 @@ impl WebhookLayerBuilder {
     /// [`build`](Self::build) fails with [`ConfigError::InvalidDuration`] when `timeout` is
     /// zero or over 100 years.
     pub fn with_resolver_timeout(mut self, timeout: Duration) -> Self {
-        match checked(timeout, "with_resolver_timeout") {
+        match checked(timeout, "WebhookLayerBuilder::with_resolver_timeout") {
             Ok(timeout) => self.resolver_timeout = timeout,
             Err(error) => return self.fail(error),
         }
@@ -193,7 +193,7 @@ impl WebhookLayerBuilder {
     /// [`build`](Self::build) fails with [`ConfigError::InvalidDuration`] when `timeout` is
     /// zero or over 100 years.
     pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
-        match checked(timeout, "with_body_timeout") {
+        match checked(timeout, "WebhookLayerBuilder::with_body_timeout") {
             Ok(timeout) => self.body_timeout = Some(timeout),
             Err(error) => return self.fail(error),
         }
