@@ -37,7 +37,7 @@ mod shared;
 
 use shared::PlainEnvelope;
 use tower_webhook::envelope::MemberData;
-use tower_webhook::{verify, Envelope, Secret, WebhookLayer};
+use tower_webhook::{verify, Envelope, Scheme, Secret, WebhookLayer};
 
 const SECRET: &str = "whsec_end_to_end_benchmark";
 const CONNECTIONS: usize = 32;
@@ -295,7 +295,7 @@ fn serve(scenario: &str) {
                 }),
             ),
             "layer_memory" | "layer_redis" => {
-                let mut layer = WebhookLayer::new(secret);
+                let mut layer = WebhookLayer::builder(Scheme::sotion()).with_secrets(secret);
                 if scenario == "layer_redis" {
                     let url = std::env::var("REDIS_URL").unwrap();
                     let store = tower_webhook::idempotency::RedisStore::connect(&url)
@@ -309,7 +309,7 @@ fn serve(scenario: &str) {
                         std::hint::black_box(event);
                         "ok"
                     })
-                    .route_layer(layer),
+                    .route_layer(layer.build().unwrap()),
                 )
             }
             other => panic!("unknown scenario {other}"),

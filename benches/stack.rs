@@ -19,7 +19,7 @@ mod shared;
 
 use shared::PlainEnvelope;
 use tower_webhook::envelope::MemberData;
-use tower_webhook::{verify, Envelope, Secret, WebhookLayer};
+use tower_webhook::{verify, Envelope, Scheme, Secret, WebhookLayer};
 
 const SECRET: &str = "whsec_stack_benchmark";
 
@@ -62,14 +62,20 @@ fn apps() -> (Router, Router, Router) {
     let layered = Router::new()
         .route(
             "/webhooks",
-            post(handler).route_layer(WebhookLayer::new(Secret::new(SECRET).unwrap())),
+            post(handler).route_layer(WebhookLayer::new(Scheme::sotion(), SECRET).unwrap()),
         )
         .with_state(());
     let no_store = Router::new()
         .route(
             "/webhooks",
             post(handler)
-                .route_layer(WebhookLayer::new(Secret::new(SECRET).unwrap()).without_idempotency()),
+                .route_layer(
+                    WebhookLayer::builder(Scheme::sotion())
+                        .with_secret(SECRET)
+                        .without_idempotency()
+                        .build()
+                        .unwrap(),
+                ),
         )
         .with_state(());
     (plain, layered, no_store)

@@ -13,6 +13,7 @@
 
 use std::alloc::System;
 use std::hint::black_box;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -50,7 +51,7 @@ fn handle(store: &MemoryStore, key: &IdempotencyKey) {
 fn bytes_per_key(capacity: usize) {
     let keys = keys(capacity * 2, "bytes");
     let region = Region::new(GLOBAL);
-    let store = MemoryStore::with_capacity(capacity).unwrap();
+    let store = MemoryStore::with_capacity(NonZeroUsize::new(capacity).unwrap());
     for key in &keys[..capacity] {
         handle(&store, key);
     }
@@ -96,7 +97,7 @@ fn main() {
         });
     });
     // A store that fits in the CPU caches (10,000 keys, ~1 MB): the operation itself.
-    let small = MemoryStore::with_capacity(10_000).unwrap();
+    let small = MemoryStore::with_capacity(NonZeroUsize::new(10_000).unwrap());
     let small_next = AtomicUsize::new(0);
     group.bench_function("reserve_complete/1_thread_cache_resident", |b| {
         b.iter(|| {

@@ -21,6 +21,7 @@ use std::io::Write;
 
 use axum::routing::post;
 use axum::Router;
+use tower_webhook::layer::WebhookLayerBuilder;
 use tower_webhook::{WebhookLayer, WebhookMeta};
 
 async fn handle(meta: WebhookMeta) -> &'static str {
@@ -55,13 +56,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let addr = std::env::var("WEBHOOK_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let scheme = shared::scheme_from_env()?;
-    let (secret, dev) = shared::secret_from_env(&scheme)?;
+    let (secret, dev) = shared::secret_from_env(&scheme);
     if let Some(dev) = dev {
         eprintln!("WEBHOOK_SECRET is not set: using the development secret {dev}");
     }
     eprintln!("verifying {} deliveries", scheme.name());
 
-    let layer = with_store(WebhookLayer::new(secret).with_scheme(scheme))?;
+    let layer = with_store(WebhookLayer::builder(scheme).with_secret(&secret))?
+        .build()
+        .map_err(|e| format!("WEBHOOK_SECRET: {e}"))?;
     // `route_layer`: the layer guards POST only; other methods get 405 without touching it.
     let app = Router::new().route("/webhooks", post(handle).route_layer(layer));
 
@@ -74,7 +77,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 #[cfg(feature = "redis")]
-fn with_store(layer: WebhookLayer) -> Result<WebhookLayer, Box<dyn std::error::Error>> {
+fn with_store(
+    layer: WebhookLayerBuilder,
+) -> Result<WebhookLayerBuilder, Box<dyn std::error::Error>> {
     use std::time::Duration;
     use tower_webhook::idempotency::RedisStore;
     if let Ok(url) = std::env::var("REDIS_URL") {
@@ -90,7 +95,9 @@ fn with_store(layer: WebhookLayer) -> Result<WebhookLayer, Box<dyn std::error::E
 }
 
 #[cfg(not(feature = "redis"))]
-fn with_store(layer: WebhookLayer) -> Result<WebhookLayer, Box<dyn std::error::Error>> {
+fn with_store(
+    layer: WebhookLayerBuilder,
+) -> Result<WebhookLayerBuilder, Box<dyn std::error::Error>> {
     if std::env::var_os("REDIS_URL").is_some() {
         return Err("REDIS_URL is set, but this build has no Redis support: \
             run `cargo run --example receiver --features redis`"

@@ -111,7 +111,10 @@ async fn main() {
 async fn run() -> Result<(), String> {
     let args = parse_args()?;
     let scheme = shared::scheme_from_env()?;
-    let (secret, _) = shared::secret_from_env(&scheme)?;
+    let (text, _) = shared::secret_from_env(&scheme);
+    let secret = scheme
+        .secret(&text)
+        .map_err(|e| format!("WEBHOOK_SECRET: {e}"))?;
     let short_name = scheme.name().trim_end_matches("-webhooks");
 
     let now = time::OffsetDateTime::now_utc();

@@ -7,12 +7,13 @@ use std::time::SystemTime;
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tower_webhook::{Scheme, Secret, WebhookLayer};
+/// use tower_webhook::{Scheme, WebhookLayer};
 ///
 /// let fixed = SystemTime::UNIX_EPOCH + Duration::from_secs(1_649_367_553);
-/// let layer = WebhookLayer::new(Secret::new("whsec_test")?)
-///     .with_scheme(Scheme::standard_webhooks())
-///     .with_clock(move || fixed);
+/// let layer = WebhookLayer::builder(Scheme::standard_webhooks())
+///     .with_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+///     .with_clock(move || fixed)
+///     .build()?;
 /// # let _ = layer;
 /// # Ok::<(), tower_webhook::ConfigError>(())
 /// ```

@@ -307,27 +307,106 @@ impl axum_core::response::IntoResponse for Rejection {
 
 /// A configuration mistake, reported when a secret, scheme or layer is built, never at request
 /// time.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Builders ([`WebhookLayerBuilder`](crate::layer::WebhookLayerBuilder),
+/// [`SchemeBuilder`](crate::scheme::SchemeBuilder)) keep the first mistake and report it from
+/// `build()`. Where a mistake has a cause of its own (a header name that does not parse, a
+/// secret that does not decode), it is kept as the error's [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// A secret was empty.
+    /// A secret was empty (or decoded to no bytes).
     #[error("a webhook secret must not be empty")]
     EmptySecret,
-    /// A secret that must be `whsec_<base64>` (Standard Webhooks) did not decode.
-    #[error("the secret is not `whsec_` followed by base64: {0}")]
-    InvalidSecretEncoding(&'static str),
+    /// A secret that the scheme decodes as base64 (Standard Webhooks: `whsec_<base64>`) did not
+    /// decode. The source says why and where, without the secret's characters.
+    #[error("the secret is not base64 after its prefix")]
+    InvalidSecretEncoding {
+        /// Why it did not decode (the offset of a wrong character, a wrong length, ...).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A secret decoded for one format was given to a scheme that decodes its secrets another
+    /// way: a raw [`Secret::new`](crate::Secret::new) key for a base64 scheme, or the reverse.
+    /// Give the secret's text to the scheme instead
+    /// ([`Scheme::secret`](crate::Scheme::secret), or the layer builder's `with_secret`).
+    #[error(
+        "a secret decoded as {found} was given to a scheme whose secrets are {expected}: give the \
+         secret's text to the scheme (scheme.secret(text), or the layer builder's with_secret)"
+    )]
+    SecretFormatMismatch {
+        /// How the scheme decodes its secrets.
+        expected: crate::scheme::SecretFormat,
+        /// How the secret given was decoded.
+        found: crate::scheme::SecretFormat,
+    },
+    /// A layer was built with neither secrets nor a resolver: it could verify nothing.
+    #[error("the layer has no secret: give it one (with_secret) or a resolver (with_resolver)")]
+    NoSecret,
+    /// A layer was given both static secrets and a per-tenant resolver; the resolver picks
+    /// every request's secrets, so the static ones would never be used.
+    #[error(
+        "the layer has both secrets and a per-tenant resolver: the resolver picks every \
+         request's secrets, so give one or the other"
+    )]
+    SecretsWithResolver,
     /// A header name given to a scheme is not a valid HTTP header name.
-    #[error("invalid header name for a scheme: {0}")]
-    InvalidHeaderName(String),
-    /// A duration or size option is out of range.
-    #[error("invalid option: {0}")]
-    InvalidOption(&'static str),
+    #[error("`{name}` is not a valid header name")]
+    InvalidHeaderName {
+        /// The name as given.
+        name: String,
+        /// Why it is not a header name.
+        #[source]
+        source: http::header::InvalidHeaderName,
+    },
+    /// A value to sign ([`Scheme::sign`](crate::Scheme::sign): an event id or type) cannot be
+    /// sent in its header.
+    #[error("the value for header `{name}` is not a valid header value")]
+    InvalidHeaderValue {
+        /// The header it was meant for.
+        name: http::HeaderName,
+        /// Why it is not a header value.
+        #[source]
+        source: http::header::InvalidHeaderValue,
+    },
+    /// A duration option is zero, where zero means nothing would work, or longer than
+    /// 100 years, which not every store or timer represents.
+    #[error("`{option}` must be more than zero and at most 100 years")]
+    InvalidDuration {
+        /// The option, by the name of the method that sets it.
+        option: &'static str,
+    },
+    /// A scheme's signed parts do not end with the body, or sign it twice.
+    #[error("the body must be signed exactly once, as the last signed part")]
+    BodyNotSignedLast,
+    /// A scheme signs the event id ([`Part::Id`](crate::scheme::Part::Id)) but reads the id
+    /// from somewhere other than a header.
+    #[error("a signed event id must come from a header")]
+    SignedIdNotFromHeader,
+    /// A scheme signs the timestamp ([`Part::Timestamp`](crate::scheme::Part::Timestamp)) but
+    /// reads it from somewhere other than a header or a signature tag.
+    #[error("a signed timestamp must come from a header or a signature tag")]
+    SignedTimestampNotFromHeader,
+    /// A scheme signs the event id and the timestamp back to back: `ab` + `1` and `a` + `b1`
+    /// would sign the same bytes, so a captured delivery could be replayed as another.
+    #[error("the signed event id and timestamp need a literal between them")]
+    AmbiguousSignedParts,
+    /// A scheme has a timestamp tolerance but no timestamp to check it against.
+    #[error("a timestamp tolerance needs a timestamp source")]
+    ToleranceWithoutTimestamp,
+    /// A scheme reads a signature tag but its signature format is a single value, which has no
+    /// tags.
+    #[error("signature tags need a list-shaped signature format")]
+    SignatureTagWithoutList,
+    /// A scheme reads its event id from the signature header.
+    #[error("the event id cannot come from the signature header")]
+    IdFromSignatureTag,
     /// A scheme's event id or scope comes from a header the signature does not cover, so
     /// anyone could choose it; see
-    /// [`SchemeBuilder::allow_unsigned_id_and_scope`](crate::scheme::SchemeBuilder::allow_unsigned_id_and_scope).
+    /// [`SchemeBuilder::with_unsigned_id_and_scope`](crate::scheme::SchemeBuilder::with_unsigned_id_and_scope).
     #[error(
         "the event id or scope comes from an unsigned header: sign it (Part::Id), read it from \
-         the body, or call allow_unsigned_id_and_scope() to use it for display only"
+         the body, or call with_unsigned_id_and_scope() to use it for display only"
     )]
     UnsignedIdOrScope,
 }

@@ -20,7 +20,7 @@
 //! use axum::{routing::post, Router};
 //! use tower::ServiceExt;
 //! use tower_webhook::envelope::MemberData;
-//! use tower_webhook::{Envelope, EventType, Secret, WebhookLayer};
+//! use tower_webhook::{Envelope, EventType, Scheme, WebhookLayer};
 //!
 //! async fn on_event(event: Envelope<serde_json::Value>) -> &'static str {
 //!     match event.event_type {
@@ -35,8 +35,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let secret = Secret::new("whsec_from_your_sotion_dashboard")?;
-//! let app = Router::new().route("/webhooks", post(on_event).layer(WebhookLayer::new(secret)));
+//! let layer = WebhookLayer::new(Scheme::sotion(), "whsec_from_your_sotion_dashboard")?;
+//! let app = Router::new().route("/webhooks", post(on_event).layer(layer));
 //!
 //! // An unsigned request never reaches the handler.
 //! let forged = http::Request::post("/webhooks")

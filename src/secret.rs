@@ -9,28 +9,41 @@ use http::request::Parts;
 use sha2::Sha256;
 
 use crate::error::ConfigError;
+use crate::scheme::SecretFormat;
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
-/// One signing secret, keyed into HMAC-SHA256 once when it is created.
+/// One signing secret, keyed into HMAC-SHA256 once when it is created, and the
+/// [`SecretFormat`] it was decoded for.
 ///
 /// The raw key is not kept: only the keyed MAC state, which is cloned per request (cheaper than
 /// keying each time). `Debug` prints `Secret(REDACTED)`.
 ///
-/// Sotion, GitHub, sota.io, Stripe and Slack use the secret string's bytes as the key as they are
-/// (for Sotion the whole `whsec_...` string): use [`Secret::new`].
+/// Senders write their secrets differently: Sotion, GitHub, sota.io, Stripe and Slack use the
+/// secret string's bytes as the key as they are (for Sotion the whole `whsec_...` string),
+/// Standard Webhooks base64-decodes what follows `whsec_`. So let the scheme decode the text
+/// ([`Scheme::secret`](crate::Scheme::secret), or the layer builder's
+/// [`with_secret`](crate::layer::WebhookLayerBuilder::with_secret)); [`Secret::new`] takes the
+/// key's bytes as they are, for a scheme with raw secrets. The secret remembers how it was
+/// decoded, and a layer refuses to build with a secret decoded for another scheme's format
+/// ([`ConfigError::SecretFormatMismatch`]).
 ///
 /// ```
-/// use tower_webhook::Secret;
+/// use tower_webhook::{Scheme, Secret};
 ///
-/// let secret = Secret::new("whsec_test_secret")?;
-/// assert_eq!(format!("{secret:?}"), "Secret(REDACTED)");
+/// let sotion = Secret::new("whsec_test_secret")?; // Sotion: the text is the key
+/// assert_eq!(format!("{sotion:?}"), "Secret(REDACTED)");
+///
+/// // Standard Webhooks: the key is the base64 after `whsec_`.
+/// let svix = Scheme::standard_webhooks().secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?;
+/// # let _ = svix;
 /// # Ok::<(), tower_webhook::ConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct Secret {
     mac: HmacSha256,
     fingerprint: Fingerprint,
+    format: SecretFormat,
 }
 
 /// A secret's fingerprint: the first 16 bytes of the HMAC-SHA256, under the secret, of a fixed
@@ -43,12 +56,30 @@ pub(crate) type Fingerprint = [u8; 16];
 const FINGERPRINT_LABEL: &[u8] = b"tower-webhook endpoint fingerprint v1";
 
 impl Secret {
-    /// A secret whose bytes are the HMAC key as given. Fails on an empty secret.
+    /// A secret whose bytes are the HMAC key as given ([`SecretFormat::Raw`]): for the schemes
+    /// with raw secrets (Sotion, GitHub, sota.io, Stripe, Slack). A scheme that decodes its
+    /// secrets (Standard Webhooks) refuses it; give it the text instead
+    /// ([`Scheme::secret`](crate::Scheme::secret)).
     ///
     /// # Errors
     /// [`ConfigError::EmptySecret`] when `key` is empty.
     pub fn new(key: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        let key = key.as_ref();
+        Self::keyed(key.as_ref(), SecretFormat::Raw)
+    }
+
+    /// The secret written as `text` in `format`: the text's bytes, or the base64 after the
+    /// format's prefix (stripped when present).
+    pub(crate) fn decode(text: &str, format: &SecretFormat) -> Result<Self, ConfigError> {
+        match format {
+            SecretFormat::Raw => Self::keyed(text.as_bytes(), SecretFormat::Raw),
+            SecretFormat::Base64 { prefix } => {
+                let encoded = text.strip_prefix(prefix.as_ref()).unwrap_or(text);
+                Self::keyed(&decode_base64(encoded)?, format.clone())
+            }
+        }
+    }
+
+    fn keyed(key: &[u8], format: SecretFormat) -> Result<Self, ConfigError> {
         if key.is_empty() {
             return Err(ConfigError::EmptySecret);
         }
@@ -59,7 +90,17 @@ impl Secret {
         labelled.update(FINGERPRINT_LABEL);
         let mut fingerprint = Fingerprint::default();
         fingerprint.copy_from_slice(&labelled.finalize().into_bytes()[..16]);
-        Ok(Self { mac, fingerprint })
+        Ok(Self {
+            mac,
+            fingerprint,
+            format,
+        })
+    }
+
+    /// The format this secret was decoded for.
+    #[must_use]
+    pub fn format(&self) -> &SecretFormat {
+        &self.format
     }
 
     /// A secret no sender has (an all-zero key, not a valid configuration): for work that must
@@ -71,6 +112,7 @@ impl Secret {
             ),
             // Never used: a delivery MACed with this secret is refused whatever it carries.
             fingerprint: Fingerprint::default(),
+            format: SecretFormat::Raw,
         }
     }
 
@@ -85,6 +127,52 @@ impl Secret {
     }
 }
 
+/// Decodes a base64 secret (standard alphabet, padded).
+///
+/// # Errors
+/// [`ConfigError::InvalidSecretEncoding`], whose source names the offset of a wrong character
+/// but never the character: base64's own error would print a byte of the secret.
+pub(crate) fn decode_base64(text: &str) -> Result<Vec<u8>, ConfigError> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|error| ConfigError::InvalidSecretEncoding {
+            source: Box::new(DecodeError(error)),
+        })
+}
+
+/// base64's decoding error, printed (`Display` and `Debug`) without the byte it found.
+struct DecodeError(base64::DecodeError);
+
+impl fmt::Debug for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DecodeError({self})")
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            base64::DecodeError::InvalidByte(offset, _) => {
+                write!(f, "a character that is not base64 at offset {offset}")
+            }
+            base64::DecodeError::InvalidLength(length) => {
+                write!(f, "{length} base64 symbols, a length no encoding produces")
+            }
+            base64::DecodeError::InvalidLastSymbol(offset, _) => {
+                write!(
+                    f,
+                    "a last symbol that encodes stray bits, at offset {offset}"
+                )
+            }
+            base64::DecodeError::InvalidPadding => f.write_str("missing or misplaced padding"),
+        }
+    }
+}
+
+// base64's error is not the source: it prints the byte found.
+impl std::error::Error for DecodeError {}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(REDACTED)")
@@ -98,7 +186,7 @@ impl fmt::Debug for Secret {
 /// nor which secret matched.
 ///
 /// The order matters: the secret that verified a delivery names its endpoint in idempotency
-/// keys (unless the layer has [`with_endpoint`](crate::WebhookLayer::with_endpoint)), and when
+/// keys (unless the layer has [`with_endpoint`](crate::layer::WebhookLayerBuilder::with_endpoint)), and when
 /// several verify it (senders sign with both secrets during a rotation) the one added last
 /// counts. Add the new secret first and the old one after it, so that replicas still holding
 /// only the old secret key the delivery the same way.
@@ -151,6 +239,26 @@ impl Secrets {
 
     pub(crate) fn as_slice(&self) -> &[Secret] {
         &self.secrets
+    }
+
+    /// Checks that every secret was decoded the way a scheme with secrets in `expected`
+    /// decodes them. Only the decoding counts, not a base64 prefix: the key is the decoded
+    /// bytes whatever prefix the text had.
+    ///
+    /// # Errors
+    /// [`ConfigError::SecretFormatMismatch`] for the first secret decoded otherwise.
+    pub(crate) fn check_format(&self, expected: &SecretFormat) -> Result<(), ConfigError> {
+        match self
+            .secrets
+            .iter()
+            .find(|secret| !secret.format.decodes_like(expected))
+        {
+            Some(secret) => Err(ConfigError::SecretFormatMismatch {
+                expected: expected.clone(),
+                found: secret.format.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -210,28 +318,44 @@ pub type ResolveFuture<'a> =
 /// which tenants exist.
 ///
 /// A resolver that fails, or does not answer within
-/// [`with_resolver_timeout`](crate::WebhookLayer::with_resolver_timeout) (default 5 s), is
-/// answered `503 secrets_unavailable` with the `Retry-After` of
-/// [`with_resolver_retry_after`](crate::WebhookLayer::with_resolver_retry_after) (default 30 s).
+/// [`with_resolver_timeout`](crate::layer::WebhookLayerBuilder::with_resolver_timeout)
+/// (default 5 s), is answered `503 secrets_unavailable` with the `Retry-After` of
+/// [`with_resolver_retry_after`](crate::layer::WebhookLayerBuilder::with_resolver_retry_after)
+/// (default 30 s).
+///
+/// A tenant's secrets must be decoded the way the layer's scheme decodes them: let the scheme
+/// decode each secret's text ([`Scheme::secret`](crate::Scheme::secret)). A tenant whose
+/// secrets were decoded for another format (a raw [`Secret::new`] key for Standard Webhooks) is
+/// a configuration mistake that only a request can show: it is logged as an error and answered
+/// `503 secrets_unavailable`, so the sender retries once it is fixed.
 ///
 /// Implemented for closures `Fn(&Parts) -> impl Future<Output = Result<Option<Tenant>,
-/// ResolveError>>`:
+/// ResolveError>>`, given to the layer builder's
+/// [`with_resolver`](crate::layer::WebhookLayerBuilder::with_resolver):
 ///
 /// ```
-/// use tower_webhook::{ResolveError, Secret, Tenant, WebhookLayer};
+/// use std::sync::Arc;
+/// use tower_webhook::{ResolveError, Scheme, Tenant, WebhookLayer};
 ///
-/// let layer = WebhookLayer::per_tenant(|parts: &http::request::Parts| {
-///     let customer = parts.uri.path().rsplit('/').next().unwrap_or("").to_owned();
-///     async move {
-///         // Look the customer's secret up in your database here.
-///         let secret = match customer.as_str() {
-///             "acme" => Secret::new("whsec_acme").map_err(|e| ResolveError(e.into()))?,
-///             _ => return Ok(None),
-///         };
-///         Ok(Some(Tenant::new(customer, secret)))
-///     }
-/// });
+/// let scheme = Arc::new(Scheme::standard_webhooks());
+/// let decoder = scheme.clone();
+/// let layer = WebhookLayer::builder(Scheme::clone(&scheme))
+///     .with_resolver(move |parts: &http::request::Parts| {
+///         let customer = parts.uri.path().rsplit('/').next().unwrap_or("").to_owned();
+///         let scheme = decoder.clone();
+///         async move {
+///             // Look the customer's secret up in your database here.
+///             let text = match customer.as_str() {
+///                 "acme" => "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+///                 _ => return Ok(None),
+///             };
+///             let secret = scheme.secret(text).map_err(|e| ResolveError(e.into()))?;
+///             Ok(Some(Tenant::new(customer, secret)))
+///         }
+///     })
+///     .build()?;
 /// # let _ = layer;
+/// # Ok::<(), tower_webhook::ConfigError>(())
 /// ```
 pub trait SecretResolver: Send + Sync + 'static {
     /// The tenant a request claims to come from, with its secrets; `None` if there is none.
@@ -254,7 +378,35 @@ mod tests {
 
     #[test]
     fn refuses_an_empty_secret() {
-        assert_eq!(Secret::new("").unwrap_err(), ConfigError::EmptySecret);
+        assert!(matches!(Secret::new(""), Err(ConfigError::EmptySecret)));
+    }
+
+    #[test]
+    fn a_secret_remembers_the_format_it_was_decoded_for() {
+        let base64 = SecretFormat::base64("whsec_");
+        assert_eq!(
+            Secret::new("whsec_abc").unwrap().format(),
+            &SecretFormat::Raw
+        );
+        let decoded = Secret::decode("whsec_aGVsbG8=", &base64).unwrap();
+        assert_eq!(decoded.format(), &base64);
+        let raw = Secret::new("whsec_aGVsbG8=").unwrap();
+        // A set with a secret of the other format is refused, whichever comes first.
+        let mixed = Secrets::new(decoded.clone()).with(raw.clone());
+        assert!(matches!(
+            mixed.check_format(&base64),
+            Err(ConfigError::SecretFormatMismatch { expected, found })
+                if expected == base64 && found == SecretFormat::Raw
+        ));
+        assert!(matches!(
+            mixed.check_format(&SecretFormat::Raw),
+            Err(ConfigError::SecretFormatMismatch { .. })
+        ));
+        assert!(Secrets::new(raw).check_format(&SecretFormat::Raw).is_ok());
+        // Only the decoding counts: another prefix makes the same key of the same base64.
+        assert!(Secrets::new(decoded)
+            .check_format(&SecretFormat::base64(""))
+            .is_ok());
     }
 
     #[test]
@@ -265,6 +417,23 @@ mod tests {
         assert!(!printed.contains("supersecret"), "{printed}");
         assert!(!printed.contains("9876"), "{printed}");
         assert!(printed.contains("REDACTED"));
+    }
+
+    #[test]
+    fn a_base64_error_keeps_its_cause_but_never_shows_the_secret() {
+        use std::error::Error as _;
+        let error = decode_base64("C2FVsBQIhr-cChlQIMV+b5sSYspob7oD").unwrap_err();
+        assert!(matches!(error, ConfigError::InvalidSecretEncoding { .. }));
+        let source = error.source().unwrap();
+        assert_eq!(
+            source.to_string(),
+            "a character that is not base64 at offset 10"
+        );
+        let printed = format!("{error} {error:?} {source} {source:?}");
+        assert!(
+            !printed.contains('-') && !printed.contains("45"),
+            "{printed}"
+        );
     }
 
     #[test]

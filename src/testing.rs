@@ -4,15 +4,16 @@
 //! ```
 //! use axum::{routing::post, Router};
 //! use tower::ServiceExt;
-//! use tower_webhook::{testing, Envelope, Secret, WebhookLayer};
+//! use tower_webhook::{testing, Envelope, Scheme, Secret, WebhookLayer};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let secret = Secret::new("whsec_test")?;
+//! let layer = WebhookLayer::new(Scheme::sotion(), "whsec_test")?;
 //! let app = Router::new().route(
 //!     "/webhooks",
-//!     post(|event: Envelope| async move { event.id }).layer(WebhookLayer::new(secret.clone())),
+//!     post(|event: Envelope| async move { event.id }).layer(layer),
 //! );
+//! let secret = Secret::new("whsec_test")?;
 //!
 //! let body = testing::sotion_event("member.created", "evt_1", "site_1");
 //! let response = app.oneshot(testing::sotion_request(&secret, body)).await?;

@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderValue, Request};
 use axum::routing::post;
 use axum::Router;
-use common::{error_code, event, meta_app, secret, send, Counting, Seen};
+use common::{builder, error_code, event, layer, meta_app, secret, send, Counting, Seen};
 use http_body_util::Full;
 use tower_webhook::testing::{sotion_event_with_data, sotion_request};
 use tower_webhook::{verify, Envelope, Secret, WebhookLayer};
@@ -128,10 +128,7 @@ fn hostile_cases() -> Vec<(&'static str, Request<Full<Bytes>>, u16, &'static str
 async fn every_hostile_request_is_refused_without_touching_the_handler_or_the_store() {
     for (name, request, status, code) in hostile_cases() {
         let store = Counting::default();
-        let (app, seen) = meta_app(
-            WebhookLayer::new(secret()).with_store(store.clone()),
-            "/webhooks",
-        );
+        let (app, seen) = meta_app(builder().with_store(store.clone()), "/webhooks");
         let response = send(&app, request).await;
         assert_eq!(response.status(), status, "{name}");
         assert_eq!(error_code(response).await, code, "{name}");
@@ -150,7 +147,7 @@ async fn every_hostile_request_is_refused_without_touching_the_handler_or_the_st
 #[tokio::test]
 async fn large_but_legal_content_is_accepted_and_typed_extraction_decides_about_numbers() {
     let huge_string = serde_json::json!({ "note": "x".repeat(900 * 1024) });
-    let (app, seen) = meta_app(WebhookLayer::new(secret()), "/webhooks");
+    let (app, seen) = meta_app(layer(), "/webhooks");
     let body = sotion_event_with_data("member.created", "evt_big", "s", &huge_string);
     assert_eq!(send(&app, signed(&body)).await.status(), 200);
     assert_eq!(seen.runs(), 1);
@@ -161,7 +158,7 @@ async fn large_but_legal_content_is_accepted_and_typed_extraction_decides_about_
     // So does JSON nested 10,000 deep inside `data` (serde_json skips it without recursing);
     // a handler that asks for `serde_json::Value` gets 422, one that takes bytes gets them.
     for (body, id) in [(&body[..], "evt_num"), (&nested(10_000)[..], "evt_deep")] {
-        let (bytes_app, bytes_seen) = meta_app(WebhookLayer::new(secret()), "/webhooks");
+        let (bytes_app, bytes_seen) = meta_app(layer(), "/webhooks");
         assert_eq!(
             send(&bytes_app, signed_as(body, id)).await.status(),
             200,
@@ -170,7 +167,7 @@ async fn large_but_legal_content_is_accepted_and_typed_extraction_decides_about_
         assert_eq!(bytes_seen.runs(), 1);
         let typed = Router::new().route(
             "/webhooks",
-            post(|_: Envelope| async { "unreachable" }).route_layer(WebhookLayer::new(secret())),
+            post(|_: Envelope| async { "unreachable" }).route_layer(layer()),
         );
         let response = send(&typed, signed_as(body, id)).await;
         assert_eq!(response.status(), 422, "{id}");
@@ -180,7 +177,7 @@ async fn large_but_legal_content_is_accepted_and_typed_extraction_decides_about_
         r#"{{"id":"evt_digits","type":"member.created","timestamp":"2026-03-28T12:00:00Z","version":"1","siteId":"s","data":{{"n":{}}}}}"#,
         "9".repeat(100_000)
     );
-    let (app, seen) = meta_app(WebhookLayer::new(secret()), "/webhooks");
+    let (app, seen) = meta_app(layer(), "/webhooks");
     assert_eq!(
         send(&app, signed_as(digits.as_bytes(), "evt_digits"))
             .await
@@ -231,9 +228,11 @@ fn read_status(stream: &mut TcpStream) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_trickles_its_body_gets_408_and_holds_no_reservation() {
     let store = Counting::default();
-    let layer = WebhookLayer::new(secret())
+    let layer = builder()
         .with_store(store.clone())
-        .with_body_timeout(Some(Duration::from_millis(300)));
+        .with_body_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
     let (port, seen) = serve(layer).await;
     let body = event("evt_slow", "site_1");
     let answer = tokio::task::spawn_blocking(move || {
@@ -262,9 +261,11 @@ async fn a_client_that_trickles_its_body_gets_408_and_holds_no_reservation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_content_length_larger_than_the_body_sent_is_refused() {
     let store = Counting::default();
-    let layer = WebhookLayer::new(secret())
+    let layer = builder()
         .with_store(store.clone())
-        .with_body_timeout(Some(Duration::from_millis(300)));
+        .with_body_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
     let (port, seen) = serve(layer).await;
     let body = event("evt_short", "site_1");
     // The client announces more than it sends, and then waits: the body never completes.

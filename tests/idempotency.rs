@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::num::NonZeroUsize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,8 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use common::{
-    app, assert_rejected, error_code, event, layer, secret, send, Behaviour, Counting, Down,
+    app, assert_rejected, builder, error_code, event, layer, secret, send, Behaviour, Counting,
+    Down,
 };
 use http_body_util::BodyExt;
 use tower_webhook::idempotency::{
@@ -48,7 +50,7 @@ async fn the_answer_to_a_duplicate_is_configurable() {
             response
         },
     );
-    let (app, seen) = app(layer().with_idempotency(idempotency), Behaviour::Ok);
+    let (app, seen) = app(builder().with_idempotency(idempotency), Behaviour::Ok);
     send(&app, deliver("evt_1", "s")).await;
     let again = send(&app, deliver("evt_1", "s")).await;
     assert_eq!(again.status(), StatusCode::ACCEPTED);
@@ -92,7 +94,7 @@ async fn a_thousand_concurrent_deliveries_of_one_event_run_the_handler_once() {
 #[tokio::test]
 async fn in_flight_answers_409_with_retry_after() {
     let (app, seen) = app(
-        layer().with_idempotency(
+        builder().with_idempotency(
             Idempotency::new(MemoryStore::default())
                 .with_in_flight_retry_after(Duration::from_secs(7)),
         ),
@@ -117,11 +119,11 @@ async fn in_flight_answers_409_with_retry_after() {
 async fn a_failed_handler_releases_the_event_so_the_retry_is_processed() {
     let store = Arc::new(MemoryStore::default());
     let shared = Idempotency::from_shared(store.clone());
-    let (failing, failed) = app(layer().with_idempotency(shared.clone()), Behaviour::Fail);
+    let (failing, failed) = app(builder().with_idempotency(shared.clone()), Behaviour::Fail);
     assert_eq!(send(&failing, deliver("evt_1", "s")).await.status(), 500);
     assert_eq!(failed.runs(), 1);
     assert_eq!(store.in_flight_len(), 0);
-    let (working, worked) = app(layer().with_idempotency(shared), Behaviour::Ok);
+    let (working, worked) = app(builder().with_idempotency(shared), Behaviour::Ok);
     let retry = send(&working, deliver("evt_1", "s")).await;
     assert_eq!(retry.status(), 200);
     assert!(retry.headers().get("x-webhook-duplicate").is_none());
@@ -131,11 +133,11 @@ async fn a_failed_handler_releases_the_event_so_the_retry_is_processed() {
 #[tokio::test]
 async fn a_panicking_handler_releases_the_event_so_the_retry_is_processed() {
     let shared = Idempotency::new(MemoryStore::default());
-    let (panicking, panicked) = app(layer().with_idempotency(shared.clone()), Behaviour::Panic);
+    let (panicking, panicked) = app(builder().with_idempotency(shared.clone()), Behaviour::Panic);
     let outcome = tokio::spawn(async move { send(&panicking, deliver("evt_1", "s")).await }).await;
     assert!(outcome.unwrap_err().is_panic());
     assert_eq!(panicked.runs(), 1);
-    let (working, worked) = app(layer().with_idempotency(shared), Behaviour::Ok);
+    let (working, worked) = app(builder().with_idempotency(shared), Behaviour::Ok);
     assert_eq!(send(&working, deliver("evt_1", "s")).await.status(), 200);
     assert_eq!(worked.runs(), 1);
 }
@@ -144,7 +146,7 @@ async fn a_panicking_handler_releases_the_event_so_the_retry_is_processed() {
 async fn a_dropped_response_future_releases_the_event_so_the_retry_is_processed() {
     let shared = Idempotency::new(MemoryStore::default());
     let (slow, started) = app(
-        layer().with_idempotency(shared.clone()),
+        builder().with_idempotency(shared.clone()),
         Behaviour::Sleep(Duration::from_secs(3600)),
     );
     let delivery = tokio::spawn(async move { send(&slow, deliver("evt_1", "s")).await });
@@ -154,7 +156,7 @@ async fn a_dropped_response_future_releases_the_event_so_the_retry_is_processed(
     // The client goes away (or a timeout layer fires): the response future is dropped.
     delivery.abort();
     assert!(delivery.await.unwrap_err().is_cancelled());
-    let (working, worked) = app(layer().with_idempotency(shared), Behaviour::Ok);
+    let (working, worked) = app(builder().with_idempotency(shared), Behaviour::Ok);
     assert_eq!(send(&working, deliver("evt_1", "s")).await.status(), 200);
     assert_eq!(worked.runs(), 1);
 }
@@ -195,7 +197,7 @@ async fn a_store_doing_io_finishes_recording_a_handled_event_even_if_the_respons
         inner: MemoryStore::default(),
         pause: Duration::from_millis(200),
     });
-    let (app, seen) = app(layer().with_idempotency(shared.clone()), Behaviour::Ok);
+    let (app, seen) = app(builder().with_idempotency(shared.clone()), Behaviour::Ok);
     let delivery = {
         let app = app.clone();
         tokio::spawn(async move { send(&app, deliver("evt_1", "s")).await })
@@ -218,7 +220,7 @@ async fn a_store_doing_io_finishes_recording_a_handled_event_even_if_the_respons
 async fn a_forged_delivery_never_reaches_the_store() {
     let store = Counting::default();
     let calls = store.calls.clone();
-    let (app, seen) = app(layer().with_store(store), Behaviour::Ok);
+    let (app, seen) = app(builder().with_store(store), Behaviour::Ok);
     // An attacker who knows a real event id tries to poison the dedup cache.
     let forged = sotion_request(
         &Secret::new("whsec_attacker").unwrap(),
@@ -246,7 +248,7 @@ async fn a_forged_delivery_never_reaches_the_store() {
 async fn an_invalid_envelope_never_reaches_the_store() {
     let store = Counting::default();
     let calls = store.calls.clone();
-    let (app, seen) = app(layer().with_store(store), Behaviour::Ok);
+    let (app, seen) = app(builder().with_store(store), Behaviour::Ok);
     let mut mismatched = deliver("evt_1", "site_1");
     mismatched
         .headers_mut()
@@ -266,7 +268,7 @@ async fn the_same_event_id_from_two_sites_is_processed_once_per_site() {
 
 #[tokio::test]
 async fn an_unreachable_store_answers_503_with_retry_after_and_runs_nothing() {
-    let (app, seen) = app(layer().with_store(Down), Behaviour::Ok);
+    let (app, seen) = app(builder().with_store(Down), Behaviour::Ok);
     let response = send(&app, deliver("evt_1", "s")).await;
     assert_eq!(response.headers()["retry-after"], "30");
     assert_rejected(response, 503, "store_unavailable", &seen).await;
@@ -275,7 +277,7 @@ async fn an_unreachable_store_answers_503_with_retry_after_and_runs_nothing() {
 #[tokio::test]
 async fn failing_open_runs_the_handler_when_the_store_is_down() {
     let (app, seen) = app(
-        layer().with_idempotency(Idempotency::new(Down).fail_open(true)),
+        builder().with_idempotency(Idempotency::new(Down).fail_open(true)),
         Behaviour::Ok,
     );
     assert_eq!(send(&app, deliver("evt_1", "s")).await.status(), 200);
@@ -284,9 +286,9 @@ async fn failing_open_runs_the_handler_when_the_store_is_down() {
 
 #[tokio::test]
 async fn failing_open_does_not_bypass_a_full_store() {
-    let store = MemoryStore::default().with_max_in_flight(1).unwrap();
+    let store = MemoryStore::default().with_max_in_flight(NonZeroUsize::MIN);
     let (app, seen) = app(
-        layer().with_idempotency(Idempotency::new(store).fail_open(true)),
+        builder().with_idempotency(Idempotency::new(store).fail_open(true)),
         Behaviour::Sleep(Duration::from_secs(3600)),
     );
     let holding = tokio::spawn({
@@ -311,8 +313,10 @@ async fn an_inner_service_error_releases_the_event() {
     use std::convert::Infallible;
     use tower::{service_fn, Layer, ServiceExt};
     let store = Arc::new(MemoryStore::default());
-    let erroring = layer()
+    let erroring = builder()
         .with_idempotency(Idempotency::from_shared(store.clone()))
+        .build()
+        .unwrap()
         .layer(service_fn(
             |_: http::Request<http_body_util::Full<Bytes>>| async {
                 Err::<http::Response<http_body_util::Full<Bytes>>, _>(std::io::Error::other("boom"))
@@ -321,8 +325,10 @@ async fn an_inner_service_error_releases_the_event() {
     assert!(erroring.oneshot(deliver("evt_1", "s")).await.is_err());
     assert_eq!(store.in_flight_len(), 0);
     assert_eq!(store.done_len(), 0);
-    let working = layer()
+    let working = builder()
         .with_idempotency(Idempotency::from_shared(store.clone()))
+        .build()
+        .unwrap()
         .layer(service_fn(
             |_: http::Request<http_body_util::Full<Bytes>>| async {
                 Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(Bytes::new())))
@@ -341,7 +347,7 @@ async fn an_inner_service_error_releases_the_event() {
 
 #[tokio::test]
 async fn without_idempotency_every_delivery_reaches_the_handler() {
-    let (app, seen) = app(layer().without_idempotency(), Behaviour::Ok);
+    let (app, seen) = app(builder().without_idempotency(), Behaviour::Ok);
     send(&app, deliver("evt_1", "s")).await;
     send(&app, deliver("evt_1", "s")).await;
     assert_eq!(seen.runs(), 2);
@@ -349,9 +355,9 @@ async fn without_idempotency_every_delivery_reaches_the_handler() {
 
 #[tokio::test]
 async fn the_memory_store_stays_bounded_under_a_stream_of_new_events() {
-    let store = Arc::new(MemoryStore::with_capacity(50).unwrap());
+    let store = Arc::new(MemoryStore::with_capacity(NonZeroUsize::new(50).unwrap()));
     let (app, seen) = app(
-        layer().with_idempotency(Idempotency::from_shared(store.clone())),
+        builder().with_idempotency(Idempotency::from_shared(store.clone())),
         Behaviour::Ok,
     );
     for n in 0..500 {
@@ -371,12 +377,17 @@ async fn two_layers_sharing_a_memory_store_with_their_own_secrets_each_handle_th
     let shared = Idempotency::from_shared(Arc::new(MemoryStore::default()));
     let orders_secret = Secret::new("whsec_orders").unwrap();
     let billing_secret = Secret::new("whsec_billing").unwrap();
+    let sotion = || tower_webhook::WebhookLayer::builder(tower_webhook::Scheme::sotion());
     let (orders, seen_orders) = app(
-        tower_webhook::WebhookLayer::new(orders_secret.clone()).with_idempotency(shared.clone()),
+        sotion()
+            .with_secret("whsec_orders")
+            .with_idempotency(shared.clone()),
         Behaviour::Ok,
     );
     let (billing, seen_billing) = app(
-        tower_webhook::WebhookLayer::new(billing_secret.clone()).with_idempotency(shared),
+        sotion()
+            .with_secret("whsec_billing")
+            .with_idempotency(shared),
         Behaviour::Ok,
     );
     for _ in 0..2 {
@@ -408,10 +419,15 @@ async fn clones_of_one_layer_share_keys_unless_each_names_its_endpoint() {
     assert_eq!(again.headers()["x-webhook-duplicate"], "true");
     assert_eq!(seen_first.runs() + seen_second.runs(), 1);
 
-    // Named apart, the two routes each handle the event.
-    let shared = layer();
-    let (orders, seen_orders) = app(shared.clone().with_endpoint("orders"), Behaviour::Ok);
-    let (billing, seen_billing) = app(shared.with_endpoint("billing"), Behaviour::Ok);
+    // Named apart, two routes with that secret and store each handle the event.
+    let store = Idempotency::from_shared(Arc::new(MemoryStore::default()));
+    let named = |name| {
+        builder()
+            .with_idempotency(store.clone())
+            .with_endpoint(name)
+    };
+    let (orders, seen_orders) = app(named("orders"), Behaviour::Ok);
+    let (billing, seen_billing) = app(named("billing"), Behaviour::Ok);
     assert_eq!(send(&orders, deliver("evt_1", "s")).await.status(), 200);
     let other = send(&billing, deliver("evt_1", "s")).await;
     assert!(other.headers().get("x-webhook-duplicate").is_none());

@@ -10,11 +10,13 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use common::{meta_app, send, Down};
 use http_body_util::BodyExt;
+use tower_webhook::layer::WebhookLayerBuilder;
 use tower_webhook::scheme::Outgoing;
 use tower_webhook::testing::{signed_request, sotion_event_with_data, sotion_request};
-use tower_webhook::{Scheme, Secret, WebhookLayer};
+use tower_webhook::{ResolveError, Scheme, Secret, Tenant, WebhookLayer};
 
 const SECRET: &str = "whsec_TOP_SECRET_never_printed_42";
+const STRIPE_SECRET: &str = "whsec_stripe_TOP_SECRET";
 const BODY_MARKER: &str = "BODY_CONTENT_MUST_NOT_BE_LOGGED";
 
 /// Collects everything a `tracing` subscriber writes.
@@ -29,6 +31,11 @@ impl Write for Captured {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// A Sotion layer with the secret.
+fn sotion() -> WebhookLayerBuilder {
+    WebhookLayer::builder(Scheme::sotion()).with_secret(SECRET)
 }
 
 fn secret() -> Secret {
@@ -55,7 +62,7 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
         .build()
         .unwrap();
     let (answered, signature) = runtime.block_on(async {
-        let (app, _) = meta_app(WebhookLayer::new(secret()), "/webhooks");
+        let (app, _) = meta_app(sotion(), "/webhooks");
         let genuine = body_with_marker("evt_logged\"q");
         let signature = tower_webhook::verify::sign(&secret(), &genuine);
         let mut responses = Vec::new();
@@ -66,7 +73,7 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
             body_with_marker("evt_x"),
         );
         responses.push(send(&app, forged).await);
-        let (down, _) = meta_app(WebhookLayer::new(secret()).with_store(Down), "/webhooks");
+        let (down, _) = meta_app(sotion().with_store(Down), "/webhooks");
         responses.push(
             send(
                 &down,
@@ -77,7 +84,7 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
 
         // Another scheme, logged under its name.
         let scheme = Scheme::stripe();
-        let stripe_secret = scheme.secret("whsec_stripe_TOP_SECRET").unwrap();
+        let stripe_secret = scheme.secret(STRIPE_SECRET).unwrap();
         let unix = i64::try_from(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -94,7 +101,7 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
         };
         let request = signed_request(&scheme, &stripe_secret, &message);
         let (stripe, seen) = meta_app(
-            WebhookLayer::new(stripe_secret.clone()).with_scheme(scheme.clone()),
+            WebhookLayer::new(scheme.clone(), STRIPE_SECRET).unwrap(),
             "/webhooks",
         );
         responses.push(send(&stripe, request).await);
@@ -108,6 +115,8 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
         };
         responses.push(send(&stripe, signed_request(&scheme, &stripe_secret, &message)).await);
         assert_eq!(seen.runs(), 2);
+
+        responses.push(misconfigured_tenant(unix).await);
 
         let mut answered = String::new();
         for response in responses {
@@ -133,6 +142,11 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
             && logs.contains(r#"field="type""#),
         "{logs}"
     );
+    let cannot_use = logs
+        .lines()
+        .find(|l| l.contains("resolver gave secrets the scheme cannot"));
+    assert!(cannot_use.is_some_and(|l| l.contains("ERROR") && l.contains("tenant=acme")));
+    assert!(logs.contains("code=\"secrets_unavailable\""), "{logs}");
     // What must never be there.
     let hex = signature.trim_start_matches("sha256=");
     for (text, what) in [(&logs, "logs"), (&answered, "responses")] {
@@ -144,4 +158,34 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
         assert!(!text.contains(hex), "the signature is in the {what}");
         assert!(!text.contains(BODY_MARKER), "the body is in the {what}");
     }
+}
+
+/// A resolver giving a Standard Webhooks tenant a raw key (`Secret::new` of the `whsec_` text,
+/// which that scheme base64-decodes): a configuration mistake only a request shows, answered
+/// 503 (the sender retries once it is fixed) and logged as an error.
+async fn misconfigured_tenant(unix: i64) -> axum::response::Response {
+    const TENANT_SECRET: &str = "whsec_VE9QX1NFQ1JFVF90ZW5hbnQ="; // "TOP_SECRET_tenant"
+    let standard = Scheme::standard_webhooks();
+    let misconfigured =
+        WebhookLayer::builder(standard.clone()).with_resolver(|_: &http::request::Parts| async {
+            let raw = Secret::new(TENANT_SECRET).map_err(|e| ResolveError(e.into()))?;
+            Ok(Some(Tenant::new("acme", raw)))
+        });
+    let (misconfigured, seen) = meta_app(misconfigured, "/webhooks");
+    let message = Outgoing {
+        id: "msg_1",
+        event: "invoice.paid",
+        timestamp: unix,
+        body: br#"{"type":"invoice.paid"}"#,
+    };
+    let signed = signed_request(
+        &standard,
+        &standard.secret(TENANT_SECRET).unwrap(),
+        &message,
+    );
+    let response = send(&misconfigured, signed).await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(seen.runs(), 0);
+    response
 }

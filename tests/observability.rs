@@ -19,12 +19,15 @@ fn secret() -> Secret {
 
 #[test]
 fn debug_output_never_shows_a_secret() {
-    let layer =
-        WebhookLayer::new(secret()).with_secret(Secret::new("whsec_SECOND_secret").unwrap());
+    let builder = WebhookLayer::builder(Scheme::sotion())
+        .with_secret(SECRET)
+        .with_secret("whsec_SECOND_secret");
+    let unbuilt = format!("{builder:?} {builder:#?}");
+    let layer = builder.build().unwrap();
     let standard = Scheme::standard_webhooks();
     let decoded = standard.secret("whsec_VE9QX1NFQ1JFVF9ieXRlcw==").unwrap(); // "TOP_SECRET_bytes"
     let printed = format!(
-        "{layer:?} {layer:#?} {:?} {:?} {decoded:?}",
+        "{unbuilt} {layer:?} {layer:#?} {:?} {:?} {decoded:?}",
         Secrets::new(secret()),
         secret()
     );
@@ -50,7 +53,7 @@ fn metrics_count_verified_rejected_duplicates_conflicts_and_store_errors() {
     // The recorder is installed for this thread only; the requests run on it.
     metrics::with_local_recorder(&recorder, || {
         runtime.block_on(async {
-            let (app, _) = meta_app(WebhookLayer::new(common::secret()), "/webhooks");
+            let (app, _) = meta_app(common::layer(), "/webhooks");
             send(&app, sotion_request(&common::secret(), event("evt_1", "s"))).await;
             send(&app, sotion_request(&common::secret(), event("evt_1", "s"))).await;
             send(
@@ -58,10 +61,7 @@ fn metrics_count_verified_rejected_duplicates_conflicts_and_store_errors() {
                 sotion_request(&Secret::new("whsec_x").unwrap(), event("evt_2", "s")),
             )
             .await;
-            let (down, _) = meta_app(
-                WebhookLayer::new(common::secret()).with_store(Down),
-                "/webhooks",
-            );
+            let (down, _) = meta_app(common::builder().with_store(Down), "/webhooks");
             send(
                 &down,
                 sotion_request(&common::secret(), event("evt_3", "s")),

@@ -11,10 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use common::{app, assert_rejected, event, layer, secret, send, Behaviour};
+use common::{app, assert_rejected, builder, event, secret, send, Behaviour};
 use tower_webhook::idempotency::{
     Idempotency, IdempotencyKey, IdempotencyStore, RedisStore, Reservation, MAX_DURATION,
 };
+use tower_webhook::layer::WebhookLayerBuilder;
 use tower_webhook::testing::sotion_request;
 use tower_webhook::Secret;
 
@@ -205,11 +206,11 @@ async fn two_replicas_sharing_redis_run_a_thousand_concurrent_deliveries_once() 
             .with_timeout(Duration::from_secs(10))
     };
     let (replica_a, seen_a) = app(
-        layer().with_store(patient().await),
+        builder().with_store(patient().await),
         Behaviour::Sleep(Duration::from_millis(300)),
     );
     let (replica_b, seen_b) = app(
-        layer().with_store(patient().await),
+        builder().with_store(patient().await),
         Behaviour::Sleep(Duration::from_millis(300)),
     );
     let tasks: Vec<_> = (0..1000)
@@ -275,7 +276,7 @@ async fn a_replica_that_died_holding_a_reservation_frees_the_event_after_its_lea
     );
     drop(dead);
 
-    let (survivor, seen) = app(layer().with_store(server.store().await), Behaviour::Ok);
+    let (survivor, seen) = app(builder().with_store(server.store().await), Behaviour::Ok);
     let early = send(
         &survivor,
         sotion_request(&secret(), event("evt_orphan", "site_1")),
@@ -302,7 +303,7 @@ async fn redis_represents_the_longest_lease_and_ttl_accepted() {
         .unwrap()
         .with_ttl(MAX_DURATION)
         .unwrap();
-    let (app, seen) = app(layer().with_idempotency(idempotency), Behaviour::Ok);
+    let (app, seen) = app(builder().with_idempotency(idempotency), Behaviour::Ok);
     let deliver = || sotion_request(&secret(), event("evt_forever", "site_1"));
     assert_eq!(send(&app, deliver()).await.status(), 200);
     let again = send(&app, deliver()).await;
@@ -316,7 +317,7 @@ async fn redis_going_away_answers_503_and_processing_resumes_when_it_returns() {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let (app, seen) = app(layer().with_store(server.store().await), Behaviour::Ok);
+    let (app, seen) = app(builder().with_store(server.store().await), Behaviour::Ok);
     assert_eq!(
         send(&app, sotion_request(&secret(), event("evt_before", "s")))
             .await
@@ -350,12 +351,14 @@ async fn redis_going_away_answers_503_and_processing_resumes_when_it_returns() {
 }
 
 /// A layer with its own secret, on `store`.
-fn layer_with(secrets: &[&str], store: RedisStore) -> tower_webhook::WebhookLayer {
-    let mut layer = tower_webhook::WebhookLayer::new(Secret::new(secrets[0]).unwrap());
-    for secret in &secrets[1..] {
-        layer = layer.with_secret(Secret::new(secret).unwrap());
-    }
-    layer.with_store(store)
+fn layer_with(secrets: &[&str], store: RedisStore) -> WebhookLayerBuilder {
+    secrets
+        .iter()
+        .fold(
+            tower_webhook::WebhookLayer::builder(tower_webhook::Scheme::sotion()),
+            |layer, secret| layer.with_secret(secret),
+        )
+        .with_store(store)
 }
 
 #[tokio::test]
@@ -481,7 +484,7 @@ async fn a_reserve_that_timed_out_is_undone_so_the_first_retry_after_a_stall_is_
         .await
         .unwrap()
         .with_timeout(Duration::from_millis(200));
-    let (app, seen) = app(layer().with_store(store), Behaviour::Ok);
+    let (app, seen) = app(builder().with_store(store), Behaviour::Ok);
     // A first delivery loads the scripts, as in any running app.
     let warm = send(&app, sotion_request(&secret(), event("evt_warm", "s"))).await;
     assert_eq!(warm.status(), 200);
@@ -507,7 +510,7 @@ async fn a_reserve_whose_request_was_dropped_is_undone_so_the_retry_is_processed
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let (app, seen) = app(layer().with_store(server.store().await), Behaviour::Ok);
+    let (app, seen) = app(builder().with_store(server.store().await), Behaviour::Ok);
     let warm = send(&app, sotion_request(&secret(), event("evt_warm", "s"))).await;
     assert_eq!(warm.status(), 200);
 

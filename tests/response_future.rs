@@ -16,7 +16,7 @@ use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
-use common::{event, layer, secret, send, Stalled};
+use common::{builder, event, layer, secret, send, Stalled};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use tower::limit::ConcurrencyLimitLayer;
@@ -137,8 +137,12 @@ async fn a_2xx_head_completes_the_event_even_if_its_body_then_fails() {
     };
     let app = Router::new().route(
         "/webhooks",
-        post(handler)
-            .route_layer(layer().with_idempotency(Idempotency::from_shared(store.clone()))),
+        post(handler).route_layer(
+            builder()
+                .with_idempotency(Idempotency::from_shared(store.clone()))
+                .build()
+                .unwrap(),
+        ),
     );
     let response = send(&app, deliver("evt_1")).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -214,8 +218,10 @@ impl Service<Request<Full<Bytes>>> for Broken {
 #[tokio::test]
 async fn an_inner_service_that_cannot_get_ready_releases_the_event() {
     let store = Arc::new(MemoryStore::default());
-    let service = layer()
+    let service = builder()
         .with_idempotency(Idempotency::from_shared(store.clone()))
+        .build()
+        .unwrap()
         .layer(Broken);
     let error = service.oneshot(deliver("evt_1")).await.unwrap_err();
     assert_eq!(error.to_string(), "broken");
@@ -273,7 +279,10 @@ impl Service<Request<Full<Bytes>>> for NeverAnswers {
 fn never_answering() -> (WebhookService<NeverAnswers>, Arc<AtomicUsize>) {
     let handler = NeverAnswers::default();
     let started = handler.0.clone();
-    let layer = layer().with_idempotency(Idempotency::new(TimedRelease(MemoryStore::default())));
+    let layer = builder()
+        .with_idempotency(Idempotency::new(TimedRelease(MemoryStore::default())))
+        .build()
+        .unwrap();
     (layer.layer(handler), started)
 }
 

@@ -14,6 +14,7 @@ use base64::Engine as _;
 use common::{assert_rejected, error_code, meta_app, send};
 use http_body_util::{BodyExt, Full};
 use tower_webhook::extract::Verified;
+use tower_webhook::layer::WebhookLayerBuilder;
 use tower_webhook::scheme::{
     Encoding, Outgoing, Part, Scheme, SignatureFormat, Source, TimestampFormat, Tolerance,
 };
@@ -25,14 +26,14 @@ fn at(unix: i64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(unix)
 }
 
-/// A layer for `scheme` with one or more secrets, its clock pinned at `now`.
-fn layer(scheme: &Scheme, secrets: &[&str], now: i64) -> WebhookLayer {
-    let mut layer = WebhookLayer::new(scheme.secret(secrets[0]).unwrap());
-    for secret in &secrets[1..] {
-        layer = layer.with_secret(scheme.secret(secret).unwrap());
-    }
-    layer
-        .with_scheme(scheme.clone())
+/// A layer for `scheme` with one or more secrets (their text, as the sender shows it), its
+/// clock pinned at `now`.
+fn layer(scheme: &Scheme, secrets: &[&str], now: i64) -> WebhookLayerBuilder {
+    secrets
+        .iter()
+        .fold(WebhookLayer::builder(scheme.clone()), |layer, secret| {
+            layer.with_secret(secret)
+        })
         .with_clock(move || at(now))
 }
 
@@ -225,7 +226,7 @@ async fn freshness_comes_from_the_injected_clock_not_the_wall_clock() {
             .status(),
         200
     );
-    let wall = WebhookLayer::new(scheme.secret(&secret).unwrap()).with_scheme(scheme.clone());
+    let wall = WebhookLayer::new(scheme.clone(), &secret).unwrap();
     let (app, seen) = meta_app(wall, "/webhooks");
     let response = send(&app, delivery(&scheme, &secret, "e", then)).await;
     assert_rejected(response, 401, "timestamp_too_old", &seen).await;
@@ -258,10 +259,12 @@ async fn standard_webhooks_refuses_each_missing_header() {
 async fn sotion_can_enforce_a_maximum_age_on_its_signed_body_timestamp() {
     // The sample event is stamped 2026-03-28T12:00:00Z.
     let stamped = 1_774_699_200;
-    let scheme = Scheme::sotion().with_tolerance(Some(Tolerance {
-        past: Duration::from_secs(3600),
-        future: Duration::from_secs(60),
-    }));
+    let scheme = Scheme::sotion()
+        .with_tolerance(Tolerance {
+            past: Duration::from_secs(3600),
+            future: Duration::from_secs(60),
+        })
+        .unwrap();
     let secret = "whsec_s";
     let fresh = layer(&scheme, &[secret], stamped + 3599);
     let (app, _) = meta_app(fresh, "/webhooks");
@@ -308,14 +311,14 @@ async fn a_custom_webinone_style_scheme_verifies_without_crypto_code() {
         "x-webinone-signature",
         SignatureFormat::single("", Encoding::Hex),
     )
-    .signed(vec![Part::Timestamp, Part::literal("."), Part::Body])
-    .timestamp(
+    .with_signed(vec![Part::Timestamp, Part::literal("."), Part::Body])
+    .with_timestamp(
         Source::header("x-webinone-timestamp"),
         TimestampFormat::UnixSeconds,
     )
-    .tolerance(Tolerance::symmetric(Duration::from_secs(300)))
-    .event(Source::header("x-webinone-event"))
-    .id(Source::BodyDigest)
+    .with_tolerance(Tolerance::symmetric(Duration::from_secs(300)))
+    .with_event(Source::header("x-webinone-event"))
+    .with_id(Source::BodyDigest)
     .build()
     .unwrap();
     let secret = "client-secret";
@@ -336,8 +339,8 @@ async fn a_custom_webinone_style_scheme_verifies_without_crypto_code() {
     assert_eq!(meta.timestamp().unwrap().unix_timestamp(), NOW);
 }
 
-fn tenant_layer() -> WebhookLayer {
-    WebhookLayer::per_tenant(|parts: &http::request::Parts| {
+fn tenant_layer() -> WebhookLayerBuilder {
+    WebhookLayer::builder(Scheme::sotion()).with_resolver(|parts: &http::request::Parts| {
         let tenant = parts.uri.path().rsplit('/').next().unwrap_or("").to_owned();
         async move {
             match tenant.as_str() {
@@ -417,7 +420,7 @@ async fn verified_types_the_body_for_any_scheme_and_envelope_is_sotion_only() {
     };
     let app = Router::new().route(
         "/webhooks",
-        post(handler).route_layer(layer(&scheme, &["whsec_s"], NOW)),
+        post(handler).route_layer(layer(&scheme, &["whsec_s"], NOW).build().unwrap()),
     );
     let response = send(&app, delivery(&scheme, "whsec_s", "evt_9", NOW)).await;
     assert_eq!(response.status(), 200);
@@ -427,7 +430,7 @@ async fn verified_types_the_body_for_any_scheme_and_envelope_is_sotion_only() {
     let wrong = |_: Envelope| async { "unreachable" };
     let app = Router::new().route(
         "/webhooks",
-        post(wrong).route_layer(layer(&scheme, &["whsec_s"], NOW)),
+        post(wrong).route_layer(layer(&scheme, &["whsec_s"], NOW).build().unwrap()),
     );
     let response = send(&app, delivery(&scheme, "whsec_s", "evt_9", NOW)).await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
@@ -507,9 +510,9 @@ fn builder_scheme() -> Scheme {
         "x-acme-signature",
         SignatureFormat::single("sha256=", Encoding::Hex),
     )
-    .id(Source::body_field("id"))
-    .event(Source::header("x-acme-event"))
-    .scope(Source::body_field("account"))
+    .with_id(Source::body_field("id"))
+    .with_event(Source::header("x-acme-event"))
+    .with_scope(Source::body_field("account"))
     .build()
     .unwrap()
 }
@@ -661,8 +664,8 @@ async fn a_required_body_field_that_is_unusable_still_refuses() {
         "x-timed-signature",
         SignatureFormat::single("sha256=", Encoding::Hex),
     )
-    .id(Source::body_field("id"))
-    .timestamp(Source::body_field("ts"), TimestampFormat::UnixSeconds)
+    .with_id(Source::body_field("id"))
+    .with_timestamp(Source::body_field("ts"), TimestampFormat::UnixSeconds)
     .build()
     .unwrap();
     let (app, timed) = meta_app(layer(&scheme, &["whsec_s"], NOW), "/webhooks");

@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::VecDeque;
+use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,26 +17,30 @@ use axum::http::{Request, StatusCode};
 use common::{error_code, meta_app, send};
 use http::request::Parts;
 use http_body::Frame;
+use tower_webhook::layer::WebhookLayerBuilder;
 use tower_webhook::testing::sotion_event;
-use tower_webhook::{verify, ResolveError, Secret, Tenant, WebhookLayer};
+use tower_webhook::{verify, ResolveError, Scheme, Secret, Tenant, WebhookLayer};
 
 const LIMIT: usize = 1024;
 
 /// A resolver that knows `acme` only.
 fn tenant_layer() -> WebhookLayer {
-    WebhookLayer::per_tenant(|parts: &Parts| {
-        let tenant = parts.uri.path().rsplit('/').next().unwrap_or("").to_owned();
-        async move {
-            if tenant == "acme" {
-                let secret = Secret::new("whsec_acme").unwrap();
-                Ok(Some(Tenant::new(tenant, secret)))
-            } else {
-                Ok(None)
+    WebhookLayer::builder(Scheme::sotion())
+        .with_resolver(|parts: &Parts| {
+            let tenant = parts.uri.path().rsplit('/').next().unwrap_or("").to_owned();
+            async move {
+                if tenant == "acme" {
+                    let secret = Secret::new("whsec_acme").unwrap();
+                    Ok(Some(Tenant::new(tenant, secret)))
+                } else {
+                    Ok(None)
+                }
             }
-        }
-    })
-    .with_body_limit(LIMIT)
-    .with_body_timeout(Some(Duration::from_secs(5)))
+        })
+        .with_body_limit(NonZeroUsize::new(LIMIT).unwrap())
+        .with_body_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
 }
 
 /// What a body does each time it is polled.
@@ -167,17 +172,18 @@ async fn send_bounded(app: &axum::Router, request: Request<Scripted>) -> axum::r
         .expect("no answer within a minute")
 }
 
-fn hanging_layer() -> WebhookLayer {
-    WebhookLayer::per_tenant(|_: &Parts| {
-        std::future::pending::<Result<Option<Tenant>, ResolveError>>()
-    })
+fn hanging_layer() -> WebhookLayerBuilder {
+    WebhookLayer::builder(Scheme::sotion())
+        .with_resolver(|_: &Parts| std::future::pending::<Result<Option<Tenant>, ResolveError>>())
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_resolver_that_never_answers_gets_503_after_its_timeout() {
     let layer = hanging_layer()
         .with_resolver_timeout(Duration::from_secs(2))
-        .with_resolver_retry_after(Duration::from_secs(7));
+        .with_resolver_retry_after(Duration::from_secs(7))
+        .build()
+        .unwrap();
     let (app, _) = meta_app(layer, "/webhooks/{tenant}");
     let started = tokio::time::Instant::now();
     let (request, _) = to_tenant("acme", "whsec_acme", &[]);
@@ -197,9 +203,9 @@ async fn the_resolver_has_a_default_timeout_and_retry_after() {
     let (request, _) = to_tenant("acme", "whsec_acme", &[]);
     let response = send_bounded(&app, request).await;
     let waited = started.elapsed();
+    // The documented default: 5 s.
     assert!(
-        waited >= tower_webhook::layer::DEFAULT_RESOLVER_TIMEOUT
-            && waited < tower_webhook::layer::DEFAULT_RESOLVER_TIMEOUT + Duration::from_secs(1),
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
         "{waited:?}"
     );
     assert_eq!(response.status(), 503);
@@ -208,10 +214,13 @@ async fn the_resolver_has_a_default_timeout_and_retry_after() {
 
 #[tokio::test]
 async fn a_failing_resolver_answers_with_the_configured_retry_after() {
-    let layer = WebhookLayer::per_tenant(|_: &Parts| async {
-        Err::<Option<Tenant>, _>(ResolveError("the tenant database is unreachable".into()))
-    })
-    .with_resolver_retry_after(Duration::from_secs(12));
+    let layer = WebhookLayer::builder(Scheme::sotion())
+        .with_resolver(|_: &Parts| async {
+            Err::<Option<Tenant>, _>(ResolveError("the tenant database is unreachable".into()))
+        })
+        .with_resolver_retry_after(Duration::from_secs(12))
+        .build()
+        .unwrap();
     let (app, _) = meta_app(layer, "/webhooks/{tenant}");
     let (request, _) = to_tenant("acme", "whsec_acme", &[]);
     let response = send_bounded(&app, request).await;

@@ -23,7 +23,7 @@ use tower_webhook::{Secret, WebhookLayer, WebhookMeta};
 const SECRET: &str = "github-hook-secret";
 
 fn github_layer() -> WebhookLayer {
-    WebhookLayer::new(Secret::new(SECRET).unwrap()).with_scheme(Scheme::github())
+    WebhookLayer::new(Scheme::github(), SECRET).unwrap()
 }
 
 /// A GitHub delivery of `body` under delivery id `guid`, signed as GitHub signs it.

@@ -4,6 +4,7 @@
 mod common;
 
 use std::convert::Infallible;
+use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,12 +15,14 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, Request, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use common::{app, assert_rejected, error_code, event, layer, secret, send, Behaviour, Stalled};
+use common::{
+    app, assert_rejected, builder, error_code, event, layer, secret, send, Behaviour, Stalled,
+};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use tower_webhook::envelope::MemberData;
 use tower_webhook::testing::{self, sotion_request};
-use tower_webhook::{verify, Envelope, EventType, Rejection, Secret, WebhookLayer};
+use tower_webhook::{verify, Envelope, EventType, Rejection, Scheme, Secret, WebhookLayer};
 
 fn signed(body: &[u8]) -> Request<Full<Bytes>> {
     sotion_request(&secret(), Bytes::copy_from_slice(body))
@@ -149,7 +152,11 @@ async fn refuses_a_wrong_secret_without_revealing_the_expected_signature() {
 async fn accepts_every_configured_secret_during_rotation_and_no_other() {
     let old = Secret::new("whsec_old").unwrap();
     let new = Secret::new("whsec_new").unwrap();
-    let layer = WebhookLayer::new(new.clone()).with_secret(old.clone());
+    let layer = WebhookLayer::builder(Scheme::sotion())
+        .with_secret("whsec_new")
+        .with_secret("whsec_old")
+        .build()
+        .unwrap();
     let (app, seen) = app(layer, Behaviour::Ok);
     let response = send(&app, sotion_request(&old, event("evt_old", "s"))).await;
     assert_eq!(response.status(), 200);
@@ -213,9 +220,13 @@ fn signed_headers_with_body<B>(body: B, content_length: Option<u64>) -> Request<
     Request::from_parts(parts, body)
 }
 
+fn limit(bytes: usize) -> NonZeroUsize {
+    NonZeroUsize::new(bytes).unwrap()
+}
+
 #[tokio::test]
 async fn refuses_an_oversized_content_length_before_reading_the_body() {
-    let (app, seen) = app(layer().with_body_limit(1024), Behaviour::Ok);
+    let (app, seen) = app(builder().with_body_limit(limit(1024)), Behaviour::Ok);
     let (body, polled, _) = probe(64, 1024 * 1024);
     let request = signed_headers_with_body(body, Some(64 * 1024 * 1024));
     assert_rejected(send(&app, request).await, 413, "payload_too_large", &seen).await;
@@ -224,7 +235,7 @@ async fn refuses_an_oversized_content_length_before_reading_the_body() {
 
 #[tokio::test]
 async fn cuts_a_chunked_body_at_the_limit_without_buffering_it_all() {
-    let (app, seen) = app(layer().with_body_limit(4096), Behaviour::Ok);
+    let (app, seen) = app(builder().with_body_limit(limit(4096)), Behaviour::Ok);
     // 64 MiB announced by nobody: 1,024 chunks of 64 KiB.
     let (body, _, bytes_read) = probe(1024, 64 * 1024);
     let request = signed_headers_with_body(body, None);
@@ -239,10 +250,13 @@ async fn cuts_a_chunked_body_at_the_limit_without_buffering_it_all() {
 #[tokio::test]
 async fn accepts_a_body_of_exactly_the_limit() {
     let body = event("evt_limit", "s");
-    let (app, seen) = app(layer().with_body_limit(body.len()), Behaviour::Ok);
+    let (app, seen) = app(builder().with_body_limit(limit(body.len())), Behaviour::Ok);
     assert_eq!(send(&app, signed(&body)).await.status(), 200);
     assert_eq!(seen.runs(), 1);
-    let (app, seen) = common::app(layer().with_body_limit(body.len() - 1), Behaviour::Ok);
+    let (app, seen) = common::app(
+        builder().with_body_limit(limit(body.len() - 1)),
+        Behaviour::Ok,
+    );
     assert_rejected(
         send(&app, signed(&body)).await,
         413,
@@ -277,7 +291,7 @@ async fn refuses_compressed_bodies() {
 
 #[tokio::test(start_paused = true)]
 async fn answers_408_to_a_body_that_stalls() {
-    let layer = layer().with_body_timeout(Some(Duration::from_secs(5)));
+    let layer = builder().with_body_timeout(Duration::from_secs(5));
     let (app, seen) = app(layer, Behaviour::Ok);
     let request = signed_headers_with_body(Stalled, Some(100));
     assert_rejected(send(&app, request).await, 408, "body_timeout", &seen).await;
@@ -546,8 +560,11 @@ async fn other_methods_get_405_when_the_layer_is_a_route_layer() {
 #[tokio::test]
 async fn the_layer_works_on_a_plain_tower_service() {
     use tower::{service_fn, Layer, ServiceExt};
-    let service = layer().without_idempotency().layer(service_fn(
-        |request: Request<Full<Bytes>>| async move {
+    let service = builder()
+        .without_idempotency()
+        .build()
+        .unwrap()
+        .layer(service_fn(|request: Request<Full<Bytes>>| async move {
             let meta = request
                 .extensions()
                 .get::<tower_webhook::WebhookMeta>()
@@ -558,8 +575,7 @@ async fn the_layer_works_on_a_plain_tower_service() {
                 meta.map(|m| m.id().to_owned()).unwrap_or_default(),
                 body.len()
             )))))
-        },
-    ));
+        }));
     let body = event("evt_plain", "s");
     let response = service.oneshot(signed(&body)).await.unwrap();
     assert_eq!(response.status(), 200);

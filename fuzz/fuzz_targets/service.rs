@@ -4,6 +4,7 @@
 #![no_main]
 
 use std::convert::Infallible;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -14,7 +15,7 @@ use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full, StreamBody};
 use libfuzzer_sys::fuzz_target;
 use tower::{service_fn, Layer, ServiceExt};
-use tower_webhook::{verify, Rejection, Secret, WebhookLayer};
+use tower_webhook::{verify, Rejection, Scheme, Secret, WebhookLayer};
 
 const HEADERS: [&str; 8] = [
     "x-webhook-signature", "x-webhook-id", "x-webhook-event", "x-webhook-delivery",
@@ -75,9 +76,12 @@ fuzz_target!(|input: Input| {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
         }
     });
-    let service = WebhookLayer::new(secret)
-        .with_body_limit(4096)
+    let service = WebhookLayer::builder(Scheme::sotion())
+        .with_secrets(secret)
+        .with_body_limit(NonZeroUsize::new(4096).unwrap())
         .with_clock(|| SystemTime::UNIX_EPOCH + Duration::from_secs(1_774_699_200))
+        .build()
+        .unwrap()
         .layer(handler);
     let response = runtime().block_on(service.oneshot(request)).unwrap();
 

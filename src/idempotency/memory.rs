@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -7,7 +8,6 @@ use foldhash::fast::RandomState;
 
 use super::completed::Completed;
 use super::store::{IdempotencyKey, IdempotencyStore, Reservation, StoreError, StoreFuture, Token};
-use crate::error::ConfigError;
 
 /// How many completed events a [`MemoryStore`] remembers by default.
 pub const DEFAULT_CAPACITY: usize = 100_000;
@@ -38,8 +38,8 @@ const SHARDING_THRESHOLD: usize = 4096;
 /// ```
 /// use tower_webhook::idempotency::MemoryStore;
 ///
-/// let store = MemoryStore::with_capacity(10_000)?;
-/// # Ok::<(), tower_webhook::ConfigError>(())
+/// let store = MemoryStore::with_capacity(10_000.try_into()?);
+/// # Ok::<(), std::num::TryFromIntError>(())
 /// ```
 #[derive(Debug)]
 pub struct MemoryStore {
@@ -78,31 +78,19 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// A store remembering at most `capacity` completed events.
-    ///
-    /// # Errors
-    /// [`ConfigError::InvalidOption`] when `capacity` is zero.
-    pub fn with_capacity(capacity: usize) -> Result<Self, ConfigError> {
-        if capacity == 0 {
-            return Err(ConfigError::InvalidOption(
-                "the store capacity must be at least 1",
-            ));
-        }
-        Ok(Self::build(capacity, DEFAULT_MAX_IN_FLIGHT))
+    /// A store remembering at most `capacity` completed events (the default store remembers
+    /// 100,000).
+    #[must_use]
+    pub fn with_capacity(capacity: NonZeroUsize) -> Self {
+        Self::build(capacity.get(), DEFAULT_MAX_IN_FLIGHT)
     }
 
-    /// Sets how many reservations may be in flight at once.
-    ///
-    /// # Errors
-    /// [`ConfigError::InvalidOption`] when `max` is zero.
-    pub fn with_max_in_flight(mut self, max: usize) -> Result<Self, ConfigError> {
-        if max == 0 {
-            return Err(ConfigError::InvalidOption(
-                "the in-flight limit must be at least 1",
-            ));
-        }
-        self.max_in_flight = max;
-        Ok(self)
+    /// Sets how many reservations may be in flight at once (default 10,000); past it,
+    /// `reserve` fails with [`StoreError::Full`].
+    #[must_use]
+    pub fn with_max_in_flight(mut self, max: NonZeroUsize) -> Self {
+        self.max_in_flight = max.get();
+        self
     }
 
     fn build(capacity: usize, max_in_flight: usize) -> Self {
@@ -414,7 +402,7 @@ mod tests {
 
     #[test]
     fn at_capacity_evicts_only_completed_keys_never_in_flight_ones() {
-        let store = MemoryStore::with_capacity(100).unwrap();
+        let store = MemoryStore::with_capacity(nonzero(100));
         // An early reservation that stays in flight while thousands of events complete.
         let held = new_token(store.reserve_at(&key(0), LEASE, 0).unwrap());
         for n in 1..=5_000 {
@@ -439,7 +427,7 @@ mod tests {
 
     #[test]
     fn refuses_new_reservations_past_the_in_flight_limit_until_leases_expire() {
-        let store = MemoryStore::default().with_max_in_flight(3).unwrap();
+        let store = MemoryStore::default().with_max_in_flight(nonzero(3));
         for n in 0..3 {
             new_token(store.reserve_at(&key(n), LEASE, 0).unwrap());
         }
@@ -459,7 +447,7 @@ mod tests {
 
     #[test]
     fn reclaims_expired_reservations_in_every_shard_including_the_callers() {
-        let store = MemoryStore::default().with_max_in_flight(40).unwrap();
+        let store = MemoryStore::default().with_max_in_flight(nonzero(40));
         assert_eq!(store.shards.len(), SHARDS);
         for n in 0..40 {
             new_token(store.reserve_at(&key(n), LEASE, 0).unwrap());
@@ -475,7 +463,7 @@ mod tests {
         const MAX: usize = 2;
         // The race is narrow: repeat it, bounded (a few hundred rounds, well under a second).
         for round in 0..400_u32 {
-            let store = MemoryStore::default().with_max_in_flight(MAX).unwrap();
+            let store = MemoryStore::default().with_max_in_flight(nonzero(MAX));
             let barrier = std::sync::Barrier::new(THREADS);
             let new = AtomicUsize::new(0);
             std::thread::scope(|scope| {
@@ -504,7 +492,7 @@ mod tests {
 
     #[test]
     fn at_the_limit_reserves_do_not_scan_for_expired_reservations_before_one_can_have_expired() {
-        let store = MemoryStore::default().with_max_in_flight(3).unwrap();
+        let store = MemoryStore::default().with_max_in_flight(nonzero(3));
         for n in 0..3 {
             new_token(store.reserve_at(&key(n), LEASE, 0).unwrap());
         }
@@ -542,7 +530,7 @@ mod tests {
 
     #[test]
     fn completing_a_lease_that_ran_out_unclaimed_marks_the_key_done_even_once_reclaimed() {
-        let store = MemoryStore::default().with_max_in_flight(1).unwrap();
+        let store = MemoryStore::default().with_max_in_flight(nonzero(1));
         let lease_ms = millis(LEASE);
         let first = new_token(store.reserve_at(&key(1), LEASE, 0).unwrap());
         // Still in the map after its lease ran out: the owner completes it.
@@ -565,7 +553,7 @@ mod tests {
 
     #[test]
     fn releasing_a_lease_that_ran_out_unclaimed_says_false_and_frees_its_place() {
-        let store = MemoryStore::default().with_max_in_flight(1).unwrap();
+        let store = MemoryStore::default().with_max_in_flight(nonzero(1));
         let token = new_token(store.reserve_at(&key(1), LEASE, 0).unwrap());
         assert!(!store.release_at(&key(1), &token, millis(LEASE)));
         assert_eq!(store.in_flight_len(), 0);
@@ -576,15 +564,13 @@ mod tests {
     fn shards_split_the_capacity_exactly() {
         for capacity in [1, 100, 4095, 4096, 100_000, 100_001] {
             assert_eq!(
-                MemoryStore::with_capacity(capacity).unwrap().capacity(),
+                MemoryStore::with_capacity(nonzero(capacity)).capacity(),
                 capacity
             );
         }
     }
 
-    #[test]
-    fn refuses_zero_sizes() {
-        assert!(MemoryStore::with_capacity(0).is_err());
-        assert!(MemoryStore::default().with_max_in_flight(0).is_err());
+    fn nonzero(n: usize) -> NonZeroUsize {
+        NonZeroUsize::new(n).unwrap()
     }
 }

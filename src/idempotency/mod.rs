@@ -2,7 +2,7 @@
 //!
 //! Senders deliver at least once: they retry on timeouts and errors, for days. The layer
 //! therefore remembers each event it handled, in an [`IdempotencyStore`], keyed by the scheme,
-//! the endpoint (see [`WebhookLayer::with_endpoint`](crate::WebhookLayer::with_endpoint)), the
+//! the endpoint (see [`WebhookLayerBuilder::with_endpoint`](crate::layer::WebhookLayerBuilder::with_endpoint)), the
 //! tenant, the signed scope (Sotion's `siteId`) and the signed event id ([`IdempotencyKey`];
 //! a scheme whose id is unsigned, such as GitHub's, is keyed by its signed bytes instead):
 //!
@@ -154,7 +154,7 @@ impl Idempotency {
 
     /// The guard over a store shared with other code (or other layers). Layers sharing a
     /// store share keys only when they are the same endpoint: the same verifying secret, or
-    /// the same [`with_endpoint`](crate::WebhookLayer::with_endpoint) name.
+    /// the same [`with_endpoint`](crate::layer::WebhookLayerBuilder::with_endpoint) name.
     #[must_use]
     pub fn from_shared(store: Arc<dyn IdempotencyStore>) -> Self {
         Self {
@@ -178,13 +178,10 @@ impl Idempotency {
     /// remainder up to 1 ms).
     ///
     /// # Errors
-    /// [`ConfigError::InvalidOption`] when `lease` is zero (a reservation that holds for no
+    /// [`ConfigError::InvalidDuration`] when `lease` is zero (a reservation that holds for no
     /// time lets every concurrent delivery run the handler) or longer than [`MAX_DURATION`].
     pub fn with_lease(mut self, lease: Duration) -> Result<Self, ConfigError> {
-        self.lease = checked(
-            lease,
-            "the idempotency lease must be more than zero and at most 100 years",
-        )?;
+        self.lease = checked(lease, "Idempotency::with_lease")?;
         Ok(self)
     }
 
@@ -193,13 +190,10 @@ impl Idempotency {
     /// up to 1 ms).
     ///
     /// # Errors
-    /// [`ConfigError::InvalidOption`] when `ttl` is zero (nothing would be remembered: every
+    /// [`ConfigError::InvalidDuration`] when `ttl` is zero (nothing would be remembered: every
     /// retry would run the handler again) or longer than [`MAX_DURATION`].
     pub fn with_ttl(mut self, ttl: Duration) -> Result<Self, ConfigError> {
-        self.ttl = checked(
-            ttl,
-            "the idempotency TTL must be more than zero and at most 100 years",
-        )?;
+        self.ttl = checked(ttl, "Idempotency::with_ttl")?;
         Ok(self)
     }
 
@@ -342,9 +336,9 @@ fn runtime(key: &IdempotencyKey, operation: &'static str) -> Option<tokio::runti
 
 /// `duration` if it is a lease or TTL every store represents: more than zero, at most
 /// [`MAX_DURATION`].
-fn checked(duration: Duration, message: &'static str) -> Result<Duration, ConfigError> {
+pub(crate) fn checked(duration: Duration, option: &'static str) -> Result<Duration, ConfigError> {
     if duration.is_zero() || duration > MAX_DURATION {
-        return Err(ConfigError::InvalidOption(message));
+        return Err(ConfigError::InvalidDuration { option });
     }
     Ok(duration)
 }
@@ -419,11 +413,15 @@ mod tests {
         for wrong in [Duration::ZERO, too_long, Duration::MAX] {
             assert!(matches!(
                 Idempotency::default().with_lease(wrong),
-                Err(ConfigError::InvalidOption(_))
+                Err(ConfigError::InvalidDuration {
+                    option: "Idempotency::with_lease"
+                })
             ));
             assert!(matches!(
                 Idempotency::default().with_ttl(wrong),
-                Err(ConfigError::InvalidOption(_))
+                Err(ConfigError::InvalidDuration {
+                    option: "Idempotency::with_ttl"
+                })
             ));
         }
     }

@@ -77,11 +77,14 @@ return 0
 ///
 /// ```no_run
 /// use tower_webhook::idempotency::RedisStore;
-/// use tower_webhook::{Secret, WebhookLayer};
+/// use tower_webhook::{Scheme, WebhookLayer};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = RedisStore::connect("redis://127.0.0.1:6379/").await?.with_prefix("myapp:webhooks:");
-/// let layer = WebhookLayer::new(Secret::new("whsec_...")?).with_store(store);
+/// let layer = WebhookLayer::builder(Scheme::sotion())
+///     .with_secret("whsec_...")
+///     .with_store(store)
+///     .build()?;
 /// # let _ = layer; Ok(())
 /// # }
 /// ```

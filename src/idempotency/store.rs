@@ -180,7 +180,7 @@ impl fmt::Debug for Token {
 ///
 /// Keys hold only signed values: when a scheme's id or scope is unsigned (GitHub's
 /// `X-GitHub-Delivery`), the digest of the delivery's signed bytes takes their place (see
-/// [`SchemeBuilder::allow_unsigned_id_and_scope`](crate::scheme::SchemeBuilder::allow_unsigned_id_and_scope)).
+/// [`SchemeBuilder::with_unsigned_id_and_scope`](crate::scheme::SchemeBuilder::with_unsigned_id_and_scope)).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct IdempotencyKey([u8; 32]);
 
@@ -215,7 +215,7 @@ impl IdempotencyKey {
 
     /// The key of a verified delivery, as the layer computes it: its scheme; the endpoint that
     /// received it (the name given to
-    /// [`WebhookLayer::with_endpoint`](crate::WebhookLayer::with_endpoint), or else a
+    /// [`WebhookLayerBuilder::with_endpoint`](crate::layer::WebhookLayerBuilder::with_endpoint), or else a
     /// fingerprint of the secret that verified it, so that two endpoints with different
     /// secrets never share a key); its tenant (when a resolver matched one); then its scope
     /// (Sotion's `siteId`) and event id, or, when the scheme's id or scope is unsigned, the

@@ -1,218 +1,229 @@
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tower_layer::Layer;
 
-use super::service::WebhookService;
+use super::config::{Config, SecretSource, WebhookLayer};
 use crate::clock::{Clock, SystemClock};
-use crate::idempotency::{Idempotency, IdempotencyStore};
+use crate::error::ConfigError;
+use crate::idempotency::{checked, Idempotency, IdempotencyStore};
 use crate::observe::Metrics;
 use crate::scheme::Scheme;
-use crate::secret::{Fingerprint, Secret, SecretResolver, Secrets};
+use crate::secret::{Fingerprint, SecretResolver, Secrets};
 
 /// The default body limit: 1 MiB.
-pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
-/// The default time a client has to send the whole body once its headers arrived: 10 s.
-pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_BODY_LIMIT: NonZeroUsize = NonZeroUsize::new(1024 * 1024).unwrap();
+/// The default time a client has to send the whole body once its headers arrived.
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default time a resolver has to answer.
+const DEFAULT_RESOLVER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default `Retry-After` of a `503 secrets_unavailable` answer.
+const DEFAULT_RESOLVER_RETRY_AFTER: Duration = Duration::from_secs(30);
 
-/// The default time a [`SecretResolver`] has to answer: 5 s. A lookup that has not answered by
-/// then is treated as down (`503 secrets_unavailable`), so the sender retries later, well
-/// within the 10 to 30 s senders wait for an answer.
-pub const DEFAULT_RESOLVER_TIMEOUT: Duration = Duration::from_secs(5);
-/// The default `Retry-After` of a `503 secrets_unavailable` answer: 30 s.
-pub const DEFAULT_RESOLVER_RETRY_AFTER: Duration = Duration::from_secs(30);
-
-/// A tower [`Layer`] that verifies signed webhook deliveries before they reach the service it
-/// wraps, and runs each event's handler once.
+/// Builds a [`WebhookLayer`]: [`WebhookLayer::builder`]`(scheme)`, its secrets (or a per-tenant
+/// resolver), options, then [`build`](Self::build).
 ///
-/// Configuration only: cheap to clone. Built with [`new`](Self::new) (the secrets are the one
-/// required setting), then `with_*` options. Defaults: Sotion's scheme, a 1 MiB body limit, a
-/// 10 s body read timeout, and an in-memory idempotency store (100,000 events, 7 days).
-///
-/// Requires a Tokio runtime with its timer enabled (as every axum server has).
+/// A mistake in an option is kept (the first one) and reported by [`build`](Self::build) as a
+/// [`ConfigError`], as are combinations that cannot work: no secret and no resolver, both
+/// secrets and a resolver, or a secret decoded for another scheme's format.
 ///
 /// ```
+/// use std::num::NonZeroUsize;
 /// use axum::{routing::post, Router};
-/// use tower_webhook::{Envelope, Secret, WebhookLayer};
+/// use tower_webhook::{Envelope, Scheme, WebhookLayer};
 ///
 /// async fn handle(event: Envelope) -> &'static str {
 ///     println!("handled {} {}", event.event_type, event.id);
 ///     "ok"
 /// }
 ///
-/// let layer = WebhookLayer::new(Secret::new("whsec_current")?)
-///     .with_secret(Secret::new("whsec_previous")?) // rotation: both accepted
-///     .with_body_limit(256 * 1024);
+/// let layer = WebhookLayer::builder(Scheme::sotion())
+///     .with_secret("whsec_current")
+///     .with_secret("whsec_previous") // rotation: both accepted
+///     .with_body_limit(NonZeroUsize::new(256 * 1024).ok_or("zero")?)
+///     .build()?;
 /// let app: Router = Router::new().route("/webhooks", post(handle).layer(layer));
-/// # Ok::<(), tower_webhook::ConfigError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone)]
-pub struct WebhookLayer {
-    // Shared: `layer()` may run once per request (axum converts a route's handler on every
-    // call when the router has no state), so it must only bump a reference count.
-    config: Arc<Config>,
+#[must_use = "a builder does nothing until it is built"]
+pub struct WebhookLayerBuilder {
+    scheme: Scheme,
+    secrets: Option<Secrets>,
+    resolver: Option<Arc<dyn SecretResolver>>,
+    body_limit: NonZeroUsize,
+    body_timeout: Option<Duration>,
+    idempotency: Option<Idempotency>,
+    endpoint: Option<Fingerprint>,
+    resolver_timeout: Duration,
+    resolver_retry_after: Duration,
+    clock: Arc<dyn Clock>,
+    /// The first mistake, reported by `build`.
+    error: Option<ConfigError>,
 }
 
-/// Aligned to 128 bytes so that, inside its `Arc`, the reference counts (touched by every
-/// request, from every worker thread) sit on cache lines of their own, apart from the settings
-/// every request reads.
-#[derive(Clone)]
-#[repr(align(128))]
-pub(crate) struct Config {
-    pub(crate) scheme: Scheme,
-    pub(crate) secrets: SecretSource,
-    pub(crate) body_limit: usize,
-    pub(crate) body_timeout: Option<Duration>,
-    pub(crate) idempotency: Option<Idempotency>,
-    /// The fingerprint of the name given to `with_endpoint`; `None`: the verifying secret's.
-    pub(crate) endpoint: Option<Fingerprint>,
-    /// How long a resolver may take, and the `Retry-After` when it fails or takes longer.
-    pub(crate) resolver_timeout: Duration,
-    pub(crate) resolver_retry_after: Duration,
-    pub(crate) clock: Arc<dyn Clock>,
-    /// The metric keys, for the scheme's name.
-    pub(crate) metrics: Metrics,
-}
-
-impl std::fmt::Debug for Config {
+impl std::fmt::Debug for WebhookLayerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
+        f.debug_struct("WebhookLayerBuilder")
             .field("scheme", &self.scheme.name())
             .field("secrets", &self.secrets)
+            .field("resolver", &self.resolver.is_some())
             .field("body_limit", &self.body_limit)
             .field("body_timeout", &self.body_timeout)
             .field("idempotency", &self.idempotency)
             .field("named_endpoint", &self.endpoint.is_some())
             .field("resolver_timeout", &self.resolver_timeout)
             .field("resolver_retry_after", &self.resolver_retry_after)
+            .field("error", &self.error)
             .finish_non_exhaustive()
     }
 }
 
-/// Where the layer gets the secrets to try.
-#[derive(Clone)]
-pub(crate) enum SecretSource {
-    Static(Secrets),
-    Resolver(Arc<dyn SecretResolver>),
-}
-
-impl std::fmt::Debug for SecretSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Static(secrets) => secrets.fmt(f),
-            Self::Resolver(_) => f.write_str("SecretResolver"),
-        }
-    }
-}
-
-impl WebhookLayer {
-    /// A layer accepting deliveries signed with any of `secrets` (a [`Secret`] or [`Secrets`]).
-    #[must_use]
-    pub fn new(secrets: impl Into<Secrets>) -> Self {
-        Self::with_source(SecretSource::Static(secrets.into()))
-    }
-
-    /// A layer for a multi-tenant receiver: `resolver` picks each request's tenant and its
-    /// secrets (see [`SecretResolver`]). Idempotency keys are scoped by tenant.
-    #[must_use]
-    pub fn per_tenant(resolver: impl SecretResolver) -> Self {
-        Self::with_source(SecretSource::Resolver(Arc::new(resolver)))
-    }
-
-    fn with_source(secrets: SecretSource) -> Self {
+impl WebhookLayerBuilder {
+    pub(super) fn new(scheme: Scheme) -> Self {
         Self {
-            config: Arc::new(Config {
-                scheme: Scheme::default(),
-                secrets,
-                body_limit: DEFAULT_BODY_LIMIT,
-                body_timeout: Some(DEFAULT_BODY_TIMEOUT),
-                idempotency: Some(Idempotency::default()),
-                endpoint: None,
-                resolver_timeout: DEFAULT_RESOLVER_TIMEOUT,
-                resolver_retry_after: DEFAULT_RESOLVER_RETRY_AFTER,
-                clock: Arc::new(SystemClock),
-                metrics: Metrics::new(Scheme::default().shared_name()),
-            }),
+            scheme,
+            secrets: None,
+            resolver: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+            body_timeout: Some(DEFAULT_BODY_TIMEOUT),
+            idempotency: Some(Idempotency::default()),
+            endpoint: None,
+            resolver_timeout: DEFAULT_RESOLVER_TIMEOUT,
+            resolver_retry_after: DEFAULT_RESOLVER_RETRY_AFTER,
+            clock: Arc::new(SystemClock),
+            error: None,
         }
     }
 
-    /// Also accepts deliveries signed with `secret` (for rotation: configure the new secret
-    /// first and the old one after it, then remove the old one once the sender no longer signs
-    /// with it). The order matters for idempotency keys: a delivery that several secrets verify
-    /// counts under the one configured last (see [`with_endpoint`](Self::with_endpoint)). On a
-    /// [`per_tenant`](Self::per_tenant) layer the resolver decides, and this has no effect.
-    #[must_use]
-    pub fn with_secret(mut self, secret: Secret) -> Self {
-        let config = Arc::make_mut(&mut self.config);
-        if let SecretSource::Static(secrets) = &config.secrets {
-            config.secrets = SecretSource::Static(secrets.clone().with(secret));
-        }
+    /// Keeps `error` if it is the first mistake.
+    fn fail(mut self, error: ConfigError) -> Self {
+        self.error.get_or_insert(error);
         self
     }
 
-    /// How long a [`per_tenant`](Self::per_tenant) resolver may take to answer (default 5 s,
-    /// [`DEFAULT_RESOLVER_TIMEOUT`]); past it the answer is `503 secrets_unavailable` with
-    /// `Retry-After`. No effect on a layer with fixed secrets.
-    #[must_use]
+    /// Accepts deliveries signed with the secret written as `text`, which the scheme decodes
+    /// ([`Scheme::secret`]: the text as is for Sotion, GitHub, sota.io, Stripe and Slack,
+    /// `whsec_<base64>` decoded for Standard Webhooks).
+    ///
+    /// Call it once per secret to accept several, for rotation: the new secret first and the
+    /// old one after it, then remove the old one once the sender no longer signs with it. The
+    /// order matters for idempotency keys: a delivery that several secrets verify counts under
+    /// the one given last (see [`with_endpoint`](Self::with_endpoint)).
+    ///
+    /// [`build`](Self::build) fails with [`ConfigError::EmptySecret`] or
+    /// [`ConfigError::InvalidSecretEncoding`] when the text is not a secret of the scheme.
+    pub fn with_secret(self, text: &str) -> Self {
+        match self.scheme.secret(text) {
+            Ok(secret) => self.with_secrets(secret),
+            Err(error) => self.fail(error),
+        }
+    }
+
+    /// Accepts deliveries signed with any of `secrets` (a [`Secret`](crate::Secret) or
+    /// [`Secrets`]), already decoded, added after those given before.
+    ///
+    /// [`build`](Self::build) fails with [`ConfigError::SecretFormatMismatch`] when one was
+    /// decoded for another format than the scheme's (a raw [`Secret::new`](crate::Secret::new)
+    /// key for Standard Webhooks): prefer [`with_secret`](Self::with_secret), which lets the
+    /// scheme decode the text.
+    pub fn with_secrets(mut self, secrets: impl Into<Secrets>) -> Self {
+        let secrets = secrets.into();
+        self.secrets = Some(match self.secrets.take() {
+            Some(before) => secrets.iter().cloned().fold(before, Secrets::with),
+            None => secrets,
+        });
+        self
+    }
+
+    /// Makes the layer per tenant, for a receiver serving many customers each with its own
+    /// secret: `resolver` picks each request's tenant and its secrets (see
+    /// [`SecretResolver`]). Idempotency keys are scoped by tenant.
+    ///
+    /// The resolver picks every request's secrets, so [`build`](Self::build) fails with
+    /// [`ConfigError::SecretsWithResolver`] when static secrets were given too. A tenant's
+    /// secrets must be decoded the way the scheme decodes them ([`Scheme::secret`]); since that
+    /// can only be seen at request time, a tenant whose secrets are of another format is
+    /// logged as an error and answered `503 secrets_unavailable`.
+    pub fn with_resolver(mut self, resolver: impl SecretResolver) -> Self {
+        self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// How long the [`with_resolver`](Self::with_resolver) resolver may take to answer
+    /// (default 5 s, well within the 10 to 30 s senders wait for an answer); past it the
+    /// answer is `503 secrets_unavailable` with `Retry-After`, so the sender retries later. No
+    /// effect without a resolver.
+    ///
+    /// [`build`](Self::build) fails with [`ConfigError::InvalidDuration`] when `timeout` is
+    /// zero or over 100 years.
     pub fn with_resolver_timeout(mut self, timeout: Duration) -> Self {
-        Arc::make_mut(&mut self.config).resolver_timeout = timeout;
+        match checked(timeout, "WebhookLayerBuilder::with_resolver_timeout") {
+            Ok(timeout) => self.resolver_timeout = timeout,
+            Err(error) => return self.fail(error),
+        }
         self
     }
 
-    /// The `Retry-After` of a `503 secrets_unavailable` answer, when a
-    /// [`per_tenant`](Self::per_tenant) resolver fails or times out (default 30 s).
-    #[must_use]
+    /// The `Retry-After` of a `503 secrets_unavailable` answer, when the resolver fails or
+    /// times out (default 30 s). Sent in whole seconds, rounded up, between 1 s and about
+    /// 68 years (see [`Rejection::with_retry_after`](crate::Rejection::with_retry_after)).
     pub fn with_resolver_retry_after(mut self, after: Duration) -> Self {
-        Arc::make_mut(&mut self.config).resolver_retry_after = after;
+        self.resolver_retry_after = after;
         self
     }
 
     /// The clock the freshness checks read (default: the system clock). Tests pin it.
-    #[must_use]
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        Arc::make_mut(&mut self.config).clock = Arc::new(clock);
-        self
-    }
-
-    /// The sender's signing scheme (default [`Scheme::sotion`]).
-    #[must_use]
-    pub fn with_scheme(mut self, scheme: Scheme) -> Self {
-        let config = Arc::make_mut(&mut self.config);
-        config.metrics = Metrics::new(scheme.shared_name());
-        config.scheme = scheme;
+        self.clock = Arc::new(clock);
         self
     }
 
     /// The largest body accepted, in bytes (default 1 MiB). A larger `Content-Length` is
     /// refused before reading; a streamed body is cut when it passes the limit. Never more than
     /// the limit is buffered.
-    #[must_use]
-    pub fn with_body_limit(mut self, limit: usize) -> Self {
-        Arc::make_mut(&mut self.config).body_limit = limit;
+    pub fn with_body_limit(mut self, limit: NonZeroUsize) -> Self {
+        self.body_limit = limit;
         self
     }
 
     /// How long a client may take to send the body once the request reached the layer (default
-    /// 10 s); past it the answer is `408 body_timeout`. `None` waits forever (not advised: a
-    /// stalled client then holds its connection and buffer for as long as the server lets it).
-    #[must_use]
-    pub fn with_body_timeout(mut self, timeout: Option<Duration>) -> Self {
-        Arc::make_mut(&mut self.config).body_timeout = timeout;
+    /// 10 s); past it the answer is `408 body_timeout`.
+    ///
+    /// [`build`](Self::build) fails with [`ConfigError::InvalidDuration`] when `timeout` is
+    /// zero or over 100 years.
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        match checked(timeout, "WebhookLayerBuilder::with_body_timeout") {
+            Ok(timeout) => self.body_timeout = Some(timeout),
+            Err(error) => return self.fail(error),
+        }
         self
     }
 
-    /// The idempotency guard (default: an in-memory store with default timings).
-    #[must_use]
+    /// **Risky.** Waits for the body as long as the client takes: a stalled client then holds
+    /// its connection and buffer for as long as the server lets it.
+    pub fn without_body_timeout(mut self) -> Self {
+        self.body_timeout = None;
+        self
+    }
+
+    /// The idempotency guard (default: an in-memory store with default timings, for one
+    /// process).
     pub fn with_idempotency(mut self, idempotency: Idempotency) -> Self {
-        Arc::make_mut(&mut self.config).idempotency = Some(idempotency);
+        self.idempotency = Some(idempotency);
         self
     }
 
     /// Shorthand for [`with_idempotency`](Self::with_idempotency)`(Idempotency::new(store))`.
-    #[must_use]
     pub fn with_store(self, store: impl IdempotencyStore) -> Self {
         self.with_idempotency(Idempotency::new(store))
+    }
+
+    /// **Risky.** Turns the idempotency guard off: every authentic delivery, retries included,
+    /// reaches the handler, which must then deduplicate by itself.
+    pub fn without_idempotency(mut self) -> Self {
+        self.idempotency = None;
+        self
     }
 
     /// Names the endpoint this layer guards, for its idempotency keys.
@@ -241,30 +252,48 @@ impl WebhookLayer {
     /// The name must be the same on every replica of the endpoint, and stable across deploys
     /// (changing it forgets which events were handled). Per-tenant layers still scope keys by
     /// tenant too.
-    #[must_use]
     pub fn with_endpoint(mut self, name: &str) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(b"tower-webhook endpoint name v1\0");
         hasher.update(name.as_bytes());
         let mut fingerprint = Fingerprint::default();
         fingerprint.copy_from_slice(&hasher.finalize()[..16]);
-        Arc::make_mut(&mut self.config).endpoint = Some(fingerprint);
+        self.endpoint = Some(fingerprint);
         self
     }
 
-    /// **Risky.** Turns the idempotency guard off: every authentic delivery, retries included,
-    /// reaches the handler, which must then deduplicate by itself.
-    #[must_use]
-    pub fn without_idempotency(mut self) -> Self {
-        Arc::make_mut(&mut self.config).idempotency = None;
-        self
-    }
-}
-
-impl<S> Layer<S> for WebhookLayer {
-    type Service = WebhookService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        WebhookService::new(inner, self.config.clone())
+    /// Checks the configuration and builds the layer.
+    ///
+    /// # Errors
+    /// The first mistake an option made (see each option), then:
+    /// - [`ConfigError::NoSecret`] with neither secrets nor a resolver;
+    /// - [`ConfigError::SecretsWithResolver`] with both;
+    /// - [`ConfigError::SecretFormatMismatch`] when a secret given to
+    ///   [`with_secrets`](Self::with_secrets) was decoded for another format than the scheme's.
+    pub fn build(self) -> Result<WebhookLayer, ConfigError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        let secrets = match (self.secrets, self.resolver) {
+            (Some(secrets), None) => {
+                secrets.check_format(self.scheme.secret_format())?;
+                SecretSource::Static(secrets)
+            }
+            (None, Some(resolver)) => SecretSource::Resolver(resolver),
+            (None, None) => return Err(ConfigError::NoSecret),
+            (Some(_), Some(_)) => return Err(ConfigError::SecretsWithResolver),
+        };
+        Ok(WebhookLayer::from_config(Config {
+            metrics: Metrics::new(self.scheme.shared_name()),
+            scheme: self.scheme,
+            secrets,
+            body_limit: self.body_limit.get(),
+            body_timeout: self.body_timeout,
+            idempotency: self.idempotency,
+            endpoint: self.endpoint,
+            resolver_timeout: self.resolver_timeout,
+            resolver_retry_after: self.resolver_retry_after,
+            clock: self.clock,
+        }))
     }
 }

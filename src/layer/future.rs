@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::builder::Config;
+use super::config::Config;
 use crate::idempotency::{Idempotency, Reserved};
 use crate::observe::Observation;
 

@@ -1,4 +1,5 @@
-//! The tower middleware: [`WebhookLayer`] configures it, [`WebhookService`] runs it.
+//! The tower middleware: [`WebhookLayer`] configures it (built by [`WebhookLayerBuilder`], which
+//! refuses a configuration that cannot work), [`WebhookService`] runs it.
 //!
 //! For each request, in order, without calling the inner service when a step fails:
 //!
@@ -47,14 +48,13 @@
 
 mod body;
 mod builder;
+mod config;
 mod future;
 mod service;
 
 pub use self::body::ResponseBody;
-pub use self::builder::{
-    WebhookLayer, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_RESOLVER_RETRY_AFTER,
-    DEFAULT_RESOLVER_TIMEOUT,
-};
+pub use self::builder::WebhookLayerBuilder;
+pub use self::config::WebhookLayer;
 pub use self::future::ResponseFuture;
 #[cfg(feature = "axum")]
 pub(crate) use self::service::VerifiedBody;

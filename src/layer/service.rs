@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full};
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::builder::{Config, SecretSource};
+use super::config::{Config, SecretSource};
 use super::future::{Admission, ResponseFuture};
 use crate::error::{Rejection, RejectionKind};
 use crate::idempotency::{IdempotencyKey, Reservation, Reserved, StoreError};
@@ -184,7 +184,7 @@ async fn verify_request<B: Body>(
         SecretSource::Resolver(resolver) => {
             match Box::pin(resolve(config, resolver.as_ref(), parts)).await? {
                 Some(tenant) => {
-                    let (id, secrets) = tenant.into_parts();
+                    let (id, secrets) = config.tenant_secrets(tenant)?;
                     (BodyMac::new(&secrets, &prepared.prefix), Some(id), false)
                 }
                 // No such tenant: the body is read exactly as for a known one (same limit,

@@ -2,23 +2,33 @@
 //! event id, type and timestamp come from.
 //!
 //! A [`Scheme`] is a value handed to the [`WebhookLayer`](crate::WebhookLayer): presets name
-//! the common senders ([`Scheme::sotion`], the default, [`Scheme::sota`], [`Scheme::github`],
+//! the common senders ([`Scheme::sotion`], [`Scheme::sota`], [`Scheme::github`],
 //! [`Scheme::standard_webhooks`], [`Scheme::stripe`], [`Scheme::slack`]); [`Scheme::builder`]
 //! describes any other without writing crypto code. The service only asks the scheme to read
 //! the headers before the body and to describe the body once its signature verified.
+//!
+//! Files: `spec.rs` holds the [`Scheme`] type and its accessors, `presets.rs` the named
+//! senders, `builder.rs` [`SchemeBuilder`], `sign.rs` signing ([`Scheme::sign`], [`Outgoing`]),
+//! `source.rs` where facts are read from, `format.rs` the signature header's shape, and
+//! `headers.rs` / `read.rs` what the layer asks of a scheme per request.
 
+mod builder;
 mod format;
 mod headers;
+mod presets;
 mod read;
+mod sign;
 mod source;
 mod spec;
 
+pub use self::builder::SchemeBuilder;
 pub(crate) use self::format::Candidates;
 pub use self::format::{Encoding, SignatureFormat, DIGEST_LEN, MAX_SIGNATURES};
 pub(crate) use self::headers::Headers;
 pub(crate) use self::read::Described;
+pub use self::sign::Outgoing;
 pub use self::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
-pub use self::spec::{
-    Outgoing, Scheme, SchemeBuilder, DEFAULT_TOLERANCE, SHA256_PREFIX, SOTION_DELIVERY,
-    SOTION_EVENT, SOTION_ID, SOTION_SIGNATURE,
-};
+pub use self::spec::Scheme;
+pub(crate) use self::spec::SHA256_PREFIX;
+#[cfg(feature = "testing")]
+pub(crate) use self::spec::{SOTION_DELIVERY, SOTION_EVENT, SOTION_ID};

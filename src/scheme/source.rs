@@ -98,7 +98,10 @@ impl Tolerance {
     }
 }
 
-/// How a secret's text becomes the HMAC key.
+/// How a secret's text becomes the HMAC key: a scheme's presets know their sender's format, and
+/// [`SchemeBuilder::with_secret_format`](crate::scheme::SchemeBuilder::with_secret_format)
+/// declares it for another sender. A [`Secret`](crate::Secret) remembers the format it was
+/// decoded for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SecretFormat {
@@ -109,4 +112,32 @@ pub enum SecretFormat {
         /// The prefix, stripped when present.
         prefix: Cow<'static, str>,
     },
+}
+
+impl SecretFormat {
+    /// Base64 after `prefix` (stripped when present), as Standard Webhooks' `whsec_`.
+    #[must_use]
+    pub fn base64(prefix: impl Into<Cow<'static, str>>) -> Self {
+        Self::Base64 {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// Whether both formats make the same key of the same text, the prefix aside.
+    pub(crate) fn decodes_like(&self, other: &Self) -> bool {
+        matches!(
+            (self, other),
+            (Self::Raw, Self::Raw) | (Self::Base64 { .. }, Self::Base64 { .. })
+        )
+    }
+}
+
+impl std::fmt::Display for SecretFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Raw => f.write_str("raw text"),
+            Self::Base64 { prefix } if prefix.is_empty() => f.write_str("base64"),
+            Self::Base64 { prefix } => write!(f, "base64 after `{prefix}`"),
+        }
+    }
 }

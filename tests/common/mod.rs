@@ -15,7 +15,8 @@ use tower::ServiceExt;
 use tower_webhook::idempotency::{
     IdempotencyKey, IdempotencyStore, MemoryStore, Reservation, StoreError, StoreFuture, Token,
 };
-use tower_webhook::{Envelope, Secret, WebhookLayer, WebhookMeta};
+use tower_webhook::layer::WebhookLayerBuilder;
+use tower_webhook::{Envelope, Scheme, Secret, WebhookLayer, WebhookMeta};
 
 pub const SECRET: &str = "whsec_test_secret_for_the_suite";
 
@@ -46,8 +47,26 @@ pub enum Behaviour {
     Sleep(Duration),
 }
 
+/// A layer, or a builder the suite expects to build.
+pub trait IntoLayer {
+    fn into_layer(self) -> WebhookLayer;
+}
+
+impl IntoLayer for WebhookLayer {
+    fn into_layer(self) -> WebhookLayer {
+        self
+    }
+}
+
+impl IntoLayer for WebhookLayerBuilder {
+    fn into_layer(self) -> WebhookLayer {
+        self.build().expect("the suite's layers are valid")
+    }
+}
+
 /// `POST /webhooks` behind `layer`, with a handler that records what it saw.
-pub fn app(layer: WebhookLayer, behaviour: Behaviour) -> (Router, Seen) {
+pub fn app(layer: impl IntoLayer, behaviour: Behaviour) -> (Router, Seen) {
+    let layer = layer.into_layer();
     let seen = Seen::default();
     let state = seen.clone();
     let handler = move |meta: WebhookMeta, envelope: Envelope, body: Bytes| {
@@ -74,7 +93,8 @@ pub fn app(layer: WebhookLayer, behaviour: Behaviour) -> (Router, Seen) {
 
 /// `route` behind `layer` for any scheme: the handler takes only `WebhookMeta` and the raw
 /// body, and records them.
-pub fn meta_app(layer: WebhookLayer, route: &str) -> (Router, Seen) {
+pub fn meta_app(layer: impl IntoLayer, route: &str) -> (Router, Seen) {
+    let layer = layer.into_layer();
     let seen = Seen::default();
     let state = seen.clone();
     let handler = move |meta: WebhookMeta, body: Bytes| {
@@ -90,9 +110,14 @@ pub fn meta_app(layer: WebhookLayer, route: &str) -> (Router, Seen) {
     (router, seen)
 }
 
-/// A default layer with the suite's secret.
+/// A Sotion layer builder with the suite's secret.
+pub fn builder() -> WebhookLayerBuilder {
+    WebhookLayer::builder(Scheme::sotion()).with_secret(SECRET)
+}
+
+/// A default Sotion layer with the suite's secret.
 pub fn layer() -> WebhookLayer {
-    WebhookLayer::new(secret())
+    builder().build().unwrap()
 }
 
 /// Sends `request` to `app`.
