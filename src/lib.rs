@@ -73,6 +73,7 @@
 mod clock;
 pub mod envelope;
 pub mod error;
+mod event;
 #[cfg(feature = "axum")]
 pub mod extract;
 pub mod idempotency;
@@ -86,7 +87,8 @@ pub mod testing;
 pub mod verify;
 
 pub use self::clock::{Clock, SystemClock};
-pub use self::envelope::{Envelope, EventType};
+pub use self::envelope::{Envelope, EventType, SotionEvent};
+pub use self::event::FromEvent;
 pub use self::error::{ConfigError, Rejection, RejectionKind};
 pub use self::idempotency::{Idempotency, IdempotencyStore, MemoryStore};
 pub use self::layer::{WebhookLayer, WebhookService};
