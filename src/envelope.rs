@@ -233,7 +233,7 @@ pub enum EnvelopeError {
 /// Matching on it is how a handler handles "only `member.created`": behind the
 /// [`WebhookLayer`](crate::WebhookLayer), extract it with
 /// [`Event<SotionEvent>`](crate::extract::Event) (feature `axum`), and take
-/// [`WebhookMeta`](crate::WebhookMeta) for the event's id, site and timestamp. Building it
+/// [`WebhookMeta`] for the event's id, site and timestamp. Building it
 /// never fails on an authentic delivery: the data types keep fields they do not model, and a
 /// field of an unexpected type, in their `extra` map, and an unknown type is `Other` (answer
 /// it `2xx`: Sotion asks receivers to acknowledge events they do not know).
@@ -260,7 +260,7 @@ pub enum EnvelopeError {
 /// # let _ = on_event;
 /// ```
 ///
-/// Without the layer, [`FromEvent::from_event`] builds it from a [`WebhookMeta`](crate::WebhookMeta)
+/// Without the layer, [`FromEvent::from_event`] builds it from a [`WebhookMeta`]
 /// and the envelope's `data`. Behind a layer of another scheme, a delivery whose event name is
 /// not one of Sotion's is `Other` with the whole body as `data`.
 #[derive(Debug, Clone, PartialEq)]
@@ -324,7 +324,7 @@ impl SotionEvent {
 }
 
 impl FromEvent for SotionEvent {
-    /// The variant named by [`WebhookMeta::event`](crate::WebhookMeta::event), its data read
+    /// The variant named by [`WebhookMeta::event`], its data read
     /// from `payload` (the envelope's `data`).
     ///
     /// # Errors
@@ -486,7 +486,10 @@ impl<'de> Deserialize<'de> for AccessGroupMemberData {
 
 /// Takes `field` out of `object` when it is a string (or `null`, which is no value); a value of
 /// any other type stays in `object`, so that drift in the sender's data is kept, not refused.
-fn take_string(object: &mut serde_json::Map<String, serde_json::Value>, field: &str) -> Option<String> {
+fn take_string(
+    object: &mut serde_json::Map<String, serde_json::Value>,
+    field: &str,
+) -> Option<String> {
     match object.get(field)? {
         serde_json::Value::String(_) | serde_json::Value::Null => match object.remove(field) {
             Some(serde_json::Value::String(text)) => Some(text),

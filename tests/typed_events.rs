@@ -94,20 +94,49 @@ fn group_member(group: &str, member: &str) -> AccessGroupMemberData {
 
 #[tokio::test]
 async fn each_documented_sotion_type_reaches_its_variant_with_typed_data() {
-    let member_json = json!({"id": "m_1", "email": "ada@example.com", "name": "Ada", "status": "active"});
+    let member_json =
+        json!({"id": "m_1", "email": "ada@example.com", "name": "Ada", "status": "active"});
     let group_json = json!({"id": "g_1", "name": "Pro", "description": "Paying members"});
     let group_member_json = json!({"accessGroupId": "g_1", "memberId": "m_1"});
     let ada = member("m_1", "ada@example.com", "Ada", "active");
     let pro = group("g_1", "Pro", "Paying members");
     let joined = group_member("g_1", "m_1");
     let cases = [
-        ("member.created", &member_json, SotionEvent::MemberCreated(ada.clone())),
-        ("member.updated", &member_json, SotionEvent::MemberUpdated(ada.clone())),
-        ("member.auth", &member_json, SotionEvent::MemberAuth(ada.clone())),
-        ("member.deleted", &member_json, SotionEvent::MemberDeleted(ada)),
-        ("access-group.created", &group_json, SotionEvent::AccessGroupCreated(pro.clone())),
-        ("access-group.updated", &group_json, SotionEvent::AccessGroupUpdated(pro.clone())),
-        ("access-group.deleted", &group_json, SotionEvent::AccessGroupDeleted(pro)),
+        (
+            "member.created",
+            &member_json,
+            SotionEvent::MemberCreated(ada.clone()),
+        ),
+        (
+            "member.updated",
+            &member_json,
+            SotionEvent::MemberUpdated(ada.clone()),
+        ),
+        (
+            "member.auth",
+            &member_json,
+            SotionEvent::MemberAuth(ada.clone()),
+        ),
+        (
+            "member.deleted",
+            &member_json,
+            SotionEvent::MemberDeleted(ada),
+        ),
+        (
+            "access-group.created",
+            &group_json,
+            SotionEvent::AccessGroupCreated(pro.clone()),
+        ),
+        (
+            "access-group.updated",
+            &group_json,
+            SotionEvent::AccessGroupUpdated(pro.clone()),
+        ),
+        (
+            "access-group.deleted",
+            &group_json,
+            SotionEvent::AccessGroupDeleted(pro),
+        ),
         (
             "access-group.member.added",
             &group_member_json,
@@ -178,7 +207,10 @@ async fn a_known_type_with_extra_missing_or_wrongly_typed_fields_is_still_handle
     assert_eq!(member.extra["plan"], "pro");
     assert_eq!(member.extra["address"]["city"], "Paris");
     assert!(!member.extra.contains_key("name"), "null is no value");
-    assert!(!member.extra.contains_key("id"), "a typed field is not repeated");
+    assert!(
+        !member.extra.contains_key("id"),
+        "a typed field is not repeated"
+    );
     // Serialized back, it is the same object (without the null).
     let mut expected = data.clone();
     expected.as_object_mut().unwrap().remove("name");
@@ -191,14 +223,20 @@ async fn a_known_type_with_extra_missing_or_wrongly_typed_fields_is_still_handle
     let SotionEvent::AccessGroupUpdated(group) = seen.lock().unwrap().pop().unwrap() else {
         panic!("expected AccessGroupUpdated");
     };
-    assert_eq!((group.id, group.name, group.description), (None, None, None));
+    assert_eq!(
+        (group.id, group.name, group.description),
+        (None, None, None)
+    );
     assert_eq!(serde_json::Value::Object(group.extra), drifted);
 
     let drifted = json!({"accessGroupId": true, "memberId": "m_1"});
-    let response = send(&app, sotion("access-group.member.removed", "evt_3", &drifted)).await;
+    let response = send(
+        &app,
+        sotion("access-group.member.removed", "evt_3", &drifted),
+    )
+    .await;
     assert_eq!(response.status(), 200);
-    let SotionEvent::AccessGroupMemberRemoved(removed) = seen.lock().unwrap().pop().unwrap()
-    else {
+    let SotionEvent::AccessGroupMemberRemoved(removed) = seen.lock().unwrap().pop().unwrap() else {
         panic!("expected AccessGroupMemberRemoved");
     };
     assert_eq!(removed.access_group_id, None);
@@ -231,7 +269,7 @@ async fn a_handler_gets_the_raw_signed_bytes_next_to_the_typed_event() {
 }
 
 #[tokio::test]
-async fn event_without_the_layer_names_the_layer_and_a_failing_type_is_422() {
+async fn event_without_the_layer_is_a_500_naming_the_layer() {
     let handler = |Event(event): Event<SotionEvent>| async move { event.name().to_owned() };
     let unguarded = Router::new().route("/webhooks", post(handler));
     let body = sotion_event_with_data("member.created", "evt_1", "site_1", &json!({}));
@@ -239,18 +277,23 @@ async fn event_without_the_layer_names_the_layer_and_a_failing_type_is_422() {
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let answer: serde_json::Value = serde_json::from_str(&text(response).await).unwrap();
     assert_eq!(answer["error"], "missing_webhook_layer");
+}
 
-    /// A type that refuses what it does not know: the anti-pattern the docs warn against.
-    #[derive(Debug)]
-    struct Strict;
-    impl FromEvent for Strict {
-        fn from_event(meta: &WebhookMeta, _: &Bytes) -> Result<Self, serde_json::Error> {
-            match meta.event() {
-                Some("member.created") => Ok(Self),
-                _ => Err(serde::de::Error::custom("not a member.created event")),
-            }
+/// A type that refuses what it does not know: the anti-pattern `FromEvent`'s docs warn against.
+#[derive(Debug)]
+struct Strict;
+
+impl FromEvent for Strict {
+    fn from_event(meta: &WebhookMeta, _: &Bytes) -> Result<Self, serde_json::Error> {
+        match meta.event() {
+            Some("member.created") => Ok(Self),
+            _ => Err(serde::de::Error::custom("not a member.created event")),
         }
     }
+}
+
+#[tokio::test]
+async fn a_from_event_error_is_422_invalid_data_with_its_message() {
     let (app, seen) = app::<Strict>(&Scheme::sotion());
     let response = send(&app, sotion("member.created", "evt_1", &json!({}))).await;
     assert_eq!(response.status(), 200);
@@ -357,12 +400,18 @@ async fn a_github_enum_is_keyed_by_event_and_action_with_an_other_fallback() {
     let take = || seen.lock().unwrap().pop().unwrap();
 
     let opened = br#"{"action":"opened","issue":{"number":7,"title":"Crash","labels":[]}}"#;
-    assert_eq!(send(&app, github("d1", "issues", opened)).await.status(), 200);
+    assert_eq!(
+        send(&app, github("d1", "issues", opened)).await.status(),
+        200
+    );
     let GitHubEvent::IssuesOpened(event) = take() else {
         panic!("expected IssuesOpened");
     };
     let issue = event.issue.unwrap();
-    assert_eq!((issue.number, issue.title.as_deref()), (Some(7), Some("Crash")));
+    assert_eq!(
+        (issue.number, issue.title.as_deref()),
+        (Some(7), Some("Crash"))
+    );
 
     let push = br#"{"ref":"refs/heads/main","commits":[{"id":"abc"}]}"#;
     assert_eq!(send(&app, github("d2", "push", push)).await.status(), 200);
@@ -374,7 +423,10 @@ async fn a_github_enum_is_keyed_by_event_and_action_with_an_other_fallback() {
 
     // Another action of a known event, and an unknown event: `Other`, acknowledged.
     let closed = br#"{"action":"closed","issue":{"number":7}}"#;
-    assert_eq!(send(&app, github("d3", "issues", closed)).await.status(), 200);
+    assert_eq!(
+        send(&app, github("d3", "issues", closed)).await.status(),
+        200
+    );
     let GitHubEvent::Other {
         event,
         action,
@@ -394,7 +446,10 @@ async fn a_github_enum_is_keyed_by_event_and_action_with_an_other_fallback() {
     // A known event whose payload drifted (the number became a string): still acknowledged,
     // as `Other` with its bytes.
     let drifted = br#"{"action":"opened","issue":{"number":"7"}}"#;
-    assert_eq!(send(&app, github("d5", "issues", drifted)).await.status(), 200);
+    assert_eq!(
+        send(&app, github("d5", "issues", drifted)).await.status(),
+        200
+    );
     assert!(matches!(
         take(),
         GitHubEvent::Other { action: Some(a), payload, .. } if a == "opened" && &payload[..] == drifted
