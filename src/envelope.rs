@@ -19,7 +19,7 @@ use std::str::FromStr;
 
 use bytes::Bytes;
 use bytestring::ByteString;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
@@ -404,12 +404,13 @@ pub struct MemberData {
 
 impl<'de> Deserialize<'de> for MemberData {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut extra = serde_json::Map::deserialize(deserializer)?;
+        let ([id, email, name, status], extra) =
+            deserializer.deserialize_map(TolerantFields(&["id", "email", "name", "status"]))?;
         Ok(Self {
-            id: take_string(&mut extra, "id"),
-            email: take_string(&mut extra, "email"),
-            name: take_string(&mut extra, "name"),
-            status: take_string(&mut extra, "status"),
+            id,
+            email,
+            name,
+            status,
             extra,
         })
     }
@@ -442,11 +443,12 @@ pub struct AccessGroupData {
 
 impl<'de> Deserialize<'de> for AccessGroupData {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut extra = serde_json::Map::deserialize(deserializer)?;
+        let ([id, name, description], extra) =
+            deserializer.deserialize_map(TolerantFields(&["id", "name", "description"]))?;
         Ok(Self {
-            id: take_string(&mut extra, "id"),
-            name: take_string(&mut extra, "name"),
-            description: take_string(&mut extra, "description"),
+            id,
+            name,
+            description,
             extra,
         })
     }
@@ -475,27 +477,89 @@ pub struct AccessGroupMemberData {
 
 impl<'de> Deserialize<'de> for AccessGroupMemberData {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut extra = serde_json::Map::deserialize(deserializer)?;
+        let ([access_group_id, member_id], extra) =
+            deserializer.deserialize_map(TolerantFields(&["accessGroupId", "memberId"]))?;
         Ok(Self {
-            access_group_id: take_string(&mut extra, "accessGroupId"),
-            member_id: take_string(&mut extra, "memberId"),
+            access_group_id,
+            member_id,
             extra,
         })
     }
 }
 
-/// Takes `field` out of `object` when it is a string (or `null`, which is no value); a value of
-/// any other type stays in `object`, so that drift in the sender's data is kept, not refused.
-fn take_string(
-    object: &mut serde_json::Map<String, serde_json::Value>,
-    field: &str,
-) -> Option<String> {
-    match object.get(field)? {
-        serde_json::Value::String(_) | serde_json::Value::Null => match object.remove(field) {
-            Some(serde_json::Value::String(text)) => Some(text),
-            _ => None,
-        },
-        _ => None,
+/// Reads a JSON object into the string fields named `.0` (in that order) and a map of the
+/// rest: a named field whose value is a string fills its slot, `null` leaves it `None`, any
+/// other value goes to the map under its name, so that drift in the sender's data is kept,
+/// not refused. Of a repeated field, the last value counts.
+struct TolerantFields<const N: usize>(&'static [&'static str; N]);
+
+impl<'de, const N: usize> Visitor<'de> for TolerantFields<N> {
+    type Value = (
+        [Option<String>; N],
+        serde_json::Map<String, serde_json::Value>,
+    );
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut slots: [Option<String>; N] = std::array::from_fn(|_| None);
+        let mut extra = serde_json::Map::new();
+        while let Some(FieldName(name)) = map.next_key()? {
+            let value: serde_json::Value = map.next_value()?;
+            let Some(slot) = self.0.iter().position(|field| *field == name) else {
+                extra.insert(name.into_owned(), value);
+                continue;
+            };
+            match value {
+                serde_json::Value::String(text) => {
+                    slots[slot] = Some(text);
+                    extra.remove(name.as_ref());
+                }
+                serde_json::Value::Null => {
+                    slots[slot] = None;
+                    extra.remove(name.as_ref());
+                }
+                other => {
+                    slots[slot] = None;
+                    extra.insert(name.into_owned(), other);
+                }
+            }
+        }
+        Ok((slots, extra))
+    }
+}
+
+/// An object's field name, borrowed from the input when it has no escapes: only the names
+/// kept in `extra` are copied.
+struct FieldName<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for FieldName<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+
+        impl<'de> Visitor<'de> for Name {
+            type Value = FieldName<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+
+            fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Borrowed(name)))
+            }
+
+            fn visit_str<E>(self, name: &str) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Owned(name.to_owned())))
+            }
+
+            fn visit_string<E>(self, name: String) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Owned(name)))
+            }
+        }
+
+        deserializer.deserialize_str(Name)
     }
 }
 
@@ -770,6 +834,20 @@ mod tests {
         let data: AccessGroupMemberData = serde_json::from_str(r#"{"memberId":12}"#).unwrap();
         assert_eq!(data.member_id, None);
         assert_eq!(data.extra["memberId"], 12);
+    }
+
+    #[test]
+    fn typed_data_takes_the_last_of_a_repeated_field_and_reads_escaped_names() {
+        let data: MemberData = serde_json::from_str(r#"{"email":"a@b.c","email":5}"#).unwrap();
+        assert_eq!(data.email, None);
+        assert_eq!(data.extra["email"], 5);
+        let data: MemberData = serde_json::from_str(r#"{"email":5,"email":"a@b.c"}"#).unwrap();
+        assert_eq!(data.email.as_deref(), Some("a@b.c"));
+        assert!(data.extra.is_empty());
+        let data: MemberData =
+            serde_json::from_str(r#"{"em\u0061il":"a@b.c","pl\u0061n":1}"#).unwrap();
+        assert_eq!(data.email.as_deref(), Some("a@b.c"));
+        assert_eq!(data.extra["plan"], 1);
     }
 
     #[test]
