@@ -163,6 +163,9 @@ impl<'de> Deserialize<'de> for EventType {
 /// stand in any argument position), and only deserializes `data` into `T`; if that fails the
 /// answer is `422 invalid_data`.
 ///
+/// Every event's `data` is read as the same `T`: to handle each event type with its own data,
+/// match on [`SotionEvent`] instead.
+///
 /// ```
 /// use tower_webhook::{Envelope, EventType};
 /// use tower_webhook::envelope::MemberData;

@@ -43,8 +43,8 @@ use crate::meta::WebhookMeta;
 /// own with [`serde::de::Error::custom`].
 ///
 /// The exact signed bytes are always available: take the raw `Bytes` extractor in the same
-/// handler (it may stand in any position after the `Event<T>`), or keep `payload` in the
-/// fallback variant.
+/// handler (as its last argument: it reads the body, which `Event<T>` leaves alone), or keep
+/// `payload` in the fallback variant.
 ///
 /// # Example: GitHub
 ///

@@ -18,7 +18,7 @@ use crate::meta::WebhookMeta;
 /// (`500 missing_webhook_layer` without it); when [`FromEvent::from_event`] fails the answer is
 /// `422 invalid_data` (a well-written `T` never fails: see [`FromEvent`]). It does not consume
 /// the body, so it may stand in any argument position, and the same handler may take the raw
-/// `Bytes` too.
+/// `Bytes` (the exact signed body) as its last argument.
 ///
 /// ```
 /// use axum::{body::Bytes, routing::post, Router};
