@@ -7,7 +7,9 @@
 //!  "version": "1", "siteId": "site-uuid", "data": { … }}
 //! ```
 //!
-//! [`Envelope<T>`] is that object with a typed `data`. Behind the
+//! [`SotionEvent`] is the event with its `data` typed by its `type`: match on it to handle each
+//! documented type, and acknowledge the others. [`Envelope<T>`] is the object with a `data` of
+//! one type `T`. Behind the
 //! [`WebhookLayer`](crate::WebhookLayer) it is an axum extractor (feature `axum`); without the
 //! layer, [`Envelope::from_bytes`] parses and checks an already verified body.
 
@@ -17,13 +19,15 @@ use std::str::FromStr;
 
 use bytes::Bytes;
 use bytestring::ByteString;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::error::{Rejection, RejectionKind};
+use crate::event::FromEvent;
+use crate::meta::WebhookMeta;
 
 /// The longest event id (and site id) accepted, in bytes.
 pub const MAX_ID_LEN: usize = 255;
@@ -86,6 +90,14 @@ impl EventType {
     #[must_use]
     pub fn as_str(&self) -> &str {
         match self {
+            Self::Other(other) => other,
+            known => known.known_str(),
+        }
+    }
+
+    /// The wire name of a documented type (`""` for [`Other`](Self::Other)).
+    fn known_str(&self) -> &'static str {
+        match self {
             Self::MemberCreated => "member.created",
             Self::MemberUpdated => "member.updated",
             Self::MemberAuth => "member.auth",
@@ -95,7 +107,7 @@ impl EventType {
             Self::AccessGroupDeleted => "access-group.deleted",
             Self::AccessGroupMemberAdded => "access-group.member.added",
             Self::AccessGroupMemberRemoved => "access-group.member.removed",
-            Self::Other(other) => other,
+            Self::Other(_) => "",
         }
     }
 
@@ -150,6 +162,9 @@ impl<'de> Deserialize<'de> for EventType {
 /// the envelope the layer already parsed and verified (it does not consume the body, so it may
 /// stand in any argument position), and only deserializes `data` into `T`; if that fails the
 /// answer is `422 invalid_data`.
+///
+/// Every event's `data` is read as the same `T`: to handle each event type with its own data,
+/// match on [`SotionEvent`] instead.
 ///
 /// ```
 /// use tower_webhook::{Envelope, EventType};
@@ -215,65 +230,340 @@ pub enum EnvelopeError {
     Data(serde_json::Error),
 }
 
-/// `data` of the `member.*` events.
+/// A verified Sotion event with its typed `data`: a variant per documented event type, and
+/// [`Other`](Self::Other) for any other type, with its name and raw `data`.
 ///
-/// Sotion does not publish the full shape, so every modelled field is optional and every other
-/// field is kept in [`extra`](Self::extra).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Matching on it is how a handler handles "only `member.created`": behind the
+/// [`WebhookLayer`](crate::WebhookLayer), extract it with
+/// [`Event<SotionEvent>`](crate::extract::Event) (feature `axum`), and take
+/// [`WebhookMeta`] for the event's id, site and timestamp. Building it
+/// never fails on an authentic delivery: the data types keep fields they do not model, and a
+/// field of an unexpected type, in their `extra` map, and an unknown type is `Other` (answer
+/// it `2xx`: Sotion asks receivers to acknowledge events they do not know).
+///
+/// The exact signed bytes stay available: the raw `Bytes` extractor in the same handler gives
+/// the whole envelope, and `Other` keeps its `data` as sent.
+///
+/// ```
+/// use tower_webhook::extract::Event;
+/// use tower_webhook::{SotionEvent, WebhookMeta};
+///
+/// async fn on_event(meta: WebhookMeta, Event(event): Event<SotionEvent>) -> &'static str {
+///     match event {
+///         SotionEvent::MemberCreated(member) => {
+///             println!("welcome {:?} (event {})", member.email, meta.id());
+///         }
+///         SotionEvent::AccessGroupMemberAdded(added) => {
+///             println!("{:?} joined {:?}", added.member_id, added.access_group_id);
+///         }
+///         other => println!("acknowledging {}", other.name()),
+///     }
+///     "ok"
+/// }
+/// # let _ = on_event;
+/// ```
+///
+/// Without the layer, [`FromEvent::from_event`] builds it from a [`WebhookMeta`]
+/// and the envelope's `data`. Behind a layer of another scheme, a delivery whose event name is
+/// not one of Sotion's is `Other` with the whole body as `data`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SotionEvent {
+    /// `member.created`: a new member was added to the site.
+    MemberCreated(MemberData),
+    /// `member.updated`: a member's details were changed (email, name, status, ...).
+    MemberUpdated(MemberData),
+    /// `member.auth`: a member logged in or logged out. Sotion does not document what tells the
+    /// two apart: look in [`MemberData::extra`].
+    MemberAuth(MemberData),
+    /// `member.deleted`: a member was removed from the site.
+    MemberDeleted(MemberData),
+    /// `access-group.created`: a new access group was created.
+    AccessGroupCreated(AccessGroupData),
+    /// `access-group.updated`: an access group's name or description was changed.
+    AccessGroupUpdated(AccessGroupData),
+    /// `access-group.deleted`: an access group was deleted.
+    AccessGroupDeleted(AccessGroupData),
+    /// `access-group.member.added`: a member was added to an access group.
+    AccessGroupMemberAdded(AccessGroupMemberData),
+    /// `access-group.member.removed`: a member was removed from an access group.
+    AccessGroupMemberRemoved(AccessGroupMemberData),
+    /// Any other event type: a type Sotion added after this crate's release, kept whole so it
+    /// can be acknowledged, logged or forwarded.
+    Other {
+        /// The event type as sent (`""` if the delivery named none).
+        name: String,
+        /// The raw `data` object, byte for byte as signed.
+        data: Bytes,
+    },
+}
+
+impl SotionEvent {
+    /// The event type as it appears on the wire (`member.created`, or an unknown type's name).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Other { name, .. } => name,
+            known => known.event_type().known_str(),
+        }
+    }
+
+    /// The event type. An [`Other`](Self::Other) event gives [`EventType::Other`] with its name.
+    #[must_use]
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Self::MemberCreated(_) => EventType::MemberCreated,
+            Self::MemberUpdated(_) => EventType::MemberUpdated,
+            Self::MemberAuth(_) => EventType::MemberAuth,
+            Self::MemberDeleted(_) => EventType::MemberDeleted,
+            Self::AccessGroupCreated(_) => EventType::AccessGroupCreated,
+            Self::AccessGroupUpdated(_) => EventType::AccessGroupUpdated,
+            Self::AccessGroupDeleted(_) => EventType::AccessGroupDeleted,
+            Self::AccessGroupMemberAdded(_) => EventType::AccessGroupMemberAdded,
+            Self::AccessGroupMemberRemoved(_) => EventType::AccessGroupMemberRemoved,
+            Self::Other { name, .. } => EventType::Other(name.clone()),
+        }
+    }
+}
+
+impl FromEvent for SotionEvent {
+    /// The variant named by [`WebhookMeta::event`], its data read
+    /// from `payload` (the envelope's `data`).
+    ///
+    /// # Errors
+    /// Only when `payload` is not a JSON object, which the layer never lets through for
+    /// Sotion (it refuses such an envelope with `400 invalid_envelope`).
+    fn from_event(meta: &WebhookMeta, payload: &Bytes) -> Result<Self, serde_json::Error> {
+        let name = meta.event().unwrap_or_default();
+        Ok(match EventType::from(name) {
+            EventType::MemberCreated => Self::MemberCreated(serde_json::from_slice(payload)?),
+            EventType::MemberUpdated => Self::MemberUpdated(serde_json::from_slice(payload)?),
+            EventType::MemberAuth => Self::MemberAuth(serde_json::from_slice(payload)?),
+            EventType::MemberDeleted => Self::MemberDeleted(serde_json::from_slice(payload)?),
+            EventType::AccessGroupCreated => {
+                Self::AccessGroupCreated(serde_json::from_slice(payload)?)
+            }
+            EventType::AccessGroupUpdated => {
+                Self::AccessGroupUpdated(serde_json::from_slice(payload)?)
+            }
+            EventType::AccessGroupDeleted => {
+                Self::AccessGroupDeleted(serde_json::from_slice(payload)?)
+            }
+            EventType::AccessGroupMemberAdded => {
+                Self::AccessGroupMemberAdded(serde_json::from_slice(payload)?)
+            }
+            EventType::AccessGroupMemberRemoved => {
+                Self::AccessGroupMemberRemoved(serde_json::from_slice(payload)?)
+            }
+            EventType::Other(name) => Self::Other {
+                name,
+                data: payload.clone(),
+            },
+        })
+    }
+}
+
+/// `data` of the `member.*` events: `member.created`, `member.updated`, `member.auth` and
+/// `member.deleted`.
+///
+/// Sotion does not publish the shape of its events' `data` (nor what says whether a
+/// `member.auth` was a log-in or a log-out), so this type never refuses an object: every
+/// modelled field is optional, every other field is kept in [`extra`](Self::extra), and so is
+/// a modelled field whose value is not a string (`"email": 42` leaves `email` `None` and puts
+/// `42` in `extra["email"]`). JSON `null` is `None`.
+///
+/// ```
+/// use tower_webhook::envelope::MemberData;
+///
+/// let data: MemberData =
+///     serde_json::from_str(r#"{"email":"ada@example.com","name":7,"plan":"pro"}"#)?;
+/// assert_eq!(data.email.as_deref(), Some("ada@example.com"));
+/// assert_eq!(data.name, None);
+/// assert_eq!(data.extra["name"], 7); // a modelled field of the wrong type is kept
+/// assert_eq!(data.extra["plan"], "pro"); // fields not modelled are kept
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct MemberData {
     /// The member's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// The member's email address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// The member's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The member's status.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    /// Every field not modelled above, as sent.
+    /// Every field not modelled above, and every modelled field whose value is not a string,
+    /// as sent.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
-/// `data` of the `access-group.created|updated|deleted` events.
+impl<'de> Deserialize<'de> for MemberData {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let ([id, email, name, status], extra) =
+            deserializer.deserialize_map(TolerantFields(&["id", "email", "name", "status"]))?;
+        Ok(Self {
+            id,
+            email,
+            name,
+            status,
+            extra,
+        })
+    }
+}
+
+/// `data` of the `access-group.created`, `access-group.updated` and `access-group.deleted`
+/// events.
 ///
-/// Every modelled field is optional and every other field is kept in [`extra`](Self::extra).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Never refuses an object: every modelled field is optional, and every other field, or
+/// modelled field whose value is not a string, is kept in [`extra`](Self::extra) (as in
+/// [`MemberData`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct AccessGroupData {
     /// The access group's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// The access group's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The access group's description.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// Every field not modelled above, as sent.
+    /// Every field not modelled above, and every modelled field whose value is not a string,
+    /// as sent.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
-/// `data` of the `access-group.member.added|removed` events.
+impl<'de> Deserialize<'de> for AccessGroupData {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let ([id, name, description], extra) =
+            deserializer.deserialize_map(TolerantFields(&["id", "name", "description"]))?;
+        Ok(Self {
+            id,
+            name,
+            description,
+            extra,
+        })
+    }
+}
+
+/// `data` of the `access-group.member.added` and `access-group.member.removed` events.
 ///
-/// Every modelled field is optional and every other field is kept in [`extra`](Self::extra).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Never refuses an object: every modelled field is optional, and every other field, or
+/// modelled field whose value is not a string, is kept in [`extra`](Self::extra) (as in
+/// [`MemberData`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct AccessGroupMemberData {
     /// The access group's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub access_group_id: Option<String>,
     /// The member's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub member_id: Option<String>,
-    /// Every field not modelled above, as sent.
+    /// Every field not modelled above, and every modelled field whose value is not a string,
+    /// as sent.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl<'de> Deserialize<'de> for AccessGroupMemberData {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let ([access_group_id, member_id], extra) =
+            deserializer.deserialize_map(TolerantFields(&["accessGroupId", "memberId"]))?;
+        Ok(Self {
+            access_group_id,
+            member_id,
+            extra,
+        })
+    }
+}
+
+/// Reads a JSON object into the string fields named `.0` (in that order) and a map of the
+/// rest: a named field whose value is a string fills its slot, `null` leaves it `None`, any
+/// other value goes to the map under its name, so that drift in the sender's data is kept,
+/// not refused. Of a repeated field, the last value counts.
+struct TolerantFields<const N: usize>(&'static [&'static str; N]);
+
+impl<'de, const N: usize> Visitor<'de> for TolerantFields<N> {
+    type Value = (
+        [Option<String>; N],
+        serde_json::Map<String, serde_json::Value>,
+    );
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut slots: [Option<String>; N] = std::array::from_fn(|_| None);
+        let mut extra = serde_json::Map::new();
+        while let Some(FieldName(name)) = map.next_key()? {
+            let value: serde_json::Value = map.next_value()?;
+            let Some(slot) = self.0.iter().position(|field| *field == name) else {
+                extra.insert(name.into_owned(), value);
+                continue;
+            };
+            match value {
+                serde_json::Value::String(text) => {
+                    slots[slot] = Some(text);
+                    extra.remove(name.as_ref());
+                }
+                serde_json::Value::Null => {
+                    slots[slot] = None;
+                    extra.remove(name.as_ref());
+                }
+                other => {
+                    slots[slot] = None;
+                    extra.insert(name.into_owned(), other);
+                }
+            }
+        }
+        Ok((slots, extra))
+    }
+}
+
+/// An object's field name, borrowed from the input when it has no escapes: only the names
+/// kept in `extra` are copied.
+struct FieldName<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for FieldName<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+
+        impl<'de> Visitor<'de> for Name {
+            type Value = FieldName<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+
+            fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Borrowed(name)))
+            }
+
+            fn visit_str<E>(self, name: &str) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Owned(name.to_owned())))
+            }
+
+            fn visit_string<E>(self, name: String) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Owned(name)))
+            }
+        }
+
+        deserializer.deserialize_str(Name)
+    }
 }
 
 /// The envelope fields as they are on the wire; `data` is only located, not parsed into a type.
@@ -528,6 +818,77 @@ mod tests {
         assert_eq!(data.access_group_id.as_deref(), Some("g1"));
         assert_eq!(data.member_id.as_deref(), Some("m1"));
         assert_eq!(data.extra["role"], "admin");
+    }
+
+    #[test]
+    fn typed_data_keeps_a_modelled_field_of_the_wrong_type_in_extra() {
+        let data: MemberData =
+            serde_json::from_str(r#"{"id":"m1","email":["a@b.c"],"name":null,"status":3}"#)
+                .unwrap();
+        assert_eq!(data.id.as_deref(), Some("m1"));
+        assert_eq!((data.email, data.name, data.status), (None, None, None));
+        assert_eq!(data.extra["email"][0], "a@b.c");
+        assert_eq!(data.extra["status"], 3);
+        assert!(!data.extra.contains_key("name"));
+
+        let data: AccessGroupData = serde_json::from_str(r#"{"name":false}"#).unwrap();
+        assert_eq!(data.name, None);
+        assert_eq!(data.extra["name"], false);
+        let data: AccessGroupMemberData = serde_json::from_str(r#"{"memberId":12}"#).unwrap();
+        assert_eq!(data.member_id, None);
+        assert_eq!(data.extra["memberId"], 12);
+    }
+
+    #[test]
+    fn typed_data_takes_the_last_of_a_repeated_field_and_reads_escaped_names() {
+        let data: MemberData = serde_json::from_str(r#"{"email":"a@b.c","email":5}"#).unwrap();
+        assert_eq!(data.email, None);
+        assert_eq!(data.extra["email"], 5);
+        let data: MemberData = serde_json::from_str(r#"{"email":5,"email":"a@b.c"}"#).unwrap();
+        assert_eq!(data.email.as_deref(), Some("a@b.c"));
+        assert!(data.extra.is_empty());
+        let data: MemberData =
+            serde_json::from_str(r#"{"em\u0061il":"a@b.c","pl\u0061n":1}"#).unwrap();
+        assert_eq!(data.email.as_deref(), Some("a@b.c"));
+        assert_eq!(data.extra["plan"], 1);
+    }
+
+    #[test]
+    fn typed_data_serializes_back_to_what_was_sent() {
+        let sent = r#"{"accessGroupId":"g1","memberId":7,"role":"admin"}"#;
+        let data: AccessGroupMemberData = serde_json::from_str(sent).unwrap();
+        assert_eq!(
+            serde_json::to_value(&data).unwrap(),
+            serde_json::from_str::<serde_json::Value>(sent).unwrap()
+        );
+    }
+
+    #[test]
+    fn typed_data_refuses_only_what_is_not_an_object() {
+        assert!(serde_json::from_str::<MemberData>("{}").is_ok());
+        assert!(serde_json::from_str::<MemberData>("[]").is_err());
+        assert!(serde_json::from_str::<MemberData>(r#""text""#).is_err());
+    }
+
+    #[test]
+    fn an_envelope_of_member_data_accepts_drifted_data() {
+        let bytes = body(r#""e""#, r#""1""#, r#"{"email":42,"name":"Ada"}"#);
+        let envelope = Envelope::<MemberData>::from_bytes(&bytes).unwrap();
+        assert_eq!(envelope.data.name.as_deref(), Some("Ada"));
+        assert_eq!(envelope.data.extra["email"], 42);
+    }
+
+    #[test]
+    fn sotion_event_names_match_event_types() {
+        let other = SotionEvent::Other {
+            name: "site.renamed".into(),
+            data: Bytes::from_static(b"{}"),
+        };
+        assert_eq!(other.name(), "site.renamed");
+        assert_eq!(other.event_type(), EventType::Other("site.renamed".into()));
+        let created = SotionEvent::MemberCreated(MemberData::default());
+        assert_eq!(created.name(), "member.created");
+        assert_eq!(created.event_type(), EventType::MemberCreated);
     }
 
     #[test]

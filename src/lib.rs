@@ -9,8 +9,11 @@
 //!   event and id headers agree with the signed envelope, and only then calls your handler;
 //! - an idempotency guard ([`idempotency`]) that runs each event's handler once, and never loses
 //!   an event whose handler failed (in memory by default, Redis for several replicas);
-//! - extractors for axum handlers: [`Envelope<T>`] (Sotion's id, type, timestamp, version, site
-//!   id and typed `data`), [`WebhookMeta`] and `extract::Verified<T>` (any scheme);
+//! - typed events: [`SotionEvent`], a variant per documented Sotion event type with its typed
+//!   `data` and one for any other type, and [`FromEvent`] to do the same for any sender;
+//! - extractors for axum handlers: `extract::Event<T>` (a [`FromEvent`] type such as
+//!   [`SotionEvent`]), [`WebhookMeta`] and `extract::Verified<T>` (any scheme), and
+//!   [`Envelope<T>`] (Sotion's envelope with `data` as one type `T`);
 //! - secret rotation ([`Secrets`]), per-tenant secrets ([`SecretResolver`]), replay windows with
 //!   an injectable [`Clock`], and the pure core ([`verify`]) usable without tower.
 //!
@@ -19,16 +22,15 @@
 //! ```
 //! use axum::{routing::post, Router};
 //! use tower::ServiceExt;
-//! use tower_webhook::envelope::MemberData;
-//! use tower_webhook::{Envelope, EventType, Scheme, WebhookLayer};
+//! use tower_webhook::extract::Event;
+//! use tower_webhook::{Scheme, SotionEvent, WebhookLayer, WebhookMeta};
 //!
-//! async fn on_event(event: Envelope<serde_json::Value>) -> &'static str {
-//!     match event.event_type {
-//!         EventType::MemberCreated => {
-//!             let member: MemberData = serde_json::from_value(event.data).unwrap_or_default();
-//!             println!("welcome {:?}", member.email);
+//! async fn on_event(meta: WebhookMeta, Event(event): Event<SotionEvent>) -> &'static str {
+//!     match event {
+//!         SotionEvent::MemberCreated(member) => {
+//!             println!("welcome {:?} (event {})", member.email, meta.id());
 //!         }
-//!         other => println!("ignoring {other}"), // unknown types are acknowledged too
+//!         other => println!("ignoring {}", other.name()), // unknown types are acknowledged too
 //!     }
 //!     "ok"
 //! }
@@ -73,6 +75,7 @@
 mod clock;
 pub mod envelope;
 pub mod error;
+mod event;
 #[cfg(feature = "axum")]
 pub mod extract;
 pub mod idempotency;
@@ -86,8 +89,9 @@ pub mod testing;
 pub mod verify;
 
 pub use self::clock::{Clock, SystemClock};
-pub use self::envelope::{Envelope, EventType};
+pub use self::envelope::{Envelope, EventType, SotionEvent};
 pub use self::error::{ConfigError, Rejection, RejectionKind};
+pub use self::event::FromEvent;
 pub use self::idempotency::{Idempotency, IdempotencyStore, MemoryStore};
 pub use self::layer::{WebhookLayer, WebhookService};
 pub use self::meta::WebhookMeta;

@@ -5,6 +5,7 @@
 //! | [`WebhookMeta`](crate::WebhookMeta) | the verified facts (id, event, scope, timestamp, ...) of any scheme | [`MissingWebhookLayer`] |
 //! | `Option<WebhookMeta>` | the same, or `None` on a route without the layer | never |
 //! | [`Verified<T>`] | the whole verified body as `T`, for any scheme | [`VerifiedRejection`] |
+//! | [`Event<T>`] | the event as a [`FromEvent`](crate::FromEvent) type, such as [`SotionEvent`](crate::SotionEvent), for any scheme | [`EventRejection`] |
 //! | [`Envelope<T>`](crate::Envelope) | Sotion's envelope with `data` as `T` | [`EnvelopeRejection`] |
 //!
 //! Each reads what the [`WebhookLayer`](crate::WebhookLayer) put in the request's extensions;
@@ -17,11 +18,14 @@
 //! `{"error": "<code>", "message": "<text>"}`.
 
 mod envelope;
+mod event;
 mod meta;
 mod rejection;
 mod verified;
 
+pub use self::event::Event;
 pub use self::rejection::{
-    EnvelopeRejection, InvalidData, MissingWebhookLayer, NotAnEnvelope, VerifiedRejection,
+    EnvelopeRejection, EventRejection, InvalidData, MissingWebhookLayer, NotAnEnvelope,
+    VerifiedRejection,
 };
 pub use self::verified::Verified;

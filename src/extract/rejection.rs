@@ -186,3 +186,13 @@ composite! {
         InvalidData,
     }
 }
+
+composite! {
+    /// Why [`Event<T>`](super::Event) could not be extracted.
+    EventRejection {
+        /// The route lacks the layer (`500`).
+        MissingWebhookLayer,
+        /// [`FromEvent::from_event`](crate::FromEvent::from_event) failed (`422`).
+        InvalidData,
+    }
+}
