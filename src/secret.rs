@@ -215,14 +215,20 @@ pub type ResolveFuture<'a> =
 /// [`with_resolver_retry_after`](crate::WebhookLayer::with_resolver_retry_after) (default 30 s).
 ///
 /// Implemented for closures `Fn(&Parts) -> impl Future<Output = Result<Option<Tenant>,
-/// ResolveError>>`:
+/// ResolveError>>`. With axum, [`PathParams`](crate::PathParams) reads the route's path
+/// parameters (`{tenant}` in `/webhooks/{tenant}`); they are there when the layer is the
+/// route's (`route_layer`), not when it wraps the whole application:
 ///
 /// ```
-/// use tower_webhook::{ResolveError, Secret, Tenant, WebhookLayer};
+/// # #[cfg(feature = "axum")] {
+/// use axum::{routing::post, Router};
+/// use tower_webhook::{PathParams, ResolveError, Secret, Tenant, WebhookLayer};
 ///
 /// let layer = WebhookLayer::per_tenant(|parts: &http::request::Parts| {
-///     let customer = parts.uri.path().rsplit('/').next().unwrap_or("").to_owned();
+///     let customer = PathParams::from_parts(parts)
+///         .and_then(|params| params.get("tenant").map(str::to_owned));
 ///     async move {
+///         let Some(customer) = customer else { return Ok(None) };
 ///         // Look the customer's secret up in your database here.
 ///         let secret = match customer.as_str() {
 ///             "acme" => Secret::new("whsec_acme").map_err(|e| ResolveError(e.into()))?,
@@ -231,7 +237,12 @@ pub type ResolveFuture<'a> =
 ///         Ok(Some(Tenant::new(customer, secret)))
 ///     }
 /// });
-/// # let _ = layer;
+/// let app: Router = Router::new().route(
+///     "/webhooks/{tenant}",
+///     post(|| async { "ok" }).route_layer(layer),
+/// );
+/// # let _ = app;
+/// # }
 /// ```
 pub trait SecretResolver: Send + Sync + 'static {
     /// The tenant a request claims to come from, with its secrets; `None` if there is none.
