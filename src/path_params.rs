@@ -12,10 +12,12 @@ use http::Request;
 /// URI again.
 ///
 /// axum finds the parameters when it matches the route, so the layer must run **after**
-/// routing: give it to the route (`post(handler).route_layer(layer)`, or the router's
-/// `route_layer`), not around the whole application as a service. A layer in front of
-/// routing sees no parameters: [`from_parts`](Self::from_parts) answers `None`, and a resolver
-/// that needs one should answer `Ok(None)` (no such tenant).
+/// routing: make it the route's, `post(handler).route_layer(layer)` (the router's
+/// `route_layer` and `layer` wrap each matched route too, and `layer` also its 404 fallback),
+/// never a service wrapping the whole application (`ServiceBuilder::new().layer(layer)
+/// .service(app)`). A layer in front of routing sees no parameters:
+/// [`from_parts`](Self::from_parts) answers `None`, and a resolver that needs one should answer
+/// `Ok(None)` (no such tenant: `401`).
 ///
 /// Values are percent-decoded (`/webhooks/acme%20corp` gives `acme corp`), and like the rest of
 /// the request they are not trusted: they only select which secrets to try.
