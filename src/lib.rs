@@ -100,7 +100,7 @@ pub use self::meta::WebhookMeta;
 #[cfg(feature = "axum")]
 pub use self::path_params::PathParams;
 #[cfg(feature = "axum")]
-pub use self::router::{EventRouter, EventRouterFuture};
+pub use self::router::EventRouter;
 pub use self::scheme::Scheme;
 pub use self::secret::{ResolveError, ResolveFuture, Secret, SecretResolver, Secrets, Tenant};
 pub use time;

@@ -1,5 +1,6 @@
 //! [`EventRouter`]: one axum handler per event name, behind the [`WebhookLayer`](crate::WebhookLayer).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -18,8 +19,8 @@ use crate::extract::MissingWebhookLayer;
 use crate::layer::VerifiedBody;
 use crate::meta::WebhookMeta;
 
-/// The future an [`EventRouter`] returns when axum calls it.
-pub type EventRouterFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
+/// The future an [`EventRouter`] returns when axum calls it (boxed: the handler is chosen at run time).
+type EventRouterFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 
 /// Sends each verified delivery to the handler registered for its event name: per-event
 /// handlers that are ordinary axum handlers (any extractors, [`State`](axum::extract::State)),
@@ -90,6 +91,11 @@ pub type EventRouterFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 /// that an event type nobody handles (one the sender adds next year) is acknowledged instead
 /// of retried for days; a [`fallback`](Self::fallback) of your own should do the same unless
 /// it wants the retries.
+///
+/// An [`on_any`](Self::on_any) handler runs before the chosen one, for every delivery; when it
+/// answers anything but a `2xx`, that is the delivery's answer and the chosen handler does not
+/// run. There is no `on_error` (octokit's): a handler's failure is its non-`2xx` answer, which
+/// a middleware on the route can observe like any other response.
 ///
 /// The router reads what the layer put in the request's extensions: without the layer in
 /// front (mount it with `post(router).route_layer(layer)`), every request is answered
@@ -220,7 +226,7 @@ where
             "EventRouter::on_prefix: `{prefix}` already has a handler"
         );
         prefixes.push((prefix.into(), boxed(handler)));
-        prefixes.sort_by(|(a, _), (b, _)| b.len().cmp(&a.len()));
+        prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         self
     }
 
@@ -266,29 +272,21 @@ impl<S> Routes<S> {
         let Some(event) = event.filter(|event| !event.is_empty()) else {
             return &self.fallback;
         };
-        let full = match action.filter(|action| !action.is_empty()) {
-            Some(action) => {
-                let full = format!("{event}.{action}");
-                if let Some(handler) = self
-                    .exact
-                    .get(full.as_str())
-                    .or_else(|| self.exact.get(event))
-                {
-                    return handler;
-                }
-                std::borrow::Cow::Owned(full)
-            }
-            None => {
-                if let Some(handler) = self.exact.get(event) {
-                    return handler;
-                }
-                std::borrow::Cow::Borrowed(event)
-            }
-        };
-        self.prefixes
-            .iter()
-            .find(|(prefix, _)| full.starts_with(prefix.as_ref()))
-            .map_or(&self.fallback, |(_, handler)| handler)
+        let name: Cow<'_, str> = action
+            .filter(|action| !action.is_empty())
+            .map_or(Cow::Borrowed(event), |action| {
+                Cow::Owned(format!("{event}.{action}"))
+            });
+        self.exact
+            .get(name.as_ref())
+            .or_else(|| self.exact.get(event))
+            .or_else(|| {
+                self.prefixes
+                    .iter()
+                    .find(|(prefix, _)| name.starts_with(prefix.as_ref()))
+                    .map(|(_, handler)| handler)
+            })
+            .unwrap_or(&self.fallback)
     }
 }
 
@@ -300,7 +298,7 @@ where
     type Future = EventRouterFuture;
 
     fn call(self, request: Request, state: S) -> Self::Future {
-        Box::pin(async move { self.dispatch(request, state).await })
+        Box::pin(self.dispatch(request, state))
     }
 }
 
@@ -403,5 +401,75 @@ impl<S> ErasedHandler<S> for Acknowledge {
             HeaderValue::from_static("application/json"),
         );
         Box::pin(std::future::ready(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router() -> EventRouter {
+        EventRouter::new()
+            .on("issues.opened", || async { "opened" })
+            .on("issues", || async { "issues" })
+            .on_prefix("issue", || async { "issue*" })
+            .on_prefix("issues.comment", || async { "comments" })
+    }
+
+    /// Which registration `select` picks, by identity.
+    fn selected(router: &EventRouter, event: Option<&str>, action: Option<&str>) -> &'static str {
+        let routes = &router.routes;
+        let chosen = routes.select(event, action);
+        let is = |handler: &BoxedHandler<()>| Arc::ptr_eq(chosen, handler);
+        if is(&routes.fallback) {
+            return "fallback";
+        }
+        for name in ["issues.opened", "issues"] {
+            if is(&routes.exact[name]) {
+                return if name == "issues" { "issues" } else { "opened" };
+            }
+        }
+        match routes.prefixes.iter().find(|(_, handler)| is(handler)) {
+            Some((prefix, _)) if prefix.as_ref() == "issue" => "issue*",
+            Some(_) => "comments",
+            None => "none",
+        }
+    }
+
+    #[test]
+    fn the_most_specific_registration_wins() {
+        let router = router();
+        let cases = [
+            (Some("issues"), Some("opened"), "opened"),
+            (Some("issues"), Some("closed"), "issues"),
+            (Some("issues"), None, "issues"),
+            (Some("issue_comment"), Some("created"), "issue*"),
+            (Some("issues.comment"), None, "comments"),
+            (Some("issues.comments"), Some("x"), "comments"),
+            (Some("push"), None, "fallback"),
+        ];
+        for (event, action, expected) in cases {
+            assert_eq!(
+                selected(&router, event, action),
+                expected,
+                "{event:?} {action:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_delivery_without_a_name_goes_to_the_fallback_and_an_empty_action_is_none() {
+        let router = router();
+        assert_eq!(selected(&router, None, None), "fallback");
+        assert_eq!(selected(&router, Some(""), Some("opened")), "fallback");
+        assert_eq!(selected(&router, Some("issues"), Some("")), "issues");
+    }
+
+    #[test]
+    fn a_clone_taken_while_building_keeps_its_own_routes() {
+        let first = EventRouter::<()>::new().on("a", || async {});
+        let second = first.clone().on("b", || async {});
+        assert_eq!(first.routes.exact.len(), 1);
+        assert_eq!(second.routes.exact.len(), 2);
     }
 }

@@ -56,6 +56,7 @@ pub use self::builder::{
     DEFAULT_RESOLVER_TIMEOUT,
 };
 pub use self::future::ResponseFuture;
-#[cfg(feature = "axum")]
+// Read by the extractors and the router (axum), written by `testing::verified_request`.
+#[cfg(any(feature = "axum", feature = "testing"))]
 pub(crate) use self::service::VerifiedBody;
 pub use self::service::WebhookService;
