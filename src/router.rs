@@ -417,8 +417,8 @@ mod tests {
     }
 
     /// Which registration `select` picks, by identity.
-    fn selected(router: &EventRouter, event: Option<&str>, action: Option<&str>) -> &'static str {
-        let routes = &router.routes;
+    fn selected(events: &EventRouter, event: Option<&str>, action: Option<&str>) -> &'static str {
+        let routes = &events.routes;
         let chosen = routes.select(event, action);
         let is = |handler: &BoxedHandler<()>| Arc::ptr_eq(chosen, handler);
         if is(&routes.fallback) {
