@@ -230,8 +230,9 @@ where
         self
     }
 
-    /// Runs `handler` for every delivery, before the handler its name selects (octokit's
-    /// `onAny`): for logging, metrics, or a check every event must pass.
+    /// Runs `handler` for every delivery that reaches the router, before the handler its name
+    /// selects (octokit's `onAny`): for logging, metrics, or a check every event must pass. A
+    /// duplicate the layer answers itself never reaches the router.
     ///
     /// Its answer counts only when it is not a `2xx`: it is then the delivery's answer, the
     /// selected handler does not run, and the event stays un-handled, so the sender retries
