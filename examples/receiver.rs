@@ -11,30 +11,74 @@
 //! - `REDIS_URL`: when set (and built with `--features redis`), deduplicate in Redis, shared by
 //!   every replica; otherwise in memory.
 //!
-//! Prints `handled <event> <id>` on stdout for each event its handler runs (the id as the
-//! scheme defines it); everything else goes to stderr. Send it an event with
+//! Sotion's nine event types each reach a handler of their own through an `EventRouter`; other
+//! events are acknowledged by its fallback. Prints `handled <event> <id>` on stdout for each
+//! event a handler runs (the id as the scheme defines it); everything else goes to stderr. Send it an event with
 //! `cargo run --example send -- member.created`.
 
 mod shared;
 
 use std::io::Write;
 
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
+use tower_webhook::envelope::{AccessGroupData, AccessGroupMemberData, MemberData};
 use tower_webhook::layer::WebhookLayerBuilder;
-use tower_webhook::{WebhookLayer, WebhookMeta};
+use tower_webhook::{Envelope, EventRouter, EventType, WebhookLayer, WebhookMeta};
 
-async fn handle(meta: WebhookMeta) -> &'static str {
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(
-        stdout,
-        "handled {} {}",
-        meta.event().unwrap_or(""),
-        meta.id()
-    );
-    let _ = stdout.flush();
+/// A handler per event name: Sotion's nine documented types, each with its typed `data`;
+/// everything else (other senders' events, a Sotion type this demo does not know) goes to the
+/// fallback, which acknowledges it.
+fn events() -> EventRouter {
+    let mut events = EventRouter::new().on_any(log_delivery).fallback(other);
+    for event in EventType::KNOWN {
+        let name = event.as_str();
+        events = if name.starts_with("access-group.member.") {
+            events.on(name, group_member)
+        } else if name.starts_with("access-group.") {
+            events.on(name, access_group)
+        } else {
+            events.on(name, member)
+        };
+    }
+    events
+}
+
+async fn member(meta: WebhookMeta, event: Envelope<MemberData>) -> &'static str {
+    handled(&meta);
+    eprintln!("  member {}", event.data.id.as_deref().unwrap_or("-"));
+    "ok"
+}
+
+async fn access_group(meta: WebhookMeta, event: Envelope<AccessGroupData>) -> &'static str {
+    handled(&meta);
+    eprintln!("  access group {}", event.data.id.as_deref().unwrap_or("-"));
+    "ok"
+}
+
+async fn group_member(meta: WebhookMeta, event: Envelope<AccessGroupMemberData>) -> &'static str {
+    handled(&meta);
     eprintln!(
-        "  scope {}, signed at {}, delivery {}",
+        "  member {} in access group {}",
+        event.data.member_id.as_deref().unwrap_or("-"),
+        event.data.access_group_id.as_deref().unwrap_or("-")
+    );
+    "ok"
+}
+
+/// Every other event: acknowledged, so that the sender does not retry it.
+async fn other(meta: WebhookMeta) -> &'static str {
+    handled(&meta);
+    eprintln!("  no handler of its own: acknowledged");
+    "ok"
+}
+
+/// Runs before every event's handler (a non-2xx answer here would be the delivery's answer).
+async fn log_delivery(meta: WebhookMeta) -> StatusCode {
+    eprintln!(
+        "{} delivery: scope {}, signed at {}, delivery {}",
+        meta.scheme(),
         meta.scope().unwrap_or("-"),
         meta.timestamp()
             .and_then(|t| t
@@ -43,7 +87,19 @@ async fn handle(meta: WebhookMeta) -> &'static str {
             .unwrap_or_else(|| "-".to_owned()),
         meta.delivery().unwrap_or("-")
     );
-    "ok"
+    StatusCode::OK
+}
+
+/// `handled <event> <id>` on stdout (what `scripts/smoke` reads).
+fn handled(meta: &WebhookMeta) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(
+        stdout,
+        "handled {} {}",
+        meta.event().unwrap_or(""),
+        meta.id()
+    );
+    let _ = stdout.flush();
 }
 
 #[tokio::main]
@@ -66,7 +122,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .map_err(|e| format!("WEBHOOK_SECRET: {e}"))?;
     // `route_layer`: the layer guards POST only; other methods get 405 without touching it.
-    let app = Router::new().route("/webhooks", post(handle).route_layer(layer));
+    let app = Router::new().route("/webhooks", post(events()).route_layer(layer));
 
     let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
         format!("cannot listen on {addr}: {e} (set WEBHOOK_ADDR to another address)")

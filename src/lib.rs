@@ -14,6 +14,8 @@
 //! - extractors for axum handlers: `extract::Event<T>` (a [`FromEvent`] type such as
 //!   [`SotionEvent`]), [`WebhookMeta`] and `extract::Verified<T>` (any scheme), and
 //!   [`Envelope<T>`] (Sotion's envelope with `data` as one type `T`);
+//! - `EventRouter`, a handler per event name (`member.created`, GitHub's `issues.opened`),
+//!   mounted as one route's handler, that acknowledges the events nobody handles;
 //! - secret rotation ([`Secrets`]), per-tenant secrets ([`SecretResolver`]), replay windows with
 //!   an injectable [`Clock`], and the pure core ([`verify`]) usable without tower.
 //!
@@ -59,12 +61,12 @@
 //! # Features
 //!
 //! Optional integrations are Cargo features, in the manner of tower-http. Crate counts are the
-//! library's own build on Linux (normal and build dependencies, this crate included): 70 with the
+//! library's own build on Linux (normal and build dependencies, this crate included): 74 with the
 //! default features, 61 with `default-features = false`.
 //!
 //! | feature | default | brings | turning it off |
 //! | --- | --- | --- | --- |
-//! | `axum` | yes | the axum extractors: [`Envelope<T>`] and [`WebhookMeta`] as handler arguments, and the `extract` module (`Verified<T>`, the rejections), through `axum-core` | saves 3 crates (`axum-core`, `mime`, `sync_wrapper`); the layer still serves any tower stack, and handlers find [`WebhookMeta`] in the request's extensions |
+//! | `axum` | yes | the axum extractors: [`Envelope<T>`] and [`WebhookMeta`] as handler arguments, and the `extract` module (`Verified<T>`, the rejections); the `EventRouter` (a handler per event name) and `PathParams` (route parameters for a [`SecretResolver`]), through `axum` (without its default features) | saves 7 crates (`axum`, `axum-core`, `matchit`, `mime`, `percent-encoding`, `sync_wrapper`, `tower`); the layer still serves any tower stack, and handlers find [`WebhookMeta`] in the request's extensions |
 //! | `tracing` | yes | a `webhook` span per delivery, one event for its outcome, and warnings and errors for what goes wrong (a store or resolver failing, a sender's unusable field) ([`observe`]); nothing happens until the application installs a subscriber | saves 3 crates (`tracing`, `tracing-core`, `once_cell`); the layer then says nothing, and its answers still carry each refusal's [`Rejection`] |
 //! | `metrics` | yes | the counters and the duration histogram ([`observe`]) through the `metrics` facade; next to no cost until the application installs a recorder | saves 3 crates (`metrics`, `rapidhash`, `rustversion`) |
 //! | `redis` | no | `idempotency::RedisStore`, the idempotency store shared by several replicas | it is off by default: turning it on adds 46 crates (the `redis` client and its runtime) |
@@ -82,6 +84,10 @@ pub mod idempotency;
 pub mod layer;
 mod meta;
 pub mod observe;
+#[cfg(feature = "axum")]
+mod path_params;
+#[cfg(feature = "axum")]
+mod router;
 pub mod scheme;
 mod secret;
 #[cfg(feature = "testing")]
@@ -95,6 +101,10 @@ pub use self::event::FromEvent;
 pub use self::idempotency::{Idempotency, IdempotencyStore, MemoryStore};
 pub use self::layer::{WebhookLayer, WebhookService};
 pub use self::meta::WebhookMeta;
+#[cfg(feature = "axum")]
+pub use self::path_params::PathParams;
+#[cfg(feature = "axum")]
+pub use self::router::EventRouter;
 pub use self::scheme::Scheme;
 pub use self::secret::{ResolveError, ResolveFuture, Secret, SecretResolver, Secrets, Tenant};
 pub use time;

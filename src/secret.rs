@@ -331,19 +331,26 @@ pub type ResolveFuture<'a> =
 ///
 /// Implemented for closures `Fn(&Parts) -> impl Future<Output = Result<Option<Tenant>,
 /// ResolveError>>`, given to the layer builder's
-/// [`with_resolver`](crate::layer::WebhookLayerBuilder::with_resolver):
+/// [`with_resolver`](crate::layer::WebhookLayerBuilder::with_resolver). With axum,
+/// [`PathParams`](crate::PathParams) reads the route's path parameters (`{tenant}` in
+/// `/webhooks/{tenant}`); they are there when the layer is the route's (`route_layer`), not
+/// when it wraps the whole application:
 ///
 /// ```
+/// # #[cfg(feature = "axum")] {
 /// use std::sync::Arc;
-/// use tower_webhook::{ResolveError, Scheme, Tenant, WebhookLayer};
+/// use axum::{routing::post, Router};
+/// use tower_webhook::{PathParams, ResolveError, Scheme, Tenant, WebhookLayer};
 ///
 /// let scheme = Arc::new(Scheme::standard_webhooks());
 /// let decoder = scheme.clone();
 /// let layer = WebhookLayer::builder(Scheme::clone(&scheme))
 ///     .with_resolver(move |parts: &http::request::Parts| {
-///         let customer = parts.uri.path().rsplit('/').next().unwrap_or("").to_owned();
+///         let customer = PathParams::from_parts(parts)
+///             .and_then(|params| params.get("tenant").map(str::to_owned));
 ///         let scheme = decoder.clone();
 ///         async move {
+///             let Some(customer) = customer else { return Ok(None) };
 ///             // Look the customer's secret up in your database here.
 ///             let text = match customer.as_str() {
 ///                 "acme" => "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
@@ -354,7 +361,12 @@ pub type ResolveFuture<'a> =
 ///         }
 ///     })
 ///     .build()?;
-/// # let _ = layer;
+/// let app: Router = Router::new().route(
+///     "/webhooks/{tenant}",
+///     post(|| async { "ok" }).route_layer(layer),
+/// );
+/// # let _ = app;
+/// # }
 /// # Ok::<(), tower_webhook::ConfigError>(())
 /// ```
 pub trait SecretResolver: Send + Sync + 'static {

@@ -1,5 +1,12 @@
-//! Helpers that build correctly signed deliveries, for tests (feature `testing`), and
-//! [`check_store`], the conformance suite for an [`IdempotencyStore`](crate::IdempotencyStore).
+//! Helpers for tests (feature `testing`):
+//!
+//! - [`Delivery`] signs a request for any scheme and any path, as the sender would;
+//!   [`sotion_request`] and [`sotion_event`] are the short forms for Sotion;
+//! - [`MetaBuilder`] and [`verified_request`] build what the layer hands a handler, so a
+//!   handler (or an [`EventRouter`](crate::EventRouter)) can be unit-tested without the layer
+//!   and its signatures;
+//! - [`Body`], the body type of every request built here;
+//! - [`check_store`], the conformance suite for an [`IdempotencyStore`](crate::IdempotencyStore).
 //!
 //! ```
 //! use axum::{routing::post, Router};
@@ -22,14 +29,25 @@
 //! # }
 //! ```
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request};
+use bytestring::ByteString;
+use http::{header, HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
 
 pub use crate::idempotency::conformance::check_store;
 use crate::idempotency::Token;
-use crate::scheme::{Outgoing, Scheme, SOTION_DELIVERY, SOTION_EVENT, SOTION_ID};
+use crate::layer::VerifiedBody;
+use crate::meta::{KeyBasis, WebhookMeta};
+use crate::scheme::{Outgoing, Scheme, Source};
 use crate::secret::Secret;
+
+/// The body of every request built here (`http_body_util::Full<bytes::Bytes>`), named so that
+/// a test can write `Request<testing::Body>` without depending on those crates.
+pub type Body = Full<Bytes>;
 
 /// A Sotion envelope for event `event_type` with id `id` from site `site_id`, with a small
 /// sample `data` object, as bytes.
@@ -68,55 +86,28 @@ pub fn sotion_event_with_data(
 
 /// A `POST /webhooks` request carrying `body` exactly as Sotion sends it: signed with `secret`,
 /// with `Content-Type`, `X-Webhook-Event` and `X-Webhook-Id` taken from the body (left out when
-/// the body has no such field), and an `X-Webhook-Delivery` id.
+/// the body has no such field), and an `X-Webhook-Delivery` id. Short for
+/// `Delivery::new(body).sign(&Scheme::sotion(), secret)`.
 #[must_use]
-pub fn sotion_request(secret: &Secret, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
-    let body = body.into();
-    let fields: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let field = |name: &str| {
-        fields
-            .get(name)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("")
-    };
-    let mut request = signed_request(
-        &Scheme::sotion(),
-        secret,
-        &Outgoing {
-            id: field("id"),
-            event: field("type"),
-            timestamp: 0,
-            body: &body,
-        },
-    );
-    let headers = request.headers_mut();
-    for name in [SOTION_ID, SOTION_EVENT] {
-        if headers.get(&name).is_some_and(HeaderValue::is_empty) {
-            headers.remove(&name);
-        }
-    }
-    headers.insert(
-        SOTION_DELIVERY,
-        HeaderValue::from_str(&Token::random().to_hex())
-            .unwrap_or(HeaderValue::from_static("delivery")),
-    );
-    request
+pub fn sotion_request(secret: &Secret, body: impl Into<Bytes>) -> Request<Body> {
+    Delivery::new(body).sign(&Scheme::sotion(), secret)
 }
 
 /// A `POST /webhooks` request carrying `message.body`, signed with `secret` the way `scheme`
 /// signs (signature, timestamp, id and event headers as the scheme reads them), with
 /// `Content-Type: application/json` and `Content-Length`. A header value the id or event
-/// cannot be is left out.
+/// cannot be is left empty. [`Delivery`] fills the id, event and timestamp in for you, and
+/// takes a path.
 #[must_use]
-pub fn signed_request(
-    scheme: &Scheme,
-    secret: &Secret,
-    message: &Outgoing<'_>,
-) -> Request<Full<Bytes>> {
+pub fn signed_request(scheme: &Scheme, secret: &Secret, message: &Outgoing<'_>) -> Request<Body> {
+    signed(scheme, secret, message, Uri::from_static("/webhooks"))
+}
+
+fn signed(scheme: &Scheme, secret: &Secret, message: &Outgoing<'_>, uri: Uri) -> Request<Body> {
     let body = Bytes::copy_from_slice(message.body);
     let mut request = Request::new(Full::new(body.clone()));
     *request.method_mut() = Method::POST;
-    *request.uri_mut() = http::Uri::from_static("/webhooks");
+    *request.uri_mut() = uri;
     let headers = request.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -139,4 +130,310 @@ pub fn signed_request(
         headers.extend(signed);
     }
     request
+}
+
+/// One delivery to sign as a sender would, for any scheme and any path: the id, event name and
+/// timestamp are filled in unless given.
+///
+/// ```
+/// use axum::{routing::post, Router};
+/// use tower::ServiceExt;
+/// use tower_webhook::{testing::Delivery, Scheme, Secret, WebhookLayer, WebhookMeta};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let app = Router::new().route(
+///     "/hooks/github",
+///     post(|meta: WebhookMeta| async move { format!("{:?} {:?}", meta.event(), meta.action()) })
+///         .route_layer(WebhookLayer::new(Scheme::github(), "gh-secret")?),
+/// );
+/// let secret = Scheme::github().secret("gh-secret")?;
+///
+/// let request = Delivery::new(r#"{"action":"opened"}"#)
+///     .with_path("/hooks/github")
+///     .with_event("issues") // GitHub names the event in a header
+///     .sign(&Scheme::github(), &secret);
+/// let response = app.oneshot(request).await?;
+/// assert_eq!(response.status(), 200);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    body: Bytes,
+    path: Uri,
+    id: Option<String>,
+    event: Option<String>,
+    timestamp: Option<i64>,
+}
+
+impl Delivery {
+    /// A delivery of `body` (the exact bytes to sign) to `POST /webhooks`.
+    #[must_use]
+    pub fn new(body: impl Into<Bytes>) -> Self {
+        Self {
+            body: body.into(),
+            path: Uri::from_static("/webhooks"),
+            id: None,
+            event: None,
+            timestamp: None,
+        }
+    }
+
+    /// Sends it to `path` (with a query, if any) instead of `/webhooks`.
+    ///
+    /// # Panics
+    /// When `path` is not a valid URI path (`/webhooks/acme`).
+    #[must_use]
+    pub fn with_path(mut self, path: &str) -> Self {
+        self.path = path
+            .parse()
+            .unwrap_or_else(|error| panic!("Delivery::with_path({path:?}): {error}"));
+        self
+    }
+
+    /// The event id, for a scheme that reads it from a header (Standard Webhooks'
+    /// `webhook-id`, GitHub's `X-GitHub-Delivery`): default, a random id. A scheme that reads
+    /// the id from the body (Sotion, Stripe) is given the body's, and sends it in a header
+    /// too if it repeats it there (Sotion's `X-Webhook-Id`, left out when the body has none).
+    #[must_use]
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The event name, for a scheme that reads it from a header (GitHub's `X-GitHub-Event`).
+    /// Default: the body's field, for a scheme that reads the event from the body, or else
+    /// none (the header is left out).
+    #[must_use]
+    pub fn with_event(mut self, event: impl Into<String>) -> Self {
+        self.event = Some(event.into());
+        self
+    }
+
+    /// The time to sign, for a timestamped scheme (Standard Webhooks, Stripe, Slack).
+    /// Default: now, from the system clock.
+    #[must_use]
+    pub fn with_timestamp(mut self, timestamp: OffsetDateTime) -> Self {
+        self.timestamp = Some(timestamp.unix_timestamp());
+        self
+    }
+
+    /// The request, signed with `secret` the way `scheme` signs: its signature, timestamp, id
+    /// and event headers (a header whose value would be empty, or is not a valid header
+    /// value, is left out), the scheme's delivery-attempt header with a random id (Sotion's
+    /// `X-Webhook-Delivery`), `Content-Type: application/json` and `Content-Length`.
+    #[must_use]
+    pub fn sign(&self, scheme: &Scheme, secret: &Secret) -> Request<Body> {
+        let fields: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
+        let body_field = |source: Option<&Source>| match source {
+            Some(Source::BodyField(name)) => fields.get(name.as_ref()).and_then(|v| v.as_str()),
+            _ => None,
+        };
+        let random = Token::random().to_hex();
+        let id = match (&self.id, &scheme.id) {
+            (Some(id), _) => id.as_str(),
+            (None, Source::Header(_)) => &random,
+            (None, source) => body_field(Some(source)).unwrap_or(""),
+        };
+        let event = match &self.event {
+            Some(event) => event.as_str(),
+            None => body_field(scheme.event.as_ref()).unwrap_or(""),
+        };
+        let timestamp = self
+            .timestamp
+            .unwrap_or_else(|| OffsetDateTime::now_utc().unix_timestamp());
+        let mut request = signed(
+            scheme,
+            secret,
+            &Outgoing {
+                id,
+                event,
+                timestamp,
+                body: &self.body,
+            },
+            self.path.clone(),
+        );
+        let headers = request.headers_mut();
+        let empty: Vec<_> = headers
+            .iter()
+            .filter(|(_, value)| value.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in empty {
+            headers.remove(name);
+        }
+        if let Some(name) = &scheme.delivery {
+            if let Ok(value) = HeaderValue::from_str(&Token::random().to_hex()) {
+                headers.insert(name.clone(), value);
+            }
+        }
+        request
+    }
+}
+
+/// Builds the [`WebhookMeta`] the layer would hand a handler, for unit-testing handlers
+/// without the layer (with [`verified_request`]). Every fact but the id is optional, as in a
+/// real delivery; the scheme defaults to `sotion`.
+///
+/// ```
+/// use tower_webhook::testing::MetaBuilder;
+///
+/// let meta = MetaBuilder::new("delivery-1")
+///     .with_scheme("github")
+///     .with_event("issues")
+///     .with_action("opened")
+///     .build();
+/// assert_eq!((meta.event(), meta.action()), (Some("issues"), Some("opened")));
+/// ```
+#[derive(Debug, Clone)]
+pub struct MetaBuilder {
+    meta: WebhookMeta,
+}
+
+impl MetaBuilder {
+    /// A meta for event `id`, of scheme `sotion`, with no other fact.
+    #[must_use]
+    pub fn new(id: &str) -> Self {
+        Self {
+            meta: WebhookMeta {
+                scheme: Cow::Borrowed("sotion"),
+                id: ByteString::from(id),
+                event: None,
+                action: None,
+                delivery: None,
+                scope: None,
+                tenant: None,
+                timestamp: None,
+                version: None,
+                key: KeyBasis::default(),
+            },
+        }
+    }
+
+    /// The scheme's name ([`Scheme::name`]: `github`, `stripe`, `standard-webhooks`, ...).
+    #[must_use]
+    pub fn with_scheme(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.meta.scheme = name.into();
+        self
+    }
+
+    /// The event name ([`WebhookMeta::event`]).
+    #[must_use]
+    pub fn with_event(mut self, event: &str) -> Self {
+        self.meta.event = Some(event.into());
+        self
+    }
+
+    /// The action ([`WebhookMeta::action`], GitHub's body `action`).
+    #[must_use]
+    pub fn with_action(mut self, action: &str) -> Self {
+        self.meta.action = Some(action.into());
+        self
+    }
+
+    /// The scope ([`WebhookMeta::scope`], Sotion's `siteId`).
+    #[must_use]
+    pub fn with_scope(mut self, scope: &str) -> Self {
+        self.meta.scope = Some(scope.into());
+        self
+    }
+
+    /// The tenant a resolver matched ([`WebhookMeta::tenant`]).
+    #[must_use]
+    pub fn with_tenant(mut self, tenant: &str) -> Self {
+        self.meta.tenant = Some(tenant.to_owned());
+        self
+    }
+
+    /// The signed timestamp ([`WebhookMeta::timestamp`]).
+    #[must_use]
+    pub fn with_timestamp(mut self, timestamp: OffsetDateTime) -> Self {
+        self.meta.timestamp = Some(timestamp);
+        self
+    }
+
+    /// The delivery-attempt id ([`WebhookMeta::delivery`]); one that cannot be a header value
+    /// (control characters) is left out, as the layer would never see it.
+    #[must_use]
+    pub fn with_delivery(mut self, delivery: &str) -> Self {
+        self.meta.delivery = HeaderValue::from_str(delivery)
+            .ok()
+            .filter(|value| value.to_str().is_ok());
+        self
+    }
+
+    /// The envelope's schema version ([`WebhookMeta::version`]).
+    #[must_use]
+    pub fn with_version(mut self, version: &str) -> Self {
+        self.meta.version = Some(version.into());
+        self
+    }
+
+    /// The meta.
+    #[must_use]
+    pub fn build(self) -> WebhookMeta {
+        self.meta
+    }
+}
+
+/// A `POST /webhooks` request as the layer hands it to the inner service once a delivery is
+/// verified: `body`, with `meta` and the verified body in its extensions, so that
+/// [`WebhookMeta`], `Verified<T>`, `Envelope<T>` and an [`EventRouter`](crate::EventRouter)
+/// work on it without the layer. For a meta of scheme `sotion`, the body's `data` field is the
+/// envelope's data (`Envelope<T>` needs the meta's event, scope, timestamp and version too).
+///
+/// ```
+/// use axum::handler::Handler;
+/// use tower::ServiceExt;
+/// use tower_webhook::{testing, EventRouter, WebhookMeta};
+///
+/// async fn opened(meta: WebhookMeta) -> String {
+///     format!("opened {}", meta.id())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let router = EventRouter::new().on("issues.opened", opened);
+/// let meta = testing::MetaBuilder::new("delivery-1")
+///     .with_scheme("github")
+///     .with_event("issues")
+///     .with_action("opened")
+///     .build();
+/// let request = testing::verified_request(meta, r#"{"action":"opened"}"#);
+/// let response = router.with_state(()).oneshot(request).await?;
+/// assert_eq!(response.status(), 200);
+/// # Ok(())
+/// # }
+/// ```
+#[must_use]
+pub fn verified_request(meta: WebhookMeta, body: impl Into<Bytes>) -> Request<Body> {
+    let body = body.into();
+    let envelope_data = (meta.scheme() == "sotion")
+        .then(|| envelope_data(&body))
+        .flatten();
+    let mut request = Request::new(Full::new(body.clone()));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = Uri::from_static("/webhooks");
+    request.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    request.extensions_mut().insert(VerifiedBody {
+        body,
+        envelope_data,
+    });
+    request.extensions_mut().insert(meta);
+    request
+}
+
+/// The raw `data` of a JSON object body, if it has one.
+fn envelope_data(body: &[u8]) -> Option<Bytes> {
+    #[derive(serde::Deserialize)]
+    struct Data<'a> {
+        #[serde(borrow)]
+        data: &'a RawValue,
+    }
+    let Data { data } = serde_json::from_slice(body).ok()?;
+    Some(Bytes::copy_from_slice(data.get().as_bytes()))
 }

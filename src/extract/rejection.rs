@@ -7,8 +7,8 @@ use http::StatusCode;
 
 use crate::error::json_error_response;
 
-/// The extractor ran on a request that did not go through the
-/// [`WebhookLayer`](crate::WebhookLayer): a programming error, answered
+/// An extractor or the [`EventRouter`](crate::EventRouter) ran on a request that did not go
+/// through the [`WebhookLayer`](crate::WebhookLayer): a programming error, answered
 /// `500 missing_webhook_layer`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MissingWebhookLayer;
@@ -24,7 +24,7 @@ impl MissingWebhookLayer {
     #[must_use]
     pub fn body_text(&self) -> String {
         "no verified webhook in this request: add tower_webhook::WebhookLayer to this route \
-         (`.route_layer(layer)`) before using the webhook extractors"
+         (`.route_layer(layer)`) before using the webhook extractors or the EventRouter"
             .to_owned()
     }
 

@@ -30,5 +30,3 @@ pub use self::sign::Outgoing;
 pub use self::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
 pub use self::spec::Scheme;
 pub(crate) use self::spec::SHA256_PREFIX;
-#[cfg(feature = "testing")]
-pub(crate) use self::spec::{SOTION_DELIVERY, SOTION_EVENT, SOTION_ID};
