@@ -16,7 +16,7 @@ use axum::handler::Handler;
 use axum::http::{Request, Response, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use common::{error_code, send};
+use common::{error_code, send, sotion_meta};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use tower::ServiceExt;
@@ -453,12 +453,7 @@ async fn a_handler_is_unit_tested_without_the_layer_through_the_testing_meta() {
         }
     }
     let events = EventRouter::new().on("member.created", welcome);
-    let meta = MetaBuilder::new("evt_1")
-        .with_event("member.created")
-        .with_scope("site_1")
-        .with_timestamp(time::macros::datetime!(2026-03-28 12:00 UTC))
-        .with_version("1")
-        .build();
+    let meta = sotion_meta("evt_1");
     let body = testing::sotion_event("member.created", "evt_1", "site_1");
 
     let response = events

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
-use common::{error_code, send};
+use common::{error_code, send, sotion_meta};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use tower::ServiceExt;
@@ -186,12 +186,7 @@ async fn a_verified_request_feeds_every_extractor_without_the_layer() {
     }
     // No layer on this route.
     let app = Router::new().route("/webhooks", post(handler));
-    let meta = MetaBuilder::new("evt_1")
-        .with_event("member.created")
-        .with_scope("site_1")
-        .with_timestamp(time::macros::datetime!(2026-03-28 12:00 UTC))
-        .with_version("1")
-        .build();
+    let meta = sotion_meta("evt_1");
     let body = testing::sotion_event("member.created", "evt_1", "site_1");
 
     let response = app

@@ -231,3 +231,49 @@ impl http_body::Body for Stalled {
         std::task::Poll::Pending
     }
 }
+
+/// One delivery of `tests/fixtures/signed.json`, signed by another ecosystem's library.
+#[derive(serde::Deserialize)]
+pub struct Fixture {
+    pub library: String,
+    pub scheme: String,
+    pub secret: String,
+    pub id: String,
+    pub timestamp: i64,
+    pub body: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// Every fixture, or those of one scheme.
+pub fn fixtures(scheme: Option<&str>) -> Vec<Fixture> {
+    let all: Vec<Fixture> = serde_json::from_str(include_str!("../fixtures/signed.json")).unwrap();
+    all.into_iter()
+        .filter(|fixture| scheme.is_none_or(|scheme| fixture.scheme == scheme))
+        .collect()
+}
+
+/// `POST /webhooks` with the fixture's headers and `body` (its own, or a tampered one).
+pub fn fixture_request(fixture: &Fixture, body: &[u8]) -> Request<http_body_util::Full<Bytes>> {
+    let mut request = Request::post("/webhooks")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(Bytes::copy_from_slice(body)))
+        .unwrap();
+    for (name, value) in &fixture.headers {
+        request.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            axum::http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    request
+}
+
+/// The `WebhookMeta` the layer would make for `testing::sotion_event("member.created", id,
+/// "site_1")`.
+pub fn sotion_meta(id: &str) -> WebhookMeta {
+    tower_webhook::testing::MetaBuilder::new(id)
+        .with_event("member.created")
+        .with_scope("site_1")
+        .with_timestamp(time::macros::datetime!(2026-03-28 12:00 UTC))
+        .with_version("1")
+        .build()
+}
