@@ -76,6 +76,7 @@ pub mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
 pub mod idempotency;
+pub mod inbox;
 pub mod layer;
 mod meta;
 pub mod observe;
