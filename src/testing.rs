@@ -1,6 +1,5 @@
-//! Helpers that build correctly signed deliveries, for tests (feature `testing`),
-//! [`check_store`], the conformance suite for an [`IdempotencyStore`](crate::IdempotencyStore),
-//! and [`check_inbox`], the one for an [`InboxBackend`](crate::inbox::InboxBackend).
+//! Helpers that build correctly signed deliveries, for tests (feature `testing`), and
+//! [`check_store`], the conformance suite for an [`IdempotencyStore`](crate::IdempotencyStore).
 //!
 //! ```
 //! use axum::{routing::post, Router};
@@ -27,7 +26,6 @@ use http::{header, HeaderValue, Method, Request};
 use http_body_util::Full;
 
 pub use crate::idempotency::conformance::check_store;
-pub use crate::inbox::conformance::check_inbox;
 use crate::idempotency::Token;
 use crate::scheme::{Outgoing, Scheme, SOTION_DELIVERY, SOTION_EVENT, SOTION_ID};
 use crate::secret::Secret;

@@ -1,4 +1,4 @@
-//! The PostgreSQL inbox, against a real PostgreSQL server this test starts (feature
+//! The Postgres inbox, against a real Postgres server this test starts (feature
 //! `postgres`): `initdb` in a temporary directory, a free 127.0.0.1 port, run as the
 //! `postgres` user when the test runs as root, stopped when the test ends. Without `initdb` and
 //! `pg_ctl` (on the PATH, in `PG_BIN`, or in `/usr/lib/postgresql/<version>/bin`) these tests
@@ -19,12 +19,12 @@ use tower_webhook::inbox::{
 use tower_webhook::testing::{sotion_event, sotion_request};
 use tower_webhook::{Scheme, Secret, Secrets};
 
-/// A PostgreSQL server in a temporary directory, stopped (and its files removed) on drop.
+/// A Postgres server in a temporary directory, stopped (and its files removed) on drop.
 struct PostgresServer {
     bin: PathBuf,
     dir: tempfile::TempDir,
     port: u16,
-    /// Run the tools as this user (when the test runs as root: PostgreSQL refuses root).
+    /// Run the tools as this user (when the test runs as root: Postgres refuses root).
     user: Option<&'static str>,
 }
 
@@ -53,7 +53,9 @@ impl PostgresServer {
         let user = root.then_some("postgres");
         if let Some(user) = user {
             // The server runs as `user`: it owns the directory.
-            run(Command::new("chown").arg(format!("{user}:")).arg(dir.path()))?;
+            run(Command::new("chown")
+                .arg(format!("{user}:"))
+                .arg(dir.path()))?;
         }
         let port = TcpListener::bind("127.0.0.1:0")
             .map_err(|e| e.to_string())?
@@ -87,7 +89,7 @@ impl PostgresServer {
         self.dir.path().join("data").display().to_string()
     }
 
-    /// Runs one of the PostgreSQL tools, as the server's user.
+    /// Runs one of the Postgres tools, as the server's user.
     fn tool(&self, name: &str, args: &[&str]) -> Result<(), String> {
         let program = self.bin.join(name);
         let mut command = match self.user {
@@ -110,12 +112,26 @@ impl PostgresServer {
         let log = self.dir.path().join("server.log").display().to_string();
         self.tool(
             "pg_ctl",
-            &["-D", &self.data(), "-o", &settings, "-l", &log, "-w", "-t", "30", "start"],
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &settings,
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
         )
     }
 
     fn pg_stop(&self) {
-        let _ = self.tool("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        let _ = self.tool(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
     }
 
     fn url(&self) -> String {
@@ -215,7 +231,7 @@ async fn the_postgres_inbox_passes_the_inbox_conformance_suite() {
     let url = server.url();
     tokio::time::timeout(
         Duration::from_secs(60),
-        tower_webhook::testing::check_inbox(|options: InboxOptions| {
+        tower_webhook::inbox::conformance::check_inbox(|options: InboxOptions| {
             let url = url.clone();
             async move {
                 let options = options.with_prefix(prefix()).unwrap();

@@ -1,4 +1,4 @@
-//! The SQLite inbox, against real database files in temporary directories (feature `sqlite`).
+//! The `SQLite` inbox, against real database files in temporary directories (feature `sqlite`).
 #![cfg(all(feature = "sqlite", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
@@ -51,7 +51,7 @@ async fn the_sqlite_inbox_passes_the_inbox_conformance_suite() {
     let next = AtomicUsize::new(0);
     tokio::time::timeout(
         Duration::from_secs(60),
-        tower_webhook::testing::check_inbox(|options: InboxOptions| {
+        tower_webhook::inbox::conformance::check_inbox(|options: InboxOptions| {
             let path = dir
                 .path()
                 .join(format!("{}.db", next.fetch_add(1, Ordering::Relaxed)));

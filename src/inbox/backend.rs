@@ -240,7 +240,7 @@ impl InboxOptions {
 /// # Implementing your own backend
 ///
 /// The layer and the workers rely on each rule below holding for every caller that shares the
-/// backend (tasks, processes, replicas). [`testing::check_inbox`](crate::testing::check_inbox)
+/// backend (tasks, processes, replicas). [`inbox::conformance::check_inbox`](crate::inbox::conformance::check_inbox)
 /// (feature `testing`) checks them.
 ///
 /// **Accept.** [`accept`](Self::accept) stores a delivery **once per key**, atomically (an
@@ -295,8 +295,12 @@ pub trait InboxBackend: Send + Sync + 'static {
 
     /// Makes the delivery pending again, due `delay` from now, with `error` as its last error,
     /// if the lease is still the owner's.
-    fn retry<'a>(&'a self, lease: &'a Lease, delay: Duration, error: &'a str)
-        -> InboxFuture<'a, bool>;
+    fn retry<'a>(
+        &'a self,
+        lease: &'a Lease,
+        delay: Duration,
+        error: &'a str,
+    ) -> InboxFuture<'a, bool>;
 
     /// Dead-letters the delivery with `error`, if the lease is still the owner's.
     fn dead_letter<'a>(&'a self, lease: &'a Lease, error: &'a str) -> InboxFuture<'a, bool>;

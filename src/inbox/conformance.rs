@@ -1,5 +1,5 @@
-//! The inbox conformance suite: [`check_inbox`], exposed as
-//! [`testing::check_inbox`](crate::testing::check_inbox) (feature `testing`).
+//! The inbox conformance suite (feature `testing`): [`check_inbox`] checks that an
+//! [`InboxBackend`] keeps its contract; run it from your own backend's tests.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -61,7 +61,7 @@ const CLAIMERS: usize = 8;
 /// let dir = std::env::temp_dir().join(format!("inbox-doc-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir).unwrap();
 /// let counter = std::sync::atomic::AtomicUsize::new(0);
-/// tower_webhook::testing::check_inbox(|options: InboxOptions| {
+/// tower_webhook::inbox::conformance::check_inbox(|options: InboxOptions| {
 ///     let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 ///     let path = dir.join(format!("{n}.db"));
 ///     async move { SqliteInbox::open(path, options).await.unwrap() }
@@ -144,7 +144,13 @@ fn bare(name: &str) -> Delivery {
 
 async fn accept_and_duplicates<B: InboxBackend>(inbox: &B) {
     let first = delivery("first");
-    expect_accept(inbox, &first, Accepted::New, "accept of a new key gives New").await;
+    expect_accept(
+        inbox,
+        &first,
+        Accepted::New,
+        "accept of a new key gives New",
+    )
+    .await;
     let stored = call(inbox.get(first.key())).await;
     let stored = stored.unwrap_or_else(|| broken("get finds an accepted delivery", "None"));
     expect(
@@ -156,7 +162,13 @@ async fn accept_and_duplicates<B: InboxBackend>(inbox: &B) {
         "an accepted delivery is pending with no attempt",
     );
     let plain = bare("bare");
-    expect_accept(inbox, &plain, Accepted::New, "accept of a new key gives New").await;
+    expect_accept(
+        inbox,
+        &plain,
+        Accepted::New,
+        "accept of a new key gives New",
+    )
+    .await;
     let stored = call(inbox.get(plain.key())).await;
     expect(
         stored.is_some_and(|record| record.delivery == plain),
@@ -224,8 +236,20 @@ async fn accept_and_duplicates<B: InboxBackend>(inbox: &B) {
 
 async fn depth<B: InboxBackend>(inbox: &B) {
     let (a, b, c) = (bare("a"), bare("b"), bare("c"));
-    expect_accept(inbox, &a, Accepted::New, "accept under the depth limit gives New").await;
-    expect_accept(inbox, &b, Accepted::New, "accept under the depth limit gives New").await;
+    expect_accept(
+        inbox,
+        &a,
+        Accepted::New,
+        "accept under the depth limit gives New",
+    )
+    .await;
+    expect_accept(
+        inbox,
+        &b,
+        Accepted::New,
+        "accept under the depth limit gives New",
+    )
+    .await;
     match inbox.accept(&c).await {
         Err(InboxError::Full) => {}
         other => broken(
@@ -267,7 +291,13 @@ async fn concurrent_claims<B: InboxBackend>(inbox: &B) {
     let mut accepted = HashSet::new();
     for n in 0..CONTENDED {
         let delivery = bare(&format!("contended-{n}"));
-        expect_accept(inbox, &delivery, Accepted::New, "accept of a new key gives New").await;
+        expect_accept(
+            inbox,
+            &delivery,
+            Accepted::New,
+            "accept of a new key gives New",
+        )
+        .await;
         accepted.insert(*delivery.key());
     }
     let rounds = join_all((0..CLAIMERS).map(|_| call(inbox.claim(LONG, 3)))).await;
@@ -311,17 +341,35 @@ async fn concurrent_claims<B: InboxBackend>(inbox: &B) {
 
 async fn leases<B: InboxBackend>(inbox: &B) {
     let taken = bare("taken-over");
-    expect_accept(inbox, &taken, Accepted::New, "accept of a new key gives New").await;
+    expect_accept(
+        inbox,
+        &taken,
+        Accepted::New,
+        "accept of a new key gives New",
+    )
+    .await;
     let stale = only_claim(inbox, SHORT, "claim returns the due delivery").await;
     let renewed = bare("renewed");
-    expect_accept(inbox, &renewed, Accepted::New, "accept of a new key gives New").await;
+    expect_accept(
+        inbox,
+        &renewed,
+        Accepted::New,
+        "accept of a new key gives New",
+    )
+    .await;
     let kept = only_claim(inbox, SHORT, "claim returns the due delivery").await;
     expect(
         call(inbox.renew(&kept, LONG)).await,
         "renew by the owner returns true",
     );
     let unclaimed = bare("expired-unclaimed");
-    expect_accept(inbox, &unclaimed, Accepted::New, "accept of a new key gives New").await;
+    expect_accept(
+        inbox,
+        &unclaimed,
+        Accepted::New,
+        "accept of a new key gives New",
+    )
+    .await;
     let lapsed = only_claim(inbox, SHORT, "claim returns the due delivery").await;
     expect(
         call(inbox.claim(LONG, 10)).await.is_empty(),
@@ -350,35 +398,7 @@ async fn leases<B: InboxBackend>(inbox: &B) {
         fresh.attempt() == 2,
         "a claim after an expired lease counts a new attempt",
     );
-    for (refused, rule) in [
-        (
-            call(inbox.renew(&stale, LONG)).await,
-            "renew by a stale owner is refused",
-        ),
-        (
-            call(inbox.complete(&stale)).await,
-            "complete by a stale owner is refused",
-        ),
-        (
-            call(inbox.retry(&stale, Duration::ZERO, "stale")).await,
-            "retry by a stale owner is refused",
-        ),
-        (
-            call(inbox.dead_letter(&stale, "stale")).await,
-            "dead_letter by a stale owner is refused",
-        ),
-        (
-            call(inbox.release(&stale)).await,
-            "release by a stale owner is refused",
-        ),
-    ] {
-        expect(!refused, rule);
-    }
-    let record = call(inbox.get(taken.key())).await;
-    expect(
-        record.is_some_and(|r| r.state == DeliveryState::Running && r.last_error.is_none()),
-        "a stale owner changes nothing",
-    );
+    stale_owner_is_refused(inbox, &stale).await;
     expect(
         call(inbox.complete(&fresh)).await,
         "complete by the new owner returns true",
@@ -406,7 +426,12 @@ async fn leases<B: InboxBackend>(inbox: &B) {
     );
     let last = bare("lapsed-owner");
     expect_accept(inbox, &last, Accepted::New, "accept of a new key gives New").await;
-    let owner = only_claim(inbox, Duration::from_millis(50), "claim returns the due delivery").await;
+    let owner = only_claim(
+        inbox,
+        Duration::from_millis(50),
+        "claim returns the due delivery",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     expect(
         call(inbox.complete(&owner)).await,
@@ -414,9 +439,48 @@ async fn leases<B: InboxBackend>(inbox: &B) {
     );
 }
 
+/// Every outcome by `stale`, whose delivery was claimed again, is refused and changes nothing.
+async fn stale_owner_is_refused<B: InboxBackend>(inbox: &B, stale: &Lease) {
+    for (refused, rule) in [
+        (
+            call(inbox.renew(stale, LONG)).await,
+            "renew by a stale owner is refused",
+        ),
+        (
+            call(inbox.complete(stale)).await,
+            "complete by a stale owner is refused",
+        ),
+        (
+            call(inbox.retry(stale, Duration::ZERO, "stale")).await,
+            "retry by a stale owner is refused",
+        ),
+        (
+            call(inbox.dead_letter(stale, "stale")).await,
+            "dead_letter by a stale owner is refused",
+        ),
+        (
+            call(inbox.release(stale)).await,
+            "release by a stale owner is refused",
+        ),
+    ] {
+        expect(!refused, rule);
+    }
+    let record = call(inbox.get(stale.key())).await;
+    expect(
+        record.is_some_and(|r| r.state == DeliveryState::Running && r.last_error.is_none()),
+        "a stale owner changes nothing",
+    );
+}
+
 async fn retries<B: InboxBackend>(inbox: &B) {
     let retried = bare("retried");
-    expect_accept(inbox, &retried, Accepted::New, "accept of a new key gives New").await;
+    expect_accept(
+        inbox,
+        &retried,
+        Accepted::New,
+        "accept of a new key gives New",
+    )
+    .await;
     let lease = only_claim(inbox, LONG, "claim returns the due delivery").await;
     expect(
         call(inbox.retry(&lease, SHORT, "boom 500")).await,
@@ -529,7 +593,13 @@ async fn dead_letters_and_replay<B: InboxBackend>(inbox: &B) {
 
 async fn release<B: InboxBackend>(inbox: &B) {
     let released = bare("released");
-    expect_accept(inbox, &released, Accepted::New, "accept of a new key gives New").await;
+    expect_accept(
+        inbox,
+        &released,
+        Accepted::New,
+        "accept of a new key gives New",
+    )
+    .await;
     let lease = only_claim(inbox, LONG, "claim returns the due delivery").await;
     expect(
         call(inbox.release(&lease)).await,
@@ -554,7 +624,13 @@ async fn release<B: InboxBackend>(inbox: &B) {
 async fn admin<B: InboxBackend>(inbox: &B) {
     let (done, dead, pending) = (bare("done"), bare("dead"), bare("pending"));
     for delivery in [&done, &dead] {
-        expect_accept(inbox, delivery, Accepted::New, "accept of a new key gives New").await;
+        expect_accept(
+            inbox,
+            delivery,
+            Accepted::New,
+            "accept of a new key gives New",
+        )
+        .await;
     }
     for claim in call(inbox.claim(LONG, 10)).await {
         let recorded = if claim.lease.key() == done.key() {
@@ -564,7 +640,13 @@ async fn admin<B: InboxBackend>(inbox: &B) {
         };
         expect(recorded, "an outcome by the owner returns true");
     }
-    expect_accept(inbox, &pending, Accepted::New, "accept of a new key gives New").await;
+    expect_accept(
+        inbox,
+        &pending,
+        Accepted::New,
+        "accept of a new key gives New",
+    )
+    .await;
     let stats = call(inbox.stats()).await;
     expect(
         (stats.pending, stats.running, stats.done, stats.dead) == (1, 0, 1, 1),
@@ -600,7 +682,8 @@ async fn admin<B: InboxBackend>(inbox: &B) {
         "prune removes done deliveries past the window",
     );
     expect(
-        call(inbox.get(dead.key())).await.is_some() && call(inbox.get(pending.key())).await.is_some(),
+        call(inbox.get(dead.key())).await.is_some()
+            && call(inbox.get(pending.key())).await.is_some(),
         "prune keeps dead and pending deliveries",
     );
     expect_accept(
@@ -635,8 +718,7 @@ fn lease_of(claims: &[Claim], delivery: &Delivery, rule: &str) -> Lease {
     claims
         .iter()
         .find(|claim| claim.lease.key() == delivery.key())
-        .map(|claim| claim.lease.clone())
-        .unwrap_or_else(|| broken(rule, "not claimed"))
+        .map_or_else(|| broken(rule, "not claimed"), |claim| claim.lease.clone())
 }
 
 /// Claims with `lease`, which must return exactly one delivery.

@@ -86,7 +86,11 @@ impl fmt::Debug for Delivery {
             .field("path", &self.path)
             .field(
                 "headers",
-                &self.headers.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+                &self
+                    .headers
+                    .iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
             )
             .field("body_len", &self.body.len())
             .finish()
@@ -284,7 +288,10 @@ mod tests {
             IdempotencyKey::new("sotion", "", "evt_1"),
             "/hooks?token=abc",
             [
-                (http::header::AUTHORIZATION, HeaderValue::from_static("Bearer x")),
+                (
+                    http::header::AUTHORIZATION,
+                    HeaderValue::from_static("Bearer x"),
+                ),
                 (http::header::COOKIE, HeaderValue::from_static("s=1")),
                 (
                     HeaderName::from_static("x-webhook-signature"),

@@ -15,7 +15,7 @@
 //! that it also writes its effects to (`begin_complete`): the effects and the completion commit
 //! together, or neither does.
 //!
-//! With feature `testing`, [`testing::check_inbox`](crate::testing::check_inbox) checks a
+//! With feature `testing`, [`inbox::conformance::check_inbox`](crate::inbox::conformance::check_inbox) checks a
 //! backend against the contract; this crate runs it against both of its backends.
 //!
 //! # Lifecycle of a delivery
@@ -47,7 +47,7 @@ mod sql;
 mod sqlite;
 
 #[cfg(feature = "testing")]
-pub(crate) mod conformance;
+pub mod conformance;
 
 pub use self::backend::{
     Accepted, Claim, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease, Replay, Stats,

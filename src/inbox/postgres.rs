@@ -59,7 +59,7 @@ CREATE INDEX {p}deliveries_finished ON {p}deliveries (finished_at) WHERE state =
 /// A duration parameter (whole milliseconds, `bigint`) as an interval.
 const MS: &str = "::float8 * interval '1 millisecond'";
 
-/// The PostgreSQL inbox backend (feature `postgres`): one database shared by every replica.
+/// The Postgres inbox backend (feature `postgres`): one database shared by every replica.
 ///
 /// - Claims are one statement: the due rows are selected `FOR UPDATE SKIP LOCKED` (two
 ///   claimers never wait for each other nor take the same row) and marked running with the
@@ -317,9 +317,7 @@ impl Statements {
                  finished_at = NULL WHERE key = $1 AND state IN ('dead', 'done')"
             ),
             purge: format!("DELETE FROM {t} WHERE key = $1"),
-            prune: format!(
-                "DELETE FROM {t} WHERE state = 'done' AND finished_at < now() - $1{MS}"
-            ),
+            prune: format!("DELETE FROM {t} WHERE state = 'done' AND finished_at < now() - $1{MS}"),
             stats: format!(
                 "SELECT \
                  (SELECT count(*) FROM {t} WHERE state = 'pending'), \

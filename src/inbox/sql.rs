@@ -164,7 +164,7 @@ fn corrupt(message: &'static str) -> InboxError {
 /// stays running until its owner records another outcome or its lease runs out.
 ///
 /// The row of the delivery is written (and so locked) from the start: keep the transaction
-/// short. On SQLite it holds the database's write lock until it ends.
+/// short. On `SQLite` it holds the database's write lock until it ends.
 pub struct Completion<DB: sqlx::Database> {
     transaction: sqlx::Transaction<'static, DB>,
     timeout: Duration,

@@ -18,11 +18,11 @@ use super::delivery::{Delivery, DeliveryState, Record};
 use super::sql::{encode_headers, limit, millis, signed_at, sql, Completion, RawRecord};
 use crate::idempotency::{IdempotencyKey, Token};
 
-/// How many connections the pool opens at most: SQLite writes one transaction at a time, and
+/// How many connections the pool opens at most: `SQLite` writes one transaction at a time, and
 /// readers do not block the writer in WAL mode.
 const MAX_CONNECTIONS: u32 = 4;
 
-/// Now, in milliseconds since the Unix epoch, from SQLite's clock (the process's: one file on
+/// Now, in milliseconds since the Unix epoch, from `SQLite`'s clock (the process's: one file on
 /// one machine).
 const NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
 
@@ -61,11 +61,11 @@ CREATE INDEX {p}deliveries_state ON {p}deliveries (state, accepted_at);
 CREATE INDEX {p}deliveries_finished ON {p}deliveries (finished_at) WHERE state = 'done';
 "];
 
-/// The SQLite inbox backend (feature `sqlite`): one file, in WAL mode, for one machine.
+/// The `SQLite` inbox backend (feature `sqlite`): one file, in WAL mode, for one machine.
 ///
 /// Every commit is synced to disk before it is acknowledged (`synchronous = FULL`), so an
 /// accepted delivery survives the process being killed and the machine losing power. Several
-/// processes on one machine may share the file (SQLite serializes writers; claims are single
+/// processes on one machine may share the file (`SQLite` serializes writers; claims are single
 /// `UPDATE ... RETURNING` statements). For several machines, use `PostgresInbox`.
 ///
 /// # Schema
