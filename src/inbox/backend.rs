@@ -113,7 +113,16 @@ pub struct Claim {
     pub lease: Lease,
 }
 
-/// Counts and ages, for metrics ([`InboxBackend::stats`]).
+impl Claim {
+    /// A claim of `record` through `lease`. For backends.
+    #[must_use]
+    pub fn new(record: Record, lease: Lease) -> Self {
+        Self { record, lease }
+    }
+}
+
+/// Counts and ages, for metrics ([`InboxBackend::stats`]). A backend starts from
+/// `Stats::default()` and sets the fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Stats {

@@ -122,19 +122,8 @@ fn delivery(name: &str) -> Delivery {
 
 /// A delivery with only the required facts.
 fn bare(name: &str) -> Delivery {
-    let facts = Facts {
-        scheme: "conformance".into(),
-        id: format!("evt_{name}"),
-        event: None,
-        action: None,
-        delivery: None,
-        scope: None,
-        tenant: None,
-        timestamp: None,
-        version: None,
-    };
     Delivery::from_facts(
-        facts,
+        Facts::new("conformance", format!("evt_{name}")),
         IdempotencyKey::new("conformance", &Token::random().to_hex(), name),
         "/",
         [],

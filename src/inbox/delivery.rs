@@ -49,6 +49,24 @@ pub struct Facts {
 }
 
 impl Facts {
+    /// Facts with only the scheme and the event id set (the other fields are public: set them
+    /// after). For a backend reading a stored delivery back; the layer uses
+    /// [`from_meta`](Self::from_meta).
+    #[must_use]
+    pub fn new(scheme: impl Into<String>, id: impl Into<String>) -> Self {
+        Self {
+            scheme: scheme.into(),
+            id: id.into(),
+            event: None,
+            action: None,
+            delivery: None,
+            scope: None,
+            tenant: None,
+            timestamp: None,
+            version: None,
+        }
+    }
+
     /// The facts of a verified delivery.
     #[must_use]
     pub fn from_meta(meta: &WebhookMeta) -> Self {
@@ -246,6 +264,23 @@ pub struct Record {
     pub finished_at: Option<OffsetDateTime>,
 }
 
+impl Record {
+    /// A record of `delivery` in `state`, accepted (and due) at `accepted_at`, with no attempt
+    /// and no error (the other fields are public: set them after). For backends.
+    #[must_use]
+    pub fn new(delivery: Delivery, state: DeliveryState, accepted_at: OffsetDateTime) -> Self {
+        Self {
+            delivery,
+            state,
+            attempts: 0,
+            last_error: None,
+            accepted_at,
+            due_at: accepted_at,
+            finished_at: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,19 +307,8 @@ mod tests {
 
     #[test]
     fn a_delivery_keeps_neither_credentials_nor_the_query_string() {
-        let facts = Facts {
-            scheme: "sotion".into(),
-            id: "evt_1".into(),
-            event: None,
-            action: None,
-            delivery: None,
-            scope: None,
-            tenant: None,
-            timestamp: None,
-            version: None,
-        };
         let delivery = Delivery::from_facts(
-            facts,
+            Facts::new("sotion", "evt_1"),
             IdempotencyKey::new("sotion", "", "evt_1"),
             "/hooks?token=abc",
             [

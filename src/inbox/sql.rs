@@ -163,8 +163,10 @@ fn corrupt(message: &'static str) -> InboxError {
 /// both durable; dropping it (or [`rollback`](Self::rollback)) undoes both, and the delivery
 /// stays running until its owner records another outcome or its lease runs out.
 ///
-/// The row of the delivery is written (and so locked) from the start: keep the transaction
-/// short. On `SQLite` it holds the database's write lock until it ends.
+/// The row of the delivery is written (and so locked) from the start, and the transaction
+/// holds a pooled connection: keep it short. On `SQLite` it holds the whole database's write
+/// lock until it ends, so accepts and claims wait for it (up to the inbox's timeout, after which
+/// an accept is answered `503`).
 pub struct Completion<DB: sqlx::Database> {
     transaction: sqlx::Transaction<'static, DB>,
     timeout: Duration,
