@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tower_webhook::idempotency::IdempotencyKey;
 use tower_webhook::inbox::{
-    Accepted, Delivery, DeliveryState, InboxBackend, InboxOptions, SqliteInbox,
+    Accepted, Delivery, DeliveryState, InboxBackend, InboxError, InboxOptions, SqliteInbox,
 };
 use tower_webhook::testing::{sotion_event, sotion_request};
 use tower_webhook::{Scheme, Secret, Secrets};
@@ -218,4 +218,41 @@ async fn two_processes_sharing_the_file_take_each_delivery_once() {
     assert_eq!(all.len(), total, "a delivery was taken twice or not at all");
     assert_eq!(unique.len(), total);
     assert_eq!(b.stats().await.unwrap().done, total as u64);
+}
+
+#[tokio::test]
+async fn a_call_that_cannot_get_the_database_fails_within_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.db");
+    let options = InboxOptions::new().with_timeout(Duration::from_millis(300));
+    let inbox = SqliteInbox::open(&path, options).await.unwrap();
+    // Another process holds the write lock (a long transaction).
+    let other = SqliteInbox::open(&path, InboxOptions::new()).await.unwrap();
+    let mut lock = other.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
+    sqlx::raw_sql("CREATE TABLE held (id INTEGER)")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let during = inbox.accept(&delivery("evt_locked")).await;
+    assert!(
+        matches!(during, Err(InboxError::Timeout | InboxError::Backend(_))),
+        "{during:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the accept waited {:?}",
+        started.elapsed()
+    );
+
+    lock.rollback().await.unwrap();
+    // Once the lock is gone the inbox answers again (a timed-out accept may have landed: then
+    // the retry is a duplicate, and the delivery is stored once either way).
+    let retry = inbox.accept(&delivery("evt_locked")).await.unwrap();
+    assert!(matches!(
+        retry,
+        Accepted::New | Accepted::Duplicate(DeliveryState::Pending)
+    ));
+    assert_eq!(inbox.stats().await.unwrap().pending, 1);
 }
