@@ -81,6 +81,7 @@ mod event;
 #[cfg(feature = "axum")]
 pub mod extract;
 pub mod idempotency;
+pub mod inbox;
 pub mod layer;
 mod meta;
 pub mod observe;

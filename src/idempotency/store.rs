@@ -239,6 +239,13 @@ impl IdempotencyKey {
         }
     }
 
+    /// The key whose digest is `bytes`, as [`as_bytes`](Self::as_bytes) gave it (a key read
+    /// back from where a store or an inbox keeps it).
+    #[must_use]
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// The digest.
     #[must_use]
     pub fn as_bytes(&self) -> &[u8; 32] {

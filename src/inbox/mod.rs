@@ -1,0 +1,66 @@
+//! The durable inbox: store each verified delivery once, answer `2xx` as soon as it is
+//! committed, and process it later with leases, retries and dead letters.
+//!
+//! This module holds the foundation: the [`InboxBackend`] trait and its written contract, what a
+//! stored delivery is ([`Delivery`], [`Facts`], [`Record`]), and two backends:
+//!
+//! | backend | feature | for |
+//! | --- | --- | --- |
+//! | `SqliteInbox` | `sqlite` | one machine: a file in WAL mode, no server |
+//! | `PostgresInbox` | `postgres` | several replicas: `FOR UPDATE SKIP LOCKED` claims, leases in the row, the database's clock |
+//!
+//! Both keep their own schema, created or migrated when they open, under a table-name prefix
+//! ([`InboxOptions::with_prefix`], default [`DEFAULT_PREFIX`]) so that it can live in the
+//! application's own database; both let a handler mark its delivery done inside a transaction
+//! that it also writes its effects to (`begin_complete`): the effects and the completion commit
+//! together, or neither does.
+//!
+//! With feature `testing`, [`inbox::conformance::check_inbox`](crate::inbox::conformance::check_inbox) checks a
+//! backend against the contract; this crate runs it against both of its backends.
+//!
+//! # Lifecycle of a delivery
+//!
+//! ```text
+//! accept ─► pending ─claim─► running ─complete──► done ─(dedup window)─► pruned
+//!              ▲                │ │ └─dead_letter─► dead ─replay─► pending
+//!              │                │ └─retry(delay)─► pending, due later
+//!              └──release / lease expired──┘
+//! ```
+//!
+//! # What is stored, and what never is
+//!
+//! What verification produced: the raw body, the verified facts of
+//! [`WebhookMeta`](crate::WebhookMeta) ([`Facts`]), the 32-byte
+//! [`IdempotencyKey`](crate::idempotency::IdempotencyKey), the request's path (never its query
+//! string, which some senders' URLs use for a token), and the headers the scheme read. Never a
+//! secret: [`Delivery::new`] drops every header that carries credentials (`Authorization`,
+//! `Proxy-Authorization`, `Cookie`, `Set-Cookie`, and any name containing `token`, `secret`,
+//! `password`, `api-key` or `apikey`; see [`is_never_stored`]), whatever it is given.
+
+mod backend;
+mod delivery;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+#[cfg(feature = "testing")]
+pub mod conformance;
+
+pub use self::backend::{
+    Accepted, Claim, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease, Replay, Stats,
+    DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_DEPTH, DEFAULT_PREFIX, DEFAULT_TIMEOUT,
+};
+pub use self::delivery::{is_never_stored, Delivery, DeliveryState, Facts, Record, UnknownState};
+#[cfg(feature = "postgres")]
+pub use self::postgres::PostgresInbox;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use self::sql::Completion;
+#[cfg(feature = "sqlite")]
+pub use self::sqlite::SqliteInbox;
+/// The `sqlx` the SQL backends are built on (features `sqlite`, `postgres`): the version a
+/// handler's queries in a [`Completion`] must use.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sqlx;

@@ -1,0 +1,563 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row};
+
+use super::backend::{
+    timed, Accepted, Claim, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease, Replay,
+    Stats,
+};
+use super::delivery::{Delivery, DeliveryState, Record};
+use super::sql::{encode_headers, limit, millis, signed_at, sql, Completion, RawRecord};
+use crate::idempotency::{IdempotencyKey, Token};
+
+/// How many connections [`PostgresInbox::connect`] opens at most.
+const MAX_CONNECTIONS: u32 = 10;
+
+/// The columns a [`RawRecord`] is read from (the table is aliased `d`; times as milliseconds
+/// since the Unix epoch).
+const COLUMNS: &str = "d.key, d.state, d.attempts, d.last_error, \
+    (extract(epoch FROM d.accepted_at) * 1000)::bigint AS accepted_ms, \
+    (extract(epoch FROM d.due_at) * 1000)::bigint AS due_ms, \
+    (extract(epoch FROM d.finished_at) * 1000)::bigint AS finished_ms, \
+    d.path, d.headers, d.body, d.scheme, d.event_id, d.event, d.action, d.delivery, d.scope, \
+    d.tenant, d.signed_at, d.version";
+
+/// The schema, one migration per version: `{p}` is the prefix. Applied in order, each once, in
+/// one transaction holding an advisory lock (replicas starting together migrate once), and
+/// recorded in `{p}schema_version`.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE {p}deliveries (
+    key         bytea       NOT NULL PRIMARY KEY CHECK (octet_length(key) = 32),
+    state       text        NOT NULL CHECK (state IN ('pending', 'running', 'done', 'dead')),
+    attempts    bigint      NOT NULL DEFAULT 0,
+    due_at      timestamptz NOT NULL,
+    owner       text,
+    last_error  text,
+    accepted_at timestamptz NOT NULL,
+    finished_at timestamptz,
+    path        text        NOT NULL,
+    headers     text        NOT NULL,
+    body        bytea       NOT NULL,
+    scheme      text        NOT NULL,
+    event_id    text        NOT NULL,
+    event       text,
+    action      text,
+    delivery    text,
+    scope       text,
+    tenant      text,
+    signed_at   text,
+    version     text
+);
+CREATE INDEX {p}deliveries_due ON {p}deliveries (due_at) WHERE state IN ('pending', 'running');
+CREATE INDEX {p}deliveries_state ON {p}deliveries (state, accepted_at);
+CREATE INDEX {p}deliveries_finished ON {p}deliveries (finished_at) WHERE state = 'done';
+"];
+
+/// A duration parameter (whole milliseconds, `bigint`) as an interval.
+const MS: &str = "::float8 * interval '1 millisecond'";
+
+/// The Postgres inbox backend (feature `postgres`): one database shared by every replica.
+///
+/// - Claims are one statement: the due rows are selected `FOR UPDATE SKIP LOCKED` (two
+///   claimers never wait for each other nor take the same row) and marked running with the
+///   claim's token and the lease's end, in the row.
+/// - Every time (due, lease end, accepted, finished) is the database's `now()`, so replicas
+///   whose clocks disagree still agree on leases and backoffs.
+/// - The depth limit is checked by the accepting statement; concurrent accepts may pass it by
+///   the number of accepts running at once.
+///
+/// No TLS is compiled in by this crate: to reach a server over TLS, enable one of `sqlx`'s TLS
+/// features in your own `Cargo.toml` (Cargo unifies them) and pass `sslmode` in the URL.
+///
+/// # Schema
+///
+/// Created or migrated when the inbox connects, in the connection's current schema
+/// (`search_path`), under the prefix of [`InboxOptions::with_prefix`] (default
+/// `tower_webhook_`):
+///
+/// - `{prefix}deliveries`: one row per idempotency key (`key`, a 32-byte `bytea`, primary
+///   key); `state` (`pending`, `running`, `done`, `dead`); `attempts`; `due_at` (pending: when
+///   due; running: when the lease ends; done or dead: when it got there); `owner` (the lease's
+///   token while running); `last_error`; `accepted_at`, `finished_at` (`timestamptz`); the
+///   stored delivery: `path`, `headers` (JSON `[[name, value], ...]`), `body`, and the facts
+///   `scheme`, `event_id`, `event`, `action`, `delivery`, `scope`, `tenant`, `signed_at`
+///   (RFC 3339), `version`.
+/// - `{prefix}schema_version`: the versions applied.
+///
+/// ```no_run
+/// use tower_webhook::inbox::{InboxBackend, InboxOptions, PostgresInbox};
+///
+/// # async fn run() -> Result<(), tower_webhook::inbox::InboxError> {
+/// let inbox = PostgresInbox::connect("postgres://app@db/app", InboxOptions::new()).await?;
+/// println!("{} deliveries waiting", inbox.stats().await?.depth());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PostgresInbox {
+    pool: PgPool,
+    options: InboxOptions,
+    sql: Arc<Statements>,
+}
+
+impl fmt::Debug for PostgresInbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresInbox")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresInbox {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`), with a
+    /// pool of up to 10 connections, and creates or migrates the schema. Once connected, the
+    /// pool reconnects by itself when the server comes back after an outage (calls fail with
+    /// [`InboxError`] meanwhile).
+    ///
+    /// # Errors
+    /// [`InboxError::Backend`] or [`InboxError::Timeout`] when the server cannot be reached or
+    /// the schema not created.
+    pub async fn connect(url: &str, options: InboxOptions) -> Result<Self, InboxError> {
+        let pool = timed(options.timeout(), async {
+            PgPoolOptions::new()
+                .max_connections(MAX_CONNECTIONS)
+                .acquire_timeout(options.timeout())
+                .connect(url)
+                .await
+                .map_err(sql)
+        })
+        .await?;
+        Self::from_pool(pool, options).await
+    }
+
+    /// An inbox in a pool you configured yourself; creates or migrates the schema.
+    ///
+    /// # Errors
+    /// [`InboxError::Backend`] or [`InboxError::Timeout`] when the schema cannot be created.
+    pub async fn from_pool(pool: PgPool, options: InboxOptions) -> Result<Self, InboxError> {
+        timed(options.timeout(), migrate(&pool, options.prefix())).await?;
+        let sql = Arc::new(Statements::new(options.prefix()));
+        Ok(Self { pool, options, sql })
+    }
+
+    /// The connection pool, for the handler's own queries.
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The options the inbox was opened with.
+    #[must_use]
+    pub fn options(&self) -> &InboxOptions {
+        &self.options
+    }
+
+    /// Starts a transaction in which the leased delivery is already marked done (its row
+    /// locked): write the handler's effects to it, then [`Completion::commit`]. `None` when the
+    /// lease is no longer the owner's (nothing was changed).
+    ///
+    /// ```no_run
+    /// use tower_webhook::inbox::{Lease, PostgresInbox};
+    ///
+    /// # async fn handle(inbox: &PostgresInbox, lease: &Lease) -> Result<(), tower_webhook::inbox::InboxError> {
+    /// if let Some(mut completion) = inbox.begin_complete(lease).await? {
+    ///     sqlx::query("INSERT INTO orders (id) VALUES ($1)")
+    ///         .bind("ord_1")
+    ///         .execute(&mut *completion)
+    ///         .await
+    ///         .map_err(|error| tower_webhook::inbox::InboxError::Backend(error.into()))?;
+    ///     completion.commit().await?; // the order and the completion, together
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`InboxError::Backend`] or [`InboxError::Timeout`].
+    pub async fn begin_complete(
+        &self,
+        lease: &Lease,
+    ) -> Result<Option<Completion<Postgres>>, InboxError> {
+        timed(self.options.timeout(), async {
+            let mut transaction = self.pool.begin().await.map_err(sql)?;
+            let done = sqlx::query(&self.sql.complete)
+                .bind(lease.key().as_bytes().as_slice())
+                .bind(lease.token().to_hex())
+                .execute(&mut *transaction)
+                .await
+                .map_err(sql)?;
+            if done.rows_affected() == 0 {
+                transaction.rollback().await.map_err(sql)?;
+                return Ok(None);
+            }
+            Ok(Some(Completion::new(transaction, self.options.timeout())))
+        })
+        .await
+    }
+
+    async fn owner_update(&self, statement: &str, lease: &Lease) -> Result<bool, InboxError> {
+        let done = sqlx::query(statement)
+            .bind(lease.key().as_bytes().as_slice())
+            .bind(lease.token().to_hex())
+            .execute(&self.pool)
+            .await
+            .map_err(sql)?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+/// Creates the tables, or brings them to the latest version, under an advisory lock.
+async fn migrate(pool: &PgPool, prefix: &str) -> Result<(), InboxError> {
+    let mut transaction = pool.begin().await.map_err(sql)?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("tower-webhook inbox {prefix}"))
+        .execute(&mut *transaction)
+        .await
+        .map_err(sql)?;
+    sqlx::raw_sql(&format!(
+        "CREATE TABLE IF NOT EXISTS {prefix}schema_version (version bigint NOT NULL)"
+    ))
+    .execute(&mut *transaction)
+    .await
+    .map_err(sql)?;
+    let current: Option<i64> =
+        sqlx::query_scalar(&format!("SELECT max(version) FROM {prefix}schema_version"))
+            .fetch_one(&mut *transaction)
+            .await
+            .map_err(sql)?;
+    let current = usize::try_from(current.unwrap_or(0)).unwrap_or(usize::MAX);
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current) {
+        sqlx::raw_sql(&migration.replace("{p}", prefix))
+            .execute(&mut *transaction)
+            .await
+            .map_err(sql)?;
+        sqlx::query(&format!(
+            "INSERT INTO {prefix}schema_version (version) VALUES ($1)"
+        ))
+        .bind(i64::try_from(index + 1).unwrap_or(i64::MAX))
+        .execute(&mut *transaction)
+        .await
+        .map_err(sql)?;
+    }
+    transaction.commit().await.map_err(sql)
+}
+
+/// The statements, with the table's name in them.
+struct Statements {
+    accept: String,
+    state_of: String,
+    claim: String,
+    renew: String,
+    complete: String,
+    retry: String,
+    dead_letter: String,
+    release: String,
+    list: String,
+    get: String,
+    replay_dead: String,
+    replay_dead_or_done: String,
+    purge: String,
+    prune: String,
+    stats: String,
+}
+
+impl Statements {
+    fn new(prefix: &str) -> Self {
+        let t = format!("{prefix}deliveries");
+        let owned = "key = $1 AND owner = $2 AND state = 'running'";
+        Self {
+            accept: format!(
+                "INSERT INTO {t} (key, state, attempts, due_at, accepted_at, path, headers, body, \
+                 scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
+                 SELECT $1, 'pending', 0, now(), now(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                 $12, $13 \
+                 WHERE (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running')) < $14 \
+                 ON CONFLICT (key) DO NOTHING"
+            ),
+            state_of: format!("SELECT state FROM {t} WHERE key = $1"),
+            claim: format!(
+                "WITH due AS (SELECT key FROM {t} WHERE state IN ('pending', 'running') \
+                 AND due_at <= now() ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 UPDATE {t} AS d SET state = 'running', owner = $1, attempts = d.attempts + 1, \
+                 due_at = now() + $2{MS} \
+                 FROM due WHERE d.key = due.key \
+                 RETURNING {COLUMNS}"
+            ),
+            renew: format!("UPDATE {t} SET due_at = now() + $3{MS} WHERE {owned}"),
+            complete: format!(
+                "UPDATE {t} SET state = 'done', owner = NULL, due_at = now(), \
+                 finished_at = now() WHERE {owned}"
+            ),
+            retry: format!(
+                "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now() + $3{MS}, \
+                 last_error = $4 WHERE {owned}"
+            ),
+            dead_letter: format!(
+                "UPDATE {t} SET state = 'dead', owner = NULL, due_at = now(), \
+                 finished_at = now(), last_error = $3 WHERE {owned}"
+            ),
+            release: format!(
+                "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), \
+                 attempts = greatest(attempts - 1, 0) WHERE {owned}"
+            ),
+            list: format!(
+                "SELECT {COLUMNS} FROM {t} AS d WHERE d.state = $1 \
+                 ORDER BY d.accepted_at, d.key LIMIT $2"
+            ),
+            get: format!("SELECT {COLUMNS} FROM {t} AS d WHERE d.key = $1"),
+            replay_dead: format!(
+                "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), attempts = 0, \
+                 finished_at = NULL WHERE key = $1 AND state = 'dead'"
+            ),
+            replay_dead_or_done: format!(
+                "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), attempts = 0, \
+                 finished_at = NULL WHERE key = $1 AND state IN ('dead', 'done')"
+            ),
+            purge: format!("DELETE FROM {t} WHERE key = $1"),
+            prune: format!("DELETE FROM {t} WHERE state = 'done' AND finished_at < now() - $1{MS}"),
+            stats: format!(
+                "SELECT \
+                 (SELECT count(*) FROM {t} WHERE state = 'pending'), \
+                 (SELECT count(*) FROM {t} WHERE state = 'running'), \
+                 (SELECT count(*) FROM {t} WHERE state = 'done'), \
+                 (SELECT count(*) FROM {t} WHERE state = 'dead'), \
+                 (SELECT (extract(epoch FROM now() - min(accepted_at)) * 1000)::bigint FROM {t} \
+                  WHERE state IN ('pending', 'running'))"
+            ),
+        }
+    }
+}
+
+fn raw(row: &PgRow) -> Result<RawRecord, sqlx::Error> {
+    Ok(RawRecord {
+        key: row.try_get("key")?,
+        state: row.try_get("state")?,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+        accepted_ms: row.try_get("accepted_ms")?,
+        due_ms: row.try_get("due_ms")?,
+        finished_ms: row.try_get("finished_ms")?,
+        path: row.try_get("path")?,
+        headers: row.try_get("headers")?,
+        body: row.try_get("body")?,
+        scheme: row.try_get("scheme")?,
+        event_id: row.try_get("event_id")?,
+        event: row.try_get("event")?,
+        action: row.try_get("action")?,
+        delivery: row.try_get("delivery")?,
+        scope: row.try_get("scope")?,
+        tenant: row.try_get("tenant")?,
+        signed_at: row.try_get("signed_at")?,
+        version: row.try_get("version")?,
+    })
+}
+
+fn record(row: &PgRow) -> Result<Record, InboxError> {
+    raw(row).map_err(sql)?.into_record()
+}
+
+fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+impl InboxBackend for PostgresInbox {
+    fn accept<'a>(&'a self, delivery: &'a Delivery) -> InboxFuture<'a, Accepted> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let facts = delivery.facts();
+            let key = delivery.key().as_bytes().as_slice();
+            let inserted = sqlx::query(&self.sql.accept)
+                .bind(key)
+                .bind(delivery.path())
+                .bind(encode_headers(delivery.headers()))
+                .bind(delivery.body().as_ref())
+                .bind(&facts.scheme)
+                .bind(&facts.id)
+                .bind(facts.event.as_deref())
+                .bind(facts.action.as_deref())
+                .bind(facts.delivery.as_deref())
+                .bind(facts.scope.as_deref())
+                .bind(facts.tenant.as_deref())
+                .bind(signed_at(facts)?)
+                .bind(facts.version.as_deref())
+                .bind(i64::try_from(self.options.max_depth()).unwrap_or(i64::MAX))
+                .execute(&self.pool)
+                .await
+                .map_err(sql)?;
+            if inserted.rows_affected() > 0 {
+                return Ok(Accepted::New);
+            }
+            let state: Option<String> = sqlx::query_scalar(&self.sql.state_of)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sql)?;
+            match state {
+                Some(state) => Ok(Accepted::Duplicate(
+                    state.parse().map_err(super::sql::backend)?,
+                )),
+                None => Err(InboxError::Full),
+            }
+        }))
+    }
+
+    fn claim(&self, lease: Duration, max: usize) -> InboxFuture<'_, Vec<Claim>> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let token = Token::random();
+            let rows = sqlx::query(&self.sql.claim)
+                .bind(token.to_hex())
+                .bind(millis(lease))
+                .bind(limit(max))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(sql)?;
+            rows.iter()
+                .map(|row| {
+                    let record = record(row)?;
+                    let lease = Lease::new(*record.delivery.key(), token, record.attempts);
+                    Ok(Claim { record, lease })
+                })
+                .collect()
+        }))
+    }
+
+    fn renew<'a>(&'a self, lease: &'a Lease, duration: Duration) -> InboxFuture<'a, bool> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let done = sqlx::query(&self.sql.renew)
+                .bind(lease.key().as_bytes().as_slice())
+                .bind(lease.token().to_hex())
+                .bind(millis(duration))
+                .execute(&self.pool)
+                .await
+                .map_err(sql)?;
+            Ok(done.rows_affected() > 0)
+        }))
+    }
+
+    fn complete<'a>(&'a self, lease: &'a Lease) -> InboxFuture<'a, bool> {
+        Box::pin(timed(
+            self.options.timeout(),
+            self.owner_update(&self.sql.complete, lease),
+        ))
+    }
+
+    fn retry<'a>(
+        &'a self,
+        lease: &'a Lease,
+        delay: Duration,
+        error: &'a str,
+    ) -> InboxFuture<'a, bool> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let done = sqlx::query(&self.sql.retry)
+                .bind(lease.key().as_bytes().as_slice())
+                .bind(lease.token().to_hex())
+                .bind(millis(delay))
+                .bind(error)
+                .execute(&self.pool)
+                .await
+                .map_err(sql)?;
+            Ok(done.rows_affected() > 0)
+        }))
+    }
+
+    fn dead_letter<'a>(&'a self, lease: &'a Lease, error: &'a str) -> InboxFuture<'a, bool> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let done = sqlx::query(&self.sql.dead_letter)
+                .bind(lease.key().as_bytes().as_slice())
+                .bind(lease.token().to_hex())
+                .bind(error)
+                .execute(&self.pool)
+                .await
+                .map_err(sql)?;
+            Ok(done.rows_affected() > 0)
+        }))
+    }
+
+    fn release<'a>(&'a self, lease: &'a Lease) -> InboxFuture<'a, bool> {
+        Box::pin(timed(
+            self.options.timeout(),
+            self.owner_update(&self.sql.release, lease),
+        ))
+    }
+
+    fn list(&self, state: DeliveryState, max: usize) -> InboxFuture<'_, Vec<Record>> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let rows = sqlx::query(&self.sql.list)
+                .bind(state.as_str())
+                .bind(limit(max))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(sql)?;
+            rows.iter().map(record).collect()
+        }))
+    }
+
+    fn get<'a>(&'a self, key: &'a IdempotencyKey) -> InboxFuture<'a, Option<Record>> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let row = sqlx::query(&self.sql.get)
+                .bind(key.as_bytes().as_slice())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sql)?;
+            row.as_ref().map(record).transpose()
+        }))
+    }
+
+    fn replay<'a>(&'a self, key: &'a IdempotencyKey, from: Replay) -> InboxFuture<'a, bool> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let statement = match from {
+                Replay::Dead => &self.sql.replay_dead,
+                Replay::DeadOrDone => &self.sql.replay_dead_or_done,
+            };
+            let done = sqlx::query(statement)
+                .bind(key.as_bytes().as_slice())
+                .execute(&self.pool)
+                .await
+                .map_err(sql)?;
+            Ok(done.rows_affected() > 0)
+        }))
+    }
+
+    fn purge<'a>(&'a self, key: &'a IdempotencyKey) -> InboxFuture<'a, bool> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let done = sqlx::query(&self.sql.purge)
+                .bind(key.as_bytes().as_slice())
+                .execute(&self.pool)
+                .await
+                .map_err(sql)?;
+            Ok(done.rows_affected() > 0)
+        }))
+    }
+
+    fn prune(&self, window: Duration) -> InboxFuture<'_, u64> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let done = sqlx::query(&self.sql.prune)
+                .bind(millis(window))
+                .execute(&self.pool)
+                .await
+                .map_err(sql)?;
+            Ok(done.rows_affected())
+        }))
+    }
+
+    fn stats(&self) -> InboxFuture<'_, Stats> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let row = sqlx::query(&self.sql.stats)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(sql)?;
+            let get = |index: usize| row.try_get::<i64, _>(index).map_err(sql);
+            let oldest: Option<i64> = row.try_get(4).map_err(sql)?;
+            Ok(Stats {
+                pending: count(get(0)?),
+                running: count(get(1)?),
+                done: count(get(2)?),
+                dead: count(get(3)?),
+                oldest_waiting: oldest
+                    .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+            })
+        }))
+    }
+}

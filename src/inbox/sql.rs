@@ -1,0 +1,260 @@
+//! What the SQL backends share: how a row becomes a [`Record`], how headers are written, and
+//! the transaction a handler completes its delivery in.
+
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::backend::{timed, InboxError};
+use super::delivery::{Delivery, DeliveryState, Facts, Record};
+use crate::idempotency::{IdempotencyKey, MAX_DURATION};
+
+/// A delivery's row as both SQL backends select it (times in milliseconds since the Unix
+/// epoch).
+pub(super) struct RawRecord {
+    pub(super) key: Vec<u8>,
+    pub(super) state: String,
+    pub(super) attempts: i64,
+    pub(super) last_error: Option<String>,
+    pub(super) accepted_ms: i64,
+    pub(super) due_ms: i64,
+    pub(super) finished_ms: Option<i64>,
+    pub(super) path: String,
+    pub(super) headers: String,
+    pub(super) body: Vec<u8>,
+    pub(super) scheme: String,
+    pub(super) event_id: String,
+    pub(super) event: Option<String>,
+    pub(super) action: Option<String>,
+    pub(super) delivery: Option<String>,
+    pub(super) scope: Option<String>,
+    pub(super) tenant: Option<String>,
+    pub(super) signed_at: Option<String>,
+    pub(super) version: Option<String>,
+}
+
+impl RawRecord {
+    pub(super) fn into_record(self) -> Result<Record, InboxError> {
+        let key: [u8; 32] = self
+            .key
+            .as_slice()
+            .try_into()
+            .map_err(|_| corrupt("a key is not 32 bytes"))?;
+        let state = self.state.parse::<DeliveryState>().map_err(backend)?;
+        let timestamp = self
+            .signed_at
+            .map(|text| OffsetDateTime::parse(&text, &Rfc3339))
+            .transpose()
+            .map_err(backend)?;
+        let facts = Facts {
+            scheme: self.scheme,
+            id: self.event_id,
+            event: self.event,
+            action: self.action,
+            delivery: self.delivery,
+            scope: self.scope,
+            tenant: self.tenant,
+            timestamp,
+            version: self.version,
+        };
+        Ok(Record {
+            delivery: Delivery {
+                key: IdempotencyKey::from_bytes(key),
+                facts,
+                path: self.path,
+                headers: decode_headers(&self.headers)?,
+                body: Bytes::from(self.body),
+            },
+            state,
+            attempts: u32::try_from(self.attempts).unwrap_or(0),
+            last_error: self.last_error,
+            accepted_at: from_ms(self.accepted_ms)?,
+            due_at: from_ms(self.due_ms)?,
+            finished_at: self.finished_ms.map(from_ms).transpose()?,
+        })
+    }
+}
+
+/// The signed timestamp as stored: RFC 3339 text.
+pub(super) fn signed_at(facts: &Facts) -> Result<Option<String>, InboxError> {
+    facts
+        .timestamp
+        .map(|timestamp| timestamp.format(&Rfc3339))
+        .transpose()
+        .map_err(backend)
+}
+
+/// Headers as stored: a JSON array of `[name, value]` pairs, the value a string when it is
+/// UTF-8 and an array of byte values otherwise.
+pub(super) fn encode_headers(headers: &[(HeaderName, HeaderValue)]) -> String {
+    let pairs: Vec<serde_json::Value> = headers
+        .iter()
+        .map(|(name, value)| {
+            let value = match value.to_str() {
+                Ok(text) => serde_json::Value::from(text),
+                Err(_) => serde_json::Value::from(value.as_bytes()),
+            };
+            serde_json::Value::Array(vec![name.as_str().into(), value])
+        })
+        .collect();
+    serde_json::Value::Array(pairs).to_string()
+}
+
+fn decode_headers(text: &str) -> Result<Vec<(HeaderName, HeaderValue)>, InboxError> {
+    let pairs: Vec<(String, serde_json::Value)> = serde_json::from_str(text).map_err(backend)?;
+    pairs
+        .into_iter()
+        .map(|(name, value)| {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(backend)?;
+            let value = match value {
+                serde_json::Value::String(text) => HeaderValue::from_str(&text).map_err(backend)?,
+                other => {
+                    let bytes: Vec<u8> = serde_json::from_value(other).map_err(backend)?;
+                    HeaderValue::from_bytes(&bytes).map_err(backend)?
+                }
+            };
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// Milliseconds since the Unix epoch as a time.
+fn from_ms(ms: i64) -> Result<OffsetDateTime, InboxError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).map_err(backend)
+}
+
+/// A duration in whole milliseconds (rounded up), at most 100 years, for SQL arithmetic.
+pub(super) fn millis(duration: Duration) -> i64 {
+    let ms = duration.min(MAX_DURATION).as_nanos().div_ceil(1_000_000);
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// A `LIMIT` as SQL takes it.
+pub(super) fn limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+pub(super) fn backend(error: impl std::error::Error + Send + Sync + 'static) -> InboxError {
+    InboxError::Backend(Box::new(error))
+}
+
+/// A `sqlx` error: waiting too long for a pooled connection is a timeout.
+pub(super) fn sql(error: sqlx::Error) -> InboxError {
+    match error {
+        sqlx::Error::PoolTimedOut => InboxError::Timeout,
+        other => backend(other),
+    }
+}
+
+fn corrupt(message: &'static str) -> InboxError {
+    InboxError::Backend(message.into())
+}
+
+/// A delivery marked done inside a database transaction that the handler writes its own effects
+/// to: the effects and the completion commit together, or neither does (the inbox pattern).
+/// From `SqliteInbox::begin_complete` or `PostgresInbox::begin_complete`.
+///
+/// It dereferences to the transaction's connection, so queries run on it with
+/// `.execute(&mut *completion)`, as on a `sqlx::Transaction`. [`commit`](Self::commit) makes
+/// both durable; dropping it (or [`rollback`](Self::rollback)) undoes both, and the delivery
+/// stays running until its owner records another outcome or its lease runs out.
+///
+/// The row of the delivery is written (and so locked) from the start, and the transaction
+/// holds a pooled connection: keep it short. On `SQLite` it holds the whole database's write
+/// lock until it ends, so accepts and claims wait for it (up to the inbox's timeout, after which
+/// an accept is answered `503`).
+pub struct Completion<DB: sqlx::Database> {
+    transaction: sqlx::Transaction<'static, DB>,
+    timeout: Duration,
+}
+
+impl<DB: sqlx::Database> std::fmt::Debug for Completion<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Completion").finish_non_exhaustive()
+    }
+}
+
+impl<DB: sqlx::Database> Completion<DB> {
+    pub(super) fn new(transaction: sqlx::Transaction<'static, DB>, timeout: Duration) -> Self {
+        Self {
+            transaction,
+            timeout,
+        }
+    }
+
+    /// The transaction itself.
+    pub fn transaction(&mut self) -> &mut sqlx::Transaction<'static, DB> {
+        &mut self.transaction
+    }
+
+    /// Commits the handler's writes and the completion together.
+    ///
+    /// # Errors
+    /// [`InboxError::Backend`] or [`InboxError::Timeout`]: whether the commit took effect is
+    /// then unknown, as with any database commit whose answer was lost (if it did not, the
+    /// delivery is processed again after its lease).
+    pub async fn commit(self) -> Result<(), InboxError> {
+        timed(self.timeout, async move {
+            self.transaction.commit().await.map_err(sql)
+        })
+        .await
+    }
+
+    /// Undoes the handler's writes and the completion.
+    ///
+    /// # Errors
+    /// [`InboxError::Backend`] or [`InboxError::Timeout`] (the database then undoes the
+    /// transaction when the connection closes).
+    pub async fn rollback(self) -> Result<(), InboxError> {
+        timed(self.timeout, async move {
+            self.transaction.rollback().await.map_err(sql)
+        })
+        .await
+    }
+}
+
+impl<DB: sqlx::Database> Deref for Completion<DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.transaction
+    }
+}
+
+impl<DB: sqlx::Database> DerefMut for Completion<DB> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.transaction
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_even_when_not_utf8() {
+        let headers = vec![
+            (
+                HeaderName::from_static("x-webhook-id"),
+                HeaderValue::from_static("evt_1"),
+            ),
+            (
+                HeaderName::from_static("x-odd"),
+                HeaderValue::from_bytes(b"caf\xe9").unwrap_or(HeaderValue::from_static("")),
+            ),
+        ];
+        let decoded = decode_headers(&encode_headers(&headers)).ok();
+        assert_eq!(decoded, Some(headers));
+    }
+
+    #[test]
+    fn durations_are_whole_milliseconds_rounded_up_and_bounded() {
+        assert_eq!(millis(Duration::from_micros(1)), 1);
+        assert_eq!(millis(Duration::from_millis(1500)), 1500);
+        assert!(millis(Duration::MAX) < i64::MAX / 2);
+    }
+}

@@ -1,0 +1,410 @@
+//! The Postgres inbox, against a real Postgres server this test starts (feature
+//! `postgres`): `initdb` in a temporary directory, a free 127.0.0.1 port, run as the
+//! `postgres` user when the test runs as root, stopped when the test ends. Without `initdb` and
+//! `pg_ctl` (on the PATH, in `PG_BIN`, or in `/usr/lib/postgresql/<version>/bin`) these tests
+//! fail under `CI=true` and are skipped, loudly, otherwise.
+#![cfg(all(feature = "postgres", feature = "testing"))]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tower_webhook::idempotency::IdempotencyKey;
+use tower_webhook::inbox::{
+    Accepted, Delivery, DeliveryState, InboxBackend, InboxError, InboxOptions, PostgresInbox,
+};
+use tower_webhook::testing::{sotion_event, sotion_request};
+use tower_webhook::{Scheme, Secret, Secrets};
+
+/// A Postgres server in a temporary directory, stopped (and its files removed) on drop.
+struct PostgresServer {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    /// Run the tools as this user (when the test runs as root: Postgres refuses root).
+    user: Option<&'static str>,
+}
+
+impl PostgresServer {
+    /// Starts a server, or returns `None` (skip) when none is installed outside CI.
+    fn start() -> Option<Self> {
+        match Self::try_start() {
+            Ok(server) => Some(server),
+            Err(error) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("CI=true but PostgreSQL could not be started ({error}): install it (apt-get install -y postgresql)")
+            }
+            Err(error) => {
+                eprintln!("SKIPPED: PostgreSQL could not be started ({error}); install it (apt-get install postgresql) to run these tests");
+                None
+            }
+        }
+    }
+
+    fn try_start() -> Result<Self, String> {
+        let bin = find_bin().ok_or("initdb and pg_ctl not found")?;
+        let root = is_root();
+        let dir = tempfile::Builder::new()
+            .prefix("tower-webhook-pg")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let user = root.then_some("postgres");
+        if let Some(user) = user {
+            // The server runs as `user`: it owns the directory.
+            run(Command::new("chown")
+                .arg(format!("{user}:"))
+                .arg(dir.path()))?;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| e.to_string())?
+            .local_addr()
+            .map_err(|e| e.to_string())?
+            .port();
+        let server = Self {
+            bin,
+            dir,
+            port,
+            user,
+        };
+        server.tool(
+            "initdb",
+            &[
+                "-D",
+                &server.data(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        )?;
+        server.pg_start()?;
+        Ok(server)
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// Runs one of the Postgres tools, as the server's user.
+    fn tool(&self, name: &str, args: &[&str]) -> Result<(), String> {
+        let program = self.bin.join(name);
+        let mut command = match self.user {
+            Some(user) => {
+                let mut command = Command::new("runuser");
+                command.args(["-u", user, "--"]).arg(&program);
+                command
+            }
+            None => Command::new(&program),
+        };
+        run(command.args(args))
+    }
+
+    fn pg_start(&self) -> Result<(), String> {
+        let socket_dir = self.dir.path().display().to_string();
+        let settings = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={socket_dir} -c fsync=off",
+            self.port
+        );
+        let log = self.dir.path().join("server.log").display().to_string();
+        self.tool(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &settings,
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        )
+    }
+
+    fn pg_stop(&self) {
+        let _ = self.tool(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    async fn inbox(&self, options: InboxOptions) -> PostgresInbox {
+        PostgresInbox::connect(&self.url(), options).await.unwrap()
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.pg_stop();
+    }
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{command:?}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.trim_ascii() == b"0")
+}
+
+/// Where `initdb` and `pg_ctl` are: `PG_BIN`, the PATH, or Debian's versioned directory.
+fn find_bin() -> Option<PathBuf> {
+    let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    if let Some(dir) = std::env::var_os("PG_BIN").map(PathBuf::from) {
+        return has_tools(&dir).then_some(dir);
+    }
+    if let Some(dir) = std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).find(|dir| has_tools(dir)))
+    {
+        return Some(dir);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path().join("bin")))
+        .filter(|dir| has_tools(dir))
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+/// A fresh table prefix for each inbox in one database.
+fn prefix() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("t{}_", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A verified Sotion delivery of event `id`, as the layer would store it.
+fn delivery(id: &str) -> Delivery {
+    let secret = Secret::new("whsec_inbox").unwrap();
+    let body = sotion_event("member.created", id, "site_1");
+    let request = sotion_request(&secret, body.clone());
+    let meta = tower_webhook::verify::verify(
+        &Scheme::sotion(),
+        &Secrets::new(secret),
+        request.headers(),
+        &body,
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    let headers = request
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.clone(), value.clone()));
+    Delivery::new(
+        &meta,
+        IdempotencyKey::for_delivery(&meta),
+        request.uri().path(),
+        headers,
+        body.into(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_inbox_passes_the_inbox_conformance_suite() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let url = server.url();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tower_webhook::inbox::conformance::check_inbox(|options: InboxOptions| {
+            let url = url.clone();
+            async move {
+                let options = options.with_prefix(prefix()).unwrap();
+                PostgresInbox::connect(&url, options).await.unwrap()
+            }
+        }),
+    )
+    .await
+    .expect("the conformance suite took more than 60 s");
+}
+
+#[tokio::test]
+async fn a_handler_s_effects_and_the_completion_commit_together_or_not_at_all() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    sqlx::raw_sql("CREATE TABLE effects (event_id text PRIMARY KEY)")
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    let effects = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM effects")
+            .fetch_one(inbox.pool())
+            .await
+            .unwrap()
+    };
+    let stored = delivery("evt_tx");
+    assert_eq!(inbox.accept(&stored).await.unwrap(), Accepted::New);
+    let lease = inbox.claim(Duration::from_secs(60), 1).await.unwrap()[0]
+        .lease
+        .clone();
+
+    // The handler writes, then fails before committing: neither the effect nor the completion.
+    let mut completion = inbox.begin_complete(&lease).await.unwrap().unwrap();
+    sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
+        .bind("evt_tx")
+        .execute(&mut *completion)
+        .await
+        .unwrap();
+    drop(completion);
+    assert_eq!(effects().await, 0);
+    let record = inbox.get(stored.key()).await.unwrap().unwrap();
+    assert_eq!(record.state, DeliveryState::Running);
+
+    // It writes and commits: both.
+    let mut completion = inbox.begin_complete(&lease).await.unwrap().unwrap();
+    sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
+        .bind("evt_tx")
+        .execute(&mut *completion)
+        .await
+        .unwrap();
+    completion.commit().await.unwrap();
+    assert_eq!(effects().await, 1);
+    let record = inbox.get(stored.key()).await.unwrap().unwrap();
+    assert_eq!(record.state, DeliveryState::Done);
+
+    // A lease that is no longer the owner's gets no transaction.
+    assert!(inbox.begin_complete(&lease).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn the_schema_lives_under_its_prefix_and_migrating_twice_changes_nothing() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let options = InboxOptions::new().with_prefix("billing_").unwrap();
+    let first = server.inbox(options.clone()).await;
+    let stored = delivery("evt_schema");
+    first.accept(&stored).await.unwrap();
+    // A second replica starting, then a restart: the schema is there, the delivery too.
+    let (second, third) = tokio::join!(server.inbox(options.clone()), server.inbox(options));
+    for inbox in [&second, &third] {
+        assert_eq!(
+            inbox.accept(&stored).await.unwrap(),
+            Accepted::Duplicate(DeliveryState::Pending)
+        );
+    }
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = current_schema() ORDER BY 1",
+    )
+    .fetch_all(first.pool())
+    .await
+    .unwrap();
+    assert_eq!(tables, ["billing_deliveries", "billing_schema_version"]);
+    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM billing_schema_version")
+        .fetch_one(first.pool())
+        .await
+        .unwrap();
+    assert_eq!(versions, 1);
+    // Nothing secret-bearing, nor the query string, was stored.
+    let record = first.get(stored.key()).await.unwrap().unwrap();
+    assert_eq!(record.delivery.path(), "/webhooks");
+    assert_eq!(record.delivery.body(), stored.body());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_claiming_at_once_take_each_delivery_once() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let options = InboxOptions::new().with_prefix(prefix()).unwrap();
+    let a = server.inbox(options.clone()).await;
+    let b = server.inbox(options).await;
+    let total = 200;
+    for n in 0..total {
+        a.accept(&delivery(&format!("evt_{n}"))).await.unwrap();
+    }
+    let worker = |inbox: PostgresInbox| {
+        tokio::spawn(async move {
+            let mut taken = Vec::new();
+            loop {
+                let claims = inbox.claim(Duration::from_secs(60), 5).await.unwrap();
+                if claims.is_empty() {
+                    break taken;
+                }
+                for claim in claims {
+                    assert!(inbox.complete(&claim.lease).await.unwrap());
+                    taken.push(*claim.lease.key());
+                }
+            }
+        })
+    };
+    let handles: Vec<_> = (0..4)
+        .map(|n| worker(if n % 2 == 0 { a.clone() } else { b.clone() }))
+        .collect();
+    let mut all = Vec::new();
+    for handle in handles {
+        all.extend(handle.await.unwrap());
+    }
+    let unique: std::collections::HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), total, "a delivery was taken twice or not at all");
+    assert_eq!(unique.len(), total);
+    assert_eq!(a.stats().await.unwrap().done, total as u64);
+}
+
+#[tokio::test]
+async fn a_stopped_server_fails_calls_in_bounded_time_and_a_restarted_one_is_used_again() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let options = InboxOptions::new().with_timeout(Duration::from_secs(1));
+    let inbox = server.inbox(options).await;
+    assert_eq!(
+        inbox.accept(&delivery("evt_before")).await.unwrap(),
+        Accepted::New
+    );
+
+    server.pg_stop();
+    let started = std::time::Instant::now();
+    let during = inbox.accept(&delivery("evt_during")).await;
+    assert!(
+        matches!(during, Err(InboxError::Backend(_) | InboxError::Timeout)),
+        "{during:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    server.pg_start().unwrap();
+    // The pool reconnects by itself: no new inbox. Bounded: at most 10 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match inbox.accept(&delivery("evt_during")).await {
+            Ok(accepted) => {
+                assert_eq!(accepted, Accepted::New);
+                break;
+            }
+            Err(error) => assert!(
+                std::time::Instant::now() < deadline,
+                "the inbox did not recover: {error}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(inbox.stats().await.unwrap().pending, 2);
+}

@@ -1,0 +1,258 @@
+//! The `SQLite` inbox, against real database files in temporary directories (feature `sqlite`).
+#![cfg(all(feature = "sqlite", feature = "testing"))]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tower_webhook::idempotency::IdempotencyKey;
+use tower_webhook::inbox::{
+    Accepted, Delivery, DeliveryState, InboxBackend, InboxError, InboxOptions, SqliteInbox,
+};
+use tower_webhook::testing::{sotion_event, sotion_request};
+use tower_webhook::{Scheme, Secret, Secrets};
+
+/// A verified Sotion delivery of event `id`, as the layer would store it, received at `path`.
+fn delivery_at(id: &str, path: &str) -> Delivery {
+    let secret = Secret::new("whsec_inbox").unwrap();
+    let body = sotion_event("member.created", id, "site_1");
+    let mut request = sotion_request(&secret, body.clone());
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer do-not-store".parse().unwrap());
+    let meta = tower_webhook::verify::verify(
+        &Scheme::sotion(),
+        &Secrets::new(secret),
+        request.headers(),
+        &body,
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    let headers = request
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.clone(), value.clone()));
+    Delivery::new(
+        &meta,
+        IdempotencyKey::for_delivery(&meta),
+        path,
+        headers,
+        body.into(),
+    )
+}
+
+fn delivery(id: &str) -> Delivery {
+    delivery_at(id, "/webhooks")
+}
+
+#[tokio::test]
+async fn the_sqlite_inbox_passes_the_inbox_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let next = AtomicUsize::new(0);
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tower_webhook::inbox::conformance::check_inbox(|options: InboxOptions| {
+            let path = dir
+                .path()
+                .join(format!("{}.db", next.fetch_add(1, Ordering::Relaxed)));
+            async move { SqliteInbox::open(path, options).await.unwrap() }
+        }),
+    )
+    .await
+    .expect("the conformance suite took more than 60 s");
+}
+
+#[tokio::test]
+async fn an_accepted_delivery_is_in_the_file_after_the_inbox_is_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.db");
+    let stored = delivery_at("evt_durable", "/webhooks?token=s3cr3t");
+    {
+        let inbox = SqliteInbox::open(&path, InboxOptions::new()).await.unwrap();
+        assert_eq!(inbox.accept(&stored).await.unwrap(), Accepted::New);
+        inbox.pool().close().await;
+    }
+    let url = format!("sqlite://{}", path.display());
+    let inbox = SqliteInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    let record = inbox.get(stored.key()).await.unwrap().unwrap();
+    assert_eq!(record.state, DeliveryState::Pending);
+    assert_eq!(record.delivery, stored);
+    assert_eq!(record.delivery.facts().id, "evt_durable");
+    assert_eq!(record.delivery.facts().scope.as_deref(), Some("site_1"));
+    // Neither the credentials nor the query string were stored.
+    assert_eq!(record.delivery.path(), "/webhooks");
+    assert!(record
+        .delivery
+        .headers()
+        .iter()
+        .all(|(name, _)| name != "authorization"));
+    assert!(record
+        .delivery
+        .headers()
+        .iter()
+        .any(|(name, _)| name == "x-webhook-signature"));
+
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(inbox.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(inbox.pool())
+        .await
+        .unwrap();
+    assert_eq!(synchronous, 2, "synchronous is not FULL");
+}
+
+#[tokio::test]
+async fn the_schema_lives_under_its_prefix_beside_the_application_s_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let options = InboxOptions::new().with_prefix("hooks_").unwrap();
+    let inbox = SqliteInbox::open(&path, options.clone()).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE deliveries (id INTEGER)")
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    drop(inbox);
+    let inbox = SqliteInbox::open(&path, options).await.unwrap();
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .fetch_all(inbox.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        tables,
+        ["deliveries", "hooks_deliveries", "hooks_schema_version"]
+    );
+    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM hooks_schema_version")
+        .fetch_one(inbox.pool())
+        .await
+        .unwrap();
+    assert_eq!(versions, 1, "opening twice migrated twice");
+}
+
+#[tokio::test]
+async fn a_handler_s_effects_and_the_completion_commit_together_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = SqliteInbox::open(dir.path().join("tx.db"), InboxOptions::new())
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE TABLE effects (event_id TEXT PRIMARY KEY)")
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    let effects = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM effects")
+            .fetch_one(inbox.pool())
+            .await
+            .unwrap()
+    };
+    let stored = delivery("evt_tx");
+    assert_eq!(inbox.accept(&stored).await.unwrap(), Accepted::New);
+    let lease = inbox.claim(Duration::from_secs(60), 1).await.unwrap()[0]
+        .lease
+        .clone();
+
+    let mut completion = inbox.begin_complete(&lease).await.unwrap().unwrap();
+    sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
+        .bind("evt_tx")
+        .execute(&mut *completion)
+        .await
+        .unwrap();
+    completion.rollback().await.unwrap();
+    assert_eq!(effects().await, 0);
+    let record = inbox.get(stored.key()).await.unwrap().unwrap();
+    assert_eq!(record.state, DeliveryState::Running);
+
+    let mut completion = inbox.begin_complete(&lease).await.unwrap().unwrap();
+    sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
+        .bind("evt_tx")
+        .execute(&mut *completion)
+        .await
+        .unwrap();
+    completion.commit().await.unwrap();
+    assert_eq!(effects().await, 1);
+    let record = inbox.get(stored.key()).await.unwrap().unwrap();
+    assert_eq!(record.state, DeliveryState::Done);
+
+    assert!(inbox.begin_complete(&lease).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_sharing_the_file_take_each_delivery_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    // Two pools on one file, as two processes would have.
+    let a = SqliteInbox::open(&path, InboxOptions::new()).await.unwrap();
+    let b = SqliteInbox::open(&path, InboxOptions::new()).await.unwrap();
+    let total = 200;
+    for n in 0..total {
+        a.accept(&delivery(&format!("evt_{n}"))).await.unwrap();
+    }
+    let worker = |inbox: SqliteInbox| {
+        tokio::spawn(async move {
+            let mut taken = Vec::new();
+            loop {
+                let claims = inbox.claim(Duration::from_secs(60), 5).await.unwrap();
+                if claims.is_empty() {
+                    break taken;
+                }
+                for claim in claims {
+                    assert!(inbox.complete(&claim.lease).await.unwrap());
+                    taken.push(*claim.lease.key());
+                }
+            }
+        })
+    };
+    let handles: Vec<_> = (0..4)
+        .map(|n| worker(if n % 2 == 0 { a.clone() } else { b.clone() }))
+        .collect();
+    let mut all = Vec::new();
+    for handle in handles {
+        all.extend(handle.await.unwrap());
+    }
+    let unique: std::collections::HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), total, "a delivery was taken twice or not at all");
+    assert_eq!(unique.len(), total);
+    assert_eq!(b.stats().await.unwrap().done, total as u64);
+}
+
+#[tokio::test]
+async fn a_call_that_cannot_get_the_database_fails_within_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.db");
+    let options = InboxOptions::new().with_timeout(Duration::from_millis(300));
+    let inbox = SqliteInbox::open(&path, options).await.unwrap();
+    // Another process holds the write lock (a long transaction).
+    let other = SqliteInbox::open(&path, InboxOptions::new()).await.unwrap();
+    let mut lock = other.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
+    sqlx::raw_sql("CREATE TABLE held (id INTEGER)")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let during = inbox.accept(&delivery("evt_locked")).await;
+    assert!(
+        matches!(during, Err(InboxError::Timeout | InboxError::Backend(_))),
+        "{during:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the accept waited {:?}",
+        started.elapsed()
+    );
+
+    lock.rollback().await.unwrap();
+    // Once the lock is gone the inbox answers again (a timed-out accept may have landed: then
+    // the retry is a duplicate, and the delivery is stored once either way).
+    let retry = inbox.accept(&delivery("evt_locked")).await.unwrap();
+    assert!(matches!(
+        retry,
+        Accepted::New | Accepted::Duplicate(DeliveryState::Pending)
+    ));
+    assert_eq!(inbox.stats().await.unwrap().pending, 1);
+}
