@@ -409,6 +409,10 @@ pub enum ConfigError {
          the body, or call with_unsigned_id_and_scope() to use it for display only"
     )]
     UnsignedIdOrScope,
+    /// An inbox's table prefix is not 1 to 40 of `[a-z0-9_]` starting with a letter or `_` (it
+    /// becomes part of SQL identifiers).
+    #[error("an inbox prefix is 1 to 40 of [a-z0-9_], starting with a letter or _")]
+    InvalidInboxPrefix,
 }
 
 #[cfg(test)]

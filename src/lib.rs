@@ -71,6 +71,8 @@
 //! | `metrics` | yes | the counters and the duration histogram ([`observe`]) through the `metrics` facade; next to no cost until the application installs a recorder | saves 3 crates (`metrics`, `rapidhash`, `rustversion`) |
 //! | `redis` | no | `idempotency::RedisStore`, the idempotency store shared by several replicas | it is off by default: turning it on adds 46 crates (the `redis` client and its runtime) |
 //! | `testing` | no | the `testing` module: helpers that build correctly signed requests for your tests | adds no crate |
+//! | `sqlite` | no | `inbox::SqliteInbox`, the durable inbox's embedded backend (a file, WAL), through `sqlx` | off by default: adds 71 crates (sqlx and a bundled SQLite) |
+//! | `postgres` | no | `inbox::PostgresInbox`, the durable inbox's backend shared by replicas | off by default: adds 76 crates (88 with `sqlite`) |
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

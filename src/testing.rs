@@ -6,7 +6,8 @@
 //!   handler (or an [`EventRouter`](crate::EventRouter)) can be unit-tested without the layer
 //!   and its signatures;
 //! - [`Body`], the body type of every request built here;
-//! - [`check_store`], the conformance suite for an [`IdempotencyStore`](crate::IdempotencyStore).
+//! - [`check_store`], the conformance suite for an [`IdempotencyStore`](crate::IdempotencyStore),
+//!   and [`check_inbox`], the one for an [`InboxBackend`](crate::inbox::InboxBackend).
 //!
 //! ```
 //! use axum::{routing::post, Router};
@@ -40,6 +41,7 @@ use time::OffsetDateTime;
 
 pub use crate::idempotency::conformance::check_store;
 use crate::idempotency::Token;
+pub use crate::inbox::conformance::check_inbox;
 use crate::layer::VerifiedBody;
 use crate::meta::{KeyBasis, WebhookMeta};
 use crate::scheme::{Outgoing, Scheme, Source};

@@ -191,7 +191,7 @@ impl InboxOptions {
     /// identifiers).
     ///
     /// # Errors
-    /// [`ConfigError::InvalidOption`] when the prefix breaks those rules.
+    /// [`ConfigError::InvalidInboxPrefix`] when the prefix breaks those rules.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Result<Self, ConfigError> {
         let prefix = prefix.into();
         let mut bytes = prefix.bytes();
@@ -200,9 +200,7 @@ impl InboxOptions {
             .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
         let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !first_ok || !rest_ok || prefix.len() > 40 {
-            return Err(ConfigError::InvalidOption(
-                "an inbox prefix is 1 to 40 of [a-z0-9_], starting with a letter or _",
-            ));
+            return Err(ConfigError::InvalidInboxPrefix);
         }
         self.prefix = prefix;
         Ok(self)
