@@ -272,10 +272,10 @@ impl Reserved {
         Self { key, token }
     }
 
-    /// Completes the reservation (`succeeded`) or releases it. A store that answers at once
-    /// (the memory store) is done here, without a task or an allocation. A store that does I/O
-    /// continues on a task of its own, so that dropping the response future cannot leave a
-    /// handled event unrecorded (its retry would then run again); the task's handle is
+    /// Completes the reservation (`succeeded`) or releases it. The store's future is polled
+    /// once here (a store that answers at once is done then); if it is not finished, it is
+    /// moved, as it is, onto a task of its own, so that dropping the response future cannot
+    /// leave a handled event unrecorded (its retry would then run again). The task's handle is
     /// returned for the caller to wait on.
     pub(crate) fn finish(
         self,
@@ -284,45 +284,29 @@ impl Reserved {
         ttl: Duration,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let Self { key, token } = self;
-        if succeeded {
-            if let Some(result) = store.complete(&key, &token, ttl).into_ready() {
-                completed(&key, result);
-                return None;
-            }
-            let runtime = runtime(&key, "complete")?;
-            let store = Arc::clone(store);
-            run_detached(
-                &runtime,
-                Box::pin(async move {
-                    let result = store.complete(&key, &token, ttl).await;
-                    completed(&key, result);
-                }),
-            )
-        } else {
-            if let Some(result) = store.release(&key, &token).into_ready() {
-                released(&key, result);
-                return None;
-            }
-            let runtime = runtime(&key, "release")?;
-            run_detached(&runtime, release(Arc::clone(store), key, token))
+        let store = Arc::clone(store);
+        if !succeeded {
+            return run_detached(release(store, key, token), &key, "release");
         }
+        let call = Box::pin(async move {
+            let call = store.complete(&key, &token, ttl);
+            if let Some(result) = settle(call, &key, "complete").await {
+                completed(&key, result);
+            }
+        });
+        run_detached(call, &key, "complete")
     }
 
-    /// Releases the reservation of a delivery whose response future was dropped. Runs inside
-    /// `Drop`, so it never panics: a store that answers at once is done here; a store doing
-    /// I/O is never polled here (without a runtime, or past its timer's shutdown, that could
-    /// panic) but spawned on the current Tokio runtime. Without one, the failure is logged and
-    /// the reservation's lease frees the event.
+    /// Releases the reservation of a delivery whose response future was dropped, as
+    /// [`finish`](Self::finish) does. Runs inside `Drop`, so it never panics: a store's future
+    /// that is not ready at once is polled only on a Tokio runtime; without one, the failure is
+    /// logged and the reservation's lease frees the event.
     pub(crate) fn abandon(self, store: &Arc<dyn IdempotencyStore>) {
-        if let Some(result) = store.release(&self.key, &self.token).into_ready() {
-            released(&self.key, result);
-            return;
-        }
-        let Some(runtime) = runtime(&self.key, "release") else {
-            return;
-        };
-        // A runtime shutting down drops the task unpolled (the lease then frees the event).
-        drop(runtime.spawn(release(Arc::clone(store), self.key, self.token)));
+        let key = self.key;
+        // The task, if one is needed, runs on its own; a runtime shutting down drops it
+        // unpolled (the lease then frees the event).
+        let release = release(Arc::clone(store), self.key, self.token);
+        drop(run_detached(release, &key, "release"));
     }
 }
 
@@ -338,6 +322,20 @@ fn runtime(key: &IdempotencyKey, operation: &'static str) -> Option<tokio::runti
         );
     }
     runtime
+}
+
+/// The answer of a store call: at once if the store knew it, else awaited, but only on a Tokio
+/// runtime (a store's timers and sockets need one, and polling them elsewhere could panic).
+/// Without one, `None` (logged), and the unfinished future is dropped.
+async fn settle<T>(
+    call: StoreFuture<'_, T>,
+    key: &IdempotencyKey,
+    operation: &'static str,
+) -> Option<Result<T, StoreError>> {
+    if !call.is_ready() {
+        runtime(key, operation)?;
+    }
+    Some(call.await)
 }
 
 /// `duration` if it is a lease or TTL every store represents: more than zero, at most
@@ -385,18 +383,19 @@ type Detached = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 fn release(store: Arc<dyn IdempotencyStore>, key: IdempotencyKey, token: Token) -> Detached {
     Box::pin(async move {
-        let result = store.release(&key, &token).await;
-        released(&key, result);
+        if let Some(result) = settle(store.release(&key, &token), &key, "release").await {
+            released(&key, result);
+        }
     })
 }
 
-/// Runs `work` (a store call doing I/O) to its end even if the caller goes away: polls it once
-/// (a store that is quick finishes right there) and, if it is not done, spawns it on `runtime`.
-/// The caller found the runtime first: without one, polling could panic (a store's timers and
-/// sockets need one).
+/// Runs `work` (a store call) to its end even if the caller goes away: polls it once (a store
+/// that answers at once finishes right there) and, if it is not done, moves it onto a task of
+/// the current runtime. `work` goes pending only after [`settle`] found a runtime.
 fn run_detached(
-    runtime: &tokio::runtime::Handle,
     mut work: Detached,
+    key: &IdempotencyKey,
+    operation: &'static str,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let waker = futures_util::task::noop_waker();
     if work
@@ -406,7 +405,9 @@ fn run_detached(
     {
         return None;
     }
-    Some(runtime.spawn(work))
+    // A store whose future is pending without needing Tokio, called outside a runtime: it
+    // cannot be finished here (logged by `runtime`).
+    Some(runtime(key, operation)?.spawn(work))
 }
 
 #[cfg(test)]
