@@ -17,9 +17,9 @@ use crate::error::{Rejection, RejectionKind};
 use crate::idempotency::{IdempotencyKey, Reservation, Reserved, StoreError};
 use crate::meta::WebhookMeta;
 use crate::observe::Observation;
-use crate::scheme::{Described, Scheme};
+use crate::scheme::Described;
 use crate::secret::{Secret, SecretResolver, Secrets, Tenant};
-use crate::verify::{unix_seconds, BodyMac};
+use crate::verify::{BodyCheck, Pipeline};
 
 /// The middleware built by [`WebhookLayer`](super::WebhookLayer): verifies each request, then
 /// calls the inner service with the verified body (`Full<Bytes>`, the exact bytes received)
@@ -166,73 +166,66 @@ fn reject(observation: &Observation<'_>, rejection: &Rejection) -> Response<Full
     rejection.to_response()
 }
 
-/// Steps 1 to 5 of the module docs: everything up to the idempotency guard.
+/// Steps 1 to 5 of the module docs, the crate's one verification [`Pipeline`] with the
+/// layer's own steps between: the declared length, the tenant's secrets, reading the body.
 async fn verify_request<B: Body>(
     config: &Config,
     parts: &request::Parts,
     body: B,
 ) -> Result<(Bytes, Described), Rejection> {
-    let scheme = &config.scheme;
-    let prepared = scheme.prepare(&scheme.headers(&parts.headers))?;
+    let pipeline = Pipeline::start(&config.scheme, &parts.headers)?;
     check_declared_length(&parts.headers, &body, config.body_limit)?;
-    Scheme::check_content_encoding(&parts.headers)?;
-
-    let (mut mac, tenant, unknown_tenant) = match &config.secrets {
-        SecretSource::Static(secrets) => (BodyMac::new(secrets, &prepared.prefix), None, false),
-        // The lookup is boxed: kept in this future, its state would make every request's
-        // future larger, on layers with fixed secrets too.
+    let (mut check, tenant, unknown_tenant) = match &config.secrets {
+        SecretSource::Static(secrets) => (pipeline.with_secrets(secrets), None, false),
+        // Boxed: see BENCHMARKS.md ("the future").
         SecretSource::Resolver(resolver) => {
             match Box::pin(resolve(config, resolver.as_ref(), parts)).await? {
                 Some(tenant) => {
                     let (id, secrets) = tenant.into_parts();
-                    (BodyMac::new(&secrets, &prepared.prefix), Some(id), false)
+                    (pipeline.with_secrets(&secrets), Some(id), false)
                 }
                 // No such tenant: the body is read exactly as for a known one (same limit,
                 // timeout and answers), MACed with a key nobody has, then refused as a wrong
                 // signature: no answer without a valid signature tells whether it exists.
-                None => (BodyMac::new(&UNKNOWN_TENANT, &prepared.prefix), None, true),
+                None => (pipeline.with_secrets(&UNKNOWN_TENANT), None, true),
             }
         }
     };
-    let bytes = {
-        let mut reading = std::pin::pin!(read_body(body, config.body_limit, &mut mac));
-        // A small body usually arrives with the headers: poll once before arming a timer, so
-        // most requests never touch the runtime's timer wheel.
-        let first = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
-        match (first, config.body_timeout) {
-            (Poll::Ready(result), _) => result?,
-            (Poll::Pending, Some(timeout)) => {
-                // The timer lives in a box of its own: kept in this future it would make every
-                // request's future larger.
-                Box::pin(tokio::time::timeout(timeout, reading))
-                    .await
-                    .map_err(|_| {
-                        Rejection::new(
-                            RejectionKind::BodyTimeout,
-                            "the body did not arrive in time",
-                        )
-                    })??
-            }
-            (Poll::Pending, None) => reading.await?,
-        }
-    };
-    let verified = mac.finish(&prepared.candidates);
+    let bytes = read_body_in_time(body, config, &mut check).await?;
+    let signed = check.finish(|| config.clock.now());
     if unknown_tenant {
         return Err(MISMATCH);
     }
-    let verified_by = verified?;
-    // Only a scheme with a tolerance compares times: the others never read the clock.
-    let now = match scheme.tolerance {
-        Some(_) => unix_seconds(config.clock.now()),
-        None => 0,
-    };
-    scheme.check_prepared_timestamp(&prepared, now)?;
-    // The headers are found again rather than kept across the body's await, which would make
-    // every request's future larger.
-    let mut described = scheme.describe(&scheme.headers(&parts.headers), &bytes, &prepared, now)?;
+    let signed = signed?;
+    let verified_by = signed.verified_by;
+    let mut described = signed.describe(&parts.headers, &bytes)?;
     described.meta.tenant = tenant;
     described.meta.key.endpoint = config.endpoint.unwrap_or(verified_by);
     Ok((bytes, described))
+}
+
+/// Reads the body within the body timeout, if one is set.
+async fn read_body_in_time<B: Body>(
+    body: B,
+    config: &Config,
+    check: &mut BodyCheck<'_>,
+) -> Result<Bytes, Rejection> {
+    let mut reading = std::pin::pin!(read_body(body, config.body_limit, check));
+    // Polled once before a timer is armed: see BENCHMARKS.md ("the body timer").
+    let first = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
+    match (first, config.body_timeout) {
+        (Poll::Ready(result), _) => result,
+        // The timer is boxed: see BENCHMARKS.md ("the future").
+        (Poll::Pending, Some(timeout)) => Box::pin(tokio::time::timeout(timeout, reading))
+            .await
+            .map_err(|_| {
+                Rejection::new(
+                    RejectionKind::BodyTimeout,
+                    "the body did not arrive in time",
+                )
+            })?,
+        (Poll::Pending, None) => reading.await,
+    }
 }
 
 /// Asks the resolver for the request's tenant, within the configured time: a resolver that
@@ -304,7 +297,11 @@ fn check_declared_length<B: Body>(
 
 /// Reads the body frame by frame, feeding each data frame to the MACs, and stops as soon as it
 /// passes `limit`: never more than `limit` bytes are kept.
-async fn read_body<B: Body>(body: B, limit: usize, mac: &mut BodyMac) -> Result<Bytes, Rejection> {
+async fn read_body<B: Body>(
+    body: B,
+    limit: usize,
+    check: &mut BodyCheck<'_>,
+) -> Result<Bytes, Rejection> {
     let mut body = std::pin::pin!(body);
     let mut first: Option<Bytes> = None;
     let mut rest: Option<BytesMut> = None;
@@ -325,7 +322,7 @@ async fn read_body<B: Body>(body: B, limit: usize, mac: &mut BodyMac) -> Result<
             return Err(TOO_LARGE);
         }
         let chunk = data.copy_to_bytes(len);
-        mac.update(&chunk);
+        check.update(&chunk);
         // One frame (the common case) is kept as it is, without a copy.
         match (&mut first, &mut rest) {
             (None, _) => first = Some(chunk),

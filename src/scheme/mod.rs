@@ -16,7 +16,7 @@ mod spec;
 pub(crate) use self::format::Candidates;
 pub use self::format::{Encoding, SignatureFormat, DIGEST_LEN, MAX_SIGNATURES};
 pub(crate) use self::headers::Headers;
-pub(crate) use self::read::Described;
+pub(crate) use self::read::{Described, Prepared};
 pub use self::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
 pub use self::spec::{
     Outgoing, Scheme, SchemeBuilder, DEFAULT_TOLERANCE, SHA256_PREFIX, SOTION_DELIVERY,
