@@ -61,7 +61,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, S::Future, ResBody, S::Error>;
+    type Future = ResponseFuture<S>;
 
     /// Always ready: the inner service is made ready by each request's future, once the
     /// delivery is verified and reserved, so that requests still being read or refused (a forged
