@@ -502,3 +502,26 @@ async fn a_store_whose_futures_start_at_once_is_released_once_when_the_response_
     assert_eq!(store.inner.in_flight_len(), 0);
     assert_eq!(store.completes.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn the_answer_to_a_duplicate_may_be_any_axum_response() {
+    let idempotency = Idempotency::new(MemoryStore::default()).on_duplicate(
+        |meta: &tower_webhook::WebhookMeta| {
+            (
+                StatusCode::ACCEPTED,
+                [("x-seen-id", meta.id().to_owned())],
+                "seen",
+            )
+        },
+    );
+    let (app, seen) = app(layer().with_idempotency(idempotency), Behaviour::Ok);
+    send(&app, deliver("evt_1", "s")).await;
+    let again = send(&app, deliver("evt_1", "s")).await;
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    assert_eq!(again.headers()["x-webhook-duplicate"], "true");
+    assert_eq!(again.headers()["x-seen-id"], "evt_1");
+    assert!(again.extensions().get::<Duplicate>().is_some());
+    let body = again.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"seen");
+    assert_eq!(seen.runs(), 1);
+}

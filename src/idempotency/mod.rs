@@ -46,6 +46,7 @@ pub use self::store::{
     IdempotencyKey, IdempotencyStore, Reservation, StoreError, StoreFuture, Token,
 };
 use crate::error::ConfigError;
+use crate::layer::LayerBody;
 use crate::meta::WebhookMeta;
 
 /// How long a completed event is remembered by default: 7 days, longer than the senders' retry
@@ -66,19 +67,66 @@ pub const DUPLICATE_HEADER: http::HeaderName = http::HeaderName::from_static("x-
 
 /// What the layer answers to a delivery of an event that was already handled.
 ///
-/// Implemented for closures `Fn(&WebhookMeta) -> Response<Full<Bytes>>`. The layer adds the
-/// `X-Webhook-Duplicate: true` header and a [`Duplicate`] extension to whatever it returns.
+/// Implemented for closures `Fn(&WebhookMeta) -> R` where `R` is a `Response<Full<Bytes>>`
+/// or, with feature `axum`, anything that implements axum's `IntoResponse`
+/// (`(StatusCode::ACCEPTED, "seen")`). The layer adds the `X-Webhook-Duplicate: true` header
+/// and a [`Duplicate`] extension to whatever it returns.
+///
+/// ```
+/// # #[cfg(feature = "axum")] {
+/// use http::StatusCode;
+/// use tower_webhook::idempotency::Idempotency;
+/// use tower_webhook::WebhookMeta;
+///
+/// let idempotency = Idempotency::default()
+///     .on_duplicate(|_meta: &WebhookMeta| (StatusCode::ACCEPTED, "seen"));
+/// # let _ = idempotency;
+/// # }
+/// ```
 pub trait OnDuplicate: Send + Sync + 'static {
     /// The response to a duplicate of the event described by `meta`.
-    fn on_duplicate(&self, meta: &WebhookMeta) -> Response<Full<Bytes>>;
+    fn on_duplicate(&self, meta: &WebhookMeta) -> DuplicateResponse;
 }
 
-impl<F> OnDuplicate for F
+impl<F, R> OnDuplicate for F
 where
-    F: Fn(&WebhookMeta) -> Response<Full<Bytes>> + Send + Sync + 'static,
+    F: Fn(&WebhookMeta) -> R + Send + Sync + 'static,
+    R: Into<DuplicateResponse>,
 {
-    fn on_duplicate(&self, meta: &WebhookMeta) -> Response<Full<Bytes>> {
-        self(meta)
+    fn on_duplicate(&self, meta: &WebhookMeta) -> DuplicateResponse {
+        self(meta).into()
+    }
+}
+
+/// The answer to a duplicate delivery, made with `.into()` from a `Response<Full<Bytes>>` or,
+/// with feature `axum`, from anything that implements axum's `IntoResponse`.
+pub struct DuplicateResponse(Response<LayerBody>);
+
+impl fmt::Debug for DuplicateResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DuplicateResponse")
+            .field("status", &self.0.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DuplicateResponse {
+    fn full(response: Response<Full<Bytes>>) -> Self {
+        Self(response.map(LayerBody::full))
+    }
+}
+
+#[cfg(not(feature = "axum"))]
+impl From<Response<Full<Bytes>>> for DuplicateResponse {
+    fn from(response: Response<Full<Bytes>>) -> Self {
+        Self::full(response)
+    }
+}
+
+#[cfg(feature = "axum")]
+impl<T: axum_core::response::IntoResponse> From<T> for DuplicateResponse {
+    fn from(response: T) -> Self {
+        Self(response.into_response().map(LayerBody::axum))
     }
 }
 
@@ -88,7 +136,7 @@ where
 pub struct AcknowledgeDuplicate;
 
 impl OnDuplicate for AcknowledgeDuplicate {
-    fn on_duplicate(&self, _meta: &WebhookMeta) -> Response<Full<Bytes>> {
+    fn on_duplicate(&self, _meta: &WebhookMeta) -> DuplicateResponse {
         let mut response =
             Response::new(Full::new(Bytes::from_static(br#"{"status":"duplicate"}"#)));
         *response.status_mut() = StatusCode::OK;
@@ -96,7 +144,7 @@ impl OnDuplicate for AcknowledgeDuplicate {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        response
+        DuplicateResponse::full(response)
     }
 }
 
@@ -248,8 +296,8 @@ impl Idempotency {
         self
     }
 
-    pub(crate) fn duplicate_response(&self, meta: &WebhookMeta) -> Response<Full<Bytes>> {
-        let mut response = self.on_duplicate.on_duplicate(meta);
+    pub(crate) fn duplicate_response(&self, meta: &WebhookMeta) -> Response<LayerBody> {
+        let DuplicateResponse(mut response) = self.on_duplicate.on_duplicate(meta);
         response
             .headers_mut()
             .insert(DUPLICATE_HEADER, HeaderValue::from_static("true"));

@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 use tower_service::Service;
 
-use super::body::ResponseBody;
+use super::body::{LayerBody, ResponseBody};
 use super::builder::Config;
 use crate::idempotency::{Idempotency, Reserved};
 use crate::observe::Observation;
@@ -24,7 +24,7 @@ pub(crate) enum Admission {
     /// configuration comes back with it, for the steps after the call.
     Call(Request<Full<Bytes>>, Option<Reserved>, Arc<Config>),
     /// The layer's own answer: a rejection, a duplicate, a conflict.
-    Answer(Response<Full<Bytes>>),
+    Answer(Response<LayerBody>),
 }
 
 /// Verification and the idempotency guard, up to the decision. Boxed: its type depends on the

@@ -50,6 +50,7 @@ mod builder;
 mod future;
 mod service;
 
+pub(crate) use self::body::LayerBody;
 pub use self::body::ResponseBody;
 pub use self::builder::{
     WebhookLayer, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_RESOLVER_RETRY_AFTER,

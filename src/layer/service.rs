@@ -10,7 +10,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use tower_service::Service;
 
-use super::body::ResponseBody;
+use super::body::{LayerBody, ResponseBody};
 use super::builder::{Config, SecretSource};
 use super::future::{Admission, ResponseFuture};
 use crate::error::{Rejection, RejectionKind};
@@ -161,9 +161,9 @@ fn inner_request(
     Request::from_parts(parts, Full::new(body))
 }
 
-fn reject(observation: &Observation<'_>, rejection: &Rejection) -> Response<Full<Bytes>> {
+fn reject(observation: &Observation<'_>, rejection: &Rejection) -> Response<LayerBody> {
     observation.rejected(rejection);
-    rejection.to_response()
+    rejection.to_response().map(LayerBody::full)
 }
 
 /// Steps 1 to 5 of the module docs, the crate's one verification [`Pipeline`] with the
