@@ -36,7 +36,7 @@ use crate::secret::{Fingerprint, HmacSha256, Secret, Secrets};
 
 /// The HMAC-SHA256 of `payload` keyed with `secret`.
 #[must_use]
-pub fn digest(secret: &Secret, payload: &[u8]) -> [u8; DIGEST_LEN] {
+pub fn digest(secret: &Secret, payload: &[u8]) -> [u8; 32] {
     let mut mac = secret.mac();
     mac.update(payload);
     mac.finalize().into_bytes().into()

@@ -41,7 +41,7 @@ use http_body_util::Full;
 
 pub use self::memory::{MemoryStore, DEFAULT_CAPACITY, DEFAULT_MAX_IN_FLIGHT};
 #[cfg(feature = "redis")]
-pub use self::redis::{RedisStore, REDIS_DEFAULT_PREFIX, REDIS_DEFAULT_TIMEOUT};
+pub use self::redis::RedisStore;
 pub use self::store::{
     IdempotencyKey, IdempotencyStore, Reservation, StoreError, StoreFuture, Token,
 };
@@ -51,19 +51,19 @@ use crate::meta::WebhookMeta;
 
 /// How long a completed event is remembered by default: 7 days, longer than the senders' retry
 /// windows (Stripe about 3 days, Standard Webhooks' schedule about 75 hours).
-pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// How long a reservation holds by default before another delivery may take it over.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_LEASE: Duration = Duration::from_secs(5 * 60);
 /// The longest lease or TTL accepted: 100 years (36,500 days). Every store represents it: Redis
 /// counts `PX` in milliseconds, in a signed 64-bit number, from now (it refuses an expiry past
 /// that), and 100 years is about 3.2 × 10¹² ms; the memory store counts milliseconds too.
 pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 24 * 60 * 60);
 /// The default `Retry-After` of a `409 in_flight` answer.
-pub const DEFAULT_IN_FLIGHT_RETRY_AFTER: Duration = Duration::from_secs(10);
+const DEFAULT_IN_FLIGHT_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// The default `Retry-After` of a `503 store_unavailable` answer.
-pub const DEFAULT_UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(30);
+const DEFAULT_UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// The header set on the answer to a duplicate delivery.
-pub const DUPLICATE_HEADER: http::HeaderName = http::HeaderName::from_static("x-webhook-duplicate");
+const DUPLICATE_HEADER: http::HeaderName = http::HeaderName::from_static("x-webhook-duplicate");
 
 /// What the layer answers to a delivery of an event that was already handled.
 ///

@@ -78,7 +78,6 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         let started = Instant::now();
         let span = self.config.metrics.span();
-        // Split here, not in the future: an `async fn`'s arguments keep their room in it.
         let (parts, body) = request.into_parts();
         let admitting = Box::pin(admit(self.config.clone(), parts, body, started));
         ResponseFuture::new(admitting, inner, started, span)
@@ -87,11 +86,7 @@ where
 
 /// Verification, then the idempotency guard: steps 1 to 6 of the module docs. Runs in the box
 /// the response future polls; the inner service's future is kept apart, unboxed.
-///
-/// A plain `fn` returning an `async move` block, not an `async fn`: an `async fn` keeps each
-/// argument twice in its future (as passed, and moved into its body), and this future is
-/// allocated per request, where staying small keeps it on the allocator's fast path.
-#[allow(clippy::manual_async_fn)] // on purpose: see above
+#[allow(clippy::manual_async_fn)] // not an `async fn`: see BENCHMARKS.md ("the future")
 fn admit<B: Body>(
     config: Arc<Config>,
     parts: request::Parts,
@@ -168,63 +163,68 @@ fn reject(observation: &Observation<'_>, rejection: &Rejection) -> Response<Laye
 
 /// Steps 1 to 5 of the module docs, the crate's one verification [`Pipeline`] with the
 /// layer's own steps between: the declared length, the tenant's secrets, reading the body.
-async fn verify_request<B: Body>(
-    config: &Config,
-    parts: &request::Parts,
+#[allow(clippy::manual_async_fn)] // not an `async fn`: see BENCHMARKS.md ("the future")
+fn verify_request<'a, B: Body + 'a>(
+    config: &'a Config,
+    parts: &'a request::Parts,
     body: B,
-) -> Result<(Bytes, Described), Rejection> {
-    let pipeline = Pipeline::start(&config.scheme, &parts.headers)?;
-    check_declared_length(&parts.headers, &body, config.body_limit)?;
-    let (mut check, tenant, unknown_tenant) = match &config.secrets {
-        SecretSource::Static(secrets) => (pipeline.with_secrets(secrets), None, false),
-        // Boxed: see BENCHMARKS.md ("the future").
-        SecretSource::Resolver(resolver) => {
-            match Box::pin(resolve(config, resolver.as_ref(), parts)).await? {
-                Some(tenant) => {
-                    let (id, secrets) = tenant.into_parts();
-                    (pipeline.with_secrets(&secrets), Some(id), false)
+) -> impl Future<Output = Result<(Bytes, Described), Rejection>> + 'a {
+    async move {
+        let pipeline = Pipeline::start(&config.scheme, &parts.headers)?;
+        check_declared_length(&parts.headers, &body, config.body_limit)?;
+        let (mut check, tenant, unknown_tenant) = match &config.secrets {
+            SecretSource::Static(secrets) => (pipeline.with_secrets(secrets), None, false),
+            SecretSource::Resolver(resolver) => {
+                match resolve(config, resolver.as_ref(), parts).await? {
+                    Some(tenant) => {
+                        let (id, secrets) = tenant.into_parts();
+                        (pipeline.with_secrets(&secrets), Some(id), false)
+                    }
+                    // No such tenant: the body is read exactly as for a known one (same limit,
+                    // timeout and answers), MACed with a key nobody has, then refused as a wrong
+                    // signature: no answer without a valid signature tells whether it exists.
+                    None => (pipeline.with_secrets(&UNKNOWN_TENANT), None, true),
                 }
-                // No such tenant: the body is read exactly as for a known one (same limit,
-                // timeout and answers), MACed with a key nobody has, then refused as a wrong
-                // signature: no answer without a valid signature tells whether it exists.
-                None => (pipeline.with_secrets(&UNKNOWN_TENANT), None, true),
             }
+        };
+        let bytes = read_body_in_time(body, config, &mut check).await?;
+        let signed = check.finish(|| config.clock.now());
+        if unknown_tenant {
+            return Err(MISMATCH);
         }
-    };
-    let bytes = read_body_in_time(body, config, &mut check).await?;
-    let signed = check.finish(|| config.clock.now());
-    if unknown_tenant {
-        return Err(MISMATCH);
+        let signed = signed?;
+        let verified_by = signed.verified_by;
+        let mut described = signed.describe(&parts.headers, &bytes)?;
+        described.meta.tenant = tenant;
+        described.meta.key.endpoint = config.endpoint.unwrap_or(verified_by);
+        Ok((bytes, described))
     }
-    let signed = signed?;
-    let verified_by = signed.verified_by;
-    let mut described = signed.describe(&parts.headers, &bytes)?;
-    described.meta.tenant = tenant;
-    described.meta.key.endpoint = config.endpoint.unwrap_or(verified_by);
-    Ok((bytes, described))
 }
 
 /// Reads the body within the body timeout, if one is set.
-async fn read_body_in_time<B: Body>(
+#[allow(clippy::manual_async_fn)] // not an `async fn`: see BENCHMARKS.md ("the future")
+fn read_body_in_time<'a, 'c, B: Body + 'a>(
     body: B,
-    config: &Config,
-    check: &mut BodyCheck<'_>,
-) -> Result<Bytes, Rejection> {
-    let mut reading = std::pin::pin!(read_body(body, config.body_limit, check));
-    // Polled once before a timer is armed: see BENCHMARKS.md ("the body timer").
-    let first = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
-    match (first, config.body_timeout) {
-        (Poll::Ready(result), _) => result,
-        // The timer is boxed: see BENCHMARKS.md ("the future").
-        (Poll::Pending, Some(timeout)) => Box::pin(tokio::time::timeout(timeout, reading))
-            .await
-            .map_err(|_| {
-                Rejection::new(
-                    RejectionKind::BodyTimeout,
-                    "the body did not arrive in time",
-                )
-            })?,
-        (Poll::Pending, None) => reading.await,
+    config: &'a Config,
+    check: &'a mut BodyCheck<'c>,
+) -> impl Future<Output = Result<Bytes, Rejection>> + use<'a, 'c, B> {
+    async move {
+        let mut reading = std::pin::pin!(read_body(body, config.body_limit, check));
+        // Polled once before a timer is armed: see BENCHMARKS.md ("the body timer").
+        let first = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
+        match (first, config.body_timeout) {
+            (Poll::Ready(result), _) => result,
+            // The timer is boxed: see BENCHMARKS.md ("the future").
+            (Poll::Pending, Some(timeout)) => Box::pin(tokio::time::timeout(timeout, reading))
+                .await
+                .map_err(|_| {
+                    Rejection::new(
+                        RejectionKind::BodyTimeout,
+                        "the body did not arrive in time",
+                    )
+                })?,
+            (Poll::Pending, None) => reading.await,
+        }
     }
 }
 
@@ -242,21 +242,15 @@ async fn resolve(
         )
         .with_retry_after(config.resolver_retry_after)
     };
-    let mut resolving = resolver.resolve(parts);
-    // A resolver that answers from memory is ready at once: poll it once before arming a timer.
-    let first = std::future::poll_fn(|cx| Poll::Ready(resolving.as_mut().poll(cx))).await;
-    let answer = match first {
-        Poll::Ready(answer) => answer,
-        Poll::Pending => tokio::time::timeout(config.resolver_timeout, resolving)
-            .await
-            .map_err(|_| {
-                crate::observe::error!(
-                    timeout = ?config.resolver_timeout,
-                    "secret resolver did not answer in time; answering 503"
-                );
-                unavailable()
-            })?,
-    };
+    let answer = tokio::time::timeout(config.resolver_timeout, resolver.resolve(parts))
+        .await
+        .map_err(|_| {
+            crate::observe::error!(
+                timeout = ?config.resolver_timeout,
+                "secret resolver did not answer in time; answering 503"
+            );
+            unavailable()
+        })?;
     answer.map_err(|error| {
         crate::observe::error!(%error, "secret resolver failed; answering 503");
         unavailable()

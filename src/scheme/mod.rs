@@ -14,7 +14,8 @@ mod source;
 mod spec;
 
 pub(crate) use self::format::Candidates;
-pub use self::format::{Encoding, SignatureFormat, DIGEST_LEN, MAX_SIGNATURES};
+pub(crate) use self::format::DIGEST_LEN;
+pub use self::format::{Encoding, SignatureFormat};
 pub(crate) use self::headers::Headers;
 pub(crate) use self::read::{Described, Prepared};
 pub use self::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
