@@ -255,8 +255,8 @@ impl BodyMac {
     }
 }
 
-/// Compares a finished MAC with every candidate, in constant time: as four 64-bit words each
-/// (`subtle` compares word by word; byte by byte costs eight times the barriers).
+/// Compares a finished MAC with every candidate, in constant time, as four 64-bit words each
+/// (see BENCHMARKS.md, "Tricks").
 fn matches_any(mac: HmacSha256, candidates: &Candidates) -> Choice {
     let computed = words(&mac.finalize().into_bytes().into());
     candidates

@@ -274,8 +274,8 @@ impl fmt::Debug for Token {
 pub struct IdempotencyKey([u8; 32]);
 
 /// A key is already a uniform SHA-256 digest of signed data: eight of its bytes are as good a
-/// hash as hashing all 32, at a fraction of the cost (equality still compares all 32). Only
-/// authenticated deliveries make keys, so an attacker cannot choose them to collide.
+/// hash as all 32 (equality still compares all 32). Only authenticated deliveries make keys, so
+/// an attacker cannot choose them to collide.
 impl std::hash::Hash for IdempotencyKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         let mut word = [0_u8; 8];
