@@ -202,7 +202,7 @@ impl Body for AxumBody {
 
     fn size_hint(&self) -> SizeHint {
         #[cfg(feature = "axum")]
-        return self.hint.clone();
+        return self.hint;
         #[cfg(not(feature = "axum"))]
         match *self {}
     }

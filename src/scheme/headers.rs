@@ -12,7 +12,7 @@ pub(crate) enum Single<'h> {
 
 /// A request's headers, as a scheme reads them: a header sent more than once is told apart
 /// from one sent once.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) struct Headers<'h>(&'h HeaderMap);
 
 impl<'h> Headers<'h> {
