@@ -37,7 +37,7 @@ fn paired(name: &str, mut plain: impl FnMut(), mut trick: impl FnMut()) {
             }
         })
         .collect();
-    let ns = |seconds: f64| seconds * 1e9 / BATCH as f64;
+    let ns = |seconds: f64| seconds * 1e9 / f64::from(u32::try_from(BATCH).unwrap());
     let mut plain_ns: Vec<f64> = rounds.iter().map(|(p, _)| ns(*p)).collect();
     let mut trick_ns: Vec<f64> = rounds.iter().map(|(_, t)| ns(*t)).collect();
     plain_ns.sort_by(f64::total_cmp);
