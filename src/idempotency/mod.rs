@@ -289,7 +289,10 @@ impl Idempotency {
         self
     }
 
-    /// What to answer to a duplicate (default [`AcknowledgeDuplicate`]: `200`).
+    /// What to answer to a duplicate (default [`AcknowledgeDuplicate`]: `200`): an
+    /// [`OnDuplicate`], such as a closure `|meta: &WebhookMeta| ...` returning a
+    /// `Response<Full<Bytes>>` or, with feature `axum`, anything that implements axum's
+    /// `IntoResponse` (`(StatusCode::ACCEPTED, "seen")`).
     #[must_use]
     pub fn on_duplicate(mut self, on_duplicate: impl OnDuplicate) -> Self {
         self.on_duplicate = Arc::new(on_duplicate);
