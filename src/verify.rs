@@ -31,12 +31,12 @@ use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use crate::error::{Rejection, RejectionKind};
 use crate::meta::WebhookMeta;
-use crate::scheme::{Candidates, Headers, Scheme, DIGEST_LEN, SHA256_PREFIX};
+use crate::scheme::{Candidates, Described, Headers, Prepared, Scheme, DIGEST_LEN, SHA256_PREFIX};
 use crate::secret::{Fingerprint, HmacSha256, Secret, Secrets};
 
 /// The HMAC-SHA256 of `payload` keyed with `secret`.
 #[must_use]
-pub fn digest(secret: &Secret, payload: &[u8]) -> [u8; DIGEST_LEN] {
+pub fn digest(secret: &Secret, payload: &[u8]) -> [u8; 32] {
     let mut mac = secret.mac();
     mac.update(payload);
     mac.finalize().into_bytes().into()
@@ -77,17 +77,12 @@ pub fn verify(
     body: &[u8],
     now: SystemTime,
 ) -> Result<WebhookMeta, Rejection> {
-    let read = scheme.headers(headers);
-    let prepared = scheme.prepare(&read)?;
-    Scheme::check_content_encoding(headers)?;
-    let mut mac = BodyMac::new(secrets, &prepared.prefix);
-    mac.update(body);
-    let endpoint = mac.finish(&prepared.candidates)?;
-    let now = unix_seconds(now);
-    scheme.check_prepared_timestamp(&prepared, now)?;
-    let mut described = scheme.describe(&read, &Bytes::copy_from_slice(body), &prepared, now)?;
-    described.meta.key.endpoint = endpoint;
-    Ok(described.meta)
+    let mut check = Pipeline::start(scheme, headers)?.with_secrets(secrets);
+    check.update(body);
+    let signed = check.finish(|| now)?;
+    Ok(signed
+        .describe(headers, &Bytes::copy_from_slice(body))?
+        .meta)
 }
 
 /// Checks only that `body` is authentically signed and fresh: the signature over exactly the
@@ -103,16 +98,92 @@ pub fn verify_signature(
     body: &[u8],
     now: SystemTime,
 ) -> Result<(), Rejection> {
-    // Only the signature header (and a timestamp header) is read: look them up one by one.
-    let prepared = scheme.prepare(&Headers::lookup(headers))?;
-    Scheme::check_content_encoding(headers)?;
-    let mut mac = BodyMac::new(secrets, &prepared.prefix);
-    mac.update(body);
-    mac.finish(&prepared.candidates)?;
-    if prepared.timestamp.is_some() {
-        scheme.check_prepared_timestamp(&prepared, unix_seconds(now))?;
+    let mut check = Pipeline::start(scheme, headers)?.with_secrets(secrets);
+    check.update(body);
+    check.finish(|| now).map(drop)
+}
+
+/// The verification pipeline: the steps the layer, [`verify`] and [`verify_signature`] share,
+/// in one order. Before the body: the signature header (with the signed bytes that precede the
+/// body and a header timestamp), then the `Content-Encoding`.
+pub(crate) struct Pipeline<'s> {
+    scheme: &'s Scheme,
+    prepared: Prepared,
+}
+
+impl<'s> Pipeline<'s> {
+    /// Reads what the headers say before the body; refuses a missing or malformed signature
+    /// header, a malformed signed timestamp, and a compressed body.
+    pub(crate) fn start(scheme: &'s Scheme, headers: &HeaderMap) -> Result<Self, Rejection> {
+        let prepared = scheme.prepare(&Headers::new(headers))?;
+        Scheme::check_content_encoding(headers)?;
+        Ok(Self { scheme, prepared })
     }
-    Ok(())
+
+    /// The body's check, keyed with every accepted secret.
+    pub(crate) fn with_secrets(self, secrets: &Secrets) -> BodyCheck<'s> {
+        let mac = BodyMac::new(secrets, &self.prepared.prefix);
+        BodyCheck {
+            pipeline: self,
+            mac,
+        }
+    }
+}
+
+/// The pipeline while the body streams in: each chunk goes to the MACs as it arrives.
+pub(crate) struct BodyCheck<'s> {
+    pipeline: Pipeline<'s>,
+    mac: BodyMac,
+}
+
+impl<'s> BodyCheck<'s> {
+    pub(crate) fn update(&mut self, chunk: &[u8]) {
+        self.mac.update(chunk);
+    }
+
+    /// After the whole body: the signature (in constant time, against every secret), then the
+    /// freshness of a signed header timestamp. The clock is read only for a scheme with a
+    /// tolerance.
+    pub(crate) fn finish(self, now: impl FnOnce() -> SystemTime) -> Result<Signed<'s>, Rejection> {
+        let Pipeline { scheme, prepared } = self.pipeline;
+        let verified_by = self.mac.finish(&prepared.candidates)?;
+        let now = match scheme.tolerance {
+            Some(_) => unix_seconds(now()),
+            None => 0,
+        };
+        scheme.check_prepared_timestamp(&prepared, now)?;
+        Ok(Signed {
+            scheme,
+            prepared,
+            now,
+            verified_by,
+        })
+    }
+}
+
+/// An authentic, fresh delivery whose body is not interpreted yet.
+pub(crate) struct Signed<'s> {
+    scheme: &'s Scheme,
+    prepared: Prepared,
+    now: i64,
+    /// The fingerprint of the secret that verified it.
+    pub(crate) verified_by: Fingerprint,
+}
+
+impl Signed<'_> {
+    /// The last step: the body (for Sotion, the envelope and the agreement of the headers with
+    /// it) described as a [`WebhookMeta`], keyed by the secret that verified it.
+    pub(crate) fn describe(
+        self,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<Described, Rejection> {
+        let mut described =
+            self.scheme
+                .describe(&Headers::new(headers), body, &self.prepared, self.now)?;
+        described.meta.key.endpoint = self.verified_by;
+        Ok(described)
+    }
 }
 
 /// Seconds since the Unix epoch, negative before it, saturating far away from it.
@@ -184,8 +255,8 @@ impl BodyMac {
     }
 }
 
-/// Compares a finished MAC with every candidate, in constant time: as four 64-bit words each
-/// (`subtle` compares word by word; byte by byte costs eight times the barriers).
+/// Compares a finished MAC with every candidate, in constant time, as four 64-bit words each
+/// (see BENCHMARKS.md, "Tricks").
 fn matches_any(mac: HmacSha256, candidates: &Candidates) -> Choice {
     let computed = words(&mac.finalize().into_bytes().into());
     candidates
@@ -476,7 +547,7 @@ mod tests {
                 ("webhook-timestamp", "1700000000"),
                 ("webhook-signature", &list.join(" ")),
             ]);
-            let prepared = scheme.prepare(&scheme.headers(&header)).unwrap();
+            let prepared = scheme.prepare(&Headers::new(&header)).unwrap();
             let mut mac = BodyMac::new(secrets, &prepared.prefix);
             mac.update(message.body);
             mac.finish(&prepared.candidates).ok()
@@ -499,7 +570,7 @@ mod tests {
         let body = b"a body that arrives in several frames";
         let header = headers(&[("x-webhook-signature", &sign(&secret("k"), body))]);
         let scheme = Scheme::sotion();
-        let prepared = scheme.prepare(&scheme.headers(&header)).unwrap();
+        let prepared = scheme.prepare(&Headers::new(&header)).unwrap();
         let mut mac = BodyMac::new(&Secrets::new(secret("k")), &prepared.prefix);
         for chunk in body.chunks(5) {
             mac.update(chunk);

@@ -14,6 +14,7 @@ use common::{
     app, assert_rejected, builder, error_code, event, layer, secret, send, Behaviour, Counting,
     Down,
 };
+use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use tower_webhook::idempotency::{
     Duplicate, Idempotency, IdempotencyKey, IdempotencyStore, MemoryStore, Reservation,
@@ -433,4 +434,110 @@ async fn clones_of_one_layer_share_keys_unless_each_names_its_endpoint() {
     assert!(other.headers().get("x-webhook-duplicate").is_none());
     assert_eq!(seen_orders.runs(), 1);
     assert_eq!(seen_billing.runs(), 1);
+}
+
+/// A store doing I/O whose futures start their work before they are first polled (the call is
+/// made when the method is called; the future only waits for the answer), counting its calls.
+#[derive(Default)]
+struct Eager {
+    inner: MemoryStore,
+    completes: std::sync::atomic::AtomicUsize,
+    releases: std::sync::atomic::AtomicUsize,
+}
+
+impl IdempotencyStore for Eager {
+    fn reserve<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        lease: Duration,
+    ) -> StoreFuture<'a, Reservation> {
+        self.inner.reserve(key, lease)
+    }
+    fn complete<'a>(
+        &'a self,
+        key: &'a IdempotencyKey,
+        token: &'a Token,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        self.completes.fetch_add(1, Ordering::SeqCst);
+        let answer = self.inner.complete(key, token, ttl).now_or_never().unwrap();
+        StoreFuture::boxed(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            answer
+        })
+    }
+    fn release<'a>(&'a self, key: &'a IdempotencyKey, token: &'a Token) -> StoreFuture<'a, bool> {
+        self.releases.fetch_add(1, Ordering::SeqCst);
+        let answer = self.inner.release(key, token).now_or_never().unwrap();
+        StoreFuture::boxed(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            answer
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_store_whose_futures_start_at_once_is_called_once_per_outcome() {
+    let store = Arc::new(Eager::default());
+    let idempotency = || Idempotency::from_shared(store.clone());
+    // Handled: completed once, and the retry is a duplicate.
+    let (ok, seen) = app(builder().with_idempotency(idempotency()), Behaviour::Ok);
+    assert_eq!(send(&ok, deliver("evt_1", "s")).await.status(), 200);
+    let retry = send(&ok, deliver("evt_1", "s")).await;
+    assert_eq!(retry.headers()["x-webhook-duplicate"], "true");
+    assert_eq!(seen.runs(), 1);
+    assert_eq!(store.completes.load(Ordering::SeqCst), 1);
+    // Failed: released once, and the retry runs the handler again.
+    let (failing, seen) = app(builder().with_idempotency(idempotency()), Behaviour::Fail);
+    assert_eq!(send(&failing, deliver("evt_2", "s")).await.status(), 500);
+    assert_eq!(store.releases.load(Ordering::SeqCst), 1);
+    send(&failing, deliver("evt_2", "s")).await;
+    assert_eq!(seen.runs(), 2);
+    assert_eq!(store.releases.load(Ordering::SeqCst), 2);
+    assert_eq!(store.completes.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_store_whose_futures_start_at_once_is_released_once_when_the_response_is_dropped() {
+    let store = Arc::new(Eager::default());
+    let (app, seen) = app(
+        builder().with_idempotency(Idempotency::from_shared(store.clone())),
+        Behaviour::Sleep(Duration::from_secs(60)),
+    );
+    let delivery = {
+        let app = app.clone();
+        tokio::spawn(async move { send(&app, deliver("evt_1", "s")).await })
+    };
+    while seen.runs() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    delivery.abort();
+    assert!(delivery.await.unwrap_err().is_cancelled());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(store.releases.load(Ordering::SeqCst), 1);
+    assert_eq!(store.inner.in_flight_len(), 0);
+    assert_eq!(store.completes.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn the_answer_to_a_duplicate_may_be_any_axum_response() {
+    let idempotency = Idempotency::new(MemoryStore::default()).on_duplicate(
+        |meta: &tower_webhook::WebhookMeta| {
+            (
+                StatusCode::ACCEPTED,
+                [("x-seen-id", meta.id().to_owned())],
+                "seen",
+            )
+        },
+    );
+    let (app, seen) = app(builder().with_idempotency(idempotency), Behaviour::Ok);
+    send(&app, deliver("evt_1", "s")).await;
+    let again = send(&app, deliver("evt_1", "s")).await;
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    assert_eq!(again.headers()["x-webhook-duplicate"], "true");
+    assert_eq!(again.headers()["x-seen-id"], "evt_1");
+    assert!(again.extensions().get::<Duplicate>().is_some());
+    let body = again.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"seen");
+    assert_eq!(seen.runs(), 1);
 }

@@ -622,3 +622,51 @@ async fn an_unusable_delivery_attempt_header_does_not_refuse_an_authentic_delive
     assert_eq!(send(&app, request).await.status(), 200, "a repeated header");
     assert_eq!(seen.runs(), 1);
 }
+
+#[tokio::test]
+async fn the_layer_verify_and_verify_signature_refuse_a_request_for_the_same_reason() {
+    let good = event("evt_1", "site_1");
+    let forged = sotion_request(&Secret::new("whsec_other").unwrap(), good.clone());
+    let cases = [
+        (
+            "unsigned",
+            without_header(signed(&good), "x-webhook-signature"),
+        ),
+        (
+            "forged and compressed",
+            with_header(forged.clone(), "content-encoding", b"gzip"),
+        ),
+        ("forged", forged),
+        (
+            "forged and not an envelope",
+            sotion_request(
+                &Secret::new("whsec_other").unwrap(),
+                Bytes::from_static(b"[]"),
+            ),
+        ),
+        ("not an envelope", signed(b"[]")),
+        (
+            "another id",
+            with_header(signed(&good), "x-webhook-id", b"evt_2"),
+        ),
+    ];
+    let (app, seen) = app(layer(), Behaviour::Ok);
+    let secrets = tower_webhook::Secrets::new(secret());
+    let scheme = tower_webhook::Scheme::sotion();
+    for (case, request) in cases {
+        let (parts, body) = request.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let now = std::time::SystemTime::now();
+        let full = verify::verify(&scheme, &secrets, &parts.headers, &body, now).unwrap_err();
+        let signature = verify::verify_signature(&scheme, &secrets, &parts.headers, &body, now);
+        let answer = send(&app, Request::from_parts(parts, Full::new(body))).await;
+        assert_eq!(error_code(answer).await, full.kind().code(), "{case}");
+        // The signature check stops before the body is read as JSON: it agrees on the
+        // refusals before that step, and passes a genuine signature.
+        match signature {
+            Err(rejection) => assert_eq!(rejection.kind(), full.kind(), "{case}"),
+            Ok(()) => assert!(!full.kind().is_authentication_failure(), "{case}"),
+        }
+    }
+    assert_eq!(seen.runs(), 0);
+}

@@ -41,44 +41,92 @@ use http_body_util::Full;
 
 pub use self::memory::{MemoryStore, DEFAULT_CAPACITY, DEFAULT_MAX_IN_FLIGHT};
 #[cfg(feature = "redis")]
-pub use self::redis::{RedisStore, REDIS_DEFAULT_PREFIX, REDIS_DEFAULT_TIMEOUT};
+pub use self::redis::RedisStore;
 pub use self::store::{
     IdempotencyKey, IdempotencyStore, Reservation, StoreError, StoreFuture, Token,
 };
 use crate::error::ConfigError;
+use crate::layer::LayerBody;
 use crate::meta::WebhookMeta;
 
 /// How long a completed event is remembered by default: 7 days, longer than the senders' retry
 /// windows (Stripe about 3 days, Standard Webhooks' schedule about 75 hours).
-pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// How long a reservation holds by default before another delivery may take it over.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_LEASE: Duration = Duration::from_secs(5 * 60);
 /// The longest lease or TTL accepted: 100 years (36,500 days). Every store represents it: Redis
 /// counts `PX` in milliseconds, in a signed 64-bit number, from now (it refuses an expiry past
 /// that), and 100 years is about 3.2 × 10¹² ms; the memory store counts milliseconds too.
 pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 24 * 60 * 60);
 /// The default `Retry-After` of a `409 in_flight` answer.
-pub const DEFAULT_IN_FLIGHT_RETRY_AFTER: Duration = Duration::from_secs(10);
+const DEFAULT_IN_FLIGHT_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// The default `Retry-After` of a `503 store_unavailable` answer.
-pub const DEFAULT_UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(30);
+const DEFAULT_UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// The header set on the answer to a duplicate delivery.
-pub const DUPLICATE_HEADER: http::HeaderName = http::HeaderName::from_static("x-webhook-duplicate");
+const DUPLICATE_HEADER: http::HeaderName = http::HeaderName::from_static("x-webhook-duplicate");
 
 /// What the layer answers to a delivery of an event that was already handled.
 ///
-/// Implemented for closures `Fn(&WebhookMeta) -> Response<Full<Bytes>>`. The layer adds the
-/// `X-Webhook-Duplicate: true` header and a [`Duplicate`] extension to whatever it returns.
+/// Implemented for closures `Fn(&WebhookMeta) -> R` where `R` is a `Response<Full<Bytes>>`
+/// or, with feature `axum`, anything that implements axum's `IntoResponse`
+/// (`(StatusCode::ACCEPTED, "seen")`). The layer adds the `X-Webhook-Duplicate: true` header
+/// and a [`Duplicate`] extension to whatever it returns.
+///
+/// ```
+/// # #[cfg(feature = "axum")] {
+/// use http::StatusCode;
+/// use tower_webhook::idempotency::Idempotency;
+/// use tower_webhook::WebhookMeta;
+///
+/// let idempotency = Idempotency::default()
+///     .on_duplicate(|_meta: &WebhookMeta| (StatusCode::ACCEPTED, "seen"));
+/// # let _ = idempotency;
+/// # }
+/// ```
 pub trait OnDuplicate: Send + Sync + 'static {
     /// The response to a duplicate of the event described by `meta`.
-    fn on_duplicate(&self, meta: &WebhookMeta) -> Response<Full<Bytes>>;
+    fn on_duplicate(&self, meta: &WebhookMeta) -> DuplicateResponse;
 }
 
-impl<F> OnDuplicate for F
+impl<F, R> OnDuplicate for F
 where
-    F: Fn(&WebhookMeta) -> Response<Full<Bytes>> + Send + Sync + 'static,
+    F: Fn(&WebhookMeta) -> R + Send + Sync + 'static,
+    R: Into<DuplicateResponse>,
 {
-    fn on_duplicate(&self, meta: &WebhookMeta) -> Response<Full<Bytes>> {
-        self(meta)
+    fn on_duplicate(&self, meta: &WebhookMeta) -> DuplicateResponse {
+        self(meta).into()
+    }
+}
+
+/// The answer to a duplicate delivery, made with `.into()` from a `Response<Full<Bytes>>` or,
+/// with feature `axum`, from anything that implements axum's `IntoResponse`.
+pub struct DuplicateResponse(Response<LayerBody>);
+
+impl fmt::Debug for DuplicateResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DuplicateResponse")
+            .field("status", &self.0.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DuplicateResponse {
+    fn full(response: Response<Full<Bytes>>) -> Self {
+        Self(response.map(LayerBody::full))
+    }
+}
+
+#[cfg(not(feature = "axum"))]
+impl From<Response<Full<Bytes>>> for DuplicateResponse {
+    fn from(response: Response<Full<Bytes>>) -> Self {
+        Self::full(response)
+    }
+}
+
+#[cfg(feature = "axum")]
+impl<T: axum_core::response::IntoResponse> From<T> for DuplicateResponse {
+    fn from(response: T) -> Self {
+        Self(response.into_response().map(LayerBody::axum))
     }
 }
 
@@ -88,7 +136,7 @@ where
 pub struct AcknowledgeDuplicate;
 
 impl OnDuplicate for AcknowledgeDuplicate {
-    fn on_duplicate(&self, _meta: &WebhookMeta) -> Response<Full<Bytes>> {
+    fn on_duplicate(&self, _meta: &WebhookMeta) -> DuplicateResponse {
         let mut response =
             Response::new(Full::new(Bytes::from_static(br#"{"status":"duplicate"}"#)));
         *response.status_mut() = StatusCode::OK;
@@ -96,7 +144,7 @@ impl OnDuplicate for AcknowledgeDuplicate {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        response
+        DuplicateResponse::full(response)
     }
 }
 
@@ -235,15 +283,18 @@ impl Idempotency {
         self
     }
 
-    /// What to answer to a duplicate (default [`AcknowledgeDuplicate`]: `200`).
+    /// What to answer to a duplicate (default [`AcknowledgeDuplicate`]: `200`): an
+    /// [`OnDuplicate`], such as a closure `|meta: &WebhookMeta| ...` returning a
+    /// `Response<Full<Bytes>>` or, with feature `axum`, anything that implements axum's
+    /// `IntoResponse` (`(StatusCode::ACCEPTED, "seen")`).
     #[must_use]
     pub fn on_duplicate(mut self, on_duplicate: impl OnDuplicate) -> Self {
         self.on_duplicate = Arc::new(on_duplicate);
         self
     }
 
-    pub(crate) fn duplicate_response(&self, meta: &WebhookMeta) -> Response<Full<Bytes>> {
-        let mut response = self.on_duplicate.on_duplicate(meta);
+    pub(crate) fn duplicate_response(&self, meta: &WebhookMeta) -> Response<LayerBody> {
+        let DuplicateResponse(mut response) = self.on_duplicate.on_duplicate(meta);
         response
             .headers_mut()
             .insert(DUPLICATE_HEADER, HeaderValue::from_static("true"));
@@ -266,10 +317,10 @@ impl Reserved {
         Self { key, token }
     }
 
-    /// Completes the reservation (`succeeded`) or releases it. A store that answers at once
-    /// (the memory store) is done here, without a task or an allocation. A store that does I/O
-    /// continues on a task of its own, so that dropping the response future cannot leave a
-    /// handled event unrecorded (its retry would then run again); the task's handle is
+    /// Completes the reservation (`succeeded`) or releases it. The store's future is polled
+    /// once here (a store that answers at once is done then); if it is not finished, it is
+    /// moved, as it is, onto a task of its own, so that dropping the response future cannot
+    /// leave a handled event unrecorded (its retry would then run again). The task's handle is
     /// returned for the caller to wait on.
     pub(crate) fn finish(
         self,
@@ -278,45 +329,29 @@ impl Reserved {
         ttl: Duration,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let Self { key, token } = self;
-        if succeeded {
-            if let Some(result) = store.complete(&key, &token, ttl).into_ready() {
-                completed(&key, result);
-                return None;
-            }
-            let runtime = runtime(&key, "complete")?;
-            let store = Arc::clone(store);
-            run_detached(
-                &runtime,
-                Box::pin(async move {
-                    let result = store.complete(&key, &token, ttl).await;
-                    completed(&key, result);
-                }),
-            )
-        } else {
-            if let Some(result) = store.release(&key, &token).into_ready() {
-                released(&key, result);
-                return None;
-            }
-            let runtime = runtime(&key, "release")?;
-            run_detached(&runtime, release(Arc::clone(store), key, token))
+        let store = Arc::clone(store);
+        if !succeeded {
+            return run_detached(release(store, key, token), &key, "release");
         }
+        let call = Box::pin(async move {
+            let call = store.complete(&key, &token, ttl);
+            if let Some(result) = settle(call, &key, "complete").await {
+                completed(&key, result);
+            }
+        });
+        run_detached(call, &key, "complete")
     }
 
-    /// Releases the reservation of a delivery whose response future was dropped. Runs inside
-    /// `Drop`, so it never panics: a store that answers at once is done here; a store doing
-    /// I/O is never polled here (without a runtime, or past its timer's shutdown, that could
-    /// panic) but spawned on the current Tokio runtime. Without one, the failure is logged and
-    /// the reservation's lease frees the event.
+    /// Releases the reservation of a delivery whose response future was dropped, as
+    /// [`finish`](Self::finish) does. Runs inside `Drop`, so it never panics: a store's future
+    /// that is not ready at once is polled only on a Tokio runtime; without one, the failure is
+    /// logged and the reservation's lease frees the event.
     pub(crate) fn abandon(self, store: &Arc<dyn IdempotencyStore>) {
-        if let Some(result) = store.release(&self.key, &self.token).into_ready() {
-            released(&self.key, result);
-            return;
-        }
-        let Some(runtime) = runtime(&self.key, "release") else {
-            return;
-        };
-        // A runtime shutting down drops the task unpolled (the lease then frees the event).
-        drop(runtime.spawn(release(Arc::clone(store), self.key, self.token)));
+        let key = self.key;
+        // The task, if one is needed, runs on its own; a runtime shutting down drops it
+        // unpolled (the lease then frees the event).
+        let release = release(Arc::clone(store), self.key, self.token);
+        drop(run_detached(release, &key, "release"));
     }
 }
 
@@ -332,6 +367,20 @@ fn runtime(key: &IdempotencyKey, operation: &'static str) -> Option<tokio::runti
         );
     }
     runtime
+}
+
+/// The answer of a store call: at once if the store knew it, else awaited, but only on a Tokio
+/// runtime (a store's timers and sockets need one, and polling them elsewhere could panic).
+/// Without one, `None` (logged), and the unfinished future is dropped.
+async fn settle<T>(
+    call: StoreFuture<'_, T>,
+    key: &IdempotencyKey,
+    operation: &'static str,
+) -> Option<Result<T, StoreError>> {
+    if !call.is_ready() {
+        runtime(key, operation)?;
+    }
+    Some(call.await)
 }
 
 /// `duration` if it is a lease or TTL every store represents: more than zero, at most
@@ -379,18 +428,19 @@ type Detached = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 fn release(store: Arc<dyn IdempotencyStore>, key: IdempotencyKey, token: Token) -> Detached {
     Box::pin(async move {
-        let result = store.release(&key, &token).await;
-        released(&key, result);
+        if let Some(result) = settle(store.release(&key, &token), &key, "release").await {
+            released(&key, result);
+        }
     })
 }
 
-/// Runs `work` (a store call doing I/O) to its end even if the caller goes away: polls it once
-/// (a store that is quick finishes right there) and, if it is not done, spawns it on `runtime`.
-/// The caller found the runtime first: without one, polling could panic (a store's timers and
-/// sockets need one).
+/// Runs `work` (a store call) to its end even if the caller goes away: polls it once (a store
+/// that answers at once finishes right there) and, if it is not done, moves it onto a task of
+/// the current runtime. `work` goes pending only after [`settle`] found a runtime.
 fn run_detached(
-    runtime: &tokio::runtime::Handle,
     mut work: Detached,
+    key: &IdempotencyKey,
+    operation: &'static str,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let waker = futures_util::task::noop_waker();
     if work
@@ -400,7 +450,9 @@ fn run_detached(
     {
         return None;
     }
-    Some(runtime.spawn(work))
+    // A store whose future is pending without needing Tokio, called outside a runtime: it
+    // cannot be finished here (logged by `runtime`).
+    Some(runtime(key, operation)?.spawn(work))
 }
 
 #[cfg(test)]

@@ -9,9 +9,9 @@ use redis::{Client, Script};
 use super::store::{IdempotencyKey, IdempotencyStore, Reservation, StoreError, StoreFuture, Token};
 
 /// The default prefix of every key a [`RedisStore`] writes.
-pub const REDIS_DEFAULT_PREFIX: &str = "tower-webhook:";
+const DEFAULT_PREFIX: &str = "tower-webhook:";
 /// The default time a [`RedisStore`] call may take before the layer answers `503`.
-pub const REDIS_DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How many undos of unanswered reserves (see [`Unanswered`]) one store keeps going at once;
 /// past that, a reserve that goes unanswered is left to expire with its lease.
@@ -139,8 +139,8 @@ impl RedisStore {
     pub fn from_connection_manager(connection: ConnectionManager) -> Self {
         Self {
             connection,
-            prefix: REDIS_DEFAULT_PREFIX.to_owned(),
-            timeout: REDIS_DEFAULT_TIMEOUT,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
             reserve: Script::new(RESERVE),
             complete: Script::new(COMPLETE),
             release: Script::new(RELEASE),

@@ -24,19 +24,14 @@ impl<'a, T> StoreFuture<'a, T> {
         Self(Inner::Ready(Some(result)))
     }
 
-    /// An answer that needs I/O. Like any future, it must do nothing until it is polled (an
-    /// `async` block does nothing until then): see [`IdempotencyStore`].
+    /// An answer that needs I/O: any future, lazy (an `async` block) or already under way.
     pub fn boxed(future: impl Future<Output = Result<T, StoreError>> + Send + 'a) -> Self {
         Self(Inner::Boxed(Box::pin(future)))
     }
 
-    /// The answer, if it was known right away; `None` (dropping the unpolled future) if the
-    /// store needs I/O.
-    pub(crate) fn into_ready(self) -> Option<Result<T, StoreError>> {
-        match self.0 {
-            Inner::Ready(result) => result,
-            Inner::Boxed(_) => None,
-        }
+    /// Whether the answer was known right away (no I/O, no runtime needed to poll it).
+    pub(crate) fn is_ready(&self) -> bool {
+        matches!(self.0, Inner::Ready(_))
     }
 }
 
@@ -97,25 +92,119 @@ impl<T> fmt::Debug for StoreFuture<'_, T> {
 /// Errors are reported as [`StoreError`]; the layer then answers `503` (or, if configured to
 /// fail open, calls the handler without a reservation). A store must not panic.
 ///
+/// A store that answers at once (it keeps its state in memory) returns
+/// [`StoreFuture::ready`]; one that does I/O returns [`StoreFuture::boxed`] with any future,
+/// such as an `async move` block. The layer always runs a store's future to its end: to finish
+/// `complete` and `release` even when the request's future is dropped, it moves the unfinished
+/// future onto a task of its own (it never drops it and calls again), so a future that starts
+/// its work before it is first polled is as correct as a lazy one.
+///
 /// With feature `testing`, [`testing::check_store`](crate::testing::check_store) checks these
 /// rules against a store, in real time (about half a second); run it from a test of your own
-/// store, as this crate does for its two:
+/// store, as this crate does for its two.
+///
+/// # Example: a store of your own
+///
+/// A complete store keeping its keys in a `Mutex<HashMap>` (one process only, and it never
+/// forgets a key: [`MemoryStore`](crate::MemoryStore) is the bounded version), checked by the
+/// conformance suite:
 ///
 /// ```
-/// # #[cfg(feature = "testing")] {
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+/// use std::time::{Duration, Instant};
+///
+/// use tower_webhook::idempotency::{
+///     IdempotencyKey, IdempotencyStore, Reservation, StoreError, StoreFuture, Token,
+/// };
+///
+/// enum Entry {
+///     Reserved { token: Token, until: Instant },
+///     Done { until: Instant },
+/// }
+///
+/// #[derive(Default)]
+/// struct MapStore(Mutex<HashMap<IdempotencyKey, Entry>>);
+///
+/// type Map<'a> = std::sync::MutexGuard<'a, HashMap<IdempotencyKey, Entry>>;
+///
+/// impl MapStore {
+///     fn map(&self) -> Result<Map<'_>, StoreError> {
+///         self.0.lock().map_err(|_| StoreError::Backend("a thread panicked".into()))
+///     }
+/// }
+///
+/// impl IdempotencyStore for MapStore {
+///     fn reserve<'a>(
+///         &'a self,
+///         key: &'a IdempotencyKey,
+///         lease: Duration,
+///     ) -> StoreFuture<'a, Reservation> {
+///         // The check and the insert under one lock: an atomic insert-if-absent.
+///         StoreFuture::ready(self.map().map(|mut map| {
+///             let now = Instant::now();
+///             match map.get(key) {
+///                 Some(Entry::Reserved { until, .. }) if *until > now => Reservation::InFlight,
+///                 Some(Entry::Done { until }) if *until > now => Reservation::Done,
+///                 _ => {
+///                     let token = Token::random();
+///                     map.insert(*key, Entry::Reserved { token, until: now + lease });
+///                     Reservation::New(token)
+///                 }
+///             }
+///         }))
+///     }
+///
+///     fn complete<'a>(
+///         &'a self,
+///         key: &'a IdempotencyKey,
+///         token: &'a Token,
+///         ttl: Duration,
+///     ) -> StoreFuture<'a, bool> {
+///         StoreFuture::ready(self.map().map(|mut map| {
+///             let now = Instant::now();
+///             match map.get(key) {
+///                 // Another live reservation holds it, or it is done already: no change.
+///                 Some(Entry::Reserved { token: holder, until })
+///                     if *until > now && holder != token => false,
+///                 Some(Entry::Done { until }) if *until > now => false,
+///                 _ => {
+///                     map.insert(*key, Entry::Done { until: now + ttl });
+///                     true
+///                 }
+///             }
+///         }))
+///     }
+///
+///     fn release<'a>(
+///         &'a self,
+///         key: &'a IdempotencyKey,
+///         token: &'a Token,
+///     ) -> StoreFuture<'a, bool> {
+///         StoreFuture::ready(self.map().map(|mut map| {
+///             let held = matches!(
+///                 map.get(key),
+///                 Some(Entry::Reserved { token: holder, until })
+///                     if holder == token && *until > Instant::now()
+///             );
+///             if held {
+///                 map.remove(key);
+///             }
+///             held
+///         }))
+///     }
+/// }
+///
+/// # #[cfg(feature = "testing")]
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// // In your store's tests (`#[tokio::test] async fn ...`), with `tower-webhook` as a
 /// // dev-dependency with feature `testing`:
-/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-/// let store = tower_webhook::MemoryStore::default(); // your store here
-/// tower_webhook::testing::check_store(&store).await;
+/// tower_webhook::testing::check_store(&MapStore::default()).await;
 /// # });
-/// # }
 /// ```
 ///
-/// A store that answers at once returns [`StoreFuture::ready`]; one that does I/O returns
-/// [`StoreFuture::boxed`], whose future must start its work only when first polled. The layer
-/// relies on that: to finish `complete` and `release` even if the request's future is dropped,
-/// it may set an unpolled boxed answer aside and make the same call again on a task of its own.
+/// A store doing I/O returns its work boxed, borrowing what it needs:
+/// `StoreFuture::boxed(async move { self.client.set_if_absent(key, token, lease).await })`.
 pub trait IdempotencyStore: Send + Sync + 'static {
     /// Atomically reserves `key` for `lease`, unless it is in flight or done. See the trait docs.
     fn reserve<'a>(
@@ -185,8 +274,8 @@ impl fmt::Debug for Token {
 pub struct IdempotencyKey([u8; 32]);
 
 /// A key is already a uniform SHA-256 digest of signed data: eight of its bytes are as good a
-/// hash as hashing all 32, at a fraction of the cost (equality still compares all 32). Only
-/// authenticated deliveries make keys, so an attacker cannot choose them to collide.
+/// hash as all 32 (equality still compares all 32). Only authenticated deliveries make keys, so
+/// an attacker cannot choose them to collide.
 impl std::hash::Hash for IdempotencyKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         let mut word = [0_u8; 8];

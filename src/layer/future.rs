@@ -6,13 +6,14 @@ use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::future::{join, ready as ready_future, Join, Ready};
 use http::{Request, Response};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 use tower_service::Service;
 
-use super::body::ResponseBody;
+use super::body::{LayerBody, ResponseBody};
 use super::config::Config;
 use crate::idempotency::{Idempotency, Reserved};
 use crate::observe::Observation;
@@ -23,7 +24,7 @@ pub(crate) enum Admission {
     /// configuration comes back with it, for the steps after the call.
     Call(Request<Full<Bytes>>, Option<Reserved>, Arc<Config>),
     /// The layer's own answer: a rejection, a duplicate, a conflict.
-    Answer(Response<Full<Bytes>>),
+    Answer(Response<LayerBody>),
 }
 
 /// Verification and the idempotency guard, up to the decision. Boxed: its type depends on the
@@ -31,7 +32,8 @@ pub(crate) enum Admission {
 pub(crate) type Admitting = Pin<Box<dyn Future<Output = Admission> + Send>>;
 
 pin_project! {
-    /// The response future of [`WebhookService`](super::WebhookService).
+    /// The response future of [`WebhookService`](super::WebhookService), for the inner service
+    /// `S`.
     ///
     /// It verifies the delivery and takes its reservation, makes the inner service ready (only
     /// then: an unverified request never holds the inner service's capacity), calls it (holding
@@ -46,11 +48,14 @@ pin_project! {
     /// Dropping it before the handler answered (the client went away, a timeout layer fired)
     /// drops the handler's future first, then releases the event's reservation, so the sender's
     /// retry is processed, and never while the cancelled handler's destructors still run.
-    ///
-    /// `S` is the inner service, `F` its future, `B` its response body and `E` its error.
-    pub struct ResponseFuture<S, F, B, E> {
+    pub struct ResponseFuture<S>
+    where
+        S: Service<Request<Full<Bytes>>>,
+    {
         #[pin]
-        state: State<S, F, B, E>,
+        state: State<S::Future, Result<S::Response, S::Error>>,
+        // The inner service, made ready and called once the delivery is admitted.
+        inner: S,
         // Set when admitted (the admission owned it until then: one reference per request).
         config: Option<Arc<Config>>,
         started: Instant,
@@ -58,7 +63,10 @@ pin_project! {
         reserved: Option<Reserved>,
     }
 
-    impl<S, F, B, E> PinnedDrop for ResponseFuture<S, F, B, E> {
+    impl<S> PinnedDrop for ResponseFuture<S>
+    where
+        S: Service<Request<Full<Bytes>>>,
+    {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
             let idempotency = this.config.as_ref().and_then(|config| config.idempotency.as_ref());
@@ -85,22 +93,25 @@ impl Drop for Abandon<'_> {
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, F, B, E> {
-        Admitting { admitting: Admitting, inner: Option<S> },
+    enum State<F, R> {
+        Admitting { admitting: Admitting },
         /// Admitted: the inner service is made ready, then called with `request`.
-        Readying { inner: S, request: Request<Full<Bytes>> },
+        Readying { request: Request<Full<Bytes>> },
         Calling { #[pin] future: F },
         /// A store doing I/O records the outcome on its own task; the answer waits for it.
         Finishing {
-            task: JoinHandle<()>,
+            #[pin]
+            finishing: Join<JoinHandle<()>, Ready<R>>,
             succeeded: bool,
-            result: Option<Result<Response<B>, E>>,
         },
         Done,
     }
 }
 
-impl<S, F, B, E> ResponseFuture<S, F, B, E> {
+impl<S> ResponseFuture<S>
+where
+    S: Service<Request<Full<Bytes>>>,
+{
     pub(crate) fn new(
         admitting: Admitting,
         inner: S,
@@ -108,10 +119,8 @@ impl<S, F, B, E> ResponseFuture<S, F, B, E> {
         span: crate::observe::Span,
     ) -> Self {
         Self {
-            state: State::Admitting {
-                admitting,
-                inner: Some(inner),
-            },
+            state: State::Admitting { admitting },
+            inner,
             config: None,
             started,
             span,
@@ -120,38 +129,33 @@ impl<S, F, B, E> ResponseFuture<S, F, B, E> {
     }
 }
 
-impl<S, B, E> Future for ResponseFuture<S, S::Future, B, E>
+impl<S, B> Future for ResponseFuture<S>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = E>,
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
 {
-    type Output = Result<Response<ResponseBody<B>>, E>;
+    type Output = Result<Response<ResponseBody<B>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let _entered = this.span.enter();
         loop {
             let result = match this.state.as_mut().project() {
-                StateProj::Admitting { admitting, inner } => {
-                    match ready!(admitting.as_mut().poll(cx)) {
-                        Admission::Answer(response) => {
-                            this.state.set(State::Done);
-                            return Poll::Ready(Ok(response.map(ResponseBody::layer)));
-                        }
-                        Admission::Call(request, reserved, config) => {
-                            let Some(inner) = inner.take() else {
-                                unreachable!("the inner service is taken once, when admitted");
-                            };
-                            *this.reserved = reserved;
-                            *this.config = Some(config);
-                            this.state.set(State::Readying { inner, request });
-                            continue;
-                        }
+                StateProj::Admitting { admitting } => match ready!(admitting.as_mut().poll(cx)) {
+                    Admission::Answer(response) => {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Ok(response.map(ResponseBody::layer)));
                     }
-                }
-                StateProj::Readying { inner, request } => match ready!(inner.poll_ready(cx)) {
+                    Admission::Call(request, reserved, config) => {
+                        *this.reserved = reserved;
+                        *this.config = Some(config);
+                        this.state.set(State::Readying { request });
+                        continue;
+                    }
+                },
+                StateProj::Readying { request } => match ready!(this.inner.poll_ready(cx)) {
                     Ok(()) => {
                         // The request's place is left empty (no allocation): it is never read.
-                        let future = inner.call(std::mem::take(request));
+                        let future = this.inner.call(std::mem::take(request));
                         this.state.set(State::Calling { future });
                         continue;
                     }
@@ -159,18 +163,14 @@ where
                 },
                 StateProj::Calling { future } => ready!(future.poll(cx)),
                 StateProj::Finishing {
-                    task,
+                    finishing,
                     succeeded,
-                    result,
                 } => {
                     // The task reports its own failures; a cancelled one has nothing to add.
-                    let _ = ready!(Pin::new(task).poll(cx));
+                    let (_, result) = ready!(finishing.poll(cx));
                     if let Some(config) = this.config.as_ref() {
                         Observation::new(&config.metrics, *this.started).handled(*succeeded);
                     }
-                    let Some(result) = result.take() else {
-                        unreachable!("the answer is taken once, when the store has finished");
-                    };
                     this.state.set(State::Done);
                     return Poll::Ready(result.map(|response| response.map(ResponseBody::inner)));
                 }
@@ -189,10 +189,10 @@ where
                 _ => None,
             };
             if let Some(task) = task {
+                let finishing = join(task, ready_future(result));
                 this.state.set(State::Finishing {
-                    task,
+                    finishing,
                     succeeded,
-                    result: Some(result),
                 });
                 continue;
             }
@@ -205,7 +205,10 @@ where
     }
 }
 
-impl<S, F, B, E> fmt::Debug for ResponseFuture<S, F, B, E> {
+impl<S> fmt::Debug for ResponseFuture<S>
+where
+    S: Service<Request<Full<Bytes>>>,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }

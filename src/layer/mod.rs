@@ -4,8 +4,8 @@
 //! For each request, in order, without calling the inner service when a step fails:
 //!
 //! 1. the signature header is read (`401 missing_signature` / `401 malformed_signature`);
-//! 2. a `Content-Length` over the body limit is refused before reading (`413`), and so is a
-//!    `Content-Encoding` other than `identity` (`415`);
+//! 2. a `Content-Encoding` other than `identity` is refused (`415`), then a `Content-Length`
+//!    over the body limit (`413`), before reading the body;
 //! 3. the body is read, hashed as it streams in and cut at the limit (`413`), within the body
 //!    read timeout (`408`);
 //! 4. the HMAC-SHA256 of exactly those bytes is compared, in constant time, with every
@@ -52,6 +52,7 @@ mod config;
 mod future;
 mod service;
 
+pub(crate) use self::body::LayerBody;
 pub use self::body::ResponseBody;
 pub use self::builder::WebhookLayerBuilder;
 pub use self::config::WebhookLayer;

@@ -10,16 +10,16 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use tower_service::Service;
 
-use super::body::ResponseBody;
+use super::body::{LayerBody, ResponseBody};
 use super::config::{Config, SecretSource};
 use super::future::{Admission, ResponseFuture};
 use crate::error::{Rejection, RejectionKind};
 use crate::idempotency::{IdempotencyKey, Reservation, Reserved, StoreError};
 use crate::meta::WebhookMeta;
 use crate::observe::Observation;
-use crate::scheme::{Described, Scheme};
+use crate::scheme::Described;
 use crate::secret::{Secret, SecretResolver, Secrets, Tenant};
-use crate::verify::{unix_seconds, BodyMac};
+use crate::verify::{BodyCheck, Pipeline};
 
 /// The middleware built by [`WebhookLayer`](super::WebhookLayer): verifies each request, then
 /// calls the inner service with the verified body (`Full<Bytes>`, the exact bytes received)
@@ -61,7 +61,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, S::Future, ResBody, S::Error>;
+    type Future = ResponseFuture<S>;
 
     /// Always ready: the inner service is made ready by each request's future, once the
     /// delivery is verified and reserved, so that requests still being read or refused (a forged
@@ -78,7 +78,6 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         let started = Instant::now();
         let span = self.config.metrics.span();
-        // Split here, not in the future: an `async fn`'s arguments keep their room in it.
         let (parts, body) = request.into_parts();
         let admitting = Box::pin(admit(self.config.clone(), parts, body, started));
         ResponseFuture::new(admitting, inner, started, span)
@@ -87,11 +86,7 @@ where
 
 /// Verification, then the idempotency guard: steps 1 to 6 of the module docs. Runs in the box
 /// the response future polls; the inner service's future is kept apart, unboxed.
-///
-/// A plain `fn` returning an `async move` block, not an `async fn`: an `async fn` keeps each
-/// argument twice in its future (as passed, and moved into its body), and this future is
-/// allocated per request, where staying small keeps it on the allocator's fast path.
-#[allow(clippy::manual_async_fn)] // on purpose: see above
+#[allow(clippy::manual_async_fn)] // not an `async fn`: see BENCHMARKS.md ("the future")
 fn admit<B: Body>(
     config: Arc<Config>,
     parts: request::Parts,
@@ -161,78 +156,76 @@ fn inner_request(
     Request::from_parts(parts, Full::new(body))
 }
 
-fn reject(observation: &Observation<'_>, rejection: &Rejection) -> Response<Full<Bytes>> {
+fn reject(observation: &Observation<'_>, rejection: &Rejection) -> Response<LayerBody> {
     observation.rejected(rejection);
-    rejection.to_response()
+    rejection.to_response().map(LayerBody::full)
 }
 
-/// Steps 1 to 5 of the module docs: everything up to the idempotency guard.
-async fn verify_request<B: Body>(
-    config: &Config,
-    parts: &request::Parts,
+/// Steps 1 to 5 of the module docs, the crate's one verification [`Pipeline`] with the
+/// layer's own steps between: the declared length, the tenant's secrets, reading the body.
+#[allow(clippy::manual_async_fn)] // not an `async fn`: see BENCHMARKS.md ("the future")
+fn verify_request<'a, B: Body + 'a>(
+    config: &'a Config,
+    parts: &'a request::Parts,
     body: B,
-) -> Result<(Bytes, Described), Rejection> {
-    let scheme = &config.scheme;
-    let prepared = scheme.prepare(&scheme.headers(&parts.headers))?;
-    check_declared_length(&parts.headers, &body, config.body_limit)?;
-    Scheme::check_content_encoding(&parts.headers)?;
-
-    let (mut mac, tenant, unknown_tenant) = match &config.secrets {
-        SecretSource::Static(secrets) => (BodyMac::new(secrets, &prepared.prefix), None, false),
-        // The lookup is boxed: kept in this future, its state would make every request's
-        // future larger, on layers with fixed secrets too.
-        SecretSource::Resolver(resolver) => {
-            match Box::pin(resolve(config, resolver.as_ref(), parts)).await? {
-                Some(tenant) => {
-                    let (id, secrets) = config.tenant_secrets(tenant)?;
-                    (BodyMac::new(&secrets, &prepared.prefix), Some(id), false)
+) -> impl Future<Output = Result<(Bytes, Described), Rejection>> + 'a {
+    async move {
+        let pipeline = Pipeline::start(&config.scheme, &parts.headers)?;
+        check_declared_length(&parts.headers, &body, config.body_limit)?;
+        let (mut check, tenant, unknown_tenant) = match &config.secrets {
+            SecretSource::Static(secrets) => (pipeline.with_secrets(secrets), None, false),
+            SecretSource::Resolver(resolver) => {
+                match resolve(config, resolver.as_ref(), parts).await? {
+                    Some(tenant) => {
+                        let (id, secrets) = config.tenant_secrets(tenant)?;
+                        (pipeline.with_secrets(&secrets), Some(id), false)
+                    }
+                    // No such tenant: the body is read exactly as for a known one (same limit,
+                    // timeout and answers), MACed with a key nobody has, then refused as a wrong
+                    // signature: no answer without a valid signature tells whether it exists.
+                    None => (pipeline.with_secrets(&UNKNOWN_TENANT), None, true),
                 }
-                // No such tenant: the body is read exactly as for a known one (same limit,
-                // timeout and answers), MACed with a key nobody has, then refused as a wrong
-                // signature: no answer without a valid signature tells whether it exists.
-                None => (BodyMac::new(&UNKNOWN_TENANT, &prepared.prefix), None, true),
             }
+        };
+        let bytes = read_body_in_time(body, config, &mut check).await?;
+        let signed = check.finish(|| config.clock.now());
+        if unknown_tenant {
+            return Err(MISMATCH);
         }
-    };
-    let bytes = {
-        let mut reading = std::pin::pin!(read_body(body, config.body_limit, &mut mac));
-        // A small body usually arrives with the headers: poll once before arming a timer, so
-        // most requests never touch the runtime's timer wheel.
+        let signed = signed?;
+        let verified_by = signed.verified_by;
+        let mut described = signed.describe(&parts.headers, &bytes)?;
+        described.meta.tenant = tenant;
+        described.meta.key.endpoint = config.endpoint.unwrap_or(verified_by);
+        Ok((bytes, described))
+    }
+}
+
+/// Reads the body within the body timeout, if one is set.
+#[allow(clippy::manual_async_fn)] // not an `async fn`: see BENCHMARKS.md ("the future")
+fn read_body_in_time<'a, 'c, B: Body + 'a>(
+    body: B,
+    config: &'a Config,
+    check: &'a mut BodyCheck<'c>,
+) -> impl Future<Output = Result<Bytes, Rejection>> + use<'a, 'c, B> {
+    async move {
+        let mut reading = std::pin::pin!(read_body(body, config.body_limit, check));
+        // Polled once before a timer is armed: see BENCHMARKS.md ("the body timer").
         let first = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
         match (first, config.body_timeout) {
-            (Poll::Ready(result), _) => result?,
-            (Poll::Pending, Some(timeout)) => {
-                // The timer lives in a box of its own: kept in this future it would make every
-                // request's future larger.
-                Box::pin(tokio::time::timeout(timeout, reading))
-                    .await
-                    .map_err(|_| {
-                        Rejection::new(
-                            RejectionKind::BodyTimeout,
-                            "the body did not arrive in time",
-                        )
-                    })??
-            }
-            (Poll::Pending, None) => reading.await?,
+            (Poll::Ready(result), _) => result,
+            // The timer is boxed: see BENCHMARKS.md ("the future").
+            (Poll::Pending, Some(timeout)) => Box::pin(tokio::time::timeout(timeout, reading))
+                .await
+                .map_err(|_| {
+                    Rejection::new(
+                        RejectionKind::BodyTimeout,
+                        "the body did not arrive in time",
+                    )
+                })?,
+            (Poll::Pending, None) => reading.await,
         }
-    };
-    let verified = mac.finish(&prepared.candidates);
-    if unknown_tenant {
-        return Err(MISMATCH);
     }
-    let verified_by = verified?;
-    // Only a scheme with a tolerance compares times: the others never read the clock.
-    let now = match scheme.tolerance {
-        Some(_) => unix_seconds(config.clock.now()),
-        None => 0,
-    };
-    scheme.check_prepared_timestamp(&prepared, now)?;
-    // The headers are found again rather than kept across the body's await, which would make
-    // every request's future larger.
-    let mut described = scheme.describe(&scheme.headers(&parts.headers), &bytes, &prepared, now)?;
-    described.meta.tenant = tenant;
-    described.meta.key.endpoint = config.endpoint.unwrap_or(verified_by);
-    Ok((bytes, described))
 }
 
 /// Asks the resolver for the request's tenant, within the configured time: a resolver that
@@ -249,21 +242,15 @@ async fn resolve(
         )
         .with_retry_after(config.resolver_retry_after)
     };
-    let mut resolving = resolver.resolve(parts);
-    // A resolver that answers from memory is ready at once: poll it once before arming a timer.
-    let first = std::future::poll_fn(|cx| Poll::Ready(resolving.as_mut().poll(cx))).await;
-    let answer = match first {
-        Poll::Ready(answer) => answer,
-        Poll::Pending => tokio::time::timeout(config.resolver_timeout, resolving)
-            .await
-            .map_err(|_| {
-                crate::observe::error!(
-                    timeout = ?config.resolver_timeout,
-                    "secret resolver did not answer in time; answering 503"
-                );
-                unavailable()
-            })?,
-    };
+    let answer = tokio::time::timeout(config.resolver_timeout, resolver.resolve(parts))
+        .await
+        .map_err(|_| {
+            crate::observe::error!(
+                timeout = ?config.resolver_timeout,
+                "secret resolver did not answer in time; answering 503"
+            );
+            unavailable()
+        })?;
     answer.map_err(|error| {
         crate::observe::error!(%error, "secret resolver failed; answering 503");
         unavailable()
@@ -304,7 +291,11 @@ fn check_declared_length<B: Body>(
 
 /// Reads the body frame by frame, feeding each data frame to the MACs, and stops as soon as it
 /// passes `limit`: never more than `limit` bytes are kept.
-async fn read_body<B: Body>(body: B, limit: usize, mac: &mut BodyMac) -> Result<Bytes, Rejection> {
+async fn read_body<B: Body>(
+    body: B,
+    limit: usize,
+    check: &mut BodyCheck<'_>,
+) -> Result<Bytes, Rejection> {
     let mut body = std::pin::pin!(body);
     let mut first: Option<Bytes> = None;
     let mut rest: Option<BytesMut> = None;
@@ -325,7 +316,7 @@ async fn read_body<B: Body>(body: B, limit: usize, mac: &mut BodyMac) -> Result<
             return Err(TOO_LARGE);
         }
         let chunk = data.copy_to_bytes(len);
-        mac.update(&chunk);
+        check.update(&chunk);
         // One frame (the common case) is kept as it is, without a copy.
         match (&mut first, &mut rest) {
             (None, _) => first = Some(chunk),

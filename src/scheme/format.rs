@@ -8,12 +8,12 @@ use base64::Engine as _;
 use crate::error::{Rejection, RejectionKind};
 
 /// The length of an HMAC-SHA256 digest, in bytes.
-pub const DIGEST_LEN: usize = 32;
+pub(crate) const DIGEST_LEN: usize = 32;
 
 /// The most signature entries of one header that are examined (rotation needs two; senders
 /// send a handful at most). Entries past it are ignored, not refused, so a request cannot make
 /// the layer decode or compare without bound. Entries that do not decode count towards it.
-pub const MAX_SIGNATURES: usize = 16;
+pub(crate) const MAX_SIGNATURES: usize = 16;
 
 /// How many decoded signatures are kept inline; more (rare) go to one heap allocation.
 const INLINE_SIGNATURES: usize = 4;

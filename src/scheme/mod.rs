@@ -23,9 +23,10 @@ mod spec;
 
 pub use self::builder::SchemeBuilder;
 pub(crate) use self::format::Candidates;
-pub use self::format::{Encoding, SignatureFormat, DIGEST_LEN, MAX_SIGNATURES};
+pub(crate) use self::format::DIGEST_LEN;
+pub use self::format::{Encoding, SignatureFormat};
 pub(crate) use self::headers::Headers;
-pub(crate) use self::read::Described;
+pub(crate) use self::read::{Described, Prepared};
 pub use self::sign::Outgoing;
 pub use self::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
 pub use self::spec::Scheme;

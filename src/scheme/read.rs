@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::format::Candidates;
-use super::headers::{values, Headers, Single};
+use super::headers::{Headers, Single};
 use super::source::{Part, Source, TimestampFormat, Tolerance};
 use super::spec::Scheme;
 use crate::envelope::{check_id, check_token, ParsedEnvelope};
@@ -119,7 +119,7 @@ impl Scheme {
                     .all(|c| c.trim().eq_ignore_ascii_case("identity"))
             })
         };
-        let all_identity = values(headers, &CONTENT_ENCODING).all(identity);
+        let all_identity = headers.get_all(CONTENT_ENCODING).iter().all(identity);
         if all_identity {
             Ok(())
         } else {
