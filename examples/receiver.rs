@@ -25,13 +25,17 @@ use axum::routing::post;
 use axum::Router;
 use tower_webhook::envelope::{AccessGroupData, AccessGroupMemberData, MemberData};
 use tower_webhook::layer::WebhookLayerBuilder;
-use tower_webhook::{Envelope, EventRouter, EventType, WebhookLayer, WebhookMeta};
+use tower_webhook::{Envelope, EventRouter, EventType, Scheme, WebhookLayer, WebhookMeta};
 
-/// A handler per event name: Sotion's nine documented types, each with its typed `data`;
-/// everything else (other senders' events, a Sotion type this demo does not know) goes to the
-/// fallback, which acknowledges it.
-fn events() -> EventRouter {
+/// A handler per event name: for Sotion, its nine documented types, each with its typed
+/// `data`; everything else (other senders' events, a Sotion type this demo does not know) goes
+/// to the fallback, which acknowledges it.
+fn events(scheme: &Scheme) -> EventRouter {
     let mut events = EventRouter::new().on_any(log_delivery).fallback(other);
+    if scheme.name() != "sotion" {
+        // Other senders' bodies are not Sotion envelopes: every event goes to the fallback.
+        return events;
+    }
     for event in EventType::KNOWN {
         let name = event.as_str();
         events = if name.starts_with("access-group.member.") {
@@ -118,11 +122,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     eprintln!("verifying {} deliveries", scheme.name());
 
+    let events = events(&scheme);
     let layer = with_store(WebhookLayer::builder(scheme).with_secret(&secret))?
         .build()
         .map_err(|e| format!("WEBHOOK_SECRET: {e}"))?;
     // `route_layer`: the layer guards POST only; other methods get 405 without touching it.
-    let app = Router::new().route("/webhooks", post(events()).route_layer(layer));
+    let app = Router::new().route("/webhooks", post(events).route_layer(layer));
 
     let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
         format!("cannot listen on {addr}: {e} (set WEBHOOK_ADDR to another address)")
