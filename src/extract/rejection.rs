@@ -47,8 +47,9 @@ impl NotAnEnvelope {
     /// The message sent.
     #[must_use]
     pub fn body_text(&self) -> String {
-        "Envelope<T> reads Sotion envelopes, and this route's WebhookLayer uses another scheme: \
-         extract Verified<T> and WebhookMeta instead"
+        "Envelope<T> reads Sotion envelopes, and this delivery is not one: the route's \
+         WebhookLayer uses another scheme (extract Verified<T> or Event<T> and WebhookMeta \
+         instead), or a test's WebhookMeta lacks the envelope's scope, timestamp or version"
             .to_owned()
     }
 
