@@ -37,6 +37,7 @@ fn parse_args() -> Result<Args, String> {
             .unwrap_or_else(|_| "http://127.0.0.1:3000/webhooks".to_owned()),
     };
     let mut it = std::env::args().skip(1);
+    let mut named_event = false;
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--id" => {
@@ -44,11 +45,20 @@ fn parse_args() -> Result<Args, String> {
                 args.named = true;
             }
             "--url" => args.url = it.next().ok_or(USAGE)?,
-            "-h" | "--help" => return Err(USAGE.to_owned()),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             other if other.starts_with('-') => {
                 return Err(format!("unknown option {other}\n{USAGE}"))
             }
-            other => other.clone_into(&mut args.event),
+            other if named_event => {
+                return Err(format!("one event per send ({other} is a second)\n{USAGE}"))
+            }
+            other => {
+                other.clone_into(&mut args.event);
+                named_event = true;
+            }
         }
     }
     Ok(args)
