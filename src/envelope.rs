@@ -239,7 +239,10 @@ pub enum EnvelopeError {
 /// [`WebhookMeta`] for the event's id, site and timestamp. Building it
 /// never fails on an authentic delivery: the data types keep fields they do not model, and a
 /// field of an unexpected type, in their `extra` map, and an unknown type is `Other` (answer
-/// it `2xx`: Sotion asks receivers to acknowledge events they do not know).
+/// it `2xx`: Sotion asks receivers to acknowledge events they do not know). A value that
+/// `serde_json::Value` cannot hold (`1e400`, nesting past its recursion limit, a lone surrogate
+/// escape) is kept in `extra` as its raw JSON text; only a field *name* with a lone surrogate
+/// escape is still refused.
 ///
 /// The exact signed bytes stay available: the raw `Bytes` extractor in the same handler gives
 /// the whole envelope, and `Other` keeps its `data` as sent.
@@ -336,30 +339,105 @@ impl FromEvent for SotionEvent {
     fn from_event(meta: &WebhookMeta, payload: &Bytes) -> Result<Self, serde_json::Error> {
         let name = meta.event().unwrap_or_default();
         Ok(match EventType::from(name) {
-            EventType::MemberCreated => Self::MemberCreated(serde_json::from_slice(payload)?),
-            EventType::MemberUpdated => Self::MemberUpdated(serde_json::from_slice(payload)?),
-            EventType::MemberAuth => Self::MemberAuth(serde_json::from_slice(payload)?),
-            EventType::MemberDeleted => Self::MemberDeleted(serde_json::from_slice(payload)?),
+            EventType::MemberCreated => Self::MemberCreated(tolerant(payload)?),
+            EventType::MemberUpdated => Self::MemberUpdated(tolerant(payload)?),
+            EventType::MemberAuth => Self::MemberAuth(tolerant(payload)?),
+            EventType::MemberDeleted => Self::MemberDeleted(tolerant(payload)?),
             EventType::AccessGroupCreated => {
-                Self::AccessGroupCreated(serde_json::from_slice(payload)?)
+                Self::AccessGroupCreated(tolerant(payload)?)
             }
             EventType::AccessGroupUpdated => {
-                Self::AccessGroupUpdated(serde_json::from_slice(payload)?)
+                Self::AccessGroupUpdated(tolerant(payload)?)
             }
             EventType::AccessGroupDeleted => {
-                Self::AccessGroupDeleted(serde_json::from_slice(payload)?)
+                Self::AccessGroupDeleted(tolerant(payload)?)
             }
             EventType::AccessGroupMemberAdded => {
-                Self::AccessGroupMemberAdded(serde_json::from_slice(payload)?)
+                Self::AccessGroupMemberAdded(tolerant(payload)?)
             }
             EventType::AccessGroupMemberRemoved => {
-                Self::AccessGroupMemberRemoved(serde_json::from_slice(payload)?)
+                Self::AccessGroupMemberRemoved(tolerant(payload)?)
             }
             EventType::Other(name) => Self::Other {
                 name,
                 data: payload.clone(),
             },
         })
+    }
+}
+
+/// A known type's data, read by its tolerant visitor. Valid JSON that `serde_json::Value` cannot
+/// hold (a number out of `f64`'s range such as `1e400`, nesting past `serde_json`'s recursion
+/// limit, a lone surrogate escape such as `"\ud83d"`, which JavaScript's `JSON.stringify`
+/// writes for a broken emoji) is no reason to refuse an authentic event: such a field's value is
+/// then kept in `extra` as its raw JSON text (a string), and the other fields are read as usual.
+fn tolerant<T: DeserializeOwned + Extra>(payload: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(payload).or_else(|error| {
+        let Ok(RawFields(fields)) = serde_json::from_slice(payload) else {
+            return Err(error);
+        };
+        let mut object = serde_json::Map::new();
+        let mut unreadable = Vec::new();
+        for (FieldName(name), raw) in fields {
+            unreadable.retain(|(known, _): &(String, String)| *known != name);
+            if let Ok(value) = serde_json::from_str(raw.get()) {
+                // Of a repeated field, the last value counts.
+                object.insert(name.into_owned(), value);
+            } else {
+                object.remove(name.as_ref());
+                unreadable.push((name.into_owned(), raw.get().to_owned()));
+            }
+        }
+        let mut data: T =
+            serde_json::from_value(serde_json::Value::Object(object)).map_err(|_| error)?;
+        for (name, raw) in unreadable {
+            data.extra_mut().insert(name, serde_json::Value::String(raw));
+        }
+        Ok(data)
+    })
+}
+
+/// The data types with an `extra` map, for [`tolerant`].
+trait Extra {
+    fn extra_mut(&mut self) -> &mut serde_json::Map<String, serde_json::Value>;
+}
+
+macro_rules! extra {
+    ($($data:ty),*) => {$(
+        impl Extra for $data {
+            fn extra_mut(&mut self) -> &mut serde_json::Map<String, serde_json::Value> {
+                &mut self.extra
+            }
+        }
+    )*};
+}
+
+extra!(MemberData, AccessGroupData, AccessGroupMemberData);
+
+/// An object's fields in order, each value left as its raw JSON text (repeated names kept).
+struct RawFields<'de>(Vec<(FieldName<'de>, &'de RawValue)>);
+
+impl<'de> Deserialize<'de> for RawFields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+
+        impl<'de> Visitor<'de> for Fields {
+            type Value = RawFields<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    fields.push(entry);
+                }
+                Ok(RawFields(fields))
+            }
+        }
+
+        deserializer.deserialize_map(Fields)
     }
 }
 

@@ -227,20 +227,27 @@ impl Delivery {
     /// `X-Webhook-Delivery`), `Content-Type: application/json` and `Content-Length`.
     #[must_use]
     pub fn sign(&self, scheme: &Scheme, secret: &Secret) -> Request<Body> {
-        let fields: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
+        // Each field left raw: a body that `serde_json::Value` cannot hold elsewhere (`1e400`,
+        // deep nesting) still names its id and type.
+        let fields: std::collections::HashMap<String, &serde_json::value::RawValue> =
+            serde_json::from_slice(&self.body).unwrap_or_default();
         let body_field = |source: Option<&Source>| match source {
-            Some(Source::BodyField(name)) => fields.get(name.as_ref()).and_then(|v| v.as_str()),
+            Some(Source::BodyField(name)) => fields
+                .get(name.as_ref())
+                .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok()),
             _ => None,
         };
+        let body_id = body_field(Some(&scheme.id));
+        let body_event = body_field(scheme.event.as_ref());
         let random = Token::random().to_hex();
         let id = match (&self.id, &scheme.id) {
             (Some(id), _) => id.as_str(),
             (None, Source::Header(_)) => &random,
-            (None, source) => body_field(Some(source)).unwrap_or(""),
+            (None, _) => body_id.as_deref().unwrap_or(""),
         };
         let event = match &self.event {
             Some(event) => event.as_str(),
-            None => body_field(scheme.event.as_ref()).unwrap_or(""),
+            None => body_event.as_deref().unwrap_or(""),
         };
         let timestamp = self
             .timestamp

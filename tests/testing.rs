@@ -224,3 +224,13 @@ fn the_body_type_is_nameable_from_the_testing_module() {
         Some(size)
     );
 }
+
+#[test]
+fn a_sotion_delivery_repeats_the_id_and_type_of_a_body_value_cannot_hold() {
+    // `1e400` is valid JSON that `serde_json::Value` refuses: the headers still repeat the body.
+    let body = r#"{"id":"evt_1","type":"member.created","timestamp":"2026-03-28T12:00:00Z","version":"1","siteId":"site_1","data":{"score":1e400}}"#;
+    let secret = Scheme::sotion().secret("whsec_testing").unwrap();
+    let request = Delivery::new(body).sign(&Scheme::sotion(), &secret);
+    assert_eq!(request.headers()["x-webhook-id"], "evt_1");
+    assert_eq!(request.headers()["x-webhook-event"], "member.created");
+}

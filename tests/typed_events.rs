@@ -539,3 +539,46 @@ async fn a_stripe_enum_is_keyed_by_type_with_an_other_fallback() {
     assert_eq!(send(&app, stripe(drifted)).await.status(), 200);
     assert!(matches!(take(), StripeEvent::Other { event: Some(e), .. } if e == "invoice.paid"));
 }
+
+/// Adversarial review: drifted data that is valid JSON but that `serde_json::Value` cannot hold
+/// (a number out of f64 range, nesting deeper than its recursion limit) must not refuse a known
+/// event: the envelope accepts it, so its handler must get it. `1e400`, 200-deep nesting and a lone surrogate escape (`"\ud800"`, which JavaScript's
+/// `JSON.stringify` writes for a broken emoji in user text) pass the envelope's `RawValue` but
+/// not `serde_json::Value`: such a value is kept in `extra` as its raw JSON text.
+#[tokio::test]
+async fn review_known_type_with_unrepresentable_data_is_still_handled() {
+    let (app, seen) = app::<SotionEvent>(&Scheme::sotion());
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let cases = [
+        (r#"{"id":"m_1","score":1e400}"#.to_owned(), "huge"),
+        (r#"{"id":"m_1","big":123456789012345678901234567890}"#.to_owned(), "bigint"),
+        (format!(r#"{{"id":"m_1","nested":{deep}}}"#), "deep"),
+        (r#"{"id":"m_1","id":"m_2","\u0069d":"m_3"}"#.to_owned(), "repeat"),
+        (r#"{"id":"m_1","email":"a\u0000@b","name":"Ada \ud83d"}"#.to_owned(), "escapes"),
+    ];
+    for (n, (data, what)) in cases.iter().enumerate() {
+        let body = format!(
+            r#"{{"id":"evt_{n}","type":"member.created","timestamp":"2023-11-14T22:13:20Z","version":"1","siteId":"site_1","data":{data}}}"#
+        );
+        let request = tower_webhook::testing::Delivery::new(body)
+            .with_id(format!("evt_{n}"))
+            .with_event("member.created")
+            .sign(&Scheme::sotion(), &secret(&Scheme::sotion()));
+        let response = send(&app, request).await;
+        let status = response.status();
+        let text = text(response).await;
+        assert_eq!(status, 200, "{what}: {text}");
+        let Some(SotionEvent::MemberCreated(member)) = seen.lock().unwrap().pop() else {
+            panic!("{what}: expected MemberCreated");
+        };
+        assert_eq!(member.id.as_deref(), Some(if *what == "repeat" { "m_3" } else { "m_1" }), "{what}");
+        if *what == "huge" {
+            assert_eq!(member.extra["score"], "1e400", "kept as its raw JSON text");
+        }
+        if *what == "escapes" {
+            assert_eq!(member.email.as_deref(), Some("a\0@b"));
+            assert_eq!(member.name, None);
+            assert_eq!(member.extra["name"], r#""Ada \ud83d""#);
+        }
+    }
+}
