@@ -343,18 +343,10 @@ impl FromEvent for SotionEvent {
             EventType::MemberUpdated => Self::MemberUpdated(tolerant(payload)?),
             EventType::MemberAuth => Self::MemberAuth(tolerant(payload)?),
             EventType::MemberDeleted => Self::MemberDeleted(tolerant(payload)?),
-            EventType::AccessGroupCreated => {
-                Self::AccessGroupCreated(tolerant(payload)?)
-            }
-            EventType::AccessGroupUpdated => {
-                Self::AccessGroupUpdated(tolerant(payload)?)
-            }
-            EventType::AccessGroupDeleted => {
-                Self::AccessGroupDeleted(tolerant(payload)?)
-            }
-            EventType::AccessGroupMemberAdded => {
-                Self::AccessGroupMemberAdded(tolerant(payload)?)
-            }
+            EventType::AccessGroupCreated => Self::AccessGroupCreated(tolerant(payload)?),
+            EventType::AccessGroupUpdated => Self::AccessGroupUpdated(tolerant(payload)?),
+            EventType::AccessGroupDeleted => Self::AccessGroupDeleted(tolerant(payload)?),
+            EventType::AccessGroupMemberAdded => Self::AccessGroupMemberAdded(tolerant(payload)?),
             EventType::AccessGroupMemberRemoved => {
                 Self::AccessGroupMemberRemoved(tolerant(payload)?)
             }
@@ -391,7 +383,8 @@ fn tolerant<T: DeserializeOwned + Extra>(payload: &[u8]) -> Result<T, serde_json
         let mut data: T =
             serde_json::from_value(serde_json::Value::Object(object)).map_err(|_| error)?;
         for (name, raw) in unreadable {
-            data.extra_mut().insert(name, serde_json::Value::String(raw));
+            data.extra_mut()
+                .insert(name, serde_json::Value::String(raw));
         }
         Ok(data)
     })

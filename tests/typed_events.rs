@@ -551,10 +551,19 @@ async fn review_known_type_with_unrepresentable_data_is_still_handled() {
     let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
     let cases = [
         (r#"{"id":"m_1","score":1e400}"#.to_owned(), "huge"),
-        (r#"{"id":"m_1","big":123456789012345678901234567890}"#.to_owned(), "bigint"),
+        (
+            r#"{"id":"m_1","big":123456789012345678901234567890}"#.to_owned(),
+            "bigint",
+        ),
         (format!(r#"{{"id":"m_1","nested":{deep}}}"#), "deep"),
-        (r#"{"id":"m_1","id":"m_2","\u0069d":"m_3"}"#.to_owned(), "repeat"),
-        (r#"{"id":"m_1","email":"a\u0000@b","name":"Ada \ud83d"}"#.to_owned(), "escapes"),
+        (
+            r#"{"id":"m_1","id":"m_2","\u0069d":"m_3"}"#.to_owned(),
+            "repeat",
+        ),
+        (
+            r#"{"id":"m_1","email":"a\u0000@b","name":"Ada \ud83d"}"#.to_owned(),
+            "escapes",
+        ),
     ];
     for (n, (data, what)) in cases.iter().enumerate() {
         let body = format!(
@@ -571,7 +580,11 @@ async fn review_known_type_with_unrepresentable_data_is_still_handled() {
         let Some(SotionEvent::MemberCreated(member)) = seen.lock().unwrap().pop() else {
             panic!("{what}: expected MemberCreated");
         };
-        assert_eq!(member.id.as_deref(), Some(if *what == "repeat" { "m_3" } else { "m_1" }), "{what}");
+        assert_eq!(
+            member.id.as_deref(),
+            Some(if *what == "repeat" { "m_3" } else { "m_1" }),
+            "{what}"
+        );
         if *what == "huge" {
             assert_eq!(member.extra["score"], "1e400", "kept as its raw JSON text");
         }
