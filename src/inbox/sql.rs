@@ -231,6 +231,254 @@ impl<DB: sqlx::Database> DerefMut for Completion<DB> {
     }
 }
 
+/// The row readers and the `InboxBackend` implementation, the same for both SQL backends once
+/// their statements are written (`Statements`): expanded in `sqlite.rs` and `postgres.rs` with
+/// the backend's type and its row type.
+macro_rules! sql_backend {
+    ($inbox:ident, $row:ty) => {
+        fn raw(row: &$row) -> Result<RawRecord, sqlx::Error> {
+            Ok(RawRecord {
+                key: row.try_get("key")?,
+                state: row.try_get("state")?,
+                attempts: row.try_get("attempts")?,
+                last_error: row.try_get("last_error")?,
+                accepted_ms: row.try_get("accepted_ms")?,
+                due_ms: row.try_get("due_ms")?,
+                finished_ms: row.try_get("finished_ms")?,
+                path: row.try_get("path")?,
+                headers: row.try_get("headers")?,
+                body: row.try_get("body")?,
+                scheme: row.try_get("scheme")?,
+                event_id: row.try_get("event_id")?,
+                event: row.try_get("event")?,
+                action: row.try_get("action")?,
+                delivery: row.try_get("delivery")?,
+                scope: row.try_get("scope")?,
+                tenant: row.try_get("tenant")?,
+                signed_at: row.try_get("signed_at")?,
+                version: row.try_get("version")?,
+            })
+        }
+
+        fn record(row: &$row) -> Result<Record, InboxError> {
+            raw(row).map_err(sql)?.into_record()
+        }
+
+        fn count(value: i64) -> u64 {
+            u64::try_from(value).unwrap_or(0)
+        }
+
+        impl InboxBackend for $inbox {
+            fn accept<'a>(&'a self, delivery: &'a Delivery) -> InboxFuture<'a, Accepted> {
+                Box::pin(timed(self.options.timeout(), async move {
+                    let facts = delivery.facts();
+                    let key = delivery.key().as_bytes().as_slice();
+                    let inserted = sqlx::query(&self.sql.accept)
+                        .bind(key)
+                        .bind(delivery.path())
+                        .bind(encode_headers(delivery.headers()))
+                        .bind(delivery.body().as_ref())
+                        .bind(&facts.scheme)
+                        .bind(&facts.id)
+                        .bind(facts.event.as_deref())
+                        .bind(facts.action.as_deref())
+                        .bind(facts.delivery.as_deref())
+                        .bind(facts.scope.as_deref())
+                        .bind(facts.tenant.as_deref())
+                        .bind(signed_at(facts)?)
+                        .bind(facts.version.as_deref())
+                        .bind(i64::try_from(self.options.max_depth()).unwrap_or(i64::MAX))
+                        .execute(&self.pool)
+                        .await
+                        .map_err(sql)?;
+                    if inserted.rows_affected() > 0 {
+                        return Ok(Accepted::New);
+                    }
+                    let state: Option<String> = sqlx::query_scalar(&self.sql.state_of)
+                        .bind(key)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(sql)?;
+                    match state {
+                        Some(state) => Ok(Accepted::Duplicate(
+                            state.parse().map_err(super::sql::backend)?,
+                        )),
+                        None => Err(InboxError::Full),
+                    }
+                }))
+            }
+
+            fn claim(&self, lease: Duration, max: usize) -> InboxFuture<'_, Vec<Claim>> {
+                Box::pin(timed(self.options.timeout(), async move {
+                    let token = Token::random();
+                    let rows = sqlx::query(&self.sql.claim)
+                        .bind(token.to_hex())
+                        .bind(millis(lease))
+                        .bind(limit(max))
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(sql)?;
+                    rows.iter()
+                        .map(|row| {
+                            let record = record(row)?;
+                            let lease = Lease::new(*record.delivery.key(), token, record.attempts);
+                            Ok(Claim { record, lease })
+                        })
+                        .collect()
+                }))
+            }
+
+            fn renew<'a>(&'a self, lease: &'a Lease, duration: Duration) -> InboxFuture<'a, bool> {
+                Box::pin(timed(self.options.timeout(), async move {
+                    let done = sqlx::query(&self.sql.renew)
+                        .bind(lease.key().as_bytes().as_slice())
+                        .bind(lease.token().to_hex())
+                        .bind(millis(duration))
+                        .execute(&self.pool)
+                        .await
+                        .map_err(sql)?;
+                    Ok(done.rows_affected() > 0)
+                }))
+            }
+
+            fn complete<'a>(&'a self, lease: &'a Lease) -> InboxFuture<'a, bool> {
+                Box::pin(timed(
+                    self.options.timeout(),
+                    self.owner_update(&self.sql.complete, lease),
+                ))
+            }
+
+            fn retry<'a>(
+                &'a self,
+                lease: &'a Lease,
+                delay: Duration,
+                error: &'a str,
+            ) -> InboxFuture<'a, bool> {
+                Box::pin(timed(self.options.timeout(), async move {
+                    let done = sqlx::query(&self.sql.retry)
+                        .bind(lease.key().as_bytes().as_slice())
+                        .bind(lease.token().to_hex())
+                        .bind(millis(delay))
+                        .bind(error)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(sql)?;
+                    Ok(done.rows_affected() > 0)
+                }))
+            }
+
+            fn dead_letter<'a>(
+                &'a self,
+                lease: &'a Lease,
+                error: &'a str,
+            ) -> InboxFuture<'a, bool> {
+                Box::pin(timed(self.options.timeout(), async move {
+                    let done = sqlx::query(&self.sql.dead_letter)
+                        .bind(lease.key().as_bytes().as_slice())
+                        .bind(lease.token().to_hex())
+                        .bind(error)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(sql)?;
+                    Ok(done.rows_affected() > 0)
+                }))
+            }
+
+            fn release<'a>(&'a self, lease: &'a Lease) -> InboxFuture<'a, bool> {
+                Box::pin(timed(
+                    self.options.timeout(),
+                    self.owner_update(&self.sql.release, lease),
+                ))
+            }
+
+            fn list(&self, state: DeliveryState, max: usize) -> InboxFuture<'_, Vec<Record>> {
+                Box::pin(timed(self.options.timeout(), async move {
+                    let rows = sqlx::query(&self.sql.list)
+                        .bind(state.as_str())
+                        .bind(limit(max))
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(sql)?;
+                    rows.iter().map(record).collect()
+                }))
+            }
+
+            fn get<'a>(&'a self, key: &'a IdempotencyKey) -> InboxFuture<'a, Option<Record>> {
+                Box::pin(timed(self.options.timeout(), async move {
+                    let row = sqlx::query(&self.sql.get)
+                        .bind(key.as_bytes().as_slice())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(sql)?;
+                    row.as_ref().map(record).transpose()
+                }))
+            }
+
+            fn replay<'a>(
+                &'a self,
+                key: &'a IdempotencyKey,
+                from: Replay,
+            ) -> InboxFuture<'a, bool> {
+                Box::pin(timed(self.options.timeout(), async move {
+                    let statement = match from {
+                        Replay::Dead => &self.sql.replay_dead,
+                        Replay::DeadOrDone => &self.sql.replay_dead_or_done,
+                    };
+                    let done = sqlx::query(statement)
+                        .bind(key.as_bytes().as_slice())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(sql)?;
+                    Ok(done.rows_affected() > 0)
+                }))
+            }
+
+            fn purge<'a>(&'a self, key: &'a IdempotencyKey) -> InboxFuture<'a, bool> {
+                Box::pin(timed(self.options.timeout(), async move {
+                    let done = sqlx::query(&self.sql.purge)
+                        .bind(key.as_bytes().as_slice())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(sql)?;
+                    Ok(done.rows_affected() > 0)
+                }))
+            }
+
+            fn prune(&self, window: Duration) -> InboxFuture<'_, u64> {
+                Box::pin(timed(self.options.timeout(), async move {
+                    let done = sqlx::query(&self.sql.prune)
+                        .bind(millis(window))
+                        .execute(&self.pool)
+                        .await
+                        .map_err(sql)?;
+                    Ok(done.rows_affected())
+                }))
+            }
+
+            fn stats(&self) -> InboxFuture<'_, Stats> {
+                Box::pin(timed(self.options.timeout(), async move {
+                    let row = sqlx::query(&self.sql.stats)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(sql)?;
+                    let get = |index: usize| row.try_get::<i64, _>(index).map_err(sql);
+                    let oldest: Option<i64> = row.try_get(4).map_err(sql)?;
+                    Ok(Stats {
+                        pending: count(get(0)?),
+                        running: count(get(1)?),
+                        done: count(get(2)?),
+                        dead: count(get(3)?),
+                        oldest_waiting: oldest
+                            .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+                    })
+                }))
+            }
+        }
+    };
+}
+
+pub(super) use sql_backend;
+
 #[cfg(test)]
 mod tests {
     use super::*;
