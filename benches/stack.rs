@@ -68,14 +68,13 @@ fn apps() -> (Router, Router, Router) {
     let no_store = Router::new()
         .route(
             "/webhooks",
-            post(handler)
-                .route_layer(
-                    WebhookLayer::builder(Scheme::sotion())
-                        .with_secret(SECRET)
-                        .without_idempotency()
-                        .build()
-                        .unwrap(),
-                ),
+            post(handler).route_layer(
+                WebhookLayer::builder(Scheme::sotion())
+                    .with_secret(SECRET)
+                    .without_idempotency()
+                    .build()
+                    .unwrap(),
+            ),
         )
         .with_state(());
     (plain, layered, no_store)
