@@ -318,6 +318,12 @@ pub enum ConfigError {
     /// A secret was empty (or decoded to no bytes).
     #[error("a webhook secret must not be empty")]
     EmptySecret,
+    /// A secret's text begins or ends with whitespace (a newline from an env file, a pasted
+    /// space): no sender's secret does, and with it every genuine delivery would be refused.
+    /// Trim it; a key that really has such bytes is given as bytes, with
+    /// [`Secret::new`](crate::Secret::new) and `with_secrets`.
+    #[error("the secret's text begins or ends with whitespace (a newline from a file?): trim it")]
+    SecretWhitespace,
     /// A secret that the scheme decodes as base64 (Standard Webhooks: `whsec_<base64>`) did not
     /// decode. The source says why and where, without the secret's characters.
     #[error("the secret is not base64 after its prefix")]

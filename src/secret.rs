@@ -70,6 +70,11 @@ impl Secret {
     /// The secret written as `text` in `format`: the text's bytes, or the base64 after the
     /// format's prefix (stripped when present).
     pub(crate) fn decode(text: &str, format: &SecretFormat) -> Result<Self, ConfigError> {
+        // A newline from an env file or a pasted space would make every genuine delivery a 401;
+        // a key that really has them is given as bytes (`Secret::new`).
+        if text.trim() != text {
+            return Err(ConfigError::SecretWhitespace);
+        }
         match format {
             SecretFormat::Raw => Self::keyed(text.as_bytes(), SecretFormat::Raw),
             SecretFormat::Base64 { prefix } => {

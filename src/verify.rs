@@ -77,6 +77,7 @@ pub fn verify(
     body: &[u8],
     now: SystemTime,
 ) -> Result<WebhookMeta, Rejection> {
+    check_secret_formats(scheme, secrets)?;
     let mut check = Pipeline::start(scheme, headers)?.with_secrets(secrets);
     check.update(body);
     let signed = check.finish(|| now)?;
@@ -98,9 +99,23 @@ pub fn verify_signature(
     body: &[u8],
     now: SystemTime,
 ) -> Result<(), Rejection> {
+    check_secret_formats(scheme, secrets)?;
     let mut check = Pipeline::start(scheme, headers)?.with_secrets(secrets);
     check.update(body);
     check.finish(|| now).map(drop)
+}
+
+/// Refuses secrets decoded for another format than the scheme's (a raw `Secret::new` key for
+/// Standard Webhooks), which could never verify a genuine delivery: the layer refuses them when
+/// it is built; these functions, at each call, with a message that says so.
+fn check_secret_formats(scheme: &Scheme, secrets: &Secrets) -> Result<(), Rejection> {
+    secrets.check_format(scheme.secret_format()).map_err(|_| {
+        Rejection::new(
+            RejectionKind::SignatureMismatch,
+            "a secret was decoded for another format than this scheme's: make it with \
+             scheme.secret(text)",
+        )
+    })
 }
 
 /// The verification pipeline: the steps the layer, [`verify`] and [`verify_signature`] share,
@@ -364,6 +379,22 @@ mod tests {
         assert_eq!(action(b"payload=%7B%7D"), None); // form-encoded: no JSON to read
                                                      // Sotion names no action.
         assert_eq!(Scheme::sotion().action, None);
+    }
+
+    #[test]
+    fn verify_says_when_a_secret_was_decoded_for_another_format() {
+        let scheme = Scheme::standard_webhooks();
+        let raw = Secrets::new(secret(SW_SECRET)); // the text as is, not base64-decoded
+        let headers = headers(&[
+            ("webhook-id", SW_ID),
+            ("webhook-timestamp", "1649367553"),
+            ("webhook-signature", SW_SIGNATURE),
+        ]);
+        let refused = verify(&scheme, &raw, &headers, SW_BODY, at(1_649_367_553)).unwrap_err();
+        assert_eq!(refused.kind(), RejectionKind::SignatureMismatch);
+        assert!(refused.message().contains("scheme.secret(text)"));
+        let refused = verify_signature(&scheme, &raw, &headers, SW_BODY, at(1_649_367_553));
+        assert!(refused.unwrap_err().message().contains("another format"));
     }
 
     #[test]

@@ -158,3 +158,20 @@ fn the_first_mistake_is_the_one_reported() {
         Err(ConfigError::InvalidSecretEncoding { .. })
     ));
 }
+
+#[test]
+fn a_secret_text_with_whitespace_around_it_fails_to_build() {
+    // A newline from an env file or a copied space would make every genuine delivery a 401.
+    for text in ["whsec_abc\n", " whsec_abc", "whsec_abc\r\n", "whsec_abc\t"] {
+        let built = WebhookLayer::new(Scheme::sotion(), text);
+        assert!(
+            matches!(built, Err(ConfigError::SecretWhitespace)),
+            "{text:?}: {built:?}"
+        );
+    }
+    // Inner spaces are the secret's own; the decoded escape hatch takes any bytes.
+    assert!(WebhookLayer::new(Scheme::github(), "it's a secret").is_ok());
+    let padded = Secret::new("padded secret ").unwrap();
+    let layer = WebhookLayer::builder(Scheme::github()).with_secrets(padded);
+    assert!(layer.build().is_ok());
+}

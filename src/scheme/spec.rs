@@ -143,8 +143,9 @@ impl Scheme {
     /// this scheme's [`SecretFormat`], and a layer with this scheme accepts it.
     ///
     /// # Errors
-    /// [`ConfigError::EmptySecret`], or [`ConfigError::InvalidSecretEncoding`] when a base64
-    /// secret does not decode.
+    /// [`ConfigError::EmptySecret`], [`ConfigError::SecretWhitespace`] when the text begins or
+    /// ends with whitespace, or [`ConfigError::InvalidSecretEncoding`] when a base64 secret does
+    /// not decode.
     pub fn secret(&self, text: &str) -> Result<Secret, ConfigError> {
         Secret::decode(text, &self.secret_format)
     }
