@@ -67,6 +67,28 @@ impl fmt::Debug for KeyBasis {
 }
 
 impl WebhookMeta {
+    /// The meta of a stored delivery, from the facts verification produced when it was
+    /// accepted (an inbox worker hands it to the handler). The key basis is left empty: the
+    /// stored delivery's key travels apart, with its lease.
+    pub(crate) fn from_facts(facts: &crate::inbox::Facts) -> Self {
+        Self {
+            scheme: Cow::Owned(facts.scheme.clone()),
+            id: ByteString::from(facts.id.as_str()),
+            event: facts.event.as_deref().map(ByteString::from),
+            action: facts.action.as_deref().map(ByteString::from),
+            // Checked to be UTF-8 without control characters, as when the meta was made.
+            delivery: facts
+                .delivery
+                .as_deref()
+                .and_then(|delivery| HeaderValue::from_str(delivery).ok()),
+            scope: facts.scope.as_deref().map(ByteString::from),
+            tenant: facts.tenant.clone(),
+            timestamp: facts.timestamp,
+            version: facts.version.as_deref().map(ByteString::from),
+            key: KeyBasis::default(),
+        }
+    }
+
     /// The name of the scheme that verified the delivery (`"sotion"`, `"github"`, ...).
     #[must_use]
     pub fn scheme(&self) -> &str {

@@ -45,6 +45,7 @@ mod postgres;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod worker;
 
 #[cfg(feature = "testing")]
 pub mod conformance;
@@ -60,6 +61,7 @@ pub use self::postgres::PostgresInbox;
 pub use self::sql::Completion;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteInbox;
+pub use self::worker::{Attempt, Workers, WorkersHandle};
 /// The `sqlx` the SQL backends are built on (features `sqlite`, `postgres`): the version a
 /// handler's queries in a [`Completion`] must use.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -57,7 +57,7 @@ pub use self::body::ResponseBody;
 pub use self::builder::WebhookLayerBuilder;
 pub use self::config::WebhookLayer;
 pub use self::future::ResponseFuture;
-// Read by the extractors and the router (axum), written by `testing::verified_request`.
-#[cfg(any(feature = "axum", feature = "testing"))]
+// Read by the extractors and the router (axum), written by `testing::verified_request` and the
+// inbox's workers.
 pub(crate) use self::service::VerifiedBody;
 pub use self::service::WebhookService;

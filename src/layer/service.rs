@@ -50,6 +50,27 @@ pub(crate) struct VerifiedBody {
     pub(crate) envelope_data: Option<Bytes>,
 }
 
+impl VerifiedBody {
+    /// The verified body of a stored delivery. `envelope`: it was verified as an envelope
+    /// (Sotion's; its facts then carry a `version`), whose raw `data` is read again from the
+    /// body, as verification found it.
+    pub(crate) fn stored(body: Bytes, envelope: bool) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Data<'a> {
+            #[serde(borrow)]
+            data: &'a serde_json::value::RawValue,
+        }
+        let envelope_data = envelope
+            .then(|| serde_json::from_slice::<Data<'_>>(&body).ok())
+            .flatten()
+            .map(|Data { data }| Bytes::copy_from_slice(data.get().as_bytes()));
+        Self {
+            body,
+            envelope_data,
+        }
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for WebhookService<S>
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone + Send + 'static,
