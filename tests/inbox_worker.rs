@@ -380,3 +380,186 @@ async fn options_that_cannot_work_are_refused_when_the_workers_start() {
         .unwrap_err();
     assert!(error.to_string().contains("Workers::with_lease"), "{error}");
 }
+
+// The layer in inbox mode.
+
+mod layer {
+    use super::*;
+    use axum::routing::post;
+    use axum::Router;
+    use tower::ServiceExt;
+    use tower_webhook::inbox::Stats;
+    use tower_webhook::WebhookLayer;
+
+    /// The receiver: the same route as inline mode, plus the one line `with_inbox`.
+    fn app(inbox: &SqliteInbox, app: &App) -> Router {
+        let layer = WebhookLayer::builder(Scheme::sotion())
+            .with_secret(SECRET)
+            .with_inbox(inbox.clone())
+            .build()
+            .unwrap();
+        let events = EventRouter::new().on("member.created", member_created);
+        Router::new()
+            .route("/webhooks", post(events).route_layer(layer))
+            .with_state(app.clone())
+    }
+
+    fn body(id: &str) -> Vec<u8> {
+        sotion_event_with_data(
+            "member.created",
+            id,
+            "site_1",
+            &serde_json::json!({ "id": "member_1", "email": "ada@example.com" }),
+        )
+    }
+
+    /// Sends event `id`, signed with `secret`; returns the status, `X-Webhook-Duplicate` and the
+    /// body.
+    async fn send(router: &Router, secret: &str, id: &str) -> (StatusCode, bool, String) {
+        let request = sotion_request(&Secret::new(secret).unwrap(), body(id));
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let duplicate = response.headers().contains_key("x-webhook-duplicate");
+        let retry_after = response.headers().get("retry-after").cloned();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let mut text = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some(after) = retry_after {
+            text.push_str(&format!(" retry-after={}", after.to_str().unwrap()));
+        }
+        (status, duplicate, text)
+    }
+
+    fn key(id: &str) -> IdempotencyKey {
+        *delivery(id).key()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_handler_s_delivery_is_answered_before_it_runs_and_processed_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = inbox(&dir).await;
+        let state = App::default();
+        state
+            .sleep
+            .lock()
+            .unwrap()
+            .insert("evt_slow".into(), Duration::from_secs(5));
+        let router = app(&inbox, &state);
+        let running = workers(&inbox, &state).start().unwrap();
+
+        let started = std::time::Instant::now();
+        let (status, duplicate, text) = send(&router, SECRET, "evt_slow").await;
+        let answered_in = started.elapsed();
+        assert_eq!((status, duplicate), (StatusCode::OK, false), "{text}");
+        assert_eq!(text, r#"{"status":"accepted"}"#);
+        // Answered before the handler's 5 s sleep could end: it was stored, not run.
+        assert!(answered_in < Duration::from_secs(5), "{answered_in:?}");
+        let stored = inbox.get(&key("evt_slow")).await.unwrap().unwrap();
+        assert_ne!(stored.state, DeliveryState::Done);
+        // The stored delivery keeps no credential and no query string, and the body exactly.
+        assert_eq!(stored.delivery.path(), "/webhooks");
+        assert_eq!(stored.delivery.body().as_ref(), body("evt_slow").as_slice());
+
+        wait_for(&inbox, &key("evt_slow"), DeliveryState::Done).await;
+        assert_eq!(state.runs_of("evt_slow"), [1]);
+        running.shutdown(Duration::from_secs(5)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_duplicate_while_pending_running_done_or_dead_never_runs_the_handler_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = inbox(&dir).await;
+        let state = App::default();
+        state
+            .sleep
+            .lock()
+            .unwrap()
+            .insert("evt_running".into(), Duration::from_millis(1500));
+        state
+            .fail
+            .lock()
+            .unwrap()
+            .insert("evt_dead".into(), u32::MAX);
+        let router = app(&inbox, &state);
+        for id in ["evt_pending", "evt_running", "evt_done", "evt_dead"] {
+            assert_eq!(send(&router, SECRET, id).await.0, StatusCode::OK);
+        }
+
+        // Pending: no worker yet.
+        let (status, duplicate, text) = send(&router, SECRET, "evt_pending").await;
+        assert_eq!((status, duplicate), (StatusCode::OK, true), "{text}");
+        assert_eq!(text, r#"{"status":"duplicate"}"#);
+
+        let running = workers(&inbox, &state).start().unwrap();
+        wait_for(&inbox, &key("evt_running"), DeliveryState::Running).await;
+        assert!(send(&router, SECRET, "evt_running").await.1, "running");
+        wait_for(&inbox, &key("evt_done"), DeliveryState::Done).await;
+        assert!(send(&router, SECRET, "evt_done").await.1, "done");
+        wait_for(&inbox, &key("evt_dead"), DeliveryState::Dead).await;
+        assert!(send(&router, SECRET, "evt_dead").await.1, "dead");
+        wait_for(&inbox, &key("evt_running"), DeliveryState::Done).await;
+        wait_for(&inbox, &key("evt_pending"), DeliveryState::Done).await;
+        running.shutdown(Duration::from_secs(5)).await;
+
+        assert_eq!(state.runs_of("evt_pending"), [1]);
+        assert_eq!(state.runs_of("evt_running"), [1]);
+        assert_eq!(state.runs_of("evt_done"), [1]);
+        assert_eq!(state.runs_of("evt_dead"), [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_forged_delivery_is_never_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = inbox(&dir).await;
+        let router = app(&inbox, &App::default());
+
+        let (status, _, text) = send(&router, "whsec_not_the_endpoint_s", "evt_forged").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+        // Unsigned.
+        let mut request = sotion_request(&Secret::new(SECRET).unwrap(), body("evt_unsigned"));
+        request.headers_mut().remove("x-webhook-signature");
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+        assert!(inbox.get(&key("evt_forged")).await.unwrap().is_none());
+        assert!(inbox.get(&key("evt_unsigned")).await.unwrap().is_none());
+        assert_eq!(inbox.stats().await.unwrap(), Stats::default());
+        // The authentic one, after: stored.
+        assert_eq!(send(&router, SECRET, "evt_forged").await.0, StatusCode::OK);
+        assert_eq!(inbox.stats().await.unwrap().pending, 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_or_failing_inbox_is_answered_503_with_retry_after_and_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = SqliteInbox::open(
+            dir.path().join("full.db"),
+            InboxOptions::new().with_max_depth(1),
+        )
+        .await
+        .unwrap();
+        let router = app(&inbox, &App::default());
+        assert_eq!(send(&router, SECRET, "evt_1").await.0, StatusCode::OK);
+        let (status, _, text) = send(&router, SECRET, "evt_2").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            text.contains("inbox_full") && text.contains("retry-after=30"),
+            "{text}"
+        );
+        // A duplicate is still answered as one.
+        assert!(send(&router, SECRET, "evt_1").await.1);
+
+        // The database fails: 503 inbox_unavailable, nothing acknowledged.
+        tower_webhook::inbox::sqlx::raw_sql("DROP TABLE tower_webhook_deliveries")
+            .execute(inbox.pool())
+            .await
+            .unwrap();
+        let (status, _, text) = send(&router, SECRET, "evt_3").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            text.contains("inbox_unavailable") && text.contains("retry-after=30"),
+            "{text}"
+        );
+    }
+}

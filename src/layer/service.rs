@@ -13,6 +13,7 @@ use tower_service::Service;
 use super::body::{LayerBody, ResponseBody};
 use super::config::{Config, SecretSource};
 use super::future::{Admission, ResponseFuture};
+use super::inbox::Stored;
 use crate::error::{Rejection, RejectionKind};
 use crate::idempotency::{IdempotencyKey, Reservation, Reserved, StoreError};
 use crate::meta::WebhookMeta;
@@ -121,6 +122,21 @@ fn admit<B: Body>(
             Err(rejection) => return Admission::Answer(reject(&observation, &rejection)),
         };
         observation.verified(&meta);
+        if let Some(inbox) = &config.inbox {
+            let stored =
+                super::inbox::store(inbox, config.idempotency.as_ref(), &parts, body, &meta).await;
+            return Admission::Answer(match stored {
+                Stored::New(response) => {
+                    observation.stored();
+                    response
+                }
+                Stored::Duplicate(response) => {
+                    observation.duplicate();
+                    response
+                }
+                Stored::Refused(rejection) => reject(&observation, &rejection),
+            });
+        }
         let Some(idempotency) = &config.idempotency else {
             return Admission::Call(inner_request(parts, body, meta, data), None, config);
         };
