@@ -6,6 +6,9 @@
 #![cfg(all(feature = "postgres", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+#[cfg(feature = "axum")]
+mod inbox_common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -407,4 +410,36 @@ async fn a_stopped_server_fails_calls_in_bounded_time_and_a_restarted_one_is_use
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(inbox.stats().await.unwrap().pending, 2);
+}
+
+/// The workers and the layer's inbox mode (the scenarios `tests/inbox_worker.rs` runs on
+/// SQLite), on one server, each scenario in an inbox of its own.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workers_and_the_layer_s_inbox_mode_run_their_scenarios_on_postgres() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let fresh = || server.inbox(InboxOptions::new().with_prefix(prefix()).unwrap());
+    inbox_common::a_delivery_reaches_the_router_with_its_meta_envelope_and_attempt(fresh().await)
+        .await;
+    inbox_common::a_handler_that_fails_twice_then_succeeds_is_done_at_attempt_3(fresh().await)
+        .await;
+    inbox_common::a_handler_that_always_fails_is_dead_lettered_after_the_maximum_and_replay_processes_it(fresh().await).await;
+    inbox_common::a_panicking_handler_is_retried_and_its_panic_is_the_last_error(fresh().await)
+        .await;
+    inbox_common::a_handler_past_its_timeout_is_stopped_and_counted_as_failed(fresh().await).await;
+    inbox_common::a_handler_longer_than_its_lease_keeps_it_by_renewing_and_runs_once(fresh().await)
+        .await;
+    inbox_common::graceful_shutdown_lets_short_handlers_finish_and_releases_the_rest(fresh().await)
+        .await;
+    inbox_common::a_slow_handler_s_delivery_is_answered_before_it_runs_and_processed_later(
+        fresh().await,
+    )
+    .await;
+    inbox_common::a_duplicate_while_pending_running_done_or_dead_never_runs_the_handler_again(
+        fresh().await,
+    )
+    .await;
+    inbox_common::a_forged_delivery_is_never_stored(fresh().await).await;
 }
