@@ -413,7 +413,7 @@ async fn a_stopped_server_fails_calls_in_bounded_time_and_a_restarted_one_is_use
 }
 
 /// The workers and the layer's inbox mode (the scenarios `tests/inbox_worker.rs` runs on
-/// SQLite), on one server, each scenario in an inbox of its own.
+/// `SQLite`), on one server, each scenario in an inbox of its own.
 #[cfg(feature = "axum")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_workers_and_the_layer_s_inbox_mode_run_their_scenarios_on_postgres() {

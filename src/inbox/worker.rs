@@ -493,14 +493,14 @@ where
     let mut next_renewal = started + renew_every;
     // Its own task: it runs while the lease is renewed, and a panic is caught as the task's.
     let mut handler = tokio::spawn(call);
-    let mut stop = pin!(reached(watching, Phase::Stopping));
+    let mut stopping = pin!(reached(watching, Phase::Stopping));
     loop {
         let mut timer = pin!(tokio::time::sleep_until(next_renewal.min(timeout_at)));
         let step = std::future::poll_fn(|cx| {
             if let Poll::Ready(joined) = Pin::new(&mut handler).poll(cx) {
                 return Poll::Ready(Step::Joined(joined));
             }
-            if stop.as_mut().poll(cx).is_ready() {
+            if stopping.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Step::Stop);
             }
             if timer.as_mut().poll(cx).is_ready() {

@@ -1,6 +1,6 @@
 //! The inbox's workers and the layer's inbox mode, as scenarios run against each backend
-//! (`tests/inbox_worker.rs` for SQLite, `tests/inbox_postgres.rs` for Postgres).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // tests may panic
+//! (`tests/inbox_worker.rs` for `SQLite`, `tests/inbox_postgres.rs` for Postgres).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::manual_assert)] // tests may panic
 
 use std::collections::HashMap;
 use std::num::{NonZeroU32, NonZeroUsize};
@@ -22,6 +22,9 @@ use tower_webhook::{Envelope, EventRouter, Scheme, Secret, Secrets, WebhookLayer
 
 pub(crate) const SECRET: &str = "whsec_inbox_worker";
 
+/// One handler run: the event id, the attempt number, the data's email.
+pub(crate) type Run = (String, u32, Option<String>);
+
 /// What each event's handler does, by event id, and what it saw.
 #[derive(Clone, Default)]
 pub(crate) struct App {
@@ -32,7 +35,7 @@ pub(crate) struct App {
     /// Event ids whose handler sleeps this long.
     pub(crate) sleep: Arc<Mutex<HashMap<String, Duration>>>,
     /// Each run: (event id, attempt number, data email).
-    pub(crate) runs: Arc<Mutex<Vec<(String, u32, Option<String>)>>>,
+    pub(crate) runs: Arc<Mutex<Vec<Run>>>,
 }
 
 impl App {
@@ -188,7 +191,7 @@ pub(crate) async fn send(router: &Router, secret: &str, id: &str) -> (StatusCode
         .unwrap();
     let mut text = String::from_utf8_lossy(&bytes).into_owned();
     if let Some(after) = retry_after {
-        text.push_str(&format!(" retry-after={}", after.to_str().unwrap()));
+        text = format!("{text} retry-after={}", after.to_str().unwrap());
     }
     (status, duplicate, text)
 }
