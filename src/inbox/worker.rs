@@ -76,7 +76,7 @@ const ERROR_BODY_LIMIT: usize = 512;
 /// # #[cfg(all(feature = "sqlite", feature = "axum"))]
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
-/// use axum::{routing::post, Router};
+/// use axum::{handler::Handler, routing::post, Router};
 /// use tower_webhook::inbox::{InboxOptions, SqliteInbox, Workers};
 /// use tower_webhook::{Envelope, EventRouter, Scheme, WebhookLayer};
 ///
