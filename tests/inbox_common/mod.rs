@@ -1,6 +1,11 @@
 //! The inbox's workers and the layer's inbox mode, as scenarios run against each backend
 //! (`tests/inbox_worker.rs` for `SQLite`, `tests/inbox_postgres.rs` for Postgres).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::manual_assert)] // tests may panic
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::manual_assert
+)] // tests may panic
 
 use std::collections::HashMap;
 use std::num::{NonZeroU32, NonZeroUsize};
