@@ -442,4 +442,5 @@ async fn the_workers_and_the_layer_s_inbox_mode_run_their_scenarios_on_postgres(
     )
     .await;
     inbox_common::a_forged_delivery_is_never_stored(fresh().await).await;
+    inbox_common::a_handler_whose_lease_is_taken_from_it_is_stopped(fresh().await).await;
 }

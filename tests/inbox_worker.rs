@@ -101,6 +101,12 @@ async fn a_forged_delivery_is_never_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_whose_lease_is_taken_from_it_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    inbox_common::a_handler_whose_lease_is_taken_from_it_is_stopped(inbox(&dir).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transactional_handler_commits_its_effect_with_the_completion() {
     use tower_webhook::inbox::sqlx;
 

@@ -495,7 +495,9 @@ where
     let mut handler = tokio::spawn(call);
     let mut stopping = pin!(reached(watching, Phase::Stopping));
     loop {
-        let mut timer = pin!(tokio::time::sleep_until(next_renewal.min(timeout_at)));
+        // Wakes to renew, at the timeout, and when the lease runs out (renewals failing).
+        let wake = next_renewal.min(timeout_at).min(lease_ends);
+        let mut timer = pin!(tokio::time::sleep_until(wake));
         let step = std::future::poll_fn(|cx| {
             if let Poll::Ready(joined) = Pin::new(&mut handler).poll(cx) {
                 return Poll::Ready(Step::Joined(joined));
@@ -522,6 +524,10 @@ where
             Step::Tick => {}
         }
         let now = Instant::now();
+        if now >= lease_ends {
+            crate::observe::warn!("the inbox lease ran out while the handler ran; stopping it");
+            return stop_handler(handler, Ran::Lost).await;
+        }
         if now >= timeout_at {
             let error = format!(
                 "the handler did not finish within {:?}",

@@ -451,3 +451,27 @@ pub(crate) async fn a_forged_delivery_is_never_stored<B: InboxBackend + Clone>(i
     assert_eq!(send(&router, SECRET, "evt_forged").await.0, StatusCode::OK);
     assert_eq!(inbox.stats().await.unwrap().pending, 1);
 }
+
+pub(crate) async fn a_handler_whose_lease_is_taken_from_it_is_stopped<B: InboxBackend + Clone>(
+    inbox: B,
+) {
+    let app = App::default();
+    app.sleep("evt_taken", Duration::from_secs(3600));
+    let taken = delivery("evt_taken");
+    inbox.accept(&taken).await.unwrap();
+    // One worker, a 300 ms lease renewed every 100 ms.
+    let running = workers(&inbox, &app)
+        .with_workers(NonZeroUsize::new(1).unwrap())
+        .with_lease(Duration::from_millis(300))
+        .start()
+        .unwrap();
+    wait_for(&inbox, taken.key(), DeliveryState::Running).await;
+    // The delivery is removed (an operator purged it): the next renewal is refused, and the
+    // handler is stopped rather than left running for an hour, so the one worker is free.
+    assert!(inbox.purge(taken.key()).await.unwrap());
+    let next = delivery("evt_next");
+    inbox.accept(&next).await.unwrap();
+    wait_for(&inbox, next.key(), DeliveryState::Done).await;
+    assert_eq!(app.runs_of("evt_taken"), [1]);
+    running.shutdown(Duration::from_secs(5)).await;
+}
