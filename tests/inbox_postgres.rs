@@ -444,3 +444,63 @@ async fn the_workers_and_the_layer_s_inbox_mode_run_their_scenarios_on_postgres(
     inbox_common::a_forged_delivery_is_never_stored(fresh().await).await;
     inbox_common::a_handler_whose_lease_is_taken_from_it_is_stopped(fresh().await).await;
 }
+
+/// The crash test's receiver, when this binary runs as its child (see
+/// `tests/inbox_common/crash.rs`).
+#[cfg(all(feature = "axum", unix))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of the crash test"]
+async fn crash_child() {
+    use axum::http::StatusCode;
+    use axum::Extension;
+    use tower_webhook::inbox::Attempt;
+    use tower_webhook::WebhookMeta;
+
+    /// Writes its effect and completes the delivery in one transaction.
+    async fn handle(
+        Extension(attempt): Extension<Attempt<PostgresInbox>>,
+        meta: WebhookMeta,
+    ) -> StatusCode {
+        inbox_common::crash::pause().await;
+        let Ok(Some(mut completion)) = attempt.begin_complete().await else {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        };
+        let inserted = sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
+            .bind(meta.id())
+            .execute(&mut *completion)
+            .await;
+        if inserted.is_err() || completion.commit().await.is_err() {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
+        StatusCode::OK
+    }
+
+    let Some((url, port_file)) = inbox_common::crash::child_settings() else {
+        return;
+    };
+    let inbox = PostgresInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    inbox_common::crash::serve(inbox, handle, &port_file).await;
+}
+
+#[cfg(all(feature = "axum", unix))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_killed_while_it_works_loses_nothing_and_applies_each_effect_once() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    // No unique constraint: a second effect for one event would be counted, not refused.
+    sqlx::raw_sql("CREATE TABLE effects (event_id text NOT NULL)")
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    inbox_common::crash::run("crash_child", &server.url(), &inbox, || async {
+        sqlx::query_scalar("SELECT event_id FROM effects")
+            .fetch_all(inbox.pool())
+            .await
+            .unwrap()
+    })
+    .await;
+}

@@ -7,6 +7,9 @@
     clippy::manual_assert
 )] // tests may panic
 
+#[cfg(unix)]
+pub(crate) mod crash;
+
 use std::collections::HashMap;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::{Arc, Mutex};
