@@ -504,3 +504,23 @@ async fn a_receiver_killed_while_it_works_loses_nothing_and_applies_each_effect_
     })
     .await;
 }
+
+#[cfg(all(feature = "axum", unix))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_receivers_on_one_database_process_each_event_once_and_survive_one_dying() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    sqlx::raw_sql("CREATE TABLE effects (event_id text NOT NULL)")
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    inbox_common::crash::run_two("crash_child", &server.url(), &inbox, || async {
+        sqlx::query_scalar("SELECT event_id FROM effects")
+            .fetch_all(inbox.pool())
+            .await
+            .unwrap()
+    })
+    .await;
+}

@@ -218,3 +218,103 @@ where
         "acknowledged, never processed: {missing:?}"
     );
 }
+
+/// Waits (at most 120 s) until nothing waits in `inbox`; returns how many are done.
+async fn drained<B: InboxBackend>(inbox: &B) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let stats = inbox.stats().await.unwrap();
+        if stats.depth() == 0 {
+            assert_eq!(stats.dead, 0);
+            return stats.done;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still waiting: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Two receivers (`child_test` on `url`, one shared database): the events sent to both, half
+/// each, are each processed exactly once (one attempt, one effect); then one receiver is
+/// killed while it works, and the other finishes its leased events once their lease runs out.
+pub(crate) async fn run_two<B, E, F>(child_test: &str, url: &str, inbox: &B, effects: E)
+where
+    B: InboxBackend,
+    E: Fn() -> F,
+    F: Future<Output = Vec<String>>,
+{
+    let total = env_number("INBOX_CRASH_EVENTS", 2000);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, port_a) = spawn_child(child_test, url, dir.path(), 0);
+    let (b, port_b) = spawn_child(child_test, url, dir.path(), 1);
+    let send_all = |range: std::ops::Range<usize>, ports: [u16; 2]| async move {
+        let mut acknowledged = HashSet::new();
+        for n in range {
+            let id = format!("evt_{n}");
+            if post_event(ports[n % 2], &id).await == Some(200) {
+                acknowledged.insert(id);
+            }
+        }
+        acknowledged
+    };
+
+    // No failure, no death: each event once.
+    let first = send_all(0..total, [port_a, port_b]).await;
+    assert_eq!(first.len(), total);
+    assert_eq!(drained(inbox).await, total as u64);
+    let done = inbox
+        .list(tower_webhook::inbox::DeliveryState::Done, total + 1)
+        .await
+        .unwrap();
+    let retried: Vec<_> = done.iter().filter(|record| record.attempts != 1).collect();
+    assert!(retried.is_empty(), "run more than once: {}", retried.len());
+
+    // A gets a burst (8 senders at once, so that its workers fall behind) and is killed while
+    // its handlers run: B finishes A's leased events once their lease runs out.
+    let senders: Vec<_> = (0..8)
+        .map(|sender| {
+            tokio::spawn(async move {
+                let mut acknowledged = HashSet::new();
+                for n in (total + sender..total * 2).step_by(8) {
+                    let id = format!("evt_{n}");
+                    if post_event([port_a, port_b][n % 2], &id).await == Some(200) {
+                        acknowledged.insert(id);
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let mut second = HashSet::new();
+    for sender in senders {
+        second.extend(sender.await.unwrap());
+    }
+    a.kill();
+    assert_eq!(second.len(), total);
+    assert_eq!(drained(inbox).await, 2 * total as u64);
+    b.kill();
+    let done = inbox
+        .list(tower_webhook::inbox::DeliveryState::Done, 2 * total + 1)
+        .await
+        .unwrap();
+    let taken_over = done.iter().filter(|record| record.attempts > 1).count();
+    assert!(taken_over > 0, "A was killed with no delivery leased");
+
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for row in effects().await {
+        *counts.entry(row).or_default() += 1;
+    }
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "effects applied twice: {twice:?}");
+    let missing: Vec<_> = first
+        .iter()
+        .chain(&second)
+        .filter(|id| !counts.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged, never processed: {missing:?}"
+    );
+}
