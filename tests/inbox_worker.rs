@@ -197,3 +197,88 @@ async fn options_that_cannot_work_are_refused_when_the_workers_start() {
         .unwrap_err();
     assert!(error.to_string().contains("Workers::with_lease"), "{error}");
 }
+
+#[cfg(feature = "metrics")]
+#[test]
+fn metrics_count_stored_deliveries_attempts_by_outcome_dead_letters_and_the_depth() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use tower_webhook::observe;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // One thread: the recorder is installed for it, and the workers' tasks run on it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let inbox = inbox(&dir).await;
+            let app = App::default();
+            app.fail("evt_m_dead", u32::MAX);
+            let router = receiver(&inbox, &app);
+            for id in ["evt_m_ok", "evt_m_dead"] {
+                assert_eq!(send(&router, SECRET, id).await.0, StatusCode::OK);
+            }
+            assert!(send(&router, SECRET, "evt_m_ok").await.1);
+            let running = inbox_common::workers(&inbox, &app).start().unwrap();
+            wait_for(&inbox, &inbox_common::key("evt_m_ok"), DeliveryState::Done).await;
+            wait_for(
+                &inbox,
+                &inbox_common::key("evt_m_dead"),
+                DeliveryState::Dead,
+            )
+            .await;
+            running.shutdown(Duration::from_secs(5)).await;
+        });
+    });
+
+    let metrics: Vec<_> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let key = key.key();
+            let labels: Vec<String> = key
+                .labels()
+                .map(|label| format!("{}={}", label.key(), label.value()))
+                .collect();
+            (key.name().to_owned(), labels, value)
+        })
+        .collect();
+    let counter = |name: &str, label: &str| {
+        metrics
+            .iter()
+            .find(|(n, labels, _)| {
+                n == name && (label.is_empty() || labels.iter().any(|l| l == label))
+            })
+            .map(|(_, _, value)| match value {
+                DebugValue::Counter(count) => *count,
+                _ => u64::MAX,
+            })
+    };
+    assert_eq!(counter(observe::INBOX_ATTEMPTS, "outcome=done"), Some(1));
+    assert_eq!(counter(observe::INBOX_ATTEMPTS, "outcome=retried"), Some(2));
+    assert_eq!(counter(observe::INBOX_ATTEMPTS, "outcome=dead"), Some(1));
+    assert_eq!(counter(observe::INBOX_DEAD_LETTERS, ""), Some(1));
+    assert_eq!(counter(observe::DUPLICATES, ""), Some(1));
+    // Two answered `stored`, and the gauges were set when the workers started (two waiting).
+    let stored = metrics.iter().find(|(name, labels, _)| {
+        name == observe::DURATION && labels.iter().any(|l| l == "outcome=stored")
+    });
+    assert!(
+        matches!(stored, Some((_, _, DebugValue::Histogram(values))) if values.len() == 2),
+        "{stored:?}"
+    );
+    let depth = metrics
+        .iter()
+        .find(|(name, _, _)| name == observe::INBOX_DEPTH);
+    assert!(
+        matches!(depth, Some((_, _, DebugValue::Gauge(depth))) if (depth.0 - 2.0).abs() < 1e-9),
+        "{depth:?}"
+    );
+    assert!(metrics
+        .iter()
+        .any(|(name, _, _)| name == observe::INBOX_OLDEST_WAITING));
+}
