@@ -44,7 +44,7 @@ const ERROR_BODY_LIMIT: usize = 512;
 
 /// Runs the handlers of an inbox's deliveries: `N` workers (tasks) in this process, each
 /// claiming one due delivery at a time with a lease and calling the application's service with
-/// it (feature-free; needs a Tokio runtime).
+/// it. Needs no feature, and a Tokio runtime with its timer.
 ///
 /// The service is the one that serves the route in inline mode, without the
 /// [`WebhookLayer`](crate::WebhookLayer): an [`EventRouter`](crate::EventRouter) with its state
