@@ -524,3 +524,46 @@ async fn two_receivers_on_one_database_process_each_event_once_and_survive_one_d
     })
     .await;
 }
+
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_server_is_answered_503_and_a_restarted_one_accepts_and_processes_again() {
+    use axum::http::StatusCode;
+    use inbox_common::{key, receiver, send, wait_for, workers, App, SECRET};
+
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_timeout(Duration::from_secs(1)))
+        .await;
+    let app = App::default();
+    let router = receiver(&inbox, &app);
+    let running = workers(&inbox, &app).start().unwrap();
+
+    server.pg_stop();
+    let (status, _, text) = send(&router, SECRET, "evt_during").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(
+        text.contains("inbox_unavailable") && text.contains("retry-after=30"),
+        "{text}"
+    );
+
+    // Started again: the same receiver and workers, no restart of the app.
+    server.pg_start().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _, text) = send(&router, SECRET, "evt_during").await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not accepting after the restart: {status} {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for(&inbox, &key("evt_during"), DeliveryState::Done).await;
+    assert_eq!(app.runs_of("evt_during"), [1]);
+    running.shutdown(Duration::from_secs(5)).await;
+}
