@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::backend::{Claim, InboxBackend, Lease, DEFAULT_DEDUP_WINDOW};
+use super::backend::{Claim, InboxBackend, InboxError, Lease, DEFAULT_DEDUP_WINDOW};
 use super::delivery::Delivery;
 use crate::error::ConfigError;
 use crate::idempotency::checked;
@@ -535,7 +535,11 @@ where
             );
             return stop_handler(handler, Ran::Failed(error)).await;
         }
-        match shared.backend.renew(lease, settings.lease).await {
+        // A renewal that has not answered when the lease ends is a failed one: the delivery
+        // may be another worker's from then on, so the handler must not run past it.
+        let renewed =
+            tokio::time::timeout_at(lease_ends, shared.backend.renew(lease, settings.lease)).await;
+        match renewed.unwrap_or(Err(InboxError::Timeout)) {
             Ok(true) => lease_ends = now + settings.lease,
             Ok(false) => {
                 crate::observe::warn!(
@@ -543,11 +547,9 @@ where
                 );
                 return stop_handler(handler, Ran::Lost).await;
             }
+            // Past the lease's end, the next turn stops the handler, unless it has finished.
             Err(error) => {
                 crate::observe::warn!(%error, "the inbox lease could not be renewed");
-                if Instant::now() >= lease_ends {
-                    return stop_handler(handler, Ran::Lost).await;
-                }
             }
         }
         next_renewal = Instant::now() + renew_every;
