@@ -1,5 +1,6 @@
-//! Adversarial checks of the inbox's workers and inbox mode against real `SQLite` files
-//! (features `sqlite`, `axum`, `testing`).
+//! Adversarial checks of the inbox's workers and inbox mode against real `SQLite` files: the
+//! lease while its renewal hangs, and the facts a handler sees (features `sqlite`, `axum`,
+//! `testing`).
 #![cfg(all(feature = "sqlite", feature = "axum", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
@@ -8,18 +9,21 @@ mod inbox_common;
 use std::convert::Infallible;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::{Request, Response};
+use axum::http::{Request, Response, StatusCode};
+use axum::routing::post;
+use axum::Router;
 use http_body_util::Full;
-use inbox_common::{delivery, wait_for};
+use inbox_common::{delivery, send, wait_for, SECRET};
 use tower_webhook::idempotency::IdempotencyKey;
 use tower_webhook::inbox::{
-    Accepted, Claim, Delivery, DeliveryState, InboxBackend, InboxFuture, InboxOptions,
+    Accepted, Attempt, Claim, Delivery, DeliveryState, InboxBackend, InboxFuture, InboxOptions,
     Lease, Record, Replay, SqliteInbox, Stats, Workers,
 };
+use tower_webhook::{Scheme, WebhookLayer, WebhookMeta};
 
 async fn inbox(dir: &tempfile::TempDir) -> SqliteInbox {
     SqliteInbox::open(dir.path().join("inbox.db"), InboxOptions::new())
@@ -146,4 +150,76 @@ async fn a_handler_whose_lease_renewal_hangs_is_stopped_when_its_lease_ends() {
         "the first owner's handler still runs after another owner claimed the delivery"
     );
     workers.shutdown(Duration::from_secs(5)).await;
+}
+
+/// What an inbox-mode handler saw: the key `IdempotencyKey::for_delivery` gives for its meta,
+/// and its attempt's (the stored delivery's) key.
+type Seen = Arc<Mutex<Vec<(IdempotencyKey, IdempotencyKey)>>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_computes_the_same_idempotency_key_from_its_meta_in_both_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = inbox(&dir).await;
+    let layer = |inbox: Option<&SqliteInbox>| {
+        let builder = WebhookLayer::builder(Scheme::sotion())
+            .with_secret(SECRET)
+            .with_endpoint("billing");
+        match inbox {
+            Some(inbox) => builder.with_inbox(inbox.clone()),
+            None => builder,
+        }
+        .build()
+        .unwrap()
+    };
+
+    // Inline: the key the handler computes from its meta.
+    let inline_key: Arc<Mutex<Option<IdempotencyKey>>> = Arc::default();
+    let seen_inline = Arc::clone(&inline_key);
+    let inline = Router::new().route(
+        "/webhooks",
+        post(move |meta: WebhookMeta| async move {
+            *seen_inline.lock().unwrap() = Some(IdempotencyKey::for_delivery(&meta));
+            StatusCode::OK
+        })
+        .route_layer(layer(None)),
+    );
+    assert_eq!(send(&inline, SECRET, "evt_key").await.0, StatusCode::OK);
+    let inline_key = inline_key.lock().unwrap().expect("the inline handler ran");
+
+    // Through the inbox: the same route, the same delivery.
+    let receiver = Router::new().route(
+        "/webhooks",
+        post(|| async { StatusCode::OK }).route_layer(layer(Some(&sqlite))),
+    );
+    assert_eq!(send(&receiver, SECRET, "evt_key").await.0, StatusCode::OK);
+    let seen: Seen = Arc::default();
+    let seen_by_worker = Arc::clone(&seen);
+    let service = tower::service_fn(move |request: Request<Full<Bytes>>| {
+        let meta = request.extensions().get::<WebhookMeta>().unwrap().clone();
+        let attempt = request
+            .extensions()
+            .get::<Attempt<SqliteInbox>>()
+            .unwrap()
+            .clone();
+        seen_by_worker
+            .lock()
+            .unwrap()
+            .push((IdempotencyKey::for_delivery(&meta), *attempt.lease().key()));
+        async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))) }
+    });
+    let workers = Workers::new(sqlite.clone(), service)
+        .with_poll_interval(Duration::from_millis(20))
+        .start()
+        .unwrap();
+    wait_for(&sqlite, &inline_key, DeliveryState::Done).await;
+    workers.shutdown(Duration::from_secs(5)).await;
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let (from_meta, stored) = seen[0];
+    assert_eq!(stored, inline_key, "the inbox stores under the guard's key");
+    assert_eq!(
+        from_meta, inline_key,
+        "IdempotencyKey::for_delivery(&meta) differs between inline and inbox mode"
+    );
 }

@@ -664,7 +664,7 @@ fn rebuild<B: InboxBackend>(delivery: &Delivery, attempt: Attempt<B>) -> Request
     let facts = delivery.facts();
     let extensions = request.extensions_mut();
     extensions.insert(VerifiedBody::stored(body, facts.version.is_some()));
-    extensions.insert(WebhookMeta::from_facts(facts));
+    extensions.insert(WebhookMeta::from_facts(facts, *delivery.key()));
     extensions.insert(attempt);
     request
 }
