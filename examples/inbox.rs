@@ -84,13 +84,24 @@ fn say(line: &str) {
     let _ = stdout.flush();
 }
 
+/// The event's `data`, where `send --data` puts it: the body's `data`, and for Stripe (whose
+/// events carry their object in `data.object`) `data.object`.
+fn event_data<'a>(scheme: &str, body: &'a serde_json::Value) -> Option<&'a serde_json::Value> {
+    let data = body.get("data");
+    if scheme == "stripe" {
+        data.and_then(|data| data.get("object"))
+    } else {
+        data
+    }
+}
+
 /// The demo handler, for every event: `data.fail` and `data.sleep_ms` decide what it does.
 async fn demo<B: InboxBackend>(
     meta: WebhookMeta,
     Extension(attempt): Extension<Attempt<B>>,
     Verified(body): Verified<serde_json::Value>,
 ) -> StatusCode {
-    let data = body.get("data");
+    let data = event_data(meta.scheme(), &body);
     let number = |field: &str| {
         data.and_then(|data| data.get(field))
             .and_then(serde_json::Value::as_u64)
@@ -243,4 +254,32 @@ async fn serve<B: InboxBackend + Clone>(inbox: B) -> Result<(), String> {
     eprintln!("stopping: running handlers have 10 s to finish");
     running.shutdown(Duration::from_secs(10)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_data;
+    use serde_json::json;
+
+    #[test]
+    fn the_demo_reads_fail_where_send_data_puts_it_for_every_scheme() {
+        let fail = |scheme: &str, body: serde_json::Value| {
+            event_data(scheme, &body)
+                .and_then(|data| data.get("fail"))
+                .and_then(serde_json::Value::as_u64)
+        };
+        // `send --data '{"fail":2}'`: the event's `data`, and Stripe's `data.object`.
+        for scheme in ["sotion", "sota", "github", "standard", "slack"] {
+            assert_eq!(
+                fail(scheme, json!({ "data": { "fail": 2 } })),
+                Some(2),
+                "{scheme}"
+            );
+        }
+        assert_eq!(
+            fail("stripe", json!({ "data": { "object": { "fail": 2 } } })),
+            Some(2),
+            "stripe"
+        );
+    }
 }
