@@ -223,3 +223,60 @@ async fn a_handler_computes_the_same_idempotency_key_from_its_meta_in_both_modes
         "IdempotencyKey::for_delivery(&meta) differs between inline and inbox mode"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_whose_attempts_all_ended_without_an_outcome_is_dead_lettered_not_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = inbox(&dir).await;
+    let poison = delivery("evt_poison");
+    sqlite.accept(&poison).await.unwrap();
+    // Three workers took it in turn and died while its handler ran (it aborts the process:
+    // a stack overflow, an out-of-memory kill): three attempts, no outcome recorded.
+    for attempt in 1..=3 {
+        let claim = loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Some(claim) = sqlite
+                .claim(Duration::from_millis(1), 1)
+                .await
+                .unwrap()
+                .pop()
+            {
+                break claim;
+            }
+        };
+        assert_eq!(claim.lease.attempt(), attempt);
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    // Workers allowing 3 attempts: the fourth claim must not run the handler (it would take
+    // this process down too, forever); the delivery is dead-lettered, for an operator.
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&runs);
+    let service = tower::service_fn(move |_: Request<Full<Bytes>>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))) }
+    });
+    let workers = Workers::new(sqlite.clone(), service)
+        .with_max_attempts(std::num::NonZeroU32::new(3).unwrap())
+        .with_poll_interval(Duration::from_millis(20))
+        .start()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        let record = sqlite.get(poison.key()).await.unwrap().unwrap();
+        if matches!(record.state, DeliveryState::Done | DeliveryState::Dead) {
+            break record;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{record:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    workers.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "the handler ran a fourth time"
+    );
+    assert_eq!(record.state, DeliveryState::Dead);
+    let error = record.last_error.unwrap();
+    assert!(error.contains("without an outcome"), "{error}");
+}

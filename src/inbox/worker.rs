@@ -62,6 +62,7 @@ const ERROR_BODY_LIMIT: usize = 512;
 /// | answers `2xx` | done |
 /// | answers anything else, errors, panics, or outlives the handler timeout | pending again, due after a backoff (`backoff · 2^(n-1)`, plus up to half of that at random, at most the maximum backoff); dead-lettered with the error instead after the last attempt |
 /// | is still running at shutdown's deadline | given back (released): due now, the attempt not counted |
+/// | never ends (its worker was killed, or lost its lease) | claimable again once the lease runs out, the attempt counted; claimed past the last attempt, it is dead-lettered without running the handler again |
 ///
 /// While a handler runs, its lease is renewed every third of the lease. A renewal refused (the
 /// lease ran out and another worker claimed the delivery) or failing until the lease runs out
@@ -441,6 +442,19 @@ async fn attempt<B, S, ResBody>(
         facts.event.as_deref(),
         lease.attempt(),
     );
+    if lease.attempt() > settings.max_attempts.get() {
+        // Every attempt allowed was claimed and none recorded an outcome: its worker stopped
+        // (the process was killed, maybe by this very handler) or lost the lease. Running it
+        // again could take this process down too, forever: dead-letter it instead.
+        let error = format!(
+            "attempt {} of at most {}: the earlier attempts ended without an outcome (their \
+             worker stopped or lost its lease)",
+            lease.attempt(),
+            settings.max_attempts
+        );
+        record_outcome(shared, &lease, &span, Ran::Failed(error)).await;
+        return;
+    }
     let request = rebuild(
         &record.delivery,
         Attempt {
