@@ -1,11 +1,12 @@
 //! Sends one signed sample event to a receiver, as its sender would.
 //!
 //! ```text
-//! cargo run --example send -- [EVENT_TYPE] [--id EVENT_ID] [--url URL]
+//! cargo run --example send -- [EVENT_TYPE] [--id EVENT_ID] [--data JSON] [--url URL]
 //! ```
 //!
 //! `EVENT_TYPE` defaults to `member.created`; `--id` defaults to a fresh id (send the same id
-//! twice to see the duplicate answer); `--url` defaults to `WEBHOOK_URL` or
+//! twice to see the duplicate answer); `--data` sets the event's `data` (a JSON value, such as
+//! `'{"fail":2}'` for the inbox example; default a sample); `--url` defaults to `WEBHOOK_URL` or
 //! `http://127.0.0.1:3000/webhooks`. `WEBHOOK_SCHEME` picks the sender (`sotion` by default,
 //! `sota`, `github`, `standard`, `stripe`, `slack`) and `WEBHOOK_SECRET` the secret (by default
 //! the development secret the receiver example uses).
@@ -18,13 +19,16 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tower_webhook::scheme::Outgoing;
 
-const USAGE: &str = "usage: cargo run --example send -- [EVENT_TYPE] [--id EVENT_ID] [--url URL]";
+const USAGE: &str =
+    "usage: cargo run --example send -- [EVENT_TYPE] [--id EVENT_ID] [--data JSON] [--url URL]";
 
 struct Args {
     event: String,
     id: String,
     /// Whether `--id` named the event (a resend of one event must then be the same event).
     named: bool,
+    /// The event's `data`, from `--data`.
+    data: Option<serde_json::Value>,
     url: String,
 }
 
@@ -33,6 +37,7 @@ fn parse_args() -> Result<Args, String> {
         event: "member.created".to_owned(),
         id: random_uuid(),
         named: false,
+        data: None,
         url: std::env::var("WEBHOOK_URL")
             .unwrap_or_else(|_| "http://127.0.0.1:3000/webhooks".to_owned()),
     };
@@ -45,6 +50,12 @@ fn parse_args() -> Result<Args, String> {
                 args.named = true;
             }
             "--url" => args.url = it.next().ok_or(USAGE)?,
+            "--data" => {
+                let text = it.next().ok_or(USAGE)?;
+                let data = serde_json::from_str(&text)
+                    .map_err(|e| format!("--data is not JSON ({e}): {text}"))?;
+                args.data = Some(data);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -80,12 +91,23 @@ fn random_uuid() -> String {
     )
 }
 
-/// A sample body in the sender's own shape.
-fn sample_body(scheme: &str, event: &str, id: &str, now: &str) -> serde_json::Value {
+/// A sample body in the sender's own shape; `data`, when given, is its data (for Stripe, its
+/// `data.object`).
+fn sample_body(
+    scheme: &str,
+    event: &str,
+    id: &str,
+    now: &str,
+    data: Option<serde_json::Value>,
+) -> serde_json::Value {
     let member = serde_json::json!({ "id": "member_demo", "email": "ada@example.com", "name": "Ada", "status": "active" });
+    let given = data.is_some();
+    let member = data.unwrap_or(member);
     match scheme {
         "sotion" => {
-            let data = if event.starts_with("access-group.member.") {
+            let data = if given {
+                member
+            } else if event.starts_with("access-group.member.") {
                 serde_json::json!({ "accessGroupId": "group_demo", "memberId": "member_demo" })
             } else if event.starts_with("access-group.") {
                 serde_json::json!({ "id": "group_demo", "name": "Pro", "description": "Paying members" })
@@ -95,7 +117,12 @@ fn sample_body(scheme: &str, event: &str, id: &str, now: &str) -> serde_json::Va
             serde_json::json!({ "id": id, "type": event, "timestamp": now, "version": "1", "siteId": "site_demo", "data": data })
         }
         "sota" => {
-            serde_json::json!({ "event": event, "project_id": "project_demo", "deployment_id": id, "timestamp": now, "data": { "url": "https://demo.sota.io", "status": "running" } })
+            let data = if given {
+                member
+            } else {
+                serde_json::json!({ "url": "https://demo.sota.io", "status": "running" })
+            };
+            serde_json::json!({ "event": event, "project_id": "project_demo", "deployment_id": id, "timestamp": now, "data": data })
         }
         "stripe" => {
             serde_json::json!({ "id": id, "object": "event", "type": event, "created": 0, "data": { "object": member } })
@@ -104,7 +131,11 @@ fn sample_body(scheme: &str, event: &str, id: &str, now: &str) -> serde_json::Va
             // GitHub's own bodies carry no event id (it is the unsigned `X-GitHub-Delivery`, and
             // deliveries are deduplicated by their body): the sample carries it, so that two ids
             // are two events.
-            serde_json::json!({ "action": event, "sample_id": id, "sender": { "login": "octocat" } })
+            let mut body = serde_json::json!({ "action": event, "sample_id": id, "sender": { "login": "octocat" } });
+            if given {
+                body["data"] = member;
+            }
+            body
         }
         _ => serde_json::json!({ "type": event, "id": id, "timestamp": now, "data": member }),
     }
@@ -139,7 +170,14 @@ async fn run() -> Result<(), String> {
     } else {
         &stamp
     };
-    let body = sample_body(short_name, &args.event, &args.id, body_stamp).to_string();
+    let body = sample_body(
+        short_name,
+        &args.event,
+        &args.id,
+        body_stamp,
+        args.data.clone(),
+    )
+    .to_string();
     // The id the receiver will report: the scheme's own notion of it.
     let shown_id = if digest_id {
         hex_digest(body.as_bytes())

@@ -81,6 +81,14 @@ pub enum RejectionKind {
     /// The idempotency store could not be reached; nothing was processed and the sender should
     /// retry later. `503 store_unavailable` with `Retry-After`.
     StoreUnavailable,
+    /// Inbox mode: the inbox could not store the delivery (its database failed, or did not
+    /// answer in time); nothing was acknowledged and the sender should retry later.
+    /// `503 inbox_unavailable` with `Retry-After`.
+    InboxUnavailable,
+    /// Inbox mode: the inbox holds as many waiting deliveries as it may (backpressure); the
+    /// delivery was not stored and the sender should retry later. `503 inbox_full` with
+    /// `Retry-After`.
+    InboxFull,
 }
 
 impl RejectionKind {
@@ -106,7 +114,10 @@ impl RejectionKind {
             | Self::IdMismatch
             | Self::EventMismatch => StatusCode::BAD_REQUEST,
             Self::InFlight => StatusCode::CONFLICT,
-            Self::StoreUnavailable | Self::SecretsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StoreUnavailable
+            | Self::SecretsUnavailable
+            | Self::InboxUnavailable
+            | Self::InboxFull => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -134,6 +145,8 @@ impl RejectionKind {
             Self::InFlight => "in_flight",
             Self::StoreUnavailable => "store_unavailable",
             Self::SecretsUnavailable => "secrets_unavailable",
+            Self::InboxUnavailable => "inbox_unavailable",
+            Self::InboxFull => "inbox_full",
         }
     }
 
@@ -448,6 +461,8 @@ mod tests {
             RejectionKind::InFlight,
             RejectionKind::StoreUnavailable,
             RejectionKind::SecretsUnavailable,
+            RejectionKind::InboxUnavailable,
+            RejectionKind::InboxFull,
         ];
         let codes: std::collections::HashSet<_> = kinds.iter().map(|k| k.code()).collect();
         assert_eq!(codes.len(), kinds.len());

@@ -58,6 +58,9 @@ pub(crate) struct KeyBasis {
     /// the SHA-256 of the signed facts and the body, which the key is built from instead of
     /// the unsigned values.
     pub(crate) signed_bytes: Option<[u8; 32]>,
+    /// The key of a stored delivery (an inbox worker's meta): the key the layer computed when
+    /// it accepted it, from the endpoint and signed bytes no longer at hand.
+    pub(crate) stored: Option<crate::idempotency::IdempotencyKey>,
 }
 
 impl fmt::Debug for KeyBasis {
@@ -67,6 +70,35 @@ impl fmt::Debug for KeyBasis {
 }
 
 impl WebhookMeta {
+    /// The meta of a stored delivery, from the facts verification produced when it was
+    /// accepted (an inbox worker hands it to the handler), and the key it was stored under:
+    /// [`IdempotencyKey::for_delivery`](crate::idempotency::IdempotencyKey::for_delivery) gives
+    /// it back, as it gives the layer's key in inline mode.
+    pub(crate) fn from_facts(
+        facts: &crate::inbox::Facts,
+        key: crate::idempotency::IdempotencyKey,
+    ) -> Self {
+        Self {
+            scheme: Cow::Owned(facts.scheme.clone()),
+            id: ByteString::from(facts.id.as_str()),
+            event: facts.event.as_deref().map(ByteString::from),
+            action: facts.action.as_deref().map(ByteString::from),
+            // Checked to be UTF-8 without control characters, as when the meta was made.
+            delivery: facts
+                .delivery
+                .as_deref()
+                .and_then(|delivery| HeaderValue::from_str(delivery).ok()),
+            scope: facts.scope.as_deref().map(ByteString::from),
+            tenant: facts.tenant.clone(),
+            timestamp: facts.timestamp,
+            version: facts.version.as_deref().map(ByteString::from),
+            key: KeyBasis {
+                stored: Some(key),
+                ..KeyBasis::default()
+            },
+        }
+    }
+
     /// The name of the scheme that verified the delivery (`"sotion"`, `"github"`, ...).
     #[must_use]
     pub fn scheme(&self) -> &str {

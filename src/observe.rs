@@ -15,7 +15,14 @@
 //! | `webhook_in_flight_total` | counter | `scheme` | deliveries refused because another delivery of the event was running |
 //! | `webhook_store_errors_total` | counter | `operation` | idempotency store calls that failed (`reserve`, `complete`, `release`) |
 //! | `webhook_handler_failures_total` | counter | `scheme` | handler answers that were not `2xx`, or errors |
-//! | `webhook_duration_seconds` | histogram | `scheme`, `outcome` | time from the request reaching the layer to its answer |
+//! | `webhook_duration_seconds` | histogram | `scheme`, `outcome` | time from the request reaching the layer to its answer (`stored` in inbox mode) |
+//! | `webhook_inbox_attempts_total` | counter | `outcome` | inbox handler runs, by outcome: `done`, `retried`, `dead`, `released` (graceful shutdown), `lost` (the lease was lost), `stale` (the outcome was refused: the lease had been taken over) |
+//! | `webhook_inbox_dead_letters_total` | counter | | deliveries dead-lettered after their last attempt |
+//! | `webhook_inbox_depth` | gauge | | deliveries waiting (pending or running), read by the workers every 10 s |
+//! | `webhook_inbox_oldest_waiting_seconds` | gauge | | age of the oldest waiting delivery (0 when none) |
+//!
+//! Each inbox attempt runs in a span named `webhook_inbox_attempt` (`INBOX_SPAN`) with the fields
+//! `scheme`, `id`, `event`, `attempt` and `outcome`.
 //!
 //! Install any `metrics` recorder (Prometheus exporter, ...) to collect them; without one they
 //! cost next to nothing. Without the features, none of this is compiled.
@@ -31,6 +38,9 @@ pub(crate) use self::span::Span;
 /// The name of the span each delivery runs in.
 #[cfg(feature = "tracing")]
 pub const SPAN: &str = "webhook";
+/// The name of the span each inbox attempt runs in.
+#[cfg(feature = "tracing")]
+pub const INBOX_SPAN: &str = "webhook_inbox_attempt";
 
 /// Deliveries that passed verification (`scheme`).
 #[cfg(feature = "metrics")]
@@ -53,6 +63,18 @@ pub const HANDLER_FAILURES: &str = "webhook_handler_failures_total";
 /// Time to answer (`scheme`, `outcome`).
 #[cfg(feature = "metrics")]
 pub const DURATION: &str = "webhook_duration_seconds";
+/// Inbox handler runs (`outcome`).
+#[cfg(feature = "metrics")]
+pub const INBOX_ATTEMPTS: &str = "webhook_inbox_attempts_total";
+/// Deliveries dead-lettered.
+#[cfg(feature = "metrics")]
+pub const INBOX_DEAD_LETTERS: &str = "webhook_inbox_dead_letters_total";
+/// Deliveries waiting (gauge).
+#[cfg(feature = "metrics")]
+pub const INBOX_DEPTH: &str = "webhook_inbox_depth";
+/// Age of the oldest waiting delivery, in seconds (gauge).
+#[cfg(feature = "metrics")]
+pub const INBOX_OLDEST_WAITING: &str = "webhook_inbox_oldest_waiting_seconds";
 
 /// `tracing`'s event macros for the rest of the crate: `observe::warn!(key = %key, "...")`
 /// forwards to `tracing::warn!` with the `tracing` feature. Without it, the fields' values
@@ -121,15 +143,18 @@ pub(crate) enum Outcome {
     HandlerFailed,
     Duplicate,
     Rejected,
+    /// Stored in the inbox (inbox mode): the handler runs later.
+    Stored,
 }
 
 impl Outcome {
     #[cfg(feature = "metrics")]
-    const ALL: [Self; 4] = [
+    const ALL: [Self; 5] = [
         Self::Handled,
         Self::HandlerFailed,
         Self::Duplicate,
         Self::Rejected,
+        Self::Stored,
     ];
 
     #[cfg(any(feature = "tracing", feature = "metrics"))]
@@ -139,6 +164,7 @@ impl Outcome {
             Self::HandlerFailed => "handler_failed",
             Self::Duplicate => "duplicate",
             Self::Rejected => "rejected",
+            Self::Stored => "stored",
         }
     }
 
@@ -200,6 +226,11 @@ impl<'a> Observation<'a> {
         self.finish(Outcome::Duplicate);
     }
 
+    /// Stored in the inbox: answered `2xx`, the handler runs later.
+    pub(crate) fn stored(&self) {
+        self.finish(Outcome::Stored);
+    }
+
     pub(crate) fn handled(&self, succeeded: bool) {
         if succeeded {
             self.finish(Outcome::Handled);
@@ -219,6 +250,23 @@ impl<'a> Observation<'a> {
 /// Counts a failed store call made after the handler ran.
 pub(crate) fn store_error(operation: &'static str) {
     count::store_error(operation);
+}
+
+/// The span an inbox attempt runs in.
+pub(crate) fn inbox_span(scheme: &str, id: &str, event: Option<&str>, attempt: u32) -> Span {
+    span::inbox_attempt(scheme, id, event, attempt)
+}
+
+/// Records how an inbox attempt ended, on its span and in the counters: `outcome` is one of
+/// `done`, `retried`, `dead`, `released`, `lost`, `stale`.
+pub(crate) fn inbox_outcome(span: &Span, outcome: &'static str) {
+    span::inbox_outcome(span, outcome);
+    count::inbox_outcome(outcome);
+}
+
+/// Sets the inbox gauges.
+pub(crate) fn inbox_stats(depth: u64, oldest_waiting: Option<std::time::Duration>) {
+    count::inbox_stats(depth, oldest_waiting);
 }
 
 /// The `tracing` side.
@@ -252,6 +300,30 @@ mod span {
         Span::current().record("code", code);
     }
 
+    pub(super) fn inbox_attempt(scheme: &str, id: &str, event: Option<&str>, attempt: u32) -> Span {
+        tracing::info_span!(
+            super::INBOX_SPAN,
+            scheme = %scheme,
+            id = ?id,
+            event = ?event.unwrap_or(""),
+            attempt,
+            outcome = tracing::field::Empty,
+        )
+    }
+
+    pub(super) fn inbox_outcome(span: &Span, outcome: &'static str) {
+        span.record("outcome", outcome);
+        let _entered = span.enter();
+        match outcome {
+            "done" | "released" => tracing::debug!(outcome, "inbox attempt finished"),
+            "dead" => tracing::error!(
+                outcome,
+                "inbox delivery dead-lettered after its last attempt"
+            ),
+            _ => tracing::warn!(outcome, "inbox attempt did not succeed"),
+        }
+    }
+
     pub(super) fn finished(outcome: Outcome, elapsed: Duration) {
         let span = Span::current();
         span.record("outcome", outcome.as_str());
@@ -260,7 +332,7 @@ mod span {
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         );
         match outcome {
-            Outcome::Handled | Outcome::Duplicate => {
+            Outcome::Handled | Outcome::Duplicate | Outcome::Stored => {
                 tracing::debug!(outcome = outcome.as_str(), "webhook delivery answered");
             }
             Outcome::Rejected => {
@@ -284,7 +356,7 @@ mod span {
     use super::{Outcome, WebhookMeta};
 
     /// Stands in for `tracing::Span`.
-    #[derive(Debug)]
+    #[derive(Debug, Clone)]
     pub(crate) struct Span;
 
     impl Span {
@@ -297,6 +369,12 @@ mod span {
     pub(super) fn delivery(_: &str) -> Span {
         Span
     }
+
+    pub(super) fn inbox_attempt(_: &str, _: &str, _: Option<&str>, _: u32) -> Span {
+        Span
+    }
+
+    pub(super) fn inbox_outcome(_: &Span, _: &'static str) {}
 
     pub(super) fn verified(_: &WebhookMeta) {}
 
@@ -313,8 +391,9 @@ mod count {
     use metrics::{Key, Label, Level, Metadata};
 
     use super::{
-        Metrics, Outcome, DUPLICATES, DURATION, HANDLER_FAILURES, IN_FLIGHT, REJECTED,
-        STORE_ERRORS, VERIFIED,
+        Metrics, Outcome, DUPLICATES, DURATION, HANDLER_FAILURES, INBOX_ATTEMPTS,
+        INBOX_DEAD_LETTERS, INBOX_DEPTH, INBOX_OLDEST_WAITING, IN_FLIGHT, REJECTED, STORE_ERRORS,
+        VERIFIED,
     };
 
     /// What the `metrics` macros would say of a call made here.
@@ -331,7 +410,7 @@ mod count {
         in_flight: Key,
         handler_failures: Key,
         /// By [`Outcome::index`].
-        durations: [Key; 4],
+        durations: [Key; 5],
     }
 
     impl Keys {
@@ -396,6 +475,20 @@ mod count {
     pub(super) fn store_error(operation: &'static str) {
         metrics::counter!(STORE_ERRORS, "operation" => operation).increment(1);
     }
+
+    pub(super) fn inbox_outcome(outcome: &'static str) {
+        metrics::counter!(INBOX_ATTEMPTS, "outcome" => outcome).increment(1);
+        if outcome == "dead" {
+            metrics::counter!(INBOX_DEAD_LETTERS).increment(1);
+        }
+    }
+
+    #[allow(clippy::cast_precision_loss)] // a gauge: precision past 2^52 deliveries is moot
+    pub(super) fn inbox_stats(depth: u64, oldest_waiting: Option<Duration>) {
+        metrics::gauge!(INBOX_DEPTH).set(depth as f64);
+        metrics::gauge!(INBOX_OLDEST_WAITING)
+            .set(oldest_waiting.map_or(0.0, |age| age.as_secs_f64()));
+    }
 }
 
 /// Without `metrics`: nothing counted.
@@ -416,4 +509,8 @@ mod count {
     pub(super) fn finished(_: &Metrics, _: Outcome, _: Duration) {}
 
     pub(super) fn store_error(_: &'static str) {}
+
+    pub(super) fn inbox_outcome(_: &'static str) {}
+
+    pub(super) fn inbox_stats(_: u64, _: Option<Duration>) {}
 }

@@ -6,6 +6,9 @@
 #![cfg(all(feature = "postgres", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+#[cfg(feature = "axum")]
+mod inbox_common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -407,4 +410,160 @@ async fn a_stopped_server_fails_calls_in_bounded_time_and_a_restarted_one_is_use
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(inbox.stats().await.unwrap().pending, 2);
+}
+
+/// The workers and the layer's inbox mode (the scenarios `tests/inbox_worker.rs` runs on
+/// `SQLite`), on one server, each scenario in an inbox of its own.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workers_and_the_layer_s_inbox_mode_run_their_scenarios_on_postgres() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let fresh = || server.inbox(InboxOptions::new().with_prefix(prefix()).unwrap());
+    inbox_common::a_delivery_reaches_the_router_with_its_meta_envelope_and_attempt(fresh().await)
+        .await;
+    inbox_common::a_handler_that_fails_twice_then_succeeds_is_done_at_attempt_3(fresh().await)
+        .await;
+    inbox_common::a_handler_that_always_fails_is_dead_lettered_after_the_maximum_and_replay_processes_it(fresh().await).await;
+    inbox_common::a_panicking_handler_is_retried_and_its_panic_is_the_last_error(fresh().await)
+        .await;
+    inbox_common::a_handler_past_its_timeout_is_stopped_and_counted_as_failed(fresh().await).await;
+    inbox_common::a_handler_longer_than_its_lease_keeps_it_by_renewing_and_runs_once(fresh().await)
+        .await;
+    inbox_common::graceful_shutdown_lets_short_handlers_finish_and_releases_the_rest(fresh().await)
+        .await;
+    inbox_common::a_slow_handler_s_delivery_is_answered_before_it_runs_and_processed_later(
+        fresh().await,
+    )
+    .await;
+    inbox_common::a_duplicate_while_pending_running_done_or_dead_never_runs_the_handler_again(
+        fresh().await,
+    )
+    .await;
+    inbox_common::a_forged_delivery_is_never_stored(fresh().await).await;
+    inbox_common::a_handler_whose_lease_is_taken_from_it_is_stopped(fresh().await).await;
+}
+
+/// The crash test's receiver, when this binary runs as its child (see
+/// `tests/inbox_common/crash.rs`).
+#[cfg(all(feature = "axum", unix))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of the crash test"]
+async fn crash_child() {
+    use axum::http::StatusCode;
+    use axum::Extension;
+    use tower_webhook::inbox::Attempt;
+    use tower_webhook::WebhookMeta;
+
+    /// Writes its effect and completes the delivery in one transaction.
+    async fn handle(
+        Extension(attempt): Extension<Attempt<PostgresInbox>>,
+        meta: WebhookMeta,
+    ) -> StatusCode {
+        inbox_common::crash::pause().await;
+        let Ok(Some(mut completion)) = attempt.begin_complete().await else {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        };
+        let inserted = sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
+            .bind(meta.id())
+            .execute(&mut *completion)
+            .await;
+        if inserted.is_err() || completion.commit().await.is_err() {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
+        StatusCode::OK
+    }
+
+    let Some((url, port_file)) = inbox_common::crash::child_settings() else {
+        return;
+    };
+    let inbox = PostgresInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    inbox_common::crash::serve(inbox, handle, &port_file).await;
+}
+
+#[cfg(all(feature = "axum", unix))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_killed_while_it_works_loses_nothing_and_applies_each_effect_once() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    // No unique constraint: a second effect for one event would be counted, not refused.
+    sqlx::raw_sql("CREATE TABLE effects (event_id text NOT NULL)")
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    inbox_common::crash::run("crash_child", &server.url(), &inbox, || async {
+        sqlx::query_scalar("SELECT event_id FROM effects")
+            .fetch_all(inbox.pool())
+            .await
+            .unwrap()
+    })
+    .await;
+}
+
+#[cfg(all(feature = "axum", unix))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_receivers_on_one_database_process_each_event_once_and_survive_one_dying() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    sqlx::raw_sql("CREATE TABLE effects (event_id text NOT NULL)")
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    inbox_common::crash::run_two("crash_child", &server.url(), &inbox, || async {
+        sqlx::query_scalar("SELECT event_id FROM effects")
+            .fetch_all(inbox.pool())
+            .await
+            .unwrap()
+    })
+    .await;
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_server_is_answered_503_and_a_restarted_one_accepts_and_processes_again() {
+    use axum::http::StatusCode;
+    use inbox_common::{key, receiver, send, wait_for, workers, App, SECRET};
+
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_timeout(Duration::from_secs(1)))
+        .await;
+    let app = App::default();
+    let router = receiver(&inbox, &app);
+    let running = workers(&inbox, &app).start().unwrap();
+
+    server.pg_stop();
+    let (status, _, text) = send(&router, SECRET, "evt_during").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(
+        text.contains("inbox_unavailable") && text.contains("retry-after=30"),
+        "{text}"
+    );
+
+    // Started again: the same receiver and workers, no restart of the app.
+    server.pg_start().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _, text) = send(&router, SECRET, "evt_during").await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not accepting after the restart: {status} {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for(&inbox, &key("evt_during"), DeliveryState::Done).await;
+    assert_eq!(app.runs_of("evt_during"), [1]);
+    running.shutdown(Duration::from_secs(5)).await;
 }

@@ -294,13 +294,22 @@ impl Idempotency {
     }
 
     pub(crate) fn duplicate_response(&self, meta: &WebhookMeta) -> Response<LayerBody> {
-        let DuplicateResponse(mut response) = self.on_duplicate.on_duplicate(meta);
-        response
-            .headers_mut()
-            .insert(DUPLICATE_HEADER, HeaderValue::from_static("true"));
-        response.extensions_mut().insert(Duplicate);
-        response
+        marked_duplicate(self.on_duplicate.on_duplicate(meta))
     }
+}
+
+/// The default answer to a duplicate ([`AcknowledgeDuplicate`]), marked as one: for a layer in
+/// inbox mode without an idempotency configuration.
+pub(crate) fn acknowledged_duplicate(meta: &WebhookMeta) -> Response<LayerBody> {
+    marked_duplicate(AcknowledgeDuplicate.on_duplicate(meta))
+}
+
+fn marked_duplicate(DuplicateResponse(mut response): DuplicateResponse) -> Response<LayerBody> {
+    response
+        .headers_mut()
+        .insert(DUPLICATE_HEADER, HeaderValue::from_static("true"));
+    response.extensions_mut().insert(Duplicate);
+    response
 }
 
 /// A reservation the layer holds while the handler runs: the response future completes it

@@ -311,9 +311,13 @@ impl IdempotencyKey {
     /// digest of its signed bytes instead.
     ///
     /// For a `meta` from [`verify::verify`](crate::verify::verify) this is the key a layer
-    /// with the same scheme and secrets, and no `with_endpoint`, uses.
+    /// with the same scheme and secrets, and no `with_endpoint`, uses. For the `meta` an inbox
+    /// worker hands a handler, it is the key the delivery was stored under, as in inline mode.
     #[must_use]
     pub fn for_delivery(meta: &WebhookMeta) -> Self {
+        if let Some(stored) = meta.key.stored {
+            return stored;
+        }
         let endpoint = &meta.key.endpoint;
         let tenant = meta.tenant().unwrap_or("").as_bytes();
         match &meta.key.signed_bytes {
@@ -404,6 +408,7 @@ mod tests {
             key: crate::meta::KeyBasis {
                 endpoint: [endpoint; 16],
                 signed_bytes,
+                stored: None,
             },
         }
     }

@@ -1,15 +1,28 @@
 //! The durable inbox: store each verified delivery once, answer `2xx` as soon as it is
 //! committed, and process it later with leases, retries and dead letters.
 //!
-//! This module holds the foundation: the [`InboxBackend`] trait and its written contract, what a
-//! stored delivery is ([`Delivery`], [`Facts`], [`Record`]), and two backends:
+//! - the layer's inbox mode,
+//!   [`WebhookLayerBuilder::with_inbox`](crate::layer::WebhookLayerBuilder::with_inbox): one line
+//!   turns a route from handling each delivery inline into storing it once verified and
+//!   answering `200` as soon as it is committed;
+//! - [`Workers`]: `N` tasks per process (any number of processes) that claim due deliveries
+//!   with a lease and hand each to the same service the route serves inline (an
+//!   [`EventRouter`](crate::EventRouter) with its state), with retries (exponential backoff with
+//!   jitter), dead letters, lease renewal and a graceful shutdown; an [`Attempt`] in the
+//!   request's extensions tells the handler which attempt runs, and lets it complete the
+//!   delivery in its own transaction;
+//! - the [`InboxBackend`] trait and its written contract, what a stored delivery is
+//!   ([`Delivery`], [`Facts`], [`Record`]), and two backends:
 //!
 //! | backend | feature | for |
 //! | --- | --- | --- |
 //! | `SqliteInbox` | `sqlite` | one machine: a file in WAL mode, no server |
 //! | `PostgresInbox` | `postgres` | several replicas: `FOR UPDATE SKIP LOCKED` claims, leases in the row, the database's clock |
 //!
-//! Both keep their own schema, created or migrated when they open, under a table-name prefix
+//! The handler runs at least once per delivery, and exactly once for effects written in the
+//! completion's transaction; deliveries are not processed in order.
+//!
+//! Both backends keep their own schema, created or migrated when they open, under a table-name prefix
 //! ([`InboxOptions::with_prefix`], default [`DEFAULT_PREFIX`]) so that it can live in the
 //! application's own database; both let a handler mark its delivery done inside a transaction
 //! that it also writes its effects to (`begin_complete`): the effects and the completion commit
@@ -45,6 +58,7 @@ mod postgres;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod worker;
 
 #[cfg(feature = "testing")]
 pub mod conformance;
@@ -60,6 +74,7 @@ pub use self::postgres::PostgresInbox;
 pub use self::sql::Completion;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteInbox;
+pub use self::worker::{Attempt, Workers, WorkersHandle};
 /// The `sqlx` the SQL backends are built on (features `sqlite`, `postgres`): the version a
 /// handler's queries in a [`Completion`] must use.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -5,9 +5,11 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::config::{Config, SecretSource, WebhookLayer};
+use super::inbox::{InboxMode, DEFAULT_RETRY_AFTER as DEFAULT_INBOX_RETRY_AFTER};
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::idempotency::{checked, Idempotency, IdempotencyStore};
+use crate::inbox::InboxBackend;
 use crate::observe::Metrics;
 use crate::scheme::Scheme;
 use crate::secret::{Fingerprint, SecretResolver, Secrets};
@@ -54,6 +56,8 @@ pub struct WebhookLayerBuilder {
     body_limit: NonZeroUsize,
     body_timeout: Option<Duration>,
     idempotency: Option<Idempotency>,
+    inbox: Option<Arc<dyn InboxBackend>>,
+    inbox_retry_after: Duration,
     endpoint: Option<Fingerprint>,
     resolver_timeout: Duration,
     resolver_retry_after: Duration,
@@ -71,6 +75,7 @@ impl std::fmt::Debug for WebhookLayerBuilder {
             .field("body_limit", &self.body_limit)
             .field("body_timeout", &self.body_timeout)
             .field("idempotency", &self.idempotency)
+            .field("inbox", &self.inbox.is_some())
             .field("named_endpoint", &self.endpoint.is_some())
             .field("resolver_timeout", &self.resolver_timeout)
             .field("resolver_retry_after", &self.resolver_retry_after)
@@ -88,6 +93,8 @@ impl WebhookLayerBuilder {
             body_limit: DEFAULT_BODY_LIMIT,
             body_timeout: Some(DEFAULT_BODY_TIMEOUT),
             idempotency: Some(Idempotency::default()),
+            inbox: None,
+            inbox_retry_after: DEFAULT_INBOX_RETRY_AFTER,
             endpoint: None,
             resolver_timeout: DEFAULT_RESOLVER_TIMEOUT,
             resolver_retry_after: DEFAULT_RESOLVER_RETRY_AFTER,
@@ -226,6 +233,44 @@ impl WebhookLayerBuilder {
         self
     }
 
+    /// Inbox mode: each verified delivery is stored in `inbox` and answered
+    /// `200 {"status":"accepted"}` once the store has committed it, instead of being handed to
+    /// the inner service; [`Workers`](crate::inbox::Workers) then run the handlers (the same
+    /// service, with the same extractors), with retries and dead letters. Remove this line to
+    /// handle deliveries inline again.
+    ///
+    /// A delivery is stored under the key the idempotency guard would use (per endpoint, see
+    /// [`with_endpoint`](Self::with_endpoint)), with its raw body, its verified facts, its path
+    /// (not the query string) and the headers the scheme reads (and `Content-Type`), never a
+    /// credential ([`is_never_stored`](crate::inbox::is_never_stored)). Nothing is stored before
+    /// the signature verified. A key stored already (pending, running, done or dead) is
+    /// answered as a duplicate (the idempotency configuration's
+    /// [`on_duplicate`](Idempotency::on_duplicate) answer, if any), and the handler does not
+    /// run again. An inbox that fails, or does not answer within its timeout, is answered
+    /// `503 inbox_unavailable`; a full one `503 inbox_full`; both with `Retry-After`
+    /// ([`with_inbox_retry_after`](Self::with_inbox_retry_after)), so the sender retries and
+    /// nothing acknowledged is lost.
+    ///
+    /// The idempotency guard's store is not used in inbox mode: the inbox deduplicates.
+    pub fn with_inbox(self, inbox: impl InboxBackend) -> Self {
+        self.with_shared_inbox(Arc::new(inbox))
+    }
+
+    /// As [`with_inbox`](Self::with_inbox), with an inbox shared with other code.
+    pub fn with_shared_inbox(mut self, inbox: Arc<dyn InboxBackend>) -> Self {
+        self.inbox = Some(inbox);
+        self
+    }
+
+    /// The `Retry-After` of a `503 inbox_unavailable` or `503 inbox_full` answer (default
+    /// 30 s). Sent in whole seconds, rounded up (see
+    /// [`Rejection::with_retry_after`](crate::Rejection::with_retry_after)). No effect without
+    /// [`with_inbox`](Self::with_inbox).
+    pub fn with_inbox_retry_after(mut self, after: Duration) -> Self {
+        self.inbox_retry_after = after;
+        self
+    }
+
     /// Names the endpoint this layer guards, for its idempotency keys.
     ///
     /// Senders (Stripe, GitHub, Svix, Sotion) send the same event id to every endpoint
@@ -283,8 +328,12 @@ impl WebhookLayerBuilder {
             (None, None) => return Err(ConfigError::NoSecret),
             (Some(_), Some(_)) => return Err(ConfigError::SecretsWithResolver),
         };
+        let inbox = self
+            .inbox
+            .map(|inbox| InboxMode::new(inbox, &self.scheme, self.inbox_retry_after));
         Ok(WebhookLayer::from_config(Config {
             metrics: Metrics::new(self.scheme.shared_name()),
+            inbox,
             scheme: self.scheme,
             secrets,
             body_limit: self.body_limit.get(),

@@ -4,6 +4,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::builder::WebhookLayerBuilder;
+use super::inbox::InboxMode;
 use super::service::WebhookService;
 use crate::clock::Clock;
 use crate::error::{ConfigError, Rejection, RejectionKind};
@@ -53,6 +54,8 @@ pub(crate) struct Config {
     pub(crate) body_limit: usize,
     pub(crate) body_timeout: Option<Duration>,
     pub(crate) idempotency: Option<Idempotency>,
+    /// Inbox mode: verified deliveries are stored there instead of handed to the inner service.
+    pub(crate) inbox: Option<InboxMode>,
     /// The fingerprint of the name given to `with_endpoint`; `None`: the verifying secret's.
     pub(crate) endpoint: Option<Fingerprint>,
     /// How long a resolver may take, and the `Retry-After` when it fails or takes longer.
@@ -71,6 +74,7 @@ impl std::fmt::Debug for Config {
             .field("body_limit", &self.body_limit)
             .field("body_timeout", &self.body_timeout)
             .field("idempotency", &self.idempotency)
+            .field("inbox", &self.inbox)
             .field("named_endpoint", &self.endpoint.is_some())
             .field("resolver_timeout", &self.resolver_timeout)
             .field("resolver_retry_after", &self.resolver_retry_after)

@@ -18,6 +18,11 @@
 //!    [`WebhookMeta`] in its extensions; a `2xx` answer completes the reservation, anything else
 //!    (or an error making it ready) releases it.
 //!
+//! In inbox mode ([`WebhookLayerBuilder::with_inbox`]), steps 6 and 7 are replaced: the
+//! delivery is stored in the inbox and answered `200` once committed (a key stored already:
+//! the duplicate answer; the inbox failing or full: `503` with `Retry-After`), and the inbox's
+//! workers call the service later.
+//!
 //! # Readiness
 //!
 //! [`WebhookService`] is always ready: the inner service is made ready by each request's
@@ -50,6 +55,7 @@ mod body;
 mod builder;
 mod config;
 mod future;
+mod inbox;
 mod service;
 
 pub(crate) use self::body::LayerBody;
@@ -57,7 +63,7 @@ pub use self::body::ResponseBody;
 pub use self::builder::WebhookLayerBuilder;
 pub use self::config::WebhookLayer;
 pub use self::future::ResponseFuture;
-// Read by the extractors and the router (axum), written by `testing::verified_request`.
-#[cfg(any(feature = "axum", feature = "testing"))]
+// Read by the extractors and the router (axum), written by `testing::verified_request` and the
+// inbox's workers.
 pub(crate) use self::service::VerifiedBody;
 pub use self::service::WebhookService;

@@ -13,6 +13,7 @@ use tower_service::Service;
 use super::body::{LayerBody, ResponseBody};
 use super::config::{Config, SecretSource};
 use super::future::{Admission, ResponseFuture};
+use super::inbox::Stored;
 use crate::error::{Rejection, RejectionKind};
 use crate::idempotency::{IdempotencyKey, Reservation, Reserved, StoreError};
 use crate::meta::WebhookMeta;
@@ -48,6 +49,27 @@ impl<S> WebhookService<S> {
 pub(crate) struct VerifiedBody {
     pub(crate) body: Bytes,
     pub(crate) envelope_data: Option<Bytes>,
+}
+
+impl VerifiedBody {
+    /// The verified body of a stored delivery. `envelope`: it was verified as an envelope
+    /// (Sotion's; its facts then carry a `version`), whose raw `data` is read again from the
+    /// body, as verification found it.
+    pub(crate) fn stored(body: Bytes, envelope: bool) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Data<'a> {
+            #[serde(borrow)]
+            data: &'a serde_json::value::RawValue,
+        }
+        let envelope_data = envelope
+            .then(|| serde_json::from_slice::<Data<'_>>(&body).ok())
+            .flatten()
+            .map(|Data { data }| Bytes::copy_from_slice(data.get().as_bytes()));
+        Self {
+            body,
+            envelope_data,
+        }
+    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for WebhookService<S>
@@ -100,6 +122,21 @@ fn admit<B: Body>(
             Err(rejection) => return Admission::Answer(reject(&observation, &rejection)),
         };
         observation.verified(&meta);
+        if let Some(inbox) = &config.inbox {
+            let stored =
+                super::inbox::store(inbox, config.idempotency.as_ref(), &parts, body, &meta).await;
+            return Admission::Answer(match stored {
+                Stored::New(response) => {
+                    observation.stored();
+                    response
+                }
+                Stored::Duplicate(response) => {
+                    observation.duplicate();
+                    response
+                }
+                Stored::Refused(rejection) => reject(&observation, &rejection),
+            });
+        }
         let Some(idempotency) = &config.idempotency else {
             return Admission::Call(inner_request(parts, body, meta, data), None, config);
         };

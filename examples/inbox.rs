@@ -1,0 +1,285 @@
+//! A demo receiver in inbox mode: `POST /webhooks` is verified, stored, and answered `200` at
+//! once; workers run the handler later, with retries and dead letters.
+//!
+//! ```text
+//! cargo run --example inbox --features sqlite                  # serve
+//! cargo run --example inbox --features sqlite -- dead          # list the dead-lettered events
+//! cargo run --example inbox --features sqlite -- replay <id>   # make a dead event due again
+//! ```
+//!
+//! Environment (as the `receiver` example): `WEBHOOK_ADDR` (default `127.0.0.1:3000`),
+//! `WEBHOOK_SCHEME` (default `sotion`), `WEBHOOK_SECRET` (default: a development secret). And:
+//! - `INBOX_URL`: `sqlite://PATH` (default `sqlite://tower-webhook-inbox.db`, in the working
+//!   directory; the file and the schema are created when missing) or `postgres://...` (build
+//!   with `--features sqlite,postgres`);
+//! - `INBOX_MAX_ATTEMPTS` (default 8), `INBOX_BACKOFF_MS` (the first retry's delay, default
+//!   1000, doubling with jitter), `INBOX_LEASE_MS` (default 30000), `INBOX_WORKERS`
+//!   (default 4).
+//!
+//! The demo handler reads the event's `data`: `fail` (an integer N) makes its first N attempts
+//! answer 500, `sleep_ms` makes each attempt sleep that long first. It prints one line per
+//! attempt on stdout, `processed <event> <id> attempt <n>` or `failed <event> <id> attempt <n>`,
+//! and `dead-lettered <event> <id>` when it gives up. Try
+//! `cargo run --example send -- --data '{"fail":2}'`.
+
+mod shared;
+
+use std::io::Write;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::time::Duration;
+
+use axum::handler::Handler;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Extension, Router};
+use tower_webhook::extract::Verified;
+use tower_webhook::inbox::{
+    Attempt, DeliveryState, InboxBackend, InboxOptions, Replay, SqliteInbox, Workers,
+};
+use tower_webhook::{EventRouter, WebhookLayer, WebhookMeta};
+
+const USAGE: &str = "usage: cargo run --example inbox --features sqlite -- [dead | replay <id>]";
+
+/// What the command line asks for.
+enum Command {
+    Serve,
+    Dead,
+    Replay(String),
+}
+
+fn command() -> Result<Command, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => Ok(Command::Serve),
+        ["dead"] => Ok(Command::Dead),
+        ["replay", id] => Ok(Command::Replay((*id).to_owned())),
+        ["-h" | "--help"] => {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        _ => Err(USAGE.to_owned()),
+    }
+}
+
+/// `name`, a number, from the environment, or `default`.
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match std::env::var(name) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}={text} is not a valid number")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// One line on stdout (what a user watches); never panics on a closed stdout.
+fn say(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+/// The event's `data`, where `send --data` puts it: the body's `data`, and for Stripe (whose
+/// events carry their object in `data.object`) `data.object`.
+fn event_data<'a>(scheme: &str, body: &'a serde_json::Value) -> Option<&'a serde_json::Value> {
+    let data = body.get("data");
+    if scheme == "stripe" {
+        data.and_then(|data| data.get("object"))
+    } else {
+        data
+    }
+}
+
+/// The demo handler, for every event: `data.fail` and `data.sleep_ms` decide what it does.
+async fn demo<B: InboxBackend>(
+    meta: WebhookMeta,
+    Extension(attempt): Extension<Attempt<B>>,
+    Verified(body): Verified<serde_json::Value>,
+) -> StatusCode {
+    let data = event_data(meta.scheme(), &body);
+    let number = |field: &str| {
+        data.and_then(|data| data.get(field))
+            .and_then(serde_json::Value::as_u64)
+    };
+    if let Some(ms) = number("sleep_ms") {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let event = meta.event().unwrap_or("-");
+    let n = attempt.number();
+    if number("fail").is_some_and(|fail| u64::from(n) <= fail) {
+        say(&format!("failed {event} {} attempt {n}", meta.id()));
+        if attempt.is_last() {
+            say(&format!("dead-lettered {event} {}", meta.id()));
+        }
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    say(&format!("processed {event} {} attempt {n}", meta.id()));
+    StatusCode::OK
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(error) = run().await {
+        eprintln!("{error}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), String> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+    let command = command()?;
+    let url =
+        std::env::var("INBOX_URL").unwrap_or_else(|_| "sqlite://tower-webhook-inbox.db".to_owned());
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return postgres(&url, command).await;
+    }
+    if !url.starts_with("sqlite:") {
+        return Err(format!(
+            "INBOX_URL={url}: expected sqlite://PATH or postgres://..."
+        ));
+    }
+    let inbox = SqliteInbox::connect(&url, InboxOptions::new())
+        .await
+        .map_err(|e| format!("INBOX_URL={url}: {e}"))?;
+    eprintln!("inbox: {url}");
+    dispatch(inbox, command).await
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres(url: &str, command: Command) -> Result<(), String> {
+    let inbox = tower_webhook::inbox::PostgresInbox::connect(url, InboxOptions::new())
+        .await
+        .map_err(|e| format!("INBOX_URL: {e}"))?;
+    eprintln!("inbox: PostgreSQL");
+    dispatch(inbox, command).await
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres(_: &str, _: Command) -> Result<(), String> {
+    Err(
+        "INBOX_URL is a PostgreSQL URL, but this build has no PostgreSQL support: run \
+         `cargo run --example inbox --features sqlite,postgres`"
+            .to_owned(),
+    )
+}
+
+async fn dispatch<B: InboxBackend + Clone>(inbox: B, command: Command) -> Result<(), String> {
+    match command {
+        Command::Serve => serve(inbox).await,
+        Command::Dead => {
+            for record in dead(&inbox).await? {
+                let facts = record.delivery.facts();
+                say(&format!(
+                    "{} {}",
+                    facts.event.as_deref().unwrap_or("-"),
+                    facts.id
+                ));
+            }
+            Ok(())
+        }
+        Command::Replay(id) => {
+            let dead = dead(&inbox).await?;
+            let Some(record) = dead.iter().find(|record| record.delivery.facts().id == id) else {
+                return Err(format!("no dead-lettered event {id} (see `-- dead`)"));
+            };
+            let key = *record.delivery.key();
+            inbox
+                .replay(&key, Replay::Dead)
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!("event {id} is due again; a running receiver will process it");
+            Ok(())
+        }
+    }
+}
+
+async fn dead<B: InboxBackend>(inbox: &B) -> Result<Vec<tower_webhook::inbox::Record>, String> {
+    inbox
+        .list(DeliveryState::Dead, 10_000)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn serve<B: InboxBackend + Clone>(inbox: B) -> Result<(), String> {
+    let addr = std::env::var("WEBHOOK_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let scheme = shared::scheme_from_env()?;
+    let (secret, dev) = shared::secret_from_env(&scheme);
+    if let Some(dev) = dev {
+        eprintln!("WEBHOOK_SECRET is not set: using the development secret {dev}");
+    }
+    let workers = NonZeroUsize::new(env_number("INBOX_WORKERS", 4)?)
+        .ok_or("INBOX_WORKERS must be at least 1")?;
+    let max_attempts = NonZeroU32::new(env_number("INBOX_MAX_ATTEMPTS", 8)?)
+        .ok_or("INBOX_MAX_ATTEMPTS must be at least 1")?;
+    let backoff = Duration::from_millis(env_number("INBOX_BACKOFF_MS", 1000)?);
+    let lease = Duration::from_millis(env_number("INBOX_LEASE_MS", 30_000)?);
+    eprintln!(
+        "verifying {} deliveries, storing them in the inbox",
+        scheme.name()
+    );
+
+    let events = EventRouter::new().fallback(demo::<B>);
+    let layer = WebhookLayer::builder(scheme)
+        .with_secret(&secret)
+        .with_inbox(inbox.clone()) // the one line that makes it an inbox receiver
+        .build()
+        .map_err(|e| format!("WEBHOOK_SECRET: {e}"))?;
+    let running = Workers::new(inbox, events.clone().with_state(()))
+        .with_workers(workers)
+        .with_max_attempts(max_attempts)
+        .with_backoff(backoff)
+        .with_lease(lease)
+        .start()
+        .map_err(|e| format!("INBOX_BACKOFF_MS / INBOX_LEASE_MS: {e}"))?;
+    let app = Router::new().route("/webhooks", post(events).route_layer(layer));
+
+    let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+        format!("cannot listen on {addr}: {e} (set WEBHOOK_ADDR to another address)")
+    })?;
+    eprintln!("listening on http://{addr}/webhooks (Ctrl-C stops, letting handlers finish)");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!("stopping: running handlers have 10 s to finish");
+    running.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_data;
+    use serde_json::json;
+
+    #[test]
+    fn the_demo_reads_fail_where_send_data_puts_it_for_every_scheme() {
+        let fail = |scheme: &str, body: serde_json::Value| {
+            event_data(scheme, &body)
+                .and_then(|data| data.get("fail"))
+                .and_then(serde_json::Value::as_u64)
+        };
+        // `send --data '{"fail":2}'`: the event's `data`, and Stripe's `data.object`.
+        for scheme in ["sotion", "sota", "github", "standard", "slack"] {
+            assert_eq!(
+                fail(scheme, json!({ "data": { "fail": 2 } })),
+                Some(2),
+                "{scheme}"
+            );
+        }
+        assert_eq!(
+            fail("stripe", json!({ "data": { "object": { "fail": 2 } } })),
+            Some(2),
+            "stripe"
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! Adversarial checks of the inbox's workers and inbox mode against real `SQLite` files: the
+//! lease while its renewal hangs, and the facts a handler sees (features `sqlite`, `axum`,
+//! `testing`).
+#![cfg(all(feature = "sqlite", feature = "axum", feature = "testing"))]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+mod inbox_common;
+
+use std::convert::Infallible;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{Request, Response, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use http_body_util::Full;
+use inbox_common::{delivery, send, wait_for, SECRET};
+use tower_webhook::idempotency::IdempotencyKey;
+use tower_webhook::inbox::{
+    Accepted, Attempt, Claim, Delivery, DeliveryState, InboxBackend, InboxFuture, InboxOptions,
+    Lease, Record, Replay, SqliteInbox, Stats, Workers,
+};
+use tower_webhook::{Scheme, WebhookLayer, WebhookMeta};
+
+async fn inbox(dir: &tempfile::TempDir) -> SqliteInbox {
+    SqliteInbox::open(dir.path().join("inbox.db"), InboxOptions::new())
+        .await
+        .unwrap()
+}
+
+/// A backend whose lease renewals hang for `renew_hangs` before they reach the database (a
+/// network partition, a database that stalls), as a renewal may for up to the inbox's timeout.
+#[derive(Clone)]
+struct StallingRenewals {
+    inner: SqliteInbox,
+    renew_hangs: Duration,
+}
+
+impl InboxBackend for StallingRenewals {
+    fn accept<'a>(&'a self, delivery: &'a Delivery) -> InboxFuture<'a, Accepted> {
+        self.inner.accept(delivery)
+    }
+    fn claim(&self, lease: Duration, limit: usize) -> InboxFuture<'_, Vec<Claim>> {
+        self.inner.claim(lease, limit)
+    }
+    fn renew<'a>(&'a self, lease: &'a Lease, duration: Duration) -> InboxFuture<'a, bool> {
+        Box::pin(async move {
+            tokio::time::sleep(self.renew_hangs).await;
+            self.inner.renew(lease, duration).await
+        })
+    }
+    fn complete<'a>(&'a self, lease: &'a Lease) -> InboxFuture<'a, bool> {
+        self.inner.complete(lease)
+    }
+    fn retry<'a>(
+        &'a self,
+        lease: &'a Lease,
+        delay: Duration,
+        error: &'a str,
+    ) -> InboxFuture<'a, bool> {
+        self.inner.retry(lease, delay, error)
+    }
+    fn dead_letter<'a>(&'a self, lease: &'a Lease, error: &'a str) -> InboxFuture<'a, bool> {
+        self.inner.dead_letter(lease, error)
+    }
+    fn release<'a>(&'a self, lease: &'a Lease) -> InboxFuture<'a, bool> {
+        self.inner.release(lease)
+    }
+    fn list(&self, state: DeliveryState, limit: usize) -> InboxFuture<'_, Vec<Record>> {
+        self.inner.list(state, limit)
+    }
+    fn get<'a>(&'a self, key: &'a IdempotencyKey) -> InboxFuture<'a, Option<Record>> {
+        self.inner.get(key)
+    }
+    fn replay<'a>(&'a self, key: &'a IdempotencyKey, from: Replay) -> InboxFuture<'a, bool> {
+        self.inner.replay(key, from)
+    }
+    fn purge<'a>(&'a self, key: &'a IdempotencyKey) -> InboxFuture<'a, bool> {
+        self.inner.purge(key)
+    }
+    fn prune(&self, window: Duration) -> InboxFuture<'_, u64> {
+        self.inner.prune(window)
+    }
+    fn stats(&self) -> InboxFuture<'_, Stats> {
+        self.inner.stats()
+    }
+}
+
+/// Counts the handler runs in progress; decremented when the handler's future is dropped.
+struct Running(Arc<AtomicUsize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_whose_lease_renewal_hangs_is_stopped_when_its_lease_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = inbox(&dir).await;
+    let backend = StallingRenewals {
+        inner: sqlite.clone(),
+        renew_hangs: Duration::from_secs(3),
+    };
+    let stalled = delivery("evt_stalled");
+    sqlite.accept(&stalled).await.unwrap();
+
+    // One worker with a 300 ms lease (renewed from 100 ms on: the renewal hangs 3 s), and a
+    // handler that would run 2 s.
+    let running_now = Arc::new(AtomicUsize::new(0));
+    let handler_runs = Arc::clone(&running_now);
+    let service = tower::service_fn(move |_: Request<Full<Bytes>>| {
+        let runs = Arc::clone(&handler_runs);
+        async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            let _running = Running(runs);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        }
+    });
+    let workers = Workers::new(backend, service)
+        .with_workers(NonZeroUsize::new(1).unwrap())
+        .with_lease(Duration::from_millis(300))
+        .with_poll_interval(Duration::from_millis(20))
+        .start()
+        .unwrap();
+    wait_for(&sqlite, stalled.key(), DeliveryState::Running).await;
+
+    // Another process claims the delivery as soon as the lease has run out.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let claim = loop {
+        let mut claims = sqlite.claim(Duration::from_secs(60), 1).await.unwrap();
+        if let Some(claim) = claims.pop() {
+            break claim;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never claimable");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(claim.lease.key(), stalled.key());
+    // The first owner's handler must have been stopped by then (a little slack for the
+    // timer): its lease ended, whether or not its renewal answered.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        running_now.load(Ordering::SeqCst),
+        0,
+        "the first owner's handler still runs after another owner claimed the delivery"
+    );
+    workers.shutdown(Duration::from_secs(5)).await;
+}
+
+/// What an inbox-mode handler saw: the key `IdempotencyKey::for_delivery` gives for its meta,
+/// and its attempt's (the stored delivery's) key.
+type Seen = Arc<Mutex<Vec<(IdempotencyKey, IdempotencyKey)>>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_computes_the_same_idempotency_key_from_its_meta_in_both_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = inbox(&dir).await;
+    let layer = |inbox: Option<&SqliteInbox>| {
+        let builder = WebhookLayer::builder(Scheme::sotion())
+            .with_secret(SECRET)
+            .with_endpoint("billing");
+        match inbox {
+            Some(inbox) => builder.with_inbox(inbox.clone()),
+            None => builder,
+        }
+        .build()
+        .unwrap()
+    };
+
+    // Inline: the key the handler computes from its meta.
+    let inline_key: Arc<Mutex<Option<IdempotencyKey>>> = Arc::default();
+    let seen_inline = Arc::clone(&inline_key);
+    let inline = Router::new().route(
+        "/webhooks",
+        post(move |meta: WebhookMeta| async move {
+            *seen_inline.lock().unwrap() = Some(IdempotencyKey::for_delivery(&meta));
+            StatusCode::OK
+        })
+        .route_layer(layer(None)),
+    );
+    assert_eq!(send(&inline, SECRET, "evt_key").await.0, StatusCode::OK);
+    let inline_key = inline_key.lock().unwrap().expect("the inline handler ran");
+
+    // Through the inbox: the same route, the same delivery.
+    let receiver = Router::new().route(
+        "/webhooks",
+        post(|| async { StatusCode::OK }).route_layer(layer(Some(&sqlite))),
+    );
+    assert_eq!(send(&receiver, SECRET, "evt_key").await.0, StatusCode::OK);
+    let seen: Seen = Arc::default();
+    let seen_by_worker = Arc::clone(&seen);
+    let service = tower::service_fn(move |request: Request<Full<Bytes>>| {
+        let meta = request.extensions().get::<WebhookMeta>().unwrap().clone();
+        let attempt = request
+            .extensions()
+            .get::<Attempt<SqliteInbox>>()
+            .unwrap()
+            .clone();
+        seen_by_worker
+            .lock()
+            .unwrap()
+            .push((IdempotencyKey::for_delivery(&meta), *attempt.lease().key()));
+        async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))) }
+    });
+    let workers = Workers::new(sqlite.clone(), service)
+        .with_poll_interval(Duration::from_millis(20))
+        .start()
+        .unwrap();
+    wait_for(&sqlite, &inline_key, DeliveryState::Done).await;
+    workers.shutdown(Duration::from_secs(5)).await;
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let (from_meta, stored) = seen[0];
+    assert_eq!(stored, inline_key, "the inbox stores under the guard's key");
+    assert_eq!(
+        from_meta, inline_key,
+        "IdempotencyKey::for_delivery(&meta) differs between inline and inbox mode"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_whose_attempts_all_ended_without_an_outcome_is_dead_lettered_not_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = inbox(&dir).await;
+    let poison = delivery("evt_poison");
+    sqlite.accept(&poison).await.unwrap();
+    // Three workers took it in turn and died while its handler ran (it aborts the process:
+    // a stack overflow, an out-of-memory kill): three attempts, no outcome recorded.
+    for attempt in 1..=3 {
+        let claim = loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Some(claim) = sqlite
+                .claim(Duration::from_millis(1), 1)
+                .await
+                .unwrap()
+                .pop()
+            {
+                break claim;
+            }
+        };
+        assert_eq!(claim.lease.attempt(), attempt);
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    // Workers allowing 3 attempts: the fourth claim must not run the handler (it would take
+    // this process down too, forever); the delivery is dead-lettered, for an operator.
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&runs);
+    let service = tower::service_fn(move |_: Request<Full<Bytes>>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))) }
+    });
+    let workers = Workers::new(sqlite.clone(), service)
+        .with_max_attempts(std::num::NonZeroU32::new(3).unwrap())
+        .with_poll_interval(Duration::from_millis(20))
+        .start()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        let record = sqlite.get(poison.key()).await.unwrap().unwrap();
+        if matches!(record.state, DeliveryState::Done | DeliveryState::Dead) {
+            break record;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{record:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    workers.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "the handler ran a fourth time"
+    );
+    assert_eq!(record.state, DeliveryState::Dead);
+    let error = record.last_error.unwrap();
+    assert!(error.contains("without an outcome"), "{error}");
+}

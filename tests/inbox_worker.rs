@@ -1,0 +1,284 @@
+//! The inbox's workers and the layer's inbox mode against real `SQLite` files in temporary
+//! directories (features `sqlite`, `axum`, `testing`). The scenarios are in
+//! `tests/inbox_common`, run against Postgres too by `tests/inbox_postgres.rs`.
+#![cfg(all(feature = "sqlite", feature = "axum", feature = "testing"))]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+mod inbox_common;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::Extension;
+use inbox_common::{delivery, receiver, router, send, wait_for, App, SECRET};
+use tower_webhook::inbox::{
+    Attempt, DeliveryState, InboxBackend, InboxOptions, SqliteInbox, Workers,
+};
+use tower_webhook::{EventRouter, WebhookMeta};
+
+async fn inbox(dir: &tempfile::TempDir) -> SqliteInbox {
+    SqliteInbox::open(dir.path().join("inbox.db"), InboxOptions::new())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_reaches_the_router_with_its_meta_envelope_and_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    inbox_common::a_delivery_reaches_the_router_with_its_meta_envelope_and_attempt(
+        inbox(&dir).await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_fails_twice_then_succeeds_is_done_at_attempt_3() {
+    let dir = tempfile::tempdir().unwrap();
+    inbox_common::a_handler_that_fails_twice_then_succeeds_is_done_at_attempt_3(inbox(&dir).await)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_always_fails_is_dead_lettered_after_the_maximum_and_replay_processes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    inbox_common::a_handler_that_always_fails_is_dead_lettered_after_the_maximum_and_replay_processes_it(inbox(&dir).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_is_retried_and_its_panic_is_the_last_error() {
+    let dir = tempfile::tempdir().unwrap();
+    inbox_common::a_panicking_handler_is_retried_and_its_panic_is_the_last_error(inbox(&dir).await)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_past_its_timeout_is_stopped_and_counted_as_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    inbox_common::a_handler_past_its_timeout_is_stopped_and_counted_as_failed(inbox(&dir).await)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_longer_than_its_lease_keeps_it_by_renewing_and_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    inbox_common::a_handler_longer_than_its_lease_keeps_it_by_renewing_and_runs_once(
+        inbox(&dir).await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_lets_short_handlers_finish_and_releases_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    inbox_common::graceful_shutdown_lets_short_handlers_finish_and_releases_the_rest(
+        inbox(&dir).await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handler_s_delivery_is_answered_before_it_runs_and_processed_later() {
+    let dir = tempfile::tempdir().unwrap();
+    inbox_common::a_slow_handler_s_delivery_is_answered_before_it_runs_and_processed_later(
+        inbox(&dir).await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_while_pending_running_done_or_dead_never_runs_the_handler_again() {
+    let dir = tempfile::tempdir().unwrap();
+    inbox_common::a_duplicate_while_pending_running_done_or_dead_never_runs_the_handler_again(
+        inbox(&dir).await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_delivery_is_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    inbox_common::a_forged_delivery_is_never_stored(inbox(&dir).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_whose_lease_is_taken_from_it_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    inbox_common::a_handler_whose_lease_is_taken_from_it_is_stopped(inbox(&dir).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactional_handler_commits_its_effect_with_the_completion() {
+    use tower_webhook::inbox::sqlx;
+
+    async fn handle(
+        Extension(attempt): Extension<Attempt<SqliteInbox>>,
+        meta: WebhookMeta,
+    ) -> StatusCode {
+        let Ok(Some(mut completion)) = attempt.begin_complete().await else {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        };
+        let inserted = sqlx::query("INSERT INTO effects (event_id) VALUES ($1)")
+            .bind(meta.id())
+            .execute(&mut *completion)
+            .await;
+        if inserted.is_err() || completion.commit().await.is_err() {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
+        StatusCode::OK
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(&dir).await;
+    sqlx::raw_sql("CREATE TABLE effects (event_id TEXT PRIMARY KEY)")
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    let stored = delivery("evt_tx");
+    inbox.accept(&stored).await.unwrap();
+    let service = {
+        use axum::handler::Handler;
+        EventRouter::new().fallback(handle).with_state(())
+    };
+    let running = Workers::new(inbox.clone(), service)
+        .with_poll_interval(Duration::from_millis(20))
+        .start()
+        .unwrap();
+
+    let record = wait_for(&inbox, stored.key(), DeliveryState::Done).await;
+    assert_eq!(record.attempts, 1);
+    let effects: Vec<String> = sqlx::query_scalar("SELECT event_id FROM effects")
+        .fetch_all(inbox.pool())
+        .await
+        .unwrap();
+    assert_eq!(effects, ["evt_tx"]);
+    running.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_full_or_failing_inbox_is_answered_503_with_retry_after_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = SqliteInbox::open(
+        dir.path().join("full.db"),
+        InboxOptions::new().with_max_depth(1),
+    )
+    .await
+    .unwrap();
+    let router = receiver(&inbox, &App::default());
+    assert_eq!(send(&router, SECRET, "evt_1").await.0, StatusCode::OK);
+    let (status, _, text) = send(&router, SECRET, "evt_2").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        text.contains("inbox_full") && text.contains("retry-after=30"),
+        "{text}"
+    );
+    // A duplicate is still answered as one.
+    assert!(send(&router, SECRET, "evt_1").await.1);
+
+    // The database fails: 503 inbox_unavailable, nothing acknowledged.
+    tower_webhook::inbox::sqlx::raw_sql("DROP TABLE tower_webhook_deliveries")
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    let (status, _, text) = send(&router, SECRET, "evt_3").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        text.contains("inbox_unavailable") && text.contains("retry-after=30"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn options_that_cannot_work_are_refused_when_the_workers_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(&dir).await;
+    let error = Workers::new(inbox, router::<SqliteInbox>(&App::default()))
+        .with_lease(Duration::ZERO)
+        .start()
+        .unwrap_err();
+    assert!(error.to_string().contains("Workers::with_lease"), "{error}");
+}
+
+#[cfg(feature = "metrics")]
+#[test]
+fn metrics_count_stored_deliveries_attempts_by_outcome_dead_letters_and_the_depth() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use tower_webhook::observe;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // One thread: the recorder is installed for it, and the workers' tasks run on it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let inbox = inbox(&dir).await;
+            let app = App::default();
+            app.fail("evt_m_dead", u32::MAX);
+            let router = receiver(&inbox, &app);
+            for id in ["evt_m_ok", "evt_m_dead"] {
+                assert_eq!(send(&router, SECRET, id).await.0, StatusCode::OK);
+            }
+            assert!(send(&router, SECRET, "evt_m_ok").await.1);
+            let running = inbox_common::workers(&inbox, &app).start().unwrap();
+            wait_for(&inbox, &inbox_common::key("evt_m_ok"), DeliveryState::Done).await;
+            wait_for(
+                &inbox,
+                &inbox_common::key("evt_m_dead"),
+                DeliveryState::Dead,
+            )
+            .await;
+            running.shutdown(Duration::from_secs(5)).await;
+        });
+    });
+
+    let metrics: Vec<_> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let key = key.key();
+            let labels: Vec<String> = key
+                .labels()
+                .map(|label| format!("{}={}", label.key(), label.value()))
+                .collect();
+            (key.name().to_owned(), labels, value)
+        })
+        .collect();
+    let counter = |name: &str, label: &str| {
+        metrics
+            .iter()
+            .find(|(n, labels, _)| {
+                n == name && (label.is_empty() || labels.iter().any(|l| l == label))
+            })
+            .map(|(_, _, value)| match value {
+                DebugValue::Counter(count) => *count,
+                _ => u64::MAX,
+            })
+    };
+    assert_eq!(counter(observe::INBOX_ATTEMPTS, "outcome=done"), Some(1));
+    assert_eq!(counter(observe::INBOX_ATTEMPTS, "outcome=retried"), Some(2));
+    assert_eq!(counter(observe::INBOX_ATTEMPTS, "outcome=dead"), Some(1));
+    assert_eq!(counter(observe::INBOX_DEAD_LETTERS, ""), Some(1));
+    assert_eq!(counter(observe::DUPLICATES, ""), Some(1));
+    // Two answered `stored`, and the gauges were set when the workers started (two waiting).
+    let stored = metrics.iter().find(|(name, labels, _)| {
+        name == observe::DURATION && labels.iter().any(|l| l == "outcome=stored")
+    });
+    assert!(
+        matches!(stored, Some((_, _, DebugValue::Histogram(values))) if values.len() == 2),
+        "{stored:?}"
+    );
+    let depth = metrics
+        .iter()
+        .find(|(name, _, _)| name == observe::INBOX_DEPTH);
+    assert!(
+        matches!(depth, Some((_, _, DebugValue::Gauge(depth))) if (depth.0 - 2.0).abs() < 1e-9),
+        "{depth:?}"
+    );
+    assert!(metrics
+        .iter()
+        .any(|(name, _, _)| name == observe::INBOX_OLDEST_WAITING));
+}
