@@ -112,8 +112,15 @@ pub use self::scheme::Scheme;
 pub use self::secret::{ResolveError, ResolveFuture, Secret, SecretResolver, Secrets, Tenant};
 pub use time;
 
-/// The README's examples, compiled as doctests (they use the `redis` and `testing` features:
+/// The README's examples, compiled as doctests (they use the `redis`, `sqlite`, `postgres` and
+/// `testing` features:
 /// `scripts/test` builds with every feature).
-#[cfg(all(doctest, feature = "redis", feature = "testing"))]
+#[cfg(all(
+    doctest,
+    feature = "redis",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "testing"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
