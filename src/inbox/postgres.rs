@@ -10,7 +10,9 @@ use super::backend::{
     Stats,
 };
 use super::delivery::{Delivery, DeliveryState, Record};
-use super::sql::{encode_headers, limit, millis, signed_at, sql, Completion, RawRecord};
+use super::sql::{
+    encode_headers, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
+};
 use crate::idempotency::{IdempotencyKey, Token};
 
 /// How many connections [`PostgresInbox::connect`] opens at most.
@@ -277,7 +279,10 @@ impl Statements {
                  WHERE (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running')) < $14 \
                  ON CONFLICT (key) DO NOTHING"
             ),
-            state_of: format!("SELECT state FROM {t} WHERE key = $1"),
+            state_of: format!(
+                "SELECT (SELECT state FROM {t} WHERE key = $1), \
+                 (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running'))"
+            ),
             claim: format!(
                 "WITH due AS (SELECT key FROM {t} WHERE state IN ('pending', 'running') \
                  AND due_at <= now() ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \

@@ -133,6 +133,10 @@ pub(super) fn millis(duration: Duration) -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
+/// How many times an accept tries its insert when the conflicting row vanished before its
+/// state was read (purged or pruned meanwhile).
+pub(super) const ACCEPT_TRIES: usize = 3;
+
 /// A `LIMIT` as SQL takes it.
 pub(super) fn limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
@@ -273,38 +277,52 @@ macro_rules! sql_backend {
                 Box::pin(timed(self.options.timeout(), async move {
                     let facts = delivery.facts();
                     let key = delivery.key().as_bytes().as_slice();
-                    let inserted = sqlx::query(&self.sql.accept)
-                        .bind(key)
-                        .bind(delivery.path())
-                        .bind(encode_headers(delivery.headers()))
-                        .bind(delivery.body().as_ref())
-                        .bind(&facts.scheme)
-                        .bind(&facts.id)
-                        .bind(facts.event.as_deref())
-                        .bind(facts.action.as_deref())
-                        .bind(facts.delivery.as_deref())
-                        .bind(facts.scope.as_deref())
-                        .bind(facts.tenant.as_deref())
-                        .bind(signed_at(facts)?)
-                        .bind(facts.version.as_deref())
-                        .bind(i64::try_from(self.options.max_depth()).unwrap_or(i64::MAX))
-                        .execute(&self.pool)
-                        .await
-                        .map_err(sql)?;
-                    if inserted.rows_affected() > 0 {
-                        return Ok(Accepted::New);
+                    let max_depth = i64::try_from(self.options.max_depth()).unwrap_or(i64::MAX);
+                    // The insert and the reading of a conflicting row's state are two
+                    // statements: a row removed between them (purge, prune) makes the key new,
+                    // so the insert is tried again rather than the inbox called full.
+                    for _ in 0..ACCEPT_TRIES {
+                        let inserted = sqlx::query(&self.sql.accept)
+                            .bind(key)
+                            .bind(delivery.path())
+                            .bind(encode_headers(delivery.headers()))
+                            .bind(delivery.body().as_ref())
+                            .bind(&facts.scheme)
+                            .bind(&facts.id)
+                            .bind(facts.event.as_deref())
+                            .bind(facts.action.as_deref())
+                            .bind(facts.delivery.as_deref())
+                            .bind(facts.scope.as_deref())
+                            .bind(facts.tenant.as_deref())
+                            .bind(signed_at(facts)?)
+                            .bind(facts.version.as_deref())
+                            .bind(max_depth)
+                            .execute(&self.pool)
+                            .await
+                            .map_err(sql)?;
+                        if inserted.rows_affected() > 0 {
+                            return Ok(Accepted::New);
+                        }
+                        let (state, depth): (Option<String>, i64) =
+                            sqlx::query_as(&self.sql.state_of)
+                                .bind(key)
+                                .fetch_one(&self.pool)
+                                .await
+                                .map_err(sql)?;
+                        match state {
+                            Some(state) => {
+                                return Ok(Accepted::Duplicate(
+                                    state.parse().map_err(super::sql::backend)?,
+                                ))
+                            }
+                            None if depth >= max_depth => return Err(InboxError::Full),
+                            None => {}
+                        }
                     }
-                    let state: Option<String> = sqlx::query_scalar(&self.sql.state_of)
-                        .bind(key)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(sql)?;
-                    match state {
-                        Some(state) => Ok(Accepted::Duplicate(
-                            state.parse().map_err(super::sql::backend)?,
-                        )),
-                        None => Err(InboxError::Full),
-                    }
+                    Err(InboxError::Backend(
+                        "the delivery's key was stored and removed again while it was accepted"
+                            .into(),
+                    ))
                 }))
             }
 

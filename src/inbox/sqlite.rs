@@ -15,7 +15,9 @@ use super::backend::{
     Stats,
 };
 use super::delivery::{Delivery, DeliveryState, Record};
-use super::sql::{encode_headers, limit, millis, signed_at, sql, Completion, RawRecord};
+use super::sql::{
+    encode_headers, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
+};
 use crate::idempotency::{IdempotencyKey, Token};
 
 /// How many connections the pool opens at most: `SQLite` writes one transaction at a time, and
@@ -289,7 +291,10 @@ impl Statements {
                  WHERE (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running')) < $14 \
                  ON CONFLICT (key) DO NOTHING"
             ),
-            state_of: format!("SELECT state FROM {t} WHERE key = $1"),
+            state_of: format!(
+                "SELECT (SELECT state FROM {t} WHERE key = $1), \
+                 (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running'))"
+            ),
             claim: format!(
                 "UPDATE {t} SET state = 'running', owner = $1, attempts = attempts + 1, \
                  due_at = {NOW} + $2 \
