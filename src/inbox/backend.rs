@@ -271,7 +271,8 @@ impl InboxOptions {
 /// - [`renew`](Self::renew)`(lease, duration)`: the lease now ends `duration` from now;
 /// - [`complete`](Self::complete): done (kept to answer duplicates until pruned);
 /// - [`retry`](Self::retry)`(lease, delay, error)`: pending, due `delay` from now, with
-///   `error` as the last error;
+///   `error` as the last error (any text, a handler's answer included: a backend that cannot
+///   store some characters, such as NUL, replaces them rather than fail);
 /// - [`dead_letter`](Self::dead_letter)`(lease, error)`: dead, with `error`;
 /// - [`release`](Self::release): pending and due now, the attempt not counted (for a graceful
 ///   shutdown that stops a handler before it finished).

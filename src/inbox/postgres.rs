@@ -11,7 +11,8 @@ use super::backend::{
 };
 use super::delivery::{Delivery, DeliveryState, Record};
 use super::sql::{
-    encode_headers, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
+    encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord,
+    ACCEPT_TRIES,
 };
 use crate::idempotency::{IdempotencyKey, Token};
 
@@ -70,6 +71,12 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 ///   whose clocks disagree still agree on leases and backoffs.
 /// - The depth limit is checked by the accepting statement; concurrent accepts may pass it by
 ///   the number of accepts running at once.
+/// - `text` columns cannot hold a NUL byte. The layer never stores one in an event id or an
+///   optional fact (an id with control characters is refused, `400 invalid_event_id`, and such
+///   facts are dropped), and a failed attempt's error has its NUL bytes replaced by U+FFFD. A
+///   tenant id your [`SecretResolver`](crate::SecretResolver) returns must not hold one: that
+///   tenant's accepts would fail ([`InboxError::Backend`], answered `503 inbox_unavailable`,
+///   logged) each time the sender retries.
 ///
 /// No TLS is compiled in by this crate: to reach a server over TLS, enable one of `sqlx`'s TLS
 /// features in your own `Cargo.toml` (Cargo unifies them) and pass `sslmode` in the URL.

@@ -133,6 +133,16 @@ pub(super) fn millis(duration: Duration) -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
+/// A failed attempt's error as stored: a NUL byte (a handler's answer may hold one; a Postgres
+/// `text` column refuses it, and the outcome would be lost) becomes U+FFFD.
+pub(super) fn error_text(error: &str) -> std::borrow::Cow<'_, str> {
+    if error.contains('\0') {
+        std::borrow::Cow::Owned(error.replace('\0', "\u{fffd}"))
+    } else {
+        std::borrow::Cow::Borrowed(error)
+    }
+}
+
 /// How many times an accept tries its insert when the conflicting row vanished before its
 /// state was read (purged or pruned meanwhile).
 pub(super) const ACCEPT_TRIES: usize = 3;
@@ -377,7 +387,7 @@ macro_rules! sql_backend {
                         .bind(lease.key().as_bytes().as_slice())
                         .bind(lease.token().to_hex())
                         .bind(millis(delay))
-                        .bind(error)
+                        .bind(error_text(error).as_ref())
                         .execute(&self.pool)
                         .await
                         .map_err(sql)?;
@@ -394,7 +404,7 @@ macro_rules! sql_backend {
                     let done = sqlx::query(&self.sql.dead_letter)
                         .bind(lease.key().as_bytes().as_slice())
                         .bind(lease.token().to_hex())
-                        .bind(error)
+                        .bind(error_text(error).as_ref())
                         .execute(&self.pool)
                         .await
                         .map_err(sql)?;
@@ -515,6 +525,12 @@ mod tests {
         ];
         let decoded = decode_headers(&encode_headers(&headers)).ok();
         assert_eq!(decoded, Some(headers));
+    }
+
+    #[test]
+    fn an_error_s_nul_bytes_are_replaced_and_the_rest_kept() {
+        assert_eq!(error_text("a\0b"), "a\u{fffd}b");
+        assert!(matches!(error_text("ok"), std::borrow::Cow::Borrowed("ok")));
     }
 
     #[test]

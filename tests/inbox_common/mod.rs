@@ -447,6 +447,13 @@ pub(crate) async fn a_forged_delivery_is_never_stored<B: InboxBackend + Clone>(i
     let response = router.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
+    // Signed, but its event id holds a NUL byte (a Postgres `text` column would refuse it):
+    // refused before the inbox, `400 invalid_event_id`, never a `503` the sender retries
+    // forever.
+    let (status, _, text) = send(&router, SECRET, "evt_\0nul").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("invalid_event_id"), "{text}");
+
     assert!(inbox.get(&key("evt_forged")).await.unwrap().is_none());
     assert!(inbox.get(&key("evt_unsigned")).await.unwrap().is_none());
     assert_eq!(inbox.stats().await.unwrap(), Stats::default());
@@ -477,4 +484,38 @@ pub(crate) async fn a_handler_whose_lease_is_taken_from_it_is_stopped<B: InboxBa
     wait_for(&inbox, next.key(), DeliveryState::Done).await;
     assert_eq!(app.runs_of("evt_taken"), [1]);
     running.shutdown(Duration::from_secs(5)).await;
+}
+
+pub(crate) async fn a_failure_whose_text_holds_a_nul_byte_is_retried_and_dead_lettered<
+    B: InboxBackend + Clone,
+>(
+    inbox: B,
+) {
+    // A handler whose failed answer holds a NUL byte (which a Postgres `text` column refuses):
+    // its attempt is still recorded (retried after the backoff, then dead-lettered), not left
+    // running until the lease runs out with its error lost.
+    let service = tower::service_fn(|_: axum::http::Request<http_body_util::Full<bytes::Bytes>>| async {
+        let mut response = axum::http::Response::new(http_body_util::Full::new(
+            bytes::Bytes::from_static(b"boom\0after the nul"),
+        ));
+        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    let stored = delivery("evt_nul");
+    inbox.accept(&stored).await.unwrap();
+    let running = Workers::new(inbox.clone(), service)
+        .with_lease(Duration::from_secs(3600))
+        .with_backoff(Duration::from_millis(20))
+        .with_poll_interval(Duration::from_millis(20))
+        .with_max_attempts(NonZeroU32::new(2).unwrap())
+        .start()
+        .unwrap();
+    let record = wait_for(&inbox, stored.key(), DeliveryState::Dead).await;
+    running.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(record.attempts, 2);
+    let error = record.last_error.unwrap();
+    assert!(
+        error.contains("500") && error.contains("boom") && error.contains("after the nul"),
+        "{error}"
+    );
 }
