@@ -270,3 +270,23 @@ async fn a_call_that_cannot_get_the_database_fails_within_the_timeout() {
     ));
     assert_eq!(inbox.stats().await.unwrap().pending, 1);
 }
+
+#[tokio::test]
+async fn a_depth_limit_of_zero_stops_intake_but_still_answers_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paused.db");
+    let open = SqliteInbox::open(&path, InboxOptions::new()).await.unwrap();
+    let stored = delivery("evt_stored");
+    assert_eq!(open.accept(&stored).await.unwrap(), Accepted::New);
+    let paused = SqliteInbox::open(&path, InboxOptions::new().with_max_depth(0))
+        .await
+        .unwrap();
+    assert!(matches!(
+        paused.accept(&delivery("evt_new")).await,
+        Err(InboxError::Full)
+    ));
+    assert_eq!(
+        paused.accept(&stored).await.unwrap(),
+        Accepted::Duplicate(DeliveryState::Pending)
+    );
+}

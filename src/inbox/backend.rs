@@ -209,6 +209,10 @@ impl InboxOptions {
     /// How many deliveries may wait (pending or running) before accept answers
     /// [`InboxError::Full`] (default [`DEFAULT_MAX_DEPTH`]). Under concurrent accepts on
     /// Postgres the bound may be passed by the number of accepts running at once.
+    ///
+    /// `0` refuses every new delivery (`503 inbox_full`, so the senders retry later) while
+    /// duplicates are still answered as such: a way to stop intake while the workers drain
+    /// the inbox.
     #[must_use]
     pub fn with_max_depth(mut self, max_depth: u64) -> Self {
         self.max_depth = max_depth;
