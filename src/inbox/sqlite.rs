@@ -16,8 +16,7 @@ use super::backend::{
 };
 use super::delivery::{Delivery, DeliveryState, Record};
 use super::sql::{
-    encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord,
-    ACCEPT_TRIES,
+    encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
 };
 use crate::idempotency::{IdempotencyKey, Token};
 

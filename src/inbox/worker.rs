@@ -104,6 +104,7 @@ pub struct Workers<B, S> {
     backend: Arc<B>,
     service: S,
     settings: Settings,
+    on_outcome: Option<OutcomeHook>,
     /// The first mistake, reported by `start`.
     error: Option<ConfigError>,
 }
@@ -112,6 +113,7 @@ impl<B, S> fmt::Debug for Workers<B, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Workers")
             .field("settings", &self.settings)
+            .field("on_outcome", &self.on_outcome.is_some())
             .field("error", &self.error)
             .finish_non_exhaustive()
     }
@@ -140,6 +142,7 @@ impl<B: InboxBackend, S> Workers<B, S> {
         Self {
             backend,
             service,
+            on_outcome: None,
             settings: Settings {
                 workers: DEFAULT_WORKERS,
                 lease: DEFAULT_LEASE,
@@ -232,6 +235,32 @@ impl<B: InboxBackend, S> Workers<B, S> {
         this
     }
 
+    /// Calls `hook` when an attempt has ended and its outcome was recorded (or could not be),
+    /// with the delivery, the attempt's number (1 for the first) and the [`Outcome`]: to print
+    /// or count what happened to each delivery, a dead letter included, however the attempt
+    /// ended (an answer, an error, a panic, a timeout, or attempts that ran out without an
+    /// outcome). It runs on the worker's task: keep it short and non-blocking.
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")]
+    /// # fn hook(workers: tower_webhook::inbox::Workers<tower_webhook::inbox::SqliteInbox, ()>) {
+    /// use tower_webhook::inbox::Outcome;
+    ///
+    /// let workers = workers.on_outcome(|delivery, attempt, outcome| {
+    ///     if let Outcome::DeadLettered { error } = outcome {
+    ///         eprintln!("gave up on {} after attempt {attempt}: {error}", delivery.facts().id);
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn on_outcome(
+        mut self,
+        hook: impl Fn(&Delivery, u32, Outcome<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_outcome = Some(Arc::new(hook));
+        self
+    }
+
     /// How long done deliveries are kept to answer duplicates before the workers prune them
     /// (default [`DEFAULT_DEDUP_WINDOW`], 7 days; checked every hour). Keep it longer than the
     /// senders' retry windows.
@@ -272,6 +301,7 @@ where
         let shared = Arc::new(Shared {
             backend: self.backend,
             settings: self.settings,
+            on_outcome: self.on_outcome,
         });
         let mut tasks: Vec<JoinHandle<()>> = (0..self.settings.workers.get())
             .map(|_| {
@@ -291,6 +321,57 @@ where
 struct Shared<B> {
     backend: Arc<B>,
     settings: Settings,
+    on_outcome: Option<OutcomeHook>,
+}
+
+/// [`Workers::on_outcome`]'s hook.
+type OutcomeHook = Arc<dyn Fn(&Delivery, u32, Outcome<'_>) + Send + Sync>;
+
+/// How an attempt ended, as [`Workers::on_outcome`] reports it (the `outcome` of the attempt's
+/// span and of the attempts metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome<'a> {
+    /// The handler answered `2xx`: the delivery is done.
+    Done,
+    /// The attempt failed (an answer other than `2xx`, an error, a panic, a timeout): the
+    /// delivery is due again after a backoff.
+    Retried {
+        /// The error recorded as the delivery's last.
+        error: &'a str,
+    },
+    /// The attempt failed and was the last one, or the attempts ran out without an outcome
+    /// (the handler did not run again): the delivery is dead-lettered.
+    DeadLettered {
+        /// The error recorded as the delivery's last.
+        error: &'a str,
+    },
+    /// Shutdown's deadline stopped the handler: the delivery was given back, due now, the
+    /// attempt not counted.
+    Released,
+    /// The delivery was no longer this attempt's: its lease was lost (the handler was
+    /// stopped) or the outcome was refused as a stale owner's. Also a `2xx` after the handler
+    /// completed the delivery itself (`begin_complete`).
+    Stale,
+    /// The outcome could not be recorded (the backend failed): the delivery is claimed again
+    /// once its lease runs out.
+    Unrecorded,
+}
+
+impl Outcome<'_> {
+    /// The outcome's name in the attempt's span and the attempts metric: `done`, `retried`,
+    /// `dead`, `released`, `stale` or `lost`.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Retried { .. } => "retried",
+            Self::DeadLettered { .. } => "dead",
+            Self::Released => "released",
+            Self::Stale => "stale",
+            Self::Unrecorded => "lost",
+        }
+    }
 }
 
 /// Where the workers are in their life.
@@ -452,7 +533,7 @@ async fn attempt<B, S, ResBody>(
             lease.attempt(),
             settings.max_attempts
         );
-        record_outcome(shared, &lease, &span, Ran::Failed(error)).await;
+        record_outcome(shared, &record.delivery, &lease, &span, Ran::Failed(error)).await;
         return;
     }
     let request = rebuild(
@@ -483,7 +564,7 @@ async fn attempt<B, S, ResBody>(
         },
     };
     let ran = supervise(shared, &lease, call, claimed_at, watching).await;
-    record_outcome(shared, &lease, &span, ran).await;
+    record_outcome(shared, &record.delivery, &lease, &span, ran).await;
 }
 
 /// Runs the handler on its own task, renewing the lease, until it ends, times out, loses its
@@ -585,45 +666,59 @@ async fn stop_handler<T>(handler: JoinHandle<T>, reason: Ran) -> Ran {
     reason
 }
 
-/// Records how the attempt ended.
-async fn record_outcome<B: InboxBackend>(shared: &Shared<B>, lease: &Lease, span: &Span, ran: Ran) {
+/// Records how the attempt ended, and reports it (span, metric, hook).
+async fn record_outcome<B: InboxBackend>(
+    shared: &Shared<B>,
+    delivery: &Delivery,
+    lease: &Lease,
+    span: &Span,
+    ran: Ran,
+) {
     let settings = shared.settings;
+    let report = |outcome: Outcome<'_>| {
+        crate::observe::inbox_outcome(span, outcome.as_str());
+        if let Some(hook) = &shared.on_outcome {
+            // The application's code: its panic must not end this worker.
+            let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                hook(delivery, lease.attempt(), outcome);
+            }));
+            if called.is_err() {
+                crate::observe::error!("the inbox workers' outcome hook panicked");
+            }
+        }
+    };
     let error = match ran {
         Ran::Answered(status, _) if status.is_success() => {
-            let outcome = match shared.backend.complete(lease).await {
-                Ok(true) => "done",
+            return report(match shared.backend.complete(lease).await {
+                Ok(true) => Outcome::Done,
                 // Completed already (in the handler's own transaction), or taken over.
-                Ok(false) => "stale",
+                Ok(false) => Outcome::Stale,
                 Err(error) => {
                     crate::observe::error!(%error, "inbox could not record a completion");
-                    "lost"
+                    Outcome::Unrecorded
                 }
-            };
-            crate::observe::inbox_outcome(span, outcome);
-            return;
+            });
         }
         Ran::Answered(status, text) if text.is_empty() => format!("the handler answered {status}"),
         Ran::Answered(status, text) => format!("the handler answered {status}: {text}"),
         Ran::Failed(error) => error,
-        Ran::Lost => {
-            crate::observe::inbox_outcome(span, "lost");
-            return;
-        }
+        Ran::Lost => return report(Outcome::Stale),
         Ran::Stopped => {
-            let outcome = match shared.backend.release(lease).await {
-                Ok(true) => "released",
-                Ok(false) => "stale",
+            return report(match shared.backend.release(lease).await {
+                Ok(true) => Outcome::Released,
+                Ok(false) => Outcome::Stale,
                 Err(error) => {
                     crate::observe::error!(%error, "inbox could not release a delivery at shutdown");
-                    "lost"
+                    Outcome::Unrecorded
                 }
-            };
-            crate::observe::inbox_outcome(span, outcome);
-            return;
+            });
         }
     };
     let (recorded, outcome) = if lease.attempt() >= settings.max_attempts.get() {
-        (shared.backend.dead_letter(lease, &error).await, "dead")
+        (
+            shared.backend.dead_letter(lease, &error).await,
+            Outcome::DeadLettered { error: &error },
+        )
     } else {
         let delay = backoff(
             settings.backoff,
@@ -631,17 +726,19 @@ async fn record_outcome<B: InboxBackend>(shared: &Shared<B>, lease: &Lease, span
             lease.attempt(),
             rand::random::<f64>(),
         );
-        (shared.backend.retry(lease, delay, &error).await, "retried")
+        (
+            shared.backend.retry(lease, delay, &error).await,
+            Outcome::Retried { error: &error },
+        )
     };
-    let outcome = match recorded {
+    report(match recorded {
         Ok(true) => outcome,
-        Ok(false) => "stale",
+        Ok(false) => Outcome::Stale,
         Err(error) => {
             crate::observe::error!(%error, "inbox could not record a failed attempt");
-            "lost"
+            Outcome::Unrecorded
         }
-    };
-    crate::observe::inbox_outcome(span, outcome);
+    });
 }
 
 /// The delay before the attempt after attempt `attempt` (1 for the first): `first · 2^(attempt-1)`

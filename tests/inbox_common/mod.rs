@@ -494,13 +494,15 @@ pub(crate) async fn a_failure_whose_text_holds_a_nul_byte_is_retried_and_dead_le
     // A handler whose failed answer holds a NUL byte (which a Postgres `text` column refuses):
     // its attempt is still recorded (retried after the backoff, then dead-lettered), not left
     // running until the lease runs out with its error lost.
-    let service = tower::service_fn(|_: axum::http::Request<http_body_util::Full<bytes::Bytes>>| async {
-        let mut response = axum::http::Response::new(http_body_util::Full::new(
-            bytes::Bytes::from_static(b"boom\0after the nul"),
-        ));
-        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-        Ok::<_, std::convert::Infallible>(response)
-    });
+    let service = tower::service_fn(
+        |_: axum::http::Request<http_body_util::Full<bytes::Bytes>>| async {
+            let mut response = axum::http::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(b"boom\0after the nul"),
+            ));
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            Ok::<_, std::convert::Infallible>(response)
+        },
+    );
     let stored = delivery("evt_nul");
     inbox.accept(&stored).await.unwrap();
     let running = Workers::new(inbox.clone(), service)
