@@ -387,3 +387,59 @@ async fn a_panicking_outcome_hook_does_not_stop_its_worker() {
     }
     workers.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_cannot_renew_is_stopped_a_margin_before_its_lease_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = inbox(&dir).await;
+    let backend = StallingRenewals {
+        inner: sqlite.clone(),
+        renew_hangs: Duration::from_secs(3600),
+    };
+    let stalled = delivery("evt_margin");
+    sqlite.accept(&stalled).await.unwrap();
+    // When the handler's future was dropped, by the database's (the wall) clock.
+    let stopped_at: Arc<Mutex<Option<time::OffsetDateTime>>> = Arc::default();
+    struct Stopped(Arc<Mutex<Option<time::OffsetDateTime>>>);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = Some(time::OffsetDateTime::now_utc());
+        }
+    }
+    let into = Arc::clone(&stopped_at);
+    let service = tower::service_fn(move |_: Request<Full<Bytes>>| {
+        let stopped = Stopped(Arc::clone(&into));
+        async move {
+            let _stopped = stopped;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        }
+    });
+    // A 3 s lease whose renewals never answer.
+    let workers = Workers::new(backend, service)
+        .with_workers(NonZeroUsize::new(1).unwrap())
+        .with_lease(Duration::from_secs(3))
+        .with_poll_interval(Duration::from_millis(20))
+        .start()
+        .unwrap();
+    let lease_ends = wait_for(&sqlite, stalled.key(), DeliveryState::Running)
+        .await
+        .due_at;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let stopped = loop {
+        if let Some(at) = *stopped_at.lock().unwrap() {
+            break at;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never stopped");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    workers.shutdown(Duration::from_secs(5)).await;
+    // Stopped a tenth of the lease (300 ms) before it ends in the database, so that another
+    // worker claiming it then never runs beside it, even with clocks that drift a little (half
+    // of the margin is left to the timers of a loaded machine).
+    assert!(
+        stopped <= lease_ends - Duration::from_millis(150),
+        "stopped {} ms before the lease ended",
+        (lease_ends - stopped).whole_milliseconds()
+    );
+}

@@ -39,6 +39,9 @@ const DEFAULT_HANDLER_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 const STATS_INTERVAL: Duration = Duration::from_secs(10);
 /// How often done deliveries past the deduplication window are pruned.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// A handler whose lease could not be renewed is stopped this fraction of the lease before the
+/// lease ends.
+const LEASE_MARGIN_DIVISOR: u32 = 10;
 /// How much of a failed handler's answer is kept as the delivery's last error.
 const ERROR_BODY_LIMIT: usize = 512;
 
@@ -65,9 +68,13 @@ const ERROR_BODY_LIMIT: usize = 512;
 /// | never ends (its worker was killed, or lost its lease) | claimable again once the lease runs out, the attempt counted; claimed past the last attempt, it is dead-lettered without running the handler again |
 ///
 /// While a handler runs, its lease is renewed every third of the lease. A renewal refused (the
-/// lease ran out and another worker claimed the delivery) or failing until the lease runs out
-/// stops the handler: the delivery then belongs to its new owner, and a stale owner's outcome
-/// would be refused by the backend anyway.
+/// lease ran out and another worker claimed the delivery) stops the handler; so do renewals
+/// failing until a tenth of the lease before it ends (measured from before the claim or the
+/// last renewal was sent, so never later than the backend's end): the delivery may then be
+/// claimed by another worker, and the margin keeps the two from running at once while the
+/// clocks (the database server's and this process's; the wall clock on `SQLite`) agree to
+/// within it. A stale owner's outcome would be refused by the backend anyway. Stopping is
+/// cooperative: a handler that blocks its thread without yielding cannot be stopped.
 ///
 /// Defaults: 4 workers, a 30 s lease, 8 attempts, a 1 s first backoff (at most 1 h), a 500 ms
 /// poll interval when nothing is due, a 5 min handler timeout, done deliveries pruned after
@@ -584,6 +591,12 @@ where
     let started = Instant::now();
     let timeout_at = started + settings.handler_timeout;
     let renew_every = settings.lease / 3;
+    // The handler must be stopped before the lease ends in the backend, where another worker
+    // may claim the delivery: it ends no earlier than this process computes (measured from
+    // before the claim or renewal was sent), and the margin covers clocks that drift apart
+    // (the database server's, or the wall clock `SQLite` uses) and the handler's last poll.
+    let margin = settings.lease / LEASE_MARGIN_DIVISOR;
+    let stop_by = |lease_ends: Instant| lease_ends.checked_sub(margin).unwrap_or(lease_ends);
     let mut lease_ends = claimed_at + settings.lease;
     let mut next_renewal = started + renew_every;
     // Its own task: it runs while the lease is renewed, and a panic is caught as the task's.
@@ -591,7 +604,7 @@ where
     let mut stopping = pin!(reached(watching, Phase::Stopping));
     loop {
         // Wakes to renew, at the timeout, and when the lease runs out (renewals failing).
-        let wake = next_renewal.min(timeout_at).min(lease_ends);
+        let wake = next_renewal.min(timeout_at).min(stop_by(lease_ends));
         let mut timer = pin!(tokio::time::sleep_until(wake));
         let step = std::future::poll_fn(|cx| {
             if let Poll::Ready(joined) = Pin::new(&mut handler).poll(cx) {
@@ -619,7 +632,7 @@ where
             Step::Tick => {}
         }
         let now = Instant::now();
-        if now >= lease_ends {
+        if now >= stop_by(lease_ends) {
             crate::observe::warn!("the inbox lease ran out while the handler ran; stopping it");
             return stop_handler(handler, Ran::Lost).await;
         }
@@ -632,8 +645,11 @@ where
         }
         // A renewal that has not answered when the lease ends is a failed one: the delivery
         // may be another worker's from then on, so the handler must not run past it.
-        let renewed =
-            tokio::time::timeout_at(lease_ends, shared.backend.renew(lease, settings.lease)).await;
+        let renewed = tokio::time::timeout_at(
+            stop_by(lease_ends),
+            shared.backend.renew(lease, settings.lease),
+        )
+        .await;
         match renewed.unwrap_or(Err(InboxError::Timeout)) {
             Ok(true) => lease_ends = now + settings.lease,
             Ok(false) => {
