@@ -72,9 +72,10 @@ CREATE INDEX {p}deliveries_finished ON {p}deliveries (finished_at) WHERE state =
 ///
 /// Leases, backoffs and due times are read from the wall clock (`SQLite`'s `now`, the
 /// machine's), while a worker times its handler with a monotonic clock. A step of the wall
-/// clock moves every lease's end: stepped forward by more than a tenth of the lease, it can
-/// let a second worker claim a delivery whose handler still runs (its outcome is then refused,
-/// but both ran); stepped back, due deliveries wait that much longer. Keep the clock
+/// clock moves every lease's end: stepped forward by more than two thirds of the lease (a
+/// tenth while renewals fail), it can let a second worker claim a delivery whose handler
+/// still runs (the first one's outcome is then refused, but both ran); stepped back, due
+/// deliveries wait that much longer. Keep the clock
 /// synchronized by slewing (NTP, chrony), not stepping, while the workers run.
 ///
 /// # Schema
