@@ -443,3 +443,70 @@ async fn a_handler_that_cannot_renew_is_stopped_a_margin_before_its_lease_ends()
         (lease_ends - stopped).whole_milliseconds()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_given_the_whole_app_run_each_handler_once_nested_routes_included() {
+    use tower::ServiceExt;
+    use tower_webhook::testing::sotion_request;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = inbox(&dir).await;
+    let layer = WebhookLayer::builder(Scheme::sotion())
+        .with_secret(SECRET)
+        .with_inbox(sqlite.clone())
+        .build()
+        .unwrap();
+    let runs: Arc<Mutex<Vec<String>>> = Arc::default();
+    let handler = |route: &'static str| {
+        let runs = Arc::clone(&runs);
+        move |meta: WebhookMeta| async move {
+            runs.lock().unwrap().push(format!("{route} {}", meta.id()));
+            StatusCode::OK
+        }
+    };
+    // The whole application: a top-level webhook route and one in a nested router, both in
+    // inbox mode.
+    let app: Router = Router::new()
+        .route("/webhooks", post(handler("top")).route_layer(layer.clone()))
+        .nest(
+            "/billing",
+            Router::new().route("/webhooks", post(handler("nested")).route_layer(layer)),
+        );
+    for (path, id) in [
+        ("/webhooks", "evt_top"),
+        ("/billing/webhooks", "evt_nested"),
+    ] {
+        let mut request = sotion_request(
+            &tower_webhook::Secret::new(SECRET).unwrap(),
+            inbox_common::body(id),
+        );
+        *request.uri_mut() = path.parse().unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    // The workers are given the same application, layer and all.
+    let workers = Workers::new(sqlite.clone(), app)
+        .with_poll_interval(Duration::from_millis(20))
+        .with_backoff(Duration::from_millis(20))
+        .with_max_attempts(std::num::NonZeroU32::new(2).unwrap())
+        .start()
+        .unwrap();
+    for id in ["evt_top", "evt_nested"] {
+        let record = loop {
+            let record = sqlite.get(&inbox_common::key(id)).await.unwrap().unwrap();
+            if matches!(record.state, DeliveryState::Done | DeliveryState::Dead) {
+                break record;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(
+            record.state,
+            DeliveryState::Done,
+            "{id}: {:?}",
+            record.last_error
+        );
+    }
+    workers.shutdown(Duration::from_secs(5)).await;
+    let mut runs = runs.lock().unwrap().clone();
+    runs.sort();
+    assert_eq!(runs, ["nested evt_nested", "top evt_top"]);
+}

@@ -24,7 +24,7 @@ use super::backend::{Claim, InboxBackend, InboxError, Lease, DEFAULT_DEDUP_WINDO
 use super::delivery::Delivery;
 use crate::error::ConfigError;
 use crate::idempotency::checked;
-use crate::layer::VerifiedBody;
+use crate::layer::{FromInbox, VerifiedBody};
 use crate::meta::WebhookMeta;
 use crate::observe::Span;
 
@@ -49,10 +49,12 @@ const ERROR_BODY_LIMIT: usize = 512;
 /// claiming one due delivery at a time with a lease and calling the application's service with
 /// it. Needs no feature, and a Tokio runtime with its timer.
 ///
-/// The service is the one that serves the route in inline mode, without the
-/// [`WebhookLayer`](crate::WebhookLayer): an [`EventRouter`](crate::EventRouter) with its state
-/// (`events.with_state(app)`), an axum `Router` with the same paths (route parameters are then
-/// matched against the stored path), or any `Service<Request<Full<Bytes>>>`. Each delivery is
+/// The service is the one that serves the route in inline mode: an
+/// [`EventRouter`](crate::EventRouter) with its state (`events.with_state(app)`), the whole
+/// axum application (the [`WebhookLayer`](crate::WebhookLayer) lets the workers' requests
+/// through to its inner service: they were verified when stored; route parameters are matched
+/// against the stored path, the full one the request was sent to, nested routers' prefixes
+/// included), or any `Service<Request<Full<Bytes>>>` routing the same paths. Each delivery is
 /// rebuilt as the layer hands it over inline: `POST` to the stored path, the stored headers (the
 /// ones the scheme read, and `Content-Type`), the exact bytes received as the body, and
 /// [`WebhookMeta`] and the verified body in the extensions, so the extractors (`Envelope<T>`,
@@ -793,6 +795,7 @@ fn rebuild<B: InboxBackend>(delivery: &Delivery, attempt: Attempt<B>) -> Request
     extensions.insert(VerifiedBody::stored(body, facts.version.is_some()));
     extensions.insert(WebhookMeta::from_facts(facts, *delivery.key()));
     extensions.insert(attempt);
+    extensions.insert(FromInbox);
     request
 }
 
