@@ -151,18 +151,6 @@ impl PostgresInbox {
         Ok(Self { pool, options, sql })
     }
 
-    /// The connection pool, for the handler's own queries.
-    #[must_use]
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// The options the inbox was opened with.
-    #[must_use]
-    pub fn options(&self) -> &InboxOptions {
-        &self.options
-    }
-
     /// Starts a transaction in which the leased delivery is already marked done (its row
     /// locked): write the handler's effects to it, then [`Completion::commit`]. `None` when the
     /// lease is no longer the owner's (nothing was changed).
@@ -190,30 +178,10 @@ impl PostgresInbox {
         lease: &Lease,
     ) -> Result<Option<Completion<Postgres>>, InboxError> {
         timed(self.options.timeout(), async {
-            let mut transaction = self.pool.begin().await.map_err(sql)?;
-            let done = sqlx::query(&self.sql.complete)
-                .bind(lease.key().as_bytes().as_slice())
-                .bind(lease.token().to_hex())
-                .execute(&mut *transaction)
-                .await
-                .map_err(sql)?;
-            if done.rows_affected() == 0 {
-                transaction.rollback().await.map_err(sql)?;
-                return Ok(None);
-            }
-            Ok(Some(Completion::new(transaction, self.options.timeout())))
+            let transaction = self.pool.begin().await.map_err(sql)?;
+            self.complete_in(transaction, lease).await
         })
         .await
-    }
-
-    async fn owner_update(&self, statement: &str, lease: &Lease) -> Result<bool, InboxError> {
-        let done = sqlx::query(statement)
-            .bind(lease.key().as_bytes().as_slice())
-            .bind(lease.token().to_hex())
-            .execute(&self.pool)
-            .await
-            .map_err(sql)?;
-        Ok(done.rows_affected() > 0)
     }
 }
 
@@ -342,4 +310,4 @@ impl Statements {
     }
 }
 
-super::sql::sql_backend!(PostgresInbox, PgRow);
+super::sql::sql_backend!(PostgresInbox, PgRow, Postgres);

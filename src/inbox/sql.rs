@@ -245,11 +245,59 @@ impl<DB: sqlx::Database> DerefMut for Completion<DB> {
     }
 }
 
-/// The row readers and the `InboxBackend` implementation, the same for both SQL backends once
-/// their statements are written (`Statements`): expanded in `sqlite.rs` and `postgres.rs` with
-/// the backend's type and its row type.
+/// The row readers, the accessors, the owner's updates and the `InboxBackend` implementation,
+/// the same for both SQL backends once their statements are written (`Statements`): expanded in
+/// `sqlite.rs` and `postgres.rs` with the backend's type, its row type and its database type.
 macro_rules! sql_backend {
-    ($inbox:ident, $row:ty) => {
+    ($inbox:ident, $row:ty, $db:ty) => {
+        impl $inbox {
+            /// The connection pool, for the handler's own queries.
+            #[must_use]
+            pub fn pool(&self) -> &sqlx::Pool<$db> {
+                &self.pool
+            }
+
+            /// The options the inbox was opened with.
+            #[must_use]
+            pub fn options(&self) -> &InboxOptions {
+                &self.options
+            }
+
+            /// `begin_complete` in `transaction`, just begun.
+            async fn complete_in(
+                &self,
+                mut transaction: sqlx::Transaction<'static, $db>,
+                lease: &Lease,
+            ) -> Result<Option<Completion<$db>>, InboxError> {
+                let done = sqlx::query(&self.sql.complete)
+                    .bind(lease.key().as_bytes().as_slice())
+                    .bind(lease.token().to_hex())
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(sql)?;
+                if done.rows_affected() == 0 {
+                    transaction.rollback().await.map_err(sql)?;
+                    return Ok(None);
+                }
+                Ok(Some(Completion::new(transaction, self.options.timeout())))
+            }
+
+            /// A statement changing the delivery only if `lease` is still its owner's.
+            async fn owner_update(
+                &self,
+                statement: &str,
+                lease: &Lease,
+            ) -> Result<bool, InboxError> {
+                let done = sqlx::query(statement)
+                    .bind(lease.key().as_bytes().as_slice())
+                    .bind(lease.token().to_hex())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(sql)?;
+                Ok(done.rows_affected() > 0)
+            }
+        }
+
         fn raw(row: &$row) -> Result<RawRecord, sqlx::Error> {
             Ok(RawRecord {
                 key: row.try_get("key")?,

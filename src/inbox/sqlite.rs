@@ -170,18 +170,6 @@ impl SqliteInbox {
         Ok(Self { pool, options, sql })
     }
 
-    /// The connection pool, for the handler's own queries.
-    #[must_use]
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// The options the inbox was opened with.
-    #[must_use]
-    pub fn options(&self) -> &InboxOptions {
-        &self.options
-    }
-
     /// Starts a transaction (`BEGIN IMMEDIATE`) in which the leased delivery is already marked
     /// done: write the handler's effects to it, then [`Completion::commit`]. `None` when the
     /// lease is no longer the owner's (nothing was changed).
@@ -209,30 +197,10 @@ impl SqliteInbox {
         lease: &Lease,
     ) -> Result<Option<Completion<Sqlite>>, InboxError> {
         timed(self.options.timeout(), async {
-            let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(sql)?;
-            let done = sqlx::query(&self.sql.complete)
-                .bind(lease.key().as_bytes().as_slice())
-                .bind(lease.token().to_hex())
-                .execute(&mut *transaction)
-                .await
-                .map_err(sql)?;
-            if done.rows_affected() == 0 {
-                transaction.rollback().await.map_err(sql)?;
-                return Ok(None);
-            }
-            Ok(Some(Completion::new(transaction, self.options.timeout())))
+            let transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(sql)?;
+            self.complete_in(transaction, lease).await
         })
         .await
-    }
-
-    async fn owner_update(&self, statement: &str, lease: &Lease) -> Result<bool, InboxError> {
-        let done = sqlx::query(statement)
-            .bind(lease.key().as_bytes().as_slice())
-            .bind(lease.token().to_hex())
-            .execute(&self.pool)
-            .await
-            .map_err(sql)?;
-        Ok(done.rows_affected() > 0)
     }
 }
 
@@ -354,4 +322,4 @@ impl Statements {
     }
 }
 
-super::sql::sql_backend!(SqliteInbox, SqliteRow);
+super::sql::sql_backend!(SqliteInbox, SqliteRow, Sqlite);
