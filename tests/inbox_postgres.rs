@@ -6,6 +6,10 @@
 #![cfg(all(feature = "postgres", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+#[path = "inbox_common/backend.rs"]
+mod inbox_backend;
+
+use inbox_backend::delivery;
 #[cfg(feature = "axum")]
 mod inbox_common;
 
@@ -15,12 +19,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tower_webhook::idempotency::IdempotencyKey;
 use tower_webhook::inbox::{
-    Accepted, Delivery, DeliveryState, InboxBackend, InboxError, InboxOptions, PostgresInbox,
+    Accepted, DeliveryState, InboxBackend, InboxError, InboxOptions, PostgresInbox,
 };
-use tower_webhook::testing::{sotion_event, sotion_request};
-use tower_webhook::{Scheme, Secret, Secrets};
 
 /// A Postgres server in a temporary directory, stopped (and its files removed) on drop.
 struct PostgresServer {
@@ -200,32 +201,6 @@ fn prefix() -> String {
     format!("t{}_", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-/// A verified Sotion delivery of event `id`, as the layer would store it.
-fn delivery(id: &str) -> Delivery {
-    let secret = Secret::new("whsec_inbox").unwrap();
-    let body = sotion_event("member.created", id, "site_1");
-    let request = sotion_request(&secret, body.clone());
-    let meta = tower_webhook::verify::verify(
-        &Scheme::sotion(),
-        &Secrets::new(secret),
-        request.headers(),
-        &body,
-        std::time::SystemTime::now(),
-    )
-    .unwrap();
-    let headers = request
-        .headers()
-        .iter()
-        .map(|(name, value)| (name.clone(), value.clone()));
-    Delivery::new(
-        &meta,
-        IdempotencyKey::for_delivery(&meta),
-        request.uri().path(),
-        headers,
-        body.into(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_postgres_inbox_passes_the_inbox_conformance_suite() {
     let Some(server) = PostgresServer::start() else {
@@ -340,36 +315,7 @@ async fn two_replicas_claiming_at_once_take_each_delivery_once() {
     let options = InboxOptions::new().with_prefix(prefix()).unwrap();
     let a = server.inbox(options.clone()).await;
     let b = server.inbox(options).await;
-    let total = 200;
-    for n in 0..total {
-        a.accept(&delivery(&format!("evt_{n}"))).await.unwrap();
-    }
-    let worker = |inbox: PostgresInbox| {
-        tokio::spawn(async move {
-            let mut taken = Vec::new();
-            loop {
-                let claims = inbox.claim(Duration::from_secs(60), 5).await.unwrap();
-                if claims.is_empty() {
-                    break taken;
-                }
-                for claim in claims {
-                    assert!(inbox.complete(&claim.lease).await.unwrap());
-                    taken.push(*claim.lease.key());
-                }
-            }
-        })
-    };
-    let handles: Vec<_> = (0..4)
-        .map(|n| worker(if n % 2 == 0 { a.clone() } else { b.clone() }))
-        .collect();
-    let mut all = Vec::new();
-    for handle in handles {
-        all.extend(handle.await.unwrap());
-    }
-    let unique: std::collections::HashSet<_> = all.iter().collect();
-    assert_eq!(all.len(), total, "a delivery was taken twice or not at all");
-    assert_eq!(unique.len(), total);
-    assert_eq!(a.stats().await.unwrap().done, total as u64);
+    inbox_backend::two_inboxes_take_each_delivery_once(a, b).await;
 }
 
 #[tokio::test]
