@@ -1,6 +1,7 @@
 //! What the SQL backends' own tests share (no `axum` needed): a verified delivery, and the
 //! check that two inboxes on one database take each delivery once. Included by
-//! `tests/inbox_sqlite.rs` and `tests/inbox_postgres.rs` with `#[path]`.
+//! `tests/inbox_sqlite.rs` and `tests/inbox_postgres.rs` with `#[path]`, and by
+//! `inbox_common`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use std::collections::HashSet;
@@ -14,8 +15,17 @@ use tower_webhook::{Scheme, Secret, Secrets};
 /// A verified Sotion delivery of event `id`, as the layer would store it, received at `path`
 /// with an `Authorization` header besides the scheme's (a credential, never stored).
 pub(crate) fn delivery_at(id: &str, path: &str) -> Delivery {
-    let secret = Secret::new("whsec_inbox").unwrap();
-    let body = sotion_event("member.created", id, "site_1");
+    verified(
+        "whsec_inbox",
+        sotion_event("member.created", id, "site_1"),
+        path,
+    )
+}
+
+/// `body` signed with `secret` as Sotion signs it, verified, and made a delivery received at
+/// `path` with an `Authorization` header besides the scheme's (a credential, never stored).
+pub(crate) fn verified(secret: &str, body: Vec<u8>, path: &str) -> Delivery {
+    let secret = Secret::new(secret).unwrap();
     let mut request = sotion_request(&secret, body.clone());
     request
         .headers_mut()

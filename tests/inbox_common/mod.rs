@@ -7,6 +7,7 @@
     clippy::manual_assert
 )] // tests may panic
 
+pub(crate) mod backend;
 #[cfg(unix)]
 pub(crate) mod crash;
 
@@ -26,7 +27,7 @@ use tower_webhook::inbox::{
     Attempt, Delivery, DeliveryState, InboxBackend, Record, Replay, Stats, Workers,
 };
 use tower_webhook::testing::{sotion_event_with_data, sotion_request};
-use tower_webhook::{Envelope, EventRouter, Scheme, Secret, Secrets, WebhookLayer, WebhookMeta};
+use tower_webhook::{Envelope, EventRouter, Scheme, Secret, WebhookLayer, WebhookMeta};
 
 pub(crate) const SECRET: &str = "whsec_inbox_worker";
 
@@ -114,28 +115,7 @@ pub(crate) fn body(id: &str) -> Vec<u8> {
 
 /// A verified Sotion `member.created` delivery of event `id`, as the layer would store it.
 pub(crate) fn delivery(id: &str) -> Delivery {
-    let secret = Secret::new(SECRET).unwrap();
-    let body = body(id);
-    let request = sotion_request(&secret, body.clone());
-    let meta = tower_webhook::verify::verify(
-        &Scheme::sotion(),
-        &Secrets::new(secret),
-        request.headers(),
-        &body,
-        std::time::SystemTime::now(),
-    )
-    .unwrap();
-    let headers = request
-        .headers()
-        .iter()
-        .map(|(name, value)| (name.clone(), value.clone()));
-    Delivery::new(
-        &meta,
-        IdempotencyKey::for_delivery(&meta),
-        "/webhooks",
-        headers,
-        body.into(),
-    )
+    backend::verified(SECRET, body(id), "/webhooks")
 }
 
 pub(crate) fn key(id: &str) -> IdempotencyKey {
