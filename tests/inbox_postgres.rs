@@ -6,12 +6,16 @@
 #![cfg(all(feature = "postgres", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+// The shared delivery builder: inbox_common's (it needs `axum`), or the file alone.
+#[cfg(not(feature = "axum"))]
 #[path = "inbox_common/backend.rs"]
 mod inbox_backend;
+#[cfg(feature = "axum")]
+mod inbox_common;
 
 use inbox_backend::delivery;
 #[cfg(feature = "axum")]
-mod inbox_common;
+use inbox_common::backend as inbox_backend;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -388,6 +388,15 @@ async fn a_panicking_outcome_hook_does_not_stop_its_worker() {
     workers.shutdown(Duration::from_secs(5)).await;
 }
 
+/// Notes, when dropped, the wall-clock time (`SQLite`'s clock).
+struct Stopped(Arc<Mutex<Option<time::OffsetDateTime>>>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap() = Some(time::OffsetDateTime::now_utc());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_that_cannot_renew_is_stopped_a_margin_before_its_lease_ends() {
     let dir = tempfile::tempdir().unwrap();
@@ -400,12 +409,6 @@ async fn a_handler_that_cannot_renew_is_stopped_a_margin_before_its_lease_ends()
     sqlite.accept(&stalled).await.unwrap();
     // When the handler's future was dropped, by the database's (the wall) clock.
     let stopped_at: Arc<Mutex<Option<time::OffsetDateTime>>> = Arc::default();
-    struct Stopped(Arc<Mutex<Option<time::OffsetDateTime>>>);
-    impl Drop for Stopped {
-        fn drop(&mut self) {
-            *self.0.lock().unwrap() = Some(time::OffsetDateTime::now_utc());
-        }
-    }
     let into = Arc::clone(&stopped_at);
     let service = tower::service_fn(move |_: Request<Full<Bytes>>| {
         let stopped = Stopped(Arc::clone(&into));
