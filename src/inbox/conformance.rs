@@ -287,7 +287,8 @@ async fn duplicates_racing_removal<B: InboxBackend>(inbox: &B) {
         let _ = call(inbox.accept(&raced)).await;
         // The purge may land between the accept's insert (a conflict: stored already) and its
         // reading of the stored state: the key is then new, not the inbox full.
-        let (answer, _) = tokio::join!(inbox.accept(&raced), inbox.purge(raced.key()));
+        let (answer, _) =
+            futures_util::future::join(inbox.accept(&raced), inbox.purge(raced.key())).await;
         match answer {
             Ok(Accepted::New | Accepted::Duplicate(DeliveryState::Pending)) => {}
             other => broken(

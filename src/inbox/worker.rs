@@ -78,6 +78,9 @@ const ERROR_BODY_LIMIT: usize = 512;
 /// within it. A stale owner's outcome would be refused by the backend anyway. Stopping is
 /// cooperative: a handler that blocks its thread without yielding cannot be stopped.
 ///
+/// Each attempt's outcome is recorded in the backend, in a `tracing` span and the attempts
+/// metric, and given to [`on_outcome`](Self::on_outcome)'s hook when one is set.
+///
 /// Defaults: 4 workers, a 30 s lease, 8 attempts, a 1 s first backoff (at most 1 h), a 500 ms
 /// poll interval when nothing is due, a 5 min handler timeout, done deliveries pruned after
 /// 7 days ([`DEFAULT_DEDUP_WINDOW`]).
