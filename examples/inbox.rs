@@ -34,7 +34,7 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use tower_webhook::extract::Verified;
 use tower_webhook::inbox::{
-    Attempt, DeliveryState, InboxBackend, InboxOptions, Replay, SqliteInbox, Workers,
+    Attempt, DeliveryState, InboxBackend, InboxOptions, Outcome, Replay, SqliteInbox, Workers,
 };
 use tower_webhook::{EventRouter, WebhookLayer, WebhookMeta};
 
@@ -96,6 +96,7 @@ fn event_data<'a>(scheme: &str, body: &'a serde_json::Value) -> Option<&'a serde
 }
 
 /// The demo handler, for every event: `data.fail` and `data.sleep_ms` decide what it does.
+/// What it leads to is printed by [`report`], once recorded.
 async fn demo<B: InboxBackend>(
     meta: WebhookMeta,
     Extension(attempt): Extension<Attempt<B>>,
@@ -109,17 +110,37 @@ async fn demo<B: InboxBackend>(
     if let Some(ms) = number("sleep_ms") {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let event = meta.event().unwrap_or("-");
-    let n = attempt.number();
-    if number("fail").is_some_and(|fail| u64::from(n) <= fail) {
-        say(&format!("failed {event} {} attempt {n}", meta.id()));
-        if attempt.is_last() {
-            say(&format!("dead-lettered {event} {}", meta.id()));
-        }
+    if number("fail").is_some_and(|fail| u64::from(attempt.number()) <= fail) {
         return StatusCode::INTERNAL_SERVER_ERROR;
     }
-    say(&format!("processed {event} {} attempt {n}", meta.id()));
     StatusCode::OK
+}
+
+/// The lines a user watches, one per attempt once its outcome is recorded, however it ended
+/// (an answer, a timeout, a panic), and one when the inbox gives up on an event.
+fn report(
+    max_attempts: u32,
+    event: &str,
+    id: &str,
+    attempt: u32,
+    outcome: Outcome<'_>,
+) -> Vec<String> {
+    match outcome {
+        Outcome::Done => vec![format!("processed {event} {id} attempt {attempt}")],
+        Outcome::Retried { .. } => vec![format!("failed {event} {id} attempt {attempt}")],
+        Outcome::DeadLettered { .. } => {
+            let mut lines = Vec::new();
+            // Past the last attempt, the handler did not run (the earlier attempts ended
+            // without an outcome: the receiver was killed while they ran).
+            if attempt <= max_attempts {
+                lines.push(format!("failed {event} {id} attempt {attempt}"));
+            }
+            lines.push(format!("dead-lettered {event} {id}"));
+            lines
+        }
+        // Given back at shutdown, or no longer this attempt's: another attempt will report.
+        _ => Vec::new(),
+    }
 }
 
 #[tokio::main]
@@ -233,6 +254,13 @@ async fn serve<B: InboxBackend + Clone>(inbox: B) -> Result<(), String> {
         .build()
         .map_err(|e| format!("WEBHOOK_SECRET: {e}"))?;
     let running = Workers::new(inbox, events.clone().with_state(()))
+        .on_outcome(move |delivery, attempt, outcome| {
+            let facts = delivery.facts();
+            let event = facts.event.as_deref().unwrap_or("-");
+            for line in report(max_attempts.get(), event, &facts.id, attempt, outcome) {
+                say(&line);
+            }
+        })
         .with_workers(workers)
         .with_max_attempts(max_attempts)
         .with_backoff(backoff)
@@ -258,8 +286,51 @@ async fn serve<B: InboxBackend + Clone>(inbox: B) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::event_data;
+    use super::{event_data, report};
     use serde_json::json;
+    use tower_webhook::inbox::Outcome;
+
+    #[test]
+    fn one_line_per_attempt_and_one_when_the_inbox_gives_up_however_the_attempt_ended() {
+        let line = |attempt, outcome| report(3, "member.created", "evt_1", attempt, outcome);
+        assert_eq!(
+            line(1, Outcome::Done),
+            ["processed member.created evt_1 attempt 1"]
+        );
+        assert_eq!(
+            line(
+                1,
+                Outcome::Retried {
+                    error: "the handler answered 500"
+                }
+            ),
+            ["failed member.created evt_1 attempt 1"]
+        );
+        // The last attempt failed, by an answer or a timeout or a panic: the same two lines.
+        for error in [
+            "the handler answered 500",
+            "the handler did not finish within 5s",
+        ] {
+            assert_eq!(
+                line(3, Outcome::DeadLettered { error }),
+                [
+                    "failed member.created evt_1 attempt 3",
+                    "dead-lettered member.created evt_1"
+                ]
+            );
+        }
+        // Claimed past the last attempt (the receiver was killed during it): not run again.
+        assert_eq!(
+            line(
+                4,
+                Outcome::DeadLettered {
+                    error: "attempt 4 of at most 3"
+                }
+            ),
+            ["dead-lettered member.created evt_1"]
+        );
+        assert!(line(2, Outcome::Released).is_empty());
+    }
 
     #[test]
     fn the_demo_reads_fail_where_send_data_puts_it_for_every_scheme() {

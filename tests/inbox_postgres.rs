@@ -6,8 +6,16 @@
 #![cfg(all(feature = "postgres", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+// The shared delivery builder: inbox_common's (it needs `axum`), or the file alone.
+#[cfg(not(feature = "axum"))]
+#[path = "inbox_common/backend.rs"]
+mod inbox_backend;
 #[cfg(feature = "axum")]
 mod inbox_common;
+
+use inbox_backend::delivery;
+#[cfg(feature = "axum")]
+use inbox_common::backend as inbox_backend;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -15,12 +23,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tower_webhook::idempotency::IdempotencyKey;
 use tower_webhook::inbox::{
-    Accepted, Delivery, DeliveryState, InboxBackend, InboxError, InboxOptions, PostgresInbox,
+    Accepted, DeliveryState, InboxBackend, InboxError, InboxOptions, PostgresInbox,
 };
-use tower_webhook::testing::{sotion_event, sotion_request};
-use tower_webhook::{Scheme, Secret, Secrets};
 
 /// A Postgres server in a temporary directory, stopped (and its files removed) on drop.
 struct PostgresServer {
@@ -200,32 +205,6 @@ fn prefix() -> String {
     format!("t{}_", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-/// A verified Sotion delivery of event `id`, as the layer would store it.
-fn delivery(id: &str) -> Delivery {
-    let secret = Secret::new("whsec_inbox").unwrap();
-    let body = sotion_event("member.created", id, "site_1");
-    let request = sotion_request(&secret, body.clone());
-    let meta = tower_webhook::verify::verify(
-        &Scheme::sotion(),
-        &Secrets::new(secret),
-        request.headers(),
-        &body,
-        std::time::SystemTime::now(),
-    )
-    .unwrap();
-    let headers = request
-        .headers()
-        .iter()
-        .map(|(name, value)| (name.clone(), value.clone()));
-    Delivery::new(
-        &meta,
-        IdempotencyKey::for_delivery(&meta),
-        request.uri().path(),
-        headers,
-        body.into(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_postgres_inbox_passes_the_inbox_conformance_suite() {
     let Some(server) = PostgresServer::start() else {
@@ -340,36 +319,7 @@ async fn two_replicas_claiming_at_once_take_each_delivery_once() {
     let options = InboxOptions::new().with_prefix(prefix()).unwrap();
     let a = server.inbox(options.clone()).await;
     let b = server.inbox(options).await;
-    let total = 200;
-    for n in 0..total {
-        a.accept(&delivery(&format!("evt_{n}"))).await.unwrap();
-    }
-    let worker = |inbox: PostgresInbox| {
-        tokio::spawn(async move {
-            let mut taken = Vec::new();
-            loop {
-                let claims = inbox.claim(Duration::from_secs(60), 5).await.unwrap();
-                if claims.is_empty() {
-                    break taken;
-                }
-                for claim in claims {
-                    assert!(inbox.complete(&claim.lease).await.unwrap());
-                    taken.push(*claim.lease.key());
-                }
-            }
-        })
-    };
-    let handles: Vec<_> = (0..4)
-        .map(|n| worker(if n % 2 == 0 { a.clone() } else { b.clone() }))
-        .collect();
-    let mut all = Vec::new();
-    for handle in handles {
-        all.extend(handle.await.unwrap());
-    }
-    let unique: std::collections::HashSet<_> = all.iter().collect();
-    assert_eq!(all.len(), total, "a delivery was taken twice or not at all");
-    assert_eq!(unique.len(), total);
-    assert_eq!(a.stats().await.unwrap().done, total as u64);
+    inbox_backend::two_inboxes_take_each_delivery_once(a, b).await;
 }
 
 #[tokio::test]
@@ -443,6 +393,8 @@ async fn the_workers_and_the_layer_s_inbox_mode_run_their_scenarios_on_postgres(
     .await;
     inbox_common::a_forged_delivery_is_never_stored(fresh().await).await;
     inbox_common::a_handler_whose_lease_is_taken_from_it_is_stopped(fresh().await).await;
+    inbox_common::a_failure_whose_text_holds_a_nul_byte_is_retried_and_dead_lettered(fresh().await)
+        .await;
 }
 
 /// The crash test's receiver, when this binary runs as its child (see

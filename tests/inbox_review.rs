@@ -21,7 +21,7 @@ use inbox_common::{delivery, send, wait_for, SECRET};
 use tower_webhook::idempotency::IdempotencyKey;
 use tower_webhook::inbox::{
     Accepted, Attempt, Claim, Delivery, DeliveryState, InboxBackend, InboxFuture, InboxOptions,
-    Lease, Record, Replay, SqliteInbox, Stats, Workers,
+    Lease, Outcome, Record, Replay, SqliteInbox, Stats, Workers,
 };
 use tower_webhook::{Scheme, WebhookLayer, WebhookMeta};
 
@@ -279,4 +279,237 @@ async fn a_delivery_whose_attempts_all_ended_without_an_outcome_is_dead_lettered
     assert_eq!(record.state, DeliveryState::Dead);
     let error = record.last_error.unwrap();
     assert!(error.contains("without an outcome"), "{error}");
+}
+
+/// What `Workers::on_outcome` reported: (event id, attempt, outcome's name, error).
+type Reported = Arc<Mutex<Vec<(String, u32, &'static str, Option<String>)>>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outcome_hook_reports_a_dead_letter_however_the_last_attempt_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = inbox(&dir).await;
+    // One attempt each: `evt_ok` succeeds, `evt_slow` outlives the handler timeout,
+    // `evt_panic` panics, `evt_500` answers 500.
+    let service = tower::service_fn(|request: Request<Full<Bytes>>| {
+        let id = request
+            .extensions()
+            .get::<WebhookMeta>()
+            .unwrap()
+            .id()
+            .to_owned();
+        async move {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            match id.as_str() {
+                "evt_slow" => tokio::time::sleep(Duration::from_secs(3600)).await,
+                "evt_panic" => panic!("the demo handler broke"),
+                "evt_500" => *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR,
+                _ => {}
+            }
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let reported: Reported = Arc::default();
+    let into = Arc::clone(&reported);
+    let ids = ["evt_ok", "evt_slow", "evt_panic", "evt_500"];
+    for id in ids {
+        sqlite.accept(&delivery(id)).await.unwrap();
+    }
+    let workers = Workers::new(sqlite.clone(), service)
+        .on_outcome(move |delivery, attempt, outcome| {
+            let error = match outcome {
+                Outcome::Retried { error } | Outcome::DeadLettered { error } => {
+                    Some(error.to_owned())
+                }
+                _ => None,
+            };
+            into.lock().unwrap().push((
+                delivery.facts().id.clone(),
+                attempt,
+                outcome.as_str(),
+                error,
+            ));
+        })
+        .with_max_attempts(std::num::NonZeroU32::new(1).unwrap())
+        .with_handler_timeout(Duration::from_millis(200))
+        .with_poll_interval(Duration::from_millis(20))
+        .start()
+        .unwrap();
+    for id in ["evt_slow", "evt_panic", "evt_500"] {
+        wait_for(&sqlite, delivery(id).key(), DeliveryState::Dead).await;
+    }
+    wait_for(&sqlite, delivery("evt_ok").key(), DeliveryState::Done).await;
+    workers.shutdown(Duration::from_secs(5)).await;
+
+    let mut reported = reported.lock().unwrap().clone();
+    reported.sort();
+    let names: Vec<(&str, u32, &str)> = reported
+        .iter()
+        .map(|(id, attempt, outcome, _)| (id.as_str(), *attempt, *outcome))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("evt_500", 1, "dead"),
+            ("evt_ok", 1, "done"),
+            ("evt_panic", 1, "dead"),
+            ("evt_slow", 1, "dead"),
+        ]
+    );
+    let error_of = |id: &str| {
+        reported
+            .iter()
+            .find(|(seen, ..)| seen == id)
+            .and_then(|(.., error)| error.clone())
+            .unwrap()
+    };
+    assert!(error_of("evt_slow").contains("did not finish"));
+    assert!(error_of("evt_panic").contains("the demo handler broke"));
+    assert!(error_of("evt_500").contains("500"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_outcome_hook_does_not_stop_its_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = inbox(&dir).await;
+    let service = tower::service_fn(|_: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+    });
+    let workers = Workers::new(sqlite.clone(), service)
+        .on_outcome(|_, _, _| panic!("the hook broke"))
+        .with_workers(NonZeroUsize::new(1).unwrap())
+        .with_poll_interval(Duration::from_millis(20))
+        .start()
+        .unwrap();
+    for id in ["evt_first", "evt_second"] {
+        let stored = delivery(id);
+        sqlite.accept(&stored).await.unwrap();
+        wait_for(&sqlite, stored.key(), DeliveryState::Done).await;
+    }
+    workers.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Notes, when dropped, the wall-clock time (`SQLite`'s clock).
+struct Stopped(Arc<Mutex<Option<time::OffsetDateTime>>>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap() = Some(time::OffsetDateTime::now_utc());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_cannot_renew_is_stopped_a_margin_before_its_lease_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = inbox(&dir).await;
+    let backend = StallingRenewals {
+        inner: sqlite.clone(),
+        renew_hangs: Duration::from_secs(3600),
+    };
+    let stalled = delivery("evt_margin");
+    sqlite.accept(&stalled).await.unwrap();
+    // When the handler's future was dropped, by the database's (the wall) clock.
+    let stopped_at: Arc<Mutex<Option<time::OffsetDateTime>>> = Arc::default();
+    let into = Arc::clone(&stopped_at);
+    let service = tower::service_fn(move |_: Request<Full<Bytes>>| {
+        let stopped = Stopped(Arc::clone(&into));
+        async move {
+            let _stopped = stopped;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        }
+    });
+    // A 3 s lease whose renewals never answer.
+    let workers = Workers::new(backend, service)
+        .with_workers(NonZeroUsize::new(1).unwrap())
+        .with_lease(Duration::from_secs(3))
+        .with_poll_interval(Duration::from_millis(20))
+        .start()
+        .unwrap();
+    let lease_ends = wait_for(&sqlite, stalled.key(), DeliveryState::Running)
+        .await
+        .due_at;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let stopped = loop {
+        if let Some(at) = *stopped_at.lock().unwrap() {
+            break at;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never stopped");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    workers.shutdown(Duration::from_secs(5)).await;
+    // Stopped a tenth of the lease (300 ms) before it ends in the database, so that another
+    // worker claiming it then never runs beside it, even with clocks that drift a little (half
+    // of the margin is left to the timers of a loaded machine).
+    assert!(
+        stopped <= lease_ends - Duration::from_millis(150),
+        "stopped {} ms before the lease ended",
+        (lease_ends - stopped).whole_milliseconds()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_given_the_whole_app_run_each_handler_once_nested_routes_included() {
+    use tower::ServiceExt;
+    use tower_webhook::testing::sotion_request;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = inbox(&dir).await;
+    let layer = WebhookLayer::builder(Scheme::sotion())
+        .with_secret(SECRET)
+        .with_inbox(sqlite.clone())
+        .build()
+        .unwrap();
+    let runs: Arc<Mutex<Vec<String>>> = Arc::default();
+    let handler = |route: &'static str| {
+        let runs = Arc::clone(&runs);
+        move |meta: WebhookMeta| async move {
+            runs.lock().unwrap().push(format!("{route} {}", meta.id()));
+            StatusCode::OK
+        }
+    };
+    // The whole application: a top-level webhook route and one in a nested router, both in
+    // inbox mode.
+    let app: Router = Router::new()
+        .route("/webhooks", post(handler("top")).route_layer(layer.clone()))
+        .nest(
+            "/billing",
+            Router::new().route("/webhooks", post(handler("nested")).route_layer(layer)),
+        );
+    for (path, id) in [
+        ("/webhooks", "evt_top"),
+        ("/billing/webhooks", "evt_nested"),
+    ] {
+        let mut request = sotion_request(
+            &tower_webhook::Secret::new(SECRET).unwrap(),
+            inbox_common::body(id),
+        );
+        *request.uri_mut() = path.parse().unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    // The workers are given the same application, layer and all.
+    let workers = Workers::new(sqlite.clone(), app)
+        .with_poll_interval(Duration::from_millis(20))
+        .with_backoff(Duration::from_millis(20))
+        .with_max_attempts(std::num::NonZeroU32::new(2).unwrap())
+        .start()
+        .unwrap();
+    for id in ["evt_top", "evt_nested"] {
+        let record = loop {
+            let record = sqlite.get(&inbox_common::key(id)).await.unwrap().unwrap();
+            if matches!(record.state, DeliveryState::Done | DeliveryState::Dead) {
+                break record;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(
+            record.state,
+            DeliveryState::Done,
+            "{id}: {:?}",
+            record.last_error
+        );
+    }
+    workers.shutdown(Duration::from_secs(5)).await;
+    let mut runs = runs.lock().unwrap().clone();
+    runs.sort();
+    assert_eq!(runs, ["nested evt_nested", "top evt_top"]);
 }

@@ -2,48 +2,17 @@
 #![cfg(all(feature = "sqlite", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+#[path = "inbox_common/backend.rs"]
+mod inbox_backend;
+
+use inbox_backend::{delivery, delivery_at};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tower_webhook::idempotency::IdempotencyKey;
 use tower_webhook::inbox::{
-    Accepted, Delivery, DeliveryState, InboxBackend, InboxError, InboxOptions, SqliteInbox,
+    Accepted, DeliveryState, InboxBackend, InboxError, InboxOptions, SqliteInbox,
 };
-use tower_webhook::testing::{sotion_event, sotion_request};
-use tower_webhook::{Scheme, Secret, Secrets};
-
-/// A verified Sotion delivery of event `id`, as the layer would store it, received at `path`.
-fn delivery_at(id: &str, path: &str) -> Delivery {
-    let secret = Secret::new("whsec_inbox").unwrap();
-    let body = sotion_event("member.created", id, "site_1");
-    let mut request = sotion_request(&secret, body.clone());
-    request
-        .headers_mut()
-        .insert("authorization", "Bearer do-not-store".parse().unwrap());
-    let meta = tower_webhook::verify::verify(
-        &Scheme::sotion(),
-        &Secrets::new(secret),
-        request.headers(),
-        &body,
-        std::time::SystemTime::now(),
-    )
-    .unwrap();
-    let headers = request
-        .headers()
-        .iter()
-        .map(|(name, value)| (name.clone(), value.clone()));
-    Delivery::new(
-        &meta,
-        IdempotencyKey::for_delivery(&meta),
-        path,
-        headers,
-        body.into(),
-    )
-}
-
-fn delivery(id: &str) -> Delivery {
-    delivery_at(id, "/webhooks")
-}
 
 #[tokio::test]
 async fn the_sqlite_inbox_passes_the_inbox_conformance_suite() {
@@ -188,36 +157,7 @@ async fn two_processes_sharing_the_file_take_each_delivery_once() {
     // Two pools on one file, as two processes would have.
     let a = SqliteInbox::open(&path, InboxOptions::new()).await.unwrap();
     let b = SqliteInbox::open(&path, InboxOptions::new()).await.unwrap();
-    let total = 200;
-    for n in 0..total {
-        a.accept(&delivery(&format!("evt_{n}"))).await.unwrap();
-    }
-    let worker = |inbox: SqliteInbox| {
-        tokio::spawn(async move {
-            let mut taken = Vec::new();
-            loop {
-                let claims = inbox.claim(Duration::from_secs(60), 5).await.unwrap();
-                if claims.is_empty() {
-                    break taken;
-                }
-                for claim in claims {
-                    assert!(inbox.complete(&claim.lease).await.unwrap());
-                    taken.push(*claim.lease.key());
-                }
-            }
-        })
-    };
-    let handles: Vec<_> = (0..4)
-        .map(|n| worker(if n % 2 == 0 { a.clone() } else { b.clone() }))
-        .collect();
-    let mut all = Vec::new();
-    for handle in handles {
-        all.extend(handle.await.unwrap());
-    }
-    let unique: std::collections::HashSet<_> = all.iter().collect();
-    assert_eq!(all.len(), total, "a delivery was taken twice or not at all");
-    assert_eq!(unique.len(), total);
-    assert_eq!(b.stats().await.unwrap().done, total as u64);
+    inbox_backend::two_inboxes_take_each_delivery_once(a, b).await;
 }
 
 #[tokio::test]
@@ -269,4 +209,24 @@ async fn a_call_that_cannot_get_the_database_fails_within_the_timeout() {
         Accepted::New | Accepted::Duplicate(DeliveryState::Pending)
     ));
     assert_eq!(inbox.stats().await.unwrap().pending, 1);
+}
+
+#[tokio::test]
+async fn a_depth_limit_of_zero_stops_intake_but_still_answers_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paused.db");
+    let open = SqliteInbox::open(&path, InboxOptions::new()).await.unwrap();
+    let stored = delivery("evt_stored");
+    assert_eq!(open.accept(&stored).await.unwrap(), Accepted::New);
+    let paused = SqliteInbox::open(&path, InboxOptions::new().with_max_depth(0))
+        .await
+        .unwrap();
+    assert!(matches!(
+        paused.accept(&delivery("evt_new")).await,
+        Err(InboxError::Full)
+    ));
+    assert_eq!(
+        paused.accept(&stored).await.unwrap(),
+        Accepted::Duplicate(DeliveryState::Pending)
+    );
 }

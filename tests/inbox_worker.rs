@@ -282,3 +282,12 @@ fn metrics_count_stored_deliveries_attempts_by_outcome_dead_letters_and_the_dept
         .iter()
         .any(|(name, _, _)| name == observe::INBOX_OLDEST_WAITING));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_whose_text_holds_a_nul_byte_is_retried_and_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    inbox_common::a_failure_whose_text_holds_a_nul_byte_is_retried_and_dead_lettered(
+        inbox(&dir).await,
+    )
+    .await;
+}

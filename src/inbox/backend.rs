@@ -209,6 +209,10 @@ impl InboxOptions {
     /// How many deliveries may wait (pending or running) before accept answers
     /// [`InboxError::Full`] (default [`DEFAULT_MAX_DEPTH`]). Under concurrent accepts on
     /// Postgres the bound may be passed by the number of accepts running at once.
+    ///
+    /// `0` refuses every new delivery (`503 inbox_full`, so the senders retry later) while
+    /// duplicates are still answered as such: a way to stop intake while the workers drain
+    /// the inbox.
     #[must_use]
     pub fn with_max_depth(mut self, max_depth: u64) -> Self {
         self.max_depth = max_depth;
@@ -271,7 +275,8 @@ impl InboxOptions {
 /// - [`renew`](Self::renew)`(lease, duration)`: the lease now ends `duration` from now;
 /// - [`complete`](Self::complete): done (kept to answer duplicates until pruned);
 /// - [`retry`](Self::retry)`(lease, delay, error)`: pending, due `delay` from now, with
-///   `error` as the last error;
+///   `error` as the last error (any text, a handler's answer included: a backend that cannot
+///   store some characters, such as NUL, replaces them rather than fail);
 /// - [`dead_letter`](Self::dead_letter)`(lease, error)`: dead, with `error`;
 /// - [`release`](Self::release): pending and due now, the attempt not counted (for a graceful
 ///   shutdown that stops a handler before it finished).

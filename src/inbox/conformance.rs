@@ -39,7 +39,8 @@ const CLAIMERS: usize = 8;
 /// - accept: a new key is `New`, then `Duplicate` with its state while pending, running, done
 ///   or dead; what is stored is read back unchanged;
 /// - depth: past the limit a new key is `Full` (and not stored), a duplicate is still a
-///   duplicate, and a done delivery makes room;
+///   duplicate, and a done delivery makes room; an accept racing the removal of its key
+///   (purge, prune) is `New` or `Duplicate`, never `Full` in an inbox that is not full;
 /// - claim: due deliveries only, up to the limit, each attempt counted; of concurrent claims
 ///   none returns a delivery another returned while its lease is live;
 /// - leases: an expired lease makes the delivery claimable again with a new token; the stale
@@ -83,6 +84,7 @@ where
 {
     accept_and_duplicates(&open(InboxOptions::new()).await).await;
     depth(&open(InboxOptions::new().with_max_depth(2)).await).await;
+    duplicates_racing_removal(&open(InboxOptions::new()).await).await;
     concurrent_claims(&open(InboxOptions::new()).await).await;
     leases(&open(InboxOptions::new()).await).await;
     retries(&open(InboxOptions::new()).await).await;
@@ -274,6 +276,27 @@ async fn depth<B: InboxBackend>(inbox: &B) {
         "a done delivery makes room under the depth limit",
     )
     .await;
+}
+
+/// How many times an accept races the purge of its key.
+const RACES: usize = 200;
+
+async fn duplicates_racing_removal<B: InboxBackend>(inbox: &B) {
+    let raced = bare("raced");
+    for _ in 0..RACES {
+        let _ = call(inbox.accept(&raced)).await;
+        // The purge may land between the accept's insert (a conflict: stored already) and its
+        // reading of the stored state: the key is then new, not the inbox full.
+        let (answer, _) =
+            futures_util::future::join(inbox.accept(&raced), inbox.purge(raced.key())).await;
+        match answer {
+            Ok(Accepted::New | Accepted::Duplicate(DeliveryState::Pending)) => {}
+            other => broken(
+                "an accept racing the removal of its key gives New or Duplicate",
+                &format!("{other:?}"),
+            ),
+        }
+    }
 }
 
 async fn concurrent_claims<B: InboxBackend>(inbox: &B) {

@@ -74,7 +74,7 @@ pub use self::postgres::PostgresInbox;
 pub use self::sql::Completion;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteInbox;
-pub use self::worker::{Attempt, Workers, WorkersHandle};
+pub use self::worker::{Attempt, Outcome, Workers, WorkersHandle};
 /// The `sqlx` the SQL backends are built on (features `sqlite`, `postgres`): the version a
 /// handler's queries in a [`Completion`] must use.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -10,7 +10,9 @@ use super::backend::{
     Stats,
 };
 use super::delivery::{Delivery, DeliveryState, Record};
-use super::sql::{encode_headers, limit, millis, signed_at, sql, Completion, RawRecord};
+use super::sql::{
+    encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
+};
 use crate::idempotency::{IdempotencyKey, Token};
 
 /// How many connections [`PostgresInbox::connect`] opens at most.
@@ -68,6 +70,12 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 ///   whose clocks disagree still agree on leases and backoffs.
 /// - The depth limit is checked by the accepting statement; concurrent accepts may pass it by
 ///   the number of accepts running at once.
+/// - `text` columns cannot hold a NUL byte. The layer never stores one in an event id or an
+///   optional fact (an id with control characters is refused, `400 invalid_event_id`, and such
+///   facts are dropped), and a failed attempt's error has its NUL bytes replaced by U+FFFD. A
+///   tenant id your [`SecretResolver`](crate::SecretResolver) returns must not hold one: that
+///   tenant's accepts would fail ([`InboxError::Backend`], answered `503 inbox_unavailable`,
+///   logged) each time the sender retries.
 ///
 /// No TLS is compiled in by this crate: to reach a server over TLS, enable one of `sqlx`'s TLS
 /// features in your own `Cargo.toml` (Cargo unifies them) and pass `sslmode` in the URL.
@@ -143,18 +151,6 @@ impl PostgresInbox {
         Ok(Self { pool, options, sql })
     }
 
-    /// The connection pool, for the handler's own queries.
-    #[must_use]
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// The options the inbox was opened with.
-    #[must_use]
-    pub fn options(&self) -> &InboxOptions {
-        &self.options
-    }
-
     /// Starts a transaction in which the leased delivery is already marked done (its row
     /// locked): write the handler's effects to it, then [`Completion::commit`]. `None` when the
     /// lease is no longer the owner's (nothing was changed).
@@ -182,30 +178,10 @@ impl PostgresInbox {
         lease: &Lease,
     ) -> Result<Option<Completion<Postgres>>, InboxError> {
         timed(self.options.timeout(), async {
-            let mut transaction = self.pool.begin().await.map_err(sql)?;
-            let done = sqlx::query(&self.sql.complete)
-                .bind(lease.key().as_bytes().as_slice())
-                .bind(lease.token().to_hex())
-                .execute(&mut *transaction)
-                .await
-                .map_err(sql)?;
-            if done.rows_affected() == 0 {
-                transaction.rollback().await.map_err(sql)?;
-                return Ok(None);
-            }
-            Ok(Some(Completion::new(transaction, self.options.timeout())))
+            let transaction = self.pool.begin().await.map_err(sql)?;
+            self.complete_in(transaction, lease).await
         })
         .await
-    }
-
-    async fn owner_update(&self, statement: &str, lease: &Lease) -> Result<bool, InboxError> {
-        let done = sqlx::query(statement)
-            .bind(lease.key().as_bytes().as_slice())
-            .bind(lease.token().to_hex())
-            .execute(&self.pool)
-            .await
-            .map_err(sql)?;
-        Ok(done.rows_affected() > 0)
     }
 }
 
@@ -277,7 +253,10 @@ impl Statements {
                  WHERE (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running')) < $14 \
                  ON CONFLICT (key) DO NOTHING"
             ),
-            state_of: format!("SELECT state FROM {t} WHERE key = $1"),
+            state_of: format!(
+                "SELECT (SELECT state FROM {t} WHERE key = $1), \
+                 (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running'))"
+            ),
             claim: format!(
                 "WITH due AS (SELECT key FROM {t} WHERE state IN ('pending', 'running') \
                  AND due_at <= now() ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
@@ -331,4 +310,4 @@ impl Statements {
     }
 }
 
-super::sql::sql_backend!(PostgresInbox, PgRow);
+super::sql::sql_backend!(PostgresInbox, PgRow, Postgres);

@@ -133,6 +133,20 @@ pub(super) fn millis(duration: Duration) -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
+/// A failed attempt's error as stored: a NUL byte (a handler's answer may hold one; a Postgres
+/// `text` column refuses it, and the outcome would be lost) becomes U+FFFD.
+pub(super) fn error_text(error: &str) -> std::borrow::Cow<'_, str> {
+    if error.contains('\0') {
+        std::borrow::Cow::Owned(error.replace('\0', "\u{fffd}"))
+    } else {
+        std::borrow::Cow::Borrowed(error)
+    }
+}
+
+/// How many times an accept tries its insert when the conflicting row vanished before its
+/// state was read (purged or pruned meanwhile).
+pub(super) const ACCEPT_TRIES: usize = 3;
+
 /// A `LIMIT` as SQL takes it.
 pub(super) fn limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
@@ -231,11 +245,59 @@ impl<DB: sqlx::Database> DerefMut for Completion<DB> {
     }
 }
 
-/// The row readers and the `InboxBackend` implementation, the same for both SQL backends once
-/// their statements are written (`Statements`): expanded in `sqlite.rs` and `postgres.rs` with
-/// the backend's type and its row type.
+/// The row readers, the accessors, the owner's updates and the `InboxBackend` implementation,
+/// the same for both SQL backends once their statements are written (`Statements`): expanded in
+/// `sqlite.rs` and `postgres.rs` with the backend's type, its row type and its database type.
 macro_rules! sql_backend {
-    ($inbox:ident, $row:ty) => {
+    ($inbox:ident, $row:ty, $db:ty) => {
+        impl $inbox {
+            /// The connection pool, for the handler's own queries.
+            #[must_use]
+            pub fn pool(&self) -> &sqlx::Pool<$db> {
+                &self.pool
+            }
+
+            /// The options the inbox was opened with.
+            #[must_use]
+            pub fn options(&self) -> &InboxOptions {
+                &self.options
+            }
+
+            /// `begin_complete` in `transaction`, just begun.
+            async fn complete_in(
+                &self,
+                mut transaction: sqlx::Transaction<'static, $db>,
+                lease: &Lease,
+            ) -> Result<Option<Completion<$db>>, InboxError> {
+                let done = sqlx::query(&self.sql.complete)
+                    .bind(lease.key().as_bytes().as_slice())
+                    .bind(lease.token().to_hex())
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(sql)?;
+                if done.rows_affected() == 0 {
+                    transaction.rollback().await.map_err(sql)?;
+                    return Ok(None);
+                }
+                Ok(Some(Completion::new(transaction, self.options.timeout())))
+            }
+
+            /// A statement changing the delivery only if `lease` is still its owner's.
+            async fn owner_update(
+                &self,
+                statement: &str,
+                lease: &Lease,
+            ) -> Result<bool, InboxError> {
+                let done = sqlx::query(statement)
+                    .bind(lease.key().as_bytes().as_slice())
+                    .bind(lease.token().to_hex())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(sql)?;
+                Ok(done.rows_affected() > 0)
+            }
+        }
+
         fn raw(row: &$row) -> Result<RawRecord, sqlx::Error> {
             Ok(RawRecord {
                 key: row.try_get("key")?,
@@ -273,38 +335,52 @@ macro_rules! sql_backend {
                 Box::pin(timed(self.options.timeout(), async move {
                     let facts = delivery.facts();
                     let key = delivery.key().as_bytes().as_slice();
-                    let inserted = sqlx::query(&self.sql.accept)
-                        .bind(key)
-                        .bind(delivery.path())
-                        .bind(encode_headers(delivery.headers()))
-                        .bind(delivery.body().as_ref())
-                        .bind(&facts.scheme)
-                        .bind(&facts.id)
-                        .bind(facts.event.as_deref())
-                        .bind(facts.action.as_deref())
-                        .bind(facts.delivery.as_deref())
-                        .bind(facts.scope.as_deref())
-                        .bind(facts.tenant.as_deref())
-                        .bind(signed_at(facts)?)
-                        .bind(facts.version.as_deref())
-                        .bind(i64::try_from(self.options.max_depth()).unwrap_or(i64::MAX))
-                        .execute(&self.pool)
-                        .await
-                        .map_err(sql)?;
-                    if inserted.rows_affected() > 0 {
-                        return Ok(Accepted::New);
+                    let max_depth = i64::try_from(self.options.max_depth()).unwrap_or(i64::MAX);
+                    // The insert and the reading of a conflicting row's state are two
+                    // statements: a row removed between them (purge, prune) makes the key new,
+                    // so the insert is tried again rather than the inbox called full.
+                    for _ in 0..ACCEPT_TRIES {
+                        let inserted = sqlx::query(&self.sql.accept)
+                            .bind(key)
+                            .bind(delivery.path())
+                            .bind(encode_headers(delivery.headers()))
+                            .bind(delivery.body().as_ref())
+                            .bind(&facts.scheme)
+                            .bind(&facts.id)
+                            .bind(facts.event.as_deref())
+                            .bind(facts.action.as_deref())
+                            .bind(facts.delivery.as_deref())
+                            .bind(facts.scope.as_deref())
+                            .bind(facts.tenant.as_deref())
+                            .bind(signed_at(facts)?)
+                            .bind(facts.version.as_deref())
+                            .bind(max_depth)
+                            .execute(&self.pool)
+                            .await
+                            .map_err(sql)?;
+                        if inserted.rows_affected() > 0 {
+                            return Ok(Accepted::New);
+                        }
+                        let (state, depth): (Option<String>, i64) =
+                            sqlx::query_as(&self.sql.state_of)
+                                .bind(key)
+                                .fetch_one(&self.pool)
+                                .await
+                                .map_err(sql)?;
+                        match state {
+                            Some(state) => {
+                                return Ok(Accepted::Duplicate(
+                                    state.parse().map_err(super::sql::backend)?,
+                                ))
+                            }
+                            None if depth >= max_depth => return Err(InboxError::Full),
+                            None => {}
+                        }
                     }
-                    let state: Option<String> = sqlx::query_scalar(&self.sql.state_of)
-                        .bind(key)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(sql)?;
-                    match state {
-                        Some(state) => Ok(Accepted::Duplicate(
-                            state.parse().map_err(super::sql::backend)?,
-                        )),
-                        None => Err(InboxError::Full),
-                    }
+                    Err(InboxError::Backend(
+                        "the delivery's key was stored and removed again while it was accepted"
+                            .into(),
+                    ))
                 }))
             }
 
@@ -359,7 +435,7 @@ macro_rules! sql_backend {
                         .bind(lease.key().as_bytes().as_slice())
                         .bind(lease.token().to_hex())
                         .bind(millis(delay))
-                        .bind(error)
+                        .bind(error_text(error).as_ref())
                         .execute(&self.pool)
                         .await
                         .map_err(sql)?;
@@ -376,7 +452,7 @@ macro_rules! sql_backend {
                     let done = sqlx::query(&self.sql.dead_letter)
                         .bind(lease.key().as_bytes().as_slice())
                         .bind(lease.token().to_hex())
-                        .bind(error)
+                        .bind(error_text(error).as_ref())
                         .execute(&self.pool)
                         .await
                         .map_err(sql)?;
@@ -497,6 +573,12 @@ mod tests {
         ];
         let decoded = decode_headers(&encode_headers(&headers)).ok();
         assert_eq!(decoded, Some(headers));
+    }
+
+    #[test]
+    fn an_error_s_nul_bytes_are_replaced_and_the_rest_kept() {
+        assert_eq!(error_text("a\0b"), "a\u{fffd}b");
+        assert!(matches!(error_text("ok"), std::borrow::Cow::Borrowed("ok")));
     }
 
     #[test]

@@ -15,7 +15,9 @@ use super::backend::{
     Stats,
 };
 use super::delivery::{Delivery, DeliveryState, Record};
-use super::sql::{encode_headers, limit, millis, signed_at, sql, Completion, RawRecord};
+use super::sql::{
+    encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
+};
 use crate::idempotency::{IdempotencyKey, Token};
 
 /// How many connections the pool opens at most: `SQLite` writes one transaction at a time, and
@@ -67,6 +69,14 @@ CREATE INDEX {p}deliveries_finished ON {p}deliveries (finished_at) WHERE state =
 /// accepted delivery survives the process being killed and the machine losing power. Several
 /// processes on one machine may share the file (`SQLite` serializes writers; claims are single
 /// `UPDATE ... RETURNING` statements). For several machines, use `PostgresInbox`.
+///
+/// Leases, backoffs and due times are read from the wall clock (`SQLite`'s `now`, the
+/// machine's), while a worker times its handler with a monotonic clock. A step of the wall
+/// clock moves every lease's end: stepped forward by more than two thirds of the lease (a
+/// tenth while renewals fail), it can let a second worker claim a delivery whose handler
+/// still runs (the first one's outcome is then refused, but both ran); stepped back, due
+/// deliveries wait that much longer. Keep the clock
+/// synchronized by slewing (NTP, chrony), not stepping, while the workers run.
 ///
 /// # Schema
 ///
@@ -160,18 +170,6 @@ impl SqliteInbox {
         Ok(Self { pool, options, sql })
     }
 
-    /// The connection pool, for the handler's own queries.
-    #[must_use]
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// The options the inbox was opened with.
-    #[must_use]
-    pub fn options(&self) -> &InboxOptions {
-        &self.options
-    }
-
     /// Starts a transaction (`BEGIN IMMEDIATE`) in which the leased delivery is already marked
     /// done: write the handler's effects to it, then [`Completion::commit`]. `None` when the
     /// lease is no longer the owner's (nothing was changed).
@@ -199,30 +197,10 @@ impl SqliteInbox {
         lease: &Lease,
     ) -> Result<Option<Completion<Sqlite>>, InboxError> {
         timed(self.options.timeout(), async {
-            let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(sql)?;
-            let done = sqlx::query(&self.sql.complete)
-                .bind(lease.key().as_bytes().as_slice())
-                .bind(lease.token().to_hex())
-                .execute(&mut *transaction)
-                .await
-                .map_err(sql)?;
-            if done.rows_affected() == 0 {
-                transaction.rollback().await.map_err(sql)?;
-                return Ok(None);
-            }
-            Ok(Some(Completion::new(transaction, self.options.timeout())))
+            let transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(sql)?;
+            self.complete_in(transaction, lease).await
         })
         .await
-    }
-
-    async fn owner_update(&self, statement: &str, lease: &Lease) -> Result<bool, InboxError> {
-        let done = sqlx::query(statement)
-            .bind(lease.key().as_bytes().as_slice())
-            .bind(lease.token().to_hex())
-            .execute(&self.pool)
-            .await
-            .map_err(sql)?;
-        Ok(done.rows_affected() > 0)
     }
 }
 
@@ -289,7 +267,10 @@ impl Statements {
                  WHERE (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running')) < $14 \
                  ON CONFLICT (key) DO NOTHING"
             ),
-            state_of: format!("SELECT state FROM {t} WHERE key = $1"),
+            state_of: format!(
+                "SELECT (SELECT state FROM {t} WHERE key = $1), \
+                 (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running'))"
+            ),
             claim: format!(
                 "UPDATE {t} SET state = 'running', owner = $1, attempts = attempts + 1, \
                  due_at = {NOW} + $2 \
@@ -341,4 +322,4 @@ impl Statements {
     }
 }
 
-super::sql::sql_backend!(SqliteInbox, SqliteRow);
+super::sql::sql_backend!(SqliteInbox, SqliteRow, Sqlite);

@@ -24,7 +24,7 @@ use super::backend::{Claim, InboxBackend, InboxError, Lease, DEFAULT_DEDUP_WINDO
 use super::delivery::Delivery;
 use crate::error::ConfigError;
 use crate::idempotency::checked;
-use crate::layer::VerifiedBody;
+use crate::layer::{FromInbox, VerifiedBody};
 use crate::meta::WebhookMeta;
 use crate::observe::Span;
 
@@ -39,6 +39,9 @@ const DEFAULT_HANDLER_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 const STATS_INTERVAL: Duration = Duration::from_secs(10);
 /// How often done deliveries past the deduplication window are pruned.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// A handler whose lease could not be renewed is stopped this fraction of the lease before the
+/// lease ends.
+const LEASE_MARGIN_DIVISOR: u32 = 10;
 /// How much of a failed handler's answer is kept as the delivery's last error.
 const ERROR_BODY_LIMIT: usize = 512;
 
@@ -46,10 +49,12 @@ const ERROR_BODY_LIMIT: usize = 512;
 /// claiming one due delivery at a time with a lease and calling the application's service with
 /// it. Needs no feature, and a Tokio runtime with its timer.
 ///
-/// The service is the one that serves the route in inline mode, without the
-/// [`WebhookLayer`](crate::WebhookLayer): an [`EventRouter`](crate::EventRouter) with its state
-/// (`events.with_state(app)`), an axum `Router` with the same paths (route parameters are then
-/// matched against the stored path), or any `Service<Request<Full<Bytes>>>`. Each delivery is
+/// The service is the one that serves the route in inline mode: an
+/// [`EventRouter`](crate::EventRouter) with its state (`events.with_state(app)`), the whole
+/// axum application (the [`WebhookLayer`](crate::WebhookLayer) lets the workers' requests
+/// through to its inner service: they were verified when stored; route parameters are matched
+/// against the stored path, the full one the request was sent to, nested routers' prefixes
+/// included), or any `Service<Request<Full<Bytes>>>` routing the same paths. Each delivery is
 /// rebuilt as the layer hands it over inline: `POST` to the stored path, the stored headers (the
 /// ones the scheme read, and `Content-Type`), the exact bytes received as the body, and
 /// [`WebhookMeta`] and the verified body in the extensions, so the extractors (`Envelope<T>`,
@@ -65,9 +70,16 @@ const ERROR_BODY_LIMIT: usize = 512;
 /// | never ends (its worker was killed, or lost its lease) | claimable again once the lease runs out, the attempt counted; claimed past the last attempt, it is dead-lettered without running the handler again |
 ///
 /// While a handler runs, its lease is renewed every third of the lease. A renewal refused (the
-/// lease ran out and another worker claimed the delivery) or failing until the lease runs out
-/// stops the handler: the delivery then belongs to its new owner, and a stale owner's outcome
-/// would be refused by the backend anyway.
+/// lease ran out and another worker claimed the delivery) stops the handler; so do renewals
+/// failing until a tenth of the lease before it ends (measured from before the claim or the
+/// last renewal was sent, so never later than the backend's end): the delivery may then be
+/// claimed by another worker, and the margin keeps the two from running at once while the
+/// clocks (the database server's and this process's; the wall clock on `SQLite`) agree to
+/// within it. A stale owner's outcome would be refused by the backend anyway. Stopping is
+/// cooperative: a handler that blocks its thread without yielding cannot be stopped.
+///
+/// Each attempt's outcome is recorded in the backend, in a `tracing` span and the attempts
+/// metric, and given to [`on_outcome`](Self::on_outcome)'s hook when one is set.
 ///
 /// Defaults: 4 workers, a 30 s lease, 8 attempts, a 1 s first backoff (at most 1 h), a 500 ms
 /// poll interval when nothing is due, a 5 min handler timeout, done deliveries pruned after
@@ -104,6 +116,7 @@ pub struct Workers<B, S> {
     backend: Arc<B>,
     service: S,
     settings: Settings,
+    on_outcome: Option<OutcomeHook>,
     /// The first mistake, reported by `start`.
     error: Option<ConfigError>,
 }
@@ -112,6 +125,7 @@ impl<B, S> fmt::Debug for Workers<B, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Workers")
             .field("settings", &self.settings)
+            .field("on_outcome", &self.on_outcome.is_some())
             .field("error", &self.error)
             .finish_non_exhaustive()
     }
@@ -140,6 +154,7 @@ impl<B: InboxBackend, S> Workers<B, S> {
         Self {
             backend,
             service,
+            on_outcome: None,
             settings: Settings {
                 workers: DEFAULT_WORKERS,
                 lease: DEFAULT_LEASE,
@@ -232,6 +247,32 @@ impl<B: InboxBackend, S> Workers<B, S> {
         this
     }
 
+    /// Calls `hook` when an attempt has ended and its outcome was recorded (or could not be),
+    /// with the delivery, the attempt's number (1 for the first) and the [`Outcome`]: to print
+    /// or count what happened to each delivery, a dead letter included, however the attempt
+    /// ended (an answer, an error, a panic, a timeout, or attempts that ran out without an
+    /// outcome). It runs on the worker's task: keep it short and non-blocking.
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")]
+    /// # fn hook(workers: tower_webhook::inbox::Workers<tower_webhook::inbox::SqliteInbox, ()>) {
+    /// use tower_webhook::inbox::Outcome;
+    ///
+    /// let workers = workers.on_outcome(|delivery, attempt, outcome| {
+    ///     if let Outcome::DeadLettered { error } = outcome {
+    ///         eprintln!("gave up on {} after attempt {attempt}: {error}", delivery.facts().id);
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn on_outcome(
+        mut self,
+        hook: impl Fn(&Delivery, u32, Outcome<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_outcome = Some(Arc::new(hook));
+        self
+    }
+
     /// How long done deliveries are kept to answer duplicates before the workers prune them
     /// (default [`DEFAULT_DEDUP_WINDOW`], 7 days; checked every hour). Keep it longer than the
     /// senders' retry windows.
@@ -272,6 +313,7 @@ where
         let shared = Arc::new(Shared {
             backend: self.backend,
             settings: self.settings,
+            on_outcome: self.on_outcome,
         });
         let mut tasks: Vec<JoinHandle<()>> = (0..self.settings.workers.get())
             .map(|_| {
@@ -291,6 +333,57 @@ where
 struct Shared<B> {
     backend: Arc<B>,
     settings: Settings,
+    on_outcome: Option<OutcomeHook>,
+}
+
+/// [`Workers::on_outcome`]'s hook.
+type OutcomeHook = Arc<dyn Fn(&Delivery, u32, Outcome<'_>) + Send + Sync>;
+
+/// How an attempt ended, as [`Workers::on_outcome`] reports it (the `outcome` of the attempt's
+/// span and of the attempts metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome<'a> {
+    /// The handler answered `2xx`: the delivery is done.
+    Done,
+    /// The attempt failed (an answer other than `2xx`, an error, a panic, a timeout): the
+    /// delivery is due again after a backoff.
+    Retried {
+        /// The error recorded as the delivery's last.
+        error: &'a str,
+    },
+    /// The attempt failed and was the last one, or the attempts ran out without an outcome
+    /// (the handler did not run again): the delivery is dead-lettered.
+    DeadLettered {
+        /// The error recorded as the delivery's last.
+        error: &'a str,
+    },
+    /// Shutdown's deadline stopped the handler: the delivery was given back, due now, the
+    /// attempt not counted.
+    Released,
+    /// The delivery was no longer this attempt's: its lease was lost (the handler was
+    /// stopped) or the outcome was refused as a stale owner's. Also a `2xx` after the handler
+    /// completed the delivery itself (`begin_complete`).
+    Stale,
+    /// The outcome could not be recorded (the backend failed): the delivery is claimed again
+    /// once its lease runs out.
+    Unrecorded,
+}
+
+impl Outcome<'_> {
+    /// The outcome's name in the attempt's span and the attempts metric: `done`, `retried`,
+    /// `dead`, `released`, `stale` or `lost`.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Retried { .. } => "retried",
+            Self::DeadLettered { .. } => "dead",
+            Self::Released => "released",
+            Self::Stale => "stale",
+            Self::Unrecorded => "lost",
+        }
+    }
 }
 
 /// Where the workers are in their life.
@@ -452,7 +545,7 @@ async fn attempt<B, S, ResBody>(
             lease.attempt(),
             settings.max_attempts
         );
-        record_outcome(shared, &lease, &span, Ran::Failed(error)).await;
+        record_outcome(shared, &record.delivery, &lease, &span, Ran::Failed(error)).await;
         return;
     }
     let request = rebuild(
@@ -483,7 +576,7 @@ async fn attempt<B, S, ResBody>(
         },
     };
     let ran = supervise(shared, &lease, call, claimed_at, watching).await;
-    record_outcome(shared, &lease, &span, ran).await;
+    record_outcome(shared, &record.delivery, &lease, &span, ran).await;
 }
 
 /// Runs the handler on its own task, renewing the lease, until it ends, times out, loses its
@@ -503,6 +596,12 @@ where
     let started = Instant::now();
     let timeout_at = started + settings.handler_timeout;
     let renew_every = settings.lease / 3;
+    // The handler must be stopped before the lease ends in the backend, where another worker
+    // may claim the delivery: it ends no earlier than this process computes (measured from
+    // before the claim or renewal was sent), and the margin covers clocks that drift apart
+    // (the database server's, or the wall clock `SQLite` uses) and the handler's last poll.
+    let margin = settings.lease / LEASE_MARGIN_DIVISOR;
+    let stop_by = |lease_ends: Instant| lease_ends.checked_sub(margin).unwrap_or(lease_ends);
     let mut lease_ends = claimed_at + settings.lease;
     let mut next_renewal = started + renew_every;
     // Its own task: it runs while the lease is renewed, and a panic is caught as the task's.
@@ -510,7 +609,7 @@ where
     let mut stopping = pin!(reached(watching, Phase::Stopping));
     loop {
         // Wakes to renew, at the timeout, and when the lease runs out (renewals failing).
-        let wake = next_renewal.min(timeout_at).min(lease_ends);
+        let wake = next_renewal.min(timeout_at).min(stop_by(lease_ends));
         let mut timer = pin!(tokio::time::sleep_until(wake));
         let step = std::future::poll_fn(|cx| {
             if let Poll::Ready(joined) = Pin::new(&mut handler).poll(cx) {
@@ -538,7 +637,7 @@ where
             Step::Tick => {}
         }
         let now = Instant::now();
-        if now >= lease_ends {
+        if now >= stop_by(lease_ends) {
             crate::observe::warn!("the inbox lease ran out while the handler ran; stopping it");
             return stop_handler(handler, Ran::Lost).await;
         }
@@ -551,8 +650,11 @@ where
         }
         // A renewal that has not answered when the lease ends is a failed one: the delivery
         // may be another worker's from then on, so the handler must not run past it.
-        let renewed =
-            tokio::time::timeout_at(lease_ends, shared.backend.renew(lease, settings.lease)).await;
+        let renewed = tokio::time::timeout_at(
+            stop_by(lease_ends),
+            shared.backend.renew(lease, settings.lease),
+        )
+        .await;
         match renewed.unwrap_or(Err(InboxError::Timeout)) {
             Ok(true) => lease_ends = now + settings.lease,
             Ok(false) => {
@@ -585,45 +687,59 @@ async fn stop_handler<T>(handler: JoinHandle<T>, reason: Ran) -> Ran {
     reason
 }
 
-/// Records how the attempt ended.
-async fn record_outcome<B: InboxBackend>(shared: &Shared<B>, lease: &Lease, span: &Span, ran: Ran) {
+/// Records how the attempt ended, and reports it (span, metric, hook).
+async fn record_outcome<B: InboxBackend>(
+    shared: &Shared<B>,
+    delivery: &Delivery,
+    lease: &Lease,
+    span: &Span,
+    ran: Ran,
+) {
     let settings = shared.settings;
+    let report = |outcome: Outcome<'_>| {
+        crate::observe::inbox_outcome(span, outcome.as_str());
+        if let Some(hook) = &shared.on_outcome {
+            // The application's code: its panic must not end this worker.
+            let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                hook(delivery, lease.attempt(), outcome);
+            }));
+            if called.is_err() {
+                crate::observe::error!("the inbox workers' outcome hook panicked");
+            }
+        }
+    };
     let error = match ran {
         Ran::Answered(status, _) if status.is_success() => {
-            let outcome = match shared.backend.complete(lease).await {
-                Ok(true) => "done",
+            return report(match shared.backend.complete(lease).await {
+                Ok(true) => Outcome::Done,
                 // Completed already (in the handler's own transaction), or taken over.
-                Ok(false) => "stale",
+                Ok(false) => Outcome::Stale,
                 Err(error) => {
                     crate::observe::error!(%error, "inbox could not record a completion");
-                    "lost"
+                    Outcome::Unrecorded
                 }
-            };
-            crate::observe::inbox_outcome(span, outcome);
-            return;
+            });
         }
         Ran::Answered(status, text) if text.is_empty() => format!("the handler answered {status}"),
         Ran::Answered(status, text) => format!("the handler answered {status}: {text}"),
         Ran::Failed(error) => error,
-        Ran::Lost => {
-            crate::observe::inbox_outcome(span, "lost");
-            return;
-        }
+        Ran::Lost => return report(Outcome::Stale),
         Ran::Stopped => {
-            let outcome = match shared.backend.release(lease).await {
-                Ok(true) => "released",
-                Ok(false) => "stale",
+            return report(match shared.backend.release(lease).await {
+                Ok(true) => Outcome::Released,
+                Ok(false) => Outcome::Stale,
                 Err(error) => {
                     crate::observe::error!(%error, "inbox could not release a delivery at shutdown");
-                    "lost"
+                    Outcome::Unrecorded
                 }
-            };
-            crate::observe::inbox_outcome(span, outcome);
-            return;
+            });
         }
     };
     let (recorded, outcome) = if lease.attempt() >= settings.max_attempts.get() {
-        (shared.backend.dead_letter(lease, &error).await, "dead")
+        (
+            shared.backend.dead_letter(lease, &error).await,
+            Outcome::DeadLettered { error: &error },
+        )
     } else {
         let delay = backoff(
             settings.backoff,
@@ -631,17 +747,19 @@ async fn record_outcome<B: InboxBackend>(shared: &Shared<B>, lease: &Lease, span
             lease.attempt(),
             rand::random::<f64>(),
         );
-        (shared.backend.retry(lease, delay, &error).await, "retried")
+        (
+            shared.backend.retry(lease, delay, &error).await,
+            Outcome::Retried { error: &error },
+        )
     };
-    let outcome = match recorded {
+    report(match recorded {
         Ok(true) => outcome,
-        Ok(false) => "stale",
+        Ok(false) => Outcome::Stale,
         Err(error) => {
             crate::observe::error!(%error, "inbox could not record a failed attempt");
-            "lost"
+            Outcome::Unrecorded
         }
-    };
-    crate::observe::inbox_outcome(span, outcome);
+    });
 }
 
 /// The delay before the attempt after attempt `attempt` (1 for the first): `first · 2^(attempt-1)`
@@ -680,6 +798,7 @@ fn rebuild<B: InboxBackend>(delivery: &Delivery, attempt: Attempt<B>) -> Request
     extensions.insert(VerifiedBody::stored(body, facts.version.is_some()));
     extensions.insert(WebhookMeta::from_facts(facts, *delivery.key()));
     extensions.insert(attempt);
+    extensions.insert(FromInbox);
     request
 }
 

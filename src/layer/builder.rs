@@ -241,7 +241,8 @@ impl WebhookLayerBuilder {
     ///
     /// A delivery is stored under the key the idempotency guard would use (per endpoint, see
     /// [`with_endpoint`](Self::with_endpoint)), with its raw body, its verified facts, its path
-    /// (not the query string) and the headers the scheme reads (and `Content-Type`), never a
+    /// (the full one it was sent to, a nested axum router's prefix included; not the query
+    /// string) and the headers the scheme reads (and `Content-Type`), never a
     /// credential ([`is_never_stored`](crate::inbox::is_never_stored)). Nothing is stored before
     /// the signature verified. A key stored already (pending, running, done or dead) is
     /// answered as a duplicate (the idempotency configuration's

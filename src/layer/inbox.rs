@@ -15,6 +15,23 @@ use crate::inbox::{Accepted, Delivery, InboxBackend, InboxError};
 use crate::meta::WebhookMeta;
 use crate::scheme::{Scheme, Source};
 
+/// In the extensions of every request the inbox's workers rebuild from a stored delivery (which
+/// a layer verified before storing it): the layer hands such a request to its inner service as
+/// it is, neither verified again nor stored again. Only this crate can make one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FromInbox;
+
+/// The path a delivery is stored with: the one the request was sent to. Inside a nested axum
+/// router the request's own path lacks the prefix the router was nested at; axum keeps the
+/// full one as `OriginalUri`.
+fn original_path(parts: &request::Parts) -> &str {
+    #[cfg(feature = "axum")]
+    if let Some(original) = parts.extensions.get::<axum::extract::OriginalUri>() {
+        return original.0.path();
+    }
+    parts.uri.path()
+}
+
 /// The default `Retry-After` of a `503 inbox_unavailable` or `503 inbox_full` answer.
 pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
 
@@ -78,7 +95,7 @@ pub(crate) async fn store(
     let delivery = Delivery::new(
         meta,
         IdempotencyKey::for_delivery(meta),
-        parts.uri.path(),
+        original_path(parts),
         headers,
         body,
     );

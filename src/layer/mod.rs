@@ -21,7 +21,9 @@
 //! In inbox mode ([`WebhookLayerBuilder::with_inbox`]), steps 6 and 7 are replaced: the
 //! delivery is stored in the inbox and answered `200` once committed (a key stored already:
 //! the duplicate answer; the inbox failing or full: `503` with `Retry-After`), and the inbox's
-//! workers call the service later.
+//! workers call the service later. A request from the workers (verified when it was stored)
+//! passes through the layer to the inner service unchanged, so the workers may be given the
+//! whole application, this layer included.
 //!
 //! # Readiness
 //!
@@ -66,4 +68,6 @@ pub use self::future::ResponseFuture;
 // Read by the extractors and the router (axum), written by `testing::verified_request` and the
 // inbox's workers.
 pub(crate) use self::service::VerifiedBody;
+// Marks the inbox workers' requests, which the layer lets through.
+pub(crate) use self::inbox::FromInbox;
 pub use self::service::WebhookService;

@@ -7,6 +7,7 @@
     clippy::manual_assert
 )] // tests may panic
 
+pub(crate) mod backend;
 #[cfg(unix)]
 pub(crate) mod crash;
 
@@ -26,7 +27,7 @@ use tower_webhook::inbox::{
     Attempt, Delivery, DeliveryState, InboxBackend, Record, Replay, Stats, Workers,
 };
 use tower_webhook::testing::{sotion_event_with_data, sotion_request};
-use tower_webhook::{Envelope, EventRouter, Scheme, Secret, Secrets, WebhookLayer, WebhookMeta};
+use tower_webhook::{Envelope, EventRouter, Scheme, Secret, WebhookLayer, WebhookMeta};
 
 pub(crate) const SECRET: &str = "whsec_inbox_worker";
 
@@ -114,28 +115,7 @@ pub(crate) fn body(id: &str) -> Vec<u8> {
 
 /// A verified Sotion `member.created` delivery of event `id`, as the layer would store it.
 pub(crate) fn delivery(id: &str) -> Delivery {
-    let secret = Secret::new(SECRET).unwrap();
-    let body = body(id);
-    let request = sotion_request(&secret, body.clone());
-    let meta = tower_webhook::verify::verify(
-        &Scheme::sotion(),
-        &Secrets::new(secret),
-        request.headers(),
-        &body,
-        std::time::SystemTime::now(),
-    )
-    .unwrap();
-    let headers = request
-        .headers()
-        .iter()
-        .map(|(name, value)| (name.clone(), value.clone()));
-    Delivery::new(
-        &meta,
-        IdempotencyKey::for_delivery(&meta),
-        "/webhooks",
-        headers,
-        body.into(),
-    )
+    backend::verified(SECRET, body(id), "/webhooks")
 }
 
 pub(crate) fn key(id: &str) -> IdempotencyKey {
@@ -447,6 +427,13 @@ pub(crate) async fn a_forged_delivery_is_never_stored<B: InboxBackend + Clone>(i
     let response = router.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
+    // Signed, but its event id holds a NUL byte (a Postgres `text` column would refuse it):
+    // refused before the inbox, `400 invalid_event_id`, never a `503` the sender retries
+    // forever.
+    let (status, _, text) = send(&router, SECRET, "evt_\0nul").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("invalid_event_id"), "{text}");
+
     assert!(inbox.get(&key("evt_forged")).await.unwrap().is_none());
     assert!(inbox.get(&key("evt_unsigned")).await.unwrap().is_none());
     assert_eq!(inbox.stats().await.unwrap(), Stats::default());
@@ -477,4 +464,40 @@ pub(crate) async fn a_handler_whose_lease_is_taken_from_it_is_stopped<B: InboxBa
     wait_for(&inbox, next.key(), DeliveryState::Done).await;
     assert_eq!(app.runs_of("evt_taken"), [1]);
     running.shutdown(Duration::from_secs(5)).await;
+}
+
+pub(crate) async fn a_failure_whose_text_holds_a_nul_byte_is_retried_and_dead_lettered<
+    B: InboxBackend + Clone,
+>(
+    inbox: B,
+) {
+    // A handler whose failed answer holds a NUL byte (which a Postgres `text` column refuses):
+    // its attempt is still recorded (retried after the backoff, then dead-lettered), not left
+    // running until the lease runs out with its error lost.
+    let service = tower::service_fn(
+        |_: axum::http::Request<http_body_util::Full<bytes::Bytes>>| async {
+            let mut response = axum::http::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(b"boom\0after the nul"),
+            ));
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            Ok::<_, std::convert::Infallible>(response)
+        },
+    );
+    let stored = delivery("evt_nul");
+    inbox.accept(&stored).await.unwrap();
+    let running = Workers::new(inbox.clone(), service)
+        .with_lease(Duration::from_secs(3600))
+        .with_backoff(Duration::from_millis(20))
+        .with_poll_interval(Duration::from_millis(20))
+        .with_max_attempts(NonZeroU32::new(2).unwrap())
+        .start()
+        .unwrap();
+    let record = wait_for(&inbox, stored.key(), DeliveryState::Dead).await;
+    running.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(record.attempts, 2);
+    let error = record.last_error.unwrap();
+    assert!(
+        error.contains("500") && error.contains("boom") && error.contains("after the nul"),
+        "{error}"
+    );
 }
