@@ -188,6 +188,12 @@ impl PostgresInbox {
 /// Creates the tables, or brings them to the latest version, under an advisory lock.
 async fn migrate(pool: &PgPool, prefix: &str) -> Result<(), InboxError> {
     let mut transaction = pool.begin().await.map_err(sql)?;
+    // `CREATE TABLE IF NOT EXISTS` on an existing table sends a NOTICE, which sqlx would log at
+    // every open; this transaction's statements send none.
+    sqlx::raw_sql("SET LOCAL client_min_messages = warning")
+        .execute(&mut *transaction)
+        .await
+        .map_err(sql)?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
         .bind(format!("tower-webhook inbox {prefix}"))
         .execute(&mut *transaction)
