@@ -1,10 +1,10 @@
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use redis::{Client, Cmd, RedisWrite, Script};
 
 use super::store::{IdempotencyKey, IdempotencyStore, Reservation, StoreError, StoreFuture, Token};
 
@@ -93,11 +93,34 @@ pub struct RedisStore {
     connection: ConnectionManager,
     prefix: String,
     timeout: Duration,
-    reserve: Script,
-    complete: Script,
-    release: Script,
     /// How many undos of unanswered reserves are running (shared by the store's clones).
     undos: Arc<AtomicUsize>,
+}
+
+/// One of the store's scripts: sent as `EVALSHA` with its SHA-1, computed once per process; as
+/// `EVAL` with its source when Redis does not know it (see [`RedisStore::run`]).
+#[derive(Clone, Copy)]
+enum Lua {
+    Reserve,
+    Complete,
+    Release,
+}
+
+impl Lua {
+    fn source(self) -> &'static str {
+        match self {
+            Self::Reserve => RESERVE,
+            Self::Complete => COMPLETE,
+            Self::Release => RELEASE,
+        }
+    }
+
+    fn sha(self) -> &'static str {
+        static SHAS: LazyLock<[String; 3]> = LazyLock::new(|| {
+            [RESERVE, COMPLETE, RELEASE].map(|source| Script::new(source).get_hash().to_owned())
+        });
+        &SHAS[self as usize]
+    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -141,9 +164,6 @@ impl RedisStore {
             connection,
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
-            reserve: Script::new(RESERVE),
-            complete: Script::new(COMPLETE),
-            release: Script::new(RELEASE),
             undos: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -168,22 +188,82 @@ impl RedisStore {
         format!("{}{}", self.prefix, key.to_hex())
     }
 
+    /// The command that runs `script` on `key` with `token` (and, for a reserve or a complete,
+    /// the expiry and [`DONE`]): `EVALSHA sha 1 key token [px done]`, or `EVAL source ...` when
+    /// `eval`. Built in one buffer: the key, the token and the expiry are written into it, not
+    /// made as strings first.
+    fn command(
+        &self,
+        script: Lua,
+        eval: bool,
+        key: &IdempotencyKey,
+        token: &Token,
+        expiry: Option<Duration>,
+    ) -> Cmd {
+        let body = if eval { script.source() } else { script.sha() };
+        let mut command = Cmd::with_capacity(
+            7,
+            7 + body.len() + 1 + self.prefix.len() + 64 + 32 + 20 + DONE.len(),
+        );
+        command
+            .arg(if eval { "EVAL" } else { "EVALSHA" })
+            .arg(body)
+            .arg(1);
+        let mut hex = [0_u8; 64];
+        {
+            use std::io::Write as _;
+            let mut arg = command.writer_for_next_arg();
+            // Writing into the command's `Vec` cannot fail.
+            let _ = arg.write_all(self.prefix.as_bytes());
+            let _ = arg.write_all(key.encode_hex(&mut hex));
+        }
+        command.arg(token.encode_hex(&mut hex[..32]));
+        if let Some(expiry) = expiry {
+            command.arg(px(expiry)).arg(DONE);
+        }
+        command
+    }
+
+    /// Runs `script` within the store's timeout: `EVALSHA`, and, if Redis lost its script
+    /// cache (restarted, failed over: `NOSCRIPT`, nothing ran), the same as `EVAL`, one command
+    /// that also loads the script again.
     async fn run(
         &self,
-        script: &Script,
+        script: Lua,
         key: &IdempotencyKey,
-        args: &[&str],
+        token: &Token,
+        expiry: Option<Duration>,
     ) -> Result<i64, StoreError> {
-        let mut invocation = script.key(self.redis_key(key));
-        for arg in args {
-            invocation.arg(*arg);
-        }
         let mut connection = self.connection.clone();
-        match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut connection)).await {
+        let call = async {
+            let command = self.command(script, false, key, token, expiry);
+            match query(&mut connection, &command).await {
+                Err(error)
+                    if error.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    let command = self.command(script, true, key, token, expiry);
+                    query(&mut connection, &command).await
+                }
+                answer => answer,
+            }
+        };
+        // The only timer of the call: the connection has no response timeout of its own (see
+        // `connection_config`).
+        match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result.map_err(backend),
             Err(_) => Err(StoreError::Timeout),
         }
     }
+}
+
+/// Sends `command` and reads its integer answer. As `Cmd::query_async`, but through the
+/// connection manager's own `send_packed_command`: `query_async` goes through the
+/// `ConnectionLike` trait, which boxes that call's future (1,336 bytes, past the size glibc
+/// serves from its per-thread cache) on every call; here it lives in the store's own future.
+async fn query(connection: &mut ConnectionManager, command: &Cmd) -> redis::RedisResult<i64> {
+    let answer = connection.send_packed_command(command).await?;
+    Ok(redis::from_redis_value(answer.extract_error()?)?)
 }
 
 /// A reserve sent to Redis and not answered yet. Dropped while still armed (the call timed out,
@@ -209,15 +289,10 @@ impl RedisStore {
     /// The `release` script sent as `EVAL`, in one command: `EVALSHA` would be answered
     /// `NOSCRIPT` when Redis lost its script cache (restarted, failed over) and then sent again,
     /// after commands sent in between, such as the retry of the very delivery being undone.
-    async fn undo(&self, key: &IdempotencyKey, token: &str) -> Result<i64, StoreError> {
-        let mut command = redis::cmd("EVAL");
-        command
-            .arg(RELEASE)
-            .arg(1)
-            .arg(self.redis_key(key))
-            .arg(token);
+    async fn undo(&self, key: &IdempotencyKey, token: &Token) -> Result<i64, StoreError> {
+        let command = self.command(Lua::Release, true, key, token, None);
         let mut connection = self.connection.clone();
-        match tokio::time::timeout(self.timeout, command.query_async(&mut connection)).await {
+        match tokio::time::timeout(self.timeout, query(&mut connection, &command)).await {
             Ok(result) => result.map_err(backend),
             Err(_) => Err(StoreError::Timeout),
         }
@@ -259,7 +334,6 @@ impl RedisStore {
         let until = tokio::time::Instant::now() + lease.min(MAX_EXPIRY);
         runtime.spawn(async move {
             let _pending = pending;
-            let token = token.to_hex();
             let mut backoff = UNDO_FIRST_BACKOFF;
             loop {
                 match store.undo(&key, &token).await {
@@ -322,7 +396,8 @@ fn may_have_run(error: &StoreError) -> bool {
 fn connection_config() -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(Duration::from_secs(1)))
+        // No response timeout: each call has the store's own (`with_timeout`), its only timer.
+        .set_response_timeout(None)
         .set_number_of_retries(1)
 }
 
@@ -336,8 +411,9 @@ fn backend(error: redis::RedisError) -> StoreError {
 const MAX_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// Milliseconds for `PX`, at least 1 (Redis refuses 0) and at most [`MAX_EXPIRY`].
-fn px(duration: Duration) -> String {
-    duration.min(MAX_EXPIRY).as_millis().max(1).to_string()
+fn px(duration: Duration) -> u64 {
+    // At most about 3.2 × 10¹² after the clamp: it fits.
+    u64::try_from(duration.min(MAX_EXPIRY).as_millis().max(1)).unwrap_or(u64::MAX)
 }
 
 impl IdempotencyStore for RedisStore {
@@ -357,9 +433,7 @@ impl IdempotencyStore for RedisStore {
                 lease,
                 armed: true,
             };
-            let answer = self
-                .run(&self.reserve, key, &[&token.to_hex(), &px(lease), DONE])
-                .await;
+            let answer = self.run(Lua::Reserve, key, &token, Some(lease)).await;
             unanswered.armed = answer.as_ref().is_err_and(may_have_run);
             drop(unanswered);
             Ok(match answer? {
@@ -377,16 +451,14 @@ impl IdempotencyStore for RedisStore {
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
         StoreFuture::boxed(async move {
-            let answer = self
-                .run(&self.complete, key, &[&token.to_hex(), &px(ttl), DONE])
-                .await?;
+            let answer = self.run(Lua::Complete, key, token, Some(ttl)).await?;
             Ok(answer == 1)
         })
     }
 
     fn release<'a>(&'a self, key: &'a IdempotencyKey, token: &'a Token) -> StoreFuture<'a, bool> {
         StoreFuture::boxed(async move {
-            let answer = self.run(&self.release, key, &[&token.to_hex()]).await?;
+            let answer = self.run(Lua::Release, key, token, None).await?;
             Ok(answer == 1)
         })
     }
@@ -398,9 +470,9 @@ mod tests {
 
     #[test]
     fn px_is_at_least_one_millisecond_and_at_most_about_a_century() {
-        assert_eq!(px(Duration::ZERO), "1");
-        assert_eq!(px(Duration::from_secs(2)), "2000");
-        assert_eq!(px(Duration::MAX), MAX_EXPIRY.as_millis().to_string());
+        assert_eq!(px(Duration::ZERO), 1);
+        assert_eq!(px(Duration::from_secs(2)), 2000);
+        assert_eq!(u128::from(px(Duration::MAX)), MAX_EXPIRY.as_millis());
         assert!(i64::try_from(MAX_EXPIRY.as_millis()).is_ok_and(|max| max < i64::MAX / 2));
     }
 }
