@@ -157,7 +157,9 @@ impl RedisStore {
         Ok(Self::from_connection_manager(connection))
     }
 
-    /// A store over a connection manager you configured yourself.
+    /// A store over a connection manager you configured yourself. Its response timeout, if
+    /// any, applies besides the store's [`with_timeout`](Self::with_timeout): each call then
+    /// arms two timers (the store's own connections have none).
     #[must_use]
     pub fn from_connection_manager(connection: ConnectionManager) -> Self {
         Self {
@@ -175,7 +177,10 @@ impl RedisStore {
         self
     }
 
-    /// How long one call may take before it counts as a failure (default 2 s).
+    /// How long one call may take before it counts as a failure (default 2 s). It is the
+    /// call's only limit: the connections [`connect`](Self::connect) and
+    /// [`connect_lazy`](Self::connect_lazy) make have no response timeout of their own (one
+    /// given to [`from_connection_manager`](Self::from_connection_manager) applies as well).
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -474,5 +479,183 @@ mod tests {
         assert_eq!(px(Duration::from_secs(2)), 2000);
         assert_eq!(u128::from(px(Duration::MAX)), MAX_EXPIRY.as_millis());
         assert!(i64::try_from(MAX_EXPIRY.as_millis()).is_ok_and(|max| max < i64::MAX / 2));
+    }
+
+    fn words(command: &Cmd) -> Vec<String> {
+        command
+            .args_iter()
+            .map(|arg| match arg {
+                redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                _ => "<not a simple argument>".to_owned(),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn commands_carry_the_key_token_and_expiry_written_in_place() {
+        // Lazy: nothing is connected, only commands are built.
+        let store = RedisStore::connect_lazy("redis://127.0.0.1:1/")
+            .unwrap()
+            .with_prefix("app:");
+        let key = IdempotencyKey::new("sotion", "site", "evt_1");
+        let token = Token::random();
+        let reserve = store.command(
+            Lua::Reserve,
+            false,
+            &key,
+            &token,
+            Some(Duration::from_secs(300)),
+        );
+        assert_eq!(
+            words(&reserve),
+            [
+                "EVALSHA",
+                Script::new(RESERVE).get_hash(),
+                "1",
+                &store.redis_key(&key),
+                &token.to_hex(),
+                "300000",
+                DONE
+            ]
+        );
+        let release = store.command(Lua::Release, true, &key, &token, None);
+        assert_eq!(
+            words(&release),
+            [
+                "EVAL",
+                RELEASE,
+                "1",
+                &store.redis_key(&key),
+                &token.to_hex()
+            ]
+        );
+        assert_eq!(Lua::Complete.sha(), Script::new(COMPLETE).get_hash());
+    }
+
+    /// A `redis-server` on a free loopback port, killed on drop; `None` (skipped, loudly) when
+    /// none is installed, except under `CI=true`.
+    struct Server(std::process::Child, u16);
+
+    impl Server {
+        fn start() -> Option<Self> {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .map(|address| address.port())
+                .unwrap_or(0);
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+            let child = match child {
+                Ok(child) => child,
+                Err(error) if std::env::var("CI").as_deref() == Ok("true") => {
+                    panic!("CI=true but redis-server could not be started: {error}")
+                }
+                Err(error) => {
+                    eprintln!("SKIPPED: redis-server could not be started ({error})");
+                    return None;
+                }
+            };
+            let server = Self(child, port);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "redis-server did not start"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Some(server)
+        }
+
+        fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}/", self.1)
+        }
+
+        async fn command(&self, args: &[&str]) -> redis::Value {
+            let client = Client::open(self.url()).unwrap();
+            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+            redis::cmd(args[0])
+                .arg(&args[1..])
+                .query_async(&mut connection)
+                .await
+                .unwrap()
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[tokio::test]
+    async fn scripts_redis_does_not_know_are_sent_whole_and_cached_again() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        let lease = Duration::from_secs(60);
+        for round in 0..2 {
+            // A fresh server knows no script; then Redis loses them (restart, failover).
+            let key = IdempotencyKey::new("sotion", "site", &format!("evt_{round}"));
+            let Reservation::New(token) = store.reserve(&key, lease).await.unwrap() else {
+                panic!("a new key was not reserved");
+            };
+            assert_eq!(
+                store.reserve(&key, lease).await.unwrap(),
+                Reservation::InFlight
+            );
+            assert!(store.complete(&key, &token, lease).await.unwrap());
+            assert_eq!(store.reserve(&key, lease).await.unwrap(), Reservation::Done);
+            let other = IdempotencyKey::new("sotion", "site", &format!("evt_{round}_b"));
+            let Reservation::New(token) = store.reserve(&other, lease).await.unwrap() else {
+                panic!("a new key was not reserved");
+            };
+            assert!(store.release(&other, &token).await.unwrap());
+            let cached = server
+                .command(&[
+                    "SCRIPT",
+                    "EXISTS",
+                    Lua::Reserve.sha(),
+                    Lua::Complete.sha(),
+                    Lua::Release.sha(),
+                ])
+                .await;
+            assert_eq!(
+                cached,
+                redis::Value::Array(vec![redis::Value::Int(1); 3]),
+                "the scripts were not cached by their first EVAL"
+            );
+            server.command(&["SCRIPT", "FLUSH"]).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_slower_than_a_second_is_answered_within_the_stores_timeout() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        // The store's timeout is a call's only limit (the connection had one of 1 s of its
+        // own, which failed such a call before the store's timeout).
+        let store = RedisStore::connect(&server.url())
+            .await
+            .unwrap()
+            .with_timeout(Duration::from_secs(5));
+        let warm = IdempotencyKey::new("sotion", "site", "evt_warm");
+        assert!(matches!(
+            store.reserve(&warm, Duration::from_secs(60)).await,
+            Ok(Reservation::New(_))
+        ));
+        server.command(&["CLIENT", "PAUSE", "1500", "WRITE"]).await;
+        let key = IdempotencyKey::new("sotion", "site", "evt_slow");
+        let answer = store.reserve(&key, Duration::from_secs(60)).await;
+        assert!(
+            matches!(answer, Ok(Reservation::New(_))),
+            "a reserve answered after 1.5 s failed under a 5 s timeout: {answer:?}"
+        );
     }
 }
