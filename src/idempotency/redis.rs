@@ -540,8 +540,7 @@ mod tests {
         fn start() -> Option<Self> {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|listener| listener.local_addr())
-                .map(|address| address.port())
-                .unwrap_or(0);
+                .map_or(0, |address| address.port());
             let child = std::process::Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
