@@ -328,19 +328,19 @@ impl Reserved {
 
     /// Completes the reservation (`succeeded`) or releases it. The store's future is polled
     /// once here (a store that answers at once is done then); if it is not finished, it is
-    /// returned as an [`Unfinished`] for the response future to poll in place, which moves it,
-    /// as it is, onto a task of its own if it is dropped first, so that dropping the response
-    /// future cannot leave a handled event unrecorded (its retry would then run again).
+    /// moved, as it is, onto a task of its own, so that dropping the response future cannot
+    /// leave a handled event unrecorded (its retry would then run again). The task's handle is
+    /// returned for the caller to wait on.
     pub(crate) fn finish(
         self,
         store: &Arc<dyn IdempotencyStore>,
         succeeded: bool,
         ttl: Duration,
-    ) -> Option<Unfinished> {
+    ) -> Option<tokio::task::JoinHandle<()>> {
         let Self { key, token } = self;
         let store = Arc::clone(store);
         if !succeeded {
-            return Unfinished::start(release(store, key, token), key, "release");
+            return run_detached(release(store, key, token), &key, "release");
         }
         let call = Box::pin(async move {
             let call = store.complete(&key, &token, ttl);
@@ -348,7 +348,7 @@ impl Reserved {
                 completed(&key, result);
             }
         });
-        Unfinished::start(call, key, "complete")
+        run_detached(call, &key, "complete")
     }
 
     /// Releases the reservation of a delivery whose response future was dropped, as
@@ -360,7 +360,7 @@ impl Reserved {
         // The task, if one is needed, runs on its own; a runtime shutting down drops it
         // unpolled (the lease then frees the event).
         let release = release(Arc::clone(store), self.key, self.token);
-        run_detached(release, &key, "release");
+        drop(run_detached(release, &key, "release"));
     }
 }
 
@@ -446,76 +446,22 @@ fn release(store: Arc<dyn IdempotencyStore>, key: IdempotencyKey, token: Token) 
 /// Runs `work` (a store call) to its end even if the caller goes away: polls it once (a store
 /// that answers at once finishes right there) and, if it is not done, moves it onto a task of
 /// the current runtime. `work` goes pending only after [`settle`] found a runtime.
-fn run_detached(mut work: Detached, key: &IdempotencyKey, operation: &'static str) {
-    if poll_once(&mut work) {
-        return;
+fn run_detached(
+    mut work: Detached,
+    key: &IdempotencyKey,
+    operation: &'static str,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let waker = futures_util::task::noop_waker();
+    if work
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_ready()
+    {
+        return None;
     }
     // A store whose future is pending without needing Tokio, called outside a runtime: it
     // cannot be finished here (logged by `runtime`).
-    if let Some(runtime) = runtime(key, operation) {
-        drop(runtime.spawn(work));
-    }
-}
-
-/// Polls `work` once, with a waker that does nothing: whether it finished.
-fn poll_once(work: &mut Detached) -> bool {
-    let waker = futures_util::task::noop_waker();
-    work.as_mut()
-        .poll(&mut Context::from_waker(&waker))
-        .is_ready()
-}
-
-/// A store call (`complete` or `release`) that must run to its end and did not finish when
-/// first polled: the response future polls it in place and answers once it is done (no task,
-/// no join handle); dropped before that (the client went away), it moves onto a task of its
-/// own, as it is, and runs to its end there.
-pub(crate) struct Unfinished {
-    work: Option<Detached>,
-    key: IdempotencyKey,
-    operation: &'static str,
-}
-
-impl Unfinished {
-    /// Polls `work` once: `None` when that finished it.
-    fn start(mut work: Detached, key: IdempotencyKey, operation: &'static str) -> Option<Self> {
-        if poll_once(&mut work) {
-            return None;
-        }
-        Some(Self {
-            work: Some(work),
-            key,
-            operation,
-        })
-    }
-}
-
-impl Future for Unfinished {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> std::task::Poll<()> {
-        if let Some(work) = self.work.as_mut() {
-            std::task::ready!(work.as_mut().poll(cx));
-            self.work = None;
-        }
-        std::task::Poll::Ready(())
-    }
-}
-
-impl Drop for Unfinished {
-    fn drop(&mut self) {
-        if let Some(work) = self.work.take() {
-            run_detached(work, &self.key, self.operation);
-        }
-    }
-}
-
-impl fmt::Debug for Unfinished {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Unfinished")
-            .field("operation", &self.operation)
-            .field("done", &self.work.is_none())
-            .finish_non_exhaustive()
-    }
+    Some(runtime(key, operation)?.spawn(work))
 }
 
 #[cfg(test)]

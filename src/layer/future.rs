@@ -6,14 +6,16 @@ use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::future::{join, ready as ready_future, Join, Ready};
 use http::{Request, Response};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
+use tokio::task::JoinHandle;
 use tower_service::Service;
 
 use super::body::{LayerBody, ResponseBody};
 use super::config::Config;
-use crate::idempotency::{Idempotency, Reserved, Unfinished};
+use crate::idempotency::{Idempotency, Reserved};
 use crate::observe::Observation;
 
 /// What the layer decided before the inner service: call it, or answer itself.
@@ -96,11 +98,10 @@ pin_project! {
         /// Admitted: the inner service is made ready, then called with `request`.
         Readying { request: Request<Full<Bytes>> },
         Calling { #[pin] future: F },
-        /// A store doing I/O records the outcome; the answer waits for it. Dropped unfinished,
-        /// the store's call goes on on a task of its own.
+        /// A store doing I/O records the outcome on its own task; the answer waits for it.
         Finishing {
-            finishing: Unfinished,
-            result: Option<R>,
+            #[pin]
+            finishing: Join<JoinHandle<()>, Ready<R>>,
             succeeded: bool,
         },
         Done,
@@ -163,19 +164,14 @@ where
                 StateProj::Calling { future } => ready!(future.poll(cx)),
                 StateProj::Finishing {
                     finishing,
-                    result,
                     succeeded,
                 } => {
-                    // The store's call reports its own failures.
-                    ready!(Pin::new(finishing).poll(cx));
+                    // The task reports its own failures; a cancelled one has nothing to add.
+                    let (_, result) = ready!(finishing.poll(cx));
                     if let Some(config) = this.config.as_ref() {
                         Observation::new(&config.metrics, *this.started).handled(*succeeded);
                     }
-                    let result = result.take();
                     this.state.set(State::Done);
-                    let Some(result) = result else {
-                        panic!("ResponseFuture polled after it completed");
-                    };
                     return Poll::Ready(result.map(|response| response.map(ResponseBody::inner)));
                 }
                 StateProj::Done => panic!("ResponseFuture polled after it completed"),
@@ -183,7 +179,7 @@ where
             // The inner service answered (or could not be made ready): record the outcome.
             let succeeded = matches!(&result, Ok(response) if response.status().is_success());
             let config = this.config.as_ref();
-            let finishing = match (
+            let task = match (
                 this.reserved.take(),
                 config.and_then(|config| config.idempotency.as_ref()),
             ) {
@@ -192,10 +188,10 @@ where
                 }
                 _ => None,
             };
-            if let Some(finishing) = finishing {
+            if let Some(task) = task {
+                let finishing = join(task, ready_future(result));
                 this.state.set(State::Finishing {
                     finishing,
-                    result: Some(result),
                     succeeded,
                 });
                 continue;
