@@ -207,7 +207,7 @@ mod redis_client {
                 futures_util::stream::iter(&keys)
                     .for_each_concurrent(CONCURRENCY, |key| handle(&store, key))
                     .await;
-                cpu.push((thread_cpu() - before).as_secs_f64() * 1e6 / OPS as f64);
+                cpu.push(thread_cpu().checked_sub(before).unwrap().as_secs_f64() * 1e6 / OPS as f64);
                 let change = region.change();
                 allocations.push(change.allocations as f64 / OPS as f64);
                 bytes.push(change.bytes_allocated as f64 / OPS as f64);
