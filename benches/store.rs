@@ -3,6 +3,12 @@
 //! one thread and on two.
 //!
 //! `cargo bench --manifest-path benches/Cargo.toml --bench store`
+//!
+//! With feature `redis` and the argument `redis`, instead: the client-side cost of the Redis
+//! store (needs `redis-server` on the PATH): CPU time and allocations per reserve + complete,
+//! 32 at a time on one current-thread runtime (the store's connection task included), so that
+//! what the store does per call is measured without the HTTP server around it.
+//! `cargo bench --manifest-path benches/Cargo.toml --features redis --bench store -- redis`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 // Reporting numbers: the casts to and from f64 are intended.
 #![allow(
@@ -77,6 +83,11 @@ fn bytes_per_key(capacity: usize) {
 }
 
 fn main() {
+    #[cfg(feature = "redis")]
+    if std::env::args().any(|arg| arg == "redis") {
+        redis_client::run();
+        return;
+    }
     bytes_per_key(100_000);
     bytes_per_key(1_000_000);
 
@@ -128,4 +139,94 @@ fn main() {
     });
     group.finish();
     c.final_summary();
+}
+
+#[cfg(feature = "redis")]
+mod redis_client {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use futures_util::StreamExt;
+    use stats_alloc::Region;
+    use tower_webhook::idempotency::{IdempotencyKey, IdempotencyStore, RedisStore, Reservation};
+
+    use super::{keys, GLOBAL, LEASE, TTL};
+
+    const OPS: usize = 20_000;
+    const ROUNDS: usize = 11;
+    const CONCURRENCY: usize = 32;
+
+    /// The CPU time of this thread (the current-thread runtime runs everything on it).
+    fn thread_cpu() -> Duration {
+        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+        Duration::from_nanos(stat.split_whitespace().next().unwrap().parse().unwrap())
+    }
+
+    /// One reserve + complete, as the layer does it.
+    async fn handle(store: &RedisStore, key: &IdempotencyKey) {
+        if let Reservation::New(token) = store.reserve(key, LEASE).await.unwrap() {
+            assert!(store.complete(key, &token, TTL).await.unwrap());
+        }
+    }
+
+    pub(crate) fn run() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let store = RedisStore::connect(&format!("redis://127.0.0.1:{port}/"))
+                .await
+                .unwrap();
+            let warm = keys(2_000, "redis-warm");
+            futures_util::stream::iter(&warm)
+                .for_each_concurrent(CONCURRENCY, |key| handle(&store, key))
+                .await;
+            let (mut cpu, mut allocations, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
+            for round in 0..ROUNDS {
+                let keys = keys(OPS, &format!("redis-{}-{round}", std::process::id()));
+                let region = Region::new(GLOBAL);
+                let before = thread_cpu();
+                futures_util::stream::iter(&keys)
+                    .for_each_concurrent(CONCURRENCY, |key| handle(&store, key))
+                    .await;
+                cpu.push(thread_cpu().checked_sub(before).unwrap().as_secs_f64() * 1e6 / OPS as f64);
+                let change = region.change();
+                allocations.push(change.allocations as f64 / OPS as f64);
+                bytes.push(change.bytes_allocated as f64 / OPS as f64);
+            }
+            let median = |values: &mut Vec<f64>| {
+                values.sort_by(f64::total_cmp);
+                values[values.len() / 2]
+            };
+            println!(
+                "redis store, reserve + complete, {CONCURRENCY} at a time, {ROUNDS} rounds of {OPS}: \
+                 client CPU {:.2} µs (median; rounds {:.2} to {:.2}), {:.1} allocations, {:.0} bytes allocated",
+                median(&mut cpu),
+                cpu[0],
+                cpu[ROUNDS - 1],
+                median(&mut allocations),
+                median(&mut bytes),
+            );
+        });
+        let _ = server.kill();
+        let _ = server.wait();
+    }
 }

@@ -1,10 +1,10 @@
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use redis::{Client, Cmd, RedisWrite, Script};
 
 use super::store::{IdempotencyKey, IdempotencyStore, Reservation, StoreError, StoreFuture, Token};
 
@@ -93,11 +93,34 @@ pub struct RedisStore {
     connection: ConnectionManager,
     prefix: String,
     timeout: Duration,
-    reserve: Script,
-    complete: Script,
-    release: Script,
     /// How many undos of unanswered reserves are running (shared by the store's clones).
     undos: Arc<AtomicUsize>,
+}
+
+/// One of the store's scripts: sent as `EVALSHA` with its SHA-1, computed once per process; as
+/// `EVAL` with its source when Redis does not know it (see [`RedisStore::run`]).
+#[derive(Clone, Copy)]
+enum Lua {
+    Reserve,
+    Complete,
+    Release,
+}
+
+impl Lua {
+    fn source(self) -> &'static str {
+        match self {
+            Self::Reserve => RESERVE,
+            Self::Complete => COMPLETE,
+            Self::Release => RELEASE,
+        }
+    }
+
+    fn sha(self) -> &'static str {
+        static SHAS: LazyLock<[String; 3]> = LazyLock::new(|| {
+            [RESERVE, COMPLETE, RELEASE].map(|source| Script::new(source).get_hash().to_owned())
+        });
+        &SHAS[self as usize]
+    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -134,16 +157,15 @@ impl RedisStore {
         Ok(Self::from_connection_manager(connection))
     }
 
-    /// A store over a connection manager you configured yourself.
+    /// A store over a connection manager you configured yourself. Its response timeout, if
+    /// any, applies besides the store's [`with_timeout`](Self::with_timeout): each call then
+    /// arms two timers (the store's own connections have none).
     #[must_use]
     pub fn from_connection_manager(connection: ConnectionManager) -> Self {
         Self {
             connection,
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
-            reserve: Script::new(RESERVE),
-            complete: Script::new(COMPLETE),
-            release: Script::new(RELEASE),
             undos: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -155,7 +177,10 @@ impl RedisStore {
         self
     }
 
-    /// How long one call may take before it counts as a failure (default 2 s).
+    /// How long one call may take before it counts as a failure (default 2 s). It is the
+    /// call's only limit: the connections [`connect`](Self::connect) and
+    /// [`connect_lazy`](Self::connect_lazy) make have no response timeout of their own (one
+    /// given to [`from_connection_manager`](Self::from_connection_manager) applies as well).
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -168,22 +193,82 @@ impl RedisStore {
         format!("{}{}", self.prefix, key.to_hex())
     }
 
+    /// The command that runs `script` on `key` with `token` (and, for a reserve or a complete,
+    /// the expiry and [`DONE`]): `EVALSHA sha 1 key token [px done]`, or `EVAL source ...` when
+    /// `eval`. Built in one buffer: the key, the token and the expiry are written into it, not
+    /// made as strings first.
+    fn command(
+        &self,
+        script: Lua,
+        eval: bool,
+        key: &IdempotencyKey,
+        token: &Token,
+        expiry: Option<Duration>,
+    ) -> Cmd {
+        let body = if eval { script.source() } else { script.sha() };
+        let mut command = Cmd::with_capacity(
+            7,
+            7 + body.len() + 1 + self.prefix.len() + 64 + 32 + 20 + DONE.len(),
+        );
+        command
+            .arg(if eval { "EVAL" } else { "EVALSHA" })
+            .arg(body)
+            .arg(1);
+        let mut hex = [0_u8; 64];
+        {
+            use std::io::Write as _;
+            let mut arg = command.writer_for_next_arg();
+            // Writing into the command's `Vec` cannot fail.
+            let _ = arg.write_all(self.prefix.as_bytes());
+            let _ = arg.write_all(key.encode_hex(&mut hex));
+        }
+        command.arg(token.encode_hex(&mut hex[..32]));
+        if let Some(expiry) = expiry {
+            command.arg(px(expiry)).arg(DONE);
+        }
+        command
+    }
+
+    /// Runs `script` within the store's timeout: `EVALSHA`, and, if Redis lost its script
+    /// cache (restarted, failed over: `NOSCRIPT`, nothing ran), the same as `EVAL`, one command
+    /// that also loads the script again.
     async fn run(
         &self,
-        script: &Script,
+        script: Lua,
         key: &IdempotencyKey,
-        args: &[&str],
+        token: &Token,
+        expiry: Option<Duration>,
     ) -> Result<i64, StoreError> {
-        let mut invocation = script.key(self.redis_key(key));
-        for arg in args {
-            invocation.arg(*arg);
-        }
         let mut connection = self.connection.clone();
-        match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut connection)).await {
+        let call = async {
+            let command = self.command(script, false, key, token, expiry);
+            match query(&mut connection, &command).await {
+                Err(error)
+                    if error.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    let command = self.command(script, true, key, token, expiry);
+                    query(&mut connection, &command).await
+                }
+                answer => answer,
+            }
+        };
+        // The only timer of the call: the connection has no response timeout of its own (see
+        // `connection_config`).
+        match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result.map_err(backend),
             Err(_) => Err(StoreError::Timeout),
         }
     }
+}
+
+/// Sends `command` and reads its integer answer. As `Cmd::query_async`, but through the
+/// connection manager's own `send_packed_command`: `query_async` goes through the
+/// `ConnectionLike` trait, which boxes that call's future (1,336 bytes, past the size glibc
+/// serves from its per-thread cache) on every call; here it lives in the store's own future.
+async fn query(connection: &mut ConnectionManager, command: &Cmd) -> redis::RedisResult<i64> {
+    let answer = connection.send_packed_command(command).await?;
+    Ok(redis::from_redis_value(answer.extract_error()?)?)
 }
 
 /// A reserve sent to Redis and not answered yet. Dropped while still armed (the call timed out,
@@ -209,15 +294,10 @@ impl RedisStore {
     /// The `release` script sent as `EVAL`, in one command: `EVALSHA` would be answered
     /// `NOSCRIPT` when Redis lost its script cache (restarted, failed over) and then sent again,
     /// after commands sent in between, such as the retry of the very delivery being undone.
-    async fn undo(&self, key: &IdempotencyKey, token: &str) -> Result<i64, StoreError> {
-        let mut command = redis::cmd("EVAL");
-        command
-            .arg(RELEASE)
-            .arg(1)
-            .arg(self.redis_key(key))
-            .arg(token);
+    async fn undo(&self, key: &IdempotencyKey, token: &Token) -> Result<i64, StoreError> {
+        let command = self.command(Lua::Release, true, key, token, None);
         let mut connection = self.connection.clone();
-        match tokio::time::timeout(self.timeout, command.query_async(&mut connection)).await {
+        match tokio::time::timeout(self.timeout, query(&mut connection, &command)).await {
             Ok(result) => result.map_err(backend),
             Err(_) => Err(StoreError::Timeout),
         }
@@ -259,7 +339,6 @@ impl RedisStore {
         let until = tokio::time::Instant::now() + lease.min(MAX_EXPIRY);
         runtime.spawn(async move {
             let _pending = pending;
-            let token = token.to_hex();
             let mut backoff = UNDO_FIRST_BACKOFF;
             loop {
                 match store.undo(&key, &token).await {
@@ -322,7 +401,8 @@ fn may_have_run(error: &StoreError) -> bool {
 fn connection_config() -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(Duration::from_secs(1)))
+        // No response timeout: each call has the store's own (`with_timeout`), its only timer.
+        .set_response_timeout(None)
         .set_number_of_retries(1)
 }
 
@@ -336,8 +416,9 @@ fn backend(error: redis::RedisError) -> StoreError {
 const MAX_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// Milliseconds for `PX`, at least 1 (Redis refuses 0) and at most [`MAX_EXPIRY`].
-fn px(duration: Duration) -> String {
-    duration.min(MAX_EXPIRY).as_millis().max(1).to_string()
+fn px(duration: Duration) -> u64 {
+    // At most about 3.2 × 10¹² after the clamp: it fits.
+    u64::try_from(duration.min(MAX_EXPIRY).as_millis().max(1)).unwrap_or(u64::MAX)
 }
 
 impl IdempotencyStore for RedisStore {
@@ -357,9 +438,7 @@ impl IdempotencyStore for RedisStore {
                 lease,
                 armed: true,
             };
-            let answer = self
-                .run(&self.reserve, key, &[&token.to_hex(), &px(lease), DONE])
-                .await;
+            let answer = self.run(Lua::Reserve, key, &token, Some(lease)).await;
             unanswered.armed = answer.as_ref().is_err_and(may_have_run);
             drop(unanswered);
             Ok(match answer? {
@@ -377,16 +456,14 @@ impl IdempotencyStore for RedisStore {
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
         StoreFuture::boxed(async move {
-            let answer = self
-                .run(&self.complete, key, &[&token.to_hex(), &px(ttl), DONE])
-                .await?;
+            let answer = self.run(Lua::Complete, key, token, Some(ttl)).await?;
             Ok(answer == 1)
         })
     }
 
     fn release<'a>(&'a self, key: &'a IdempotencyKey, token: &'a Token) -> StoreFuture<'a, bool> {
         StoreFuture::boxed(async move {
-            let answer = self.run(&self.release, key, &[&token.to_hex()]).await?;
+            let answer = self.run(Lua::Release, key, token, None).await?;
             Ok(answer == 1)
         })
     }
@@ -398,9 +475,186 @@ mod tests {
 
     #[test]
     fn px_is_at_least_one_millisecond_and_at_most_about_a_century() {
-        assert_eq!(px(Duration::ZERO), "1");
-        assert_eq!(px(Duration::from_secs(2)), "2000");
-        assert_eq!(px(Duration::MAX), MAX_EXPIRY.as_millis().to_string());
+        assert_eq!(px(Duration::ZERO), 1);
+        assert_eq!(px(Duration::from_secs(2)), 2000);
+        assert_eq!(u128::from(px(Duration::MAX)), MAX_EXPIRY.as_millis());
         assert!(i64::try_from(MAX_EXPIRY.as_millis()).is_ok_and(|max| max < i64::MAX / 2));
+    }
+
+    fn words(command: &Cmd) -> Vec<String> {
+        command
+            .args_iter()
+            .map(|arg| match arg {
+                redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                _ => "<not a simple argument>".to_owned(),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn commands_carry_the_key_token_and_expiry_written_in_place() {
+        // Lazy: nothing is connected, only commands are built.
+        let store = RedisStore::connect_lazy("redis://127.0.0.1:1/")
+            .unwrap()
+            .with_prefix("app:");
+        let key = IdempotencyKey::new("sotion", "site", "evt_1");
+        let token = Token::random();
+        let reserve = store.command(
+            Lua::Reserve,
+            false,
+            &key,
+            &token,
+            Some(Duration::from_secs(300)),
+        );
+        assert_eq!(
+            words(&reserve),
+            [
+                "EVALSHA",
+                Script::new(RESERVE).get_hash(),
+                "1",
+                &store.redis_key(&key),
+                &token.to_hex(),
+                "300000",
+                DONE
+            ]
+        );
+        let release = store.command(Lua::Release, true, &key, &token, None);
+        assert_eq!(
+            words(&release),
+            [
+                "EVAL",
+                RELEASE,
+                "1",
+                &store.redis_key(&key),
+                &token.to_hex()
+            ]
+        );
+        assert_eq!(Lua::Complete.sha(), Script::new(COMPLETE).get_hash());
+    }
+
+    /// A `redis-server` on a free loopback port, killed on drop; `None` (skipped, loudly) when
+    /// none is installed, except under `CI=true`.
+    struct Server(std::process::Child, u16);
+
+    impl Server {
+        fn start() -> Option<Self> {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .map_or(0, |address| address.port());
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+            let child = match child {
+                Ok(child) => child,
+                Err(error) if std::env::var("CI").as_deref() == Ok("true") => {
+                    panic!("CI=true but redis-server could not be started: {error}")
+                }
+                Err(error) => {
+                    eprintln!("SKIPPED: redis-server could not be started ({error})");
+                    return None;
+                }
+            };
+            let server = Self(child, port);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "redis-server did not start"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Some(server)
+        }
+
+        fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}/", self.1)
+        }
+
+        async fn command(&self, args: &[&str]) -> redis::Value {
+            let client = Client::open(self.url()).unwrap();
+            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+            redis::cmd(args[0])
+                .arg(&args[1..])
+                .query_async(&mut connection)
+                .await
+                .unwrap()
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[tokio::test]
+    async fn scripts_redis_does_not_know_are_sent_whole_and_cached_again() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        let lease = Duration::from_secs(60);
+        for round in 0..2 {
+            // A fresh server knows no script; then Redis loses them (restart, failover).
+            let key = IdempotencyKey::new("sotion", "site", &format!("evt_{round}"));
+            let Reservation::New(token) = store.reserve(&key, lease).await.unwrap() else {
+                panic!("a new key was not reserved");
+            };
+            assert_eq!(
+                store.reserve(&key, lease).await.unwrap(),
+                Reservation::InFlight
+            );
+            assert!(store.complete(&key, &token, lease).await.unwrap());
+            assert_eq!(store.reserve(&key, lease).await.unwrap(), Reservation::Done);
+            let other = IdempotencyKey::new("sotion", "site", &format!("evt_{round}_b"));
+            let Reservation::New(token) = store.reserve(&other, lease).await.unwrap() else {
+                panic!("a new key was not reserved");
+            };
+            assert!(store.release(&other, &token).await.unwrap());
+            let cached = server
+                .command(&[
+                    "SCRIPT",
+                    "EXISTS",
+                    Lua::Reserve.sha(),
+                    Lua::Complete.sha(),
+                    Lua::Release.sha(),
+                ])
+                .await;
+            assert_eq!(
+                cached,
+                redis::Value::Array(vec![redis::Value::Int(1); 3]),
+                "the scripts were not cached by their first EVAL"
+            );
+            server.command(&["SCRIPT", "FLUSH"]).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_slower_than_a_second_is_answered_within_the_stores_timeout() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        // The store's timeout is a call's only limit (the connection had one of 1 s of its
+        // own, which failed such a call before the store's timeout).
+        let store = RedisStore::connect(&server.url())
+            .await
+            .unwrap()
+            .with_timeout(Duration::from_secs(5));
+        let warm = IdempotencyKey::new("sotion", "site", "evt_warm");
+        assert!(matches!(
+            store.reserve(&warm, Duration::from_secs(60)).await,
+            Ok(Reservation::New(_))
+        ));
+        server.command(&["CLIENT", "PAUSE", "1500", "WRITE"]).await;
+        let key = IdempotencyKey::new("sotion", "site", "evt_slow");
+        let answer = store.reserve(&key, Duration::from_secs(60)).await;
+        assert!(
+            matches!(answer, Ok(Reservation::New(_))),
+            "a reserve answered after 1.5 s failed under a 5 s timeout: {answer:?}"
+        );
     }
 }

@@ -254,6 +254,12 @@ impl Token {
     pub fn to_hex(&self) -> String {
         format!("{:032x}", self.0)
     }
+
+    /// [`to_hex`](Self::to_hex) written into `buffer` (at least 32 bytes), without allocating.
+    #[cfg(feature = "redis")]
+    pub(crate) fn encode_hex<'b>(&self, buffer: &'b mut [u8]) -> &'b [u8] {
+        encode_hex(&self.0.to_be_bytes(), buffer)
+    }
 }
 
 impl fmt::Debug for Token {
@@ -350,6 +356,25 @@ impl IdempotencyKey {
     pub fn to_hex(&self) -> String {
         faster_hex::hex_string(&self.0)
     }
+
+    /// [`to_hex`](Self::to_hex) written into `buffer` (at least 64 bytes), without allocating.
+    #[cfg(feature = "redis")]
+    pub(crate) fn encode_hex<'b>(&self, buffer: &'b mut [u8]) -> &'b [u8] {
+        encode_hex(&self.0, buffer)
+    }
+}
+
+/// `bytes` as lower-case hex in the start of `buffer` (twice as long at least; a shorter one
+/// gives an empty slice, never a panic).
+#[cfg(feature = "redis")]
+fn encode_hex<'b>(bytes: &[u8], buffer: &'b mut [u8]) -> &'b [u8] {
+    let Some(buffer) = buffer.get_mut(..bytes.len() * 2) else {
+        return &[];
+    };
+    match faster_hex::hex_encode(bytes, buffer) {
+        Ok(hex) => hex.as_bytes(),
+        Err(_) => &[],
+    }
 }
 
 impl fmt::Debug for IdempotencyKey {
@@ -443,5 +468,16 @@ mod tests {
     fn tokens_are_fresh() {
         assert_ne!(Token::random(), Token::random());
         assert_eq!(Token::random().to_hex().len(), 32);
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn hex_written_in_place_is_the_same_as_to_hex() {
+        let mut buffer = [0_u8; 64];
+        for token in [Token(0), Token(1), Token(u128::MAX), Token::random()] {
+            assert_eq!(token.encode_hex(&mut buffer), token.to_hex().as_bytes());
+        }
+        let key = IdempotencyKey::new("sotion", "site", "evt");
+        assert_eq!(key.encode_hex(&mut buffer), key.to_hex().as_bytes());
     }
 }
