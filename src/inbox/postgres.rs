@@ -10,7 +10,7 @@ use super::backend::{
     Stats,
 };
 use super::delivery::{Delivery, DeliveryState, Record};
-use super::sql::{encode_headers, limit, millis, signed_at, sql, Completion, RawRecord};
+use super::sql::{encode_headers, limit, millis, signed_at, sql, Completion, Depth, RawRecord};
 use crate::idempotency::{IdempotencyKey, Token};
 
 /// How many connections [`PostgresInbox::connect`] opens at most.
@@ -67,7 +67,9 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 /// - Every time (due, lease end, accepted, finished) is the database's `now()`, so replicas
 ///   whose clocks disagree still agree on leases and backoffs.
 /// - The depth limit is checked by the accepting statement; concurrent accepts may pass it by
-///   the number of accepts running at once.
+///   the number of accepts running at once. The waiting rows are counted only while the
+///   inbox's last count (at most a second old, plus its accepts since) is at or above half the
+///   limit; below it, accepts skip the count.
 ///
 /// No TLS is compiled in by this crate: to reach a server over TLS, enable one of `sqlx`'s TLS
 /// features in your own `Cargo.toml` (Cargo unifies them) and pass `sslmode` in the URL.
@@ -101,6 +103,7 @@ pub struct PostgresInbox {
     pool: PgPool,
     options: InboxOptions,
     sql: Arc<Statements>,
+    depth: Arc<Depth>,
 }
 
 impl fmt::Debug for PostgresInbox {
@@ -140,7 +143,12 @@ impl PostgresInbox {
     pub async fn from_pool(pool: PgPool, options: InboxOptions) -> Result<Self, InboxError> {
         timed(options.timeout(), migrate(&pool, options.prefix())).await?;
         let sql = Arc::new(Statements::new(options.prefix()));
-        Ok(Self { pool, options, sql })
+        Ok(Self {
+            pool,
+            options,
+            sql,
+            depth: Arc::default(),
+        })
     }
 
     /// The connection pool, for the handler's own queries.
@@ -248,6 +256,9 @@ async fn migrate(pool: &PgPool, prefix: &str) -> Result<(), InboxError> {
 /// The statements, with the table's name in them.
 struct Statements {
     accept: String,
+    /// `accept` without the depth check (`$14` unused), while the depth is far below the limit.
+    accept_unchecked: String,
+    depth: String,
     state_of: String,
     claim: String,
     renew: String,
@@ -277,6 +288,14 @@ impl Statements {
                  WHERE (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running')) < $14 \
                  ON CONFLICT (key) DO NOTHING"
             ),
+            accept_unchecked: format!(
+                "INSERT INTO {t} (key, state, attempts, due_at, accepted_at, path, headers, body, \
+                 scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
+                 SELECT $1, 'pending', 0, now(), now(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                 $12, $13 WHERE $14 > 0 \
+                 ON CONFLICT (key) DO NOTHING"
+            ),
+            depth: format!("SELECT count(*) FROM {t} WHERE state IN ('pending', 'running')"),
             state_of: format!("SELECT state FROM {t} WHERE key = $1"),
             claim: format!(
                 "WITH due AS (SELECT key FROM {t} WHERE state IN ('pending', 'running') \

@@ -15,7 +15,7 @@ use super::backend::{
     Stats,
 };
 use super::delivery::{Delivery, DeliveryState, Record};
-use super::sql::{encode_headers, limit, millis, signed_at, sql, Completion, RawRecord};
+use super::sql::{encode_headers, limit, millis, signed_at, sql, Completion, Depth, RawRecord};
 use crate::idempotency::{IdempotencyKey, Token};
 
 /// How many connections the pool opens at most: `SQLite` writes one transaction at a time, and
@@ -96,6 +96,7 @@ pub struct SqliteInbox {
     pool: SqlitePool,
     options: InboxOptions,
     sql: Arc<Statements>,
+    depth: Arc<Depth>,
 }
 
 impl fmt::Debug for SqliteInbox {
@@ -157,7 +158,12 @@ impl SqliteInbox {
     pub async fn from_pool(pool: SqlitePool, options: InboxOptions) -> Result<Self, InboxError> {
         timed(options.timeout(), migrate(&pool, options.prefix())).await?;
         let sql = Arc::new(Statements::new(options.prefix()));
-        Ok(Self { pool, options, sql })
+        Ok(Self {
+            pool,
+            options,
+            sql,
+            depth: Arc::default(),
+        })
     }
 
     /// The connection pool, for the handler's own queries.
@@ -260,6 +266,9 @@ async fn migrate(pool: &SqlitePool, prefix: &str) -> Result<(), InboxError> {
 /// The statements, with the table's name in them.
 struct Statements {
     accept: String,
+    /// `accept` without the depth check (`$14` unused), while the depth is far below the limit.
+    accept_unchecked: String,
+    depth: String,
     state_of: String,
     claim: String,
     renew: String,
@@ -289,6 +298,14 @@ impl Statements {
                  WHERE (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running')) < $14 \
                  ON CONFLICT (key) DO NOTHING"
             ),
+            accept_unchecked: format!(
+                "INSERT INTO {t} (key, state, attempts, due_at, accepted_at, path, headers, body, \
+                 scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
+                 SELECT $1, 'pending', 0, {NOW}, {NOW}, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                 $12, $13 WHERE $14 > 0 \
+                 ON CONFLICT (key) DO NOTHING"
+            ),
+            depth: format!("SELECT count(*) FROM {t} WHERE state IN ('pending', 'running')"),
             state_of: format!("SELECT state FROM {t} WHERE key = $1"),
             claim: format!(
                 "UPDATE {t} SET state = 'running', owner = $1, attempts = attempts + 1, \
