@@ -223,7 +223,10 @@ async fn run() -> Result<(), String> {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "sent {} {shown_id} -> {status} {text}", args.event);
     if duplicate {
-        let _ = writeln!(stdout, "(a duplicate: the receiver has this event already, and runs its handler once)");
+        let _ = writeln!(
+            stdout,
+            "(a duplicate: the receiver has this event already, and runs its handler once)"
+        );
     }
     if status == 401 {
         return Err(

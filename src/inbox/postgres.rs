@@ -11,7 +11,8 @@ use super::backend::{
 };
 use super::delivery::{Delivery, DeliveryState, Record};
 use super::sql::{
-    encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
+    encode_headers, error_text, limit, millis, signed_at, sql, Completion, Depth, RawRecord,
+    ACCEPT_TRIES,
 };
 use crate::idempotency::{IdempotencyKey, Token};
 
@@ -69,7 +70,9 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 /// - Every time (due, lease end, accepted, finished) is the database's `now()`, so replicas
 ///   whose clocks disagree still agree on leases and backoffs.
 /// - The depth limit is checked by the accepting statement; concurrent accepts may pass it by
-///   the number of accepts running at once.
+///   the number of accepts running at once. The waiting rows are counted only while the
+///   inbox's last count (at most a second old, plus its accepts since) is at or above half the
+///   limit; below it, accepts skip the count.
 /// - `text` columns cannot hold a NUL byte. The layer never stores one in an event id or an
 ///   optional fact (an id with control characters is refused, `400 invalid_event_id`, and such
 ///   facts are dropped), and a failed attempt's error has its NUL bytes replaced by U+FFFD. A
@@ -109,6 +112,7 @@ pub struct PostgresInbox {
     pool: PgPool,
     options: InboxOptions,
     sql: Arc<Statements>,
+    depth: Arc<Depth>,
 }
 
 impl fmt::Debug for PostgresInbox {
@@ -148,7 +152,12 @@ impl PostgresInbox {
     pub async fn from_pool(pool: PgPool, options: InboxOptions) -> Result<Self, InboxError> {
         timed(options.timeout(), migrate(&pool, options.prefix())).await?;
         let sql = Arc::new(Statements::new(options.prefix()));
-        Ok(Self { pool, options, sql })
+        Ok(Self {
+            pool,
+            options,
+            sql,
+            depth: Arc::default(),
+        })
     }
 
     /// Starts a transaction in which the leased delivery is already marked done (its row
@@ -230,6 +239,9 @@ async fn migrate(pool: &PgPool, prefix: &str) -> Result<(), InboxError> {
 /// The statements, with the table's name in them.
 struct Statements {
     accept: String,
+    /// `accept` without the depth check (`$14` unused), while the depth is far below the limit.
+    accept_unchecked: String,
+    depth: String,
     state_of: String,
     claim: String,
     renew: String,
@@ -259,6 +271,14 @@ impl Statements {
                  WHERE (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running')) < $14 \
                  ON CONFLICT (key) DO NOTHING"
             ),
+            accept_unchecked: format!(
+                "INSERT INTO {t} (key, state, attempts, due_at, accepted_at, path, headers, body, \
+                 scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
+                 SELECT $1, 'pending', 0, now(), now(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                 $12, $13 WHERE $14 > 0 \
+                 ON CONFLICT (key) DO NOTHING"
+            ),
+            depth: format!("SELECT count(*) FROM {t} WHERE state IN ('pending', 'running')"),
             state_of: format!(
                 "SELECT (SELECT state FROM {t} WHERE key = $1), \
                  (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running'))"

@@ -13,6 +13,74 @@ use super::backend::{timed, InboxError};
 use super::delivery::{Delivery, DeliveryState, Facts, Record};
 use crate::idempotency::{IdempotencyKey, MAX_DURATION};
 
+/// How long an accept may trust the inbox's last counted depth.
+const DEPTH_REFRESH: Duration = Duration::from_secs(1);
+
+/// The inbox's depth as this process last counted it, plus the deliveries it accepted since:
+/// counting the waiting rows on every accept costs time in proportion to the depth (it was
+/// most of an accept's time on Postgres in `benches/inbox.rs`), so one accept a second counts
+/// again (after its insert), and the others count in their statement only once the estimate has
+/// reached half the limit. Below that, no writer could plausibly add the other half within the
+/// second; at and above it, every accept counts, as before.
+#[derive(Debug, Default)]
+pub(super) struct Depth {
+    /// When it was counted, and the estimate since.
+    counted: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+impl Depth {
+    /// Whether an accept may skip counting: a fresh estimate under half of `max`.
+    pub(super) fn far_below(&self, max: u64) -> bool {
+        let counted = self
+            .counted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        counted.is_some_and(|(at, depth)| at.elapsed() < DEPTH_REFRESH && depth < max / 2)
+    }
+
+    /// Whether this accept is the one to count again: the estimate is missing or over a
+    /// second old. It is marked fresh at once, so that the accepts running meanwhile go on
+    /// with it instead of all counting.
+    pub(super) fn claim_refresh(&self) -> bool {
+        let mut counted = self
+            .counted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match counted.as_mut() {
+            Some((at, _)) if at.elapsed() < DEPTH_REFRESH => false,
+            Some((at, _)) => {
+                *at = std::time::Instant::now();
+                true
+            }
+            // Not counted yet: an estimate that makes the others check, until the count.
+            None => {
+                *counted = Some((std::time::Instant::now(), u64::MAX));
+                true
+            }
+        }
+    }
+
+    /// One more delivery accepted.
+    pub(super) fn accepted(&self) {
+        let mut counted = self
+            .counted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, depth)) = counted.as_mut() {
+            *depth = depth.saturating_add(1);
+        }
+    }
+
+    /// The depth just counted.
+    pub(super) fn set(&self, depth: u64) {
+        let mut counted = self
+            .counted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *counted = Some((std::time::Instant::now(), depth));
+    }
+}
+
 /// A delivery's row as both SQL backends select it (times in milliseconds since the Unix
 /// epoch).
 pub(super) struct RawRecord {
@@ -335,12 +403,22 @@ macro_rules! sql_backend {
                 Box::pin(timed(self.options.timeout(), async move {
                     let facts = delivery.facts();
                     let key = delivery.key().as_bytes().as_slice();
-                    let max_depth = i64::try_from(self.options.max_depth()).unwrap_or(i64::MAX);
+                    let max_depth = self.options.max_depth();
+                    let max_depth_sql = i64::try_from(max_depth).unwrap_or(i64::MAX);
                     // The insert and the reading of a conflicting row's state are two
                     // statements: a row removed between them (purge, prune) makes the key new,
                     // so the insert is tried again rather than the inbox called full.
                     for _ in 0..ACCEPT_TRIES {
-                        let inserted = sqlx::query(&self.sql.accept)
+                        // Far below the limit (a count at most a second old, plus this inbox's
+                        // accepts since), the insert skips counting the waiting rows.
+                        let refresh = self.depth.claim_refresh();
+                        let far_below = !refresh && self.depth.far_below(max_depth);
+                        let statement = if far_below {
+                            &self.sql.accept_unchecked
+                        } else {
+                            &self.sql.accept
+                        };
+                        let inserted = sqlx::query(statement)
                             .bind(key)
                             .bind(delivery.path())
                             .bind(encode_headers(delivery.headers()))
@@ -354,11 +432,22 @@ macro_rules! sql_backend {
                             .bind(facts.tenant.as_deref())
                             .bind(signed_at(facts)?)
                             .bind(facts.version.as_deref())
-                            .bind(max_depth)
+                            .bind(max_depth_sql)
                             .execute(&self.pool)
                             .await
                             .map_err(sql)?;
                         if inserted.rows_affected() > 0 {
+                            if refresh {
+                                // Committed already: a count that fails only leaves it stale.
+                                let depth: Result<i64, _> = sqlx::query_scalar(&self.sql.depth)
+                                    .fetch_one(&self.pool)
+                                    .await;
+                                if let Ok(depth) = depth {
+                                    self.depth.set(count(depth));
+                                }
+                            } else {
+                                self.depth.accepted();
+                            }
                             return Ok(Accepted::New);
                         }
                         let (state, depth): (Option<String>, i64) =
@@ -373,7 +462,7 @@ macro_rules! sql_backend {
                                     state.parse().map_err(super::sql::backend)?,
                                 ))
                             }
-                            None if depth >= max_depth => return Err(InboxError::Full),
+                            None if depth >= max_depth_sql => return Err(InboxError::Full),
                             None => {}
                         }
                     }
@@ -579,6 +668,25 @@ mod tests {
     fn an_error_s_nul_bytes_are_replaced_and_the_rest_kept() {
         assert_eq!(error_text("a\0b"), "a\u{fffd}b");
         assert!(matches!(error_text("ok"), std::borrow::Cow::Borrowed("ok")));
+    }
+
+    #[test]
+    fn the_depth_is_counted_by_one_accept_and_skipped_only_far_below_the_limit() {
+        let depth = Depth::default();
+        // Never counted: this accept counts, with the checking statement.
+        assert!(!depth.far_below(100));
+        assert!(depth.claim_refresh());
+        // The others go on while it counts; with no count yet they still check.
+        assert!(!depth.claim_refresh());
+        assert!(!depth.far_below(100));
+        depth.set(48);
+        assert!(depth.far_below(100));
+        depth.accepted();
+        assert!(depth.far_below(100));
+        depth.accepted();
+        // 50 of 100: from half the limit on, every accept checks.
+        assert!(!depth.far_below(100));
+        assert!(!depth.claim_refresh());
     }
 
     #[test]

@@ -16,7 +16,8 @@ use super::backend::{
 };
 use super::delivery::{Delivery, DeliveryState, Record};
 use super::sql::{
-    encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
+    encode_headers, error_text, limit, millis, signed_at, sql, Completion, Depth, RawRecord,
+    ACCEPT_TRIES,
 };
 use crate::idempotency::{IdempotencyKey, Token};
 
@@ -106,6 +107,7 @@ pub struct SqliteInbox {
     pool: SqlitePool,
     options: InboxOptions,
     sql: Arc<Statements>,
+    depth: Arc<Depth>,
 }
 
 impl fmt::Debug for SqliteInbox {
@@ -167,7 +169,12 @@ impl SqliteInbox {
     pub async fn from_pool(pool: SqlitePool, options: InboxOptions) -> Result<Self, InboxError> {
         timed(options.timeout(), migrate(&pool, options.prefix())).await?;
         let sql = Arc::new(Statements::new(options.prefix()));
-        Ok(Self { pool, options, sql })
+        Ok(Self {
+            pool,
+            options,
+            sql,
+            depth: Arc::default(),
+        })
     }
 
     /// Starts a transaction (`BEGIN IMMEDIATE`) in which the leased delivery is already marked
@@ -238,6 +245,9 @@ async fn migrate(pool: &SqlitePool, prefix: &str) -> Result<(), InboxError> {
 /// The statements, with the table's name in them.
 struct Statements {
     accept: String,
+    /// `accept` without the depth check (`$14` unused), while the depth is far below the limit.
+    accept_unchecked: String,
+    depth: String,
     state_of: String,
     claim: String,
     renew: String,
@@ -267,6 +277,14 @@ impl Statements {
                  WHERE (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running')) < $14 \
                  ON CONFLICT (key) DO NOTHING"
             ),
+            accept_unchecked: format!(
+                "INSERT INTO {t} (key, state, attempts, due_at, accepted_at, path, headers, body, \
+                 scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
+                 SELECT $1, 'pending', 0, {NOW}, {NOW}, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                 $12, $13 WHERE $14 > 0 \
+                 ON CONFLICT (key) DO NOTHING"
+            ),
+            depth: format!("SELECT count(*) FROM {t} WHERE state IN ('pending', 'running')"),
             state_of: format!(
                 "SELECT (SELECT state FROM {t} WHERE key = $1), \
                  (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running'))"
