@@ -18,6 +18,7 @@
 //! | --- | --- | --- |
 //! | `SqliteInbox` | `sqlite` | one machine: a file in WAL mode, no server |
 //! | `PostgresInbox` | `postgres` | several replicas: `FOR UPDATE SKIP LOCKED` claims, leases in the row, the database's clock |
+//! | `RedisInbox` | `redis` | several replicas sharing a Redis and no SQL database: a stream and a consumer group, Redis's clock, `appendfsync always` for durability |
 //!
 //! The handler runs at least once per delivery, and exactly once for effects written in the
 //! completion's transaction; deliveries are not processed in order.
@@ -54,6 +55,8 @@ mod backend;
 mod delivery;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -70,6 +73,8 @@ pub use self::backend::{
 pub use self::delivery::{is_never_stored, Delivery, DeliveryState, Facts, Record, UnknownState};
 #[cfg(feature = "postgres")]
 pub use self::postgres::PostgresInbox;
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisCompletion, RedisInbox};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use self::sql::Completion;
 #[cfg(feature = "sqlite")]
