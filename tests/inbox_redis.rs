@@ -69,10 +69,12 @@ impl RedisServer {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--protected-mode", "yes"]);
         match &self.dir {
-            Some(dir) => command
-                .arg("--dir")
-                .arg(dir.path())
-                .args(["--appendonly", "yes", "--appendfsync", "always"]),
+            Some(dir) => command.arg("--dir").arg(dir.path()).args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ]),
             None => command.args(["--appendonly", "no"]),
         };
         let child = command
@@ -159,21 +161,31 @@ async fn xlen(connection: &mut redis::aio::MultiplexedConnection, key: &str) -> 
         .unwrap()
 }
 
+/// `XPENDING`'s summary: count, smallest and largest id, entries per consumer.
+type XPending = (
+    u64,
+    Option<String>,
+    Option<String>,
+    Option<Vec<(String, String)>>,
+);
+
 /// `XPENDING key workers`: how many entries are delivered and not acknowledged, and by which
 /// consumers.
 async fn pending(
     connection: &mut redis::aio::MultiplexedConnection,
     key: &str,
 ) -> (u64, Vec<String>) {
-    let answer: (u64, Option<String>, Option<String>, Option<Vec<(String, String)>>) =
-        redis::cmd("XPENDING")
-            .arg(key)
-            .arg("workers")
-            .query_async(connection)
-            .await
-            .unwrap();
+    let answer: XPending = redis::cmd("XPENDING")
+        .arg(key)
+        .arg("workers")
+        .query_async(connection)
+        .await
+        .unwrap();
     let consumers = answer.3.unwrap_or_default();
-    (answer.0, consumers.into_iter().map(|(name, _)| name).collect())
+    (
+        answer.0,
+        consumers.into_iter().map(|(name, _)| name).collect(),
+    )
 }
 
 #[tokio::test]
@@ -196,7 +208,11 @@ async fn deliveries_travel_through_the_stream_its_consumer_group_and_the_dead_le
 
     let done = bare("evt_done");
     assert_eq!(inbox.accept(&done).await.unwrap(), Accepted::New);
-    assert_eq!(xlen(&mut redis, &stream).await, 1, "accept appends an entry");
+    assert_eq!(
+        xlen(&mut redis, &stream).await,
+        1,
+        "accept appends an entry"
+    );
     let claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
     assert_eq!(claims.len(), 1);
     assert_eq!(
@@ -206,7 +222,10 @@ async fn deliveries_travel_through_the_stream_its_consumer_group_and_the_dead_le
     );
     assert!(inbox.complete(&claims[0].lease).await.unwrap());
     assert_eq!(
-        (xlen(&mut redis, &stream).await, pending(&mut redis, &stream).await.0),
+        (
+            xlen(&mut redis, &stream).await,
+            pending(&mut redis, &stream).await.0
+        ),
         (0, 0),
         "a done entry is acknowledged and trimmed from the stream"
     );
@@ -243,12 +262,18 @@ async fn deliveries_travel_through_the_stream_its_consumer_group_and_the_dead_le
         .await
         .unwrap());
     assert_eq!(
-        (xlen(&mut redis, &stream).await, xlen(&mut redis, &dead).await),
+        (
+            xlen(&mut redis, &stream).await,
+            xlen(&mut redis, &dead).await
+        ),
         (0, 1)
     );
     assert!(inbox.replay(orphan.key(), Replay::Dead).await.unwrap());
     assert_eq!(
-        (xlen(&mut redis, &stream).await, xlen(&mut redis, &dead).await),
+        (
+            xlen(&mut redis, &stream).await,
+            xlen(&mut redis, &dead).await
+        ),
         (1, 0)
     );
 
@@ -304,7 +329,11 @@ async fn a_fenced_completion_writes_the_effects_and_the_completion_together_or_n
         !late.commit().await.unwrap(),
         "a completion whose delivery was taken over committed"
     );
-    assert_eq!(effects(&mut redis).await, 0, "the stale owner's effect was written");
+    assert_eq!(
+        effects(&mut redis).await,
+        0,
+        "the stale owner's effect was written"
+    );
     assert!(
         inbox.begin_complete(&stale).await.unwrap().is_none(),
         "a stale owner may begin a completion"
@@ -349,7 +378,11 @@ async fn an_unreachable_redis_fails_each_call_within_the_timeout() {
     assert!(inbox.accept(&bare("evt_down")).await.is_err());
     assert!(inbox.claim(Duration::from_secs(1), 1).await.is_err());
     assert!(inbox.stats().await.is_err());
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// The workers and the layer's inbox mode (the scenarios `tests/inbox_worker.rs` runs on
@@ -462,6 +495,10 @@ async fn two_receivers_on_one_redis_process_each_event_once_and_survive_one_dyin
     .await;
 }
 
+/// How many deliveries the AOF test sends before Redis is killed.
+#[cfg(feature = "axum")]
+const EVENTS: usize = 200;
+
 /// Redis with `appendonly yes`, `appendfsync always`, killed (SIGKILL) right after it
 /// acknowledged a burst, and restarted on the same directory: every acknowledged delivery is
 /// there, the same receiver and workers (no restart of the app) process all of them, and a
@@ -485,7 +522,6 @@ async fn redis_killed_and_restarted_with_aof_loses_nothing_acknowledged() {
         .with_lease(Duration::from_secs(2))
         .start()
         .unwrap();
-    const EVENTS: usize = 200;
     let ids: Vec<String> = (0..EVENTS).map(|n| format!("evt_{n}")).collect();
     for id in &ids {
         // Slow handlers: most deliveries still wait when Redis dies.
@@ -497,7 +533,10 @@ async fn redis_killed_and_restarted_with_aof_loses_nothing_acknowledged() {
         assert!(!duplicate);
     }
     let before = inbox.stats().await.unwrap();
-    assert!(before.depth() > 0, "nothing was left to process: {before:?}");
+    assert!(
+        before.depth() > 0,
+        "nothing was left to process: {before:?}"
+    );
     server.kill();
     let (status, _, text) = send(&router, SECRET, "evt_during").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
@@ -506,10 +545,10 @@ async fn redis_killed_and_restarted_with_aof_loses_nothing_acknowledged() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match inbox.stats().await {
-            Ok(stats) if stats.depth() == 0 => {
+            Ok(after) if after.depth() == 0 => {
                 assert_eq!(
-                    stats.done, EVENTS as u64,
-                    "acknowledged deliveries were lost: {stats:?}"
+                    after.done, EVENTS as u64,
+                    "acknowledged deliveries were lost: {after:?}"
                 );
                 break;
             }

@@ -23,14 +23,15 @@
 //! The handler runs at least once per delivery, and exactly once for effects written in the
 //! completion's transaction; deliveries are not processed in order.
 //!
-//! Both backends keep their own schema, created or migrated when they open, under a table-name prefix
+//! The SQL backends keep their own schema, created or migrated when they open, under a table-name prefix
 //! ([`InboxOptions::with_prefix`], default [`DEFAULT_PREFIX`]) so that it can live in the
-//! application's own database; both let a handler mark its delivery done inside a transaction
-//! that it also writes its effects to (`begin_complete`): the effects and the completion commit
-//! together, or neither does.
+//! application's own database (the Redis backend puts the prefix in its key names); each
+//! backend lets a handler mark its delivery done inside a transaction that it also writes its
+//! effects to (`begin_complete`; on Redis a `WATCH`ed `MULTI`/`EXEC`): the effects and the
+//! completion commit together, or neither does.
 //!
 //! With feature `testing`, [`inbox::conformance::check_inbox`](crate::inbox::conformance::check_inbox) checks a
-//! backend against the contract; this crate runs it against both of its backends.
+//! backend against the contract; this crate runs it against each of its backends.
 //!
 //! # Lifecycle of a delivery
 //!

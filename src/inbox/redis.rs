@@ -404,7 +404,8 @@ return { redis.call('ZCARD', sets.pending), redis.call('ZCARD', sets.running),
 /// Done entries are deleted from the stream as they complete (so the stream's length is the
 /// number of waiting deliveries, not the history); the key's hash is kept for the dedup window
 /// ([`DEFAULT_DEDUP_WINDOW`](super::DEFAULT_DEDUP_WINDOW), 7 days) to answer duplicates, then
-/// pruned. Dead deliveries stay (in the dead-letter stream and their hash) until replayed or
+/// pruned. The hash keeps the body too (a done delivery can be replayed explicitly), so size
+/// Redis's memory for a window's worth of deliveries, and keep `maxmemory-policy noeviction`. Dead deliveries stay (in the dead-letter stream and their hash) until replayed or
 /// purged. `prune` also removes consumers idle for an hour with nothing pending (processes that
 /// ended).
 ///
@@ -605,7 +606,8 @@ impl RedisInbox {
     /// `None` when the lease is no longer the owner's (nothing was changed).
     ///
     /// The effects must live in the same Redis (and, with a Sentinel or a proxy, on the same
-    /// server) as the inbox.
+    /// server) as the inbox. The `WATCH` needs a connection of its own: each completion opens
+    /// one, closed when it is committed or dropped; keep it short.
     ///
     /// ```no_run
     /// use tower_webhook::inbox::{Lease, RedisInbox};
@@ -1085,9 +1087,7 @@ fn decode(row: Vec<Vec<u8>>) -> Result<Record, InboxError> {
     }
     let mut take = |name: &str| fields.remove(name.as_bytes());
     let text = |value: Vec<u8>| String::from_utf8(value).map_err(boxed);
-    let required = |value: Option<Vec<u8>>, name: &'static str| {
-        value.ok_or_else(|| corrupt(name))
-    };
+    let required = |value: Option<Vec<u8>>, name: &'static str| value.ok_or_else(|| corrupt(name));
     let key: [u8; 32] = required(take("key"), "a stored delivery has no key")?
         .as_slice()
         .try_into()
@@ -1203,7 +1203,10 @@ mod tests {
                 HeaderName::from_static("x-odd"),
                 HeaderValue::from_bytes(b"caf\xe9\t").unwrap_or(HeaderValue::from_static("")),
             ),
-            (HeaderName::from_static("x-empty"), HeaderValue::from_static("")),
+            (
+                HeaderName::from_static("x-empty"),
+                HeaderValue::from_static(""),
+            ),
         ];
         let decoded = decode_headers(&encode_headers(&headers)).ok();
         assert_eq!(decoded, Some(headers));
