@@ -365,7 +365,12 @@ return { redis.call('ZCARD', sets.pending), redis.call('ZCARD', sets.running),
 ///   and the done ones by completion (for `prune`).
 ///
 /// Every script reads the time from Redis (`TIME`), so every replica shares one clock, and every
-/// call fails with [`InboxError::Timeout`] after the configured timeout.
+/// call fails with [`InboxError::Timeout`] after the configured timeout. Needs Redis 6.2 or
+/// later.
+///
+/// Claims follow the stream's order, merged with expired leases by due time: a retry re-enters
+/// the stream when it is due (a new entry), so it waits behind deliveries accepted before that
+/// moment and not yet claimed. Deliveries are not processed in order in any case.
 ///
 /// # Where Streams alone do not keep the contract, and what this backend does instead
 ///
