@@ -295,6 +295,64 @@ async fn deliveries_travel_through_the_stream_its_consumer_group_and_the_dead_le
     assert_eq!(again[0].record.last_error.as_deref(), Some("500"));
 }
 
+/// The consumers in the group, by name.
+async fn consumers(connection: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<String> {
+    let infos: Vec<Vec<redis::Value>> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(key)
+        .arg("workers")
+        .query_async(connection)
+        .await
+        .unwrap();
+    infos
+        .into_iter()
+        .filter_map(|info| match info.get(1) {
+            Some(redis::Value::BulkString(name)) => {
+                Some(String::from_utf8_lossy(name).into_owned())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn prune_removes_the_consumers_of_processes_that_ended_and_keeps_those_holding_entries() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (ended, holding) = (
+        server.inbox(InboxOptions::new()).await,
+        server.inbox(InboxOptions::new()).await,
+    );
+    let mut redis = server.connection().await;
+    let stream = ended.stream_key().to_owned();
+    ended.accept(&bare("evt_1")).await.unwrap();
+    let claims = ended.claim(Duration::from_secs(60), 1).await.unwrap();
+    assert!(ended.complete(&claims[0].lease).await.unwrap());
+    holding.accept(&bare("evt_2")).await.unwrap();
+    assert_eq!(
+        holding
+            .claim(Duration::from_secs(60), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let mut before = consumers(&mut redis, &stream).await;
+    before.sort();
+    let mut both = vec![ended.consumer().to_owned(), holding.consumer().to_owned()];
+    both.sort();
+    assert_eq!(before, both);
+
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    holding.prune(Duration::from_millis(50)).await.unwrap();
+    assert_eq!(
+        consumers(&mut redis, &stream).await,
+        [holding.consumer().to_owned()],
+        "prune keeps a consumer that holds an entry and removes an idle one with nothing"
+    );
+}
+
 #[tokio::test]
 async fn a_fenced_completion_writes_the_effects_and_the_completion_together_or_neither() {
     let Some(server) = RedisServer::start() else {

@@ -27,9 +27,10 @@ const GROUP: &str = "workers";
 const PRUNE_BATCH: usize = 500;
 /// How many due retries one claim moves back onto the stream at most.
 const PROMOTE_BATCH: usize = 1000;
-/// A consumer with nothing pending and idle this long is removed from the group by `prune`
-/// (a process that ended; a live one is added again by its next read).
-const IDLE_CONSUMER_MS: u64 = 60 * 60 * 1000;
+/// A consumer with nothing pending and idle this long (or for the window, when shorter) is
+/// removed from the group by `prune`: a process that ended (a live one is added again by its
+/// next read).
+const IDLE_CONSUMER: Duration = Duration::from_secs(60 * 60);
 
 /// What every script starts with: the keys (the same list for all, see [`Keys::all`]), the
 /// hash prefix and group in `ARGV[1]`, `ARGV[2]`, and Redis's clock in milliseconds.
@@ -411,8 +412,8 @@ return { redis.call('ZCARD', sets.pending), redis.call('ZCARD', sets.running),
 /// ([`DEFAULT_DEDUP_WINDOW`](super::DEFAULT_DEDUP_WINDOW), 7 days) to answer duplicates, then
 /// pruned. The hash keeps the body too (a done delivery can be replayed explicitly), so size
 /// Redis's memory for a window's worth of deliveries, and keep `maxmemory-policy noeviction`. Dead deliveries stay (in the dead-letter stream and their hash) until replayed or
-/// purged. `prune` also removes consumers idle for an hour with nothing pending (processes that
-/// ended).
+/// purged. `prune` also removes from the group the consumers with nothing pending that have been
+/// idle for an hour (or the window, when shorter): processes that ended.
 ///
 /// # Keys
 ///
@@ -965,9 +966,9 @@ impl InboxBackend for RedisInbox {
 
     fn prune(&self, window: Duration) -> InboxFuture<'_, u64> {
         Box::pin(timed(self.options.timeout(), async move {
+            let idle = millis(window.min(IDLE_CONSUMER)).to_string();
             let window = millis(window).to_string();
             let batch = PRUNE_BATCH.to_string();
-            let idle = IDLE_CONSUMER_MS.to_string();
             let mut total = 0_u64;
             loop {
                 let removed: u64 = self
