@@ -749,6 +749,10 @@ impl RedisCompletion {
     /// ran; `false` when the delivery changed since [`RedisInbox::begin_complete`] (another
     /// worker took it over after the lease ran out, or it was purged): then nothing ran.
     ///
+    /// Redis does not roll a transaction back: a queued command that fails when it runs (a
+    /// wrong type, say) fails alone, and the others, the completion included, still apply;
+    /// `commit` then returns an error. Queue only commands that cannot fail that way.
+    ///
     /// # Errors
     /// [`InboxError::Backend`] or [`InboxError::Timeout`]: whether the transaction ran is then
     /// unknown (if it did not, the delivery is processed again after its lease).
