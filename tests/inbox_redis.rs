@@ -102,6 +102,17 @@ impl RedisServer {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the server: a stopped server accepts connections
+    /// and answers nothing, as a stalled one.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
@@ -441,6 +452,43 @@ async fn an_unreachable_redis_fails_each_call_within_the_timeout() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_stalled_redis_times_every_call_out_and_the_inbox_recovers_when_it_answers_again() {
+    use tower_webhook::inbox::InboxError;
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_timeout(Duration::from_millis(300)))
+        .await;
+    let delivery = bare("evt_stalled");
+    server.signal("STOP");
+    let started = Instant::now();
+    let accepted = inbox.accept(&delivery).await;
+    let claimed = inbox.claim(Duration::from_secs(1), 1).await;
+    let got = inbox.get(delivery.key()).await;
+    let elapsed = started.elapsed();
+    server.signal("CONT");
+    assert!(matches!(accepted, Err(InboxError::Timeout)), "{accepted:?}");
+    assert!(matches!(claimed, Err(InboxError::Timeout)), "{claimed:?}");
+    assert!(matches!(got, Err(InboxError::Timeout)), "{got:?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+
+    // The accept that timed out may have run once Redis answered again: its retry is then a
+    // duplicate, and the delivery is stored once either way.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match inbox.accept(&delivery).await {
+            Ok(Accepted::New | Accepted::Duplicate(DeliveryState::Pending)) => break,
+            other => assert!(Instant::now() < deadline, "did not recover: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(inbox.stats().await.unwrap().pending, 1);
 }
 
 /// The workers and the layer's inbox mode (the scenarios `tests/inbox_worker.rs` runs on
