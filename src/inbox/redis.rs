@@ -999,6 +999,7 @@ impl InboxBackend for RedisInbox {
                 done,
                 dead,
                 oldest_waiting: u64::try_from(oldest).ok().map(Duration::from_millis),
+                ..Stats::default()
             })
         })
     }
