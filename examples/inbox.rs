@@ -10,8 +10,9 @@
 //! Environment (as the `receiver` example): `WEBHOOK_ADDR` (default `127.0.0.1:3000`),
 //! `WEBHOOK_SCHEME` (default `sotion`), `WEBHOOK_SECRET` (default: a development secret). And:
 //! - `INBOX_URL`: `sqlite://PATH` (default `sqlite://tower-webhook-inbox.db`, in the working
-//!   directory; the file and the schema are created when missing) or `postgres://...` (build
-//!   with `--features sqlite,postgres`);
+//!   directory; the file and the schema are created when missing), `postgres://...` (build
+//!   with `--features sqlite,postgres`) or `redis://...` (build with `--features sqlite,redis`;
+//!   a Redis Streams inbox, see `RedisInbox`);
 //! - `INBOX_MAX_ATTEMPTS` (default 8), `INBOX_BACKOFF_MS` (the first retry's delay, default
 //!   1000, doubling with jitter), `INBOX_LEASE_MS` (default 30000), `INBOX_WORKERS`
 //!   (default 4).
@@ -162,9 +163,12 @@ async fn run() -> Result<(), String> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return postgres(&url, command).await;
     }
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        return redis(&url, command).await;
+    }
     if !url.starts_with("sqlite:") {
         return Err(format!(
-            "INBOX_URL={url}: expected sqlite://PATH or postgres://..."
+            "INBOX_URL={url}: expected sqlite://PATH, postgres://... or redis://..."
         ));
     }
     let inbox = SqliteInbox::connect(&url, InboxOptions::new())
@@ -188,6 +192,24 @@ async fn postgres(_: &str, _: Command) -> Result<(), String> {
     Err(
         "INBOX_URL is a PostgreSQL URL, but this build has no PostgreSQL support: run \
          `cargo run --example inbox --features sqlite,postgres`"
+            .to_owned(),
+    )
+}
+
+#[cfg(feature = "redis")]
+async fn redis(url: &str, command: Command) -> Result<(), String> {
+    let inbox = tower_webhook::inbox::RedisInbox::connect(url, InboxOptions::new())
+        .await
+        .map_err(|e| format!("INBOX_URL: {e}"))?;
+    eprintln!("inbox: Redis Streams");
+    dispatch(inbox, command).await
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis(_: &str, _: Command) -> Result<(), String> {
+    Err(
+        "INBOX_URL is a Redis URL, but this build has no Redis support: run \
+         `cargo run --example inbox --features sqlite,redis`"
             .to_owned(),
     )
 }

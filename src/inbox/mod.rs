@@ -18,18 +18,20 @@
 //! | --- | --- | --- |
 //! | `SqliteInbox` | `sqlite` | one machine: a file in WAL mode, no server |
 //! | `PostgresInbox` | `postgres` | several replicas: `FOR UPDATE SKIP LOCKED` claims, leases in the row, the database's clock |
+//! | `RedisInbox` | `redis` | several replicas sharing a Redis and no SQL database: a stream and a consumer group, Redis's clock, `appendfsync always` for durability |
 //!
 //! The handler runs at least once per delivery, and exactly once for effects written in the
 //! completion's transaction; deliveries are not processed in order.
 //!
-//! Both backends keep their own schema, created or migrated when they open, under a table-name prefix
+//! The SQL backends keep their own schema, created or migrated when they open, under a table-name prefix
 //! ([`InboxOptions::with_prefix`], default [`DEFAULT_PREFIX`]) so that it can live in the
-//! application's own database; both let a handler mark its delivery done inside a transaction
-//! that it also writes its effects to (`begin_complete`): the effects and the completion commit
-//! together, or neither does.
+//! application's own database (the Redis backend puts the prefix in its key names); each
+//! backend lets a handler mark its delivery done inside a transaction that it also writes its
+//! effects to (`begin_complete`; on Redis a `WATCH`ed `MULTI`/`EXEC`): the effects and the
+//! completion commit together, or neither does.
 //!
 //! With feature `testing`, [`inbox::conformance::check_inbox`](crate::inbox::conformance::check_inbox) checks a
-//! backend against the contract; this crate runs it against both of its backends.
+//! backend against the contract; this crate runs it against each of its backends.
 //!
 //! # Lifecycle of a delivery
 //!
@@ -54,6 +56,8 @@ mod backend;
 mod delivery;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -70,6 +74,8 @@ pub use self::backend::{
 pub use self::delivery::{is_never_stored, Delivery, DeliveryState, Facts, Record, UnknownState};
 #[cfg(feature = "postgres")]
 pub use self::postgres::PostgresInbox;
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisCompletion, RedisInbox};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use self::sql::Completion;
 #[cfg(feature = "sqlite")]

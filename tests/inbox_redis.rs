@@ -1,0 +1,676 @@
+//! The Redis Streams inbox, against a real `redis-server` this test starts on 127.0.0.1 (features
+//! `redis`, `testing`; the worker scenarios also `axum`). Without `redis-server` on the PATH
+//! these tests fail under `CI=true` and are skipped, loudly, otherwise.
+#![cfg(all(feature = "redis", feature = "testing"))]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+#[cfg(feature = "axum")]
+mod inbox_common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tower_webhook::idempotency::IdempotencyKey;
+use tower_webhook::inbox::{
+    Accepted, Delivery, DeliveryState, Facts, InboxBackend, InboxOptions, RedisInbox, Replay,
+};
+
+/// A `redis-server` child process on a free loopback port, killed (SIGKILL) on drop.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    /// With a directory: append-only file on, `appendfsync always`, in it.
+    dir: Option<tempfile::TempDir>,
+}
+
+impl RedisServer {
+    /// Starts a server without persistence, or returns `None` (skip) outside CI when none is
+    /// installed.
+    fn start() -> Option<Self> {
+        Self::start_with(None)
+    }
+
+    /// Starts a server that fsyncs its append-only file before answering, in a directory of
+    /// its own.
+    fn start_durable() -> Option<Self> {
+        Self::start_with(Some(tempfile::tempdir().unwrap()))
+    }
+
+    fn start_with(dir: Option<tempfile::TempDir>) -> Option<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Self {
+            child: None,
+            port,
+            dir,
+        };
+        match server.spawn() {
+            Ok(()) => Some(server),
+            Err(error) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("CI=true but redis-server could not be started ({error}): install it (apt-get install -y redis-server)")
+            }
+            Err(error) => {
+                eprintln!("SKIPPED: redis-server could not be started ({error}); run scripts/test, which installs it");
+                None
+            }
+        }
+    }
+
+    fn spawn(&mut self) -> std::io::Result<()> {
+        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
+        let mut command = Command::new(binary);
+        command
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--protected-mode", "yes"]);
+        match &self.dir {
+            Some(dir) => command.arg("--dir").arg(dir.path()).args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ]),
+            None => command.args(["--appendonly", "no"]),
+        };
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other(
+                    "redis-server did not start listening within 10 s",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// SIGKILL: no shutdown, no final write.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the server: a stopped server accepts connections
+    /// and answers nothing, as a stalled one.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    async fn inbox(&self, options: InboxOptions) -> RedisInbox {
+        RedisInbox::connect(&self.url(), options).await.unwrap()
+    }
+
+    async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A prefix no other inbox of this process uses.
+fn prefix() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("t{}_", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn bare(id: &str) -> Delivery {
+    Delivery::from_facts(
+        Facts::new("test", id),
+        IdempotencyKey::new("test", "site", id),
+        "/webhooks",
+        [],
+        Bytes::from_static(b"{}"),
+    )
+}
+
+#[tokio::test]
+async fn the_redis_inbox_passes_the_inbox_conformance_suite() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    tower_webhook::inbox::conformance::check_inbox(|options: InboxOptions| {
+        let options = options.with_prefix(prefix()).unwrap();
+        server.inbox(options)
+    })
+    .await;
+}
+
+async fn xlen(connection: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
+    redis::cmd("XLEN")
+        .arg(key)
+        .query_async(connection)
+        .await
+        .unwrap()
+}
+
+/// `XPENDING`'s summary: count, smallest and largest id, entries per consumer.
+type XPending = (
+    u64,
+    Option<String>,
+    Option<String>,
+    Option<Vec<(String, String)>>,
+);
+
+/// `XPENDING key workers`: how many entries are delivered and not acknowledged, and by which
+/// consumers.
+async fn pending(
+    connection: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+) -> (u64, Vec<String>) {
+    let answer: XPending = redis::cmd("XPENDING")
+        .arg(key)
+        .arg("workers")
+        .query_async(connection)
+        .await
+        .unwrap();
+    let consumers = answer.3.unwrap_or_default();
+    (
+        answer.0,
+        consumers.into_iter().map(|(name, _)| name).collect(),
+    )
+}
+
+#[tokio::test]
+async fn deliveries_travel_through_the_stream_its_consumer_group_and_the_dead_letter_stream() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    let other = server.inbox(InboxOptions::new()).await;
+    assert_ne!(
+        inbox.consumer(),
+        other.consumer(),
+        "two processes (or inboxes) share a consumer name"
+    );
+    let pid = std::process::id().to_string();
+    assert!(inbox.consumer().split('-').any(|part| part == pid));
+    let mut redis = server.connection().await;
+    let stream = inbox.stream_key().to_owned();
+    let dead = inbox.dead_letter_key().to_owned();
+
+    let done = bare("evt_done");
+    assert_eq!(inbox.accept(&done).await.unwrap(), Accepted::New);
+    assert_eq!(
+        xlen(&mut redis, &stream).await,
+        1,
+        "accept appends an entry"
+    );
+    let claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(
+        pending(&mut redis, &stream).await,
+        (1, vec![inbox.consumer().to_owned()]),
+        "a claim reads the entry through the group, under this inbox's consumer"
+    );
+    assert!(inbox.complete(&claims[0].lease).await.unwrap());
+    assert_eq!(
+        (
+            xlen(&mut redis, &stream).await,
+            pending(&mut redis, &stream).await.0
+        ),
+        (0, 0),
+        "a done entry is acknowledged and trimmed from the stream"
+    );
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(inbox.delivery_key(done.key()))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(exists, "the key is kept for the dedup window");
+    assert_eq!(
+        inbox.accept(&done).await.unwrap(),
+        Accepted::Duplicate(DeliveryState::Done)
+    );
+
+    // Taken over by another process's consumer once the lease ran out.
+    let orphan = bare("evt_orphan");
+    assert_eq!(inbox.accept(&orphan).await.unwrap(), Accepted::New);
+    let first = inbox.claim(Duration::from_millis(100), 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = other.claim(Duration::from_secs(60), 1).await.unwrap();
+    assert_eq!(second.len(), 1, "an expired lease is taken over");
+    assert_eq!(second[0].lease.attempt(), 2);
+    assert_eq!(
+        pending(&mut redis, &stream).await,
+        (1, vec![other.consumer().to_owned()]),
+        "the entry moved to the consumer that took it over"
+    );
+    assert!(!inbox.complete(&first[0].lease).await.unwrap());
+
+    // Dead letters go to their own stream; a replay brings the entry back.
+    assert!(other
+        .dead_letter(&second[0].lease, "gave up")
+        .await
+        .unwrap());
+    assert_eq!(
+        (
+            xlen(&mut redis, &stream).await,
+            xlen(&mut redis, &dead).await
+        ),
+        (0, 1)
+    );
+    assert!(inbox.replay(orphan.key(), Replay::Dead).await.unwrap());
+    assert_eq!(
+        (
+            xlen(&mut redis, &stream).await,
+            xlen(&mut redis, &dead).await
+        ),
+        (1, 0)
+    );
+
+    // A retry leaves the stream for the schedule, and comes back when due.
+    let claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+    assert!(inbox
+        .retry(&claims[0].lease, Duration::from_millis(200), "500")
+        .await
+        .unwrap());
+    assert_eq!(xlen(&mut redis, &stream).await, 0);
+    assert!(inbox
+        .claim(Duration::from_secs(60), 1)
+        .await
+        .unwrap()
+        .is_empty());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let again = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+    assert_eq!(again.len(), 1, "a due retry is moved back onto the stream");
+    assert_eq!(again[0].record.last_error.as_deref(), Some("500"));
+}
+
+/// The consumers in the group, by name.
+async fn consumers(connection: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<String> {
+    let infos: Vec<Vec<redis::Value>> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(key)
+        .arg("workers")
+        .query_async(connection)
+        .await
+        .unwrap();
+    infos
+        .into_iter()
+        .filter_map(|info| match info.get(1) {
+            Some(redis::Value::BulkString(name)) => {
+                Some(String::from_utf8_lossy(name).into_owned())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn prune_removes_the_consumers_of_processes_that_ended_and_keeps_those_holding_entries() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (ended, holding) = (
+        server.inbox(InboxOptions::new()).await,
+        server.inbox(InboxOptions::new()).await,
+    );
+    let mut redis = server.connection().await;
+    let stream = ended.stream_key().to_owned();
+    ended.accept(&bare("evt_1")).await.unwrap();
+    let claims = ended.claim(Duration::from_secs(60), 1).await.unwrap();
+    assert!(ended.complete(&claims[0].lease).await.unwrap());
+    holding.accept(&bare("evt_2")).await.unwrap();
+    assert_eq!(
+        holding
+            .claim(Duration::from_secs(60), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let mut before = consumers(&mut redis, &stream).await;
+    before.sort();
+    let mut both = vec![ended.consumer().to_owned(), holding.consumer().to_owned()];
+    both.sort();
+    assert_eq!(before, both);
+
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    holding.prune(Duration::from_millis(50)).await.unwrap();
+    assert_eq!(
+        consumers(&mut redis, &stream).await,
+        [holding.consumer().to_owned()],
+        "prune keeps a consumer that holds an entry and removes an idle one with nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_fenced_completion_writes_the_effects_and_the_completion_together_or_neither() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    let mut redis = server.connection().await;
+    let effects = |redis: &mut redis::aio::MultiplexedConnection| {
+        let mut redis = redis.clone();
+        async move {
+            let count: Option<u64> = redis::cmd("HGET")
+                .arg("effects")
+                .arg("evt_1")
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            count.unwrap_or(0)
+        }
+    };
+
+    let delivery = bare("evt_1");
+    inbox.accept(&delivery).await.unwrap();
+    let stale = inbox.claim(Duration::from_millis(100), 1).await.unwrap();
+    let stale = stale[0].lease.clone();
+    // Begun while the lease was the owner's; taken over before it commits.
+    let mut late = inbox.begin_complete(&stale).await.unwrap().unwrap();
+    late.hincr("effects", "evt_1", 1).ignore();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fresh = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+    let fresh = fresh[0].lease.clone();
+    assert!(
+        !late.commit().await.unwrap(),
+        "a completion whose delivery was taken over committed"
+    );
+    assert_eq!(
+        effects(&mut redis).await,
+        0,
+        "the stale owner's effect was written"
+    );
+    assert!(
+        inbox.begin_complete(&stale).await.unwrap().is_none(),
+        "a stale owner may begin a completion"
+    );
+
+    let mut completion = inbox.begin_complete(&fresh).await.unwrap().unwrap();
+    completion.hincr("effects", "evt_1", 1).ignore();
+    // A renewal while the handler runs does not break the fence.
+    assert!(inbox.renew(&fresh, Duration::from_secs(60)).await.unwrap());
+    assert!(completion.commit().await.unwrap());
+    assert_eq!(effects(&mut redis).await, 1);
+    let record = inbox.get(delivery.key()).await.unwrap().unwrap();
+    assert_eq!(record.state, DeliveryState::Done);
+    assert!(
+        !inbox.complete(&fresh).await.unwrap(),
+        "the worker's own completion after the handler's is refused"
+    );
+
+    // Dropped without a commit: neither.
+    let other = bare("evt_2");
+    inbox.accept(&other).await.unwrap();
+    let lease = inbox.claim(Duration::from_secs(60), 1).await.unwrap()[0]
+        .lease
+        .clone();
+    let mut dropped = inbox.begin_complete(&lease).await.unwrap().unwrap();
+    dropped.hincr("effects", "evt_2", 1).ignore();
+    drop(dropped);
+    let record = inbox.get(other.key()).await.unwrap().unwrap();
+    assert_eq!(record.state, DeliveryState::Running);
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_fails_each_call_within_the_timeout() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_timeout(Duration::from_millis(500)))
+        .await;
+    server.kill();
+    let started = Instant::now();
+    assert!(inbox.accept(&bare("evt_down")).await.is_err());
+    assert!(inbox.claim(Duration::from_secs(1), 1).await.is_err());
+    assert!(inbox.stats().await.is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_stalled_redis_times_every_call_out_and_the_inbox_recovers_when_it_answers_again() {
+    use tower_webhook::inbox::InboxError;
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_timeout(Duration::from_millis(300)))
+        .await;
+    let delivery = bare("evt_stalled");
+    server.signal("STOP");
+    let started = Instant::now();
+    let accepted = inbox.accept(&delivery).await;
+    let claimed = inbox.claim(Duration::from_secs(1), 1).await;
+    let got = inbox.get(delivery.key()).await;
+    let elapsed = started.elapsed();
+    server.signal("CONT");
+    assert!(matches!(accepted, Err(InboxError::Timeout)), "{accepted:?}");
+    assert!(matches!(claimed, Err(InboxError::Timeout)), "{claimed:?}");
+    assert!(matches!(got, Err(InboxError::Timeout)), "{got:?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+
+    // The accept that timed out may have run once Redis answered again: its retry is then a
+    // duplicate, and the delivery is stored once either way.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match inbox.accept(&delivery).await {
+            Ok(Accepted::New | Accepted::Duplicate(DeliveryState::Pending)) => break,
+            other => assert!(Instant::now() < deadline, "did not recover: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(inbox.stats().await.unwrap().pending, 1);
+}
+
+/// The workers and the layer's inbox mode (the scenarios `tests/inbox_worker.rs` runs on
+/// `SQLite`), on one server, each scenario in an inbox of its own.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workers_and_the_layer_s_inbox_mode_run_their_scenarios_on_redis() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let fresh = || server.inbox(InboxOptions::new().with_prefix(prefix()).unwrap());
+    inbox_common::a_delivery_reaches_the_router_with_its_meta_envelope_and_attempt(fresh().await)
+        .await;
+    inbox_common::a_handler_that_fails_twice_then_succeeds_is_done_at_attempt_3(fresh().await)
+        .await;
+    inbox_common::a_handler_that_always_fails_is_dead_lettered_after_the_maximum_and_replay_processes_it(fresh().await).await;
+    inbox_common::a_panicking_handler_is_retried_and_its_panic_is_the_last_error(fresh().await)
+        .await;
+    inbox_common::a_handler_past_its_timeout_is_stopped_and_counted_as_failed(fresh().await).await;
+    inbox_common::a_handler_longer_than_its_lease_keeps_it_by_renewing_and_runs_once(fresh().await)
+        .await;
+    inbox_common::graceful_shutdown_lets_short_handlers_finish_and_releases_the_rest(fresh().await)
+        .await;
+    inbox_common::a_slow_handler_s_delivery_is_answered_before_it_runs_and_processed_later(
+        fresh().await,
+    )
+    .await;
+    inbox_common::a_duplicate_while_pending_running_done_or_dead_never_runs_the_handler_again(
+        fresh().await,
+    )
+    .await;
+    inbox_common::a_forged_delivery_is_never_stored(fresh().await).await;
+    inbox_common::a_handler_whose_lease_is_taken_from_it_is_stopped(fresh().await).await;
+}
+
+/// The crash tests' receiver, when this binary runs as their child (see
+/// `tests/inbox_common/crash.rs`): its handler counts its effect (`HINCRBY effects <event> 1`)
+/// and completes the delivery in one fenced transaction.
+#[cfg(all(feature = "axum", unix))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of the crash tests"]
+async fn crash_child() {
+    use axum::http::StatusCode;
+    use axum::Extension;
+    use tower_webhook::inbox::Attempt;
+    use tower_webhook::WebhookMeta;
+
+    async fn handle(
+        Extension(attempt): Extension<Attempt<RedisInbox>>,
+        meta: WebhookMeta,
+    ) -> StatusCode {
+        inbox_common::crash::pause().await;
+        let Ok(Some(mut completion)) = attempt.begin_complete().await else {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        };
+        completion.hincr("effects", meta.id(), 1).ignore();
+        match completion.commit().await {
+            Ok(true) => StatusCode::OK,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    let Some((url, port_file)) = inbox_common::crash::child_settings() else {
+        return;
+    };
+    let inbox = RedisInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    inbox_common::crash::serve(inbox, handle, &port_file).await;
+}
+
+/// Every effect written, one row per count: an event counted twice appears twice.
+#[cfg(all(feature = "axum", unix))]
+async fn effect_rows(server: &RedisServer) -> Vec<String> {
+    let mut redis = server.connection().await;
+    let counts: Vec<(String, usize)> = redis::cmd("HGETALL")
+        .arg("effects")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    counts
+        .into_iter()
+        .flat_map(|(id, count)| std::iter::repeat_n(id, count))
+        .collect()
+}
+
+#[cfg(all(feature = "axum", unix))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_killed_while_it_works_loses_nothing_and_applies_each_effect_once() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    inbox_common::crash::run("crash_child", &server.url(), &inbox, || {
+        effect_rows(&server)
+    })
+    .await;
+}
+
+#[cfg(all(feature = "axum", unix))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_receivers_on_one_redis_process_each_event_once_and_survive_one_dying() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    inbox_common::crash::run_two("crash_child", &server.url(), &inbox, || {
+        effect_rows(&server)
+    })
+    .await;
+}
+
+/// How many deliveries the AOF test sends before Redis is killed.
+#[cfg(feature = "axum")]
+const EVENTS: usize = 200;
+
+/// Redis with `appendonly yes`, `appendfsync always`, killed (SIGKILL) right after it
+/// acknowledged a burst, and restarted on the same directory: every acknowledged delivery is
+/// there, the same receiver and workers (no restart of the app) process all of them, and a
+/// resent one is still a duplicate.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_with_aof_loses_nothing_acknowledged() {
+    use axum::http::StatusCode;
+    use inbox_common::{key, receiver, send, workers, App, SECRET};
+
+    let Some(mut server) = RedisServer::start_durable() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_timeout(Duration::from_secs(1)))
+        .await;
+    let app = App::default();
+    let router = receiver(&inbox, &app);
+    // Short leases: handlers cut off by the kill are taken over soon after the restart.
+    let running = workers(&inbox, &app)
+        .with_lease(Duration::from_secs(2))
+        .start()
+        .unwrap();
+    let ids: Vec<String> = (0..EVENTS).map(|n| format!("evt_{n}")).collect();
+    for id in &ids {
+        // Slow handlers: most deliveries still wait when Redis dies.
+        app.sleep(id, Duration::from_millis(30));
+    }
+    for id in &ids {
+        let (status, duplicate, text) = send(&router, SECRET, id).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert!(!duplicate);
+    }
+    let before = inbox.stats().await.unwrap();
+    assert!(
+        before.depth() > 0,
+        "nothing was left to process: {before:?}"
+    );
+    server.kill();
+    let (status, _, text) = send(&router, SECRET, "evt_during").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+
+    server.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match inbox.stats().await {
+            Ok(after) if after.depth() == 0 => {
+                assert_eq!(
+                    after.done, EVENTS as u64,
+                    "acknowledged deliveries were lost: {after:?}"
+                );
+                break;
+            }
+            _ => assert!(
+                Instant::now() < deadline,
+                "processing did not resume after Redis restarted"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in &ids {
+        assert!(!app.runs_of(id).is_empty(), "{id} was never processed");
+        let record = inbox.get(&key(id)).await.unwrap().unwrap();
+        assert_eq!(record.state, DeliveryState::Done);
+    }
+    let (status, duplicate, _) = send(&router, SECRET, &ids[0]).await;
+    assert_eq!((status, duplicate), (StatusCode::OK, true));
+    running.shutdown(Duration::from_secs(5)).await;
+}
