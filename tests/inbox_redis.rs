@@ -674,3 +674,83 @@ async fn redis_killed_and_restarted_with_aof_loses_nothing_acknowledged() {
     assert_eq!((status, duplicate), (StatusCode::OK, true));
     running.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Keys in the claims, sorted.
+fn claimed_ids(claims: &[tower_webhook::inbox::Claim]) -> Vec<String> {
+    let mut ids: Vec<String> = claims
+        .iter()
+        .map(|claim| claim.record.delivery.facts().id.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn two_inboxes_with_different_prefixes_in_one_redis_never_see_each_other() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let billing = server
+        .inbox(InboxOptions::new().with_prefix("billing_").unwrap())
+        .await;
+    let orders = server
+        .inbox(InboxOptions::new().with_prefix("orders_").unwrap())
+        .await;
+    let delivery = bare("evt_1");
+    assert_eq!(billing.accept(&delivery).await.unwrap(), Accepted::New);
+    assert_eq!(
+        orders.accept(&delivery).await.unwrap(),
+        Accepted::New,
+        "a key stored in another inbox is a duplicate here"
+    );
+    let claims = billing.claim(Duration::from_secs(60), 10).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    assert!(
+        !orders.complete(&claims[0].lease).await.unwrap(),
+        "another inbox's lease completed a delivery here"
+    );
+    assert!(billing.complete(&claims[0].lease).await.unwrap());
+    assert_eq!(orders.stats().await.unwrap().pending, 1);
+    assert_eq!(
+        orders.get(delivery.key()).await.unwrap().unwrap().state,
+        DeliveryState::Pending
+    );
+    assert!(orders.purge(delivery.key()).await.unwrap());
+    assert_eq!(
+        billing.get(delivery.key()).await.unwrap().unwrap().state,
+        DeliveryState::Done,
+        "a purge in another inbox removed the delivery here"
+    );
+    assert_ne!(billing.stream_key(), orders.stream_key());
+}
+
+/// An entry of a running delivery deleted from the stream (an operator's `XDEL`, `XTRIM`):
+/// the delivery's hash, not the entry, says who holds it, so the next claim after the lease
+/// takes it over (`XCLAIM` of the deleted entry only drops it from the pending list) and its
+/// outcome is recorded.
+#[tokio::test]
+async fn a_running_delivery_whose_entry_was_deleted_is_taken_over_and_completed() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    let mut redis = server.connection().await;
+    let stream = inbox.stream_key().to_owned();
+    inbox.accept(&bare("evt_1")).await.unwrap();
+    let first = inbox.claim(Duration::from_millis(100), 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let () = redis::cmd("XTRIM")
+        .arg(&stream)
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+    assert_eq!(claimed_ids(&second), ["evt_1"]);
+    assert!(!inbox.complete(&first[0].lease).await.unwrap());
+    assert!(inbox.complete(&second[0].lease).await.unwrap());
+    assert_eq!(pending(&mut redis, &stream).await.0, 0);
+    assert_eq!(inbox.stats().await.unwrap().depth(), 0);
+}
