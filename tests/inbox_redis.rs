@@ -754,3 +754,36 @@ async fn a_running_delivery_whose_entry_was_deleted_is_taken_over_and_completed(
     assert_eq!(pending(&mut redis, &stream).await.0, 0);
     assert_eq!(inbox.stats().await.unwrap().depth(), 0);
 }
+
+/// One delivery whose stored hash is odd (here a counter that is not a number) makes a claim
+/// fail half-way; Redis does not roll a script back, so the deliveries the claim had read from
+/// the stream must still be claimable afterwards, not stranded in the group's pending list.
+#[tokio::test]
+async fn a_claim_that_fails_on_one_odd_delivery_strands_none_of_the_others() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    let mut redis = server.connection().await;
+    for id in ["evt_a", "evt_b", "evt_c"] {
+        inbox.accept(&bare(id)).await.unwrap();
+    }
+    let () = redis::cmd("HSET")
+        .arg(inbox.delivery_key(bare("evt_b").key()))
+        .arg("attempts")
+        .arg("not a number")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    if let Ok(claims) = inbox.claim(Duration::from_millis(100), 10).await {
+        seen.extend(claimed_ids(&claims));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    if let Ok(claims) = inbox.claim(Duration::from_secs(60), 10).await {
+        seen.extend(claimed_ids(&claims));
+    }
+    for id in ["evt_a", "evt_c"] {
+        assert!(seen.iter().any(|seen| seen == id), "{id} stranded: {seen:?}");
+    }
+}

@@ -108,6 +108,41 @@ for _, k in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', ms(now), 'LIMIT'
   enstream(k, hprefix .. k)
 end
 if limit <= 0 then return {} end
+-- Each delivery is taken in a protected call, its lease written first: Redis does not roll a
+-- script back, so an odd delivery (a field that is not a number, ...) that fails half-way must
+-- not abort the script after `XREADGROUP` moved the entries after it to this consumer (they
+-- would stay pending, out of every claim's reach). The odd one keeps its lease: taken again
+-- (and skipped again) when it runs out, never lost, never blocking the others.
+local out = {}
+local function keep(ok, fields)
+  if ok and type(fields) == 'table' then table.insert(out, fields) end
+end
+-- An expired lease, taken over.
+local function retake(k)
+  local h = hprefix .. k
+  redis.call('ZADD', leases, ms(now + lease), k)
+  local sid = redis.call('HGET', h, 'sid')
+  if sid then redis.call('XCLAIM', stream, group, consumer, 0, sid, 'JUSTID') end
+  redis.call('HINCRBY', h, 'attempts', 1)
+  redis.call('HSET', h, 'owner', token)
+  return view(k)
+end
+-- Entry `id` of delivery k, just read from the stream.
+local function take(id, k)
+  local h = hprefix .. k
+  local v = redis.call('HMGET', h, 'state', 'sid')
+  if v[1] == 'pending' and v[2] == id then
+    redis.call('ZADD', leases, ms(now + lease), k)
+    redis.call('HINCRBY', h, 'attempts', 1)
+    redis.call('HSET', h, 'state', 'running', 'owner', token)
+    move(k, h, 'pending', 'running')
+    return view(k)
+  end
+  -- Left behind by a purge: nothing to run.
+  redis.call('XACK', stream, group, id)
+  redis.call('XDEL', stream, id)
+  return false
+end
 local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', ms(now), 'WITHSCORES', 'LIMIT', 0, limit)
 -- The group's position, to peek at the entries not delivered yet.
 local last = nil
@@ -127,23 +162,17 @@ if not last then
   last = '0-0'
 end
 local peek = redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', limit)
-local out, ei, si, from_stream = {}, 1, 1, 0
+local ei, si, from_stream = 1, 1, 0
 while #out + from_stream < limit do
   local e, s = expired[2 * ei - 1], peek[si]
   if not e and not s then break end
   local use_expired = e ~= nil
   if e and s then
-    local due = redis.call('HGET', hprefix .. s[2][2], 'due')
-    use_expired = tonumber(expired[2 * ei]) <= tonumber(due or 0)
+    local due = redis.pcall('HGET', hprefix .. s[2][2], 'due')
+    use_expired = tonumber(expired[2 * ei]) <= (tonumber(due) or 0)
   end
   if use_expired then
-    local h = hprefix .. e
-    local sid = redis.call('HGET', h, 'sid')
-    if sid then redis.call('XCLAIM', stream, group, consumer, 0, sid, 'JUSTID') end
-    redis.call('HINCRBY', h, 'attempts', 1)
-    redis.call('HSET', h, 'owner', token)
-    redis.call('ZADD', leases, ms(now + lease), e)
-    table.insert(out, view(e))
+    keep(pcall(retake, e))
     ei = ei + 1
   else
     from_stream = from_stream + 1
@@ -155,20 +184,7 @@ if from_stream > 0 then
     'STREAMS', stream, '>')
   if read and read[1] then
     for _, entry in ipairs(read[1][2]) do
-      local id, k = entry[1], entry[2][2]
-      local h = hprefix .. k
-      local v = redis.call('HMGET', h, 'state', 'sid')
-      if v[1] == 'pending' and v[2] == id then
-        redis.call('HINCRBY', h, 'attempts', 1)
-        redis.call('HSET', h, 'state', 'running', 'owner', token)
-        redis.call('ZADD', leases, ms(now + lease), k)
-        move(k, h, 'pending', 'running')
-        table.insert(out, view(k))
-      else
-        -- Left behind by a purge: nothing to run.
-        redis.call('XACK', stream, group, id)
-        redis.call('XDEL', stream, id)
-      end
+      keep(pcall(take, entry[1], entry[2][2]))
     end
   end
 end
