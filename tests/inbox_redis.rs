@@ -787,3 +787,38 @@ async fn a_claim_that_fails_on_one_odd_delivery_strands_none_of_the_others() {
         assert!(seen.iter().any(|seen| seen == id), "{id} stranded: {seen:?}");
     }
 }
+
+/// Pending deliveries whose entries were trimmed from the stream (`XTRIM`, a `MAXLEN`, an
+/// `XDEL` by hand) are appended again by the next prune, and a scheduled retry is left to its
+/// schedule.
+#[tokio::test]
+async fn prune_appends_again_the_pending_deliveries_a_stream_trim_removed() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    let mut redis = server.connection().await;
+    inbox.accept(&bare("evt_retry")).await.unwrap();
+    let claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+    assert!(inbox
+        .retry(&claims[0].lease, Duration::from_secs(600), "later")
+        .await
+        .unwrap());
+    for id in ["evt_a", "evt_b"] {
+        inbox.accept(&bare(id)).await.unwrap();
+    }
+    let () = redis::cmd("XTRIM")
+        .arg(inbox.stream_key())
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    inbox
+        .prune(tower_webhook::inbox::DEFAULT_DEDUP_WINDOW)
+        .await
+        .unwrap();
+    let claims = inbox.claim(Duration::from_secs(60), 10).await.unwrap();
+    assert_eq!(claimed_ids(&claims), ["evt_a", "evt_b"]);
+    assert_eq!(inbox.stats().await.unwrap().pending, 1, "the retry waits");
+}

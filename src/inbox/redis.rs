@@ -322,6 +322,36 @@ end
 return #old
 ";
 
+/// `ARGV[3]` start (an index in the pending deliveries), `ARGV[4]` batch, `ARGV[5]` `check`
+/// on the first call. Appends again the pending deliveries that have neither an entry in the
+/// stream that the group has not read yet nor a place in the retry schedule: entries removed
+/// by an operator (`XTRIM`, a `MAXLEN`, `XDEL`). Answers `{ next start or -1, how many }`;
+/// with `check`, answers `{ -1, 0 }` at once when the stream and the schedule hold at least
+/// as many entries as deliveries wait (always so unless entries were removed).
+const REPAIR: &str = r"
+local start, batch = tonumber(ARGV[3]), tonumber(ARGV[4])
+if ARGV[5] == 'check' then
+  local waiting = redis.call('ZCARD', sets.pending) + redis.call('ZCARD', sets.running)
+  if redis.call('XLEN', stream) + redis.call('ZCARD', delayed) >= waiting then return { -1, 0 } end
+end
+local keys = redis.call('ZRANGE', sets.pending, start, start + batch - 1)
+local fixed = 0
+for _, k in ipairs(keys) do
+  local h = hprefix .. k
+  if redis.call('HGET', h, 'state') == 'pending' and not redis.call('ZSCORE', delayed, k) then
+    local sid = redis.call('HGET', h, 'sid')
+    if not sid or #redis.call('XRANGE', stream, sid, sid) == 0
+        or #redis.call('XPENDING', stream, group, sid, sid, 1) > 0 then
+      unstream(h)
+      enstream(k, h)
+      fixed = fixed + 1
+    end
+  end
+end
+if #keys < batch then return { -1, fixed } end
+return { start + batch, fixed }
+";
+
 /// `ARGV[3]` key (hex).
 const GET: &str = r"
 local fields = view(ARGV[3])
@@ -431,6 +461,12 @@ return { redis.call('ZCARD', sets.pending), redis.call('ZCARD', sets.running),
 /// purged. `prune` also removes from the group the consumers with nothing pending that have been
 /// idle for an hour (or the window, when shorter): processes that ended.
 ///
+/// Do not trim the stream yourself (`XTRIM`, `MAXLEN`, `XDEL`): it holds only waiting
+/// deliveries. If entries are removed anyway, running deliveries are unaffected (the hash, not
+/// the entry, records who holds them), and the next `prune` appends the pending ones that lost
+/// their entry again (it first compares the stream's length with the waiting count, so this
+/// costs nothing otherwise).
+///
 /// # Keys
 ///
 /// All under one hash tag, `{<prefix>inbox}:` (prefix of [`InboxOptions::with_prefix`],
@@ -507,6 +543,7 @@ struct Scripts {
     replay: Script,
     purge: Script,
     prune: Script,
+    repair: Script,
     get: Script,
     list: Script,
     stats: Script,
@@ -529,6 +566,7 @@ impl Scripts {
             replay: script(REPLAY),
             purge: script(PURGE),
             prune: script(PRUNE),
+            repair: script(REPAIR),
             get: script(GET),
             list: script(LIST),
             stats: script(STATS),
@@ -726,6 +764,31 @@ impl RedisInbox {
                 .map_err(backend)
         })
         .await
+    }
+
+    /// Appends again the pending deliveries whose stream entries were removed by hand (see
+    /// [`REPAIR`]); the first call costs a few counts when nothing was removed.
+    async fn repair(&self) -> Result<(), InboxError> {
+        let batch = PRUNE_BATCH.to_string();
+        let (mut start, mut check, mut total) = (0_i64, "check", 0_u64);
+        while start >= 0 {
+            let first = start.to_string();
+            let (next, fixed): (i64, u64) = self
+                .run(
+                    &self.scripts.repair,
+                    &[first.as_bytes(), batch.as_bytes(), check.as_bytes()],
+                )
+                .await?;
+            (start, check, total) = (next, "", total + fixed);
+        }
+        if total > 0 {
+            crate::observe::warn!(
+                appended = total,
+                stream = %self.keys.all[0],
+                "inbox: pending deliveries had lost their stream entries (trimmed by hand?), appended again"
+            );
+        }
+        Ok(())
     }
 
     async fn owner_call(&self, script: &Script, lease: &Lease) -> Result<bool, InboxError> {
@@ -989,6 +1052,7 @@ impl InboxBackend for RedisInbox {
             let idle = millis(window.min(IDLE_CONSUMER)).to_string();
             let window = millis(window).to_string();
             let batch = PRUNE_BATCH.to_string();
+            self.repair().await?;
             let mut total = 0_u64;
             loop {
                 let removed: u64 = self
