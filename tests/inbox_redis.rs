@@ -822,3 +822,48 @@ async fn prune_appends_again_the_pending_deliveries_a_stream_trim_removed() {
     assert_eq!(claimed_ids(&claims), ["evt_a", "evt_b"]);
     assert_eq!(inbox.stats().await.unwrap().pending, 1, "the retry waits");
 }
+
+/// Odd data in a delivery's hash (written by hand, by another program, a bad restore) fails
+/// the calls that read it with a backend error; nothing panics, and the deliveries claimed
+/// with it are still returned.
+#[tokio::test]
+async fn odd_stored_data_is_a_backend_error_never_a_panic_nor_holds_back_the_others() {
+    use tower_webhook::inbox::InboxError;
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    let mut redis = server.connection().await;
+    let odd = bare("evt_odd");
+    inbox.accept(&odd).await.unwrap();
+    inbox.accept(&bare("evt_fine")).await.unwrap();
+    let () = redis::cmd("HSET")
+        .arg(inbox.delivery_key(odd.key()))
+        .arg("key")
+        .arg("short")
+        .arg("headers")
+        .arg("no colon")
+        .arg("signed_at")
+        .arg("yesterday")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let got = inbox.get(odd.key()).await;
+    assert!(matches!(got, Err(InboxError::Backend(_))), "{got:?}");
+    let listed = inbox.list(DeliveryState::Pending, 10).await;
+    assert!(matches!(listed, Err(InboxError::Backend(_))), "{listed:?}");
+    assert_eq!(inbox.stats().await.unwrap().pending, 2);
+    // Claimed in the same batch as the odd one, again and again: the fine one must come out.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        if let Ok(claims) = inbox.claim(Duration::from_millis(100), 10).await {
+            seen.extend(claimed_ids(&claims));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        seen.iter().any(|id| id == "evt_fine"),
+        "a fine delivery claimed with an odd one is never returned: {seen:?}"
+    );
+}

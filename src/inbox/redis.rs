@@ -340,8 +340,9 @@ for _, k in ipairs(keys) do
   local h = hprefix .. k
   if redis.call('HGET', h, 'state') == 'pending' and not redis.call('ZSCORE', delayed, k) then
     local sid = redis.call('HGET', h, 'sid')
+    local read = sid and redis.pcall('XPENDING', stream, group, sid, sid, 1)
     if not sid or #redis.call('XRANGE', stream, sid, sid) == 0
-        or #redis.call('XPENDING', stream, group, sid, sid, 1) > 0 then
+        or (type(read) == 'table' and not read.err and #read > 0) then
       unstream(h)
       enstream(k, h)
       fixed = fixed + 1
@@ -926,13 +927,23 @@ impl InboxBackend for RedisInbox {
                     ],
                 )
                 .await?;
-            rows.into_iter()
-                .map(|row| {
-                    let record = decode(row)?;
-                    let lease = Lease::new(*record.delivery.key(), token, record.attempts);
-                    Ok(Claim::new(record, lease))
-                })
-                .collect()
+            // A delivery that cannot be read is skipped, not the whole claim: failing it would
+            // hold back the deliveries claimed with it, lease after lease (they are taken again
+            // together). It keeps its lease, and `get` or `list` show the error.
+            let mut claims = Vec::with_capacity(rows.len());
+            for row in rows {
+                match decode(row) {
+                    Ok(record) => {
+                        let lease = Lease::new(*record.delivery.key(), token, record.attempts);
+                        claims.push(Claim::new(record, lease));
+                    }
+                    Err(error) => crate::observe::warn!(
+                        %error,
+                        "inbox: a claimed delivery cannot be read; skipped (purge it)"
+                    ),
+                }
+            }
+            Ok(claims)
         })
     }
 
