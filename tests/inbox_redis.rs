@@ -784,7 +784,10 @@ async fn a_claim_that_fails_on_one_odd_delivery_strands_none_of_the_others() {
         seen.extend(claimed_ids(&claims));
     }
     for id in ["evt_a", "evt_c"] {
-        assert!(seen.iter().any(|seen| seen == id), "{id} stranded: {seen:?}");
+        assert!(
+            seen.iter().any(|seen| seen == id),
+            "{id} stranded: {seen:?}"
+        );
     }
 }
 
