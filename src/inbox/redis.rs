@@ -473,8 +473,11 @@ return { redis.call('ZCARD', sets.pending), redis.call('ZCARD', sets.running),
 /// All under one hash tag, `{<prefix>inbox}:` (prefix of [`InboxOptions::with_prefix`],
 /// default `tower_webhook_`): `stream`, `dead-letters` (streams), `delayed`, `leases`,
 /// `state:pending|running|done|dead`, `finished` (sorted sets of keys in hex), and `d:<key in
-/// hex>` (one hash per delivery). The scripts reach each delivery's hash by name, so the inbox
-/// needs a standalone Redis (or Sentinel), not a Redis Cluster.
+/// hex>` (one hash per delivery). Two inboxes with different prefixes share a Redis without
+/// seeing each other's deliveries. The scripts reach each delivery's hash by name (not through
+/// `KEYS`) and the connection is not a cluster client, so the inbox needs a standalone Redis,
+/// not a Redis Cluster (the hash tag already keeps every key in one slot). With Sentinel, give
+/// the primary's address: the connection does not follow a failover.
 ///
 /// ```no_run
 /// use tower_webhook::inbox::{InboxBackend, InboxOptions, RedisInbox};
