@@ -870,3 +870,52 @@ async fn odd_stored_data_is_a_backend_error_never_a_panic_nor_holds_back_the_oth
         "a fine delivery claimed with an odd one is never returned: {seen:?}"
     );
 }
+
+/// The repair leaves healthy deliveries alone even when it scans (here a running delivery's
+/// entry is gone, so the counts differ): a pending one with its entry, a scheduled retry.
+#[tokio::test]
+async fn prune_appends_nothing_for_deliveries_that_still_have_their_entry_or_schedule() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    let mut redis = server.connection().await;
+    let stream = inbox.stream_key().to_owned();
+    inbox.accept(&bare("evt_running")).await.unwrap();
+    inbox.accept(&bare("evt_retry")).await.unwrap();
+    let claims = inbox.claim(Duration::from_secs(60), 2).await.unwrap();
+    let retry = claims
+        .iter()
+        .find(|claim| claim.record.delivery.facts().id == "evt_retry")
+        .unwrap();
+    assert!(inbox
+        .retry(&retry.lease, Duration::from_secs(600), "later")
+        .await
+        .unwrap());
+    inbox.accept(&bare("evt_pending")).await.unwrap();
+    let first: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let () = redis::cmd("XDEL")
+        .arg(&stream)
+        .arg(&first[0].0)
+        .query_async(&mut redis)
+        .await
+        .map(|_: u64| ())
+        .unwrap();
+    assert_eq!(xlen(&mut redis, &stream).await, 1);
+
+    inbox
+        .prune(tower_webhook::inbox::DEFAULT_DEDUP_WINDOW)
+        .await
+        .unwrap();
+    assert_eq!(xlen(&mut redis, &stream).await, 1, "an entry was appended");
+    let claims = inbox.claim(Duration::from_secs(60), 10).await.unwrap();
+    assert_eq!(claimed_ids(&claims), ["evt_pending"]);
+}
