@@ -674,3 +674,248 @@ async fn redis_killed_and_restarted_with_aof_loses_nothing_acknowledged() {
     assert_eq!((status, duplicate), (StatusCode::OK, true));
     running.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Keys in the claims, sorted.
+fn claimed_ids(claims: &[tower_webhook::inbox::Claim]) -> Vec<String> {
+    let mut ids: Vec<String> = claims
+        .iter()
+        .map(|claim| claim.record.delivery.facts().id.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn two_inboxes_with_different_prefixes_in_one_redis_never_see_each_other() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let billing = server
+        .inbox(InboxOptions::new().with_prefix("billing_").unwrap())
+        .await;
+    let orders = server
+        .inbox(InboxOptions::new().with_prefix("orders_").unwrap())
+        .await;
+    let delivery = bare("evt_1");
+    assert_eq!(billing.accept(&delivery).await.unwrap(), Accepted::New);
+    assert_eq!(
+        orders.accept(&delivery).await.unwrap(),
+        Accepted::New,
+        "a key stored in another inbox is a duplicate here"
+    );
+    let claims = billing.claim(Duration::from_secs(60), 10).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    assert!(
+        !orders.complete(&claims[0].lease).await.unwrap(),
+        "another inbox's lease completed a delivery here"
+    );
+    assert!(billing.complete(&claims[0].lease).await.unwrap());
+    assert_eq!(orders.stats().await.unwrap().pending, 1);
+    assert_eq!(
+        orders.get(delivery.key()).await.unwrap().unwrap().state,
+        DeliveryState::Pending
+    );
+    assert!(orders.purge(delivery.key()).await.unwrap());
+    assert_eq!(
+        billing.get(delivery.key()).await.unwrap().unwrap().state,
+        DeliveryState::Done,
+        "a purge in another inbox removed the delivery here"
+    );
+    assert_ne!(billing.stream_key(), orders.stream_key());
+}
+
+/// An entry of a running delivery deleted from the stream (an operator's `XDEL`, `XTRIM`):
+/// the delivery's hash, not the entry, says who holds it, so the next claim after the lease
+/// takes it over (`XCLAIM` of the deleted entry only drops it from the pending list) and its
+/// outcome is recorded.
+#[tokio::test]
+async fn a_running_delivery_whose_entry_was_deleted_is_taken_over_and_completed() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    let mut redis = server.connection().await;
+    let stream = inbox.stream_key().to_owned();
+    inbox.accept(&bare("evt_1")).await.unwrap();
+    let first = inbox.claim(Duration::from_millis(100), 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let () = redis::cmd("XTRIM")
+        .arg(&stream)
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+    assert_eq!(claimed_ids(&second), ["evt_1"]);
+    assert!(!inbox.complete(&first[0].lease).await.unwrap());
+    assert!(inbox.complete(&second[0].lease).await.unwrap());
+    assert_eq!(pending(&mut redis, &stream).await.0, 0);
+    assert_eq!(inbox.stats().await.unwrap().depth(), 0);
+}
+
+/// One delivery whose stored hash is odd (here a counter that is not a number) makes a claim
+/// fail half-way; Redis does not roll a script back, so the deliveries the claim had read from
+/// the stream must still be claimable afterwards, not stranded in the group's pending list.
+#[tokio::test]
+async fn a_claim_that_fails_on_one_odd_delivery_strands_none_of_the_others() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    let mut redis = server.connection().await;
+    for id in ["evt_a", "evt_b", "evt_c"] {
+        inbox.accept(&bare(id)).await.unwrap();
+    }
+    let () = redis::cmd("HSET")
+        .arg(inbox.delivery_key(bare("evt_b").key()))
+        .arg("attempts")
+        .arg("not a number")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    if let Ok(claims) = inbox.claim(Duration::from_millis(100), 10).await {
+        seen.extend(claimed_ids(&claims));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    if let Ok(claims) = inbox.claim(Duration::from_secs(60), 10).await {
+        seen.extend(claimed_ids(&claims));
+    }
+    for id in ["evt_a", "evt_c"] {
+        assert!(
+            seen.iter().any(|seen| seen == id),
+            "{id} stranded: {seen:?}"
+        );
+    }
+}
+
+/// Pending deliveries whose entries were trimmed from the stream (`XTRIM`, a `MAXLEN`, an
+/// `XDEL` by hand) are appended again by the next prune, and a scheduled retry is left to its
+/// schedule.
+#[tokio::test]
+async fn prune_appends_again_the_pending_deliveries_a_stream_trim_removed() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    let mut redis = server.connection().await;
+    inbox.accept(&bare("evt_retry")).await.unwrap();
+    let claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+    assert!(inbox
+        .retry(&claims[0].lease, Duration::from_secs(600), "later")
+        .await
+        .unwrap());
+    for id in ["evt_a", "evt_b"] {
+        inbox.accept(&bare(id)).await.unwrap();
+    }
+    let () = redis::cmd("XTRIM")
+        .arg(inbox.stream_key())
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    inbox
+        .prune(tower_webhook::inbox::DEFAULT_DEDUP_WINDOW)
+        .await
+        .unwrap();
+    let claims = inbox.claim(Duration::from_secs(60), 10).await.unwrap();
+    assert_eq!(claimed_ids(&claims), ["evt_a", "evt_b"]);
+    assert_eq!(inbox.stats().await.unwrap().pending, 1, "the retry waits");
+}
+
+/// Odd data in a delivery's hash (written by hand, by another program, a bad restore) fails
+/// the calls that read it with a backend error; nothing panics, and the deliveries claimed
+/// with it are still returned.
+#[tokio::test]
+async fn odd_stored_data_is_a_backend_error_never_a_panic_nor_holds_back_the_others() {
+    use tower_webhook::inbox::InboxError;
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    let mut redis = server.connection().await;
+    let odd = bare("evt_odd");
+    inbox.accept(&odd).await.unwrap();
+    inbox.accept(&bare("evt_fine")).await.unwrap();
+    let () = redis::cmd("HSET")
+        .arg(inbox.delivery_key(odd.key()))
+        .arg("key")
+        .arg("short")
+        .arg("headers")
+        .arg("no colon")
+        .arg("signed_at")
+        .arg("yesterday")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let got = inbox.get(odd.key()).await;
+    assert!(matches!(got, Err(InboxError::Backend(_))), "{got:?}");
+    let listed = inbox.list(DeliveryState::Pending, 10).await;
+    assert!(matches!(listed, Err(InboxError::Backend(_))), "{listed:?}");
+    assert_eq!(inbox.stats().await.unwrap().pending, 2);
+    // Claimed in the same batch as the odd one, again and again: the fine one must come out.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        if let Ok(claims) = inbox.claim(Duration::from_millis(100), 10).await {
+            seen.extend(claimed_ids(&claims));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        seen.iter().any(|id| id == "evt_fine"),
+        "a fine delivery claimed with an odd one is never returned: {seen:?}"
+    );
+}
+
+/// The repair leaves healthy deliveries alone even when it scans (here a running delivery's
+/// entry is gone, so the counts differ): a pending one with its entry, a scheduled retry.
+#[tokio::test]
+async fn prune_appends_nothing_for_deliveries_that_still_have_their_entry_or_schedule() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    let mut redis = server.connection().await;
+    let stream = inbox.stream_key().to_owned();
+    inbox.accept(&bare("evt_running")).await.unwrap();
+    inbox.accept(&bare("evt_retry")).await.unwrap();
+    let claims = inbox.claim(Duration::from_secs(60), 2).await.unwrap();
+    let retry = claims
+        .iter()
+        .find(|claim| claim.record.delivery.facts().id == "evt_retry")
+        .unwrap();
+    assert!(inbox
+        .retry(&retry.lease, Duration::from_secs(600), "later")
+        .await
+        .unwrap());
+    inbox.accept(&bare("evt_pending")).await.unwrap();
+    let first: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let () = redis::cmd("XDEL")
+        .arg(&stream)
+        .arg(&first[0].0)
+        .query_async(&mut redis)
+        .await
+        .map(|_: u64| ())
+        .unwrap();
+    assert_eq!(xlen(&mut redis, &stream).await, 1);
+
+    inbox
+        .prune(tower_webhook::inbox::DEFAULT_DEDUP_WINDOW)
+        .await
+        .unwrap();
+    assert_eq!(xlen(&mut redis, &stream).await, 1, "an entry was appended");
+    let claims = inbox.claim(Duration::from_secs(60), 10).await.unwrap();
+    assert_eq!(claimed_ids(&claims), ["evt_pending"]);
+}

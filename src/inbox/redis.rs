@@ -108,6 +108,41 @@ for _, k in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', ms(now), 'LIMIT'
   enstream(k, hprefix .. k)
 end
 if limit <= 0 then return {} end
+-- Each delivery is taken in a protected call, its lease written first: Redis does not roll a
+-- script back, so an odd delivery (a field that is not a number, ...) that fails half-way must
+-- not abort the script after `XREADGROUP` moved the entries after it to this consumer (they
+-- would stay pending, out of every claim's reach). The odd one keeps its lease: taken again
+-- (and skipped again) when it runs out, never lost, never blocking the others.
+local out = {}
+local function keep(ok, fields)
+  if ok and type(fields) == 'table' then table.insert(out, fields) end
+end
+-- An expired lease, taken over.
+local function retake(k)
+  local h = hprefix .. k
+  redis.call('ZADD', leases, ms(now + lease), k)
+  local sid = redis.call('HGET', h, 'sid')
+  if sid then redis.call('XCLAIM', stream, group, consumer, 0, sid, 'JUSTID') end
+  redis.call('HINCRBY', h, 'attempts', 1)
+  redis.call('HSET', h, 'owner', token)
+  return view(k)
+end
+-- Entry `id` of delivery k, just read from the stream.
+local function take(id, k)
+  local h = hprefix .. k
+  local v = redis.call('HMGET', h, 'state', 'sid')
+  if v[1] == 'pending' and v[2] == id then
+    redis.call('ZADD', leases, ms(now + lease), k)
+    redis.call('HINCRBY', h, 'attempts', 1)
+    redis.call('HSET', h, 'state', 'running', 'owner', token)
+    move(k, h, 'pending', 'running')
+    return view(k)
+  end
+  -- Left behind by a purge: nothing to run.
+  redis.call('XACK', stream, group, id)
+  redis.call('XDEL', stream, id)
+  return false
+end
 local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', ms(now), 'WITHSCORES', 'LIMIT', 0, limit)
 -- The group's position, to peek at the entries not delivered yet.
 local last = nil
@@ -127,23 +162,17 @@ if not last then
   last = '0-0'
 end
 local peek = redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', limit)
-local out, ei, si, from_stream = {}, 1, 1, 0
+local ei, si, from_stream = 1, 1, 0
 while #out + from_stream < limit do
   local e, s = expired[2 * ei - 1], peek[si]
   if not e and not s then break end
   local use_expired = e ~= nil
   if e and s then
-    local due = redis.call('HGET', hprefix .. s[2][2], 'due')
-    use_expired = tonumber(expired[2 * ei]) <= tonumber(due or 0)
+    local due = redis.pcall('HGET', hprefix .. s[2][2], 'due')
+    use_expired = tonumber(expired[2 * ei]) <= (tonumber(due) or 0)
   end
   if use_expired then
-    local h = hprefix .. e
-    local sid = redis.call('HGET', h, 'sid')
-    if sid then redis.call('XCLAIM', stream, group, consumer, 0, sid, 'JUSTID') end
-    redis.call('HINCRBY', h, 'attempts', 1)
-    redis.call('HSET', h, 'owner', token)
-    redis.call('ZADD', leases, ms(now + lease), e)
-    table.insert(out, view(e))
+    keep(pcall(retake, e))
     ei = ei + 1
   else
     from_stream = from_stream + 1
@@ -155,20 +184,7 @@ if from_stream > 0 then
     'STREAMS', stream, '>')
   if read and read[1] then
     for _, entry in ipairs(read[1][2]) do
-      local id, k = entry[1], entry[2][2]
-      local h = hprefix .. k
-      local v = redis.call('HMGET', h, 'state', 'sid')
-      if v[1] == 'pending' and v[2] == id then
-        redis.call('HINCRBY', h, 'attempts', 1)
-        redis.call('HSET', h, 'state', 'running', 'owner', token)
-        redis.call('ZADD', leases, ms(now + lease), k)
-        move(k, h, 'pending', 'running')
-        table.insert(out, view(k))
-      else
-        -- Left behind by a purge: nothing to run.
-        redis.call('XACK', stream, group, id)
-        redis.call('XDEL', stream, id)
-      end
+      keep(pcall(take, entry[1], entry[2][2]))
     end
   end
 end
@@ -306,6 +322,37 @@ end
 return #old
 ";
 
+/// `ARGV[3]` start (an index in the pending deliveries), `ARGV[4]` batch, `ARGV[5]` `check`
+/// on the first call. Appends again the pending deliveries that have neither an entry in the
+/// stream that the group has not read yet nor a place in the retry schedule: entries removed
+/// by an operator (`XTRIM`, a `MAXLEN`, `XDEL`). Answers `{ next start or -1, how many }`;
+/// with `check`, answers `{ -1, 0 }` at once when the stream and the schedule hold at least
+/// as many entries as deliveries wait (always so unless entries were removed).
+const REPAIR: &str = r"
+local start, batch = tonumber(ARGV[3]), tonumber(ARGV[4])
+if ARGV[5] == 'check' then
+  local waiting = redis.call('ZCARD', sets.pending) + redis.call('ZCARD', sets.running)
+  if redis.call('XLEN', stream) + redis.call('ZCARD', delayed) >= waiting then return { -1, 0 } end
+end
+local keys = redis.call('ZRANGE', sets.pending, start, start + batch - 1)
+local fixed = 0
+for _, k in ipairs(keys) do
+  local h = hprefix .. k
+  if redis.call('HGET', h, 'state') == 'pending' and not redis.call('ZSCORE', delayed, k) then
+    local sid = redis.call('HGET', h, 'sid')
+    local read = sid and redis.pcall('XPENDING', stream, group, sid, sid, 1)
+    if not sid or #redis.call('XRANGE', stream, sid, sid) == 0
+        or (type(read) == 'table' and not read.err and #read > 0) then
+      unstream(h)
+      enstream(k, h)
+      fixed = fixed + 1
+    end
+  end
+end
+if #keys < batch then return { -1, fixed } end
+return { start + batch, fixed }
+";
+
 /// `ARGV[3]` key (hex).
 const GET: &str = r"
 local fields = view(ARGV[3])
@@ -415,13 +462,22 @@ return { redis.call('ZCARD', sets.pending), redis.call('ZCARD', sets.running),
 /// purged. `prune` also removes from the group the consumers with nothing pending that have been
 /// idle for an hour (or the window, when shorter): processes that ended.
 ///
+/// Do not trim the stream yourself (`XTRIM`, `MAXLEN`, `XDEL`): it holds only waiting
+/// deliveries. If entries are removed anyway, running deliveries are unaffected (the hash, not
+/// the entry, records who holds them), and the next `prune` appends the pending ones that lost
+/// their entry again (it first compares the stream's length with the waiting count, so this
+/// costs nothing otherwise).
+///
 /// # Keys
 ///
 /// All under one hash tag, `{<prefix>inbox}:` (prefix of [`InboxOptions::with_prefix`],
 /// default `tower_webhook_`): `stream`, `dead-letters` (streams), `delayed`, `leases`,
 /// `state:pending|running|done|dead`, `finished` (sorted sets of keys in hex), and `d:<key in
-/// hex>` (one hash per delivery). The scripts reach each delivery's hash by name, so the inbox
-/// needs a standalone Redis (or Sentinel), not a Redis Cluster.
+/// hex>` (one hash per delivery). Two inboxes with different prefixes share a Redis without
+/// seeing each other's deliveries. The scripts reach each delivery's hash by name (not through
+/// `KEYS`) and the connection is not a cluster client, so the inbox needs a standalone Redis,
+/// not a Redis Cluster (the hash tag already keeps every key in one slot). With Sentinel, give
+/// the primary's address: the connection does not follow a failover.
 ///
 /// ```no_run
 /// use tower_webhook::inbox::{InboxBackend, InboxOptions, RedisInbox};
@@ -491,6 +547,7 @@ struct Scripts {
     replay: Script,
     purge: Script,
     prune: Script,
+    repair: Script,
     get: Script,
     list: Script,
     stats: Script,
@@ -513,6 +570,7 @@ impl Scripts {
             replay: script(REPLAY),
             purge: script(PURGE),
             prune: script(PRUNE),
+            repair: script(REPAIR),
             get: script(GET),
             list: script(LIST),
             stats: script(STATS),
@@ -712,6 +770,31 @@ impl RedisInbox {
         .await
     }
 
+    /// Appends again the pending deliveries whose stream entries were removed by hand (see
+    /// [`REPAIR`]); the first call costs a few counts when nothing was removed.
+    async fn repair(&self) -> Result<(), InboxError> {
+        let batch = PRUNE_BATCH.to_string();
+        let (mut start, mut check, mut total) = (0_i64, "check", 0_u64);
+        while start >= 0 {
+            let first = start.to_string();
+            let (next, fixed): (i64, u64) = self
+                .run(
+                    &self.scripts.repair,
+                    &[first.as_bytes(), batch.as_bytes(), check.as_bytes()],
+                )
+                .await?;
+            (start, check, total) = (next, "", total + fixed);
+        }
+        if total > 0 {
+            crate::observe::warn!(
+                appended = total,
+                stream = %self.keys.all[0],
+                "inbox: pending deliveries had lost their stream entries (trimmed by hand?), appended again"
+            );
+        }
+        Ok(())
+    }
+
     async fn owner_call(&self, script: &Script, lease: &Lease) -> Result<bool, InboxError> {
         let [key, token] = lease_args(lease);
         let answer: i64 = self.run(script, &[&key, &token]).await?;
@@ -847,13 +930,23 @@ impl InboxBackend for RedisInbox {
                     ],
                 )
                 .await?;
-            rows.into_iter()
-                .map(|row| {
-                    let record = decode(row)?;
-                    let lease = Lease::new(*record.delivery.key(), token, record.attempts);
-                    Ok(Claim::new(record, lease))
-                })
-                .collect()
+            // A delivery that cannot be read is skipped, not the whole claim: failing it would
+            // hold back the deliveries claimed with it, lease after lease (they are taken again
+            // together). It keeps its lease, and `get` or `list` show the error.
+            let mut claims = Vec::with_capacity(rows.len());
+            for row in rows {
+                match decode(row) {
+                    Ok(record) => {
+                        let lease = Lease::new(*record.delivery.key(), token, record.attempts);
+                        claims.push(Claim::new(record, lease));
+                    }
+                    Err(error) => crate::observe::warn!(
+                        %error,
+                        "inbox: a claimed delivery cannot be read; skipped (purge it)"
+                    ),
+                }
+            }
+            Ok(claims)
         })
     }
 
@@ -973,6 +1066,7 @@ impl InboxBackend for RedisInbox {
             let idle = millis(window.min(IDLE_CONSUMER)).to_string();
             let window = millis(window).to_string();
             let batch = PRUNE_BATCH.to_string();
+            self.repair().await?;
             let mut total = 0_u64;
             loop {
                 let removed: u64 = self
