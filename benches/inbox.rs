@@ -6,7 +6,7 @@
 //!   into a table of the same shape, through the same pool (same PRAGMAs, same server).
 //!   (a) throughput: a closed loop of `INBOX_CONCURRENCY` callers (default 16) on both sides;
 //!   (b) latency: an open loop at `INBOX_RATE` deliveries/s (default 1,000) for `INBOX_SECONDS`
-//!   (default 5), p50/p99/max of the time to the answer.
+//!   (default 10), p50/p99/max of the time to the answer.
 //! - **processing**: what the accept phases stored is drained by `Workers` (`INBOX_WORKERS`,
 //!   default 4, the default) with a no-op handler answering `200`; the floor drains its table
 //!   with as many tasks, each a bare loop of one claiming `UPDATE ... RETURNING` (Postgres:
@@ -17,7 +17,7 @@
 //!
 //! `cargo bench --manifest-path benches/Cargo.toml --features sqlite,postgres --bench inbox`
 //! (`INBOX_BACKENDS=sqlite` runs one backend; `INBOX_COUNT` sets the closed loop's deliveries
-//! per side, default 2,000). Postgres is started here (`initdb` in a temporary directory, as
+//! per side, default 4,000). Postgres is started here (`initdb` in a temporary directory, as
 //! the `postgres` user when run as root, on a free 127.0.0.1 port, default durability:
 //! `fsync` and `synchronous_commit` on), and stopped at the end.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -101,12 +101,17 @@ fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
 fn main() {
     let settings = Settings {
         concurrency: env("INBOX_CONCURRENCY", 16),
-        count: env("INBOX_COUNT", 2_000),
+        count: env("INBOX_COUNT", 4_000),
         rate: env("INBOX_RATE", 1_000),
-        seconds: env("INBOX_SECONDS", 5),
+        seconds: env("INBOX_SECONDS", 10),
         workers: NonZeroUsize::new(env("INBOX_WORKERS", 4)).unwrap(),
     };
-    let only: String = env("INBOX_BACKENDS", "sqlite,postgres".to_owned());
+    let all = if cfg!(feature = "redis") {
+        "sqlite,postgres,redis"
+    } else {
+        "sqlite,postgres"
+    };
+    let only: String = env("INBOX_BACKENDS", all.to_owned());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -120,16 +125,22 @@ fn main() {
     for name in only.split(',') {
         runtime.block_on(async {
             let dir = TempDir::new(name);
+            #[cfg(feature = "redis")]
+            let mut _redis: Option<RedisServer> = None;
             let (backend, _server): (Arc<dyn Backend>, Option<PostgresServer>) = match name {
                 "sqlite" => (Arc::new(SqliteBackend::open(&dir.0).await), None),
                 "postgres" => {
                     let server = PostgresServer::start(&dir.0);
-                    (
-                        Arc::new(PostgresBackend::open(&server.url()).await),
-                        Some(server),
-                    )
+                    (Arc::new(PostgresBackend::open(&server.url()).await), Some(server))
                 }
-                other => panic!("unknown backend {other} (sqlite, postgres)"),
+                #[cfg(feature = "redis")]
+                "redis" => {
+                    let server = RedisServer::start(&dir.0);
+                    let backend = RedisBackend::open(&server.url()).await;
+                    _redis = Some(server);
+                    (Arc::new(backend), None)
+                }
+                other => panic!("unknown backend {other} (sqlite, postgres, redis)"),
             };
             run(&backend, &settings).await;
         });
@@ -352,9 +363,7 @@ impl Latencies {
             "{:.2} / {:.2} / {:.1} ms ({} errors, sender lag ≤ {:.1} ms)",
             self.percentile(0.5),
             self.percentile(0.99),
-            self.sorted
-                .last()
-                .map_or(f64::NAN, |max| max.as_secs_f64() * 1e3),
+            self.sorted.last().map_or(f64::NAN, |max| max.as_secs_f64() * 1e3),
             self.errors,
             self.lag.as_secs_f64() * 1e3
         )
@@ -690,12 +699,8 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn new(name: &str) -> Self {
         // On the disk (`/var/tmp`, not a tmpfs), so that syncs are real.
-        let base =
-            std::env::var_os("INBOX_DIR").map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from);
-        let dir = base.join(format!(
-            "tower-webhook-inbox-bench-{name}-{}",
-            std::process::id()
-        ));
+        let base = std::env::var_os("INBOX_DIR").map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from);
+        let dir = base.join(format!("tower-webhook-inbox-bench-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
@@ -719,8 +724,7 @@ struct PostgresServer {
 
 impl PostgresServer {
     fn start(dir: &Path) -> Self {
-        let bin =
-            find_bin().expect("initdb and pg_ctl not found (PG_BIN, PATH, /usr/lib/postgresql)");
+        let bin = find_bin().expect("initdb and pg_ctl not found (PG_BIN, PATH, /usr/lib/postgresql)");
         let root = Command::new("id")
             .arg("-u")
             .output()
@@ -743,16 +747,7 @@ impl PostgresServer {
         let data = server.data();
         server.tool(
             "initdb",
-            &[
-                "-D",
-                &data,
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
+            &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
         );
         let settings = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
@@ -762,9 +757,7 @@ impl PostgresServer {
         let log = dir.join("server.log").display().to_string();
         server.tool(
             "pg_ctl",
-            &[
-                "-D", &data, "-o", &settings, "-l", &log, "-w", "-t", "30", "start",
-            ],
+            &["-D", &data, "-o", &settings, "-l", &log, "-w", "-t", "30", "start"],
         );
         server
     }
@@ -824,4 +817,180 @@ fn find_bin() -> Option<PathBuf> {
         .collect();
     versions.sort();
     versions.pop()
+}
+
+// --- Redis Streams (feature `redis`) -------------------------------------------------------
+
+/// A `redis-server` started here with `appendonly yes`, `appendfsync always` (each write
+/// fsynced before the answer), the inbox's connection manager; the floor is bare stream
+/// commands on a connection of its own.
+#[cfg(feature = "redis")]
+struct RedisBackend {
+    inbox: Arc<tower_webhook::inbox::RedisInbox>,
+    floor: redis::aio::MultiplexedConnection,
+}
+
+#[cfg(feature = "redis")]
+impl RedisBackend {
+    async fn open(url: &str) -> Self {
+        let inbox = tower_webhook::inbox::RedisInbox::connect(url, InboxOptions::new())
+            .await
+            .unwrap();
+        let mut floor = redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg("floor")
+            .arg("floor")
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut floor)
+            .await
+            .unwrap();
+        Self {
+            inbox: Arc::new(inbox),
+            floor,
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Backend for RedisBackend {
+    fn describe(&self) -> String {
+        "Redis Streams: redis-server 7, appendonly yes, appendfsync always, one multiplexed \
+         connection (the inbox's connection manager; the floor's own)"
+            .to_owned()
+    }
+
+    fn inbox(&self) -> Arc<dyn InboxBackend> {
+        self.inbox.clone()
+    }
+
+    fn start_workers(&self, workers: NonZeroUsize, handler: NoOp) -> WorkersHandle {
+        start(&self.inbox, workers, handler)
+    }
+
+    /// One `XADD` carrying the delivery: a single write, fsynced before the answer.
+    fn floor_insert<'a>(&'a self, row: &'a FloorRow) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let mut floor = self.floor.clone();
+            redis::cmd("XADD")
+                .arg("floor")
+                .arg("*")
+                .arg("key")
+                .arg(row.key.as_slice())
+                .arg("id")
+                .arg(&row.id)
+                .arg("headers")
+                .arg(&row.headers)
+                .arg("body")
+                .arg(row.body.as_ref())
+                .query_async::<String>(&mut floor)
+                .await
+                .map(drop)
+                .map_err(|error| error.to_string())
+        })
+    }
+
+    /// `XREADGROUP COUNT 1`, then `XACK` and `XDEL` in one `MULTI`/`EXEC`.
+    fn floor_claim_complete(&self) -> BoxFuture<'_, Result<bool, String>> {
+        Box::pin(async move {
+            let mut floor = self.floor.clone();
+            let read: redis::Value = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg("floor")
+                .arg("floor-consumer")
+                .arg("COUNT")
+                .arg(1)
+                .arg("STREAMS")
+                .arg("floor")
+                .arg(">")
+                .query_async(&mut floor)
+                .await
+                .map_err(|error| error.to_string())?;
+            let Some(id) = first_entry_id(&read) else {
+                return Ok(false);
+            };
+            std::hint::black_box(&read);
+            redis::pipe()
+                .atomic()
+                .cmd("XACK")
+                .arg("floor")
+                .arg("floor")
+                .arg(&id)
+                .ignore()
+                .cmd("XDEL")
+                .arg("floor")
+                .arg(&id)
+                .ignore()
+                .query_async::<()>(&mut floor)
+                .await
+                .map_err(|error| error.to_string())?;
+            Ok(true)
+        })
+    }
+}
+
+/// The id of the first entry of an `XREADGROUP` answer (RESP2: streams, each a name and its
+/// entries, each an id and its fields).
+#[cfg(feature = "redis")]
+fn first_entry_id(read: &redis::Value) -> Option<Vec<u8>> {
+    use redis::Value::{Array, BulkString};
+    let Array(streams) = read else { return None };
+    let Array(stream) = streams.first()? else { return None };
+    let Array(entries) = stream.get(1)? else { return None };
+    let Array(entry) = entries.first()? else { return None };
+    match entry.first()? {
+        BulkString(id) => Some(id.clone()),
+        _ => None,
+    }
+}
+
+/// A `redis-server` on a free 127.0.0.1 port, its files in `dir`, killed on drop.
+#[cfg(feature = "redis")]
+struct RedisServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+#[cfg(feature = "redis")]
+impl RedisServer {
+    fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
+        let child = Command::new(binary)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .arg("--dir")
+            .arg(dir)
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server, or REDIS_SERVER)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -522,6 +522,8 @@ async fn the_workers_and_the_layer_s_inbox_mode_run_their_scenarios_on_redis() {
     .await;
     inbox_common::a_forged_delivery_is_never_stored(fresh().await).await;
     inbox_common::a_handler_whose_lease_is_taken_from_it_is_stopped(fresh().await).await;
+    inbox_common::a_failure_whose_text_holds_a_nul_byte_is_retried_and_dead_lettered(fresh().await)
+        .await;
 }
 
 /// The crash tests' receiver, when this binary runs as their child (see
