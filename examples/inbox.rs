@@ -43,9 +43,37 @@ const USAGE: &str = "usage: cargo run --example inbox --features sqlite -- [dead
 
 /// What the command line asks for.
 enum Command {
-    Serve,
+    Serve(Settings),
     Dead,
     Replay(String),
+}
+
+/// The workers' settings, read from `INBOX_*` before anything is opened.
+struct Settings {
+    workers: NonZeroUsize,
+    max_attempts: NonZeroU32,
+    backoff: Duration,
+    lease: Duration,
+}
+
+impl Settings {
+    fn from_env() -> Result<Self, String> {
+        let at_least_one = |name: &str, value: u64| {
+            if value == 0 {
+                Err(format!("{name} must be at least 1"))
+            } else {
+                Ok(Duration::from_millis(value))
+            }
+        };
+        Ok(Self {
+            workers: NonZeroUsize::new(env_number("INBOX_WORKERS", 4)?)
+                .ok_or("INBOX_WORKERS must be at least 1")?,
+            max_attempts: NonZeroU32::new(env_number("INBOX_MAX_ATTEMPTS", 8)?)
+                .ok_or("INBOX_MAX_ATTEMPTS must be at least 1")?,
+            backoff: at_least_one("INBOX_BACKOFF_MS", env_number("INBOX_BACKOFF_MS", 1000)?)?,
+            lease: at_least_one("INBOX_LEASE_MS", env_number("INBOX_LEASE_MS", 30_000)?)?,
+        })
+    }
 }
 
 fn command() -> Result<Command, String> {
@@ -56,7 +84,7 @@ fn command() -> Result<Command, String> {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        [] => Ok(Command::Serve),
+        [] => Ok(Command::Serve(Settings::from_env()?)),
         ["dead"] => Ok(Command::Dead),
         ["replay", id] => Ok(Command::Replay((*id).to_owned())),
         ["-h" | "--help"] => {
@@ -171,6 +199,17 @@ async fn run() -> Result<(), String> {
             "INBOX_URL={url}: expected sqlite://PATH, postgres://... or redis://..."
         ));
     }
+    let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let path = std::path::Path::new(path.split('?').next().unwrap_or(path));
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(format!(
+                "INBOX_URL={url}: the directory {} does not exist (the database file is created \
+                 when missing, its directory is not)",
+                dir.display()
+            ));
+        }
+    }
     let inbox = SqliteInbox::connect(&url, InboxOptions::new())
         .await
         .map_err(|e| format!("INBOX_URL={url}: {e}"))?;
@@ -216,7 +255,7 @@ async fn redis(_: &str, _: Command) -> Result<(), String> {
 
 async fn dispatch<B: InboxBackend + Clone>(inbox: B, command: Command) -> Result<(), String> {
     match command {
-        Command::Serve => serve(inbox).await,
+        Command::Serve(settings) => serve(inbox, settings).await,
         Command::Dead => {
             for record in dead(&inbox).await? {
                 let facts = record.delivery.facts();
@@ -251,19 +290,19 @@ async fn dead<B: InboxBackend>(inbox: &B) -> Result<Vec<tower_webhook::inbox::Re
         .map_err(|e| e.to_string())
 }
 
-async fn serve<B: InboxBackend + Clone>(inbox: B) -> Result<(), String> {
+async fn serve<B: InboxBackend + Clone>(inbox: B, settings: Settings) -> Result<(), String> {
+    let Settings {
+        workers,
+        max_attempts,
+        backoff,
+        lease,
+    } = settings;
     let addr = std::env::var("WEBHOOK_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let scheme = shared::scheme_from_env()?;
     let (secret, dev) = shared::secret_from_env(&scheme);
     if let Some(dev) = dev {
         eprintln!("WEBHOOK_SECRET is not set: using the development secret {dev}");
     }
-    let workers = NonZeroUsize::new(env_number("INBOX_WORKERS", 4)?)
-        .ok_or("INBOX_WORKERS must be at least 1")?;
-    let max_attempts = NonZeroU32::new(env_number("INBOX_MAX_ATTEMPTS", 8)?)
-        .ok_or("INBOX_MAX_ATTEMPTS must be at least 1")?;
-    let backoff = Duration::from_millis(env_number("INBOX_BACKOFF_MS", 1000)?);
-    let lease = Duration::from_millis(env_number("INBOX_LEASE_MS", 30_000)?);
     eprintln!(
         "verifying {} deliveries, storing them in the inbox",
         scheme.name()
