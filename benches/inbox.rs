@@ -131,7 +131,10 @@ fn main() {
                 "sqlite" => (Arc::new(SqliteBackend::open(&dir.0).await), None),
                 "postgres" => {
                     let server = PostgresServer::start(&dir.0);
-                    (Arc::new(PostgresBackend::open(&server.url()).await), Some(server))
+                    (
+                        Arc::new(PostgresBackend::open(&server.url()).await),
+                        Some(server),
+                    )
                 }
                 #[cfg(feature = "redis")]
                 "redis" => {
@@ -363,7 +366,9 @@ impl Latencies {
             "{:.2} / {:.2} / {:.1} ms ({} errors, sender lag ≤ {:.1} ms)",
             self.percentile(0.5),
             self.percentile(0.99),
-            self.sorted.last().map_or(f64::NAN, |max| max.as_secs_f64() * 1e3),
+            self.sorted
+                .last()
+                .map_or(f64::NAN, |max| max.as_secs_f64() * 1e3),
             self.errors,
             self.lag.as_secs_f64() * 1e3
         )
@@ -699,8 +704,12 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn new(name: &str) -> Self {
         // On the disk (`/var/tmp`, not a tmpfs), so that syncs are real.
-        let base = std::env::var_os("INBOX_DIR").map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from);
-        let dir = base.join(format!("tower-webhook-inbox-bench-{name}-{}", std::process::id()));
+        let base =
+            std::env::var_os("INBOX_DIR").map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from);
+        let dir = base.join(format!(
+            "tower-webhook-inbox-bench-{name}-{}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
@@ -724,7 +733,8 @@ struct PostgresServer {
 
 impl PostgresServer {
     fn start(dir: &Path) -> Self {
-        let bin = find_bin().expect("initdb and pg_ctl not found (PG_BIN, PATH, /usr/lib/postgresql)");
+        let bin =
+            find_bin().expect("initdb and pg_ctl not found (PG_BIN, PATH, /usr/lib/postgresql)");
         let root = Command::new("id")
             .arg("-u")
             .output()
@@ -747,7 +757,16 @@ impl PostgresServer {
         let data = server.data();
         server.tool(
             "initdb",
-            &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
         );
         let settings = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
@@ -757,7 +776,9 @@ impl PostgresServer {
         let log = dir.join("server.log").display().to_string();
         server.tool(
             "pg_ctl",
-            &["-D", &data, "-o", &settings, "-l", &log, "-w", "-t", "30", "start"],
+            &[
+                "-D", &data, "-o", &settings, "-l", &log, "-w", "-t", "30", "start",
+            ],
         );
         server
     }
@@ -940,9 +961,15 @@ impl Backend for RedisBackend {
 fn first_entry_id(read: &redis::Value) -> Option<Vec<u8>> {
     use redis::Value::{Array, BulkString};
     let Array(streams) = read else { return None };
-    let Array(stream) = streams.first()? else { return None };
-    let Array(entries) = stream.get(1)? else { return None };
-    let Array(entry) = entries.first()? else { return None };
+    let Array(stream) = streams.first()? else {
+        return None;
+    };
+    let Array(entries) = stream.get(1)? else {
+        return None;
+    };
+    let Array(entry) = entries.first()? else {
+        return None;
+    };
     match entry.first()? {
         BulkString(id) => Some(id.clone()),
         _ => None,
@@ -966,7 +993,14 @@ impl RedisServer {
             .port();
         let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
         let child = Command::new(binary)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .arg("--dir")
             .arg(dir)
             .args(["--appendonly", "yes", "--appendfsync", "always"])
