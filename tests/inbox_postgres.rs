@@ -371,30 +371,7 @@ async fn the_workers_and_the_layer_s_inbox_mode_run_their_scenarios_on_postgres(
         return;
     };
     let fresh = || server.inbox(InboxOptions::new().with_prefix(prefix()).unwrap());
-    inbox_common::a_delivery_reaches_the_router_with_its_meta_envelope_and_attempt(fresh().await)
-        .await;
-    inbox_common::a_handler_that_fails_twice_then_succeeds_is_done_at_attempt_3(fresh().await)
-        .await;
-    inbox_common::a_handler_that_always_fails_is_dead_lettered_after_the_maximum_and_replay_processes_it(fresh().await).await;
-    inbox_common::a_panicking_handler_is_retried_and_its_panic_is_the_last_error(fresh().await)
-        .await;
-    inbox_common::a_handler_past_its_timeout_is_stopped_and_counted_as_failed(fresh().await).await;
-    inbox_common::a_handler_longer_than_its_lease_keeps_it_by_renewing_and_runs_once(fresh().await)
-        .await;
-    inbox_common::graceful_shutdown_lets_short_handlers_finish_and_releases_the_rest(fresh().await)
-        .await;
-    inbox_common::a_slow_handler_s_delivery_is_answered_before_it_runs_and_processed_later(
-        fresh().await,
-    )
-    .await;
-    inbox_common::a_duplicate_while_pending_running_done_or_dead_never_runs_the_handler_again(
-        fresh().await,
-    )
-    .await;
-    inbox_common::a_forged_delivery_is_never_stored(fresh().await).await;
-    inbox_common::a_handler_whose_lease_is_taken_from_it_is_stopped(fresh().await).await;
-    inbox_common::a_failure_whose_text_holds_a_nul_byte_is_retried_and_dead_lettered(fresh().await)
-        .await;
+    inbox_common::every_scenario(fresh).await;
 }
 
 /// The crash test's receiver, when this binary runs as its child (see

@@ -1,5 +1,6 @@
 //! The inbox's workers and the layer's inbox mode, as scenarios run against each backend
-//! (`tests/inbox_worker.rs` for `SQLite`, `tests/inbox_postgres.rs` for Postgres).
+//! (`tests/inbox_worker.rs` for `SQLite`, one test each; `tests/inbox_postgres.rs` and
+//! `tests/inbox_redis.rs` all of them on one server, through [`every_scenario`]).
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -500,4 +501,30 @@ pub(crate) async fn a_failure_whose_text_holds_a_nul_byte_is_retried_and_dead_le
         error.contains("500") && error.contains("boom") && error.contains("after the nul"),
         "{error}"
     );
+}
+
+/// Every scenario above, each in a fresh inbox from `fresh` (the servers' tests run them in one
+/// test, on one server).
+pub(crate) async fn every_scenario<B, F, Fut>(fresh: F)
+where
+    B: InboxBackend + Clone,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = B>,
+{
+    a_delivery_reaches_the_router_with_its_meta_envelope_and_attempt(fresh().await).await;
+    a_handler_that_fails_twice_then_succeeds_is_done_at_attempt_3(fresh().await).await;
+    a_handler_that_always_fails_is_dead_lettered_after_the_maximum_and_replay_processes_it(
+        fresh().await,
+    )
+    .await;
+    a_panicking_handler_is_retried_and_its_panic_is_the_last_error(fresh().await).await;
+    a_handler_past_its_timeout_is_stopped_and_counted_as_failed(fresh().await).await;
+    a_handler_longer_than_its_lease_keeps_it_by_renewing_and_runs_once(fresh().await).await;
+    graceful_shutdown_lets_short_handlers_finish_and_releases_the_rest(fresh().await).await;
+    a_slow_handler_s_delivery_is_answered_before_it_runs_and_processed_later(fresh().await).await;
+    a_duplicate_while_pending_running_done_or_dead_never_runs_the_handler_again(fresh().await)
+        .await;
+    a_forged_delivery_is_never_stored(fresh().await).await;
+    a_handler_whose_lease_is_taken_from_it_is_stopped(fresh().await).await;
+    a_failure_whose_text_holds_a_nul_byte_is_retried_and_dead_lettered(fresh().await).await;
 }
