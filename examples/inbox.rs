@@ -195,9 +195,7 @@ async fn run() -> Result<(), String> {
         return redis(&url, command).await;
     }
     if !url.starts_with("sqlite:") {
-        return Err(format!(
-            "INBOX_URL={url}: expected sqlite://PATH, postgres://... or redis://..."
-        ));
+        return Err(unknown_url(&url));
     }
     let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let path = std::path::Path::new(path.split('?').next().unwrap_or(path));
@@ -251,6 +249,18 @@ async fn redis(_: &str, _: Command) -> Result<(), String> {
          `cargo run --example inbox --features sqlite,redis`"
             .to_owned(),
     )
+}
+
+/// The error for an `INBOX_URL` of no known kind: it names the URL's scheme only, since the
+/// rest may hold a password (a mistyped `postgress://app:secret@db/app`).
+fn unknown_url(url: &str) -> String {
+    let scheme = url
+        .split_once(':')
+        .map_or("", |(scheme, _)| scheme)
+        .chars()
+        .take(20)
+        .collect::<String>();
+    format!("INBOX_URL ({scheme}:...): expected sqlite://PATH, postgres://... or redis://...")
 }
 
 async fn dispatch<B: InboxBackend + Clone>(inbox: B, command: Command) -> Result<(), String> {
@@ -347,7 +357,7 @@ async fn serve<B: InboxBackend + Clone>(inbox: B, settings: Settings) -> Result<
 
 #[cfg(test)]
 mod tests {
-    use super::{event_data, report};
+    use super::{event_data, report, unknown_url};
     use serde_json::json;
     use tower_webhook::inbox::Outcome;
 
@@ -413,5 +423,15 @@ mod tests {
             Some(2),
             "stripe"
         );
+    }
+
+    #[test]
+    fn an_unknown_inbox_url_is_refused_without_printing_its_password() {
+        let error = unknown_url("postgress://app:s3cret@db/app");
+        assert!(
+            error.starts_with("INBOX_URL (postgress:...): expected"),
+            "{error}"
+        );
+        assert!(!error.contains("s3cret"), "{error}");
     }
 }

@@ -898,3 +898,33 @@ async fn prune_appends_nothing_for_deliveries_that_still_have_their_entry_or_sch
     let claims = inbox.claim(Duration::from_secs(60), 10).await.unwrap();
     assert_eq!(claimed_ids(&claims), ["evt_pending"]);
 }
+
+/// A queued command that fails when the transaction runs (a wrong type) fails alone: the
+/// completion still applies, and `commit` says so with an error, as documented.
+#[tokio::test]
+async fn a_queued_command_that_fails_in_the_transaction_makes_commit_an_error() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    let mut redis = server.connection().await;
+    let () = redis::cmd("SET")
+        .arg("not-a-hash")
+        .arg("text")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let delivery = bare("evt_wrongtype");
+    inbox.accept(&delivery).await.unwrap();
+    let claimed = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+    let lease = claimed[0].lease.clone();
+    let mut completion = inbox.begin_complete(&lease).await.unwrap().unwrap();
+    completion.hincr("not-a-hash", "evt_wrongtype", 1).ignore();
+    let committed = completion.commit().await;
+    assert!(
+        committed.is_err(),
+        "a failed command was hidden: {committed:?}"
+    );
+    let record = inbox.get(delivery.key()).await.unwrap().unwrap();
+    assert_eq!(record.state, DeliveryState::Done);
+}

@@ -230,3 +230,45 @@ async fn a_depth_limit_of_zero_stops_intake_but_still_answers_duplicates() {
         Accepted::Duplicate(DeliveryState::Pending)
     );
 }
+
+/// Two handles on one file stand for two replicas: B fills the inbox, and A's depth estimate
+/// (counted when A had one delivery) goes stale. The accept that takes A's refresh is a
+/// duplicate or is answered full: it must still leave a counted estimate behind, or A's next
+/// accepts skip the depth check for a second and store past the limit.
+#[tokio::test]
+async fn an_accept_that_stores_nothing_still_refreshes_the_depth_estimate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replicas.db");
+    let options = InboxOptions::new().with_max_depth(4);
+    let a = SqliteInbox::open(&path, options.clone()).await.unwrap();
+    let b = SqliteInbox::open(&path, options).await.unwrap();
+    let first = delivery("evt_a");
+    assert_eq!(a.accept(&first).await.unwrap(), Accepted::New);
+    for n in 0..3 {
+        assert_eq!(
+            b.accept(&delivery(&format!("evt_b{n}"))).await.unwrap(),
+            Accepted::New
+        );
+    }
+    // A's estimate (1 of 4) is now over a second old: its next accept counts again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        a.accept(&first).await.unwrap(),
+        Accepted::Duplicate(DeliveryState::Pending)
+    );
+    assert!(matches!(
+        a.accept(&delivery("evt_over_1")).await,
+        Err(InboxError::Full)
+    ));
+    // The same after an accept answered full took the refresh.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(matches!(
+        a.accept(&delivery("evt_over_2")).await,
+        Err(InboxError::Full)
+    ));
+    assert!(matches!(
+        a.accept(&delivery("evt_over_3")).await,
+        Err(InboxError::Full)
+    ));
+    assert_eq!(a.stats().await.unwrap().depth(), 4);
+}

@@ -38,24 +38,27 @@ impl Depth {
         counted.is_some_and(|(at, depth)| at.elapsed() < DEPTH_REFRESH && depth < max / 2)
     }
 
-    /// Whether this accept is the one to count again: the estimate is missing or over a
+    /// Whether this accept is the one to count again (`Some`): the estimate is missing or over a
     /// second old. It is marked fresh at once, so that the accepts running meanwhile go on
-    /// with it instead of all counting.
-    pub(super) fn claim_refresh(&self) -> bool {
+    /// with it instead of all counting. The accept must then [`Refresh::set`] a count, whether
+    /// it stored its delivery or not: a refresh dropped without one (an error, a timeout that
+    /// dropped the accept) forgets the estimate, so that the next accept counts and the others
+    /// check meanwhile, never trusting a stale estimate for another second.
+    pub(super) fn claim_refresh(&self) -> Option<Refresh<'_>> {
         let mut counted = self
             .counted
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match counted.as_mut() {
-            Some((at, _)) if at.elapsed() < DEPTH_REFRESH => false,
+            Some((at, _)) if at.elapsed() < DEPTH_REFRESH => None,
             Some((at, _)) => {
                 *at = std::time::Instant::now();
-                true
+                Some(Refresh { depth: self })
             }
             // Not counted yet: an estimate that makes the others check, until the count.
             None => {
                 *counted = Some((std::time::Instant::now(), u64::MAX));
-                true
+                Some(Refresh { depth: self })
             }
         }
     }
@@ -72,12 +75,32 @@ impl Depth {
     }
 
     /// The depth just counted.
-    pub(super) fn set(&self, depth: u64) {
+    fn set(&self, depth: Option<u64>) {
         let mut counted = self
             .counted
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *counted = Some((std::time::Instant::now(), depth));
+        *counted = depth.map(|depth| (std::time::Instant::now(), depth));
+    }
+}
+
+/// The right (and duty) to count the depth again, from [`Depth::claim_refresh`].
+#[derive(Debug)]
+pub(super) struct Refresh<'a> {
+    depth: &'a Depth,
+}
+
+impl Refresh<'_> {
+    /// The depth just counted.
+    pub(super) fn set(self, depth: u64) {
+        self.depth.set(Some(depth));
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Refresh<'_> {
+    fn drop(&mut self) {
+        self.depth.set(None);
     }
 }
 
@@ -412,7 +435,7 @@ macro_rules! sql_backend {
                         // Far below the limit (a count at most a second old, plus this inbox's
                         // accepts since), the insert skips counting the waiting rows.
                         let refresh = self.depth.claim_refresh();
-                        let far_below = !refresh && self.depth.far_below(max_depth);
+                        let far_below = refresh.is_none() && self.depth.far_below(max_depth);
                         let statement = if far_below {
                             &self.sql.accept_unchecked
                         } else {
@@ -437,13 +460,14 @@ macro_rules! sql_backend {
                             .await
                             .map_err(sql)?;
                         if inserted.rows_affected() > 0 {
-                            if refresh {
-                                // Committed already: a count that fails only leaves it stale.
+                            if let Some(refresh) = refresh {
+                                // Committed already: a count that fails only forgets the
+                                // estimate (the next accept counts).
                                 let depth: Result<i64, _> = sqlx::query_scalar(&self.sql.depth)
                                     .fetch_one(&self.pool)
                                     .await;
                                 if let Ok(depth) = depth {
-                                    self.depth.set(count(depth));
+                                    refresh.set(count(depth));
                                 }
                             } else {
                                 self.depth.accepted();
@@ -456,6 +480,10 @@ macro_rules! sql_backend {
                                 .fetch_one(&self.pool)
                                 .await
                                 .map_err(sql)?;
+                        // Nothing stored (a duplicate, or full): the count came with the state.
+                        if let Some(refresh) = refresh {
+                            refresh.set(count(depth));
+                        }
                         match state {
                             Some(state) => {
                                 return Ok(Accepted::Duplicate(
@@ -675,18 +703,50 @@ mod tests {
         let depth = Depth::default();
         // Never counted: this accept counts, with the checking statement.
         assert!(!depth.far_below(100));
-        assert!(depth.claim_refresh());
+        let refresh = depth.claim_refresh();
+        assert!(refresh.is_some());
         // The others go on while it counts; with no count yet they still check.
-        assert!(!depth.claim_refresh());
+        assert!(depth.claim_refresh().is_none());
         assert!(!depth.far_below(100));
-        depth.set(48);
+        if let Some(refresh) = refresh {
+            refresh.set(48);
+        }
         assert!(depth.far_below(100));
         depth.accepted();
         assert!(depth.far_below(100));
         depth.accepted();
         // 50 of 100: from half the limit on, every accept checks.
         assert!(!depth.far_below(100));
-        assert!(!depth.claim_refresh());
+        assert!(depth.claim_refresh().is_none());
+    }
+
+    #[test]
+    fn a_refresh_dropped_without_a_count_forgets_the_estimate() {
+        let depth = Depth::default();
+        depth
+            .claim_refresh()
+            .into_iter()
+            .for_each(|refresh| refresh.set(10));
+        assert!(depth.far_below(100));
+        assert!(depth.claim_refresh().is_none(), "fresh: nobody counts");
+        // A second later, the accept that takes the refresh errs or is dropped by its timeout
+        // before counting.
+        {
+            let mut counted = depth
+                .counted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((at, _)) = counted.as_mut() {
+                *at = at.checked_sub(DEPTH_REFRESH).unwrap_or(*at);
+            }
+        }
+        let refresh = depth.claim_refresh();
+        assert!(refresh.is_some());
+        drop(refresh);
+        // Not trusted any more: the next accept counts, the others check meanwhile.
+        assert!(!depth.far_below(100));
+        assert!(depth.claim_refresh().is_some());
+        assert!(!depth.far_below(100));
     }
 
     #[test]
