@@ -10,7 +10,8 @@
 //! - an idempotency guard ([`idempotency`]) that runs each event's handler once, and never loses
 //!   an event whose handler failed (in memory by default, Redis for several replicas);
 //! - typed events: [`SotionEvent`], a variant per documented Sotion event type with its typed
-//!   `data` and one for any other type, and [`FromEvent`] to do the same for any sender;
+//!   `data` and one for any other type, and [`FromEvent`] to do the same for any sender; what
+//!   the types do not model is kept, never refused, in a [`RawObject`] (any valid JSON, as sent);
 //! - extractors for axum handlers: `extract::Event<T>` (a [`FromEvent`] type such as
 //!   [`SotionEvent`]), [`WebhookMeta`] and `extract::Verified<T>` (any scheme), and
 //!   [`Envelope<T>`] (Sotion's envelope with `data` as one type `T`);
@@ -89,6 +90,7 @@ mod meta;
 pub mod observe;
 #[cfg(feature = "axum")]
 mod path_params;
+mod raw_object;
 #[cfg(feature = "axum")]
 mod router;
 pub mod scheme;
@@ -106,6 +108,7 @@ pub use self::layer::{WebhookLayer, WebhookService};
 pub use self::meta::WebhookMeta;
 #[cfg(feature = "axum")]
 pub use self::path_params::PathParams;
+pub use self::raw_object::RawObject;
 #[cfg(feature = "axum")]
 pub use self::router::EventRouter;
 pub use self::scheme::Scheme;

@@ -11,8 +11,15 @@ use crate::layer::VerifiedBody;
 /// like axum's `Json<T>`, but only ever built from bytes whose signature verified.
 ///
 /// Needs the [`WebhookLayer`](crate::WebhookLayer) (`500` without it); a body that does not
-/// fit `T` is `422 invalid_data`. Pair it with [`WebhookMeta`](crate::WebhookMeta) for the id,
-/// event and timestamp.
+/// fit `T` is `422 invalid_data`, and the sender retries it. Pair it with
+/// [`WebhookMeta`](crate::WebhookMeta) for the id, event and timestamp.
+///
+/// Choose a `T` that fits every authentic delivery: every field optional, unknown fields
+/// ignored (serde's default), or the whole body as a [`RawObject`](crate::RawObject), which
+/// keeps any JSON object and reads each field when asked
+/// ([`get_as`](crate::RawObject::get_as)). `serde_json::Value` is no such type: it refuses
+/// valid JSON it cannot hold (a number beyond `f64` such as `1e400`, nesting deeper than 128,
+/// a lone surrogate escape).
 ///
 /// ```
 /// use serde::Deserialize;
