@@ -4,8 +4,15 @@
 #![cfg(all(feature = "redis", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+// The shared delivery builder and backend checks: inbox_common's (it needs `axum`), or the
+// file alone.
+#[cfg(not(feature = "axum"))]
+#[path = "inbox_common/backend.rs"]
+mod inbox_backend;
 #[cfg(feature = "axum")]
 mod inbox_common;
+#[cfg(feature = "axum")]
+use inbox_common::backend as inbox_backend;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -927,4 +934,33 @@ async fn a_queued_command_that_fails_in_the_transaction_makes_commit_an_error() 
     );
     let record = inbox.get(delivery.key()).await.unwrap().unwrap();
     assert_eq!(record.state, DeliveryState::Done);
+}
+
+/// Two inboxes on one Redis under one prefix (two replicas), each with a depth limit of 10:
+/// the accept script counts the waiting deliveries itself, so the limit holds exactly, even
+/// for accepts running at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_keep_one_depth_limit_exactly() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let replicas = || async {
+        let options = InboxOptions::new()
+            .with_prefix(prefix())
+            .unwrap()
+            .with_max_depth(10);
+        (
+            server.inbox(options.clone()).await,
+            server.inbox(options).await,
+        )
+    };
+    let (a, b) = replicas().await;
+    inbox_backend::two_inboxes_keep_one_depth_limit_exactly(a, b).await;
+    let (a, b) = replicas().await;
+    inbox_backend::accepts_running_at_once_pass_the_depth_limit_by_at_most_their_number(a, b).await;
+    let options = InboxOptions::new()
+        .with_prefix(prefix())
+        .unwrap()
+        .with_max_depth(4);
+    inbox_backend::the_depth_limit_follows_every_change_of_state(server.inbox(options).await).await;
 }

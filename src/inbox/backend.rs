@@ -207,8 +207,15 @@ impl InboxOptions {
     }
 
     /// How many deliveries may wait (pending or running) before accept answers
-    /// [`InboxError::Full`] (default [`DEFAULT_MAX_DEPTH`]). Under concurrent accepts on
-    /// Postgres the bound may be passed by the number of accepts running at once.
+    /// [`InboxError::Full`] (default [`DEFAULT_MAX_DEPTH`]).
+    ///
+    /// The limit is the inbox's, not a process's: every process and replica that opens the
+    /// inbox counts the same deliveries, so accepts made one after another never pass it,
+    /// whichever processes make them. Accepts running at the same moment may pass it by their
+    /// number on Postgres (each sees the depth as committed when it starts); on `SQLite` (one
+    /// writer at a time) and Redis (one script per accept) they never do. Each process compares
+    /// that depth with its own limit, so give them all the same one (a process given `0` stops
+    /// taking new deliveries while the others go on).
     ///
     /// `0` refuses every new delivery (`503 inbox_full`, so the senders retry later) while
     /// duplicates are still answered as such: a way to stop intake while the workers drain
@@ -286,12 +293,13 @@ impl InboxOptions {
 /// the attempts reset; `false` and no change from any other state), [`purge`](Self::purge)
 /// (remove one delivery in any state: a later delivery with its key is then new),
 /// [`prune`](Self::prune)`(window)` (remove done deliveries finished more than `window` ago;
-/// dead ones stay until purged or replayed), and [`stats`](Self::stats).
+/// dead ones stay until purged or replayed; see its docs for batches), and
+/// [`stats`](Self::stats).
 ///
 /// **Time.** "Now" is the backend's clock, the same for every caller (the database's for a
 /// shared database). Every call fails with [`InboxError::Timeout`] rather than wait longer than
-/// the configured timeout, and with [`InboxError::Backend`] when the backend fails. A backend
-/// must not panic.
+/// the configured timeout (for `prune`, each of its batches), and with [`InboxError::Backend`]
+/// when the backend fails. A backend must not panic.
 pub trait InboxBackend: Send + Sync + 'static {
     /// Stores `delivery` unless its key is stored already. See the trait docs.
     fn accept<'a>(&'a self, delivery: &'a Delivery) -> InboxFuture<'a, Accepted>;
@@ -336,6 +344,12 @@ pub trait InboxBackend: Send + Sync + 'static {
 
     /// Removes done deliveries finished more than `window` ago (usually
     /// [`DEFAULT_DEDUP_WINDOW`]). Returns how many.
+    ///
+    /// A large backlog is removed in batches, each its own short transaction (or script) and
+    /// each bounded by the configured timeout, so that accepts and claims are never held up
+    /// for long: the whole call may take longer than the timeout. A batch that fails or times
+    /// out ends the call: with its error when it was the first, otherwise with how many the
+    /// batches before it removed (they stay removed, and the next prune goes on).
     fn prune(&self, window: Duration) -> InboxFuture<'_, u64>;
 
     /// Counts by state and the oldest waiting delivery's age.

@@ -1062,25 +1062,38 @@ impl InboxBackend for RedisInbox {
     }
 
     fn prune(&self, window: Duration) -> InboxFuture<'_, u64> {
-        Box::pin(timed(self.options.timeout(), async move {
+        Box::pin(async move {
             let idle = millis(window.min(IDLE_CONSUMER)).to_string();
             let window = millis(window).to_string();
             let batch = PRUNE_BATCH.to_string();
             self.repair().await?;
             let mut total = 0_u64;
             loop {
-                let removed: u64 = self
+                // Each script is timed by `run`, not the whole prune.
+                let removed: Result<u64, _> = self
                     .run(
                         &self.scripts.prune,
                         &[window.as_bytes(), batch.as_bytes(), idle.as_bytes()],
                     )
-                    .await?;
+                    .await;
+                let removed = match removed {
+                    Ok(removed) => removed,
+                    Err(error) if total == 0 => return Err(error),
+                    Err(error) => {
+                        crate::observe::warn!(
+                            %error,
+                            removed = total,
+                            "inbox prune stopped early; the next prune goes on"
+                        );
+                        return Ok(total);
+                    }
+                };
                 total += removed;
                 if removed < PRUNE_BATCH as u64 {
                     return Ok(total);
                 }
             }
-        }))
+        })
     }
 
     fn stats(&self) -> InboxFuture<'_, Stats> {

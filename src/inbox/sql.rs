@@ -13,97 +13,6 @@ use super::backend::{timed, InboxError};
 use super::delivery::{Delivery, DeliveryState, Facts, Record};
 use crate::idempotency::{IdempotencyKey, MAX_DURATION};
 
-/// How long an accept may trust the inbox's last counted depth.
-const DEPTH_REFRESH: Duration = Duration::from_secs(1);
-
-/// The inbox's depth as this process last counted it, plus the deliveries it accepted since:
-/// counting the waiting rows on every accept costs time in proportion to the depth (it was
-/// most of an accept's time on Postgres in `benches/inbox.rs`), so one accept a second counts
-/// again (after its insert), and the others count in their statement only once the estimate has
-/// reached half the limit. Below that, no writer could plausibly add the other half within the
-/// second; at and above it, every accept counts, as before.
-#[derive(Debug, Default)]
-pub(super) struct Depth {
-    /// When it was counted, and the estimate since.
-    counted: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
-}
-
-impl Depth {
-    /// Whether an accept may skip counting: a fresh estimate under half of `max`.
-    pub(super) fn far_below(&self, max: u64) -> bool {
-        let counted = self
-            .counted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        counted.is_some_and(|(at, depth)| at.elapsed() < DEPTH_REFRESH && depth < max / 2)
-    }
-
-    /// Whether this accept is the one to count again (`Some`): the estimate is missing or over a
-    /// second old. It is marked fresh at once, so that the accepts running meanwhile go on
-    /// with it instead of all counting. The accept must then [`Refresh::set`] a count, whether
-    /// it stored its delivery or not: a refresh dropped without one (an error, a timeout that
-    /// dropped the accept) forgets the estimate, so that the next accept counts and the others
-    /// check meanwhile, never trusting a stale estimate for another second.
-    pub(super) fn claim_refresh(&self) -> Option<Refresh<'_>> {
-        let mut counted = self
-            .counted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match counted.as_mut() {
-            Some((at, _)) if at.elapsed() < DEPTH_REFRESH => None,
-            Some((at, _)) => {
-                *at = std::time::Instant::now();
-                Some(Refresh { depth: self })
-            }
-            // Not counted yet: an estimate that makes the others check, until the count.
-            None => {
-                *counted = Some((std::time::Instant::now(), u64::MAX));
-                Some(Refresh { depth: self })
-            }
-        }
-    }
-
-    /// One more delivery accepted.
-    pub(super) fn accepted(&self) {
-        let mut counted = self
-            .counted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((_, depth)) = counted.as_mut() {
-            *depth = depth.saturating_add(1);
-        }
-    }
-
-    /// The depth just counted.
-    fn set(&self, depth: Option<u64>) {
-        let mut counted = self
-            .counted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *counted = depth.map(|depth| (std::time::Instant::now(), depth));
-    }
-}
-
-/// The right (and duty) to count the depth again, from [`Depth::claim_refresh`].
-#[derive(Debug)]
-pub(super) struct Refresh<'a> {
-    depth: &'a Depth,
-}
-
-impl Refresh<'_> {
-    /// The depth just counted.
-    pub(super) fn set(self, depth: u64) {
-        self.depth.set(Some(depth));
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for Refresh<'_> {
-    fn drop(&mut self) {
-        self.depth.set(None);
-    }
-}
-
 /// A delivery's row as both SQL backends select it (times in milliseconds since the Unix
 /// epoch).
 pub(super) struct RawRecord {
@@ -237,6 +146,10 @@ pub(super) fn error_text(error: &str) -> std::borrow::Cow<'_, str> {
 /// How many times an accept tries its insert when the conflicting row vanished before its
 /// state was read (purged or pruned meanwhile).
 pub(super) const ACCEPT_TRIES: usize = 3;
+
+/// How many done deliveries one `prune` statement removes at most (each batch is its own short
+/// transaction, so that a large backlog never holds the database for long).
+pub(super) const PRUNE_BATCH: usize = 1000;
 
 /// A `LIMIT` as SQL takes it.
 pub(super) fn limit(limit: usize) -> i64 {
@@ -426,22 +339,15 @@ macro_rules! sql_backend {
                 Box::pin(timed(self.options.timeout(), async move {
                     let facts = delivery.facts();
                     let key = delivery.key().as_bytes().as_slice();
-                    let max_depth = self.options.max_depth();
-                    let max_depth_sql = i64::try_from(max_depth).unwrap_or(i64::MAX);
+                    let max_depth_sql =
+                        i64::try_from(self.options.max_depth()).unwrap_or(i64::MAX);
                     // The insert and the reading of a conflicting row's state are two
                     // statements: a row removed between them (purge, prune) makes the key new,
                     // so the insert is tried again rather than the inbox called full.
                     for _ in 0..ACCEPT_TRIES {
-                        // Far below the limit (a count at most a second old, plus this inbox's
-                        // accepts since), the insert skips counting the waiting rows.
-                        let refresh = self.depth.claim_refresh();
-                        let far_below = refresh.is_none() && self.depth.far_below(max_depth);
-                        let statement = if far_below {
-                            &self.sql.accept_unchecked
-                        } else {
-                            &self.sql.accept
-                        };
-                        let inserted = sqlx::query(statement)
+                        // The depth is the counter the schema's triggers keep: one row (SQLite)
+                        // or 64 summed (Postgres), read by the insert itself.
+                        let inserted = sqlx::query(&self.sql.accept)
                             .bind(key)
                             .bind(delivery.path())
                             .bind(encode_headers(delivery.headers()))
@@ -460,18 +366,6 @@ macro_rules! sql_backend {
                             .await
                             .map_err(sql)?;
                         if inserted.rows_affected() > 0 {
-                            if let Some(refresh) = refresh {
-                                // Committed already: a count that fails only forgets the
-                                // estimate (the next accept counts).
-                                let depth: Result<i64, _> = sqlx::query_scalar(&self.sql.depth)
-                                    .fetch_one(&self.pool)
-                                    .await;
-                                if let Ok(depth) = depth {
-                                    refresh.set(count(depth));
-                                }
-                            } else {
-                                self.depth.accepted();
-                            }
                             return Ok(Accepted::New);
                         }
                         let (state, depth): (Option<String>, i64) =
@@ -480,10 +374,6 @@ macro_rules! sql_backend {
                                 .fetch_one(&self.pool)
                                 .await
                                 .map_err(sql)?;
-                        // Nothing stored (a duplicate, or full): the count came with the state.
-                        if let Some(refresh) = refresh {
-                            refresh.set(count(depth));
-                        }
                         match state {
                             Some(state) => {
                                 return Ok(Accepted::Duplicate(
@@ -638,14 +528,40 @@ macro_rules! sql_backend {
             }
 
             fn prune(&self, window: Duration) -> InboxFuture<'_, u64> {
-                Box::pin(timed(self.options.timeout(), async move {
-                    let done = sqlx::query(&self.sql.prune)
-                        .bind(millis(window))
-                        .execute(&self.pool)
-                        .await
-                        .map_err(sql)?;
-                    Ok(done.rows_affected())
-                }))
+                Box::pin(async move {
+                    let mut removed = 0;
+                    loop {
+                        let started = std::time::Instant::now();
+                        let batch = timed(self.options.timeout(), async {
+                            sqlx::query(&self.sql.prune)
+                                .bind(millis(window))
+                                .bind(limit(PRUNE_BATCH))
+                                .execute(&self.pool)
+                                .await
+                                .map_err(sql)
+                        })
+                        .await;
+                        let batch = match batch {
+                            Ok(done) => done.rows_affected(),
+                            Err(error) if removed == 0 => return Err(error),
+                            Err(error) => {
+                                crate::observe::warn!(
+                                    %error,
+                                    removed,
+                                    "inbox prune stopped early; the next prune goes on"
+                                );
+                                return Ok(removed);
+                            }
+                        };
+                        removed += batch;
+                        if batch < PRUNE_BATCH as u64 {
+                            return Ok(removed);
+                        }
+                        // As long again for the others: on SQLite, writers waiting for the
+                        // database's one write lock get it between two batches.
+                        tokio::time::sleep(started.elapsed()).await;
+                    }
+                })
             }
 
             fn stats(&self) -> InboxFuture<'_, Stats> {
@@ -696,57 +612,6 @@ mod tests {
     fn an_error_s_nul_bytes_are_replaced_and_the_rest_kept() {
         assert_eq!(error_text("a\0b"), "a\u{fffd}b");
         assert!(matches!(error_text("ok"), std::borrow::Cow::Borrowed("ok")));
-    }
-
-    #[test]
-    fn the_depth_is_counted_by_one_accept_and_skipped_only_far_below_the_limit() {
-        let depth = Depth::default();
-        // Never counted: this accept counts, with the checking statement.
-        assert!(!depth.far_below(100));
-        let refresh = depth.claim_refresh();
-        assert!(refresh.is_some());
-        // The others go on while it counts; with no count yet they still check.
-        assert!(depth.claim_refresh().is_none());
-        assert!(!depth.far_below(100));
-        if let Some(refresh) = refresh {
-            refresh.set(48);
-        }
-        assert!(depth.far_below(100));
-        depth.accepted();
-        assert!(depth.far_below(100));
-        depth.accepted();
-        // 50 of 100: from half the limit on, every accept checks.
-        assert!(!depth.far_below(100));
-        assert!(depth.claim_refresh().is_none());
-    }
-
-    #[test]
-    fn a_refresh_dropped_without_a_count_forgets_the_estimate() {
-        let depth = Depth::default();
-        depth
-            .claim_refresh()
-            .into_iter()
-            .for_each(|refresh| refresh.set(10));
-        assert!(depth.far_below(100));
-        assert!(depth.claim_refresh().is_none(), "fresh: nobody counts");
-        // A second later, the accept that takes the refresh errs or is dropped by its timeout
-        // before counting.
-        {
-            let mut counted = depth
-                .counted
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((at, _)) = counted.as_mut() {
-                *at = at.checked_sub(DEPTH_REFRESH).unwrap_or(*at);
-            }
-        }
-        let refresh = depth.claim_refresh();
-        assert!(refresh.is_some());
-        drop(refresh);
-        // Not trusted any more: the next accept counts, the others check meanwhile.
-        assert!(!depth.far_below(100));
-        assert!(depth.claim_refresh().is_some());
-        assert!(!depth.far_below(100));
     }
 
     #[test]
