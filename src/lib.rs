@@ -77,6 +77,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
+mod diagnose;
 pub mod envelope;
 pub mod error;
 mod event;

@@ -428,10 +428,9 @@ pub fn verified_request(meta: WebhookMeta, body: impl Into<Bytes>) -> Request<Bo
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    request.extensions_mut().insert(VerifiedBody {
-        body,
-        envelope_data,
-    });
+    request
+        .extensions_mut()
+        .insert(VerifiedBody::json(body, envelope_data));
     request.extensions_mut().insert(meta);
     request
 }
