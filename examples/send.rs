@@ -18,6 +18,7 @@
 
 mod shared;
 
+use std::fmt::Write as _;
 use std::io::Write;
 
 use http_body_util::{BodyExt, Full};
@@ -240,6 +241,17 @@ async fn run() -> Result<(), String> {
                 args.url
             )
         })?;
+    report(response, &args.event, &shown_id, scheme.name()).await
+}
+
+/// Prints the receiver's answer to `event` (`shown_id`, as the receiver reports it), and says
+/// what went wrong when it is not a `2xx`.
+async fn report(
+    response: http::Response<Incoming>,
+    event: &str,
+    shown_id: &str,
+    scheme: &str,
+) -> Result<(), String> {
     let status = response.status();
     let duplicate = response.headers().contains_key("x-webhook-duplicate");
     let ignored = response
@@ -254,7 +266,7 @@ async fn run() -> Result<(), String> {
         .unwrap_or_default();
     // Not `println!`: a closed stdout (`send | head -1`) must not panic.
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "sent {} {shown_id} -> {status} {text}", args.event);
+    let _ = writeln!(stdout, "sent {event} {shown_id} -> {status} {text}");
     if duplicate {
         let _ = writeln!(
             stdout,
@@ -276,8 +288,7 @@ async fn run() -> Result<(), String> {
     }
     if status == 415 {
         return Err(format!(
-            "the receiver does not read this body's Content-Type for {} (drop --form?)",
-            scheme.name()
+            "the receiver does not read this body's Content-Type for {scheme} (drop --form?)"
         ));
     }
     if !status.is_success() {
@@ -325,7 +336,9 @@ fn form_payload(json: &str) -> String {
                 form.push(char::from(byte));
             }
             b' ' => form.push('+'),
-            other => form.push_str(&format!("%{other:02X}")),
+            other => {
+                let _ = write!(form, "%{other:02X}");
+            }
         }
     }
     form

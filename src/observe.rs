@@ -6,7 +6,7 @@
 //! Each delivery runs in a span named `webhook` (`SPAN`) with the fields `scheme`, `id`,
 //! `event`, `outcome`, `code` and `duration_us`, and ends with one event: `debug` for an accepted
 //! or duplicate delivery, `info` for a refused one (with `reason`, the
-//! [`Reason`](crate::error::Reason)'s code, and `hint`, when the layer knows more than the code),
+//! [`Reason`]'s code, and `hint`, when the layer knows more than the code),
 //! `warn` when the handler failed. An [`EventRouter`](crate::EventRouter) whose default
 //! fallback acknowledges an event no handler ran for logs it at `info` (`event`, `id`).
 //!
@@ -353,15 +353,18 @@ mod span {
             Outcome::Handled | Outcome::Duplicate | Outcome::Stored => {
                 tracing::debug!(outcome = outcome.as_str(), "webhook delivery answered");
             }
-            Outcome::Rejected => match reason {
-                Some(reason) => tracing::info!(
-                    outcome = outcome.as_str(),
-                    reason = reason.code(),
-                    hint = %reason,
-                    "webhook delivery refused"
-                ),
-                None => tracing::info!(outcome = outcome.as_str(), "webhook delivery refused"),
-            },
+            Outcome::Rejected => {
+                if let Some(reason) = reason {
+                    tracing::info!(
+                        outcome = outcome.as_str(),
+                        reason = reason.code(),
+                        hint = %reason,
+                        "webhook delivery refused"
+                    );
+                } else {
+                    tracing::info!(outcome = outcome.as_str(), "webhook delivery refused");
+                }
+            }
             Outcome::HandlerFailed => {
                 tracing::warn!(
                     outcome = outcome.as_str(),
@@ -415,7 +418,7 @@ mod count {
     use metrics::{Key, Label, Level, Metadata};
 
     use super::{
-        Metrics, Outcome, DUPLICATES, DURATION, HANDLER_FAILURES, IGNORED, INBOX_ATTEMPTS,
+        Metrics, Outcome, DUPLICATES, DURATION, HANDLER_FAILURES, INBOX_ATTEMPTS,
         INBOX_DEAD_LETTERS, INBOX_DEPTH, INBOX_OLDEST_WAITING, IN_FLIGHT, REJECTED, STORE_ERRORS,
         VERIFIED,
     };
@@ -502,7 +505,7 @@ mod count {
 
     #[cfg(feature = "axum")]
     pub(super) fn ignored(scheme: &str) {
-        metrics::counter!(IGNORED, "scheme" => scheme.to_owned()).increment(1);
+        metrics::counter!(super::IGNORED, "scheme" => scheme.to_owned()).increment(1);
     }
 
     pub(super) fn inbox_outcome(outcome: &'static str) {

@@ -194,7 +194,10 @@ fn decode(text: &[u8]) -> String {
         rest = tail;
         match byte {
             b'+' => bytes.push(b' '),
-            b'%' => match (tail.first().and_then(hex), tail.get(1).and_then(hex)) {
+            b'%' => match (
+                tail.first().copied().and_then(hex),
+                tail.get(1).copied().and_then(hex),
+            ) {
                 (Some(high), Some(low)) => {
                     bytes.push(high << 4 | low);
                     rest = &tail[2..];
@@ -210,8 +213,8 @@ fn decode(text: &[u8]) -> String {
     }
 }
 
-fn hex(byte: &u8) -> Option<u8> {
-    char::from(*byte)
+fn hex(byte: u8) -> Option<u8> {
+    char::from(byte)
         .to_digit(16)
         .and_then(|digit| u8::try_from(digit).ok())
 }

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use super::format::Candidates;
 use super::headers::{Headers, Single};
 use super::source::{Part, Source, TimestampFormat, Tolerance};
-use super::spec::Scheme;
+use super::spec::{Scheme, SotionEnvelope};
 use crate::diagnose::Reason;
 use crate::envelope::{check_id, check_token, ParsedEnvelope};
 use crate::error::{Rejection, RejectionKind};
@@ -209,42 +209,7 @@ impl Scheme {
     ) -> Result<Described, Rejection> {
         let event_json = self.body_form(headers)?.event_json(body);
         if let Some(envelope) = &self.envelope {
-            let parsed = ParsedEnvelope::parse(&event_json)?;
-            if let Some(tolerance) = self.tolerance {
-                check_freshness(parsed.timestamp.unix_timestamp(), now, tolerance)?;
-            }
-            agree(headers, &envelope.id_header, parsed.id.as_bytes()).map_err(|reason| {
-                Rejection::new(
-                    RejectionKind::IdMismatch,
-                    "the event-id header is missing or differs from the signed body's `id`",
-                )
-                .with_reason(reason)
-            })?;
-            agree(headers, &envelope.event_header, parsed.event.as_bytes()).map_err(|reason| {
-                Rejection::new(
-                    RejectionKind::EventMismatch,
-                    "the event-type header is missing or differs from the signed body's `type`",
-                )
-                .with_reason(reason)
-            })?;
-            let meta = WebhookMeta {
-                scheme: self.name.clone(),
-                event: Some(parsed.event),
-                action: None,
-                id: parsed.id,
-                delivery: self.delivery(headers),
-                scope: Some(parsed.site_id),
-                tenant: None,
-                timestamp: Some(parsed.timestamp),
-                version: Some(parsed.version),
-                // The id and scope are the signed body's.
-                key: KeyBasis::default(),
-            };
-            return Ok(Described {
-                meta,
-                event: event_json,
-                data: Some(parsed.data),
-            });
+            return self.describe_envelope(envelope, headers, event_json, now);
         }
 
         // Optional facts (event, scope) read from a body that is not JSON are simply absent
@@ -258,36 +223,7 @@ impl Scheme {
             }
             Err(_) => Fields::default(),
         };
-        let id = match &self.id {
-            Source::Header(name) if self.signs_id() => header_text(headers, name)
-                .ok_or(INVALID_ID)
-                .and_then(|id| check_id(id).map(|()| id.into()).map_err(|_| INVALID_ID))?,
-            // Unsigned (GitHub's `X-GitHub-Delivery`): for display only, so a missing or
-            // unusable one is no reason to refuse an authentic delivery.
-            Source::Header(name) => {
-                match header_text(headers, name).filter(|id| check_id(id).is_ok()) {
-                    Some(id) => id.into(),
-                    None => {
-                        crate::observe::warn!(
-                            scheme = %self.name,
-                            field = name.as_str(),
-                            "the (unsigned) id header is missing or unusable; the delivery's id is \
-                             the SHA-256 of its body"
-                        );
-                        faster_hex::hex_string(&Sha256::digest(body)).into()
-                    }
-                }
-            }
-            Source::BodyField(name) => match fields.string(name)? {
-                Some(id) => {
-                    check_id(&id).map_err(|_| INVALID_ID)?;
-                    ByteString::from(id.into_owned())
-                }
-                None => return Err(INVALID_ID),
-            },
-            Source::BodyDigest => faster_hex::hex_string(&Sha256::digest(body)).into(),
-            Source::SignatureTag(_) => return Err(INVALID_ID),
-        };
+        let id = self.id(headers, &fields, body)?;
         let event = self.optional_token("event type", self.event.as_ref(), headers, &fields);
         let action = self.optional_token("action", self.action.as_ref(), headers, &fields);
         let scope = self.scope(headers, &fields);
@@ -323,6 +259,91 @@ impl Scheme {
             meta,
             event: event_json,
             data: None,
+        })
+    }
+
+    /// Sotion's envelope: parsed from the signed body, its timestamp checked, and its id and
+    /// event headers agreeing with it.
+    fn describe_envelope(
+        &self,
+        envelope: &SotionEnvelope,
+        headers: &Headers<'_>,
+        event_json: Bytes,
+        now: i64,
+    ) -> Result<Described, Rejection> {
+        let parsed = ParsedEnvelope::parse(&event_json)?;
+        if let Some(tolerance) = self.tolerance {
+            check_freshness(parsed.timestamp.unix_timestamp(), now, tolerance)?;
+        }
+        agree(headers, &envelope.id_header, parsed.id.as_bytes()).map_err(|reason| {
+            Rejection::new(
+                RejectionKind::IdMismatch,
+                "the event-id header is missing or differs from the signed body's `id`",
+            )
+            .with_reason(reason)
+        })?;
+        agree(headers, &envelope.event_header, parsed.event.as_bytes()).map_err(|reason| {
+            Rejection::new(
+                RejectionKind::EventMismatch,
+                "the event-type header is missing or differs from the signed body's `type`",
+            )
+            .with_reason(reason)
+        })?;
+        let meta = WebhookMeta {
+            scheme: self.name.clone(),
+            event: Some(parsed.event),
+            action: None,
+            id: parsed.id,
+            delivery: self.delivery(headers),
+            scope: Some(parsed.site_id),
+            tenant: None,
+            timestamp: Some(parsed.timestamp),
+            version: Some(parsed.version),
+            // The id and scope are the signed body's.
+            key: KeyBasis::default(),
+        };
+        Ok(Described {
+            meta,
+            event: event_json,
+            data: Some(parsed.data),
+        })
+    }
+
+    /// The event id, from where the scheme reads it.
+    fn id(
+        &self,
+        headers: &Headers<'_>,
+        fields: &Fields<'_>,
+        body: &Bytes,
+    ) -> Result<ByteString, Rejection> {
+        Ok(match &self.id {
+            Source::Header(name) if self.signs_id() => header_text(headers, name)
+                .ok_or(INVALID_ID)
+                .and_then(|id| check_id(id).map(|()| id.into()).map_err(|_| INVALID_ID))?,
+            // Unsigned (GitHub's `X-GitHub-Delivery`): for display only, so a missing or
+            // unusable one is no reason to refuse an authentic delivery.
+            Source::Header(name) => {
+                if let Some(id) = header_text(headers, name).filter(|id| check_id(id).is_ok()) {
+                    id.into()
+                } else {
+                    crate::observe::warn!(
+                        scheme = %self.name,
+                        field = name.as_str(),
+                        "the (unsigned) id header is missing or unusable; the delivery's id is \
+                         the SHA-256 of its body"
+                    );
+                    faster_hex::hex_string(&Sha256::digest(body)).into()
+                }
+            }
+            Source::BodyField(name) => match fields.string(name)? {
+                Some(id) => {
+                    check_id(&id).map_err(|_| INVALID_ID)?;
+                    ByteString::from(id.into_owned())
+                }
+                None => return Err(INVALID_ID),
+            },
+            Source::BodyDigest => faster_hex::hex_string(&Sha256::digest(body)).into(),
+            Source::SignatureTag(_) => return Err(INVALID_ID),
         })
     }
 
