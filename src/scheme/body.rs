@@ -172,8 +172,9 @@ fn form_json(body: &[u8]) -> Bytes {
 }
 
 /// The `name=value` pairs of a form body, decoded; empty pairs (`a=1&&b=2`) are skipped and a
-/// pair without `=` has an empty value, as the WHATWG URL standard parses forms.
-fn parameters(body: &[u8]) -> impl Iterator<Item = (String, String)> + '_ {
+/// pair without `=` has an empty value, as the WHATWG URL standard parses forms. (A scheme that
+/// signs a form's parameters, Twilio's, reads them with this too.)
+pub(crate) fn parameters(body: &[u8]) -> impl Iterator<Item = (String, String)> + '_ {
     body.split(|&byte| byte == b'&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
