@@ -18,8 +18,9 @@ use crate::meta::WebhookMeta;
 ///   GitHub's `X-GitHub-Event`) and, for GitHub, [`WebhookMeta::action`] (the body's
 ///   `action`: `opened` for an `issues` event).
 /// - `payload`: for a Sotion envelope, its `data` object (the envelope's other fields are in
-///   `meta`); for every other scheme, the whole verified body. It shares the request's buffer:
-///   keeping it (`payload.clone()`) copies nothing.
+///   `meta`); for every other scheme, the whole verified body, or for a form body the event's
+///   JSON it carries (GitHub's `payload=`, see [`BodyForm`](crate::scheme::BodyForm)). It
+///   shares the request's buffer: keeping it (`payload.clone()`) copies nothing.
 ///
 /// # Never refuse an authentic event
 ///
@@ -195,7 +196,7 @@ use crate::meta::WebhookMeta;
 /// ```
 pub trait FromEvent: Sized {
     /// Builds the event from a verified delivery's facts and payload (for Sotion: the
-    /// envelope's `data`; for every other scheme: the whole body).
+    /// envelope's `data`; for every other scheme: the whole body, or the JSON a form carries).
     ///
     /// # Errors
     /// When the delivery should be refused with `422 invalid_data`, and so retried by its

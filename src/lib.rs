@@ -5,8 +5,10 @@
 //! other sender described with [`Scheme::builder`]:
 //!
 //! - [`WebhookLayer`], a tower layer that buffers the raw body (bounded), verifies its
-//!   HMAC-SHA256 signature in constant time against every configured secret, checks that the
-//!   event and id headers agree with the signed envelope, and only then calls your handler;
+//!   HMAC-SHA256 signature in constant time against every configured secret, reads the event
+//!   from the body as its sender sent it (JSON, or a form: [`scheme::BodyForm`]), checks that
+//!   the event and id headers agree with the signed envelope, and only then calls your handler;
+//!   each refusal says why to the operator ([`error::Reason`]), never to the sender;
 //! - an idempotency guard ([`idempotency`]) that runs each event's handler once, and never loses
 //!   an event whose handler failed (in memory by default, Redis for several replicas);
 //! - typed events: [`SotionEvent`], a variant per documented Sotion event type with its typed
@@ -78,6 +80,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
+mod diagnose;
 pub mod envelope;
 pub mod error;
 mod event;

@@ -44,6 +44,25 @@ pub struct Secret {
     mac: HmacSha256,
     fingerprint: Fingerprint,
     format: SecretFormat,
+    /// The key read other ways, keyed once too, to explain a refusal (never to accept one).
+    alternatives: Vec<AlternativeKey>,
+}
+
+/// Another reading of a secret's key, tried only to explain a refusal: when a delivery's
+/// signature matches it, the refusal's [`Reason`](crate::error::Reason) says why.
+#[derive(Clone)]
+pub(crate) struct AlternativeKey {
+    pub(crate) mac: HmacSha256,
+    pub(crate) kind: Alternative,
+}
+
+/// What an [`AlternativeKey`] is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Alternative {
+    /// The key without its leading and trailing whitespace.
+    Trimmed,
+    /// The text read in another [`SecretFormat`] than the secret's.
+    ReadAs(SecretFormat),
 }
 
 /// A secret's fingerprint: the first 16 bytes of the HMAC-SHA256, under the secret, of a fixed
@@ -64,7 +83,16 @@ impl Secret {
     /// # Errors
     /// [`ConfigError::EmptySecret`] when `key` is empty.
     pub fn new(key: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        Self::keyed(key.as_ref(), SecretFormat::Raw)
+        let key = key.as_ref();
+        let mut secret = Self::keyed(key, SecretFormat::Raw)?;
+        let trimmed = key.trim_ascii();
+        if trimmed.len() != key.len() {
+            secret.alternative(trimmed, Alternative::Trimmed);
+        }
+        if let Ok(text) = std::str::from_utf8(key) {
+            secret.read_as_base64(text);
+        }
+        Ok(secret)
     }
 
     /// The secret written as `text` in `format`: the text's bytes, or the base64 after the
@@ -76,11 +104,38 @@ impl Secret {
             return Err(ConfigError::SecretWhitespace);
         }
         match format {
-            SecretFormat::Raw => Self::keyed(text.as_bytes(), SecretFormat::Raw),
+            SecretFormat::Raw => {
+                let mut secret = Self::keyed(text.as_bytes(), SecretFormat::Raw)?;
+                secret.read_as_base64(text);
+                Ok(secret)
+            }
             SecretFormat::Base64 { prefix } => {
                 let encoded = text.strip_prefix(prefix.as_ref()).unwrap_or(text);
-                Self::keyed(&decode_base64(encoded)?, format.clone())
+                let mut secret = Self::keyed(&decode_base64(encoded)?, format.clone())?;
+                secret.alternative(text.as_bytes(), Alternative::ReadAs(SecretFormat::Raw));
+                Ok(secret)
             }
+        }
+    }
+
+    /// Keeps `key` as an alternative reading of this secret (an empty one is no key).
+    fn alternative(&mut self, key: &[u8], kind: Alternative) {
+        if let (false, Ok(mac)) = (key.is_empty(), HmacSha256::new_from_slice(key)) {
+            self.alternatives.push(AlternativeKey { mac, kind });
+        }
+    }
+
+    /// For a raw secret whose text is base64 after a `<letters>_` prefix (Standard Webhooks'
+    /// `whsec_`), or base64 as a whole: that decoding, as another scheme would read it.
+    fn read_as_base64(&mut self, text: &str) {
+        let prefix_end = text
+            .find('_')
+            .filter(|&at| at > 0 && text[..at].bytes().all(|b| b.is_ascii_alphabetic()))
+            .map_or(0, |at| at + 1);
+        let (prefix, encoded) = text.split_at(prefix_end);
+        if let Ok(key) = decode_base64(encoded) {
+            let format = SecretFormat::base64(prefix.to_owned());
+            self.alternative(&key, Alternative::ReadAs(format));
         }
     }
 
@@ -99,6 +154,7 @@ impl Secret {
             mac,
             fingerprint,
             format,
+            alternatives: Vec::new(),
         })
     }
 
@@ -118,6 +174,7 @@ impl Secret {
             // Never used: a delivery MACed with this secret is refused whatever it carries.
             fingerprint: Fingerprint::default(),
             format: SecretFormat::Raw,
+            alternatives: Vec::new(),
         }
     }
 
@@ -129,6 +186,11 @@ impl Secret {
     /// This secret's fingerprint (see [`Fingerprint`]).
     pub(crate) fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
+    }
+
+    /// The other readings of this secret's key, to explain a refusal.
+    pub(crate) fn alternatives(&self) -> &[AlternativeKey] {
+        &self.alternatives
     }
 }
 
@@ -196,17 +258,27 @@ impl fmt::Debug for Secret {
 /// counts. Add the new secret first and the old one after it, so that replicas still holding
 /// only the old secret key the delivery the same way.
 ///
+/// Once the rotation is over, a secret no longer accepted may stay as a **retired** one
+/// ([`with_retired`](Self::with_retired)): a delivery it signs is refused like any wrong
+/// signature, and the refusal's [`Reason`](crate::error::Reason) (in the log line, never in the
+/// answer) says the signature matches a previous secret, so a sender that did not switch is
+/// told apart from a forgery.
+///
 /// ```
 /// use tower_webhook::{Secret, Secrets};
 ///
 /// // During rotation: the new secret first, the old one until every sender has switched.
 /// let secrets = Secrets::new(Secret::new("whsec_new")?).with(Secret::new("whsec_old")?);
 /// assert_eq!(secrets.len(), 2);
+/// // After it: the old one is refused, and remembered to explain the refusals.
+/// let after = Secrets::new(Secret::new("whsec_new")?).with_retired(Secret::new("whsec_old")?);
+/// assert_eq!(after.len(), 1);
 /// # Ok::<(), tower_webhook::ConfigError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Secrets {
     secrets: Vec<Secret>,
+    retired: Vec<Secret>,
 }
 
 impl Secrets {
@@ -215,6 +287,7 @@ impl Secrets {
     pub fn new(secret: Secret) -> Self {
         Self {
             secrets: vec![secret],
+            retired: Vec::new(),
         }
     }
 
@@ -225,7 +298,28 @@ impl Secrets {
         self
     }
 
-    /// How many secrets the set holds (at least one).
+    /// Remembers a secret no longer accepted (after a rotation): a delivery it signs is
+    /// refused, with the reason [`Reason::PreviousSecret`](crate::error::Reason::PreviousSecret)
+    /// in the log line and the [`Rejection`](crate::Rejection). It is tried only once no
+    /// accepted secret matched.
+    #[must_use]
+    pub fn with_retired(mut self, secret: Secret) -> Self {
+        self.retired.push(secret);
+        self
+    }
+
+    /// The retired secrets, in the order they were added.
+    pub fn retired(&self) -> impl Iterator<Item = &Secret> {
+        self.retired.iter()
+    }
+
+    /// Adds every secret of `other`, accepted and retired, after this set's own.
+    pub(crate) fn extend(&mut self, other: Secrets) {
+        self.secrets.extend(other.secrets);
+        self.retired.extend(other.retired);
+    }
+
+    /// How many accepted secrets the set holds (at least one; retired ones do not count).
     #[must_use]
     pub fn len(&self) -> usize {
         self.secrets.len()
@@ -237,7 +331,7 @@ impl Secrets {
         self.secrets.is_empty()
     }
 
-    /// The secrets, in the order they were added.
+    /// The accepted secrets, in the order they were added.
     pub fn iter(&self) -> impl Iterator<Item = &Secret> {
         self.secrets.iter()
     }
@@ -256,6 +350,7 @@ impl Secrets {
         match self
             .secrets
             .iter()
+            .chain(&self.retired)
             .find(|secret| !secret.format.decodes_like(expected))
         {
             Some(secret) => Err(ConfigError::SecretFormatMismatch {

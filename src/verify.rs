@@ -22,6 +22,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -78,9 +79,9 @@ pub fn verify(
     now: SystemTime,
 ) -> Result<WebhookMeta, Rejection> {
     check_secret_formats(scheme, secrets)?;
-    let mut check = Pipeline::start(scheme, headers)?.with_secrets(secrets);
+    let mut check = Pipeline::start(scheme, headers)?.with_secrets(Cow::Borrowed(secrets));
     check.update(body);
-    let signed = check.finish(|| now)?;
+    let signed = check.finish(|| now, body)?;
     Ok(signed
         .describe(headers, &Bytes::copy_from_slice(body))?
         .meta)
@@ -100,9 +101,9 @@ pub fn verify_signature(
     now: SystemTime,
 ) -> Result<(), Rejection> {
     check_secret_formats(scheme, secrets)?;
-    let mut check = Pipeline::start(scheme, headers)?.with_secrets(secrets);
+    let mut check = Pipeline::start(scheme, headers)?.with_secrets(Cow::Borrowed(secrets));
     check.update(body);
-    check.finish(|| now).map(drop)
+    check.finish(|| now, body).map(drop)
 }
 
 /// Refuses secrets decoded for another format than the scheme's (a raw `Secret::new` key for
@@ -135,12 +136,14 @@ impl<'s> Pipeline<'s> {
         Ok(Self { scheme, prepared })
     }
 
-    /// The body's check, keyed with every accepted secret.
-    pub(crate) fn with_secrets(self, secrets: &Secrets) -> BodyCheck<'s> {
-        let mac = BodyMac::new(secrets, &self.prepared.prefix);
+    /// The body's check, keyed with every accepted secret. The secrets stay with it, to
+    /// explain a refusal (borrowed, or a tenant's, owned).
+    pub(crate) fn with_secrets(self, secrets: Cow<'s, Secrets>) -> BodyCheck<'s> {
+        let mac = BodyMac::new(&secrets, &self.prepared.prefix);
         BodyCheck {
             pipeline: self,
             mac,
+            secrets,
         }
     }
 }
@@ -149,6 +152,7 @@ impl<'s> Pipeline<'s> {
 pub(crate) struct BodyCheck<'s> {
     pipeline: Pipeline<'s>,
     mac: BodyMac,
+    secrets: Cow<'s, Secrets>,
 }
 
 impl<'s> BodyCheck<'s> {
@@ -156,12 +160,29 @@ impl<'s> BodyCheck<'s> {
         self.mac.update(chunk);
     }
 
-    /// After the whole body: the signature (in constant time, against every secret), then the
-    /// freshness of a signed header timestamp. The clock is read only for a scheme with a
-    /// tolerance.
-    pub(crate) fn finish(self, now: impl FnOnce() -> SystemTime) -> Result<Signed<'s>, Rejection> {
+    /// After the whole `body` (the bytes the MACs were fed): the signature (in constant time,
+    /// against every secret), then the freshness of a signed header timestamp. The clock is
+    /// read only for a scheme with a tolerance. When no secret matches, the refusal carries
+    /// the [`Reason`](crate::error::Reason) the diagnosis finds (the only work done for it).
+    pub(crate) fn finish(
+        self,
+        now: impl FnOnce() -> SystemTime,
+        body: &[u8],
+    ) -> Result<Signed<'s>, Rejection> {
         let Pipeline { scheme, prepared } = self.pipeline;
-        let verified_by = self.mac.finish(&prepared.candidates)?;
+        let verified_by = match self.mac.finish(&prepared.candidates) {
+            Ok(verified_by) => verified_by,
+            Err(rejection) => {
+                let reason = crate::diagnose::mismatch(
+                    &prepared.candidates,
+                    &prepared.prefix,
+                    body,
+                    &self.secrets,
+                    scheme.secret_format(),
+                );
+                return Err(rejection.with_reason(reason));
+            }
+        };
         let now = match scheme.tolerance {
             Some(_) => unix_seconds(now()),
             None => 0,
@@ -272,7 +293,7 @@ impl BodyMac {
 
 /// Compares a finished MAC with every candidate, in constant time, as four 64-bit words each
 /// (see BENCHMARKS.md, "Tricks").
-fn matches_any(mac: HmacSha256, candidates: &Candidates) -> Choice {
+pub(crate) fn matches_any(mac: HmacSha256, candidates: &Candidates) -> Choice {
     let computed = words(&mac.finalize().into_bytes().into());
     candidates
         .iter()

@@ -8,12 +8,14 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
+use axum::routing::post;
+use axum::Router;
 use common::{meta_app, send, Down};
 use http_body_util::BodyExt;
 use tower_webhook::layer::WebhookLayerBuilder;
 use tower_webhook::scheme::Outgoing;
 use tower_webhook::testing::{signed_request, sotion_event_with_data, sotion_request};
-use tower_webhook::{ResolveError, Scheme, Secret, Tenant, WebhookLayer};
+use tower_webhook::{EventRouter, ResolveError, Scheme, Secret, Tenant, WebhookLayer};
 
 const SECRET: &str = "whsec_TOP_SECRET_never_printed_42";
 const STRIPE_SECRET: &str = "whsec_stripe_TOP_SECRET";
@@ -117,6 +119,8 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
 
         responses.push(misconfigured_tenant(unix).await);
 
+        responses.extend(explained_and_ignored().await);
+
         let mut answered = String::new();
         for response in responses {
             let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -146,6 +150,7 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
         .find(|l| l.contains("resolver gave secrets the scheme cannot"));
     assert!(cannot_use.is_some_and(|l| l.contains("ERROR") && l.contains("tenant=acme")));
     assert!(logs.contains("code=\"secrets_unavailable\""), "{logs}");
+    assert_explained_and_ignored(&logs);
     // What must never be there.
     let hex = signature.trim_start_matches("sha256=");
     for (text, what) in [(&logs, "logs"), (&answered, "responses")] {
@@ -187,4 +192,69 @@ async fn misconfigured_tenant(unix: i64) -> axum::response::Response {
     assert!(response.headers().contains_key("retry-after"));
     assert_eq!(seen.runs(), 0);
     response
+}
+
+/// A refusal with a reason (a sender still signing with a retired secret), and an event no
+/// handler ran for.
+async fn explained_and_ignored() -> Vec<axum::response::Response> {
+    let mut responses = Vec::new();
+    // A refusal's reason and hint: a sender still signing with a retired secret.
+    let (rotated, _) = meta_app(
+        WebhookLayer::builder(Scheme::sotion())
+            .with_secret("whsec_new_secret")
+            .with_retired_secret(SECRET),
+        "/webhooks",
+    );
+    responses.push(
+        send(
+            &rotated,
+            sotion_request(&secret(), body_with_marker("evt_old")),
+        )
+        .await,
+    );
+
+    // An event no handler ran for: logged at `info` with its name.
+    let events = EventRouter::new().on("member.deleted", || async { "ok" });
+    let routed = Router::new().route(
+        "/webhooks",
+        post(events).route_layer(sotion().build().unwrap()),
+    );
+    let ignored = send(
+        &routed,
+        sotion_request(&secret(), body_with_marker("evt_ignored")),
+    )
+    .await;
+    assert_eq!(ignored.headers()["x-webhook-ignored"], "member.created");
+    responses.push(ignored);
+    responses
+}
+
+/// What `explained_and_ignored` logs: the refusals' reasons and hints, the ignored event.
+fn assert_explained_and_ignored(logs: &str) {
+    // Refusals say why, for the operator.
+    let forged = logs
+        .lines()
+        .find(|l| l.contains("code=\"signature_mismatch\"") && l.contains("refused"));
+    assert!(
+        forged.is_some_and(|l| l.contains("reason=\"no_secret_matches\"") && l.contains("hint=")),
+        "{logs}"
+    );
+    let retired = logs
+        .lines()
+        .find(|l| l.contains("reason=\"previous_secret\""));
+    assert!(
+        retired
+            .is_some_and(|l| l.contains("INFO")
+                && l.contains("hint=the signature matches a previous secret")),
+        "{logs}"
+    );
+    let ignored = logs
+        .lines()
+        .find(|l| l.contains("no handler ran for this event"));
+    assert!(
+        ignored.is_some_and(|l| l.contains("INFO")
+            && l.contains("event=\"member.created\"")
+            && l.contains("id=\"evt_ignored\"")),
+        "{logs}"
+    );
 }

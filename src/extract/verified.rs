@@ -10,6 +10,11 @@ use crate::layer::VerifiedBody;
 /// The whole verified body, deserialized from JSON into `T`, for any scheme: a tuple newtype
 /// like axum's `Json<T>`, but only ever built from bytes whose signature verified.
 ///
+/// A form body is read as the event's JSON it carries (see
+/// [`BodyForm`](crate::scheme::BodyForm)): the JSON in its `payload` parameter (GitHub's
+/// `form` content type, Slack's interactivity), or an object of its parameters (Slack's slash
+/// commands). The raw `Bytes` extractor still gives the exact bytes that were signed.
+///
 /// Needs the [`WebhookLayer`](crate::WebhookLayer) (`500` without it); a body that does not
 /// fit `T` is `422 invalid_data`, and the sender retries it. Pair it with
 /// [`WebhookMeta`](crate::WebhookMeta) for the id, event and timestamp.
@@ -48,11 +53,11 @@ where
     type Rejection = VerifiedRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let VerifiedBody { body, .. } = parts
+        let VerifiedBody { event, .. } = parts
             .extensions
             .get::<VerifiedBody>()
             .ok_or(MissingWebhookLayer)?;
-        serde_json::from_slice(body)
+        serde_json::from_slice(event)
             .map(Verified)
             .map_err(|error| InvalidData(error).into())
     }

@@ -795,7 +795,16 @@ fn rebuild<B: InboxBackend>(delivery: &Delivery, attempt: Attempt<B>) -> Request
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     let facts = delivery.facts();
     let extensions = request.extensions_mut();
-    extensions.insert(VerifiedBody::stored(body, facts.version.is_some()));
+    let content_type = delivery
+        .headers()
+        .iter()
+        .find(|(name, _)| name == header::CONTENT_TYPE)
+        .map(|(_, value)| value);
+    extensions.insert(VerifiedBody::stored(
+        body,
+        content_type,
+        facts.version.is_some(),
+    ));
     extensions.insert(WebhookMeta::from_facts(facts, *delivery.key()));
     extensions.insert(attempt);
     extensions.insert(FromInbox);

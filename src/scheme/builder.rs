@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use http::header::HeaderName;
 
+use super::body::{BodyForm, JSON_ONLY};
 use super::format::SignatureFormat;
 use super::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
 use super::spec::{signs_id, signs_scope, Scheme};
@@ -31,6 +32,7 @@ impl Scheme {
             delivery: None,
             unsigned_id_and_scope: false,
             secret_format: SecretFormat::Raw,
+            bodies: JSON_ONLY,
         }
     }
 }
@@ -67,6 +69,7 @@ pub struct SchemeBuilder {
     delivery: Option<String>,
     unsigned_id_and_scope: bool,
     secret_format: SecretFormat,
+    bodies: Cow<'static, [BodyForm]>,
 }
 
 impl SchemeBuilder {
@@ -137,6 +140,18 @@ impl SchemeBuilder {
     #[must_use]
     pub fn with_secret_format(mut self, format: SecretFormat) -> Self {
         self.secret_format = format;
+        self
+    }
+
+    /// The body forms the sender uses, told apart by `Content-Type` (default: JSON only; see
+    /// [`BodyForm`]): `&[BodyForm::Json, BodyForm::Form]` for a sender that sends forms too
+    /// (GitHub, Slack), `&[BodyForm::Form]` for one that sends only forms (Twilio). A delivery
+    /// in another form is refused with `415 unsupported_media_type` once its signature
+    /// verified. An empty list is taken as JSON only.
+    #[must_use]
+    pub fn with_body_forms(mut self, forms: impl Into<Cow<'static, [BodyForm]>>) -> Self {
+        let forms = forms.into();
+        self.bodies = if forms.is_empty() { JSON_ONLY } else { forms };
         self
     }
 
@@ -250,6 +265,7 @@ impl SchemeBuilder {
             delivery: self.delivery.as_deref().map(header).transpose()?,
             envelope: None,
             secret_format: self.secret_format,
+            bodies: self.bodies,
         })
     }
 }

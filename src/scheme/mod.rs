@@ -9,9 +9,22 @@
 //!
 //! Files: `spec.rs` holds the [`Scheme`] type and its accessors, `presets.rs` the named
 //! senders, `builder.rs` [`SchemeBuilder`], `sign.rs` signing ([`Scheme::sign`], [`Outgoing`]),
-//! `source.rs` where facts are read from, `format.rs` the signature header's shape, and
-//! `headers.rs` / `read.rs` what the layer asks of a scheme per request.
+//! `source.rs` where facts are read from, `format.rs` the signature header's shape, `body.rs`
+//! the body forms a sender uses ([`BodyForm`]: JSON, forms) and how the event is read from
+//! each, and `headers.rs` / `read.rs` what the layer asks of a scheme per request.
+//!
+//! # Bodies
+//!
+//! The signature is checked over the raw bytes; then the event is read from the body in the
+//! form its `Content-Type` names, among the forms the scheme lists
+//! ([`Scheme::body_forms`], [`SchemeBuilder::with_body_forms`]): JSON for every preset, and
+//! forms too for GitHub (its `form` content type, the default of its REST API, sends
+//! `payload=<JSON>`) and Slack (interactivity's `payload=`, slash commands' parameters). The
+//! extractors and the event router read the event's JSON whichever form carried it; the raw
+//! bytes stay the request's body. A form the scheme does not list is refused with
+//! `415 unsupported_media_type`, never acknowledged unread.
 
+mod body;
 mod builder;
 mod format;
 mod headers;
@@ -21,6 +34,7 @@ mod sign;
 mod source;
 mod spec;
 
+pub use self::body::BodyForm;
 pub use self::builder::SchemeBuilder;
 pub(crate) use self::format::Candidates;
 pub(crate) use self::format::DIGEST_LEN;

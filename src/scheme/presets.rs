@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use http::header::HeaderName;
 
+use super::body::{JSON_ONLY, JSON_OR_FORM};
 use super::format::{Encoding, SignatureFormat};
 use super::source::{Part, SecretFormat, Source, TimestampFormat};
 use super::spec::{
@@ -39,6 +40,7 @@ impl Scheme {
                 event_header: SOTION_EVENT,
             }),
             secret_format: SecretFormat::Raw,
+            bodies: JSON_ONLY,
         }
     }
 
@@ -62,6 +64,7 @@ impl Scheme {
             delivery: None,
             envelope: None,
             secret_format: SecretFormat::Raw,
+            bodies: JSON_ONLY,
         }
     }
 
@@ -75,8 +78,15 @@ impl Scheme {
     /// `X-GitHub-Delivery` is a duplicate of itself, and never blocks or swallows the event
     /// that id belongs to. Replayed under another `X-GitHub-Event`, it reaches that event's
     /// handler once, and never completes the genuine event's key.
-    /// [`WebhookMeta::id`](crate::WebhookMeta::id) still reports the header's id. Two
-    /// genuinely different events with byte-identical bodies would count as one.
+    /// [`WebhookMeta::id`](crate::WebhookMeta::id) still reports the header's id (for display
+    /// only: a delivery without a usable `X-GitHub-Delivery` is handled all the same, its id
+    /// then the hex SHA-256 of the body). Two genuinely different events with byte-identical
+    /// bodies would count as one.
+    ///
+    /// Bodies are JSON (`application/json`) or, with the webhook's content type set to `form`
+    /// (the REST API's default), `application/x-www-form-urlencoded` with the JSON in its
+    /// `payload` parameter: both are verified over the bytes sent and read alike (the
+    /// `action`, the extractors, the event router).
     #[must_use]
     pub fn github() -> Self {
         Self {
@@ -93,6 +103,7 @@ impl Scheme {
             delivery: None,
             envelope: None,
             secret_format: SecretFormat::Raw,
+            bodies: JSON_OR_FORM,
         }
     }
 
@@ -127,6 +138,7 @@ impl Scheme {
             secret_format: SecretFormat::Base64 {
                 prefix: Cow::Borrowed("whsec_"),
             },
+            bodies: JSON_ONLY,
         }
     }
 
@@ -150,13 +162,16 @@ impl Scheme {
             delivery: None,
             envelope: None,
             secret_format: SecretFormat::Raw,
+            bodies: JSON_ONLY,
         }
     }
 
     /// Slack: `X-Slack-Signature: v0=<hex>` over `v0:<X-Slack-Request-Timestamp>:<body>`,
-    /// within 5 minutes. Slack bodies carry no common id, so the id is the SHA-256 of the body;
-    /// the event type is a JSON body's `type` (`event_callback`, ...), and none for
-    /// form-encoded bodies (slash commands, interactions).
+    /// within 5 minutes. Slack bodies carry no common id, so the id is the SHA-256 of the body.
+    /// Bodies are JSON (the Events API) or forms: interactivity sends its JSON in a `payload`
+    /// parameter, slash commands plain parameters (read as a JSON object of them). The event
+    /// type is the JSON's `type` (`event_callback`, `block_actions`, ...), and none for a slash
+    /// command (its `command` parameter names it).
     #[must_use]
     pub fn slack() -> Self {
         Self {
@@ -181,6 +196,7 @@ impl Scheme {
             delivery: None,
             envelope: None,
             secret_format: SecretFormat::Raw,
+            bodies: JSON_OR_FORM,
         }
     }
 
@@ -228,7 +244,9 @@ mod tests {
             if let Some(tolerance) = preset.tolerance {
                 builder = builder.with_tolerance(tolerance);
             }
-            builder = builder.with_secret_format(preset.secret_format.clone());
+            builder = builder
+                .with_secret_format(preset.secret_format.clone())
+                .with_body_forms(preset.bodies.clone());
             // GitHub's id is unsigned: its preset makes the same choice as this opt-in.
             assert_eq!(preset.signs_id_and_scope(), name != "github", "{name}");
             if !preset.signs_id_and_scope() {

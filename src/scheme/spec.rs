@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http::header::HeaderName;
 
+use super::body::BodyForm;
 use super::format::SignatureFormat;
 use super::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
 use crate::error::ConfigError;
@@ -67,6 +68,8 @@ pub struct Scheme {
     pub(crate) delivery: Option<HeaderName>,
     pub(crate) envelope: Option<SotionEnvelope>,
     pub(crate) secret_format: SecretFormat,
+    /// The body forms the sender uses (`JSON_ONLY` for most), told apart by `Content-Type`.
+    pub(crate) bodies: Cow<'static, [BodyForm]>,
 }
 
 impl Scheme {
