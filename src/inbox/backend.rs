@@ -63,6 +63,29 @@ pub enum Replay {
     DeadOrDone,
 }
 
+/// An owner's outcome for [`InboxBackend::finish`], which records many in one call: each is
+/// what the single call of the same name records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Finish {
+    /// [`InboxBackend::complete`]: done.
+    Done,
+    /// [`InboxBackend::retry`]: pending, due `delay` from now, with `error` as the last error.
+    Retry {
+        /// How long from now the delivery is due again.
+        delay: Duration,
+        /// The attempt's error.
+        error: String,
+    },
+    /// [`InboxBackend::dead_letter`]: dead, with `error`.
+    Dead {
+        /// The last attempt's error.
+        error: String,
+    },
+    /// [`InboxBackend::release`]: pending, due now, the attempt not counted.
+    Release,
+}
+
 /// A worker's hold on a running delivery: the delivery's key, the fencing token of this claim,
 /// and the attempt it started. Every outcome is recorded only while the token is the one stored
 /// with the delivery.
@@ -354,6 +377,59 @@ pub trait InboxBackend: Send + Sync + 'static {
 
     /// Counts by state and the oldest waiting delivery's age.
     fn stats(&self) -> InboxFuture<'_, Stats>;
+
+    /// Records the outcomes of many leases, each as its single call would (`complete`,
+    /// `retry`, `dead_letter`, `release`), and answers, in the same order, whether each was
+    /// still its owner's. A backend that can records them in one transaction or script (the
+    /// workers' completer flushes its outcomes through it); the default calls the single
+    /// methods one after another.
+    ///
+    /// On an error, which of the outcomes took effect is unknown (none, for a backend that
+    /// records them in one transaction): the caller reads the deliveries again.
+    fn finish<'a>(&'a self, outcomes: &'a [(Lease, Finish)]) -> InboxFuture<'a, Vec<bool>> {
+        Box::pin(async move {
+            let mut owned = Vec::with_capacity(outcomes.len());
+            for (lease, finish) in outcomes {
+                owned.push(match finish {
+                    Finish::Done => self.complete(lease).await?,
+                    Finish::Retry { delay, error } => self.retry(lease, *delay, error).await?,
+                    Finish::Dead { error } => self.dead_letter(lease, error).await?,
+                    Finish::Release => self.release(lease).await?,
+                });
+            }
+            Ok(owned)
+        })
+    }
+
+    /// Extends many leases to end `duration` from now, each as [`renew`](Self::renew) would,
+    /// and answers, in the same order, whether each was still its owner's. A backend that can
+    /// does it in one statement or script (the workers renew every running delivery's lease
+    /// through it once per interval); the default calls `renew` for each.
+    fn renew_all<'a>(
+        &'a self,
+        leases: &'a [Lease],
+        duration: Duration,
+    ) -> InboxFuture<'a, Vec<bool>> {
+        Box::pin(async move {
+            let mut owned = Vec::with_capacity(leases.len());
+            for lease in leases {
+                owned.push(self.renew(lease, duration).await?);
+            }
+            Ok(owned)
+        })
+    }
+
+    /// Resolves when deliveries may have become due (a new one was accepted, in this process
+    /// or, for a shared backend that can tell, in another), or after `timeout` at the latest:
+    /// the workers' producer waits here when it found nothing to claim, instead of polling.
+    /// It may resolve early or spuriously; the caller claims and waits again. The default
+    /// waits `timeout` (polling).
+    fn wait_for_work(&self, timeout: Duration) -> InboxFuture<'_, ()> {
+        Box::pin(async move {
+            tokio::time::sleep(timeout).await;
+            Ok(())
+        })
+    }
 }
 
 /// `future`, or [`InboxError::Timeout`] after `timeout`.

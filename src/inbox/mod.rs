@@ -68,8 +68,8 @@ mod worker;
 pub mod conformance;
 
 pub use self::backend::{
-    Accepted, Claim, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease, Replay, Stats,
-    DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_DEPTH, DEFAULT_PREFIX, DEFAULT_TIMEOUT,
+    Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease, Replay,
+    Stats, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_DEPTH, DEFAULT_PREFIX, DEFAULT_TIMEOUT,
 };
 pub use self::delivery::{is_never_stored, Delivery, DeliveryState, Facts, Record, UnknownState};
 #[cfg(feature = "postgres")]
