@@ -413,11 +413,6 @@ async fn leases<B: InboxBackend>(inbox: &B) {
         fresh.attempt() == 2,
         "a claim after an expired lease counts a new attempt",
     );
-    let record = call(inbox.get(taken.key())).await;
-    expect(
-        record.is_some_and(|r| r.attempts == fresh.attempt() && r.attempts > stale.attempt()),
-        "get counts the attempt of a takeover (more than the stale lease's)",
-    );
     stale_owner_is_refused(inbox, &stale).await;
     expect(
         call(inbox.complete(&fresh)).await,
@@ -427,17 +422,7 @@ async fn leases<B: InboxBackend>(inbox: &B) {
         !call(inbox.complete(&fresh)).await,
         "complete of a done delivery is refused",
     );
-    // The workers tell a delivery their own attempt completed (in the handler's transaction)
-    // from one taken over by the renewal's refusal and what `get` shows.
-    expect(
-        !call(inbox.renew(&fresh, LONG)).await,
-        "renew of a done delivery is refused",
-    );
-    let record = call(inbox.get(taken.key())).await;
-    expect(
-        record.is_some_and(|r| r.state == DeliveryState::Done && r.attempts == fresh.attempt()),
-        "get shows a completed delivery done, with the attempt count of the lease that completed it",
-    );
+    completed_by_its_owner(inbox, &fresh).await;
 
     // `renewed` is not due: its lease was renewed.
     let next = call(inbox.claim(LONG, 10)).await;
@@ -476,6 +461,21 @@ async fn leases<B: InboxBackend>(inbox: &B) {
     );
 }
 
+/// The delivery of `owner` was just completed by it. The workers tell a delivery their own
+/// attempt completed (in the handler's transaction) from one taken over by the renewal's refusal
+/// and what `get` shows.
+async fn completed_by_its_owner<B: InboxBackend>(inbox: &B, owner: &Lease) {
+    expect(
+        !call(inbox.renew(owner, LONG)).await,
+        "renew of a done delivery is refused",
+    );
+    let record = call(inbox.get(owner.key())).await;
+    expect(
+        record.is_some_and(|r| r.state == DeliveryState::Done && r.attempts == owner.attempt()),
+        "get shows a completed delivery done, with the attempt count of the lease that completed it",
+    );
+}
+
 /// Every outcome by `stale`, whose delivery was claimed again, is refused and changes nothing.
 async fn stale_owner_is_refused<B: InboxBackend>(inbox: &B, stale: &Lease) {
     for (refused, rule) in [
@@ -504,8 +504,14 @@ async fn stale_owner_is_refused<B: InboxBackend>(inbox: &B, stale: &Lease) {
     }
     let record = call(inbox.get(stale.key())).await;
     expect(
-        record.is_some_and(|r| r.state == DeliveryState::Running && r.last_error.is_none()),
+        record
+            .as_ref()
+            .is_some_and(|r| r.state == DeliveryState::Running && r.last_error.is_none()),
         "a stale owner changes nothing",
+    );
+    expect(
+        record.is_some_and(|r| r.attempts > stale.attempt()),
+        "get counts the attempt of a takeover (more than the stale lease's)",
     );
 }
 

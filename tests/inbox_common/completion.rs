@@ -241,7 +241,7 @@ async fn run_until_done<B: Transactional>(
 }
 
 /// A handler runs a statement that fails inside its completion and ignores the error (on
-/// PostgreSQL the transaction is then aborted, and `COMMIT` is answered `ROLLBACK`), ignores
+/// Postgres the transaction is then aborted, and `COMMIT` is answered `ROLLBACK`), ignores
 /// commit's answer too, and answers `200`: a commit is reported only when the effect was
 /// committed, and the delivery is done only with its effect.
 pub(crate) async fn a_completion_whose_transaction_failed_is_never_reported_committed<

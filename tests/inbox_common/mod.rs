@@ -505,6 +505,9 @@ pub(crate) async fn a_failure_whose_text_holds_a_nul_byte_is_retried_and_dead_le
     );
 }
 
+/// What the outcome hook reported: event id, attempt, outcome.
+type Outcomes = (String, u32, &'static str);
+
 /// The worker's own completion (after a `200`) reaches the server and is committed, but the
 /// connection is cut before the answer comes back (through `proxy`, which `inbox` connects
 /// through): the worker reads the delivery again and reports what it finds, `done`, rather than
@@ -546,7 +549,7 @@ pub(crate) async fn an_outcome_whose_answer_was_lost_is_read_again_and_reported_
             }
         },
     );
-    let reported: Arc<Mutex<Vec<(String, u32, &'static str)>>> = Arc::default();
+    let reported: Arc<Mutex<Vec<Outcomes>>> = Arc::default();
     let into = Arc::clone(&reported);
     let running = Workers::new(inbox.clone(), service)
         .with_workers(NonZeroUsize::new(1).unwrap())

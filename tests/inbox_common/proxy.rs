@@ -1,4 +1,4 @@
-//! A TCP proxy between an inbox and its server (PostgreSQL, Redis) that cuts a connection right
+//! A TCP proxy between an inbox and its server (Postgres, Redis) that cuts a connection right
 //! after a request reached the server, before its answer comes back: the client sees its
 //! connection closed under a request the server carried out (a commit whose answer was lost).
 
