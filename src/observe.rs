@@ -20,7 +20,7 @@
 //! | `webhook_handler_failures_total` | counter | `scheme` | handler answers that were not `2xx`, or errors |
 //! | `webhook_duration_seconds` | histogram | `scheme`, `outcome` | time from the request reaching the layer to its answer (`stored` in inbox mode) |
 //! | `webhook_ignored_total` | counter | `scheme` | deliveries an [`EventRouter`](crate::EventRouter)'s default fallback acknowledged: no handler ran (the event's name is in the log line, never a label: names are not bounded) |
-//! | `webhook_inbox_attempts_total` | counter | `outcome` | inbox handler runs, by outcome: `done`, `retried`, `dead`, `released` (graceful shutdown), `lost` (the lease was lost), `stale` (the outcome was refused: the lease had been taken over) |
+//! | `webhook_inbox_attempts_total` | counter | `outcome` | inbox handler runs, by outcome (`inbox::Outcome`): `done` (answered `2xx`, or its own completion committed), `retried` (failed, due again after a backoff; a completion begun and not committed is a failure), `dead` (failed, dead-lettered), `released` (stopped by a graceful shutdown, given back), `stale` (the delivery was no longer the attempt's: its lease ran out or was taken over while the handler ran, which was stopped, or it was claimed again, purged or replayed before the outcome was recorded), `lost` (the outcome could not be recorded, and the delivery read again was still running under the attempt, or could not be read: it runs again once its lease runs out). An outcome whose answer was lost is read again and counted as found |
 //! | `webhook_inbox_dead_letters_total` | counter | | deliveries dead-lettered after their last attempt |
 //! | `webhook_inbox_depth` | gauge | | deliveries waiting (pending or running), read by the workers every 10 s |
 //! | `webhook_inbox_oldest_waiting_seconds` | gauge | | age of the oldest waiting delivery (0 when none) |
@@ -276,7 +276,7 @@ pub(crate) fn inbox_span(scheme: &str, id: &str, event: Option<&str>, attempt: u
 }
 
 /// Records how an inbox attempt ended, on its span and in the counters: `outcome` is one of
-/// `done`, `retried`, `dead`, `released`, `lost`, `stale`.
+/// `done`, `retried`, `dead`, `released`, `lost`, `stale` (`inbox::Outcome::as_str`).
 pub(crate) fn inbox_outcome(span: &Span, outcome: &'static str) {
     span::inbox_outcome(span, outcome);
     count::inbox_outcome(outcome);

@@ -591,6 +591,72 @@ async fn a_prune_removes_the_others_past_a_locked_done_delivery_within_its_timeo
 #[tokio::test]
 async fn a_database_from_before_the_depth_counter_is_migrated_with_its_waiting_deliveries_counted()
 {
+
+/// The completion scenarios' effect on Postgres: a row in `{prefix}effects`, keyed by event id.
+#[cfg(feature = "axum")]
+impl inbox_common::completion::Transactional for PostgresInbox {
+    type Completion = tower_webhook::inbox::Completion<sqlx::Postgres>;
+
+    async fn prepare(&self) {
+        let table = format!("{}effects", self.options().prefix());
+        sqlx::raw_sql(&format!("CREATE TABLE {table} (event_id text PRIMARY KEY)"))
+            .execute(self.pool())
+            .await
+            .unwrap();
+    }
+
+    async fn begin(
+        attempt: &tower_webhook::inbox::Attempt<Self>,
+    ) -> Result<Option<Self::Completion>, InboxError> {
+        attempt.begin_complete().await
+    }
+
+    async fn write(&self, completion: &mut Self::Completion, id: &str) {
+        let table = format!("{}effects", self.options().prefix());
+        sqlx::query(&format!("INSERT INTO {table} (event_id) VALUES ($1)"))
+            .bind(id)
+            .execute(&mut **completion)
+            .await
+            .unwrap();
+    }
+
+    async fn fail(&self, completion: &mut Self::Completion, id: &str) {
+        let table = format!("{}effects", self.options().prefix());
+        // "Ignore a duplicate": the error is tolerated, but Postgres aborts the transaction.
+        let duplicate = sqlx::query(&format!("INSERT INTO {table} (event_id) VALUES ($1)"))
+            .bind(id)
+            .execute(&mut **completion)
+            .await;
+        assert!(duplicate.is_err(), "the second insert of one key succeeded");
+    }
+
+    async fn commit(completion: Self::Completion) -> bool {
+        completion.commit().await.is_ok()
+    }
+
+    async fn effects(&self) -> Vec<String> {
+        let table = format!("{}effects", self.options().prefix());
+        sqlx::query_scalar(&format!("SELECT event_id FROM {table} ORDER BY 1"))
+            .fetch_all(self.pool())
+            .await
+            .unwrap()
+    }
+}
+
+/// What a handler may rely on when it completes its delivery itself (the scenarios of
+/// `tests/inbox_common/completion.rs`), each in an inbox of its own on one server.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_completion_scenarios_run_on_postgres() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let fresh = || server.inbox(InboxOptions::new().with_prefix(prefix()).unwrap());
+    inbox_common::completion::every_completion_scenario(fresh).await;
+}
+
+#[tokio::test]
+async fn a_completion_whose_transaction_was_aborted_is_not_committed_and_says_so() {
     let Some(server) = PostgresServer::start() else {
         return;
     };
@@ -654,4 +720,56 @@ async fn a_database_from_before_the_depth_counter_is_migrated_with_its_waiting_d
             .await
             .unwrap();
     assert_eq!(versions, [1, 2]);
+
+    sqlx::raw_sql("CREATE TABLE orders (id text PRIMARY KEY)")
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    let stored = delivery("evt_aborted");
+    inbox.accept(&stored).await.unwrap();
+    let lease = inbox.claim(Duration::from_secs(60), 1).await.unwrap()[0]
+        .lease
+        .clone();
+    let mut completion = inbox.begin_complete(&lease).await.unwrap().unwrap();
+    for _ in 0..2 {
+        // The second insert fails (a duplicate), and aborts the transaction.
+        let _ = sqlx::query("INSERT INTO orders (id) VALUES ('ord_1')")
+            .execute(&mut *completion)
+            .await;
+    }
+    let committed = completion.commit().await;
+    assert!(
+        committed.is_err(),
+        "an aborted transaction was reported committed"
+    );
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(inbox.pool())
+        .await
+        .unwrap();
+    assert_eq!(orders, 0);
+    // Nothing happened: the delivery is still its owner's, to retry.
+    let record = inbox.get(stored.key()).await.unwrap().unwrap();
+    assert_eq!(record.state, DeliveryState::Running);
+    assert!(inbox
+        .retry(&lease, Duration::ZERO, "aborted")
+        .await
+        .unwrap());
+}
+
+/// The worker's completion is committed, and its connection cut before the answer.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_whose_answer_was_lost_is_read_again_on_postgres() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let proxy = std::sync::Arc::new(inbox_common::proxy::Proxy::start(server.port).await);
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port());
+    let inbox = PostgresInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    inbox_common::an_outcome_whose_answer_was_lost_is_read_again_and_reported_as_found(
+        inbox, proxy,
+    )
+    .await;
 }

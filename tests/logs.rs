@@ -129,7 +129,12 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
         (answered, signature)
     });
 
+    #[cfg(feature = "sqlite")]
+    runtime.block_on(completion_dropped_without_commit());
+
     let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    #[cfg(feature = "sqlite")]
+    a_dropped_completion_is_warned_of(&logs);
     // What happened is there: ids (escaped), outcomes, codes, schemes, durations.
     assert!(logs.contains(r#"id="evt_logged\"q""#), "{logs}");
     assert!(logs.contains("outcome=\"handled\""), "{logs}");
@@ -162,6 +167,71 @@ fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
         assert!(!text.contains(hex), "the signature is in the {what}");
         assert!(!text.contains(BODY_MARKER), "the body is in the {what}");
     }
+}
+
+/// The inbox handler that dropped its completion and answered 200: a warning naming the event
+/// and its id.
+#[cfg(feature = "sqlite")]
+fn a_dropped_completion_is_warned_of(logs: &str) {
+    let dropped = logs
+        .lines()
+        .find(|l| l.contains("completion dropped without commit"))
+        .unwrap_or_default();
+    let named = [r#"id="evt_dropped""#, r#"event="member.created""#];
+    assert!(
+        dropped.contains("WARN") && named.iter().all(|n| dropped.contains(n)),
+        "{logs}"
+    );
+}
+
+/// An inbox handler (`SQLite`) that begins its completion and drops it without a commit, then
+/// answers `200`, at its first attempt; the second commits.
+#[cfg(feature = "sqlite")]
+async fn completion_dropped_without_commit() {
+    use std::time::Duration;
+
+    use tower_webhook::idempotency::IdempotencyKey;
+    use tower_webhook::inbox::{
+        Attempt, Delivery, DeliveryState, Facts, InboxBackend, InboxOptions, SqliteInbox,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = SqliteInbox::open(dir.path().join("inbox.db"), InboxOptions::new())
+        .await
+        .unwrap();
+    let service = tower::service_fn(
+        |request: http::Request<http_body_util::Full<Bytes>>| async move {
+            let attempt = request.extensions().get::<Attempt<SqliteInbox>>().unwrap();
+            let completion = attempt.begin_complete().await.unwrap().unwrap();
+            if attempt.number() > 1 {
+                completion.commit().await.unwrap();
+            }
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                Bytes::new(),
+            )))
+        },
+    );
+    let mut facts = Facts::new("sotion", "evt_dropped");
+    facts.event = Some("member.created".to_owned());
+    let delivery = Delivery::from_facts(
+        facts,
+        IdempotencyKey::new("sotion", "site_1", "evt_dropped"),
+        "/webhooks",
+        [],
+        Bytes::new(),
+    );
+    inbox.accept(&delivery).await.unwrap();
+    let workers = tower_webhook::inbox::Workers::new(inbox.clone(), service)
+        .with_backoff(Duration::from_millis(10))
+        .with_poll_interval(Duration::from_millis(10))
+        .start()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while inbox.get(delivery.key()).await.unwrap().unwrap().state != DeliveryState::Done {
+        assert!(std::time::Instant::now() < deadline, "never done");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    workers.shutdown(Duration::from_secs(5)).await;
 }
 
 /// A resolver giving a Standard Webhooks tenant a raw key (`Secret::new` of the `whsec_` text,

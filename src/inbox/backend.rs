@@ -311,6 +311,13 @@ impl InboxOptions {
 /// - [`release`](Self::release): pending and due now, the attempt not counted (for a graceful
 ///   shutdown that stops a handler before it finished).
 ///
+/// **What the workers read back.** [`get`](Self::get) shows each recorded outcome (state, and
+/// `attempts`: the claims counted, a takeover included, a release not), at once. A worker reads
+/// a delivery again when recording an outcome failed with an unknown result (a connection cut
+/// after the commit) or was refused, and when a renewal was refused: done with its own lease's
+/// attempt count means its own attempt completed it (the handler's transaction, or the call
+/// whose answer was lost); more attempts mean another worker took it over.
+///
 /// **Admin.** [`list`](Self::list) (by state, oldest accepted first), [`get`](Self::get),
 /// [`replay`](Self::replay) (dead, or with [`Replay::DeadOrDone`] done, to pending due now with
 /// the attempts reset; `false` and no change from any other state), [`purge`](Self::purge)

@@ -220,6 +220,16 @@ impl PostgresInbox {
     /// locked): write the handler's effects to it, then [`Completion::commit`]. `None` when the
     /// lease is no longer the owner's (nothing was changed).
     ///
+    /// In a handler, call it through [`Attempt::begin_complete`](super::Attempt), so that the
+    /// worker follows it: the delivery is then done only if the completion commits; a
+    /// completion dropped without [`Completion::commit`] (an early return, a `?`), rolled back,
+    /// or whose commit failed is a **failed attempt**, retried after the backoff, even when the
+    /// handler answers `2xx` (its writes were rolled back). A statement that fails in the
+    /// transaction aborts it, even when its error is ignored: `commit` then returns an error
+    /// (nothing was committed). While it is open the row lock keeps every other claim off the
+    /// delivery (claims skip locked rows), and the worker sends no renewal and does not stop
+    /// the handler when the lease runs out (the handler timeout does).
+    ///
     /// ```no_run
     /// use tower_webhook::inbox::{Lease, PostgresInbox};
     ///
@@ -307,6 +317,9 @@ struct Statements {
     claim: String,
     renew: String,
     complete: String,
+    /// Whether the delivery (`$1`) is done, read in a completion's transaction before it
+    /// commits.
+    completed: String,
     retry: String,
     dead_letter: String,
     release: String,
@@ -350,6 +363,7 @@ impl Statements {
                 "UPDATE {t} SET state = 'done', owner = NULL, due_at = now(), \
                  finished_at = now() WHERE {owned}"
             ),
+            completed: format!("SELECT 1 FROM {t} WHERE key = $1 AND state = 'done'"),
             retry: format!(
                 "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now() + $3{MS}, \
                  last_error = $4 WHERE {owned}"

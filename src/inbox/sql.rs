@@ -5,12 +5,14 @@ use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http::{HeaderName, HeaderValue};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::backend::{timed, InboxError};
 use super::delivery::{Delivery, DeliveryState, Facts, Record};
+use super::worker::Tracked;
 use crate::idempotency::{IdempotencyKey, MAX_DURATION};
 
 /// A delivery's row as both SQL backends select it (times in milliseconds since the Unix
@@ -174,20 +176,50 @@ fn corrupt(message: &'static str) -> InboxError {
 
 /// A delivery marked done inside a database transaction that the handler writes its own effects
 /// to: the effects and the completion commit together, or neither does (the inbox pattern).
-/// From `SqliteInbox::begin_complete` or `PostgresInbox::begin_complete`.
+/// From `SqliteInbox::begin_complete` or `PostgresInbox::begin_complete` (through
+/// [`Attempt::begin_complete`](super::Attempt) in a handler, so that the worker follows it).
 ///
 /// It dereferences to the transaction's connection, so queries run on it with
 /// `.execute(&mut *completion)`, as on a `sqlx::Transaction`. [`commit`](Self::commit) makes
-/// both durable; dropping it (or [`rollback`](Self::rollback)) undoes both, and the delivery
-/// stays running until its owner records another outcome or its lease runs out.
+/// both durable, and says so only when both were committed; dropping it (or
+/// [`rollback`](Self::rollback)) undoes both, and the delivery stays running, still its
+/// owner's: begun through an `Attempt`, the attempt then counts as failed (retried after the
+/// backoff) whatever the handler answers.
 ///
-/// The row of the delivery is written (and so locked) from the start, and the transaction
-/// holds a pooled connection: keep it short. On `SQLite` it holds the whole database's write
-/// lock until it ends, so accepts and claims wait for it (up to the inbox's timeout, after which
-/// an accept is answered `503`).
+/// The delivery's row is written (and so locked) from the start, and the transaction holds a
+/// pooled connection. While it is open, no other worker can claim the delivery (Postgres's
+/// claims skip locked rows; `SQLite`'s wait for the write lock), and the worker neither renews
+/// the lease (a renewal would wait on the lock) nor stops the handler when the lease runs out:
+/// the handler timeout bounds it. Keep it short all the same: on `SQLite` it holds the whole
+/// database's write lock until it ends, so accepts and claims wait for it (up to the inbox's
+/// timeout, after which an accept is answered `503`).
 pub struct Completion<DB: sqlx::Database> {
     transaction: sqlx::Transaction<'static, DB>,
     timeout: Duration,
+    /// Reads, in the transaction, whether the delivery is still marked done in it.
+    check: Check<DB>,
+    /// The attempt that began it, when begun through one.
+    tracked: Option<Tracked>,
+}
+
+/// A [`Completion`]'s check before its commit: whether the delivery is marked done in the
+/// transaction, read on its connection.
+pub(super) type Check<DB> = Box<
+    dyn for<'c> FnOnce(
+            &'c mut <DB as sqlx::Database>::Connection,
+        ) -> BoxFuture<'c, Result<bool, sqlx::Error>>
+        + Send,
+>;
+
+/// `check` as a [`Check`] (which its type needs to be inferred).
+pub(super) fn check<DB, F>(check: F) -> Check<DB>
+where
+    DB: sqlx::Database,
+    F: for<'c> FnOnce(&'c mut DB::Connection) -> BoxFuture<'c, Result<bool, sqlx::Error>>
+        + Send
+        + 'static,
+{
+    Box::new(check)
 }
 
 impl<DB: sqlx::Database> std::fmt::Debug for Completion<DB> {
@@ -197,11 +229,23 @@ impl<DB: sqlx::Database> std::fmt::Debug for Completion<DB> {
 }
 
 impl<DB: sqlx::Database> Completion<DB> {
-    pub(super) fn new(transaction: sqlx::Transaction<'static, DB>, timeout: Duration) -> Self {
+    pub(super) fn new(
+        transaction: sqlx::Transaction<'static, DB>,
+        timeout: Duration,
+        check: Check<DB>,
+    ) -> Self {
         Self {
             transaction,
             timeout,
+            check,
+            tracked: None,
         }
+    }
+
+    /// This completion, followed by the attempt that began it.
+    pub(crate) fn tracked(mut self, tracked: Tracked) -> Self {
+        self.tracked = Some(tracked);
+        self
     }
 
     /// The transaction itself.
@@ -209,27 +253,77 @@ impl<DB: sqlx::Database> Completion<DB> {
         &mut self.transaction
     }
 
-    /// Commits the handler's writes and the completion together.
+    /// Commits the handler's writes and the completion together, once it has read, in the
+    /// transaction, that the delivery is still marked done in it.
+    ///
+    /// That read is what tells a transaction that can no longer commit: Postgres aborts a
+    /// transaction in which a statement failed (even one whose error the handler ignored, such
+    /// as an insert of a duplicate) and answers its `COMMIT` with `ROLLBACK`, which `sqlx` does
+    /// not report as an error; `SQLite` rolls the whole transaction back on some errors. Such a
+    /// completion is rolled back and `commit` returns an error: nothing was committed.
     ///
     /// # Errors
-    /// [`InboxError::Backend`] or [`InboxError::Timeout`]: whether the commit took effect is
-    /// then unknown, as with any database commit whose answer was lost (if it did not, the
-    /// delivery is processed again after its lease).
-    pub async fn commit(self) -> Result<(), InboxError> {
-        timed(self.timeout, async move {
-            self.transaction.commit().await.map_err(sql)
+    /// [`InboxError::Backend`] when the transaction was aborted or rolled back (nothing
+    /// committed); [`InboxError::Backend`] or [`InboxError::Timeout`] when the commit itself
+    /// failed: whether it took effect is then unknown, as with any database commit whose
+    /// answer was lost (if it did not, the delivery is processed again; if it did, the delivery
+    /// is done).
+    pub async fn commit(mut self) -> Result<(), InboxError> {
+        let tracked = self.tracked.take();
+        let Self {
+            mut transaction,
+            timeout,
+            check,
+            ..
+        } = self;
+        let committed = timed(timeout, async move {
+            match check(&mut transaction).await {
+                Ok(true) => transaction.commit().await.map_err(sql),
+                Ok(false) => {
+                    let _ = transaction.rollback().await;
+                    Err(InboxError::Backend(
+                        "the completion's transaction was rolled back (the delivery is no \
+                         longer marked done in it): nothing was committed"
+                            .into(),
+                    ))
+                }
+                Err(error) => {
+                    let _ = transaction.rollback().await;
+                    Err(InboxError::Backend(
+                        format!(
+                            "the completion's transaction cannot commit (a statement failed in \
+                             it?): nothing was committed: {error}"
+                        )
+                        .into(),
+                    ))
+                }
+            }
         })
-        .await
+        .await;
+        if let Some(tracked) = tracked {
+            match &committed {
+                Ok(()) => tracked.committed(),
+                Err(error) => tracked.abandoned(format!("completion commit failed: {error}")),
+            }
+        }
+        committed
     }
 
-    /// Undoes the handler's writes and the completion.
+    /// Undoes the handler's writes and the completion (begun through an `Attempt`, the attempt
+    /// then counts as failed).
     ///
     /// # Errors
     /// [`InboxError::Backend`] or [`InboxError::Timeout`] (the database then undoes the
     /// transaction when the connection closes).
-    pub async fn rollback(self) -> Result<(), InboxError> {
+    pub async fn rollback(mut self) -> Result<(), InboxError> {
+        if let Some(tracked) = self.tracked.take() {
+            tracked.abandoned(
+                "completion rolled back: the handler's writes in it were undone".to_owned(),
+            );
+        }
+        let transaction = self.transaction;
         timed(self.timeout, async move {
-            self.transaction.rollback().await.map_err(sql)
+            transaction.rollback().await.map_err(sql)
         })
         .await
     }
@@ -283,7 +377,22 @@ macro_rules! sql_backend {
                     transaction.rollback().await.map_err(sql)?;
                     return Ok(None);
                 }
-                Ok(Some(Completion::new(transaction, self.options.timeout())))
+                let statements = Arc::clone(&self.sql);
+                let key = *lease.key();
+                let check = super::sql::check::<$db, _>(move |connection| {
+                    Box::pin(async move {
+                        let done: Option<i32> = sqlx::query_scalar(&statements.completed)
+                            .bind(key.as_bytes().as_slice())
+                            .fetch_optional(connection)
+                            .await?;
+                        Ok(done.is_some())
+                    })
+                });
+                Ok(Some(Completion::new(
+                    transaction,
+                    self.options.timeout(),
+                    check,
+                )))
             }
 
             /// A statement changing the delivery only if `lease` is still its owner's.
