@@ -591,6 +591,70 @@ async fn a_prune_removes_the_others_past_a_locked_done_delivery_within_its_timeo
 #[tokio::test]
 async fn a_database_from_before_the_depth_counter_is_migrated_with_its_waiting_deliveries_counted()
 {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    sqlx::raw_sql(
+        "DROP TABLE tower_webhook_depth; \
+         DROP FUNCTION tower_webhook_depth_change, tower_webhook_depth_reset CASCADE; \
+         DELETE FROM tower_webhook_schema_version WHERE version = 2;",
+    )
+    .execute(inbox.pool())
+    .await
+    .unwrap();
+    // As version 1 wrote them: two pending, one running, one done, one dead.
+    for (n, state) in ["pending", "pending", "running", "done", "dead"]
+        .into_iter()
+        .enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO tower_webhook_deliveries (key, state, attempts, due_at, accepted_at, \
+             path, headers, body, scheme, event_id) \
+             VALUES (sha256($2::bytea), $1, 0, now(), now(), '/webhooks', '[]', '\\x7b7d', \
+             'sotion', $2)",
+        )
+        .bind(state)
+        .bind(format!("evt_v1_{n}"))
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    }
+    inbox.pool().close().await;
+    let inbox = server.inbox(InboxOptions::new().with_max_depth(5)).await;
+    for id in ["evt_new_1", "evt_new_2"] {
+        assert_eq!(inbox.accept(&delivery(id)).await.unwrap(), Accepted::New);
+    }
+    assert!(matches!(
+        inbox.accept(&delivery("evt_over")).await,
+        Err(InboxError::Full)
+    ));
+    // A session whose search path does not hold the inbox's schema still keeps the count.
+    let mut other = inbox.pool().acquire().await.unwrap();
+    sqlx::raw_sql(
+        "CREATE SCHEMA elsewhere; SET search_path = elsewhere; \
+         DELETE FROM public.tower_webhook_deliveries WHERE event_id = 'evt_new_1'; \
+         RESET search_path;",
+    )
+    .execute(&mut *other)
+    .await
+    .unwrap();
+    drop(other);
+    assert_eq!(
+        inbox.accept(&delivery("evt_new_3")).await.unwrap(),
+        Accepted::New
+    );
+    assert!(matches!(
+        inbox.accept(&delivery("evt_over")).await,
+        Err(InboxError::Full)
+    ));
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM tower_webhook_schema_version ORDER BY version")
+            .fetch_all(inbox.pool())
+            .await
+            .unwrap();
+    assert_eq!(versions, [1, 2]);
+}
 
 /// The completion scenarios' effect on Postgres: a row in `{prefix}effects`, keyed by event id.
 #[cfg(feature = "axum")]
@@ -661,66 +725,6 @@ async fn a_completion_whose_transaction_was_aborted_is_not_committed_and_says_so
         return;
     };
     let inbox = server.inbox(InboxOptions::new()).await;
-    sqlx::raw_sql(
-        "DROP TABLE tower_webhook_depth; \
-         DROP FUNCTION tower_webhook_depth_change, tower_webhook_depth_reset CASCADE; \
-         DELETE FROM tower_webhook_schema_version WHERE version = 2;",
-    )
-    .execute(inbox.pool())
-    .await
-    .unwrap();
-    // As version 1 wrote them: two pending, one running, one done, one dead.
-    for (n, state) in ["pending", "pending", "running", "done", "dead"]
-        .into_iter()
-        .enumerate()
-    {
-        sqlx::query(
-            "INSERT INTO tower_webhook_deliveries (key, state, attempts, due_at, accepted_at, \
-             path, headers, body, scheme, event_id) \
-             VALUES (sha256($2::bytea), $1, 0, now(), now(), '/webhooks', '[]', '\\x7b7d', \
-             'sotion', $2)",
-        )
-        .bind(state)
-        .bind(format!("evt_v1_{n}"))
-        .execute(inbox.pool())
-        .await
-        .unwrap();
-    }
-    inbox.pool().close().await;
-    let inbox = server.inbox(InboxOptions::new().with_max_depth(5)).await;
-    for id in ["evt_new_1", "evt_new_2"] {
-        assert_eq!(inbox.accept(&delivery(id)).await.unwrap(), Accepted::New);
-    }
-    assert!(matches!(
-        inbox.accept(&delivery("evt_over")).await,
-        Err(InboxError::Full)
-    ));
-    // A session whose search path does not hold the inbox's schema still keeps the count.
-    let mut other = inbox.pool().acquire().await.unwrap();
-    sqlx::raw_sql(
-        "CREATE SCHEMA elsewhere; SET search_path = elsewhere; \
-         DELETE FROM public.tower_webhook_deliveries WHERE event_id = 'evt_new_1'; \
-         RESET search_path;",
-    )
-    .execute(&mut *other)
-    .await
-    .unwrap();
-    drop(other);
-    assert_eq!(
-        inbox.accept(&delivery("evt_new_3")).await.unwrap(),
-        Accepted::New
-    );
-    assert!(matches!(
-        inbox.accept(&delivery("evt_over")).await,
-        Err(InboxError::Full)
-    ));
-    let versions: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM tower_webhook_schema_version ORDER BY version")
-            .fetch_all(inbox.pool())
-            .await
-            .unwrap();
-    assert_eq!(versions, [1, 2]);
-
     sqlx::raw_sql("CREATE TABLE orders (id text PRIMARY KEY)")
         .execute(inbox.pool())
         .await

@@ -963,6 +963,7 @@ async fn two_replicas_keep_one_depth_limit_exactly() {
         .unwrap()
         .with_max_depth(4);
     inbox_backend::the_depth_limit_follows_every_change_of_state(server.inbox(options).await).await;
+}
 
 /// The server the completion scenarios run on (their effects are read from it).
 #[cfg(feature = "axum")]

@@ -55,6 +55,7 @@ fn now_unix() -> i64 {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one story, told in order
 fn logs_say_what_happened_and_never_show_secrets_signatures_or_bodies() {
     let captured = Captured::default();
     let writer = captured.clone();
