@@ -191,8 +191,10 @@ fn corrupt(message: &'static str) -> InboxError {
 /// claims skip locked rows; `SQLite`'s wait for the write lock), and the worker neither renews
 /// the lease (a renewal would wait on the lock) nor stops the handler when the lease runs out:
 /// the handler timeout bounds it. Keep it short all the same: on `SQLite` it holds the whole
-/// database's write lock until it ends, so accepts and claims wait for it (up to the inbox's
-/// timeout, after which an accept is answered `503`).
+/// database's write lock until it ends, so accepts, claims and the other running deliveries'
+/// lease renewals wait for it (up to the inbox's timeout, after which an accept is answered
+/// `503` and a renewal fails: another handler whose lease runs out meanwhile is stopped and
+/// retried).
 pub struct Completion<DB: sqlx::Database> {
     transaction: sqlx::Transaction<'static, DB>,
     timeout: Duration,
