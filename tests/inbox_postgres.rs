@@ -777,3 +777,21 @@ async fn an_outcome_whose_answer_was_lost_is_read_again_on_postgres() {
     )
     .await;
 }
+
+/// A handler's own commit is carried out, and its connection cut before the answer.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_answer_was_lost_is_reported_done_on_postgres() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let proxy = std::sync::Arc::new(inbox_common::proxy::Proxy::start(server.port).await);
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port());
+    let inbox = PostgresInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    inbox_common::completion::a_commit_whose_answer_was_lost_is_reported_done(
+        inbox, proxy, b"COMMIT",
+    )
+    .await;
+}

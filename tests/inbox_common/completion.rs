@@ -89,7 +89,12 @@ pub(crate) struct Ledger {
     pub(crate) ended: Arc<Mutex<Vec<(String, u32)>>>,
     /// What the outcome hook reported.
     pub(crate) reported: Arc<Mutex<Vec<Reported>>>,
+    /// Called just before each commit.
+    before_commit: Arc<Mutex<Option<BeforeCommit>>>,
 }
+
+/// [`Ledger::before_commit`]'s call.
+type BeforeCommit = Arc<dyn Fn() + Send + Sync>;
 
 impl Ledger {
     pub(crate) fn plan(&self, id: &str, attempt: u32, plan: Plan) {
@@ -97,6 +102,11 @@ impl Ledger {
             .lock()
             .unwrap()
             .insert((id.to_owned(), attempt), plan);
+    }
+
+    /// Calls `call` just before each commit.
+    pub(crate) fn before_commit(&self, call: impl Fn() + Send + Sync + 'static) {
+        *self.before_commit.lock().unwrap() = Some(Arc::new(call));
     }
 
     fn plan_of(&self, id: &str, attempt: u32) -> Plan {
@@ -203,6 +213,10 @@ pub(crate) async fn transactional<B: Transactional>(
         let ledger = ledger.clone();
         let id = id.clone();
         async move {
+            let before = ledger.before_commit.lock().unwrap().clone();
+            if let Some(before) = before {
+                before();
+            }
             let committed = B::commit(completion).await;
             ledger.commits.lock().unwrap().push((id, number, committed));
         }
@@ -395,6 +409,33 @@ pub(crate) async fn a_completion_held_open_does_not_stop_another_delivery_s_hand
     let mut effects = inbox.effects().await;
     effects.sort();
     assert_eq!(effects, ["evt_holder", "evt_other"]);
+}
+
+/// A handler's commit is carried out by the server, and its connection cut before the answer
+/// (`proxy`, between `inbox` and its server, armed with `marker`: what the commit sends,
+/// `COMMIT` on Postgres, `EXEC` on Redis). `commit` reports an error, so the attempt counts as
+/// failed; recording that is refused (the delivery is done), and the worker, reading the
+/// delivery again, reports it done. The effect is there once, and the handler does not run
+/// again.
+pub(crate) async fn a_commit_whose_answer_was_lost_is_reported_done<B: Transactional>(
+    inbox: B,
+    proxy: Arc<super::proxy::Proxy>,
+    marker: &'static [u8],
+) {
+    let ledger = Ledger::default();
+    let armer = Arc::clone(&proxy);
+    ledger.before_commit(move || armer.arm(marker));
+    let record = run_until_done(&inbox, &ledger, "evt_lost_commit", None).await;
+
+    assert_eq!(proxy.cuts(), 1, "the commit's connection was not cut");
+    assert_eq!(ledger.commits_of("evt_lost_commit"), [(1, false)]);
+    assert_eq!(record.attempts, 1, "{record:?}");
+    assert_eq!(inbox.effects().await, ["evt_lost_commit"]);
+    assert_eq!(ledger.ended_of("evt_lost_commit"), [1]);
+    assert_eq!(
+        ledger.reported_of("evt_lost_commit"),
+        [(1, "done", None)]
+    );
 }
 
 /// Every completion scenario, each in a fresh inbox from `fresh`.
