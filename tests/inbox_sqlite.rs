@@ -426,5 +426,8 @@ async fn a_completion_that_sqlite_rolled_back_by_itself_is_not_reported_committe
     assert_eq!(effects, ["after"], "only the statement after the rollback");
     let record = inbox.get(stored.key()).await.unwrap().unwrap();
     assert_eq!(record.state, DeliveryState::Running);
-    assert!(inbox.complete(&lease).await.unwrap(), "no longer the owner's");
+    assert!(
+        inbox.complete(&lease).await.unwrap(),
+        "no longer the owner's"
+    );
 }

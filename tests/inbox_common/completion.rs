@@ -432,10 +432,7 @@ pub(crate) async fn a_commit_whose_answer_was_lost_is_reported_done<B: Transacti
     assert_eq!(record.attempts, 1, "{record:?}");
     assert_eq!(inbox.effects().await, ["evt_lost_commit"]);
     assert_eq!(ledger.ended_of("evt_lost_commit"), [1]);
-    assert_eq!(
-        ledger.reported_of("evt_lost_commit"),
-        [(1, "done", None)]
-    );
+    assert_eq!(ledger.reported_of("evt_lost_commit"), [(1, "done", None)]);
 }
 
 /// Every completion scenario, each in a fresh inbox from `fresh`.
