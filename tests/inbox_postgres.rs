@@ -777,3 +777,80 @@ async fn an_outcome_whose_answer_was_lost_is_read_again_on_postgres() {
     )
     .await;
 }
+
+/// A handler's own commit is carried out, and its connection cut before the answer.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_answer_was_lost_is_reported_done_on_postgres() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let proxy = std::sync::Arc::new(inbox_common::proxy::Proxy::start(server.port).await);
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port());
+    let inbox = PostgresInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    inbox_common::completion::a_commit_whose_answer_was_lost_is_reported_done(
+        inbox, proxy, b"COMMIT",
+    )
+    .await;
+}
+
+/// An inbox whose pool's sessions use schema `schema` (created when missing) as their search
+/// path, under the default prefix.
+async fn inbox_in_schema(
+    server: &PostgresServer,
+    schema: &str,
+    options: InboxOptions,
+) -> PostgresInbox {
+    let plain = sqlx::PgPool::connect(&server.url()).await.unwrap();
+    sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .execute(&plain)
+        .await
+        .unwrap();
+    plain.close().await;
+    let connect = server
+        .url()
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .unwrap()
+        .options([("search_path", schema)]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(connect)
+        .await
+        .unwrap();
+    PostgresInbox::from_pool(pool, options).await.unwrap()
+}
+
+/// Two inboxes under the same prefix in two schemas of one database (each pool's search path
+/// its own schema) keep two depth counters, each following every change of state of its own
+/// deliveries only.
+#[tokio::test]
+async fn two_schemas_under_one_prefix_keep_a_depth_counter_each() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let a = inbox_in_schema(&server, "tenant_a", InboxOptions::new().with_max_depth(4)).await;
+    let b = inbox_in_schema(&server, "tenant_b", InboxOptions::new().with_max_depth(2)).await;
+    for id in ["evt_b1", "evt_b2"] {
+        assert_eq!(b.accept(&delivery(id)).await.unwrap(), Accepted::New);
+    }
+    assert!(matches!(
+        b.accept(&delivery("evt_b3")).await,
+        Err(InboxError::Full)
+    ));
+    inbox_backend::the_depth_limit_follows_every_change_of_state(a.clone()).await;
+    assert!(matches!(
+        b.accept(&delivery("evt_b3")).await,
+        Err(InboxError::Full)
+    ));
+    for (schema, waiting) in [("tenant_a", 0_i64), ("tenant_b", 2)] {
+        let counted: i64 = sqlx::query_scalar(&format!(
+            "SELECT sum(n)::bigint FROM {schema}.tower_webhook_depth"
+        ))
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+        assert_eq!(counted, waiting, "{schema}");
+    }
+}

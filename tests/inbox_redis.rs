@@ -1029,6 +1029,16 @@ async fn the_completion_scenarios_run_on_redis() {
     COMPLETION_SERVER.set(server.url()).unwrap();
     let fresh = || server.inbox(InboxOptions::new().with_prefix(prefix()).unwrap());
     inbox_common::completion::every_completion_scenario(fresh).await;
+
+    // A handler's own commit carried out, its connection cut before the answer.
+    let proxy = std::sync::Arc::new(inbox_common::proxy::Proxy::start(server.port).await);
+    let url = format!("redis://127.0.0.1:{}/", proxy.port());
+    let options = InboxOptions::new().with_prefix(prefix()).unwrap();
+    let inbox = RedisInbox::connect(&url, options).await.unwrap();
+    inbox_common::completion::a_commit_whose_answer_was_lost_is_reported_done(
+        inbox, proxy, b"EXEC",
+    )
+    .await;
 }
 
 /// The worker's completion is carried out, and its connection cut before the answer.

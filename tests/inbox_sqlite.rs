@@ -381,3 +381,53 @@ async fn a_database_from_before_the_depth_counter_is_migrated_with_its_waiting_d
 async fn stored(inbox: &SqliteInbox, id: &str) {
     assert_eq!(inbox.accept(&delivery(id)).await.unwrap(), Accepted::New);
 }
+
+/// An error that makes `SQLite` roll the whole transaction back by itself (here `INSERT OR
+/// ROLLBACK` of a duplicate, whose error the handler ignores) ends the completion: `commit`
+/// says nothing was committed (an error, never `Ok`), the delivery is still running and its
+/// owner's (so the attempt is retried). A statement run after such an error is no longer in the
+/// completion: `SQLite` commits it on its own, as the `Completion` docs warn.
+#[tokio::test]
+async fn a_completion_that_sqlite_rolled_back_by_itself_is_not_reported_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = SqliteInbox::open(dir.path().join("rolled.db"), InboxOptions::new())
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE TABLE effects (event_id TEXT PRIMARY KEY)")
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    let stored = delivery("evt_rolled");
+    assert_eq!(inbox.accept(&stored).await.unwrap(), Accepted::New);
+    let lease = inbox.claim(Duration::from_secs(60), 1).await.unwrap()[0]
+        .lease
+        .clone();
+
+    let mut completion = inbox.begin_complete(&lease).await.unwrap().unwrap();
+    sqlx::query("INSERT INTO effects (event_id) VALUES ('evt_rolled')")
+        .execute(&mut *completion)
+        .await
+        .unwrap();
+    let ignored = sqlx::query("INSERT OR ROLLBACK INTO effects (event_id) VALUES ('evt_rolled')")
+        .execute(&mut *completion)
+        .await;
+    assert!(ignored.is_err(), "the duplicate was inserted");
+    sqlx::query("INSERT INTO effects (event_id) VALUES ('after')")
+        .execute(&mut *completion)
+        .await
+        .unwrap();
+    let committed = completion.commit().await;
+    assert!(committed.is_err(), "reported committed: {committed:?}");
+
+    let effects: Vec<String> = sqlx::query_scalar("SELECT event_id FROM effects")
+        .fetch_all(inbox.pool())
+        .await
+        .unwrap();
+    assert_eq!(effects, ["after"], "only the statement after the rollback");
+    let record = inbox.get(stored.key()).await.unwrap().unwrap();
+    assert_eq!(record.state, DeliveryState::Running);
+    assert!(
+        inbox.complete(&lease).await.unwrap(),
+        "no longer the owner's"
+    );
+}

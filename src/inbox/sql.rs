@@ -191,8 +191,10 @@ fn corrupt(message: &'static str) -> InboxError {
 /// claims skip locked rows; `SQLite`'s wait for the write lock), and the worker neither renews
 /// the lease (a renewal would wait on the lock) nor stops the handler when the lease runs out:
 /// the handler timeout bounds it. Keep it short all the same: on `SQLite` it holds the whole
-/// database's write lock until it ends, so accepts and claims wait for it (up to the inbox's
-/// timeout, after which an accept is answered `503`).
+/// database's write lock until it ends, so accepts, claims and the other running deliveries'
+/// lease renewals wait for it (up to the inbox's timeout, after which an accept is answered
+/// `503` and a renewal fails: another handler whose lease runs out meanwhile is stopped and
+/// retried).
 pub struct Completion<DB: sqlx::Database> {
     transaction: sqlx::Transaction<'static, DB>,
     timeout: Duration,
@@ -260,7 +262,12 @@ impl<DB: sqlx::Database> Completion<DB> {
     /// transaction in which a statement failed (even one whose error the handler ignored, such
     /// as an insert of a duplicate) and answers its `COMMIT` with `ROLLBACK`, which `sqlx` does
     /// not report as an error; `SQLite` rolls the whole transaction back on some errors. Such a
-    /// completion is rolled back and `commit` returns an error: nothing was committed.
+    /// completion is rolled back and `commit` returns an error: nothing in it was committed.
+    ///
+    /// On `SQLite`, an error that rolls the whole transaction back (`INSERT OR ROLLBACK`, a
+    /// `RAISE(ROLLBACK)` in a trigger, a full disk) ends it at once: a statement run on the
+    /// completion after that is no longer in it, and `SQLite` commits it on its own. Stop at
+    /// the first error of such statements rather than ignore it.
     ///
     /// # Errors
     /// [`InboxError::Backend`] when the transaction was aborted or rolled back (nothing

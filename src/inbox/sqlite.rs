@@ -218,7 +218,11 @@ impl SqliteInbox {
     /// handler answers `2xx` (its writes were rolled back). While it is open it holds the
     /// database's write lock: no other worker can claim the delivery, the worker sends no
     /// renewal and does not stop the handler when the lease runs out (the handler timeout
-    /// does), and every other writer waits; keep it short.
+    /// does), and every other writer waits: accepts, claims, and the lease renewals of the
+    /// other deliveries running meanwhile, in every process. Keep it short, well under the
+    /// inbox's timeout and half the lease: a renewal that waits past the timeout fails, and
+    /// another delivery's handler whose lease runs out meanwhile is stopped and retried (the
+    /// attempt counted), as if its lease were lost.
     ///
     /// ```no_run
     /// use tower_webhook::inbox::{Lease, SqliteInbox};
