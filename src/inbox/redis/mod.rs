@@ -7,6 +7,7 @@
 mod completion;
 mod record;
 mod scripts;
+mod wake;
 
 use std::fmt;
 use std::future::Future;
@@ -17,14 +18,16 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncConnectionConfig, Client, Script};
 
 use super::backend::{
-    Accepted, Claim, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease, Replay, Stats,
+    Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease, Replay,
+    Stats,
 };
 use super::delivery::{Delivery, DeliveryState, Record};
 use crate::idempotency::{IdempotencyKey, Token, MAX_DURATION};
 
 pub use self::completion::RedisCompletion;
 use self::record::{decode, encode};
-use self::scripts::{Keys, Scripts, COMPLETE, GROUP};
+use self::scripts::{Keys, Scripts, GROUP};
+use self::wake::Wake;
 
 /// How many done deliveries one `prune` script removes; `prune` runs it until fewer are left.
 const PRUNE_BATCH: usize = 500;
@@ -145,6 +148,7 @@ pub struct RedisInbox {
     keys: Arc<Keys>,
     consumer: Arc<str>,
     scripts: Arc<Scripts>,
+    wake: Arc<Wake>,
 }
 
 impl fmt::Debug for RedisInbox {
@@ -184,6 +188,7 @@ impl RedisInbox {
             options,
             consumer: consumer_name().into(),
             scripts: Arc::new(Scripts::new()),
+            wake: Wake::new(),
         };
         inbox.create_group().await?;
         Ok(inbox)
@@ -307,7 +312,7 @@ impl RedisInbox {
             Ok(Some(RedisCompletion {
                 connection,
                 pipeline,
-                completion: self.eval(COMPLETE, &lease_args(lease)),
+                completion: self.eval(scripts::complete_source(), &lease_args(lease)),
                 timeout: self.options.timeout(),
                 tracked: None,
             }))
@@ -315,14 +320,12 @@ impl RedisInbox {
         .await
     }
 
-    /// `EVAL` of the script `body` (after the prelude) with the inbox's keys and `args`
-    /// after the hash prefix and group: in a transaction, where `EVALSHA` could fail with
-    /// `NOSCRIPT` after the other commands ran.
-    fn eval(&self, body: &str, args: &[Vec<u8>]) -> redis::Cmd {
+    /// `EVAL` of the script `source` with the inbox's keys and `args` after the hash prefix
+    /// and group: in a transaction, where `EVALSHA` could fail with `NOSCRIPT` after the other
+    /// commands ran.
+    fn eval(&self, source: String, args: &[Vec<u8>]) -> redis::Cmd {
         let mut command = redis::cmd("EVAL");
-        command
-            .arg(scripts::source(body))
-            .arg(self.keys.all().len());
+        command.arg(source).arg(self.keys.all().len());
         for key in self.keys.all() {
             command.arg(key);
         }
@@ -382,6 +385,11 @@ impl RedisInbox {
         Ok(())
     }
 
+    /// Wakes this process's waits ([`InboxBackend::wait_for_work`]): a delivery is due now.
+    fn wake_local(&self) {
+        self.wake.notify();
+    }
+
     async fn owner_call(&self, script: &Script, lease: &Lease) -> Result<bool, InboxError> {
         let [key, token] = lease_args(lease);
         let answer: i64 = self.run(script, &[&key, &token]).await?;
@@ -402,7 +410,10 @@ impl InboxBackend for RedisInbox {
             }
             let answer: String = self.run(&self.scripts.accept, &args).await?;
             match answer.as_str() {
-                "new" => Ok(Accepted::New),
+                "new" => {
+                    self.wake_local();
+                    Ok(Accepted::New)
+                }
                 "full" => Err(InboxError::Full),
                 state => Ok(Accepted::Duplicate(state.parse().map_err(boxed)?)),
             }
@@ -512,7 +523,13 @@ impl InboxBackend for RedisInbox {
     }
 
     fn release<'a>(&'a self, lease: &'a Lease) -> InboxFuture<'a, bool> {
-        Box::pin(self.owner_call(&self.scripts.release, lease))
+        Box::pin(async move {
+            let released = self.owner_call(&self.scripts.release, lease).await?;
+            if released {
+                self.wake_local();
+            }
+            Ok(released)
+        })
     }
 
     fn list(&self, state: DeliveryState, limit: usize) -> InboxFuture<'_, Vec<Record>> {
@@ -547,6 +564,9 @@ impl InboxBackend for RedisInbox {
             let answer: i64 = self
                 .run(&self.scripts.replay, &[hex.as_bytes(), from.as_bytes()])
                 .await?;
+            if answer == 1 {
+                self.wake_local();
+            }
             Ok(answer == 1)
         })
     }
@@ -608,6 +628,96 @@ impl InboxBackend for RedisInbox {
             })
         })
     }
+
+    /// One script for the whole batch (`lua/finish.lua`), each outcome fenced by its lease as
+    /// its single call is.
+    fn finish<'a>(&'a self, outcomes: &'a [(Lease, Finish)]) -> InboxFuture<'a, Vec<bool>> {
+        Box::pin(async move {
+            if outcomes.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut args: Vec<Vec<u8>> = Vec::with_capacity(outcomes.len() * 5);
+            for (lease, finish) in outcomes {
+                let [key, token] = lease_args(lease);
+                let (what, delay, error): (&str, String, &str) = match finish {
+                    Finish::Done => ("done", String::new(), ""),
+                    Finish::Retry { delay, error } => ("retry", millis(*delay).to_string(), error),
+                    Finish::Dead { error } => ("dead", String::new(), error),
+                    Finish::Release => ("release", String::new(), ""),
+                };
+                args.extend([
+                    what.as_bytes().to_vec(),
+                    key,
+                    token,
+                    delay.into_bytes(),
+                    error.as_bytes().to_vec(),
+                ]);
+            }
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            let answers: Vec<i64> = self.run(&self.scripts.finish, &args).await?;
+            let owned = owner_answers(answers, outcomes.len())?;
+            // A release makes its delivery due now: wake this process's waiting producers
+            // (other processes wake on the stream entry it appended).
+            let released = outcomes
+                .iter()
+                .zip(&owned)
+                .any(|((_, finish), owned)| *owned && matches!(finish, Finish::Release));
+            if released {
+                self.wake_local();
+            }
+            Ok(owned)
+        })
+    }
+
+    /// An accept, replay or release in this process (at once), a delivery appended to the
+    /// stream by any process (a blocking `XREAD`), or the timeout; see "Wake-ups" in the
+    /// type's docs.
+    fn wait_for_work(&self, timeout: Duration) -> InboxFuture<'_, ()> {
+        Box::pin(async move {
+            self.wait(timeout).await;
+            Ok(())
+        })
+    }
+
+    /// One script for every lease (`lua/renew_all.lua`).
+    fn renew_all<'a>(
+        &'a self,
+        leases: &'a [Lease],
+        duration: Duration,
+    ) -> InboxFuture<'a, Vec<bool>> {
+        Box::pin(async move {
+            if leases.is_empty() {
+                return Ok(Vec::new());
+            }
+            let duration = millis(duration).to_string();
+            let mut args: Vec<Vec<u8>> = Vec::with_capacity(2 + leases.len() * 2);
+            args.push(self.consumer.as_bytes().to_vec());
+            args.push(duration.into_bytes());
+            for lease in leases {
+                args.extend(lease_args(lease));
+            }
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            let answers: Vec<i64> = self.run(&self.scripts.renew_all, &args).await?;
+            owner_answers(answers, leases.len())
+        })
+    }
+}
+
+/// A batch script's answers (1 recorded, 0 not the owner's, -1 failed on odd stored data) as
+/// `Vec<bool>`; a failed one, or a count that does not match, fails the call (the caller
+/// then reads the deliveries again: the others were recorded).
+fn owner_answers(answers: Vec<i64>, expected: usize) -> Result<Vec<bool>, InboxError> {
+    if answers.len() != expected {
+        return Err(corrupt(
+            "a batch script answered for a different number of leases",
+        ));
+    }
+    if answers.iter().any(|answer| *answer < 0) {
+        return Err(corrupt(
+            "a delivery's stored data could not be updated (the batch's others were recorded)",
+        ));
+    }
+    Ok(answers.into_iter().map(|answer| answer == 1).collect())
 }
 
 /// `hostname-pid-random`: unique per process (and per inbox opened in it), so that entries a

@@ -13,8 +13,11 @@ pub(super) const GROUP: &str = "workers";
 /// What every script starts with: the keys by name, the hash prefix and group, Redis's clock
 /// in milliseconds, and the helpers the scripts share.
 pub(super) const PRELUDE: &str = include_str!("lua/prelude.lua");
+/// The owner's calls (renew, complete, retry, dead letter, release) as Lua functions, shared
+/// by their single scripts and the batches.
+const OWNER: &str = include_str!("lua/owner.lua");
 /// Marks a delivery done, if the token still holds it (also queued by a fenced completion).
-pub(super) const COMPLETE: &str = include_str!("lua/complete.lua");
+const COMPLETE: &str = include_str!("lua/complete.lua");
 
 /// The inbox's key names, all under one hash tag, `{<prefix>inbox}:`.
 #[derive(Debug)]
@@ -80,6 +83,8 @@ pub(super) struct Scripts {
     pub(super) accept: Script,
     pub(super) claim: Script,
     pub(super) renew: Script,
+    pub(super) renew_all: Script,
+    pub(super) finish: Script,
     pub(super) complete: Script,
     pub(super) retry: Script,
     pub(super) dead_letter: Script,
@@ -91,15 +96,31 @@ pub(super) struct Scripts {
     pub(super) get: Script,
     pub(super) list: Script,
     pub(super) stats: Script,
+    pub(super) position: Script,
 }
 
 /// [`PRELUDE`], then `body`.
-pub(super) fn source(body: &str) -> String {
+fn source(body: &str) -> String {
     format!("{PRELUDE}{body}")
+}
+
+/// [`PRELUDE`], the owner's calls, then `body`.
+fn owner_source(body: &str) -> String {
+    format!("{PRELUDE}{OWNER}{body}")
+}
+
+/// The source of the completion script, for a fenced completion's `EVAL` (in a transaction,
+/// where `EVALSHA` could fail with `NOSCRIPT` after the other commands ran).
+pub(super) fn complete_source() -> String {
+    owner_source(COMPLETE)
 }
 
 fn script(body: &str) -> Script {
     Script::new(&source(body))
+}
+
+fn owner_script(body: &str) -> Script {
+    Script::new(&owner_source(body))
 }
 
 impl Scripts {
@@ -107,11 +128,13 @@ impl Scripts {
         Self {
             accept: script(include_str!("lua/accept.lua")),
             claim: script(include_str!("lua/claim.lua")),
-            renew: script(include_str!("lua/renew.lua")),
-            complete: script(COMPLETE),
-            retry: script(include_str!("lua/retry.lua")),
-            dead_letter: script(include_str!("lua/dead_letter.lua")),
-            release: script(include_str!("lua/release.lua")),
+            renew: owner_script(include_str!("lua/renew.lua")),
+            renew_all: owner_script(include_str!("lua/renew_all.lua")),
+            finish: owner_script(include_str!("lua/finish.lua")),
+            complete: owner_script(COMPLETE),
+            retry: owner_script(include_str!("lua/retry.lua")),
+            dead_letter: owner_script(include_str!("lua/dead_letter.lua")),
+            release: owner_script(include_str!("lua/release.lua")),
             replay: script(include_str!("lua/replay.lua")),
             purge: script(include_str!("lua/purge.lua")),
             prune: script(include_str!("lua/prune.lua")),
@@ -119,6 +142,7 @@ impl Scripts {
             get: script(include_str!("lua/get.lua")),
             list: script(include_str!("lua/list.lua")),
             stats: script(include_str!("lua/stats.lua")),
+            position: script(include_str!("lua/position.lua")),
         }
     }
 }
