@@ -1232,8 +1232,7 @@ async fn woken(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_waiter_wakes_within_a_second_of_an_accept_in_process_across_replicas_and_after_a_restart(
-) {
+async fn an_idle_waiter_wakes_within_a_second_of_an_accept_here_elsewhere_and_after_restarts() {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
@@ -1270,5 +1269,82 @@ async fn an_idle_waiter_wakes_within_a_second_of_an_accept_in_process_across_rep
     tokio::time::sleep(Duration::from_millis(300)).await;
     let again = woken(&sender_side, &mut claimed, "evt_again").await;
     assert!(again < Duration::from_secs(1), "again: {again:?}");
+
+    // Woken in process again and again: the blocking connections are reused, not opened anew
+    // for each wait.
+    let mut redis = server.connection().await;
+    let before = connections_received(&mut redis).await;
+    for n in 0..20 {
+        let local = woken(&worker_side, &mut claimed, &format!("evt_burst_{n}")).await;
+        assert!(local < Duration::from_secs(1), "in process: {local:?}");
+    }
+    let opened = connections_received(&mut redis).await - before;
+    assert!(opened <= 10, "{opened} connections opened for 20 wake-ups");
     task.abort();
+}
+
+/// How many connections Redis has accepted since it started.
+async fn connections_received(connection: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(connection)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("total_connections_received:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_with_one_odd_delivery_records_the_others_and_fails_the_call() {
+    use tower_webhook::inbox::{Finish, InboxError};
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix()).unwrap())
+        .await;
+    let mut redis = server.connection().await;
+    for id in ["evt_a", "evt_odd", "evt_b"] {
+        inbox.accept(&bare(id)).await.unwrap();
+    }
+    let mut claims = inbox.claim(Duration::from_secs(30), 3).await.unwrap();
+    claims.sort_by(|a, b| {
+        a.record
+            .delivery
+            .facts()
+            .id
+            .cmp(&b.record.delivery.facts().id)
+    });
+    let ids = claimed_ids(&claims);
+    assert_eq!(ids, ["evt_a", "evt_b", "evt_odd"]);
+    // A release cannot count the odd one's attempts back.
+    let () = redis::cmd("HSET")
+        .arg(inbox.delivery_key(claims[2].record.delivery.key()))
+        .arg("attempts")
+        .arg("many")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let outcomes = vec![
+        (claims[0].lease.clone(), Finish::Release),
+        (claims[2].lease.clone(), Finish::Release),
+        (claims[1].lease.clone(), Finish::Done),
+    ];
+    let answer = inbox.finish(&outcomes).await;
+    assert!(matches!(answer, Err(InboxError::Backend(_))), "{answer:?}");
+    // The one after the odd one was recorded all the same (Redis does not roll back).
+    let state = |n: usize| inbox.get(claims[n].record.delivery.key());
+    assert_eq!(
+        state(0).await.unwrap().unwrap().state,
+        DeliveryState::Pending
+    );
+    assert_eq!(state(1).await.unwrap().unwrap().state, DeliveryState::Done);
+    let renewed = inbox
+        .renew_all(&[claims[2].lease.clone()], Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(renewed, [true], "the odd one is still its owner's");
 }

@@ -72,6 +72,36 @@ const IDLE_CONSUMER: Duration = Duration::from_secs(60 * 60);
 /// the stream when it is due (a new entry), so it waits behind deliveries accepted before that
 /// moment and not yet claimed. Deliveries are not processed in order in any case.
 ///
+/// # Batches
+///
+/// [`finish`](InboxBackend::finish) (the workers' completer: done, retry, dead letter and
+/// release, mixed) and [`renew_all`](InboxBackend::renew_all) (every running lease) are one
+/// script each, whatever the batch's size: each lease is checked and recorded exactly as its
+/// single call would, one after another in the script, and each answers whether it was still
+/// the owner's, in order. Redis does not roll a script back, so each outcome runs in a
+/// protected call: a delivery whose stored data is odd fails alone (the call then fails, so
+/// that the caller reads its deliveries again) and the others of the batch are recorded.
+///
+/// # Wake-ups
+///
+/// [`wait_for_work`](InboxBackend::wait_for_work) resolves at once when this process accepts
+/// a delivery (or replays or releases one: a [`tokio::sync::Notify`] shared by the handle and
+/// its clones), and within a round trip when any process appends to the stream: it reads the
+/// consumer group's position (`last-delivered-id`, one small script) and blocks in
+/// `XREAD BLOCK <timeout> STREAMS <stream> <position>` on a connection of its own (a blocked
+/// connection answers nothing else; a few are kept for the next waits). Every client blocked
+/// on a stream is woken by an `XADD`, so every waiting replica wakes, not one of them; and
+/// since an entry no claim took yet lies after the group's position, an accept made between
+/// a claim that found nothing and the wait answers the wait at once: none is missed. A plain
+/// `XREAD` changes nothing (unlike `XREADGROUP`, it delivers no entry to a consumer): a
+/// process that dies while it waits leaves nothing behind, and the claim script stays the
+/// only place where deliveries are taken. A wait whose connection fails (Redis restarting)
+/// connects again after a short pause, until its timeout.
+///
+/// What is not appended to the stream is found by the workers' poll, when the wait times out
+/// (`Workers::with_poll_interval`): a retry coming due (it re-enters the stream when a claim
+/// finds it due), and a lease that ran out (taken over by a claim).
+///
 /// # Where Streams alone do not keep the contract, and what this backend does instead
 ///
 /// - **Per-claim leases and renewal**: `XAUTOCLAIM` takes over entries idle longer than one
@@ -257,7 +287,8 @@ impl RedisInbox {
     /// server) as the inbox. The `WATCH` needs a connection of its own: each completion opens
     /// one, closed when it is committed or dropped; keep it short.
     ///
-    /// In a handler, call it through [`Attempt::begin_complete`], so that the worker follows
+    /// In a handler, call it through
+    /// [`Attempt::begin_complete`](super::Attempt::begin_complete), so that the worker follows
     /// it: the delivery is then done only if the completion commits (`Ok(true)`); a completion
     /// dropped without [`RedisCompletion::commit`] (an early return, a `?`), or whose commit did
     /// not run or failed, is a **failed attempt**, retried after the backoff, even when the

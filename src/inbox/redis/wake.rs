@@ -90,6 +90,10 @@ impl RedisInbox {
     /// at once when entries wait that no claim took yet (appended since this process last
     /// claimed: no accept is missed between a claim and the wait), otherwise when one is
     /// appended, or after `remaining`.
+    ///
+    /// The read runs in a task of its own that gives the connection back when Redis answers:
+    /// a wait that ends first (notified in process, or dropped) leaves it to finish (at the
+    /// next append, which usually is what notified) rather than close the connection.
     async fn block(&self, remaining: Duration) -> Result<(), InboxError> {
         let position: String = self.run(&self.scripts.position, &[]).await?;
         let mut connection = match self.wake.take() {
@@ -104,20 +108,25 @@ impl RedisInbox {
             .arg("STREAMS")
             .arg(&self.keys.stream)
             .arg(position);
-        // A stalled Redis: the connection is dropped with its read, the wait ends.
-        let answer = tokio::time::timeout(
-            remaining + self.options.timeout(),
-            read.query_async::<redis::Value>(&mut connection),
-        )
-        .await;
-        match answer {
-            Ok(Ok(_)) => {
-                self.wake.give_back(connection);
-                Ok(())
+        let wake = Arc::clone(&self.wake);
+        let limit = remaining + self.options.timeout();
+        let reading = tokio::spawn(async move {
+            // A stalled Redis: the connection is dropped with its read, the wait ends.
+            let answer =
+                tokio::time::timeout(limit, read.query_async::<redis::Value>(&mut connection))
+                    .await;
+            match answer {
+                Ok(Ok(_)) => {
+                    wake.give_back(connection);
+                    Ok(())
+                }
+                Ok(Err(error)) => Err(backend(error)),
+                Err(_) => Ok(()),
             }
-            Ok(Err(error)) => Err(backend(error)),
-            Err(_) => Ok(()),
-        }
+        });
+        reading
+            .await
+            .map_err(|error| InboxError::Backend(Box::new(error)))?
     }
 
     async fn blocking_connection(&self) -> Result<MultiplexedConnection, InboxError> {
