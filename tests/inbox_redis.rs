@@ -1348,3 +1348,22 @@ async fn a_batch_with_one_odd_delivery_records_the_others_and_fails_the_call() {
         .unwrap();
     assert_eq!(renewed, [true], "the odd one is still its owner's");
 }
+
+#[tokio::test]
+async fn a_wait_without_an_end_is_woken_by_an_accept() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let options = InboxOptions::new().with_prefix(prefix()).unwrap();
+    let waiting = server.inbox(options.clone()).await;
+    let other = server.inbox(options).await;
+    let wait = tokio::spawn(async move { waiting.wait_for_work(Duration::MAX).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !wait.is_finished(),
+        "the wait ended with nothing to wake it"
+    );
+    other.accept(&bare("evt_1")).await.unwrap();
+    let woken = tokio::time::timeout(Duration::from_secs(1), wait).await;
+    assert!(matches!(woken, Ok(Ok(Ok(())))), "{woken:?}");
+}

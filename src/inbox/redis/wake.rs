@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{backend, millis, RedisInbox};
+use crate::idempotency::MAX_DURATION;
 use crate::inbox::backend::InboxError;
 
 /// How long a wait pauses after its blocking connection failed (Redis restarting, ...)
@@ -57,7 +58,8 @@ impl RedisInbox {
     /// notifies, for at most `timeout`. Never fails: a Redis that cannot be reached makes it
     /// wait as a poll would, reconnecting while the timeout allows.
     pub(super) async fn wait(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
+        // `Duration::MAX` waits as long as any timeout can (100 years).
+        let deadline = Instant::now() + timeout.min(MAX_DURATION);
         let notified = self.wake.local.notified();
         let mut notified = std::pin::pin!(notified);
         // Registered now: a notification from here on wakes this wait.
