@@ -1367,3 +1367,35 @@ async fn a_wait_without_an_end_is_woken_by_an_accept() {
     let woken = tokio::time::timeout(Duration::from_secs(1), wait).await;
     assert!(matches!(woken, Ok(Ok(Ok(())))), "{woken:?}");
 }
+
+#[tokio::test]
+async fn a_wait_ends_at_its_timeout_even_while_redis_is_stalled() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(
+            InboxOptions::new()
+                .with_prefix(prefix())
+                .unwrap()
+                .with_timeout(Duration::from_secs(2)),
+        )
+        .await;
+    // A blocking connection kept from an earlier wait, and none.
+    inbox
+        .wait_for_work(Duration::from_millis(50))
+        .await
+        .unwrap();
+    server.signal("STOP");
+    let mut took = Vec::new();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let waited = inbox.wait_for_work(Duration::from_millis(300)).await;
+        took.push(started.elapsed());
+        assert!(waited.is_ok(), "{waited:?}");
+    }
+    server.signal("CONT");
+    for elapsed in took {
+        assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    }
+}

@@ -64,7 +64,11 @@ impl RedisInbox {
         let mut notified = std::pin::pin!(notified);
         // Registered now: a notification from here on wakes this wait.
         notified.as_mut().enable();
-        let stream = std::pin::pin!(self.wait_on_stream(deadline));
+        // Bounded as a whole: a stalled Redis does not hold the wait past its timeout.
+        let stream = std::pin::pin!(tokio::time::timeout_at(
+            deadline,
+            self.wait_on_stream(deadline)
+        ));
         futures_util::future::select(notified, stream).await;
     }
 
