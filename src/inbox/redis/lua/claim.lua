@@ -1,7 +1,8 @@
--- `ARGV[3]` consumer, `ARGV[4]` token, `ARGV[5]` lease (ms), `ARGV[6]` limit. Moves due
--- retries back onto the stream, then takes up to `limit` deliveries, the one due first first:
--- expired leases (by when they ended, `XCLAIM`ed to this consumer) and the stream's next
--- entries (`XREADGROUP`). Answers each claimed delivery's fields.
+-- `ARGV[3]` consumer, `ARGV[4]` token, `ARGV[5]` lease (ms), `ARGV[6]` limit, `ARGV[7]` how
+-- many due retries to move at most. Moves due retries back onto the stream, then takes up to
+-- `limit` deliveries, the one due first first: expired leases (by when they ended, `XCLAIM`ed
+-- to this consumer) and the stream's next entries (`XREADGROUP`). Answers each claimed
+-- delivery's fields.
 local consumer, token, lease, limit = ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 for _, k in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', ms(now), 'LIMIT', 0, tonumber(ARGV[7]))) do
   redis.call('ZREM', delayed, k)

@@ -1,5 +1,6 @@
--- What every script starts with: the keys (the same list for all, see [`Keys::all`]), the
--- hash prefix and group in `ARGV[1]`, `ARGV[2]`, and Redis's clock in milliseconds.
+-- What every script starts with: the keys (the same list for all, in the order of
+-- `Keys::all` in scripts.rs), the hash prefix and group in `ARGV[1]`, `ARGV[2]`, Redis's clock
+-- in milliseconds, and the helpers the scripts share.
 local stream, delayed, leases = KEYS[1], KEYS[2], KEYS[3]
 local sets = { pending = KEYS[4], running = KEYS[5], done = KEYS[6], dead = KEYS[7] }
 local finished, deadletters = KEYS[8], KEYS[9]
