@@ -44,6 +44,12 @@ impl Wake {
         self.idle.lock().ok().and_then(|mut idle| idle.pop())
     }
 
+    fn forget_idle(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+
     fn give_back(&self, connection: MultiplexedConnection) {
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() < IDLE_CONNECTIONS {
@@ -126,7 +132,11 @@ impl RedisInbox {
                     wake.give_back(connection);
                     Ok(())
                 }
-                Ok(Err(error)) => Err(backend(error)),
+                Ok(Err(error)) => {
+                    // Redis went away: the kept connections went with it.
+                    wake.forget_idle();
+                    Err(backend(error))
+                }
                 Err(_) => Ok(()),
             }
         });
