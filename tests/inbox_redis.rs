@@ -1399,3 +1399,28 @@ async fn a_wait_ends_at_its_timeout_even_while_redis_is_stalled() {
         assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_on_a_durable_redis_wakes_after_it_restarted_with_its_stream_and_group() {
+    let Some(mut server) = RedisServer::start_durable() else {
+        return;
+    };
+    let options = InboxOptions::new()
+        .with_prefix(prefix())
+        .unwrap()
+        .with_timeout(Duration::from_secs(1));
+    let worker_side = server.inbox(options.clone()).await;
+    let sender_side = server.inbox(options).await;
+    let (mut claimed, task) = waiter(worker_side);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = woken(&sender_side, &mut claimed, "evt_before").await;
+    assert!(before < Duration::from_secs(1), "{before:?}");
+
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = woken(&sender_side, &mut claimed, "evt_after").await;
+    assert!(after < Duration::from_secs(1), "after a restart: {after:?}");
+    task.abort();
+}
