@@ -113,18 +113,9 @@ impl Drop for PgWakeups {
     }
 }
 
-/// Sends a `NOTIFY` on `channel` each time it is asked, at most one per [`NOTIFY_INTERVAL`]:
-/// the first of a quiet period at once, the next ones at the interval's end. Each is sent after
-/// the request that asked for it, so after the commit of the accept that asked: the last
-/// accept of a burst is always followed by one.
+/// Sends a `NOTIFY` on `channel` each time it is asked, debounced (see [`debounced`]).
 async fn send_notifications(pool: PgPool, channel: String, asked: Arc<Notify>) {
-    let mut last: Option<Instant> = None;
-    loop {
-        asked.notified().await;
-        if let Some(last) = last {
-            tokio::time::sleep_until(last + NOTIFY_INTERVAL).await;
-        }
-        last = Some(Instant::now());
+    debounced(&asked, NOTIFY_INTERVAL, || async {
         if let Err(error) = sqlx::query("SELECT pg_notify($1, '')")
             .bind(&channel)
             .execute(&pool)
@@ -133,7 +124,29 @@ async fn send_notifications(pool: PgPool, channel: String, asked: Arc<Notify>) {
             // The other processes find the delivery at their next poll.
             crate::observe::warn!(%error, "inbox: NOTIFY to the other replicas failed");
         }
-        if pool.is_closed() {
+        !pool.is_closed()
+    })
+    .await;
+}
+
+/// Calls `send` each time `asked` is notified, at most once per `interval`: the first request
+/// of a quiet period at once, the next ones at the interval's end, each call after the
+/// requests it answers (so after the commits of the accepts that asked: the last accept of a
+/// burst is always followed by one). Ends when `send` returns `false`.
+async fn debounced<F, Fut>(asked: &Notify, interval: Duration, mut send: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut last: Option<Instant> = None;
+    loop {
+        // A request made while `send` ran was kept as a permit: it is answered by the next.
+        asked.notified().await;
+        if let Some(last) = last {
+            tokio::time::sleep_until(last + interval).await;
+        }
+        last = Some(Instant::now());
+        if !send().await {
             return;
         }
     }
@@ -189,5 +202,62 @@ async fn listen(pool: PgPool, channel: String, local: Arc<Wakeups>) {
         drop(own);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(RECONNECT_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_s_last_request_is_always_followed_by_a_send_and_sends_are_spaced() {
+        let asked = Arc::new(Notify::new());
+        let sends = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn({
+            let (asked, sends) = (Arc::clone(&asked), Arc::clone(&sends));
+            async move {
+                debounced(&asked, NOTIFY_INTERVAL, || {
+                    sends
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(Instant::now());
+                    async { true }
+                })
+                .await;
+            }
+        });
+        let start = Instant::now();
+        let mut requests = Vec::new();
+        for step in [0, 1, 1, 1, 20, 1, 1] {
+            tokio::time::sleep(Duration::from_millis(step)).await;
+            requests.push(Instant::now());
+            asked.notify_one();
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        task.abort();
+        let sends = sends.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let last_request = requests.last().copied().unwrap_or(start);
+        assert!(
+            sends.last().is_some_and(|sent| *sent >= last_request),
+            "the last request of a burst is followed by a send: {:?} after {:?}",
+            sends.iter().map(|s| *s - start).collect::<Vec<_>>(),
+            last_request - start
+        );
+        assert!(
+            sends.len() < requests.len(),
+            "requests in a burst share a send"
+        );
+        assert!(
+            sends
+                .windows(2)
+                .all(|pair| pair[1] - pair[0] >= NOTIFY_INTERVAL),
+            "at most one send per interval"
+        );
+        assert_eq!(
+            sends.first().copied(),
+            Some(start),
+            "a quiet period's first request is sent at once"
+        );
     }
 }
