@@ -844,44 +844,7 @@ async fn batched_outcomes<B: InboxBackend>(inbox: &B) {
         "finish answers each outcome in order: the owners' recorded, a stale lease's and a \
          lease finished earlier in the batch refused",
     );
-    let state = |delivery: &Delivery| {
-        let key = *delivery.key();
-        async move { call(inbox.get(&key)).await }
-    };
-    expect(
-        state(&done)
-            .await
-            .is_some_and(|r| r.state == DeliveryState::Done && r.attempts == 1),
-        "finish records Done as complete does (and a later outcome of the same lease is refused)",
-    );
-    expect(
-        state(&retried).await.is_some_and(|r| {
-            r.state == DeliveryState::Pending
-                && r.attempts == 1
-                && r.last_error.as_deref() == Some("batch 500")
-        }),
-        "finish records Retry as retry does",
-    );
-    expect(
-        state(&dead).await.is_some_and(|r| {
-            r.state == DeliveryState::Dead
-                && r.last_error.as_deref() == Some("batch gave up")
-                && r.finished_at.is_some()
-        }),
-        "finish records Dead as dead_letter does",
-    );
-    expect(
-        state(&released)
-            .await
-            .is_some_and(|r| r.state == DeliveryState::Pending && r.attempts == 0),
-        "finish records Release as release does",
-    );
-    expect(
-        state(&taken).await.is_some_and(|r| {
-            r.state == DeliveryState::Running && r.attempts == 2 && r.last_error.is_none()
-        }),
-        "a stale lease in a batch changes nothing",
-    );
+    batch_recorded(inbox, [&done, &retried, &dead, &released, &taken]).await;
     let again = only_claim(inbox, LONG, "a delivery released in a batch is due at once").await;
     expect(
         again.key() == released.key(),
@@ -895,6 +858,51 @@ async fn batched_outcomes<B: InboxBackend>(inbox: &B) {
     expect(
         answers == [true, true],
         "finish by the new owner returns true",
+    );
+}
+
+/// What `batched_outcomes`' batch recorded: `done` done, `retried` pending with its error,
+/// `dead` dead, `released` pending with its attempt not counted, and the stale lease's `taken`
+/// unchanged.
+async fn batch_recorded<B: InboxBackend>(inbox: &B, deliveries: [&Delivery; 5]) {
+    let [done, retried, dead, released, taken] = deliveries;
+    let stored = |delivery: &Delivery| {
+        let key = *delivery.key();
+        async move { call(inbox.get(&key)).await }
+    };
+    expect(
+        stored(done)
+            .await
+            .is_some_and(|r| r.state == DeliveryState::Done && r.attempts == 1),
+        "finish records Done as complete does (and a later outcome of the same lease is refused)",
+    );
+    expect(
+        stored(retried).await.is_some_and(|r| {
+            r.state == DeliveryState::Pending
+                && r.attempts == 1
+                && r.last_error.as_deref() == Some("batch 500")
+        }),
+        "finish records Retry as retry does",
+    );
+    expect(
+        stored(dead).await.is_some_and(|r| {
+            r.state == DeliveryState::Dead
+                && r.last_error.as_deref() == Some("batch gave up")
+                && r.finished_at.is_some()
+        }),
+        "finish records Dead as dead_letter does",
+    );
+    expect(
+        stored(released)
+            .await
+            .is_some_and(|r| r.state == DeliveryState::Pending && r.attempts == 0),
+        "finish records Release as release does",
+    );
+    expect(
+        stored(taken).await.is_some_and(|r| {
+            r.state == DeliveryState::Running && r.attempts == 2 && r.last_error.is_none()
+        }),
+        "a stale lease in a batch changes nothing",
     );
 }
 

@@ -129,6 +129,25 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 ///   left open for long anywhere in the database (a report, an idle session in a transaction)
 ///   keeps the counter's old row versions from being cleaned up until it ends, and accepts
 ///   slow down meanwhile: keep transactions short.
+/// - The workers record their outcomes in batches ([`finish`](InboxBackend::finish): one
+///   statement, so one transaction and one commit, for the batch, each outcome still fenced by
+///   its lease's token and state) and renew all their leases with one statement
+///   ([`renew_all`](InboxBackend::renew_all)), which skips rather than waits for a row another
+///   transaction holds (a handler's open [`Completion`]): such a lease is answered as still
+///   the owner's when the row says so (no claim can take a locked row either), and renewed by a
+///   later call.
+/// - **Wake-ups.** A worker with nothing to claim waits in
+///   [`wait_for_work`](InboxBackend::wait_for_work) until a delivery may be due: an accept (or
+///   a replay) through this inbox or a clone of it wakes it at once, and one in another process
+///   or replica through `LISTEN`/`NOTIFY` on the channel `{prefix}wake` (`tower_webhook_wake`
+///   by default; channels are per database, so inboxes with the same prefix in two schemas
+///   wake each other spuriously, which is harmless). An accept sends its `NOTIFY` after its
+///   commit, at most one per 5 ms per process, the last of a burst always sent (a `NOTIFY` in
+///   the accept's transaction would serialize the commits of every accepting replica). The
+///   listener holds a connection of its own (opened with the pool's options, not taken from
+///   the pool), started by the first wait; when it fails it connects again (the workers poll
+///   meanwhile) and wakes the workers once listening again, so nothing accepted meanwhile waits
+///   for the poll. Retries coming due are found by the workers' fallback poll.
 /// - [`prune`](InboxBackend::prune) removes done deliveries 1,000 at a time, each batch its own
 ///   transaction, skipping rows another transaction holds (left for the next prune).
 /// - `text` columns cannot hold a NUL byte. The layer never stores one in an event id or an
@@ -451,47 +470,13 @@ impl Statements {
                  RETURNING {COLUMNS}"
             ),
             renew: format!("UPDATE {t} SET due_at = now() + $3{MS} WHERE {owned}"),
-            // The rows of the batch are locked without waiting: a row another transaction holds
-            // (a handler's open completion) is skipped, and its lease counts as still the
-            // owner's when the row, as last committed, says so (no claim can take a locked row:
-            // claims skip them too). A lease whose row was locked and is no longer the owner's
-            // is refused.
-            renew_all: format!(
-                "WITH o AS (SELECT * FROM unnest($1::bytea[], $2::text[]) AS o(key, owner)), \
-                 locked AS (SELECT d.key FROM {t} AS d WHERE d.key IN (SELECT key FROM o) \
-                 FOR UPDATE SKIP LOCKED), \
-                 renewed AS (UPDATE {t} AS d SET due_at = now() + $3{MS} FROM o \
-                 WHERE d.key = o.key AND d.owner = o.owner AND d.state = 'running' \
-                 AND d.key IN (SELECT key FROM locked) RETURNING d.key, d.owner) \
-                 SELECT o.key, o.owner FROM o \
-                 WHERE (o.key, o.owner) IN (SELECT key, owner FROM renewed) \
-                 OR (o.key NOT IN (SELECT key FROM locked) AND EXISTS (SELECT 1 FROM {t} AS d \
-                 WHERE d.key = o.key AND d.owner = o.owner AND d.state = 'running'))"
-            ),
+            renew_all: renew_all(&t),
             complete: format!(
                 "UPDATE {t} SET state = 'done', owner = NULL, due_at = now(), \
                  finished_at = now() WHERE {owned}"
             ),
             completed: format!("SELECT 1 FROM {t} WHERE key = $1 AND state = 'done'"),
-            // Each kind as its single statement sets the row (`complete`, `retry`,
-            // `dead_letter`, `release`).
-            finish: format!(
-                "UPDATE {t} AS d SET \
-                 state = CASE o.kind WHEN 'done' THEN 'done' WHEN 'dead' THEN 'dead' \
-                 ELSE 'pending' END, \
-                 owner = NULL, \
-                 due_at = CASE o.kind WHEN 'retry' THEN now() + o.delay{MS} ELSE now() END, \
-                 finished_at = CASE WHEN o.kind IN ('done', 'dead') THEN now() \
-                 ELSE d.finished_at END, \
-                 last_error = CASE WHEN o.kind IN ('retry', 'dead') THEN o.error \
-                 ELSE d.last_error END, \
-                 attempts = CASE o.kind WHEN 'release' THEN greatest(d.attempts - 1, 0) \
-                 ELSE d.attempts END \
-                 FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bigint[], $5::text[]) \
-                 WITH ORDINALITY AS o(key, owner, kind, delay, error, i) \
-                 WHERE d.key = o.key AND d.owner = o.owner AND d.state = 'running' \
-                 RETURNING o.i"
-            ),
+            finish: finish(&t),
             retry: format!(
                 "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now() + $3{MS}, \
                  last_error = $4 WHERE {owned}"
@@ -537,6 +522,52 @@ impl Statements {
             ),
         }
     }
+}
+
+/// `renew_all`'s statement on table `t`.
+///
+/// The rows of the batch are locked without waiting: a row another transaction holds
+/// (a handler's open completion) is skipped, and its lease counts as still the
+/// owner's when the row, as last committed, says so (no claim can take a locked row:
+/// claims skip them too). A lease whose row was locked and is no longer the owner's
+/// is refused.
+fn renew_all(t: &str) -> String {
+    format!(
+        "WITH o AS (SELECT * FROM unnest($1::bytea[], $2::text[]) AS o(key, owner)), \
+         locked AS (SELECT d.key FROM {t} AS d WHERE d.key IN (SELECT key FROM o) \
+         FOR UPDATE SKIP LOCKED), \
+         renewed AS (UPDATE {t} AS d SET due_at = now() + $3{MS} FROM o \
+         WHERE d.key = o.key AND d.owner = o.owner AND d.state = 'running' \
+         AND d.key IN (SELECT key FROM locked) RETURNING d.key, d.owner) \
+         SELECT o.key, o.owner FROM o \
+         WHERE (o.key, o.owner) IN (SELECT key, owner FROM renewed) \
+         OR (o.key NOT IN (SELECT key FROM locked) AND EXISTS (SELECT 1 FROM {t} AS d \
+         WHERE d.key = o.key AND d.owner = o.owner AND d.state = 'running'))"
+    )
+}
+
+/// `finish`'s statement on table `t`.
+///
+/// Each kind as its single statement sets the row (`complete`, `retry`,
+/// `dead_letter`, `release`).
+fn finish(t: &str) -> String {
+    format!(
+        "UPDATE {t} AS d SET \
+         state = CASE o.kind WHEN 'done' THEN 'done' WHEN 'dead' THEN 'dead' \
+         ELSE 'pending' END, \
+         owner = NULL, \
+         due_at = CASE o.kind WHEN 'retry' THEN now() + o.delay{MS} ELSE now() END, \
+         finished_at = CASE WHEN o.kind IN ('done', 'dead') THEN now() \
+         ELSE d.finished_at END, \
+         last_error = CASE WHEN o.kind IN ('retry', 'dead') THEN o.error \
+         ELSE d.last_error END, \
+         attempts = CASE o.kind WHEN 'release' THEN greatest(d.attempts - 1, 0) \
+         ELSE d.attempts END \
+         FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bigint[], $5::text[]) \
+         WITH ORDINALITY AS o(key, owner, kind, delay, error, i) \
+         WHERE d.key = o.key AND d.owner = o.owner AND d.state = 'running' \
+         RETURNING o.i"
+    )
 }
 
 super::sql::sql_backend!(PostgresInbox, PgRow, Postgres);

@@ -103,6 +103,18 @@ END;
 /// time, each batch its own transaction followed by a pause as long, so that accepts and claims
 /// waiting for the write lock get it between two batches rather than after the whole backlog.
 ///
+/// The workers record their outcomes in batches ([`finish`](InboxBackend::finish): every
+/// outcome's update in one `BEGIN IMMEDIATE` transaction, so one synced commit per batch, each
+/// still fenced by its lease's token) and renew all their leases with one statement
+/// ([`renew_all`](InboxBackend::renew_all)).
+///
+/// **Wake-ups.** A worker with nothing to claim waits in
+/// [`wait_for_work`](InboxBackend::wait_for_work) until an accept through this inbox (or a
+/// clone of it: give the layer and the workers clones of one inbox) commits a new delivery, or
+/// a replay makes one due: the worker claims it at once instead of at its next poll. Retries
+/// coming due, and deliveries accepted by another process sharing the file, are found by the
+/// workers' fallback poll.
+///
 /// Leases, backoffs and due times are read from the wall clock (`SQLite`'s `now`, the
 /// machine's), while a worker times its handler with a monotonic clock. A step of the wall
 /// clock moves every lease's end: stepped forward by more than two thirds of the lease (a
