@@ -112,8 +112,8 @@ END;
 /// [`wait_for_work`](InboxBackend::wait_for_work) until an accept through this inbox (or a
 /// clone of it: give the layer and the workers clones of one inbox) commits a new delivery, or
 /// a replay makes one due: the worker claims it at once instead of at its next poll. Retries
-/// coming due, and deliveries accepted by another process sharing the file, are found by the
-/// workers' fallback poll.
+/// coming due, and deliveries accepted by another process sharing the file (or another
+/// `SqliteInbox` opened on it, rather than a clone), are found by the workers' fallback poll.
 ///
 /// Leases, backoffs and due times are read from the wall clock (`SQLite`'s `now`, the
 /// machine's), while a worker times its handler with a monotonic clock. A step of the wall
