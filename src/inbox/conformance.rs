@@ -798,10 +798,7 @@ async fn batched_outcomes<B: InboxBackend>(inbox: &B) {
         "finish of an empty batch answers nothing",
     );
     // One delivery taken over after its lease ran out: its first lease is stale.
-    let [(taken, stale)]: [(Delivery, Lease); 1] = accept_and_claim(inbox, &["batch-taken"], SHORT)
-        .await
-        .try_into()
-        .unwrap_or_else(|_| broken("claim returns the due delivery", "not one"));
+    let [(taken, stale)] = exactly(accept_and_claim(inbox, &["batch-taken"], SHORT).await);
     tokio::time::sleep(WAIT).await;
     let fresh = only_claim(
         inbox,
@@ -815,28 +812,26 @@ async fn batched_outcomes<B: InboxBackend>(inbox: &B) {
         LONG,
     )
     .await;
-    let [(done, done_lease), (retried, retry_lease), (dead, dead_lease), (released, release_lease)]: [(Delivery, Lease); 4] =
-        leased
-            .try_into()
-            .unwrap_or_else(|_| broken("claim returns every due delivery", "not four"));
+    let [(done, done_by), (retried, retry_by), (dead, dead_by), (released, release_by)] =
+        exactly(leased);
     let outcomes = [
-        (done_lease.clone(), Finish::Done),
+        (done_by.clone(), Finish::Done),
         (stale.clone(), Finish::Done),
         (
-            retry_lease,
+            retry_by,
             Finish::Retry {
                 delay: LONG,
                 error: "batch 500".into(),
             },
         ),
         (
-            dead_lease,
+            dead_by,
             Finish::Dead {
                 error: "batch gave up".into(),
             },
         ),
-        (done_lease, Finish::Release),
-        (release_lease, Finish::Release),
+        (done_by, Finish::Release),
+        (release_by, Finish::Release),
     ];
     let answers = call(inbox.finish(&outcomes)).await;
     expect(
@@ -917,10 +912,7 @@ async fn batched_renewals<B: InboxBackend>(inbox: &B) {
         SHORT,
     )
     .await;
-    let [(_, stale), (kept, kept_lease), (other, other_lease), (_, done_lease)]: [(Delivery, Lease);
-        4] = leased
-        .try_into()
-        .unwrap_or_else(|_| broken("claim returns every due delivery", "not four"));
+    let [(_, stale), (kept, kept_lease), (other, other_lease), (_, done_lease)] = exactly(leased);
     expect(
         call(inbox.complete(&done_lease)).await,
         "complete by the owner returns true",
@@ -984,6 +976,16 @@ async fn batched_renewals<B: InboxBackend>(inbox: &B) {
             "finish records Done as complete does",
         );
     }
+}
+
+/// The `N` claimed deliveries of [`accept_and_claim`], as an array.
+fn exactly<const N: usize>(leased: Vec<(Delivery, Lease)>) -> [(Delivery, Lease); N] {
+    leased.try_into().unwrap_or_else(|leased: Vec<_>| {
+        broken(
+            "claim returns every due delivery",
+            &format!("{} claimed", leased.len()),
+        )
+    })
 }
 
 /// The lease on `delivery` among `claims`.

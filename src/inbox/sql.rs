@@ -727,7 +727,8 @@ macro_rules! sql_backend {
                     Ok(leases
                         .iter()
                         .map(|lease| {
-                            owned.contains(&(lease.key().as_bytes().to_vec(), lease.token().to_hex()))
+                            let pair = (lease.key().as_bytes().to_vec(), lease.token().to_hex());
+                            owned.contains(&pair)
                         })
                         .collect())
                 }))
