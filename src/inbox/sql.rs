@@ -482,6 +482,7 @@ macro_rules! sql_backend {
                             .await
                             .map_err(sql)?;
                         if inserted.rows_affected() > 0 {
+                            self.due();
                             return Ok(Accepted::New);
                         }
                         let (state, depth): (Option<String>, i64) =
@@ -628,7 +629,11 @@ macro_rules! sql_backend {
                         .execute(&self.pool)
                         .await
                         .map_err(sql)?;
-                    Ok(done.rows_affected() > 0)
+                    let replayed = done.rows_affected() > 0;
+                    if replayed {
+                        self.due();
+                    }
+                    Ok(replayed)
                 }))
             }
 
@@ -697,6 +702,50 @@ macro_rules! sql_backend {
                             .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
                     })
                 }))
+            }
+
+            fn finish<'a>(
+                &'a self,
+                outcomes: &'a [(Lease, Finish)],
+            ) -> InboxFuture<'a, Vec<bool>> {
+                Box::pin(timed(self.options.timeout(), async move {
+                    if outcomes.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    self.finish_batch(outcomes).await
+                }))
+            }
+
+            fn renew_all<'a>(
+                &'a self,
+                leases: &'a [Lease],
+                duration: Duration,
+            ) -> InboxFuture<'a, Vec<bool>> {
+                Box::pin(timed(self.options.timeout(), async move {
+                    if leases.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    // The (key, owner) pairs renewed, or still the owners' and left alone.
+                    let owned: std::collections::HashSet<(Vec<u8>, String)> = self
+                        .renew_batch(leases, millis(duration))
+                        .await?
+                        .into_iter()
+                        .collect();
+                    Ok(leases
+                        .iter()
+                        .map(|lease| {
+                            let pair = (lease.key().as_bytes().to_vec(), lease.token().to_hex());
+                            owned.contains(&pair)
+                        })
+                        .collect())
+                }))
+            }
+
+            fn wait_for_work(&self, timeout: Duration) -> InboxFuture<'_, ()> {
+                Box::pin(async move {
+                    self.wake.wait(timeout).await;
+                    Ok(())
+                })
             }
         }
     };

@@ -11,14 +11,15 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite};
 
 use super::backend::{
-    timed, Accepted, Claim, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease, Replay,
-    Stats,
+    timed, Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease,
+    Replay, Stats,
 };
 use super::delivery::{Delivery, DeliveryState, Record};
 use super::sql::{
     encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
     PRUNE_BATCH,
 };
+use super::wake::Wakeups;
 use crate::idempotency::{IdempotencyKey, Token};
 
 /// How many connections the pool opens at most: `SQLite` writes one transaction at a time, and
@@ -102,6 +103,18 @@ END;
 /// time, each batch its own transaction followed by a pause as long, so that accepts and claims
 /// waiting for the write lock get it between two batches rather than after the whole backlog.
 ///
+/// The workers record their outcomes in batches ([`finish`](InboxBackend::finish): every
+/// outcome's update in one `BEGIN IMMEDIATE` transaction, so one synced commit per batch, each
+/// still fenced by its lease's token) and renew all their leases with one statement
+/// ([`renew_all`](InboxBackend::renew_all)).
+///
+/// **Wake-ups.** A worker with nothing to claim waits in
+/// [`wait_for_work`](InboxBackend::wait_for_work) until an accept through this inbox (or a
+/// clone of it: give the layer and the workers clones of one inbox) commits a new delivery, or
+/// a replay makes one due: the worker claims it at once instead of at its next poll. Retries
+/// coming due, and deliveries accepted by another process sharing the file (or another
+/// `SqliteInbox` opened on it, rather than a clone), are found by the workers' fallback poll.
+///
 /// Leases, backoffs and due times are read from the wall clock (`SQLite`'s `now`, the
 /// machine's), while a worker times its handler with a monotonic clock. A step of the wall
 /// clock moves every lease's end: stepped forward by more than two thirds of the lease (a
@@ -143,6 +156,8 @@ pub struct SqliteInbox {
     pool: SqlitePool,
     options: InboxOptions,
     sql: Arc<Statements>,
+    /// The producers waiting for work on this inbox (shared by its clones).
+    wake: Arc<Wakeups>,
 }
 
 impl fmt::Debug for SqliteInbox {
@@ -204,7 +219,12 @@ impl SqliteInbox {
     pub async fn from_pool(pool: SqlitePool, options: InboxOptions) -> Result<Self, InboxError> {
         timed(options.timeout(), migrate(&pool, options.prefix())).await?;
         let sql = Arc::new(Statements::new(options.prefix()));
-        Ok(Self { pool, options, sql })
+        Ok(Self {
+            pool,
+            options,
+            sql,
+            wake: Arc::default(),
+        })
     }
 
     /// Starts a transaction (`BEGIN IMMEDIATE`) in which the leased delivery is already marked
@@ -254,6 +274,61 @@ impl SqliteInbox {
     }
 }
 
+impl SqliteInbox {
+    /// A delivery was committed as due (an accept, a replay): wakes the producers waiting.
+    fn due(&self) {
+        self.wake.wake();
+    }
+
+    /// `finish`: each outcome's statement, in one `BEGIN IMMEDIATE` transaction (one commit,
+    /// one sync, for the batch); `SQLite` runs them in process, so they cost little beside it.
+    async fn finish_batch(&self, outcomes: &[(Lease, Finish)]) -> Result<Vec<bool>, InboxError> {
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(sql)?;
+        let mut owned = Vec::with_capacity(outcomes.len());
+        for (lease, finish) in outcomes {
+            let query = match finish {
+                Finish::Done => sqlx::query(&self.sql.complete),
+                Finish::Retry { .. } => sqlx::query(&self.sql.retry),
+                Finish::Dead { .. } => sqlx::query(&self.sql.dead_letter),
+                Finish::Release => sqlx::query(&self.sql.release),
+            }
+            .bind(lease.key().as_bytes().as_slice())
+            .bind(lease.token().to_hex());
+            let query = match finish {
+                Finish::Retry { delay, error } => query
+                    .bind(millis(*delay))
+                    .bind(error_text(error).into_owned()),
+                Finish::Dead { error } => query.bind(error_text(error).into_owned()),
+                Finish::Done | Finish::Release => query,
+            };
+            let done = query.execute(&mut *transaction).await.map_err(sql)?;
+            owned.push(done.rows_affected() > 0);
+        }
+        transaction.commit().await.map_err(sql)?;
+        Ok(owned)
+    }
+
+    /// `renew_all`: one statement for the batch, the leases passed as a JSON array of
+    /// `[key in hex, owner]`; returns the (key, owner) pairs renewed.
+    async fn renew_batch(
+        &self,
+        leases: &[Lease],
+        duration_ms: i64,
+    ) -> Result<Vec<(Vec<u8>, String)>, InboxError> {
+        let pairs: Vec<(String, String)> = leases
+            .iter()
+            .map(|lease| (lease.key().to_hex(), lease.token().to_hex()))
+            .collect();
+        let pairs = serde_json::to_string(&pairs).map_err(super::sql::backend)?;
+        sqlx::query_as(&self.sql.renew_all)
+            .bind(pairs)
+            .bind(duration_ms)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql)
+    }
+}
+
 /// Creates the tables, or brings them to the latest version.
 async fn migrate(pool: &SqlitePool, prefix: &str) -> Result<(), InboxError> {
     let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(sql)?;
@@ -291,6 +366,8 @@ struct Statements {
     state_of: String,
     claim: String,
     renew: String,
+    /// `renew` of many leases: `$1` a JSON array of `[key in hex, owner]`, `$2` the duration.
+    renew_all: String,
     complete: String,
     /// Whether the delivery (`$1`) is done, read in a completion's transaction before it
     /// commits.
@@ -333,6 +410,11 @@ impl Statements {
                  RETURNING {COLUMNS}"
             ),
             renew: format!("UPDATE {t} SET due_at = {NOW} + $3 WHERE {owned}"),
+            renew_all: format!(
+                "UPDATE {t} SET due_at = {NOW} + $2 WHERE state = 'running' AND (key, owner) IN \
+                 (SELECT unhex(value ->> 0), value ->> 1 FROM json_each($1)) \
+                 RETURNING key, owner"
+            ),
             complete: format!(
                 "UPDATE {t} SET state = 'done', owner = NULL, due_at = {NOW}, \
                  finished_at = {NOW} WHERE {owned}"
