@@ -65,6 +65,8 @@ mod redis;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_writer;
 mod worker;
 
 #[cfg(feature = "testing")]
