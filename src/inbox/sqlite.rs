@@ -103,6 +103,32 @@ END;
 /// time, each batch its own transaction followed by a pause as long, so that accepts and claims
 /// waiting for the write lock get it between two batches rather than after the whole backlog.
 ///
+/// # Group commit
+///
+/// Accepts are group-committed: one writer task per inbox (started when it opens, shared by
+/// its clones, ended when the last one is dropped) takes the deliveries that arrived while its
+/// previous commit was syncing, up to 256 deliveries or 4 MiB of bodies and headers, inserts
+/// them in one `BEGIN IMMEDIATE` transaction, and answers each accept only after that
+/// transaction committed: a burst shares one sync per batch instead of one per delivery, and an
+/// [`Accepted`] (the layer's `2xx`) still means the delivery is on disk. In a batch:
+///
+/// - a key already stored, or sent twice within the batch, is answered
+///   [`Accepted::Duplicate`] (the second one in the batch: pending);
+/// - the depth limit is exact: each insert reads the depth counter, which the batch's own
+///   earlier inserts have already moved, and a delivery past the limit is answered
+///   [`InboxError::Full`] and not inserted;
+/// - a failure of the transaction (its write lock not taken within the busy timeout, a
+///   statement failing, the commit failing) fails the whole batch: each of its deliveries is
+///   answered [`InboxError::Backend`] (the layer answers `503`) and none is stored (a failed
+///   `COMMIT` may still have taken effect, as with any commit whose answer was lost: the
+///   sender's retry is then a duplicate).
+///
+/// Each accept keeps its own timeout ([`InboxOptions::with_timeout`]): one that timed out
+/// while its batch was committing may still be stored (its retry is then a duplicate); one
+/// that timed out before the writer took it is not written. Several processes on one file each
+/// have their own writer, and `SQLite`'s busy timeout serializes their transactions.
+/// [`accept_commits`](Self::accept_commits) counts this inbox's transactions.
+///
 /// Leases, backoffs and due times are read from the wall clock (`SQLite`'s `now`, the
 /// machine's), while a worker times its handler with a monotonic clock. A step of the wall
 /// clock moves every lease's end: stepped forward by more than two thirds of the lease (a
