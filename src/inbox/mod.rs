@@ -67,6 +67,8 @@ mod redis;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_writer;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod wake;
 mod worker;

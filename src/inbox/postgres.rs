@@ -570,4 +570,13 @@ fn finish(t: &str) -> String {
     )
 }
 
+impl PostgresInbox {
+    /// The SQL backends' accept hook: Postgres accepts each delivery in its own transaction
+    /// (the server shares one WAL flush among concurrent commits).
+    #[allow(clippy::unused_self, clippy::unnecessary_wraps)]
+    fn grouped_accept<'a>(&'a self, _: &'a Delivery) -> Option<InboxFuture<'a, Accepted>> {
+        None
+    }
+}
+
 super::sql::sql_backend!(PostgresInbox, PgRow, Postgres);

@@ -452,6 +452,10 @@ macro_rules! sql_backend {
 
         impl InboxBackend for $inbox {
             fn accept<'a>(&'a self, delivery: &'a Delivery) -> InboxFuture<'a, Accepted> {
+                // SQLite's accepts go through its group commit's writer.
+                if let Some(grouped) = self.grouped_accept(delivery) {
+                    return grouped;
+                }
                 Box::pin(timed(self.options.timeout(), async move {
                     let facts = delivery.facts();
                     let key = delivery.key().as_bytes().as_slice();

@@ -19,6 +19,7 @@ use super::sql::{
     encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
     PRUNE_BATCH,
 };
+use super::sqlite_writer::{Writer, WriterStatements};
 use super::wake::Wakeups;
 use crate::idempotency::{IdempotencyKey, Token};
 
@@ -114,6 +115,31 @@ END;
 /// a replay makes one due: the worker claims it at once instead of at its next poll. Retries
 /// coming due, and deliveries accepted by another process sharing the file (or another
 /// `SqliteInbox` opened on it, rather than a clone), are found by the workers' fallback poll.
+/// # Group commit
+///
+/// Accepts are group-committed: one writer task per inbox (started when it opens, shared by
+/// its clones, ended when the last one is dropped) takes the deliveries that arrived while its
+/// previous commit was syncing, up to 256 deliveries or 4 MiB of bodies and headers, inserts
+/// them in one `BEGIN IMMEDIATE` transaction, and answers each accept only after that
+/// transaction committed: a burst shares one sync per batch instead of one per delivery, and an
+/// [`Accepted`] (the layer's `2xx`) still means the delivery is on disk. In a batch:
+///
+/// - a key already stored, or sent twice within the batch, is answered
+///   [`Accepted::Duplicate`] (the second one in the batch: pending);
+/// - the depth limit is exact: each insert reads the depth counter, which the batch's own
+///   earlier inserts have already moved, and a delivery past the limit is answered
+///   [`InboxError::Full`] and not inserted;
+/// - a failure of the transaction (its write lock not taken within the busy timeout, a
+///   statement failing, the commit failing) fails the whole batch: each of its deliveries is
+///   answered [`InboxError::Backend`] (the layer answers `503`) and none is stored (a failed
+///   `COMMIT` may still have taken effect, as with any commit whose answer was lost: the
+///   sender's retry is then a duplicate).
+///
+/// Each accept keeps its own timeout ([`InboxOptions::with_timeout`]): one that timed out
+/// while its batch was committing may still be stored (its retry is then a duplicate); one
+/// that timed out before the writer took it is not written. Several processes on one file each
+/// have their own writer, and `SQLite`'s busy timeout serializes their transactions.
+/// [`accept_commits`](Self::accept_commits) counts this inbox's transactions.
 ///
 /// Leases, backoffs and due times are read from the wall clock (`SQLite`'s `now`, the
 /// machine's), while a worker times its handler with a monotonic clock. A step of the wall
@@ -158,6 +184,8 @@ pub struct SqliteInbox {
     sql: Arc<Statements>,
     /// The producers waiting for work on this inbox (shared by its clones).
     wake: Arc<Wakeups>,
+    /// The group commit's writer, shared by the clones.
+    writer: Writer,
 }
 
 impl fmt::Debug for SqliteInbox {
@@ -219,12 +247,43 @@ impl SqliteInbox {
     pub async fn from_pool(pool: SqlitePool, options: InboxOptions) -> Result<Self, InboxError> {
         timed(options.timeout(), migrate(&pool, options.prefix())).await?;
         let sql = Arc::new(Statements::new(options.prefix()));
+        let writer = Writer::start(
+            pool.clone(),
+            WriterStatements {
+                accept: sql.accept.clone(),
+                state_of: sql.state_of.clone(),
+            },
+            options.max_depth(),
+            options.timeout(),
+        );
         Ok(Self {
             pool,
             options,
             sql,
             wake: Arc::default(),
+            writer,
         })
+    }
+
+    /// How many transactions this inbox's accept writer has committed since the inbox opened
+    /// (shared by its clones; other processes' writers not counted): the deliveries accepted
+    /// divided by it is the group commit's average batch.
+    #[must_use]
+    pub fn accept_commits(&self) -> u64 {
+        self.writer.commits()
+    }
+
+    /// The accept through the group commit's writer (the SQL backends' accept hook).
+    #[allow(clippy::unnecessary_wraps)] // Postgres's hook answers `None`
+    fn grouped_accept<'a>(&'a self, delivery: &'a Delivery) -> Option<InboxFuture<'a, Accepted>> {
+        Some(Box::pin(async move {
+            let accepted = timed(self.options.timeout(), self.writer.accept(delivery)).await;
+            if matches!(accepted, Ok(Accepted::New)) {
+                // Committed: the workers waiting on this inbox claim it at once.
+                self.due();
+            }
+            accepted
+        }))
     }
 
     /// Starts a transaction (`BEGIN IMMEDIATE`) in which the leased delivery is already marked
