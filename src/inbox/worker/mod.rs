@@ -54,9 +54,31 @@ const STATS_INTERVAL: Duration = Duration::from_secs(10);
 /// How often done deliveries past the deduplication window are pruned.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
-/// Runs the handlers of an inbox's deliveries: `N` workers (tasks) in this process, each
-/// claiming one due delivery at a time with a lease and calling the application's service with
-/// it. Needs no feature, and a Tokio runtime with its timer.
+/// Runs the handlers of an inbox's deliveries: up to `N` at once in this process (the executor
+/// slots, [`with_workers`](Self::with_workers)), claimed in batches with a lease, each handed to
+/// the application's service. Needs no feature, and a Tokio runtime with its timer.
+///
+/// How deliveries flow (the shape of River, Oban and graphile-worker):
+///
+/// - **one producer** claims as many due deliveries as there are free slots, in one
+///   [`claim`](InboxBackend::claim) call, and starts an executor for each. When it found fewer
+///   than it asked for, nothing more is due: it waits for the backend's wake-up
+///   ([`wait_for_work`](InboxBackend::wait_for_work): an accept in this process, or a
+///   notification from another, where the backend has them), or at most the poll interval
+///   ([`with_poll_interval`](Self::with_poll_interval), the fallback for a missed wake-up and
+///   for retries coming due); when it filled every slot, it claims again as soon as one frees;
+/// - **executors** each run one delivery's handler on its own task (the handler timeout, a
+///   panic caught, shutdown's stop), and free their slot as soon as the handler ended;
+/// - **one completer** records the outcomes in batches: what gathered while the previous flush
+///   ran (up to 128) in one [`finish`](InboxBackend::finish) call (one transaction or script on
+///   the crate's backends), then reports each as recorded; it also renews the leases of every
+///   running delivery in one [`renew_all`](InboxBackend::renew_all) call per third of the lease.
+///
+/// So a `2xx` from the handler is recorded in the completer's next flush (usually within a few
+/// milliseconds), not before the executor slot is reused; and nothing is marked done before its
+/// handler finished: a process killed in between leaves the delivery running, claimed again
+/// once its lease runs out (the handler then runs again: at least once). A handler's own
+/// completion ([`Attempt`]'s `begin_complete`) commits on its own, never batched.
 ///
 /// The service is the one that serves the route in inline mode: an
 /// [`EventRouter`](crate::EventRouter) with its state (`events.with_state(app)`), the whole
@@ -79,14 +101,15 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 /// | is still running at shutdown's deadline | given back (released): due now, the attempt not counted |
 /// | never ends (its worker was killed, or lost its lease) | claimable again once the lease runs out, the attempt counted; claimed past the last attempt, it is dead-lettered without running the handler again |
 ///
-/// While a handler runs, its lease is renewed every third of the lease. A renewal refused (the
-/// lease ran out and another worker claimed the delivery) stops the handler; so do renewals
-/// failing until a tenth of the lease before it ends (measured from before the claim or the
-/// last renewal was sent, so never later than the backend's end): the delivery may then be
-/// claimed by another worker, and the margin keeps the two from running at once while the
-/// clocks (the database server's and this process's; the wall clock on `SQLite`) agree to
-/// within it. A stale owner's outcome would be refused by the backend anyway. Stopping is
-/// cooperative: a handler that blocks its thread without yielding cannot be stopped.
+/// While a handler runs, its lease is renewed every third of the lease (with every other
+/// running delivery's, by the completer). A renewal refused (the lease ran out and another
+/// worker claimed the delivery) stops the handler; so do renewals failing until a tenth of the
+/// lease before it ends (measured from before the claim or the last renewal was sent, so never
+/// later than the backend's end): the delivery may then be claimed by another worker, and the
+/// margin keeps the two from running at once while the clocks (the database server's and this
+/// process's; the wall clock on `SQLite`) agree to within it. A stale owner's outcome would be
+/// refused by the backend anyway. Stopping is cooperative: a handler that blocks its thread
+/// without yielding cannot be stopped.
 ///
 /// A handler's own completion changes that (see [`Attempt`]): while it is open, the lease does
 /// not stop the handler (the completion keeps other workers off the delivery, or is refused at
@@ -94,13 +117,15 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 /// done and the handler runs to its end (a refused renewal that finds the delivery done by this
 /// very attempt is no takeover). The handler timeout bounds it in every case.
 ///
-/// Each attempt's outcome is recorded in the backend, in a `tracing` span and the attempts
-/// metric, and given to [`on_outcome`](Self::on_outcome)'s hook when one is set. When recording
-/// it fails with an unknown result (a connection cut after the database committed), or is
-/// refused, the worker reads the delivery again and reports what it finds ([`Outcome`]).
+/// Each attempt's outcome is recorded in the backend, then reported in a `tracing` span and the
+/// attempts metric, and given to [`on_outcome`](Self::on_outcome)'s hook when one is set. When
+/// recording it fails with an unknown result (a connection cut after the database committed),
+/// or is refused, the completer reads the delivery again and reports what it finds
+/// ([`Outcome`]); after a failed flush, a delivery found still running under its attempt has
+/// its outcome recorded on its own.
 ///
-/// Defaults: 4 workers, a 30 s lease, 8 attempts, a 1 s first backoff (at most 1 h), a 500 ms
-/// poll interval when nothing is due, a 5 min handler timeout, done deliveries pruned after
+/// Defaults: 4 executor slots, a 30 s lease, 8 attempts, a 1 s first backoff (at most 1 h), a
+/// 500 ms poll interval when no wake-up comes, a 5 min handler timeout, done deliveries pruned after
 /// 7 days ([`DEFAULT_DEDUP_WINDOW`]).
 ///
 /// ```no_run
@@ -197,7 +222,8 @@ impl<B: InboxBackend, S> Workers<B, S> {
         }
     }
 
-    /// How many deliveries this process handles at once (default 4): one task each.
+    /// How many deliveries this process handles at once (default 4): the executor slots the
+    /// producer claims for, and so the largest batch one claim takes.
     pub fn with_workers(mut self, workers: NonZeroUsize) -> Self {
         self.settings.workers = workers;
         self
@@ -244,8 +270,11 @@ impl<B: InboxBackend, S> Workers<B, S> {
         this
     }
 
-    /// How long an idle worker waits before it looks for due deliveries again (default
-    /// 500 ms): the longest a new or retried delivery waits for an idle worker.
+    /// The fallback interval (default 500 ms): how long the producer, having found nothing
+    /// more to claim, waits for the backend's wake-up
+    /// ([`InboxBackend::wait_for_work`]) before it looks for due deliveries again anyway. It
+    /// bounds how long a delivery waits when no wake-up comes: a retry coming due, a wake-up
+    /// missed, or a backend that has none (the default `wait_for_work` only waits).
     ///
     /// [`start`](Self::start) fails with [`ConfigError::InvalidDuration`] when it is zero or
     /// over 100 years.
@@ -271,7 +300,9 @@ impl<B: InboxBackend, S> Workers<B, S> {
     /// with the delivery, the attempt's number (1 for the first) and the [`Outcome`]: to print
     /// or count what happened to each delivery, a dead letter included, however the attempt
     /// ended (an answer, an error, a panic, a timeout, or attempts that ran out without an
-    /// outcome). It runs on the worker's task: keep it short and non-blocking.
+    /// outcome). It runs once the outcome was recorded, on the completer's task (or the
+    /// executor's, when there was nothing to record): keep it short and non-blocking, it holds
+    /// up the other outcomes' reports.
     ///
     /// ```
     /// # #[cfg(feature = "sqlite")]
@@ -316,8 +347,8 @@ where
     ResBody::Data: Send,
     ResBody::Error: fmt::Display,
 {
-    /// Starts the workers (and one task refreshing the gauges and pruning old done deliveries)
-    /// on the current Tokio runtime. They run until [`WorkersHandle::shutdown`], or until the
+    /// Starts the workers (the producer, its executors and the completer, and one task
+    /// refreshing the gauges and pruning old done deliveries) on the current Tokio runtime. They run until [`WorkersHandle::shutdown`], or until the
     /// runtime stops (dropping the handle leaves them running).
     ///
     /// # Errors
@@ -366,7 +397,7 @@ type OutcomeHook = Arc<dyn Fn(&Delivery, u32, Outcome<'_>) + Send + Sync>;
 /// span and of the attempts metric).
 ///
 /// When recording the outcome fails with an unknown result (the connection was cut after the
-/// database committed, a timeout), or is refused, the worker reads the delivery again and
+/// database committed, a timeout), or is refused, the completer reads the delivery again and
 /// reports what it finds: `Done` when it is done (by this attempt), the outcome it recorded
 /// when that took effect, `Stale` when another worker has claimed it since, `Unrecorded` when
 /// it is still running under this attempt.
@@ -443,7 +474,8 @@ impl WorkersHandle {
     /// Graceful shutdown: the workers claim nothing more, handlers still running may finish
     /// (their outcome is recorded as usual) for up to `deadline`, then those still running are
     /// stopped (their futures dropped) and their deliveries released: due now, the attempt not
-    /// counted, for the next process to take. Returns once every worker has stopped.
+    /// counted, for the next process to take. Returns once every handler has stopped and every
+    /// outcome was flushed (the completer's last batch recorded).
     pub async fn shutdown(self, deadline: Duration) {
         let Self { phase, tasks } = self;
         phase.send_replace(Phase::Draining);
