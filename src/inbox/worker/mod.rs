@@ -88,8 +88,8 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 /// included), or any `Service<Request<Full<Bytes>>>` routing the same paths. Each delivery is
 /// rebuilt as the layer hands it over inline: `POST` to the stored path, the stored headers (the
 /// ones the scheme read, and `Content-Type`), the exact bytes received as the body, and
-/// [`WebhookMeta`] and the verified body in the extensions, so the extractors (`Envelope<T>`,
-/// `Event<T>`, `Verified<T>`, `WebhookMeta`) work unchanged. An [`Attempt`] in the extensions
+/// [`WebhookMeta`](crate::WebhookMeta) and the verified body in the extensions, so the
+/// extractors (`Envelope<T>`, `Event<T>`, `Verified<T>`, `WebhookMeta`) work unchanged. An [`Attempt`] in the extensions
 /// says which attempt runs, and lets a handler complete its delivery in its own transaction
 /// (`begin_complete` on the SQL backends).
 ///
