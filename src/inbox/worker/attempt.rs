@@ -215,9 +215,9 @@ impl Drop for Tracked {
 
 #[cfg(feature = "sqlite")]
 impl Attempt<crate::inbox::SqliteInbox> {
-    /// [`SqliteInbox::begin_complete`](crate::inbox::SqliteInbox::begin_complete) for this attempt's
-    /// lease, followed by the worker: the delivery is done only if the completion commits (see
-    /// [`Attempt`]).
+    /// [`SqliteInbox::begin_complete`](crate::inbox::SqliteInbox::begin_complete) for this
+    /// attempt's lease, followed by the worker: the delivery is done only if the completion
+    /// commits (see [`Attempt`]).
     ///
     /// # Errors
     /// As `begin_complete`.

@@ -392,7 +392,11 @@ async fn renew<B: InboxBackend>(shared: &Shared<B>, renewals: &Renewals) {
                 vec![Renewal::Failed; leases.len()]
             }
             Err(error) => {
-                crate::observe::warn!(%error, leases = leases.len(), "the inbox leases could not be renewed");
+                crate::observe::warn!(
+                    %error,
+                    leases = leases.len(),
+                    "the inbox leases could not be renewed"
+                );
                 vec![Renewal::Failed; leases.len()]
             }
         };

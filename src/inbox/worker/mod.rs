@@ -89,16 +89,16 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 /// rebuilt as the layer hands it over inline: `POST` to the stored path, the stored headers (the
 /// ones the scheme read, and `Content-Type`), the exact bytes received as the body, and
 /// [`WebhookMeta`](crate::WebhookMeta) and the verified body in the extensions, so the
-/// extractors (`Envelope<T>`, `Event<T>`, `Verified<T>`, `WebhookMeta`) work unchanged. An [`Attempt`] in the extensions
-/// says which attempt runs, and lets a handler complete its delivery in its own transaction
-/// (`begin_complete` on the SQL backends).
+/// extractors (`Envelope<T>`, `Event<T>`, `Verified<T>`, `WebhookMeta`) work unchanged. An
+/// [`Attempt`] in the extensions says which attempt runs, and lets a handler complete its
+/// delivery in its own transaction (`begin_complete`).
 ///
 /// | the handler | the delivery |
 /// | --- | --- |
-/// | answers `2xx` | done |
-/// | committed its own completion (`begin_complete`) | done (by that commit), whatever it answers |
-/// | answers anything else, errors, panics, or outlives the handler timeout; or began its own completion and did not commit it (dropped, rolled back, a commit that failed), whatever it answers | pending again, due after a backoff (`backoff · 2^(n-1)`, plus up to half of that at random, at most the maximum backoff); dead-lettered with the error instead after the last attempt |
-/// | is still running at shutdown's deadline | given back (released): due now, the attempt not counted |
+/// | answers `2xx` | done, recorded in the completer's next flush (with the other outcomes that gathered meanwhile); the process killed before that flush: as "never ends" below |
+/// | committed its own completion (`begin_complete`) | done (by that commit, on its own, never batched), whatever it answers |
+/// | answers anything else, errors, panics, or outlives the handler timeout; or began its own completion and did not commit it (dropped, rolled back, a commit that failed), whatever it answers | pending again, due after a backoff (`backoff · 2^(n-1)`, plus up to half of that at random, at most the maximum backoff); dead-lettered with the error instead after the last attempt (recorded in the next flush) |
+/// | is still running at shutdown's deadline | given back (released): due now, the attempt not counted (flushed before `shutdown` returns) |
 /// | never ends (its worker was killed, or lost its lease) | claimable again once the lease runs out, the attempt counted; claimed past the last attempt, it is dead-lettered without running the handler again |
 ///
 /// While a handler runs, its lease is renewed every third of the lease (with every other
@@ -125,8 +125,8 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 /// its outcome recorded on its own.
 ///
 /// Defaults: 4 executor slots, a 30 s lease, 8 attempts, a 1 s first backoff (at most 1 h), a
-/// 500 ms poll interval when no wake-up comes, a 5 min handler timeout, done deliveries pruned after
-/// 7 days ([`DEFAULT_DEDUP_WINDOW`]).
+/// 500 ms poll interval when no wake-up comes, a 5 min handler timeout, done deliveries pruned
+/// after 7 days ([`DEFAULT_DEDUP_WINDOW`]).
 ///
 /// ```no_run
 /// # #[cfg(all(feature = "sqlite", feature = "axum"))]
@@ -348,8 +348,9 @@ where
     ResBody::Error: fmt::Display,
 {
     /// Starts the workers (the producer, its executors and the completer, and one task
-    /// refreshing the gauges and pruning old done deliveries) on the current Tokio runtime. They run until [`WorkersHandle::shutdown`], or until the
-    /// runtime stops (dropping the handle leaves them running).
+    /// refreshing the gauges and pruning old done deliveries) on the current Tokio runtime.
+    /// They run until [`WorkersHandle::shutdown`], or until the runtime stops (dropping the
+    /// handle leaves them running).
     ///
     /// # Errors
     /// The first mistake an option made ([`ConfigError::InvalidDuration`]).

@@ -95,7 +95,10 @@ pub(super) async fn produce<B, S, ResBody>(
                 claimed
             }
             Err(error) => {
-                crate::observe::error!(%error, "inbox workers could not claim deliveries; retrying");
+                crate::observe::error!(
+                    %error,
+                    "inbox workers could not claim deliveries; retrying"
+                );
                 drop(free);
                 let pause = tokio::time::sleep(settings.poll_interval);
                 if until_draining(&mut watching, pause).await.is_none() {
