@@ -20,8 +20,8 @@ use http_body_util::Full;
 use inbox_common::{delivery, send, wait_for, SECRET};
 use tower_webhook::idempotency::IdempotencyKey;
 use tower_webhook::inbox::{
-    Accepted, Attempt, Claim, Delivery, DeliveryState, InboxBackend, InboxFuture, InboxOptions,
-    Lease, Outcome, Record, Replay, SqliteInbox, Stats, Workers,
+    Accepted, Attempt, Claim, Delivery, DeliveryState, Finish, InboxBackend, InboxError,
+    InboxFuture, InboxOptions, Lease, Outcome, Record, Replay, SqliteInbox, Stats, Workers,
 };
 use tower_webhook::{Scheme, WebhookLayer, WebhookMeta};
 
@@ -512,4 +512,192 @@ async fn workers_given_the_whole_app_run_each_handler_once_nested_routes_include
     let mut runs = runs.lock().unwrap().clone();
     runs.sort();
     assert_eq!(runs, ["nested evt_nested", "top evt_top"]);
+}
+
+/// Counts the calls the workers make: claims (and the deliveries they asked for), and flushes
+/// of outcomes (and the largest one).
+#[derive(Clone)]
+struct Counting {
+    inner: SqliteInbox,
+    calls: Arc<Calls>,
+    /// Each flush fails: after recording its outcomes (`Some(true)`: the answer was lost), or
+    /// before (`Some(false)`).
+    flush_fails: Option<bool>,
+}
+
+#[derive(Default)]
+struct Calls {
+    claims: AtomicUsize,
+    finishes: AtomicUsize,
+    largest_finish: AtomicUsize,
+    singles: AtomicUsize,
+}
+
+impl InboxBackend for Counting {
+    fn accept<'a>(&'a self, delivery: &'a Delivery) -> InboxFuture<'a, Accepted> {
+        self.inner.accept(delivery)
+    }
+    fn claim(&self, lease: Duration, limit: usize) -> InboxFuture<'_, Vec<Claim>> {
+        self.calls.claims.fetch_add(1, Ordering::SeqCst);
+        self.inner.claim(lease, limit)
+    }
+    fn renew<'a>(&'a self, lease: &'a Lease, duration: Duration) -> InboxFuture<'a, bool> {
+        self.inner.renew(lease, duration)
+    }
+    fn complete<'a>(&'a self, lease: &'a Lease) -> InboxFuture<'a, bool> {
+        self.calls.singles.fetch_add(1, Ordering::SeqCst);
+        self.inner.complete(lease)
+    }
+    fn retry<'a>(
+        &'a self,
+        lease: &'a Lease,
+        delay: Duration,
+        error: &'a str,
+    ) -> InboxFuture<'a, bool> {
+        self.calls.singles.fetch_add(1, Ordering::SeqCst);
+        self.inner.retry(lease, delay, error)
+    }
+    fn dead_letter<'a>(&'a self, lease: &'a Lease, error: &'a str) -> InboxFuture<'a, bool> {
+        self.calls.singles.fetch_add(1, Ordering::SeqCst);
+        self.inner.dead_letter(lease, error)
+    }
+    fn release<'a>(&'a self, lease: &'a Lease) -> InboxFuture<'a, bool> {
+        self.calls.singles.fetch_add(1, Ordering::SeqCst);
+        self.inner.release(lease)
+    }
+    fn list(&self, state: DeliveryState, limit: usize) -> InboxFuture<'_, Vec<Record>> {
+        self.inner.list(state, limit)
+    }
+    fn get<'a>(&'a self, key: &'a IdempotencyKey) -> InboxFuture<'a, Option<Record>> {
+        self.inner.get(key)
+    }
+    fn replay<'a>(&'a self, key: &'a IdempotencyKey, from: Replay) -> InboxFuture<'a, bool> {
+        self.inner.replay(key, from)
+    }
+    fn purge<'a>(&'a self, key: &'a IdempotencyKey) -> InboxFuture<'a, bool> {
+        self.inner.purge(key)
+    }
+    fn prune(&self, window: Duration) -> InboxFuture<'_, u64> {
+        self.inner.prune(window)
+    }
+    fn stats(&self) -> InboxFuture<'_, Stats> {
+        self.inner.stats()
+    }
+    fn finish<'a>(&'a self, outcomes: &'a [(Lease, Finish)]) -> InboxFuture<'a, Vec<bool>> {
+        self.calls.finishes.fetch_add(1, Ordering::SeqCst);
+        self.calls
+            .largest_finish
+            .fetch_max(outcomes.len(), Ordering::SeqCst);
+        match self.flush_fails {
+            None => self.inner.finish(outcomes),
+            Some(recorded) => Box::pin(async move {
+                if recorded {
+                    self.inner.finish(outcomes).await?;
+                }
+                Err(InboxError::Timeout)
+            }),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_claimed_in_batches_and_its_outcomes_flushed_in_batches() {
+    const BURST: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = inbox(&dir).await;
+    for n in 0..BURST {
+        sqlite.accept(&delivery(&format!("evt_{n}"))).await.unwrap();
+    }
+    let calls = Arc::new(Calls::default());
+    let backend = Counting {
+        inner: sqlite.clone(),
+        calls: Arc::clone(&calls),
+        flush_fails: None,
+    };
+    // Handlers that take a moment (as real ones do), so that slots free together.
+    let service = tower::service_fn(|_: Request<Full<Bytes>>| async {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+    });
+    let workers = Workers::new(backend, service)
+        .with_workers(NonZeroUsize::new(32).unwrap())
+        .with_poll_interval(Duration::from_millis(20))
+        .start()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while sqlite.stats().await.unwrap().done < BURST as u64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the burst was not drained"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    workers.shutdown(Duration::from_secs(5)).await;
+    let claims = calls.claims.load(Ordering::SeqCst);
+    let finishes = calls.finishes.load(Ordering::SeqCst);
+    let largest = calls.largest_finish.load(Ordering::SeqCst);
+    eprintln!("{BURST} deliveries: {claims} claims, {finishes} flushes (largest {largest})");
+    // One claim per batch of free slots, not one per delivery (the first alone takes 32).
+    assert!(claims < BURST / 2, "{claims} claims for {BURST} deliveries");
+    // One flush per batch of outcomes, each recorded by one `finish` call, none on its own.
+    assert!(
+        finishes < BURST / 2,
+        "{finishes} flushes for {BURST} outcomes"
+    );
+    assert!(largest > 1, "every flush recorded one outcome");
+    // None recorded on its own, outside a flush.
+    assert_eq!(calls.singles.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_flush_reads_each_delivery_again_and_records_what_was_not() {
+    // Flushes whose answer is lost after they recorded everything, then flushes that fail
+    // before recording anything: either way each delivery is done once, its handler run once,
+    // and reported done (read again, or recorded on its own).
+    for recorded in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = inbox(&dir).await;
+        let ids: Vec<String> = (0..20).map(|n| format!("evt_{n}")).collect();
+        for id in &ids {
+            sqlite.accept(&delivery(id)).await.unwrap();
+        }
+        let calls = Arc::new(Calls::default());
+        let backend = Counting {
+            inner: sqlite.clone(),
+            calls: Arc::clone(&calls),
+            flush_fails: Some(recorded),
+        };
+        let runs = Arc::new(AtomicUsize::new(0));
+        let ran = Arc::clone(&runs);
+        let service = tower::service_fn(move |_: Request<Full<Bytes>>| {
+            ran.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))) }
+        });
+        let reported: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+        let into = Arc::clone(&reported);
+        let workers = Workers::new(backend, service)
+            .with_workers(NonZeroUsize::new(8).unwrap())
+            .with_poll_interval(Duration::from_millis(20))
+            .on_outcome(move |_, _, outcome| into.lock().unwrap().push(outcome.as_str()))
+            .start()
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while reported.lock().unwrap().len() < ids.len() {
+            assert!(tokio::time::Instant::now() < deadline, "not all reported");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        workers.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(*reported.lock().unwrap(), vec!["done"; ids.len()]);
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            ids.len(),
+            "a handler ran twice"
+        );
+        assert_eq!(sqlite.stats().await.unwrap().done, ids.len() as u64);
+        // Through the wrapper, not the flush (which calls the inner backend's): read again and
+        // found done, nothing is recorded again; found running, each is recorded on its own.
+        let singles = calls.singles.load(Ordering::SeqCst);
+        let expected = if recorded { 0 } else { ids.len() };
+        assert_eq!(singles, expected, "recorded on their own");
+    }
 }

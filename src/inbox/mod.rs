@@ -5,9 +5,10 @@
 //!   [`WebhookLayerBuilder::with_inbox`](crate::layer::WebhookLayerBuilder::with_inbox): one line
 //!   turns a route from handling each delivery inline into storing it once verified and
 //!   answering `200` as soon as it is committed;
-//! - [`Workers`]: `N` tasks per process (any number of processes) that claim due deliveries
-//!   with a lease and hand each to the same service the route serves inline (an
-//!   [`EventRouter`](crate::EventRouter) with its state), with retries (exponential backoff with
+//! - [`Workers`]: per process (any number of processes), a producer that claims due deliveries
+//!   in batches with a lease for up to `N` executors, which hand each to the same service the
+//!   route serves inline (an [`EventRouter`](crate::EventRouter) with its state), and a
+//!   completer that records their outcomes in batches; with retries (exponential backoff with
 //!   jitter), dead letters, lease renewal and a graceful shutdown; an [`Attempt`] in the
 //!   request's extensions tells the handler which attempt runs, and lets it complete the
 //!   delivery in its own transaction;

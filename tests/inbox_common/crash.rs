@@ -150,14 +150,14 @@ fn env_number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// The parent: kills and restarts child receivers (`child_test` on `url`) while sending, then
-/// checks `inbox` and the effect rows `effects` reads.
-pub(crate) async fn run<B, E, F>(child_test: &str, url: &str, inbox: &B, effects: E)
-where
-    B: InboxBackend,
-    E: Fn() -> F,
-    F: Future<Output = Vec<String>>,
-{
+/// Sends every event to child receivers (`child_test` on `url`), killed and restarted several
+/// times while they work, then restarts one that finishes everything in `inbox`; returns the
+/// acknowledged events.
+pub(crate) async fn kill_while_sending<B: InboxBackend>(
+    child_test: &str,
+    url: &str,
+    inbox: &B,
+) -> HashSet<String> {
     let total = env_number("INBOX_CRASH_EVENTS", 2000);
     let kills = env_number("INBOX_CRASH_KILLS", 4).max(1);
     let dir = tempfile::tempdir().unwrap();
@@ -203,6 +203,18 @@ where
     }
     child.kill();
 
+    acknowledged
+}
+
+/// The parent: kills and restarts child receivers (`child_test` on `url`) while sending, then
+/// checks `inbox` and the effect rows `effects` reads.
+pub(crate) async fn run<B, E, F>(child_test: &str, url: &str, inbox: &B, effects: E)
+where
+    B: InboxBackend,
+    E: Fn() -> F,
+    F: Future<Output = Vec<String>>,
+{
+    let acknowledged = kill_while_sending(child_test, url, inbox).await;
     let mut counts: HashMap<String, usize> = HashMap::new();
     for row in effects().await {
         *counts.entry(row).or_default() += 1;
