@@ -348,8 +348,8 @@ where
     ResBody::Error: fmt::Display,
 {
     /// Starts the workers (the producer, its executors and the completer, and one task
-    /// refreshing the gauges and pruning old done deliveries) on the current Tokio runtime.
-    /// They run until [`WorkersHandle::shutdown`], or until the runtime stops (dropping the
+    /// refreshing the gauges, first before anything is claimed, then every 10 s, and pruning
+    /// old done deliveries) on the current Tokio runtime. They run until [`WorkersHandle::shutdown`], or until the runtime stops (dropping the
     /// handle leaves them running).
     ///
     /// # Errors
@@ -369,16 +369,23 @@ where
         });
         let renewals = Arc::new(completer::Renewals::default());
         let (outcomes, gathered) = mpsc::channel(completer::QUEUE);
+        // The gauges are read once before the first claim, so that they start from the inbox
+        // as the workers found it.
+        let (refreshed, first_refresh) = tokio::sync::oneshot::channel();
+        let produce = producer::produce(
+            Arc::clone(&shared),
+            self.service,
+            watching.clone(),
+            outcomes,
+            Arc::clone(&renewals),
+        );
         let tasks = vec![
-            tokio::spawn(producer::produce(
-                Arc::clone(&shared),
-                self.service,
-                watching.clone(),
-                outcomes,
-                Arc::clone(&renewals),
-            )),
+            tokio::spawn(async move {
+                let _ = first_refresh.await;
+                produce.await;
+            }),
             tokio::spawn(completer::complete(Arc::clone(&shared), gathered, renewals)),
-            tokio::spawn(housekeeping(shared, watching)),
+            tokio::spawn(housekeeping(shared, watching, refreshed)),
         ];
         Ok(WorkersHandle { phase, tasks })
     }
@@ -500,16 +507,22 @@ async fn reached(watching: &mut watch::Receiver<Phase>, phase: Phase) {
     }
 }
 
-/// Refreshes the gauges, and prunes done deliveries past the deduplication window.
+/// Refreshes the gauges (the first time before the producer claims anything: `refreshed` is
+/// then sent), and prunes done deliveries past the deduplication window.
 async fn housekeeping<B: InboxBackend>(
     shared: Arc<Shared<B>>,
     mut watching: watch::Receiver<Phase>,
+    refreshed: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut last_prune: Option<Instant> = None;
+    let mut refreshed = Some(refreshed);
     loop {
         match shared.backend.stats().await {
             Ok(stats) => crate::observe::inbox_stats(stats.depth(), stats.oldest_waiting),
             Err(error) => crate::observe::warn!(%error, "inbox stats unavailable"),
+        }
+        if let Some(refreshed) = refreshed.take() {
+            let _ = refreshed.send(());
         }
         if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_INTERVAL) {
             last_prune = Some(Instant::now());
