@@ -76,6 +76,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod asymmetric;
 mod clock;
 pub mod envelope;
 pub mod error;
@@ -96,6 +97,7 @@ mod secret;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod verify;
+mod whole_message;
 
 pub use self::clock::{Clock, SystemClock};
 pub use self::envelope::{Envelope, EventType, SotionEvent};

@@ -5,7 +5,8 @@
 //!
 //! Each delivery runs in a span named `webhook` (`SPAN`) with the fields `scheme`, `id`,
 //! `event`, `outcome`, `code` and `duration_us`, and ends with one event: `debug` for an accepted
-//! or duplicate delivery, `info` for a refused one, `warn` when the handler failed.
+//! or duplicate delivery and an endpoint handshake the layer answered, `info` for a refused one,
+//! `warn` when the handler failed.
 //!
 //! | metric | kind | labels | counts |
 //! | --- | --- | --- | --- |
@@ -15,7 +16,7 @@
 //! | `webhook_in_flight_total` | counter | `scheme` | deliveries refused because another delivery of the event was running |
 //! | `webhook_store_errors_total` | counter | `operation` | idempotency store calls that failed (`reserve`, `complete`, `release`) |
 //! | `webhook_handler_failures_total` | counter | `scheme` | handler answers that were not `2xx`, or errors |
-//! | `webhook_duration_seconds` | histogram | `scheme`, `outcome` | time from the request reaching the layer to its answer (`stored` in inbox mode) |
+//! | `webhook_duration_seconds` | histogram | `scheme`, `outcome` | time from the request reaching the layer to its answer (`stored` in inbox mode, `handshake` for an endpoint handshake the layer answered) |
 //! | `webhook_inbox_attempts_total` | counter | `outcome` | inbox handler runs, by outcome: `done`, `retried`, `dead`, `released` (graceful shutdown), `lost` (the lease was lost), `stale` (the outcome was refused: the lease had been taken over) |
 //! | `webhook_inbox_dead_letters_total` | counter | | deliveries dead-lettered after their last attempt |
 //! | `webhook_inbox_depth` | gauge | | deliveries waiting (pending or running), read by the workers every 10 s |
@@ -145,16 +146,19 @@ pub(crate) enum Outcome {
     Rejected,
     /// Stored in the inbox (inbox mode): the handler runs later.
     Stored,
+    /// An endpoint handshake, answered by the layer.
+    Handshake,
 }
 
 impl Outcome {
     #[cfg(feature = "metrics")]
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 6] = [
         Self::Handled,
         Self::HandlerFailed,
         Self::Duplicate,
         Self::Rejected,
         Self::Stored,
+        Self::Handshake,
     ];
 
     #[cfg(any(feature = "tracing", feature = "metrics"))]
@@ -165,6 +169,7 @@ impl Outcome {
             Self::Duplicate => "duplicate",
             Self::Rejected => "rejected",
             Self::Stored => "stored",
+            Self::Handshake => "handshake",
         }
     }
 
@@ -229,6 +234,11 @@ impl<'a> Observation<'a> {
     /// Stored in the inbox: answered `2xx`, the handler runs later.
     pub(crate) fn stored(&self) {
         self.finish(Outcome::Stored);
+    }
+
+    /// An endpoint handshake, answered by the layer (neither stored nor handled).
+    pub(crate) fn handshake(&self) {
+        self.finish(Outcome::Handshake);
     }
 
     pub(crate) fn handled(&self, succeeded: bool) {
@@ -332,7 +342,7 @@ mod span {
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         );
         match outcome {
-            Outcome::Handled | Outcome::Duplicate | Outcome::Stored => {
+            Outcome::Handled | Outcome::Duplicate | Outcome::Stored | Outcome::Handshake => {
                 tracing::debug!(outcome = outcome.as_str(), "webhook delivery answered");
             }
             Outcome::Rejected => {
@@ -410,7 +420,7 @@ mod count {
         in_flight: Key,
         handler_failures: Key,
         /// By [`Outcome::index`].
-        durations: [Key; 5],
+        durations: [Key; 6],
     }
 
     impl Keys {

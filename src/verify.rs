@@ -31,7 +31,9 @@ use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use crate::error::{Rejection, RejectionKind};
 use crate::meta::WebhookMeta;
-use crate::scheme::{Candidates, Described, Headers, Prepared, Scheme, DIGEST_LEN, SHA256_PREFIX};
+use crate::scheme::{
+    Algorithm, Candidates, Described, Headers, Prepared, Rule, Scheme, DIGEST_LEN, SHA256_PREFIX,
+};
 use crate::secret::{Fingerprint, HmacSha256, Secret, Secrets};
 
 /// The HMAC-SHA256 of `payload` keyed with `secret`.
@@ -77,10 +79,38 @@ pub fn verify(
     body: &[u8],
     now: SystemTime,
 ) -> Result<WebhookMeta, Rejection> {
+    verify_inner(scheme, secrets, None, headers, body, now)
+}
+
+/// [`verify`] for a scheme that signs the URL the sender called (Square, Twilio): `url` is
+/// that URL as the sender wrote it (`https://example.com/webhooks?x=1`), scheme, host, path
+/// and query. Other schemes ignore it.
+///
+/// # Errors
+/// The [`Rejection`] the layer would answer with.
+pub fn verify_with_url(
+    scheme: &Scheme,
+    secrets: &Secrets,
+    url: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<WebhookMeta, Rejection> {
+    verify_inner(scheme, secrets, Some(url), headers, body, now)
+}
+
+fn verify_inner(
+    scheme: &Scheme,
+    secrets: &Secrets,
+    url: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<WebhookMeta, Rejection> {
     check_secret_formats(scheme, secrets)?;
-    let mut check = Pipeline::start(scheme, headers)?.with_secrets(secrets);
+    let mut check = Pipeline::start(scheme, headers, url)?.with_secrets(secrets);
     check.update(body);
-    let signed = check.finish(|| now)?;
+    let signed = check.finish(body, || now)?;
     Ok(signed
         .describe(headers, &Bytes::copy_from_slice(body))?
         .meta)
@@ -100,16 +130,24 @@ pub fn verify_signature(
     now: SystemTime,
 ) -> Result<(), Rejection> {
     check_secret_formats(scheme, secrets)?;
-    let mut check = Pipeline::start(scheme, headers)?.with_secrets(secrets);
+    let mut check = Pipeline::start(scheme, headers, None)?.with_secrets(secrets);
     check.update(body);
-    check.finish(|| now).map(drop)
+    check.finish(body, || now).map(drop)
 }
 
 /// Refuses secrets decoded for another format than the scheme's (a raw `Secret::new` key for
 /// Standard Webhooks), which could never verify a genuine delivery: the layer refuses them when
 /// it is built; these functions, at each call, with a message that says so.
 fn check_secret_formats(scheme: &Scheme, secrets: &Secrets) -> Result<(), Rejection> {
-    secrets.check_format(scheme.secret_format()).map_err(|_| {
+    if !scheme.algorithm().is_built() {
+        return Err(Rejection::new(
+            RejectionKind::SignatureMismatch,
+            "this scheme's algorithm needs a Cargo feature this build does not have",
+        ));
+    }
+    secrets
+        .check_format(scheme.secret_format(), scheme.algorithm())
+        .map_err(|_| {
         Rejection::new(
             RejectionKind::SignatureMismatch,
             "a secret was decoded for another format than this scheme's: make it with \
@@ -128,16 +166,28 @@ pub(crate) struct Pipeline<'s> {
 
 impl<'s> Pipeline<'s> {
     /// Reads what the headers say before the body; refuses a missing or malformed signature
-    /// header, a malformed signed timestamp, and a compressed body.
-    pub(crate) fn start(scheme: &'s Scheme, headers: &HeaderMap) -> Result<Self, Rejection> {
-        let prepared = scheme.prepare(&Headers::new(headers))?;
+    /// header, a malformed signed timestamp, and a compressed body. `url`: the URL the sender
+    /// called, for a scheme that signs it.
+    pub(crate) fn start(
+        scheme: &'s Scheme,
+        headers: &HeaderMap,
+        url: Option<&str>,
+    ) -> Result<Self, Rejection> {
+        let prepared = scheme.prepare(&Headers::new(headers), url)?;
         Scheme::check_content_encoding(headers)?;
         Ok(Self { scheme, prepared })
     }
 
-    /// The body's check, keyed with every accepted secret.
+    /// The body's check, keyed with every accepted secret: HMAC-SHA256 over the signed parts
+    /// while the body streams in; any other algorithm (or Twilio's rule) once it has arrived.
     pub(crate) fn with_secrets(self, secrets: &Secrets) -> BodyCheck<'s> {
-        let mac = BodyMac::new(secrets, &self.prepared.prefix);
+        let streamed = self.prepared.algorithm == Algorithm::HmacSha256
+            && self.scheme.rule == Rule::Parts;
+        let mac = if streamed {
+            Check::Streamed(BodyMac::new(secrets, &self.prepared.prefix))
+        } else {
+            Check::Whole(secrets.clone())
+        };
         BodyCheck {
             pipeline: self,
             mac,
@@ -148,20 +198,39 @@ impl<'s> Pipeline<'s> {
 /// The pipeline while the body streams in: each chunk goes to the MACs as it arrives.
 pub(crate) struct BodyCheck<'s> {
     pipeline: Pipeline<'s>,
-    mac: BodyMac,
+    mac: Check,
+}
+
+/// How the signature is checked.
+enum Check {
+    /// HMAC-SHA256, chunk by chunk.
+    Streamed(BodyMac),
+    /// Once the whole body is there, with these keys.
+    Whole(Secrets),
 }
 
 impl<'s> BodyCheck<'s> {
     pub(crate) fn update(&mut self, chunk: &[u8]) {
-        self.mac.update(chunk);
+        if let Check::Streamed(mac) = &mut self.mac {
+            mac.update(chunk);
+        }
     }
 
-    /// After the whole body: the signature (in constant time, against every secret), then the
-    /// freshness of a signed header timestamp. The clock is read only for a scheme with a
-    /// tolerance.
-    pub(crate) fn finish(self, now: impl FnOnce() -> SystemTime) -> Result<Signed<'s>, Rejection> {
+    /// After the whole `body` (the bytes given to `update`): the signature (in constant time,
+    /// against every secret), then the freshness of a signed header timestamp. The clock is
+    /// read only for a scheme with a tolerance.
+    pub(crate) fn finish(
+        self,
+        body: &[u8],
+        now: impl FnOnce() -> SystemTime,
+    ) -> Result<Signed<'s>, Rejection> {
         let Pipeline { scheme, prepared } = self.pipeline;
-        let verified_by = self.mac.finish(&prepared.candidates)?;
+        let verified_by = match self.mac {
+            Check::Streamed(mac) => mac.finish(&prepared.candidates)?,
+            Check::Whole(secrets) => {
+                crate::whole_message::verify(scheme, &prepared, &secrets, body)?
+            }
+        };
         let now = match scheme.tolerance {
             Some(_) => unix_seconds(now()),
             None => 0,
@@ -578,7 +647,7 @@ mod tests {
                 ("webhook-timestamp", "1700000000"),
                 ("webhook-signature", &list.join(" ")),
             ]);
-            let prepared = scheme.prepare(&Headers::new(&header)).unwrap();
+            let prepared = scheme.prepare(&Headers::new(&header), None).unwrap();
             let mut mac = BodyMac::new(secrets, &prepared.prefix);
             mac.update(message.body);
             mac.finish(&prepared.candidates).ok()
@@ -601,7 +670,7 @@ mod tests {
         let body = b"a body that arrives in several frames";
         let header = headers(&[("x-webhook-signature", &sign(&secret("k"), body))]);
         let scheme = Scheme::sotion();
-        let prepared = scheme.prepare(&Headers::new(&header)).unwrap();
+        let prepared = scheme.prepare(&Headers::new(&header), None).unwrap();
         let mut mac = BodyMac::new(&Secrets::new(secret("k")), &prepared.prefix);
         for chunk in body.chunks(5) {
             mac.update(chunk);

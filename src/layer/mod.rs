@@ -58,6 +58,7 @@ mod builder;
 mod config;
 mod future;
 mod inbox;
+mod public_url;
 mod service;
 
 pub(crate) use self::body::LayerBody;

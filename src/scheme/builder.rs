@@ -4,9 +4,10 @@ use std::borrow::Cow;
 
 use http::header::HeaderName;
 
+use super::algorithm::Algorithm;
 use super::format::SignatureFormat;
 use super::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
-use super::spec::{signs_id, signs_scope, Scheme};
+use super::spec::{signs_id, signs_scope, Rule, Scheme};
 use crate::error::ConfigError;
 
 impl Scheme {
@@ -31,6 +32,7 @@ impl Scheme {
             delivery: None,
             unsigned_id_and_scope: false,
             secret_format: SecretFormat::Raw,
+            algorithm: Algorithm::HmacSha256,
         }
     }
 }
@@ -67,6 +69,7 @@ pub struct SchemeBuilder {
     delivery: Option<String>,
     unsigned_id_and_scope: bool,
     secret_format: SecretFormat,
+    algorithm: Algorithm,
 }
 
 impl SchemeBuilder {
@@ -140,6 +143,16 @@ impl SchemeBuilder {
         self
     }
 
+    /// The function the sender signs with (default [`Algorithm::HmacSha256`]). For an
+    /// asymmetric algorithm the secrets are the sender's public keys, written in the
+    /// [`with_secret_format`](Self::with_secret_format) format (for example
+    /// [`SecretFormat::Hex`] for a 32-byte Ed25519 key in hex).
+    #[must_use]
+    pub fn with_algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
+        self
+    }
+
     /// **Costly.** Accepts an event id or scope from a header the signature does not cover
     /// (a [`Source::Header`] id without [`Part::Id`] among the signed parts, or any header
     /// scope), as GitHub's `X-GitHub-Delivery`. Without this, [`build`](Self::build) refuses
@@ -205,7 +218,7 @@ impl SchemeBuilder {
         }
         // Two values the sender chooses, signed back to back, are ambiguous: `ab` + `1` and
         // `a` + `b1` sign the same bytes, so a captured delivery could be replayed as another.
-        let header_parts = |part: &Part| matches!(part, Part::Id | Part::Timestamp);
+        let header_parts = |part: &Part| matches!(part, Part::Id | Part::Timestamp | Part::Url);
         if self
             .signed
             .windows(2)
@@ -250,6 +263,10 @@ impl SchemeBuilder {
             delivery: self.delivery.as_deref().map(header).transpose()?,
             envelope: None,
             secret_format: self.secret_format,
+            algorithm: self.algorithm,
+            aliases: Vec::new(),
+            handshake: None,
+            rule: Rule::Parts,
         })
     }
 }

@@ -9,18 +9,26 @@
 //!
 //! Files: `spec.rs` holds the [`Scheme`] type and its accessors, `presets.rs` the named
 //! senders, `builder.rs` [`SchemeBuilder`], `sign.rs` signing ([`Scheme::sign`], [`Outgoing`]),
-//! `source.rs` where facts are read from, `format.rs` the signature header's shape, and
-//! `headers.rs` / `read.rs` what the layer asks of a scheme per request.
+//! `source.rs` where facts are read from, `format.rs` the signature header's shape,
+//! `algorithm.rs` the function signatures are made with, `headers.rs` / `read.rs` what the
+//! layer asks of a scheme per request, `handshake.rs` the endpoint handshakes the layer
+//! answers, `twilio.rs` Twilio's signing rule and `query.rs` the form decoding it and the
+//! handshakes need.
 
+mod algorithm;
 mod builder;
 mod format;
+mod handshake;
 mod headers;
 mod presets;
+mod query;
 mod read;
 mod sign;
 mod source;
 mod spec;
+mod twilio;
 
+pub use self::algorithm::Algorithm;
 pub use self::builder::SchemeBuilder;
 pub(crate) use self::format::Candidates;
 pub(crate) use self::format::DIGEST_LEN;
@@ -30,4 +38,5 @@ pub(crate) use self::read::{Described, Prepared};
 pub use self::sign::Outgoing;
 pub use self::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
 pub use self::spec::Scheme;
-pub(crate) use self::spec::SHA256_PREFIX;
+pub(crate) use self::spec::{Rule, SHA256_PREFIX};
+pub(crate) use self::twilio::messages as twilio_messages;

@@ -13,10 +13,11 @@ use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::algorithm::Algorithm;
 use super::format::Candidates;
 use super::headers::{Headers, Single};
 use super::source::{Part, Source, TimestampFormat, Tolerance};
-use super::spec::Scheme;
+use super::spec::{Rule, Scheme};
 use crate::envelope::{check_id, check_token, ParsedEnvelope};
 use crate::error::{Rejection, RejectionKind};
 use crate::meta::{KeyBasis, WebhookMeta};
@@ -30,6 +31,11 @@ pub(crate) struct Prepared {
     pub(crate) prefix: Vec<u8>,
     /// The signed timestamp from a header or signature tag, in Unix seconds.
     pub(crate) timestamp: Option<i64>,
+    /// The URL the sender called, for a scheme that signs it.
+    pub(crate) url: Option<String>,
+    /// The algorithm this request is signed with: the scheme's, or for Twilio the one
+    /// `X-Twilio-Webhooks-Signature-Settings` names.
+    pub(crate) algorithm: Algorithm,
 }
 
 /// What the verified request says.
@@ -46,8 +52,14 @@ const MALFORMED_TIMESTAMP: Rejection = Rejection::new(
 );
 
 impl Scheme {
-    /// Steps before the body: the signature header, and the signed bytes that precede the body.
-    pub(crate) fn prepare(&self, headers: &Headers<'_>) -> Result<Prepared, Rejection> {
+    /// Steps before the body: the signature header, and the signed bytes that precede the body
+    /// (`url`: the URL the sender called, for a scheme that signs it).
+    pub(crate) fn prepare(
+        &self,
+        headers: &Headers<'_>,
+        url: Option<&str>,
+    ) -> Result<Prepared, Rejection> {
+        let headers = &headers.with_aliases(&self.aliases);
         let value = match headers.single(&self.signature_header) {
             Single::One(value) => value.as_bytes(),
             Single::None => {
@@ -63,12 +75,29 @@ impl Scheme {
                 ))
             }
         };
+        let algorithm = match self.rule {
+            Rule::Twilio if super::twilio::signs_with_sha256(headers)? => Algorithm::HmacSha256,
+            _ => self.algorithm,
+        };
         let mut prepared = Prepared {
             candidates: Candidates::default(),
             prefix: Vec::new(),
             timestamp: None,
+            url: None,
+            algorithm,
         };
-        self.format.parse_into(value, &mut prepared.candidates)?;
+        self.format.parse_into(
+            value,
+            algorithm.signature_length(),
+            &mut prepared.candidates,
+        )?;
+        if self.signs_url() {
+            let url = url.ok_or(Rejection::new(
+                RejectionKind::SignatureMismatch,
+                "this sender signs the URL it called: verify with that URL",
+            ))?;
+            prepared.url = Some(url.to_owned());
+        }
         let timestamp_text = match &self.timestamp {
             Some((Source::Header(name), _)) => match headers.single(name) {
                 Single::One(value) => {
@@ -90,6 +119,7 @@ impl Scheme {
         for part in &self.signed {
             match part {
                 Part::Literal(bytes) => prefix.extend_from_slice(bytes),
+                Part::Url => prefix.extend_from_slice(url.unwrap_or("").as_bytes()),
                 Part::Timestamp => {
                     prefix.extend_from_slice(timestamp_text.unwrap_or("").as_bytes());
                 }
@@ -107,6 +137,10 @@ impl Scheme {
                 }
                 Part::Body => break,
             }
+        }
+        if self.rule == Rule::Twilio {
+            // Twilio's signed bytes need the whole body: nothing precedes it.
+            prepared.prefix.clear();
         }
         Ok(prepared)
     }
@@ -151,6 +185,7 @@ impl Scheme {
         prepared: &Prepared,
         now: i64,
     ) -> Result<Described, Rejection> {
+        let headers = &headers.with_aliases(&self.aliases);
         if let Some(envelope) = &self.envelope {
             let parsed = ParsedEnvelope::parse(body)?;
             if let Some(tolerance) = self.tolerance {
@@ -415,6 +450,8 @@ fn optional_fact<'a>(
                 Some(b'"') => serde_json::from_str::<Cow<'a, str>>(raw.get())
                     .map_err(|_| "the field is not a valid string")?,
                 _ if raw.get() == "null" => return Ok(None),
+                // An integer (Discord's interaction `type`) is read as its decimal text.
+                _ if is_integer(raw.get()) => Cow::Borrowed(raw.get()),
                 _ => return Err("the field is not a string"),
             }
         }
@@ -423,6 +460,12 @@ fn optional_fact<'a>(
     check_token(&value)
         .map(|()| Some(value))
         .map_err(|()| "the value is empty, longer than 255 bytes or holds control characters")
+}
+
+/// Whether a raw JSON value is a plain integer (`2`, `-1`), as an event type may be.
+fn is_integer(raw: &str) -> bool {
+    let digits = raw.strip_prefix('-').unwrap_or(raw);
+    !digits.is_empty() && digits.len() <= 19 && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// What a scope that is no usable token is kept as (see [`Scheme::scope`]).
@@ -494,6 +537,9 @@ fn parse_timestamp(text: &str, format: TimestampFormat) -> Result<i64, Rejection
         TimestampFormat::Rfc3339 => OffsetDateTime::parse(text, &Rfc3339)
             .map(OffsetDateTime::unix_timestamp)
             .map_err(|_| MALFORMED_TIMESTAMP),
+        TimestampFormat::UnixMillis => {
+            parse_timestamp(text, TimestampFormat::UnixSeconds).map(|ms| ms.div_euclid(1000))
+        }
     }
 }
 
@@ -535,6 +581,8 @@ impl<'b> Fields<'b> {
         let parsed = if text.starts_with('"') {
             let inner: Cow<'_, str> = serde_json::from_str(text).map_err(|_| INVALID_FIELD_TYPE)?;
             parse_timestamp(&inner, format)
+        } else if format == TimestampFormat::UnixMillis {
+            parse_timestamp(text, format)
         } else {
             parse_timestamp(text, TimestampFormat::UnixSeconds)
         };

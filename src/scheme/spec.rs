@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use http::header::HeaderName;
 
+use super::algorithm::Algorithm;
 use super::format::SignatureFormat;
+use super::handshake::Handshake;
 use super::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
 use crate::error::ConfigError;
 use crate::secret::Secret;
@@ -67,6 +69,26 @@ pub struct Scheme {
     pub(crate) delivery: Option<HeaderName>,
     pub(crate) envelope: Option<SotionEnvelope>,
     pub(crate) secret_format: SecretFormat,
+    /// The function the signature is made with (HMAC-SHA256 for most senders).
+    pub(crate) algorithm: Algorithm,
+    /// Other names a header may be sent under, `(name, alias)`: the alias is read when the
+    /// name is absent (Svix's `svix-id` for Standard Webhooks' `webhook-id`).
+    pub(crate) aliases: Vec<(HeaderName, HeaderName)>,
+    /// The endpoint handshake the sender makes, which the layer answers itself.
+    pub(crate) handshake: Option<Handshake>,
+    /// How the signed bytes are put together.
+    pub(crate) rule: Rule,
+}
+
+/// How a scheme's signed bytes are put together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rule {
+    /// As its [`Part`]s say.
+    Parts,
+    /// Twilio's: the URL, then the form body's parameters sorted by name (each name followed
+    /// by its value), or, when the URL carries `bodySHA256`, the URL alone and a body of that
+    /// SHA-256; HMAC-SHA1, or HMAC-SHA256 when `X-Twilio-Webhooks-Signature-Settings` names it.
+    Twilio,
 }
 
 impl Scheme {
@@ -147,7 +169,33 @@ impl Scheme {
     /// ends with whitespace, or [`ConfigError::InvalidSecretEncoding`] when a base64 secret does
     /// not decode.
     pub fn secret(&self, text: &str) -> Result<Secret, ConfigError> {
-        Secret::decode(text, &self.secret_format)
+        Secret::decode(text, &self.secret_format, self.algorithm)
+    }
+
+    /// The key to sign with, for tests and local development (the `send` example): for an
+    /// HMAC scheme the secret itself ([`secret`](Self::secret)); for an asymmetric one the
+    /// **private** key, which no receiver needs: an Ed25519 key's 32-byte seed written as the
+    /// scheme writes its public keys (hex for Discord, `whsk_<base64>` for Standard Webhooks
+    /// `v1a`), a P-256 key in PKCS#8 DER, base64 (SendGrid). The secret verifies too.
+    ///
+    /// # Errors
+    /// As [`secret`](Self::secret), and [`ConfigError::InvalidPublicKey`] for bytes that are
+    /// no such private key.
+    pub fn signing_key(&self, text: &str) -> Result<Secret, ConfigError> {
+        Secret::decode_signing(text, &self.secret_format, self.algorithm)
+    }
+
+    /// The function the sender signs with.
+    #[must_use]
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// Whether the sender signs the URL it called (Square, Twilio): a layer for it needs a
+    /// public URL ([`with_public_url`](crate::layer::WebhookLayerBuilder::with_public_url)).
+    #[must_use]
+    pub fn signs_url(&self) -> bool {
+        self.signed.contains(&Part::Url)
     }
 
     /// How this scheme's secrets are written.
