@@ -139,22 +139,20 @@ impl Secret {
                 return Self::keyed(&bytes, format.clone())
             }
             #[cfg(feature = "ed25519")]
-            Algorithm::Ed25519 if private => AsymmetricKey::ed25519_signing(&bytes)?,
+            Algorithm::Ed25519 if private => AsymmetricKey::ed25519_signing(&bytes),
             #[cfg(feature = "ed25519")]
-            Algorithm::Ed25519 => AsymmetricKey::ed25519(&bytes)?,
+            Algorithm::Ed25519 => AsymmetricKey::ed25519(&bytes),
             #[cfg(feature = "p256")]
-            Algorithm::EcdsaP256Sha256 if private => AsymmetricKey::p256_signing(&bytes)?,
+            Algorithm::EcdsaP256Sha256 if private => AsymmetricKey::p256_signing(&bytes),
             #[cfg(feature = "p256")]
-            Algorithm::EcdsaP256Sha256 => AsymmetricKey::p256(&bytes)?,
+            Algorithm::EcdsaP256Sha256 => AsymmetricKey::p256(&bytes),
             #[allow(unreachable_patterns)]
-            _ => {
-                return Err(ConfigError::FeatureDisabled {
-                    algorithm,
-                    feature: algorithm.feature().unwrap_or("?"),
-                })
-            }
+            _ => Err(ConfigError::FeatureDisabled {
+                algorithm,
+                feature: algorithm.feature().unwrap_or("?"),
+            }),
         };
-        Ok(Self::asymmetric(algorithm, key, format.clone()))
+        key.map(|key| Self::asymmetric(algorithm, key, format.clone()))
     }
 
     fn asymmetric(algorithm: Algorithm, key: AsymmetricKey, format: SecretFormat) -> Self {

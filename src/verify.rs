@@ -182,7 +182,8 @@ impl<'s> Pipeline<'s> {
     /// while the body streams in; any other algorithm (or Twilio's rule) once it has arrived.
     pub(crate) fn with_secrets(self, secrets: &Secrets) -> BodyCheck<'s> {
         let streamed = self.prepared.algorithm == Algorithm::HmacSha256
-            && self.scheme.rule == Rule::Parts;
+            && self.scheme.rule == Rule::Parts
+            && self.scheme.signed.last() == Some(&crate::scheme::Part::Body);
         let mac = if streamed {
             Check::Streamed(BodyMac::new(secrets, &self.prepared.prefix))
         } else {

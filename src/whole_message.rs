@@ -22,6 +22,9 @@ pub(crate) fn verify(
     secrets: &Secrets,
     body: &[u8],
 ) -> Result<Fingerprint, Rejection> {
+    if scheme.rule == Rule::ClientState {
+        return client_state(secrets, body);
+    }
     let messages = messages(scheme, prepared, body)?;
     let mut matched = Choice::from(0);
     let mut chosen = Fingerprint::default();
@@ -49,7 +52,7 @@ pub(crate) fn verify(
 fn messages(scheme: &Scheme, prepared: &Prepared, body: &[u8]) -> Result<Vec<Vec<u8>>, Rejection> {
     match scheme.rule {
         Rule::Twilio => crate::scheme::twilio_messages(prepared.url.as_deref().unwrap_or(""), body),
-        Rule::Parts => {
+        Rule::Parts | Rule::ClientState => {
             let mut message = Vec::with_capacity(prepared.prefix.len() + body.len());
             message.extend_from_slice(&prepared.prefix);
             message.extend_from_slice(body);
@@ -94,5 +97,54 @@ fn verifies(
             Choice::from(u8::from(found))
         }
         _ => Choice::from(0),
+    }
+}
+
+/// Microsoft Graph's notifications: `{"value": [{"clientState": "...", ...}, ...]}`, each of
+/// which must carry an accepted secret as its `clientState`. The secret's raw bytes are not
+/// kept, so each token is compared by its fingerprint (an HMAC-SHA256 keyed with it, of a fixed
+/// label), in constant time, with every secret's: equal only for the same bytes.
+fn client_state(secrets: &Secrets, body: &[u8]) -> Result<Fingerprint, Rejection> {
+    #[derive(serde::Deserialize)]
+    struct Notification {
+        #[serde(rename = "clientState")]
+        client_state: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Notifications {
+        value: Vec<Notification>,
+    }
+    let mismatch = Rejection::new(
+        RejectionKind::SignatureMismatch,
+        "a notification's clientState is not this endpoint's",
+    );
+    let parsed: Notifications = serde_json::from_slice(body).map_err(|_| mismatch.clone())?;
+    if parsed.value.is_empty() {
+        return Err(mismatch);
+    }
+    let mut all = Choice::from(1);
+    let mut chosen = Fingerprint::default();
+    for notification in &parsed.value {
+        let token = notification.client_state.as_deref().unwrap_or("");
+        let Ok(token) = Secret::new(token) else {
+            return Err(mismatch);
+        };
+        let mut this = Choice::from(0);
+        for secret in secrets.iter() {
+            let equal = secret.fingerprint().ct_eq(&token.fingerprint()) & Choice::from(u8::from(
+                matches!(secret.key(), Key::Hmac { .. }),
+            ));
+            this |= equal;
+            let fingerprint = secret.fingerprint();
+            for (byte, new) in chosen.iter_mut().zip(fingerprint) {
+                *byte = u8::conditional_select(byte, &new, equal);
+            }
+        }
+        all &= this;
+    }
+    if bool::from(all) {
+        Ok(chosen)
+    } else {
+        Err(mismatch)
     }
 }

@@ -462,10 +462,27 @@ impl Scheme {
         }
     }
 
+    /// Microsoft Graph change notifications: no signature; each notification in the body's
+    /// `value` must carry the subscription's `clientState`, the secret here (as is), compared in
+    /// constant time. The id is the SHA-256 of the body. The layer answers Graph's subscription
+    /// validation itself: a request with a `validationToken` query parameter is answered with
+    /// the token, as text. (Graph's signed rich notifications are not verified here.)
+    #[must_use]
+    pub fn microsoft_graph() -> Self {
+        Self {
+            name: Cow::Borrowed("microsoft-graph"),
+            // Graph sends no signature header; nothing reads this one.
+            signature_header: HeaderName::from_static("clientstate"),
+            rule: Rule::ClientState,
+            handshake: Some(Handshake::Graph),
+            ..Self::defaults()
+        }
+    }
+
     /// The preset called `name`: `sotion`, `sota`, `github`, `standard` (or
     /// `standard-webhooks`), `standard-v1a` (or `standard-webhooks-v1a`), `stripe`, `slack`,
     /// `shopify`, `woocommerce`, `discord`, `twilio`, `sendgrid`, `square`, `zoom`, `meta`,
-    /// `paddle`, `linear`, `twitch`.
+    /// `paddle`, `linear`, `twitch`, `graph` (or `microsoft-graph`).
     #[must_use]
     pub fn preset(name: &str) -> Option<Self> {
         Some(match name {
@@ -487,12 +504,13 @@ impl Scheme {
             "paddle" => Self::paddle(),
             "linear" => Self::linear(),
             "twitch" => Self::twitch(),
+            "graph" | "microsoft-graph" => Self::microsoft_graph(),
             _ => return None,
         })
     }
 
     /// Every preset's name, as [`preset`](Self::preset) takes it.
-    pub const PRESETS: [&'static str; 18] = [
+    pub const PRESETS: [&'static str; 19] = [
         "sotion",
         "sota",
         "github",
@@ -511,6 +529,7 @@ impl Scheme {
         "paddle",
         "linear",
         "twitch",
+        "graph",
     ];
 
     /// What the presets have unless they say otherwise: the raw body signed with HMAC-SHA256

@@ -60,6 +60,16 @@ impl Scheme {
         url: Option<&str>,
     ) -> Result<Prepared, Rejection> {
         let headers = &headers.with_aliases(&self.aliases);
+        if self.rule == Rule::ClientState {
+            // No signature header: the token is in the body.
+            return Ok(Prepared {
+                candidates: Candidates::default(),
+                prefix: Vec::new(),
+                timestamp: None,
+                url: None,
+                algorithm: self.algorithm,
+            });
+        }
         let value = match headers.single(&self.signature_header) {
             Single::One(value) => value.as_bytes(),
             Single::None => {
@@ -330,7 +340,10 @@ impl Scheme {
         fields: &Fields<'a>,
     ) -> Option<Cow<'a, str>> {
         let source = source?;
-        match optional_fact(source, headers, fields) {
+        // An integer is an event type (Discord's interaction `type`), read as its decimal text;
+        // not an action.
+        let integers = fact == "event type";
+        match optional_fact(source, headers, fields, integers) {
             Ok(value) => value,
             Err(reason) => {
                 crate::observe::warn!(
@@ -351,7 +364,7 @@ impl Scheme {
     /// `sha256:<hex>` of its raw JSON text (of a header, its values joined by `\n`).
     fn scope(&self, headers: &Headers<'_>, fields: &Fields<'_>) -> Option<ByteString> {
         let source = self.scope.as_ref()?;
-        match optional_fact(source, headers, fields) {
+        match optional_fact(source, headers, fields, false) {
             Ok(scope) => scope.map(|scope| ByteString::from(scope.into_owned())),
             Err(reason) => {
                 crate::observe::warn!(
@@ -433,6 +446,7 @@ fn optional_fact<'a>(
     source: &Source,
     headers: &Headers<'a>,
     fields: &Fields<'a>,
+    integers: bool,
 ) -> Result<Option<Cow<'a, str>>, &'static str> {
     let value = match source {
         Source::Header(name) => match headers.single(name) {
@@ -450,8 +464,7 @@ fn optional_fact<'a>(
                 Some(b'"') => serde_json::from_str::<Cow<'a, str>>(raw.get())
                     .map_err(|_| "the field is not a valid string")?,
                 _ if raw.get() == "null" => return Ok(None),
-                // An integer (Discord's interaction `type`) is read as its decimal text.
-                _ if is_integer(raw.get()) => Cow::Borrowed(raw.get()),
+                _ if integers && is_integer(raw.get()) => Cow::Borrowed(raw.get()),
                 _ => return Err("the field is not a string"),
             }
         }

@@ -96,7 +96,10 @@ impl Scheme {
             _ => Vec::new(),
         };
         let signature = self.format.format(&signature, &extra);
-        insert(&mut headers, &self.signature_header, &signature)?;
+        // Microsoft Graph signs nothing: its token is in the body, the caller's to write.
+        if self.rule != Rule::ClientState {
+            insert(&mut headers, &self.signature_header, &signature)?;
+        }
         if let Some((Source::Header(name), _)) = &self.timestamp {
             insert(&mut headers, name, &timestamp)?;
         }

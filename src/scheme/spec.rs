@@ -89,6 +89,9 @@ pub(crate) enum Rule {
     /// by its value), or, when the URL carries `bodySHA256`, the URL alone and a body of that
     /// SHA-256; HMAC-SHA1, or HMAC-SHA256 when `X-Twilio-Webhooks-Signature-Settings` names it.
     Twilio,
+    /// No signature: the body's notifications (`value`) each repeat a shared token as their
+    /// `clientState` (Microsoft Graph), compared in constant time with the secret.
+    ClientState,
 }
 
 impl Scheme {
