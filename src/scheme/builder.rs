@@ -267,6 +267,7 @@ impl SchemeBuilder {
             aliases: Vec::new(),
             handshake: None,
             rule: Rule::Parts,
+            integer_event: false,
         })
     }
 }

@@ -340,9 +340,8 @@ impl Scheme {
         fields: &Fields<'a>,
     ) -> Option<Cow<'a, str>> {
         let source = source?;
-        // An integer is an event type (Discord's interaction `type`), read as its decimal text;
-        // not an action.
-        let integers = fact == "event type";
+        // Discord's interaction `type` is an integer, read as its decimal text.
+        let integers = self.integer_event && fact == "event type";
         match optional_fact(source, headers, fields, integers) {
             Ok(value) => value,
             Err(reason) => {

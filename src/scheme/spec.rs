@@ -78,6 +78,9 @@ pub struct Scheme {
     pub(crate) handshake: Option<Handshake>,
     /// How the signed bytes are put together.
     pub(crate) rule: Rule,
+    /// Whether a body's integer event type is read as its decimal text (Discord's interaction
+    /// `type`); otherwise a value that is not a string is dropped.
+    pub(crate) integer_event: bool,
 }
 
 /// How a scheme's signed bytes are put together.
