@@ -271,10 +271,12 @@ impl Secret {
             (Key::Asymmetric(own, key), algorithm) if *own == algorithm => {
                 key.sign(message).ok_or(ConfigError::CannotSign)
             }
-            (_, Algorithm::HmacSha1) if !algorithm.is_built() => Err(ConfigError::FeatureDisabled {
-                algorithm,
-                feature: "sha1",
-            }),
+            (_, Algorithm::HmacSha1) if !algorithm.is_built() => {
+                Err(ConfigError::FeatureDisabled {
+                    algorithm,
+                    feature: "sha1",
+                })
+            }
             _ => Err(ConfigError::SecretAlgorithmMismatch {
                 expected: algorithm,
                 found: self.algorithm(),

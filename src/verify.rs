@@ -148,12 +148,12 @@ fn check_secret_formats(scheme: &Scheme, secrets: &Secrets) -> Result<(), Reject
     secrets
         .check_format(scheme.secret_format(), scheme.algorithm())
         .map_err(|_| {
-        Rejection::new(
-            RejectionKind::SignatureMismatch,
-            "a secret was decoded for another format than this scheme's: make it with \
+            Rejection::new(
+                RejectionKind::SignatureMismatch,
+                "a secret was decoded for another format than this scheme's: make it with \
              scheme.secret(text)",
-        )
-    })
+            )
+        })
 }
 
 /// The verification pipeline: the steps the layer, [`verify`] and [`verify_signature`] share,

@@ -85,7 +85,10 @@ fn verifies(
             let mut mac = sha1.clone();
             mac.update(message);
             let computed = mac.finalize().into_bytes();
-            compare(&computed, &mut candidates.others().iter().map(Vec::as_slice))
+            compare(
+                &computed,
+                &mut candidates.others().iter().map(Vec::as_slice),
+            )
         }
         (Key::Asymmetric(own, key), algorithm) if *own == algorithm => {
             // A public key: nothing to hide about it, and each verification is constant time
@@ -131,9 +134,8 @@ fn client_state(secrets: &Secrets, body: &[u8]) -> Result<Fingerprint, Rejection
         };
         let mut this = Choice::from(0);
         for secret in secrets.iter() {
-            let equal = secret.fingerprint().ct_eq(&token.fingerprint()) & Choice::from(u8::from(
-                matches!(secret.key(), Key::Hmac { .. }),
-            ));
+            let equal = secret.fingerprint().ct_eq(&token.fingerprint())
+                & Choice::from(u8::from(matches!(secret.key(), Key::Hmac { .. })));
             this |= equal;
             let fingerprint = secret.fingerprint();
             for (byte, new) in chosen.iter_mut().zip(fingerprint) {

@@ -218,8 +218,15 @@ async fn a_url_signed_scheme_needs_a_public_url_and_checks_the_one_configured() 
         .with_secret(&twilio.secret)
         .build()
         .unwrap_err();
-    assert!(matches!(error, ConfigError::PublicUrlRequired { .. }), "{error}");
-    for bad in ["mycompany.com", "https://mycompany.com/?a=1", "ftp://mycompany.com"] {
+    assert!(
+        matches!(error, ConfigError::PublicUrlRequired { .. }),
+        "{error}"
+    );
+    for bad in [
+        "mycompany.com",
+        "https://mycompany.com/?a=1",
+        "ftp://mycompany.com",
+    ] {
         let error = WebhookLayer::builder(Scheme::twilio())
             .with_secret(&twilio.secret)
             .with_public_url(bad)
@@ -442,7 +449,9 @@ async fn every_new_preset_verifies_what_it_signs_and_refuses_another_key() {
             }
         };
         let make = || {
-            let mut request = Request::post("/webhooks").body(Body::from(body.clone())).unwrap();
+            let mut request = Request::post("/webhooks")
+                .body(Body::from(body.clone()))
+                .unwrap();
             let content_type = if *name == "twilio" {
                 "application/x-www-form-urlencoded"
             } else {
@@ -530,7 +539,10 @@ fn keys_in_the_wrong_shape_are_refused_when_the_layer_is_built() {
         .build()
         .unwrap_err();
     assert!(
-        matches!(error, ConfigError::SecretFormatMismatch { .. } | ConfigError::SecretAlgorithmMismatch { .. }),
+        matches!(
+            error,
+            ConfigError::SecretFormatMismatch { .. } | ConfigError::SecretAlgorithmMismatch { .. }
+        ),
         "{error}"
     );
     // A public key cannot sign.

@@ -83,7 +83,10 @@ impl std::fmt::Debug for WebhookLayerBuilder {
             .field("resolver_timeout", &self.resolver_timeout)
             .field("resolver_retry_after", &self.resolver_retry_after)
             .field("public_url", &self.public_url)
-            .field("verify_token", &self.verify_token.as_ref().map(|_| "REDACTED"))
+            .field(
+                "verify_token",
+                &self.verify_token.as_ref().map(|_| "REDACTED"),
+            )
             .field("error", &self.error)
             .finish_non_exhaustive()
     }

@@ -84,7 +84,10 @@ impl std::fmt::Debug for Config {
             .field("resolver_timeout", &self.resolver_timeout)
             .field("resolver_retry_after", &self.resolver_retry_after)
             .field("public_url", &self.public_url)
-            .field("verify_token", &self.verify_token.as_ref().map(|_| "REDACTED"))
+            .field(
+                "verify_token",
+                &self.verify_token.as_ref().map(|_| "REDACTED"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -122,7 +125,8 @@ impl Config {
     /// sender retries once it is fixed rather than each delivery failing as a forgery.
     pub(crate) fn tenant_secrets(&self, tenant: Tenant) -> Result<(String, Secrets), Rejection> {
         let (id, secrets) = tenant.into_parts();
-        if let Err(error) = secrets.check_format(self.scheme.secret_format(), self.scheme.algorithm())
+        if let Err(error) =
+            secrets.check_format(self.scheme.secret_format(), self.scheme.algorithm())
         {
             crate::observe::error!(
                 tenant = %id,

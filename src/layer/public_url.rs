@@ -129,7 +129,14 @@ mod tests {
             plain.signed_url(&parts("/webhooks", &[])).unwrap(),
             "http://127.0.0.1:3000/webhooks"
         );
-        for bad in ["example.com", "ftp://example.com", "https://example.com/?a=1", "https://example.com/#x", "/webhooks", ""] {
+        for bad in [
+            "example.com",
+            "ftp://example.com",
+            "https://example.com/?a=1",
+            "https://example.com/#x",
+            "/webhooks",
+            "",
+        ] {
             assert!(PublicUrl::base(bad).is_err(), "{bad}");
         }
     }
@@ -139,14 +146,26 @@ mod tests {
         let proxy = PublicUrl::TrustedProxy;
         let url = |headers: &[(&str, &str)]| proxy.signed_url(&parts("/hook", headers)).ok();
         assert_eq!(
-            url(&[("forwarded", "for=1.2.3.4;proto=https;host=\"example.com\", for=5.6.7.8")]).as_deref(),
+            url(&[(
+                "forwarded",
+                "for=1.2.3.4;proto=https;host=\"example.com\", for=5.6.7.8"
+            )])
+            .as_deref(),
             Some("https://example.com/hook")
         );
         assert_eq!(
-            url(&[("x-forwarded-proto", "https"), ("x-forwarded-host", "a.example"), ("host", "internal")]).as_deref(),
+            url(&[
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "a.example"),
+                ("host", "internal")
+            ])
+            .as_deref(),
             Some("https://a.example/hook")
         );
-        assert_eq!(url(&[("host", "internal:8080")]).as_deref(), Some("http://internal:8080/hook"));
+        assert_eq!(
+            url(&[("host", "internal:8080")]).as_deref(),
+            Some("http://internal:8080/hook")
+        );
         assert_eq!(url(&[]), None);
     }
 }

@@ -275,8 +275,8 @@ fn verify_request<'a, B: Body + 'a>(
                 (Some(secrets), _) | (None, SecretSource::Static(secrets)) => Some(secrets),
                 (None, SecretSource::Resolver(_)) => None,
             };
-            let secret = secrets
-                .and_then(|secrets| secrets.iter().find(|s| s.fingerprint() == verified_by));
+            let secret =
+                secrets.and_then(|secrets| secrets.iter().find(|s| s.fingerprint() == verified_by));
             if let Some(answer) = handshake.answer_signed(&parts.headers, &bytes, secret) {
                 return Ok(Verified::Handshake(answer));
             }

@@ -168,11 +168,18 @@ impl Handshake {
 
     /// Whether the handshake is made with a signed request (answered after verification).
     pub(crate) fn is_signed(self) -> bool {
-        matches!(self, Self::Slack | Self::Discord | Self::Zoom | Self::Twitch)
+        matches!(
+            self,
+            Self::Slack | Self::Discord | Self::Zoom | Self::Twitch
+        )
     }
 }
 
-fn response(status: StatusCode, content_type: Option<&'static str>, body: Bytes) -> Response<Full<Bytes>> {
+fn response(
+    status: StatusCode,
+    content_type: Option<&'static str>,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     if let Some(content_type) = content_type {

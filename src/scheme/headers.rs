@@ -108,7 +108,10 @@ mod tests {
         map.insert("svix-id", HeaderValue::from_static("msg_svix"));
         let headers = Headers::new(&map).with_aliases(&aliases);
         let id = HeaderName::from_static("webhook-id");
-        assert_eq!(headers.one(&id), Some(&HeaderValue::from_static("msg_svix")));
+        assert_eq!(
+            headers.one(&id),
+            Some(&HeaderValue::from_static("msg_svix"))
+        );
         map.insert("webhook-id", HeaderValue::from_static("msg_own"));
         let headers = Headers::new(&map).with_aliases(&aliases);
         assert_eq!(headers.one(&id), Some(&HeaderValue::from_static("msg_own")));

@@ -10,8 +10,8 @@ use super::format::{Encoding, SignatureFormat};
 use super::handshake::Handshake;
 use super::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
 use super::spec::{
-    Rule, Scheme, SotionEnvelope, DEFAULT_TOLERANCE, SHA256_PREFIX, SOTION_DELIVERY,
-    SOTION_EVENT, SOTION_ID, SOTION_SIGNATURE,
+    Rule, Scheme, SotionEnvelope, DEFAULT_TOLERANCE, SHA256_PREFIX, SOTION_DELIVERY, SOTION_EVENT,
+    SOTION_ID, SOTION_SIGNATURE,
 };
 
 impl Scheme {
@@ -567,7 +567,12 @@ fn svix_aliases() -> Vec<(HeaderName, HeaderName)> {
         ("webhook-signature", "svix-signature"),
     ]
     .into_iter()
-    .map(|(name, alias)| (HeaderName::from_static(name), HeaderName::from_static(alias)))
+    .map(|(name, alias)| {
+        (
+            HeaderName::from_static(name),
+            HeaderName::from_static(alias),
+        )
+    })
     .collect()
 }
 
@@ -582,7 +587,10 @@ mod tests {
         // date cannot run into each other, which the builder cannot know of two arbitrary
         // headers); Twilio's rule and Graph's token in the body are code, not parts.
         let by_code = ["twitch", "twilio", "graph"];
-        for name in Scheme::PRESETS.iter().filter(|name| !by_code.contains(name)) {
+        for name in Scheme::PRESETS
+            .iter()
+            .filter(|name| !by_code.contains(name))
+        {
             let name = *name;
             let preset = Scheme::preset(name).unwrap();
             let mut builder = Scheme::builder(

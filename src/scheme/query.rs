@@ -77,7 +77,11 @@ mod tests {
             .map(|(n, v)| (n.to_owned(), v.to_owned()))
         );
         assert_eq!(
-            param("hub.mode=subscribe&hub.challenge=1158201444", "hub.challenge").as_deref(),
+            param(
+                "hub.mode=subscribe&hub.challenge=1158201444",
+                "hub.challenge"
+            )
+            .as_deref(),
             Some("1158201444")
         );
         assert_eq!(param("a=1", "b"), None);

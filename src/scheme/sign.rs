@@ -75,9 +75,8 @@ impl Scheme {
         };
         let mut mac_input = Vec::with_capacity(message.body.len() + 64);
         if self.rule == Rule::Twilio {
-            let messages = super::twilio::messages(url, message.body).map_err(|_| {
-                ConfigError::InvalidSignedUrl
-            })?;
+            let messages = super::twilio::messages(url, message.body)
+                .map_err(|_| ConfigError::InvalidSignedUrl)?;
             mac_input = messages.into_iter().next().unwrap_or_default();
         } else {
             for part in &self.signed {

@@ -139,11 +139,17 @@ mod tests {
     fn tries_the_url_with_and_without_its_port() {
         assert_eq!(
             url_variants("https://example.com/sms?x=1"),
-            ["https://example.com/sms?x=1", "https://example.com:443/sms?x=1"]
+            [
+                "https://example.com/sms?x=1",
+                "https://example.com:443/sms?x=1"
+            ]
         );
         assert_eq!(
             url_variants("http://127.0.0.1:3000/webhooks"),
-            ["http://127.0.0.1:3000/webhooks", "http://127.0.0.1/webhooks"]
+            [
+                "http://127.0.0.1:3000/webhooks",
+                "http://127.0.0.1/webhooks"
+            ]
         );
     }
 
