@@ -217,25 +217,7 @@ async fn run() -> Result<(), String> {
     } else {
         &stamp
     };
-    let (body, content_type) = match short_name {
-        // Twilio posts a form; Graph's notifications carry the subscription's clientState.
-        "twilio" => (twilio_form(&args.event, &args.id), "application/x-www-form-urlencoded"),
-        "graph" => (
-            serde_json::json!({ "value": [{ "clientState": text, "id": args.id, "changeType": args.event, "resource": "users/demo" }] })
-                .to_string(),
-            "application/json",
-        ),
-        "linear" => (
-            serde_json::json!({ "action": "create", "type": args.event, "createdAt": body_stamp, "organizationId": "org_demo", "webhookTimestamp": now.unix_timestamp() * 1000, "data": { "id": args.id } })
-                .to_string(),
-            "application/json",
-        ),
-        _ => (
-            sample_body(short_name, &args.event, &args.id, body_stamp, args.data.clone())
-                .to_string(),
-            "application/json",
-        ),
-    };
+    let (body, content_type) = body_for(short_name, &args, &text, body_stamp, now);
     // The id the receiver will report: the scheme's own notion of it.
     let shown_id = if digest_id {
         hex_digest(body.as_bytes())
@@ -335,6 +317,39 @@ fn hex_digest(bytes: &[u8]) -> String {
     faster_hex::hex_string(&sha2::Sha256::digest(bytes))
 }
 
+/// The body to send, in the sender's own shape, and its content type.
+fn body_for(
+    short_name: &str,
+    args: &Args,
+    secret_text: &str,
+    body_stamp: &str,
+    now: time::OffsetDateTime,
+) -> (String, &'static str) {
+    match short_name {
+        // Twilio posts a form; Graph's notifications carry the subscription's clientState.
+        "twilio" => (
+            twilio_form(&args.event, &args.id),
+            "application/x-www-form-urlencoded",
+        ),
+        "graph" => (
+            serde_json::json!({ "value": [{ "clientState": secret_text, "id": args.id, "changeType": args.event, "resource": "users/demo" }] })
+                .to_string(),
+            "application/json",
+        ),
+        // Linear signs the time it sends at, in milliseconds, in the body.
+        "linear" => (
+            serde_json::json!({ "action": "create", "type": args.event, "createdAt": body_stamp, "organizationId": "org_demo", "webhookTimestamp": now.unix_timestamp() * 1000, "data": { "id": args.id } })
+                .to_string(),
+            "application/json",
+        ),
+        _ => (
+            sample_body(short_name, &args.event, &args.id, body_stamp, args.data.clone())
+                .to_string(),
+            "application/json",
+        ),
+    }
+}
+
 /// A Twilio SMS webhook's form body.
 fn twilio_form(event: &str, id: &str) -> String {
     format!(
@@ -350,59 +365,8 @@ async fn handshake(
     url: &str,
 ) -> Result<(), String> {
     let short_name = shared::short_name(scheme);
-    let challenge = random_uuid();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    // The request, and what the answer must contain.
-    let (method, target, body, expected): (&str, String, String, String) = match short_name {
-        "slack" => (
-            "POST",
-            url.to_owned(),
-            serde_json::json!({ "token": "demo", "challenge": challenge, "type": "url_verification" })
-                .to_string(),
-            challenge.clone(),
-        ),
-        "discord" => (
-            "POST",
-            url.to_owned(),
-            serde_json::json!({ "type": 1, "id": challenge, "application_id": "demo", "token": "demo", "version": 1 })
-                .to_string(),
-            r#"{"type":1}"#.to_owned(),
-        ),
-        "zoom" => {
-            // The answer's encryptedToken: the token's HMAC-SHA256 under the secret, in hex.
-            let encrypted = tower_webhook::verify::digest(key, challenge.as_bytes());
-            (
-                "POST",
-                url.to_owned(),
-                serde_json::json!({ "event": "endpoint.url_validation", "event_ts": now * 1000, "payload": { "plainToken": challenge } })
-                    .to_string(),
-                faster_hex::hex_string(&encrypted),
-            )
-        }
-        "twitch" => (
-            "POST",
-            url.to_owned(),
-            serde_json::json!({ "challenge": challenge, "subscription": { "type": "channel.follow", "status": "webhook_callback_verification_pending" } })
-                .to_string(),
-            challenge.clone(),
-        ),
-        "meta" => {
-            let (token, _) = shared::verify_token_from_env();
-            (
-                "GET",
-                format!("{url}?hub.mode=subscribe&hub.challenge={now}&hub.verify_token={}", encode(&token)),
-                String::new(),
-                now.to_string(),
-            )
-        }
-        "graph" => (
-            "POST",
-            format!("{url}?validationToken={challenge}"),
-            String::new(),
-            challenge.clone(),
-        ),
-        other => return Err(format!("{other} makes no endpoint handshake")),
-    };
+    let (method, target, body, expected) = handshake_request(short_name, key, url, now)?;
     let mut request = http::Request::builder()
         .method(method)
         .uri(&target)
@@ -456,6 +420,67 @@ async fn handshake(
         ));
     }
     Ok(())
+}
+
+/// A handshake request of `short_name`'s sender: its method, URL and body, and what the
+/// answer must contain.
+fn handshake_request(
+    short_name: &str,
+    key: &tower_webhook::Secret,
+    url: &str,
+    now: i64,
+) -> Result<(&'static str, String, String, String), String> {
+    let challenge = random_uuid();
+    Ok(match short_name {
+        "slack" => (
+            "POST",
+            url.to_owned(),
+            serde_json::json!({ "token": "demo", "challenge": challenge, "type": "url_verification" })
+                .to_string(),
+            challenge.clone(),
+        ),
+        "discord" => (
+            "POST",
+            url.to_owned(),
+            serde_json::json!({ "type": 1, "id": challenge, "application_id": "demo", "token": "demo", "version": 1 })
+                .to_string(),
+            r#"{"type":1}"#.to_owned(),
+        ),
+        "zoom" => {
+            // The answer's encryptedToken: the token's HMAC-SHA256 under the secret, in hex.
+            let encrypted = tower_webhook::verify::digest(key, challenge.as_bytes());
+            (
+                "POST",
+                url.to_owned(),
+                serde_json::json!({ "event": "endpoint.url_validation", "event_ts": now * 1000, "payload": { "plainToken": challenge } })
+                    .to_string(),
+                faster_hex::hex_string(&encrypted),
+            )
+        }
+        "twitch" => (
+            "POST",
+            url.to_owned(),
+            serde_json::json!({ "challenge": challenge, "subscription": { "type": "channel.follow", "status": "webhook_callback_verification_pending" } })
+                .to_string(),
+            challenge.clone(),
+        ),
+        "meta" => {
+            let (token, _) = shared::verify_token_from_env();
+            (
+                "GET",
+                format!("{url}?hub.mode=subscribe&hub.challenge={now}&hub.verify_token={}", encode(&token)),
+                String::new(),
+                now.to_string(),
+            )
+        }
+        "graph" => (
+            "POST",
+            format!("{url}?validationToken={challenge}"),
+            String::new(),
+            challenge.clone(),
+        ),
+        other => return Err(format!("{other} makes no endpoint handshake")),
+    })
 }
 
 /// Percent-encodes a query value.

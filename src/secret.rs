@@ -49,6 +49,8 @@ pub struct Secret {
 
 /// What a [`Secret`] holds: an HMAC key (as keyed MAC states, never the raw key), or an
 /// asymmetric key.
+// Not boxed: a layer holds a handful of secrets, made once.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub(crate) enum Key {
     /// An HMAC key: keyed for SHA-256, and for SHA-1 too when the `sha1` feature is built.
@@ -303,7 +305,7 @@ fn decode_hex(text: &str) -> Result<Vec<u8>, ConfigError> {
     let invalid = || ConfigError::InvalidSecretEncoding {
         source: "the secret is not hexadecimal".into(),
     };
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(invalid());
     }
     let mut out = vec![0; text.len() / 2];

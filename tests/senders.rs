@@ -18,6 +18,7 @@ use axum::Router;
 use base64::Engine as _;
 use common::send;
 use http_body_util::BodyExt;
+use tower_webhook::inbox::InboxBackend as _;
 use tower_webhook::layer::WebhookLayerBuilder;
 use tower_webhook::scheme::Outgoing;
 use tower_webhook::{ConfigError, Scheme, WebhookLayer, WebhookMeta};
@@ -309,7 +310,6 @@ async fn handshakes_are_never_stored_nor_handled_in_inbox_mode() {
         assert_ne!(text(response).await, r#"{"status":"accepted"}"#, "{scheme}");
         assert_eq!(seen.runs.load(Ordering::SeqCst), 0, "{scheme}");
     }
-    use tower_webhook::inbox::InboxBackend as _;
     let stats = inbox.stats().await.unwrap();
     assert_eq!((stats.pending, stats.running, stats.done), (0, 0, 0));
     // An event of the same layer is stored.

@@ -224,6 +224,8 @@ fn reject(observation: &Observation<'_>, rejection: &Rejection) -> Response<Laye
 }
 
 /// What a verified request is: a delivery for the handler, or a handshake the layer answered.
+// Not boxed: the delivery is the common case, and lives only until it is admitted.
+#[allow(clippy::large_enum_variant)]
 enum Verified {
     Delivery(Bytes, Described),
     Handshake(Response<Full<Bytes>>),

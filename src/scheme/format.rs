@@ -53,7 +53,7 @@ impl Encoding {
     fn decode(self, text: &[u8]) -> Option<Vec<u8>> {
         match self {
             Self::Hex => {
-                if text.len() % 2 != 0 {
+                if !text.len().is_multiple_of(2) {
                     return None;
                 }
                 let mut out = vec![0; text.len() / 2];

@@ -263,8 +263,8 @@ impl Scheme {
     }
 
     /// Standard Webhooks with asymmetric signatures, feature `ed25519`: `webhook-signature`
-    /// holds `v1a,<base64>` entries, Ed25519 signatures of `<webhook-id>.<webhook-timestamp>.
-    /// <body>`, verified with the sender's public key, `whpk_<base64>` (its private key,
+    /// holds `v1a,<base64>` entries, Ed25519 signatures of
+    /// `<webhook-id>.<webhook-timestamp>.<body>`, verified with the sender's public key, `whpk_<base64>` (its private key,
     /// `whsk_<base64>`, signs). Otherwise as [`standard_webhooks`](Self::standard_webhooks),
     /// `svix-*` header names included.
     #[must_use]
@@ -437,8 +437,9 @@ impl Scheme {
     }
 
     /// Twitch EventSub: `Twitch-Eventsub-Message-Signature: sha256=<hex>`, the HMAC-SHA256 keyed
-    /// with the subscription's secret (as is) of `<Twitch-Eventsub-Message-Id><Twitch-Eventsub-
-    /// Message-Timestamp><body>` (no separators; the id is a UUID and the timestamp RFC 3339);
+    /// with the subscription's secret (as is) of
+    /// `<Twitch-Eventsub-Message-Id><Twitch-Eventsub-Message-Timestamp><body>` (no separators;
+    /// the id is a UUID and the timestamp RFC 3339);
     /// the timestamp must be within 10 minutes, as Twitch asks. The id is the (signed) message
     /// id; the event `Twitch-Eventsub-Subscription-Type` (`channel.follow`), unsigned: a
     /// captured message replayed under another type is a duplicate of its id. The layer answers

@@ -36,7 +36,10 @@ fn decode(text: &[u8]) -> Cow<'_, str> {
         rest = tail;
         match byte {
             b'+' => out.push(b' '),
-            b'%' => match (tail.first().and_then(hex), tail.get(1).and_then(hex)) {
+            b'%' => match (
+                tail.first().copied().and_then(hex),
+                tail.get(1).copied().and_then(hex),
+            ) {
                 (Some(high), Some(low)) => {
                     out.push(high << 4 | low);
                     rest = &tail[2..];
@@ -50,8 +53,8 @@ fn decode(text: &[u8]) -> Cow<'_, str> {
     Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
-fn hex(digit: &u8) -> Option<u8> {
-    char::from(*digit)
+fn hex(digit: u8) -> Option<u8> {
+    char::from(digit)
         .to_digit(16)
         .and_then(|value| u8::try_from(value).ok())
 }

@@ -107,16 +107,15 @@ fn url_variants(url: &str) -> Vec<String> {
     let port = authority
         .rsplit_once(':')
         .filter(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
-    let other = match port {
-        Some((host, _)) => format!("{scheme}://{host}{tail}"),
-        None => {
-            let default = if scheme.eq_ignore_ascii_case("https") {
-                443
-            } else {
-                80
-            };
-            format!("{scheme}://{authority}:{default}{tail}")
-        }
+    let other = if let Some((host, _)) = port {
+        format!("{scheme}://{host}{tail}")
+    } else {
+        let default = if scheme.eq_ignore_ascii_case("https") {
+            443
+        } else {
+            80
+        };
+        format!("{scheme}://{authority}:{default}{tail}")
     };
     variants.push(other);
     variants
