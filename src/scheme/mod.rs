@@ -3,8 +3,9 @@
 //!
 //! A [`Scheme`] is a value handed to the [`WebhookLayer`](crate::WebhookLayer): presets name
 //! the common senders ([`Scheme::sotion`], [`Scheme::sota`], [`Scheme::github`],
-//! [`Scheme::standard_webhooks`], [`Scheme::stripe`], [`Scheme::slack`]); [`Scheme::builder`]
-//! describes any other without writing crypto code. The service only asks the scheme to read
+//! [`Scheme::standard_webhooks`], [`Scheme::stripe`], [`Scheme::slack`], and those the
+//! [`Scheme`] table lists); [`Scheme::builder`] describes any other without writing crypto
+//! code. The service only asks the scheme to read
 //! the headers before the body and to describe the body once its signature verified.
 //!
 //! Files: `spec.rs` holds the [`Scheme`] type and its accessors, `presets.rs` the named

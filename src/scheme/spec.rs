@@ -47,6 +47,22 @@ pub(crate) struct SotionEnvelope {
 /// | [`standard_webhooks`](Self::standard_webhooks) | `webhook-signature: v1,<b64> ...` | `id.timestamp.body` | `whsec_<base64>`, decoded | `webhook-id` (signed) | ±5 min |
 /// | [`stripe`](Self::stripe) | `Stripe-Signature: t=<unix>,v1=<hex>,...` | `t.body` | `whsec_...` as is | body `id` | ±5 min |
 /// | [`slack`](Self::slack) | `X-Slack-Signature: v0=<hex>` | `v0:ts:body` | as is | SHA-256 of the body | ±5 min |
+/// | [`shopify`](Self::shopify) | `X-Shopify-Hmac-Sha256: <base64>` | body | as is | `X-Shopify-Webhook-Id` (unsigned: shown; deduplicated by the body and topic) | none |
+/// | [`woocommerce`](Self::woocommerce) | `X-WC-Webhook-Signature: <base64>` | body | as is | `X-WC-Webhook-Delivery-ID` (unsigned, as Shopify) | none |
+/// | [`discord`](Self::discord) (`ed25519`) | `X-Signature-Ed25519: <hex>` | `ts` + body | public key, hex | SHA-256 of the body | ±5 min |
+/// | [`standard_webhooks_v1a`](Self::standard_webhooks_v1a) (`ed25519`) | `webhook-signature: v1a,<b64> ...` | `id.timestamp.body` | public key, `whpk_<base64>` | `webhook-id` (signed) | ±5 min |
+/// | [`twilio`](Self::twilio) (`sha1`) | `X-Twilio-Signature: <base64>` | URL + sorted form parameters | as is | SHA-256 of the body | none |
+/// | [`sendgrid`](Self::sendgrid) (`p256`) | `X-Twilio-Email-Event-Webhook-Signature: <base64>` | `ts` + body | public key, base64 DER | SHA-256 of the body | ±5 min |
+/// | [`square`](Self::square) | `X-Square-HmacSha256-Signature: <base64>` | URL + body | as is | body `event_id` | none |
+/// | [`zoom`](Self::zoom) | `x-zm-signature: v0=<hex>` | `v0:ts:body` | as is | SHA-256 of the body | ±5 min |
+/// | [`meta`](Self::meta) | `X-Hub-Signature-256: sha256=<hex>` | body | as is | SHA-256 of the body | none |
+/// | [`paddle`](Self::paddle) | `Paddle-Signature: ts=<unix>;h1=<hex>` | `ts:body` | as is | body `event_id` | ±5 s |
+/// | [`linear`](Self::linear) | `Linear-Signature: <hex>` | body | as is | `Linear-Delivery` (unsigned: shown; deduplicated by the body) | ±60 s (body `webhookTimestamp`) |
+/// | [`twitch`](Self::twitch) | `Twitch-Eventsub-Message-Signature: sha256=<hex>` | id + ts + body | as is | the message id (signed) | ±10 min |
+/// | [`microsoft_graph`](Self::microsoft_graph) | none: `clientState` in the body | — | as is | SHA-256 of the body | none |
+///
+/// Slack, Discord, Zoom, Twitch, Meta and Microsoft Graph make endpoint handshakes, which the
+/// layer answers itself (see each preset).
 ///
 /// Idempotency keys hold only signed values. Where the event id (or scope) comes from a header
 /// the signature does not cover (GitHub), anyone who captured one delivery could replay it
@@ -154,7 +170,8 @@ impl Scheme {
         self.name.clone()
     }
 
-    /// The header that carries the signature.
+    /// The header that carries the signature (Microsoft Graph sends none: its token is in the
+    /// body).
     #[must_use]
     pub fn signature_header(&self) -> &HeaderName {
         &self.signature_header
