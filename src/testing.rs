@@ -106,6 +106,17 @@ pub fn signed_request(scheme: &Scheme, secret: &Secret, message: &Outgoing<'_>) 
 }
 
 fn signed(scheme: &Scheme, secret: &Secret, message: &Outgoing<'_>, uri: Uri) -> Request<Body> {
+    signed_for(scheme, secret, message, uri, None)
+}
+
+fn signed_for(
+    scheme: &Scheme,
+    secret: &Secret,
+    message: &Outgoing<'_>,
+    uri: Uri,
+    public_url: Option<&str>,
+) -> Request<Body> {
+    let url = public_url.map(|base| format!("{}{uri}", base.trim_end_matches('/')));
     let body = Bytes::copy_from_slice(message.body);
     let mut request = Request::new(Full::new(body.clone()));
     *request.method_mut() = Method::POST;
@@ -116,17 +127,18 @@ fn signed(scheme: &Scheme, secret: &Secret, message: &Outgoing<'_>, uri: Uri) ->
         HeaderValue::from_static("application/json"),
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    let signed = scheme.sign(secret, message).or_else(|_| {
+    let sign = |message: &Outgoing<'_>| match &url {
+        Some(url) => scheme.sign_with_url(secret, url, message),
+        None => scheme.sign(secret, message),
+    };
+    let signed = sign(message).or_else(|_| {
         // An id or event that cannot be a header value (tests of hostile ids): sign without
         // them; the caller sees the headers left empty.
-        scheme.sign(
-            secret,
-            &Outgoing {
-                id: "",
-                event: "",
-                ..*message
-            },
-        )
+        sign(&Outgoing {
+            id: "",
+            event: "",
+            ..*message
+        })
     });
     if let Ok(signed) = signed {
         headers.extend(signed);
@@ -167,6 +179,7 @@ pub struct Delivery {
     id: Option<String>,
     event: Option<String>,
     timestamp: Option<i64>,
+    public_url: Option<String>,
 }
 
 impl Delivery {
@@ -179,6 +192,7 @@ impl Delivery {
             id: None,
             event: None,
             timestamp: None,
+            public_url: None,
         }
     }
 
@@ -221,6 +235,17 @@ impl Delivery {
         self
     }
 
+    /// The public URL the request is signed for, for a scheme that signs the URL it calls
+    /// (Square, Twilio): the same base as the layer's
+    /// [`with_public_url`](crate::layer::WebhookLayerBuilder::with_public_url)
+    /// (`https://example.com`), followed by the delivery's path and query. Without it such a
+    /// scheme's request carries no signature.
+    #[must_use]
+    pub fn with_public_url(mut self, base: &str) -> Self {
+        self.public_url = Some(base.to_owned());
+        self
+    }
+
     /// The request, signed with `secret` the way `scheme` signs: its signature, timestamp, id
     /// and event headers (a header whose value would be empty, or is not a valid header
     /// value, is left out), the scheme's delivery-attempt header with a random id (Sotion's
@@ -252,7 +277,7 @@ impl Delivery {
         let timestamp = self
             .timestamp
             .unwrap_or_else(|| OffsetDateTime::now_utc().unix_timestamp());
-        let mut request = signed(
+        let mut request = signed_for(
             scheme,
             secret,
             &Outgoing {
@@ -262,6 +287,7 @@ impl Delivery {
                 body: &self.body,
             },
             self.path.clone(),
+            self.public_url.as_deref(),
         );
         let headers = request.headers_mut();
         let empty: Vec<_> = headers

@@ -579,3 +579,22 @@ async fn the_response_to_an_echoed_token_is_never_sniffed() {
 fn common_sendgrid_other() -> String {
     "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEczWbv8bQn7kN4n/wIIVD3z4SswoSQS1qYzxJ1cJqP2fjl3kqwEzW+ECMJwYCsPhFBs5O+J8YSjTBOQEMUwghqw==".to_owned()
 }
+
+#[tokio::test]
+async fn the_testing_delivery_signs_for_a_public_url() {
+    let scheme = Scheme::square();
+    let body = sample_body("square", "evt_square_1", 0, "");
+    let layer = WebhookLayer::builder(scheme.clone())
+        .with_secret("a_square_key")
+        .with_public_url("https://example.com");
+    let (app, seen) = app_for(layer);
+    let secret = scheme.secret("a_square_key").unwrap();
+    let signed = tower_webhook::testing::Delivery::new(body.clone())
+        .with_path("/webhooks?x=1")
+        .with_public_url("https://example.com");
+    assert_eq!(send(&app, signed.sign(&scheme, &secret)).await.status(), 200);
+    assert_eq!(seen.meta.lock().unwrap().as_ref().unwrap().id(), "evt_square_1");
+    // Without the public URL, the request carries no signature.
+    let unsigned = tower_webhook::testing::Delivery::new(body).sign(&scheme, &secret);
+    assert_eq!(common::error_code(send(&app, unsigned).await).await, "missing_signature");
+}
