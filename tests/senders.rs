@@ -18,6 +18,7 @@ use axum::Router;
 use base64::Engine as _;
 use common::send;
 use http_body_util::BodyExt;
+#[cfg(feature = "sqlite")]
 use tower_webhook::inbox::InboxBackend as _;
 use tower_webhook::layer::WebhookLayerBuilder;
 use tower_webhook::scheme::Outgoing;
@@ -283,6 +284,7 @@ async fn forwarded_headers_are_ignored_unless_a_trusted_proxy_is_configured() {
     assert_eq!(seen.runs.load(Ordering::SeqCst), 1);
 }
 
+#[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn handshakes_are_never_stored_nor_handled_in_inbox_mode() {
     let dir = tempfile::tempdir().unwrap();
