@@ -594,9 +594,18 @@ async fn the_testing_delivery_signs_for_a_public_url() {
     let signed = tower_webhook::testing::Delivery::new(body.clone())
         .with_path("/webhooks?x=1")
         .with_public_url("https://example.com");
-    assert_eq!(send(&app, signed.sign(&scheme, &secret)).await.status(), 200);
-    assert_eq!(seen.meta.lock().unwrap().as_ref().unwrap().id(), "evt_square_1");
+    assert_eq!(
+        send(&app, signed.sign(&scheme, &secret)).await.status(),
+        200
+    );
+    assert_eq!(
+        seen.meta.lock().unwrap().as_ref().unwrap().id(),
+        "evt_square_1"
+    );
     // Without the public URL, the request carries no signature.
     let unsigned = tower_webhook::testing::Delivery::new(body).sign(&scheme, &secret);
-    assert_eq!(common::error_code(send(&app, unsigned).await).await, "missing_signature");
+    assert_eq!(
+        common::error_code(send(&app, unsigned).await).await,
+        "missing_signature"
+    );
 }

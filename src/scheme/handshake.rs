@@ -213,3 +213,94 @@ fn json(value: &serde_json::Value) -> Response<Full<Bytes>> {
 fn empty(status: StatusCode) -> Response<Full<Bytes>> {
     response(status, None, Bytes::new())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed(handshake: Handshake, headers: &[(&str, &str)], body: &str) -> Option<(u16, String)> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let secret = Secret::new("k").unwrap();
+        let response = handshake.answer_signed(&map, body.as_bytes(), Some(&secret))?;
+        let status = response.status().as_u16();
+        let bytes = futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(
+            response.into_body(),
+        ))
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+        Some((status, String::from_utf8(bytes.to_vec()).unwrap()))
+    }
+
+    #[test]
+    fn only_a_handshakes_own_body_is_answered() {
+        use Handshake::{Discord, Slack, Twitch};
+        assert_eq!(
+            signed(Discord, &[], r#"{"type":1,"id":"1"}"#),
+            Some((200, r#"{"type":1}"#.to_owned()))
+        );
+        assert_eq!(
+            signed(Discord, &[], r#"{"type":0,"version":1}"#),
+            Some((204, String::new()))
+        );
+        // A webhook event of type 1 carries its event: it is an event, not a PING.
+        assert_eq!(
+            signed(Discord, &[], r#"{"type":1,"event":{"type":"X"}}"#),
+            None
+        );
+        assert_eq!(signed(Discord, &[], r#"{"type":2,"id":"1"}"#), None);
+        assert_eq!(
+            signed(Slack, &[], "token=x&challenge=y&type=url_verification"),
+            None
+        );
+        assert_eq!(
+            signed(Slack, &[], r#"{"type":"event_callback","challenge":"y"}"#),
+            None
+        );
+        // Twitch: the header says which message it is; a challenge alone is not enough.
+        assert_eq!(signed(Twitch, &[], r#"{"challenge":"c"}"#), None);
+        let verification = [(
+            "twitch-eventsub-message-type",
+            "webhook_callback_verification",
+        )];
+        assert_eq!(
+            signed(Twitch, &verification, r#"{"challenge":"c"}"#),
+            Some((200, "c".to_owned()))
+        );
+    }
+
+    #[test]
+    fn meta_answers_only_a_subscribe_get_with_its_token() {
+        let parts = |method: &str, uri: &str| {
+            http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0
+        };
+        let answer = |method, uri, token: Option<&[u8]>| {
+            Handshake::Meta
+                .answer_unsigned(&parts(method, uri), token)
+                .map(|answer| answer.map(|r| r.status().as_u16()).map_err(|r| r.kind()))
+        };
+        let query = "/webhooks?hub.mode=subscribe&hub.challenge=7&hub.verify_token=t%26k";
+        assert_eq!(answer("GET", query, Some(b"t&k")), Some(Ok(200)));
+        let refused = Some(Err(RejectionKind::VerifyTokenMismatch));
+        assert_eq!(answer("GET", query, Some(b"t&")), refused);
+        assert_eq!(answer("GET", query, None), refused);
+        let other_mode = "/webhooks?hub.mode=unsubscribe&hub.verify_token=t%26k";
+        assert_eq!(answer("GET", other_mode, Some(b"t&k")), refused);
+        // Not a handshake: left to verification.
+        assert_eq!(answer("POST", query, Some(b"t&k")), None);
+        assert_eq!(answer("GET", "/webhooks?x=1", Some(b"t&k")), None);
+        assert_eq!(answer("GET", "/webhooks", Some(b"t&k")), None);
+    }
+}
