@@ -241,6 +241,9 @@ impl Scheme {
     /// checks an endpoint by sending deliberately invalid signatures, which are refused `401`,
     /// and a `PING`, which the layer answers itself once its signature verified (`{"type":1}`
     /// for interactions, `204` for webhook events).
+    // Built without the feature too (so `preset` knows every name), but usable only with it:
+    // its secret cannot be decoded otherwise (`ConfigError::FeatureDisabled`).
+    #[cfg_attr(docsrs, doc(cfg(feature = "ed25519")))]
     #[must_use]
     pub fn discord() -> Self {
         Self {
@@ -267,6 +270,9 @@ impl Scheme {
     /// `<webhook-id>.<webhook-timestamp>.<body>`, verified with the sender's public key, `whpk_<base64>` (its private key,
     /// `whsk_<base64>`, signs). Otherwise as [`standard_webhooks`](Self::standard_webhooks),
     /// `svix-*` header names included.
+    // Built without the feature too (so `preset` knows every name), but usable only with it:
+    // its secret cannot be decoded otherwise (`ConfigError::FeatureDisabled`).
+    #[cfg_attr(docsrs, doc(cfg(feature = "ed25519")))]
     #[must_use]
     pub fn standard_webhooks_v1a() -> Self {
         Self {
@@ -287,6 +293,9 @@ impl Scheme {
     /// ([`with_public_url`](crate::layer::WebhookLayerBuilder::with_public_url)); with and
     /// without its port are both tried, as Twilio's libraries do. No timestamp, no id: the id is
     /// the SHA-256 of the body (a retry resends the same parameters).
+    // Built without the feature too (so `preset` knows every name), but usable only with it:
+    // its secret cannot be decoded otherwise (`ConfigError::FeatureDisabled`).
+    #[cfg_attr(docsrs, doc(cfg(feature = "sha1")))]
     #[must_use]
     pub fn twilio() -> Self {
         Self {
@@ -305,6 +314,9 @@ impl Scheme {
     /// `<X-Twilio-Email-Event-Webhook-Timestamp><body>`, verified with the public key SendGrid
     /// shows (base64, as is); the timestamp must be within 5 minutes either way. The body is an
     /// array of events: the id is its SHA-256, and there is no single event type.
+    // Built without the feature too (so `preset` knows every name), but usable only with it:
+    // its secret cannot be decoded otherwise (`ConfigError::FeatureDisabled`).
+    #[cfg_attr(docsrs, doc(cfg(feature = "p256")))]
     #[must_use]
     pub fn sendgrid() -> Self {
         Self {
