@@ -14,8 +14,9 @@ use crate::scheme::{Algorithm, SecretFormat};
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
-/// One signing secret, keyed into HMAC-SHA256 once when it is created, and the
-/// [`SecretFormat`] it was decoded for.
+/// One signing secret, keyed into HMAC-SHA256 (and HMAC-SHA1 with the `sha1` feature) once when
+/// it is created, or a sender's public key for the asymmetric schemes (Discord, Standard
+/// Webhooks `v1a`, SendGrid), and the [`SecretFormat`] it was decoded for.
 ///
 /// The raw key is not kept: only the keyed MAC state, which is cloned per request (cheaper than
 /// keying each time). `Debug` prints `Secret(REDACTED)`.

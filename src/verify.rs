@@ -36,7 +36,8 @@ use crate::scheme::{
 };
 use crate::secret::{Fingerprint, HmacSha256, Secret, Secrets};
 
-/// The HMAC-SHA256 of `payload` keyed with `secret`.
+/// The HMAC-SHA256 of `payload` keyed with `secret` (an HMAC secret: a public key has no HMAC,
+/// and gives the digest under a key nobody has).
 #[must_use]
 pub fn digest(secret: &Secret, payload: &[u8]) -> [u8; 32] {
     let mut mac = secret.mac();
