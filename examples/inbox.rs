@@ -37,7 +37,7 @@ use tower_webhook::extract::Verified;
 use tower_webhook::inbox::{
     Attempt, DeliveryState, InboxBackend, InboxOptions, Outcome, Replay, SqliteInbox, Workers,
 };
-use tower_webhook::{EventRouter, WebhookLayer, WebhookMeta};
+use tower_webhook::{EventRouter, RawObject, WebhookLayer, WebhookMeta};
 
 const USAGE: &str = "usage: cargo run --example inbox --features sqlite -- [dead | replay <id>]";
 
@@ -114,13 +114,15 @@ fn say(line: &str) {
 }
 
 /// The event's `data`, where `send --data` puts it: the body's `data`, and for Stripe (whose
-/// events carry their object in `data.object`) `data.object`.
-fn event_data<'a>(scheme: &str, body: &'a serde_json::Value) -> Option<&'a serde_json::Value> {
-    let data = body.get("data");
+/// events carry their object in `data.object`) `data.object`. Read from a `RawObject`, which
+/// keeps any JSON object (a `serde_json::Value` refuses `1e400`, and the delivery would be
+/// retried until dead-lettered).
+fn event_data(scheme: &str, body: &RawObject) -> Option<RawObject> {
+    let data: RawObject = body.get_as("data").ok().flatten()?;
     if scheme == "stripe" {
-        data.and_then(|data| data.get("object"))
+        data.get_as("object").ok().flatten()
     } else {
-        data
+        Some(data)
     }
 }
 
@@ -129,13 +131,10 @@ fn event_data<'a>(scheme: &str, body: &'a serde_json::Value) -> Option<&'a serde
 async fn demo<B: InboxBackend>(
     meta: WebhookMeta,
     Extension(attempt): Extension<Attempt<B>>,
-    Verified(body): Verified<serde_json::Value>,
+    Verified(body): Verified<RawObject>,
 ) -> StatusCode {
     let data = event_data(meta.scheme(), &body);
-    let number = |field: &str| {
-        data.and_then(|data| data.get(field))
-            .and_then(serde_json::Value::as_u64)
-    };
+    let number = |field: &str| data.as_ref()?.get_as::<u64>(field).ok().flatten();
     if let Some(ms) = number("sleep_ms") {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
@@ -406,10 +405,14 @@ mod tests {
     #[test]
     fn the_demo_reads_fail_where_send_data_puts_it_for_every_scheme() {
         let fail = |scheme: &str, body: serde_json::Value| {
-            event_data(scheme, &body)
-                .and_then(|data| data.get("fail"))
-                .and_then(serde_json::Value::as_u64)
+            let body = serde_json::from_value(body).unwrap();
+            event_data(scheme, &body)?.get_as::<u64>("fail").unwrap()
         };
+        // Beside data `serde_json::Value` cannot hold, as a sender may send it (issue 19, 7).
+        let text = r#"{"data":{"fail":2,"balance":1e400}}"#;
+        let body = serde_json::from_str(text).unwrap();
+        let data = event_data("sotion", &body).unwrap();
+        assert_eq!(data.get_as::<u64>("fail").unwrap(), Some(2));
         // `send --data '{"fail":2}'`: the event's `data`, and Stripe's `data.object`.
         for scheme in ["sotion", "sota", "github", "standard", "slack"] {
             assert_eq!(

@@ -18,10 +18,13 @@
 //! - `REDIS_URL`: when set (and built with `--features redis`), deduplicate in Redis, shared by
 //!   every replica; otherwise in memory.
 //!
-//! Sotion's nine event types each reach a handler of their own through an `EventRouter`; other
-//! events are acknowledged by its fallback. Prints `handled <event> <id>` on stdout for each
-//! event a handler runs (the id as the scheme defines it), and nothing for an endpoint handshake
-//! (the layer answers it); everything else goes to stderr. Send it an event with
+//! Sotion's nine event types each reach a handler of their own through an `EventRouter`. With
+//! `WEBHOOK_SCHEME=github`, `push` and `issues` events have handlers of their own, and every
+//! other GitHub event is left to the router's own fallback, which acknowledges it with the
+//! `x-webhook-ignored` header and prints nothing; other senders' events reach a fallback of the
+//! demo's. Prints `handled <event> <id>` on stdout for each event a handler runs (the id as the
+//! scheme defines it), and nothing for an endpoint handshake (the layer answers it); everything
+//! else goes to stderr, and a start-up error is one sentence. Send it an event with
 //! `cargo run --example send -- member.created`, a handshake with `send -- --handshake`.
 
 mod shared;
@@ -36,9 +39,19 @@ use tower_webhook::layer::WebhookLayerBuilder;
 use tower_webhook::{Envelope, EventRouter, EventType, Scheme, WebhookLayer, WebhookMeta};
 
 /// A handler per event name: for Sotion, its nine documented types, each with its typed
-/// `data`; everything else (other senders' events, a Sotion type this demo does not know) goes
-/// to the fallback, which acknowledges it.
+/// `data`; for GitHub, `push` and `issues`, every other event left to the router's own
+/// fallback (answered with `x-webhook-ignored`, printing nothing); everything else (other
+/// senders' events, a Sotion type this demo does not know) goes to the demo's fallback, which
+/// acknowledges it.
 fn events(scheme: &Scheme) -> EventRouter {
+    if scheme.name() == "github" {
+        // `issues` matches every action (`issues.opened`, ...); GitHub's bodies, JSON or the
+        // `form` content type's `payload=`, are read alike.
+        return EventRouter::new()
+            .on_any(log_delivery)
+            .on("push", github_event)
+            .on("issues", github_event);
+    }
     let mut events = EventRouter::new().on_any(log_delivery).fallback(other);
     if scheme.name() != "sotion" {
         // Other senders' bodies are not Sotion envelopes: every event goes to the fallback.
@@ -79,6 +92,13 @@ async fn group_member(meta: WebhookMeta, event: Envelope<AccessGroupMemberData>)
     "ok"
 }
 
+/// GitHub's `push` and `issues` events (any `action`).
+async fn github_event(meta: WebhookMeta) -> &'static str {
+    handled(&meta);
+    eprintln!("  action {}", meta.action().unwrap_or("-"));
+    "ok"
+}
+
 /// Every other event: acknowledged, so that the sender does not retry it.
 async fn other(meta: WebhookMeta) -> &'static str {
     handled(&meta);
@@ -115,7 +135,15 @@ fn handled(meta: &WebhookMeta) {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
+    // A start-up error as the sentence it is (`main` returning it would print its `Debug`).
+    if let Err(error) = run().await {
+        eprintln!("{error}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // The layer's refusals (`info`) and failures (`warn`, `error`) on stderr: never a secret,
     // a signature or a body.
     tracing_subscriber::fmt()

@@ -1,36 +1,48 @@
 //! Sends one signed sample event to a receiver, as its sender would.
 //!
 //! ```text
-//! cargo run --example send -- [EVENT_TYPE] [--id EVENT_ID] [--data JSON] [--url URL]
+//! cargo run --example send -- [EVENT_TYPE] [--action ACTION] [--id EVENT_ID] [--data JSON] [--form] [--url URL]
 //! cargo run --example send -- --handshake [--url URL]
 //! ```
 //!
-//! `EVENT_TYPE` defaults to `member.created`; `--id` defaults to a fresh id (send the same id
-//! twice to see the duplicate answer); `--data` sets the event's `data` (a JSON value, such as
-//! `'{"fail":2}'` for the inbox example; default a sample); `--url` defaults to `WEBHOOK_URL` or
-//! `http://127.0.0.1:3000/webhooks`. `--handshake` sends the scheme's endpoint handshake instead
-//! (Slack's `url_verification`, Discord's `PING`, Zoom's `endpoint.url_validation`, Twitch's
-//! `webhook_callback_verification`, Meta's `hub.challenge` GET, Graph's `validationToken`) and
-//! checks the receiver's answer. `WEBHOOK_SCHEME` picks the sender (`sotion` by default, or any
-//! name the receiver takes) and `WEBHOOK_SECRET` the secret (by default the development secret
-//! the receiver example uses). The asymmetric senders (Discord, Standard Webhooks `v1a`,
-//! SendGrid) sign with a private key: `WEBHOOK_SIGNING_KEY`, or the development key pair's when
-//! neither it nor `WEBHOOK_SECRET` is set. Schemes that sign the URL (Square, Twilio) sign
-//! `WEBHOOK_PUBLIC_URL` when it is set, else the URL they post to; Meta's handshake sends
-//! `WEBHOOK_VERIFY_TOKEN` (default the receiver's development token).
+//! `EVENT_TYPE` defaults to `member.created`; `--action` sets the body's `action` (GitHub's:
+//! `send -- issues --action opened`); `--id` defaults to a fresh id (send the same id twice to
+//! see the duplicate answer); `--data` sets the event's `data` (a JSON value, such as
+//! `'{"fail":2}'` for the inbox example; default a sample); `--form` sends the JSON as GitHub
+//! does with the webhook's content type set to `form` (its default), and Slack's
+//! interactivity: `payload=<JSON>`, `application/x-www-form-urlencoded`; `--url` defaults to
+//! `WEBHOOK_URL` or `http://127.0.0.1:3000/webhooks`. `--handshake` sends the scheme's endpoint
+//! handshake instead (Slack's `url_verification`, Discord's `PING`, Zoom's
+//! `endpoint.url_validation`, Twitch's `webhook_callback_verification`, Meta's `hub.challenge`
+//! GET, Graph's `validationToken`) and checks the receiver's answer. `WEBHOOK_SCHEME` picks the
+//! sender (`sotion` by default, or any name the receiver takes) and `WEBHOOK_SECRET` the secret
+//! (by default the development secret the receiver example uses). The asymmetric senders
+//! (Discord, Standard Webhooks `v1a`, SendGrid) sign with a private key: `WEBHOOK_SIGNING_KEY`,
+//! or the development key pair's when neither it nor `WEBHOOK_SECRET` is set. Schemes that sign
+//! the URL (Square, Twilio) sign `WEBHOOK_PUBLIC_URL` when it is set, else the URL they post to;
+//! Meta's handshake sends `WEBHOOK_VERIFY_TOKEN` (default the receiver's development token).
+//! When no handler of the receiver ran for the event, its answer says so (`x-webhook-ignored`),
+//! and so does `send`.
 
 mod shared;
 
+use std::fmt::Write as _;
 use std::io::Write;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tower_webhook::scheme::Outgoing;
 
-const USAGE: &str = "usage: cargo run --example send -- [EVENT_TYPE] [--id EVENT_ID] [--data JSON] [--url URL]\n       cargo run --example send -- --handshake [--url URL]";
+const USAGE: &str = "usage: cargo run --example send -- [EVENT_TYPE] [--action ACTION] \
+    [--id EVENT_ID] [--data JSON] [--form] [--url URL]\n       \
+    cargo run --example send -- --handshake [--url URL]";
 
 struct Args {
     event: String,
+    /// The body's `action`, from `--action` (GitHub's).
+    action: Option<String>,
+    /// Whether to send the JSON as a form's `payload` parameter (`--form`).
+    form: bool,
     id: String,
     /// Whether `--id` named the event (a resend of one event must then be the same event).
     named: bool,
@@ -44,6 +56,8 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         event: "member.created".to_owned(),
+        action: None,
+        form: false,
         id: random_uuid(),
         named: false,
         data: None,
@@ -61,6 +75,8 @@ fn parse_args() -> Result<Args, String> {
             }
             "--url" => args.url = it.next().ok_or(USAGE)?,
             "--handshake" => args.handshake = true,
+            "--action" => args.action = Some(it.next().ok_or(USAGE)?),
+            "--form" => args.form = true,
             "--data" => {
                 let text = it.next().ok_or(USAGE)?;
                 let data = serde_json::from_str(&text)
@@ -103,10 +119,11 @@ fn random_uuid() -> String {
 }
 
 /// A sample body in the sender's own shape; `data`, when given, is its data (for Stripe, its
-/// `data.object`).
+/// `data.object`); `action`, GitHub's body `action`.
 fn sample_body(
     scheme: &str,
     event: &str,
+    action: Option<&str>,
     id: &str,
     now: &str,
     data: Option<serde_json::Value>,
@@ -142,7 +159,10 @@ fn sample_body(
             // GitHub's own bodies carry no event id (it is the unsigned `X-GitHub-Delivery`, and
             // deliveries are deduplicated by their body): the sample carries it, so that two ids
             // are two events.
-            let mut body = serde_json::json!({ "action": event, "sample_id": id, "sender": { "login": "octocat" } });
+            let mut body = serde_json::json!({ "sample_id": id, "sender": { "login": "octocat" } });
+            if let Some(action) = action {
+                body["action"] = action.into();
+            }
             if given {
                 body["data"] = member;
             }
@@ -194,6 +214,12 @@ async fn run() -> Result<(), String> {
         .signing_key(&shared::signing_key_from_env(&scheme)?)
         .map_err(|e| format!("the signing key: {e}"))?;
     let short_name = shared::short_name(&scheme);
+    if args.action.is_some() && short_name != "github" {
+        return Err(format!(
+            "--action: the {} scheme names no action (GitHub does: issues --action opened)",
+            scheme.name()
+        ));
+    }
     // The URL a URL-signed sender signs: the one the receiver is told senders call.
     let signed_url = std::env::var("WEBHOOK_PUBLIC_URL").unwrap_or_else(|_| args.url.clone());
     if args.handshake {
@@ -252,8 +278,23 @@ async fn run() -> Result<(), String> {
                 args.url
             )
         })?;
+    report(response, &args.event, &shown_id, scheme.name()).await
+}
+
+/// Prints the receiver's answer to `event` (`shown_id`, as the receiver reports it), and says
+/// what went wrong when it is not a `2xx`.
+async fn report(
+    response: http::Response<Incoming>,
+    event: &str,
+    shown_id: &str,
+    scheme: &str,
+) -> Result<(), String> {
     let status = response.status();
     let duplicate = response.headers().contains_key("x-webhook-duplicate");
+    let ignored = response
+        .headers()
+        .get("x-webhook-ignored")
+        .map(|name| String::from_utf8_lossy(name.as_bytes()).into_owned());
     let text = response
         .into_body()
         .collect()
@@ -262,11 +303,17 @@ async fn run() -> Result<(), String> {
         .unwrap_or_default();
     // Not `println!`: a closed stdout (`send | head -1`) must not panic.
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "sent {} {shown_id} -> {status} {text}", args.event);
+    let _ = writeln!(stdout, "sent {event} {shown_id} -> {status} {text}");
     if duplicate {
         let _ = writeln!(
             stdout,
             "(a duplicate: the receiver has this event already, and runs its handler once)"
+        );
+    }
+    if let Some(name) = ignored {
+        let _ = writeln!(
+            stdout,
+            "(ignored: no handler of the receiver ran for {name}; x-webhook-ignored: {name})"
         );
     }
     if status == 401 {
@@ -275,6 +322,11 @@ async fn run() -> Result<(), String> {
             WEBHOOK_SCHEME and WEBHOOK_SECRET (or neither sets them)"
                 .to_owned(),
         );
+    }
+    if status == 415 {
+        return Err(format!(
+            "the receiver does not read this body's Content-Type for {scheme} (drop --form?)"
+        ));
     }
     if !status.is_success() {
         return Err(format!("the receiver answered {status}"));
@@ -311,6 +363,24 @@ async fn post(
         .await?)
 }
 
+/// `payload=<json>`, form-encoded as GitHub's sender encodes it: letters, digits and `*-._` as
+/// they are, a space as `+`, every other byte as `%XX`.
+fn form_payload(json: &str) -> String {
+    let mut form = String::from("payload=");
+    for byte in json.bytes() {
+        match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                form.push(char::from(byte));
+            }
+            b' ' => form.push('+'),
+            other => {
+                let _ = write!(form, "%{other:02X}");
+            }
+        }
+    }
+    form
+}
+
 /// The lower-case hex SHA-256 of `bytes`: the event id of a sender that sends none.
 fn hex_digest(bytes: &[u8]) -> String {
     use sha2::Digest as _;
@@ -342,11 +412,22 @@ fn body_for(
                 .to_string(),
             "application/json",
         ),
-        _ => (
-            sample_body(short_name, &args.event, &args.id, body_stamp, args.data.clone())
-                .to_string(),
-            "application/json",
-        ),
+        _ => {
+            let json = sample_body(
+                short_name,
+                &args.event,
+                args.action.as_deref(),
+                &args.id,
+                body_stamp,
+                args.data.clone(),
+            )
+            .to_string();
+            if args.form {
+                (form_payload(&json), "application/x-www-form-urlencoded")
+            } else {
+                (json, "application/json")
+            }
+        }
     }
 }
 

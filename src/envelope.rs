@@ -28,6 +28,8 @@ use time::OffsetDateTime;
 use crate::error::{Rejection, RejectionKind};
 use crate::event::FromEvent;
 use crate::meta::WebhookMeta;
+use crate::raw_object::FieldName;
+pub use crate::raw_object::RawObject;
 
 /// The longest event id (and site id) accepted, in bytes.
 pub const MAX_ID_LEN: usize = 255;
@@ -155,13 +157,17 @@ impl<'de> Deserialize<'de> for EventType {
     }
 }
 
-/// A verified Sotion event with typed `data` (default: any JSON, [`serde_json::Value`]).
+/// A verified Sotion event with typed `data` (default: any JSON object, [`RawObject`]).
 ///
 /// As an axum extractor (feature `axum`) it needs the [`WebhookLayer`](crate::WebhookLayer) in
 /// front of the handler; without it the handler answers `500` naming the missing layer. It reads
 /// the envelope the layer already parsed and verified (it does not consume the body, so it may
 /// stand in any argument position), and only deserializes `data` into `T`; if that fails the
-/// answer is `422 invalid_data`.
+/// answer is `422 invalid_data`. Sotion's data types ([`MemberData`], [`AccessGroupData`],
+/// [`AccessGroupMemberData`]) and the default [`RawObject`] never fail on an object, whatever
+/// its values; a `T` of your own should be as tolerant (every field optional, unknown fields
+/// ignored). [`serde_json::Value`] is not: it refuses a number beyond `f64` (`1e400`), nesting
+/// deeper than 128 and a lone surrogate escape, all valid JSON.
 ///
 /// Every event's `data` is read as the same `T`: to handle each event type with its own data,
 /// match on [`SotionEvent`] instead.
@@ -175,11 +181,12 @@ impl<'de> Deserialize<'de> for EventType {
 /// let envelope = Envelope::<MemberData>::from_bytes(body)?;
 /// assert_eq!(envelope.event_type, EventType::MemberCreated);
 /// assert_eq!(envelope.data.email.as_deref(), Some("ada@example.com"));
-/// assert_eq!(envelope.data.extra["plan"], "pro"); // fields not modelled are kept
-/// # Ok::<(), tower_webhook::envelope::EnvelopeError>(())
+/// // Fields not modelled are kept, as their raw JSON text.
+/// assert_eq!(envelope.data.extra.get_as::<String>("plan")?.as_deref(), Some("pro"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
-pub struct Envelope<T = serde_json::Value> {
+pub struct Envelope<T = RawObject> {
     /// The event id, unique per event and kept across retries: the idempotency key.
     pub id: String,
     /// The event type.
@@ -238,11 +245,10 @@ pub enum EnvelopeError {
 /// [`Event<SotionEvent>`](crate::extract::Event) (feature `axum`), and take
 /// [`WebhookMeta`] for the event's id, site and timestamp. Building it
 /// never fails on an authentic delivery: the data types keep fields they do not model, and a
-/// field of an unexpected type, in their `extra` map, and an unknown type is `Other` (answer
-/// it `2xx`: Sotion asks receivers to acknowledge events they do not know). A value that
-/// `serde_json::Value` cannot hold (`1e400`, nesting past its recursion limit, a lone surrogate
-/// escape) is kept in `extra` as its raw JSON text; only a field *name* with a lone surrogate
-/// escape is still refused.
+/// field of an unexpected type, in their `extra` object ([`RawObject`]) as raw JSON text, so
+/// any valid JSON value is kept, even one that [`serde_json::Value`] cannot hold (a number
+/// beyond `f64`, nesting past 128 levels, a lone surrogate escape); and an unknown type is
+/// `Other` (answer it `2xx`: Sotion asks receivers to acknowledge events they do not know).
 ///
 /// The exact signed bytes stay available: the raw `Bytes` extractor in the same handler gives
 /// the whole envelope, and `Other` keeps its `data` as sent.
@@ -339,16 +345,24 @@ impl FromEvent for SotionEvent {
     fn from_event(meta: &WebhookMeta, payload: &Bytes) -> Result<Self, serde_json::Error> {
         let name = meta.event().unwrap_or_default();
         Ok(match EventType::from(name) {
-            EventType::MemberCreated => Self::MemberCreated(tolerant(payload)?),
-            EventType::MemberUpdated => Self::MemberUpdated(tolerant(payload)?),
-            EventType::MemberAuth => Self::MemberAuth(tolerant(payload)?),
-            EventType::MemberDeleted => Self::MemberDeleted(tolerant(payload)?),
-            EventType::AccessGroupCreated => Self::AccessGroupCreated(tolerant(payload)?),
-            EventType::AccessGroupUpdated => Self::AccessGroupUpdated(tolerant(payload)?),
-            EventType::AccessGroupDeleted => Self::AccessGroupDeleted(tolerant(payload)?),
-            EventType::AccessGroupMemberAdded => Self::AccessGroupMemberAdded(tolerant(payload)?),
+            EventType::MemberCreated => Self::MemberCreated(serde_json::from_slice(payload)?),
+            EventType::MemberUpdated => Self::MemberUpdated(serde_json::from_slice(payload)?),
+            EventType::MemberAuth => Self::MemberAuth(serde_json::from_slice(payload)?),
+            EventType::MemberDeleted => Self::MemberDeleted(serde_json::from_slice(payload)?),
+            EventType::AccessGroupCreated => {
+                Self::AccessGroupCreated(serde_json::from_slice(payload)?)
+            }
+            EventType::AccessGroupUpdated => {
+                Self::AccessGroupUpdated(serde_json::from_slice(payload)?)
+            }
+            EventType::AccessGroupDeleted => {
+                Self::AccessGroupDeleted(serde_json::from_slice(payload)?)
+            }
+            EventType::AccessGroupMemberAdded => {
+                Self::AccessGroupMemberAdded(serde_json::from_slice(payload)?)
+            }
             EventType::AccessGroupMemberRemoved => {
-                Self::AccessGroupMemberRemoved(tolerant(payload)?)
+                Self::AccessGroupMemberRemoved(serde_json::from_slice(payload)?)
             }
             EventType::Other(name) => Self::Other {
                 name,
@@ -358,100 +372,30 @@ impl FromEvent for SotionEvent {
     }
 }
 
-/// A known type's data, read by its tolerant visitor. Valid JSON that `serde_json::Value` cannot
-/// hold (a number out of `f64`'s range such as `1e400`, nesting past `serde_json`'s recursion
-/// limit, a lone surrogate escape such as `"\ud83d"`, which JavaScript's `JSON.stringify`
-/// writes for a broken emoji) is no reason to refuse an authentic event: such a field's value is
-/// then kept in `extra` as its raw JSON text (a string), and the other fields are read as usual.
-fn tolerant<T: DeserializeOwned + Extra>(payload: &[u8]) -> Result<T, serde_json::Error> {
-    serde_json::from_slice(payload).or_else(|error| {
-        let Ok(RawFields(fields)) = serde_json::from_slice(payload) else {
-            return Err(error);
-        };
-        let mut object = serde_json::Map::new();
-        let mut unreadable = Vec::new();
-        for (FieldName(name), raw) in fields {
-            unreadable.retain(|(known, _): &(String, String)| *known != name);
-            if let Ok(value) = serde_json::from_str(raw.get()) {
-                // Of a repeated field, the last value counts.
-                object.insert(name.into_owned(), value);
-            } else {
-                object.remove(name.as_ref());
-                unreadable.push((name.into_owned(), raw.get().to_owned()));
-            }
-        }
-        let mut data: T =
-            serde_json::from_value(serde_json::Value::Object(object)).map_err(|_| error)?;
-        for (name, raw) in unreadable {
-            data.extra_mut()
-                .insert(name, serde_json::Value::String(raw));
-        }
-        Ok(data)
-    })
-}
-
-/// The data types with an `extra` map, for [`tolerant`].
-trait Extra {
-    fn extra_mut(&mut self) -> &mut serde_json::Map<String, serde_json::Value>;
-}
-
-macro_rules! extra {
-    ($($data:ty),*) => {$(
-        impl Extra for $data {
-            fn extra_mut(&mut self) -> &mut serde_json::Map<String, serde_json::Value> {
-                &mut self.extra
-            }
-        }
-    )*};
-}
-
-extra!(MemberData, AccessGroupData, AccessGroupMemberData);
-
-/// An object's fields in order, each value left as its raw JSON text (repeated names kept).
-struct RawFields<'de>(Vec<(FieldName<'de>, &'de RawValue)>);
-
-impl<'de> Deserialize<'de> for RawFields<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Fields;
-
-        impl<'de> Visitor<'de> for Fields {
-            type Value = RawFields<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut fields = Vec::new();
-                while let Some(entry) = map.next_entry()? {
-                    fields.push(entry);
-                }
-                Ok(RawFields(fields))
-            }
-        }
-
-        deserializer.deserialize_map(Fields)
-    }
-}
-
 /// `data` of the `member.*` events: `member.created`, `member.updated`, `member.auth` and
 /// `member.deleted`.
 ///
 /// Sotion does not publish the shape of its events' `data` (nor what says whether a
 /// `member.auth` was a log-in or a log-out), so this type never refuses an object: every
-/// modelled field is optional, every other field is kept in [`extra`](Self::extra), and so is
-/// a modelled field whose value is not a string (`"email": 42` leaves `email` `None` and puts
-/// `42` in `extra["email"]`). JSON `null` is `None`.
+/// modelled field is optional, every other field is kept in [`extra`](Self::extra) as its raw
+/// JSON text (any valid JSON, even a number beyond `f64` or nesting deeper than
+/// [`serde_json::Value`] allows), and so is a modelled field whose value is not a string
+/// (`"email": 42` leaves `email` `None` and keeps `42` in `extra`). JSON `null` is `None`. Read
+/// a kept field as the type you expect with [`RawObject::get_as`].
 ///
 /// ```
 /// use tower_webhook::envelope::MemberData;
 ///
-/// let data: MemberData =
-///     serde_json::from_str(r#"{"email":"ada@example.com","name":7,"plan":"pro"}"#)?;
+/// let data: MemberData = serde_json::from_str(
+///     r#"{"email":"ada@example.com","name":7,"plan":"pro","credits":1e400}"#,
+/// )?;
 /// assert_eq!(data.email.as_deref(), Some("ada@example.com"));
 /// assert_eq!(data.name, None);
-/// assert_eq!(data.extra["name"], 7); // a modelled field of the wrong type is kept
-/// assert_eq!(data.extra["plan"], "pro"); // fields not modelled are kept
+/// // A modelled field of the wrong type is kept, and so are the fields not modelled.
+/// assert_eq!(data.extra.get_as::<u32>("name")?, Some(7));
+/// assert_eq!(data.extra.get_as::<String>("plan")?.as_deref(), Some("pro"));
+/// // As sent, even what no `f64` holds.
+/// assert_eq!(data.extra.get("credits").map(|raw| raw.get()), Some("1e400"));
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -471,9 +415,9 @@ pub struct MemberData {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// Every field not modelled above, and every modelled field whose value is not a string,
-    /// as sent.
+    /// each as its raw JSON text, as sent.
     #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
+    pub extra: RawObject,
 }
 
 impl<'de> Deserialize<'de> for MemberData {
@@ -494,8 +438,8 @@ impl<'de> Deserialize<'de> for MemberData {
 /// events.
 ///
 /// Never refuses an object: every modelled field is optional, and every other field, or
-/// modelled field whose value is not a string, is kept in [`extra`](Self::extra) (as in
-/// [`MemberData`]).
+/// modelled field whose value is not a string, is kept in [`extra`](Self::extra) as its raw
+/// JSON text (as in [`MemberData`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
@@ -510,9 +454,9 @@ pub struct AccessGroupData {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Every field not modelled above, and every modelled field whose value is not a string,
-    /// as sent.
+    /// each as its raw JSON text, as sent.
     #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
+    pub extra: RawObject,
 }
 
 impl<'de> Deserialize<'de> for AccessGroupData {
@@ -531,8 +475,8 @@ impl<'de> Deserialize<'de> for AccessGroupData {
 /// `data` of the `access-group.member.added` and `access-group.member.removed` events.
 ///
 /// Never refuses an object: every modelled field is optional, and every other field, or
-/// modelled field whose value is not a string, is kept in [`extra`](Self::extra) (as in
-/// [`MemberData`]).
+/// modelled field whose value is not a string, is kept in [`extra`](Self::extra) as its raw
+/// JSON text (as in [`MemberData`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
@@ -544,9 +488,9 @@ pub struct AccessGroupMemberData {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub member_id: Option<String>,
     /// Every field not modelled above, and every modelled field whose value is not a string,
-    /// as sent.
+    /// each as its raw JSON text, as sent.
     #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
+    pub extra: RawObject,
 }
 
 impl<'de> Deserialize<'de> for AccessGroupMemberData {
@@ -561,17 +505,15 @@ impl<'de> Deserialize<'de> for AccessGroupMemberData {
     }
 }
 
-/// Reads a JSON object into the string fields named `.0` (in that order) and a map of the
-/// rest: a named field whose value is a string fills its slot, `null` leaves it `None`, any
-/// other value goes to the map under its name, so that drift in the sender's data is kept,
-/// not refused. Of a repeated field, the last value counts.
+/// Reads a JSON object into the string fields named `.0` (in that order) and a [`RawObject`]
+/// of the rest: a named field whose value is a string fills its slot, `null` leaves it `None`,
+/// any other value (a lone surrogate escape in a string included) goes to the object under its
+/// name, as its raw JSON text, so that drift in the sender's data is kept, not refused. Of a
+/// repeated field, the last value counts.
 struct TolerantFields<const N: usize>(&'static [&'static str; N]);
 
 impl<'de, const N: usize> Visitor<'de> for TolerantFields<N> {
-    type Value = (
-        [Option<String>; N],
-        serde_json::Map<String, serde_json::Value>,
-    );
+    type Value = ([Option<String>; N], RawObject);
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
@@ -579,61 +521,22 @@ impl<'de, const N: usize> Visitor<'de> for TolerantFields<N> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut slots: [Option<String>; N] = std::array::from_fn(|_| None);
-        let mut extra = serde_json::Map::new();
+        let mut extra = RawObject::new();
         while let Some(FieldName(name)) = map.next_key()? {
-            let value: serde_json::Value = map.next_value()?;
+            let value: Box<RawValue> = map.next_value()?;
             let Some(slot) = self.0.iter().position(|field| *field == name) else {
-                extra.insert(name.into_owned(), value);
+                extra.insert(name, value);
                 continue;
             };
-            match value {
-                serde_json::Value::String(text) => {
-                    slots[slot] = Some(text);
-                    extra.remove(name.as_ref());
-                }
-                serde_json::Value::Null => {
-                    slots[slot] = None;
-                    extra.remove(name.as_ref());
-                }
-                other => {
-                    slots[slot] = None;
-                    extra.insert(name.into_owned(), other);
-                }
+            if let Ok(text) = serde_json::from_str::<Option<String>>(value.get()) {
+                slots[slot] = text;
+                extra.remove(&name);
+            } else {
+                slots[slot] = None;
+                extra.insert(name, value);
             }
         }
         Ok((slots, extra))
-    }
-}
-
-/// An object's field name, borrowed from the input when it has no escapes: only the names
-/// kept in `extra` are copied.
-struct FieldName<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for FieldName<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Name;
-
-        impl<'de> Visitor<'de> for Name {
-            type Value = FieldName<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a field name")
-            }
-
-            fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Self::Value, E> {
-                Ok(FieldName(Cow::Borrowed(name)))
-            }
-
-            fn visit_str<E>(self, name: &str) -> Result<Self::Value, E> {
-                Ok(FieldName(Cow::Owned(name.to_owned())))
-            }
-
-            fn visit_string<E>(self, name: String) -> Result<Self::Value, E> {
-                Ok(FieldName(Cow::Owned(name)))
-            }
-        }
-
-        deserializer.deserialize_str(Name)
     }
 }
 
@@ -888,7 +791,7 @@ mod tests {
                 .unwrap();
         assert_eq!(data.access_group_id.as_deref(), Some("g1"));
         assert_eq!(data.member_id.as_deref(), Some("m1"));
-        assert_eq!(data.extra["role"], "admin");
+        assert_eq!(data.extra.get("role").unwrap().get(), r#""admin""#);
     }
 
     #[test]
@@ -898,30 +801,30 @@ mod tests {
                 .unwrap();
         assert_eq!(data.id.as_deref(), Some("m1"));
         assert_eq!((data.email, data.name, data.status), (None, None, None));
-        assert_eq!(data.extra["email"][0], "a@b.c");
-        assert_eq!(data.extra["status"], 3);
+        assert_eq!(data.extra.get("email").unwrap().get(), r#"["a@b.c"]"#);
+        assert_eq!(data.extra.get_as::<u8>("status").unwrap(), Some(3));
         assert!(!data.extra.contains_key("name"));
 
         let data: AccessGroupData = serde_json::from_str(r#"{"name":false}"#).unwrap();
         assert_eq!(data.name, None);
-        assert_eq!(data.extra["name"], false);
+        assert_eq!(data.extra.get_as::<bool>("name").unwrap(), Some(false));
         let data: AccessGroupMemberData = serde_json::from_str(r#"{"memberId":12}"#).unwrap();
         assert_eq!(data.member_id, None);
-        assert_eq!(data.extra["memberId"], 12);
+        assert_eq!(data.extra.get_as::<u8>("memberId").unwrap(), Some(12));
     }
 
     #[test]
     fn typed_data_takes_the_last_of_a_repeated_field_and_reads_escaped_names() {
         let data: MemberData = serde_json::from_str(r#"{"email":"a@b.c","email":5}"#).unwrap();
         assert_eq!(data.email, None);
-        assert_eq!(data.extra["email"], 5);
+        assert_eq!(data.extra.get("email").unwrap().get(), "5");
         let data: MemberData = serde_json::from_str(r#"{"email":5,"email":"a@b.c"}"#).unwrap();
         assert_eq!(data.email.as_deref(), Some("a@b.c"));
         assert!(data.extra.is_empty());
         let data: MemberData =
             serde_json::from_str(r#"{"em\u0061il":"a@b.c","pl\u0061n":1}"#).unwrap();
         assert_eq!(data.email.as_deref(), Some("a@b.c"));
-        assert_eq!(data.extra["plan"], 1);
+        assert_eq!(data.extra.get("plan").unwrap().get(), "1");
     }
 
     #[test]
@@ -932,6 +835,53 @@ mod tests {
             serde_json::to_value(&data).unwrap(),
             serde_json::from_str::<serde_json::Value>(sent).unwrap()
         );
+    }
+
+    #[test]
+    fn typed_data_keeps_any_json_value_as_sent() {
+        let digits = "1".repeat(4_000);
+        let deep = format!("{}0{}", "[".repeat(300), "]".repeat(300));
+        let sent = format!(
+            r#"{{"id":"m1","email":1e400,"name":"Ada \ud83d","status":-0,"n":{digits},"deep":{deep},"e":-1e-999}}"#
+        );
+        let data: MemberData = serde_json::from_str(&sent).unwrap();
+        assert_eq!(data.id.as_deref(), Some("m1"));
+        assert_eq!(
+            (&data.email, &data.name, &data.status),
+            (&None, &None, &None)
+        );
+        let raw = |name| data.extra.get(name).unwrap().get();
+        assert_eq!(raw("email"), "1e400");
+        assert_eq!(raw("name"), r#""Ada \ud83d""#);
+        assert_eq!(raw("status"), "-0");
+        assert_eq!(raw("n"), digits);
+        assert_eq!(raw("deep"), deep);
+        assert_eq!(raw("e"), "-1e-999");
+        // Written back as JSON, each kept value is its text as sent.
+        let written = serde_json::to_string(&data).unwrap();
+        let again: MemberData = serde_json::from_str(&written).unwrap();
+        assert_eq!(again, data);
+        assert!(written.contains(&digits) && written.contains(&deep));
+        // Read from a `Value` and from a reader too.
+        let value = serde_json::json!({"id": "m1", "plan": {"seats": 3}});
+        let data: MemberData = serde_json::from_value(value).unwrap();
+        assert_eq!(data.extra.get("plan").unwrap().get(), r#"{"seats":3}"#);
+        let data: MemberData = serde_json::from_reader(sent.as_bytes()).unwrap();
+        assert_eq!(data.extra.get("n").unwrap().get(), digits);
+    }
+
+    #[test]
+    fn the_default_envelope_keeps_any_data_object() {
+        let bytes = body(r#""e""#, r#""1""#, r#"{"n":1e400,"s":"\udfff"}"#);
+        let envelope = Envelope::<RawObject>::from_bytes(&bytes).unwrap();
+        assert_eq!(envelope.data.get("n").unwrap().get(), "1e400");
+        assert_eq!(envelope.data.get("s").unwrap().get(), r#""\udfff""#);
+        let envelope: Envelope = Envelope::from_bytes(&bytes).unwrap();
+        assert_eq!(envelope.data.len(), 2);
+        assert!(matches!(
+            Envelope::<serde_json::Value>::from_bytes(&bytes),
+            Err(EnvelopeError::Data(_))
+        ));
     }
 
     #[test]
@@ -946,7 +896,7 @@ mod tests {
         let bytes = body(r#""e""#, r#""1""#, r#"{"email":42,"name":"Ada"}"#);
         let envelope = Envelope::<MemberData>::from_bytes(&bytes).unwrap();
         assert_eq!(envelope.data.name.as_deref(), Some("Ada"));
-        assert_eq!(envelope.data.extra["email"], 42);
+        assert_eq!(envelope.data.extra.get("email").unwrap().get(), "42");
     }
 
     #[test]

@@ -12,6 +12,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
+pub use crate::diagnose::Reason;
+
 /// The largest `Retry-After` sent, in seconds: `i32::MAX`, so that no client overflows it.
 const MAX_RETRY_AFTER_SECS: u64 = 2_147_483_647;
 
@@ -37,6 +39,11 @@ pub enum RejectionKind {
     /// The body carries a `Content-Encoding` other than `identity`: signatures cover the bytes
     /// sent, so a compressed body cannot be verified. `415 unsupported_content_encoding`.
     UnsupportedContentEncoding,
+    /// The body's `Content-Type` is not one of the forms the scheme reads
+    /// ([`Scheme::body_forms`](crate::Scheme::body_forms): JSON, forms), or is sent more than
+    /// once; checked once the signature verified, so an authentic delivery is never
+    /// acknowledged unread. `415 unsupported_media_type`.
+    UnsupportedMediaType,
     /// Reading the body failed (the client went away, or the connection broke).
     /// `400 body_read_failed`.
     BodyReadFailed,
@@ -107,7 +114,9 @@ impl RejectionKind {
             | Self::TimestampInFuture
             | Self::MalformedTimestamp => StatusCode::UNAUTHORIZED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedContentEncoding | Self::UnsupportedMediaType => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BodyReadFailed
             | Self::InvalidJson
@@ -134,6 +143,7 @@ impl RejectionKind {
             Self::MissingSignedHeader => "missing_signed_header",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedContentEncoding => "unsupported_content_encoding",
+            Self::UnsupportedMediaType => "unsupported_media_type",
             Self::BodyReadFailed => "body_read_failed",
             Self::BodyTimeout => "body_timeout",
             Self::SignatureMismatch => "signature_mismatch",
@@ -169,10 +179,12 @@ impl fmt::Display for RejectionKind {
     }
 }
 
-/// A refused request: its [`kind`](Self::kind) and a short human-readable message.
+/// A refused request: its [`kind`](Self::kind), a short human-readable message, and for the
+/// operator the [`reason`](Self::reason) with a hint.
 ///
 /// The layer puts a clone of this value in the extensions of the response it sends, so an outer
-/// layer can tell why a request was refused:
+/// layer can tell why a request was refused (extensions stay in the process: the sender reads
+/// the status, the code and the message, never the reason):
 ///
 /// ```
 /// use tower_webhook::{Rejection, RejectionKind};
@@ -180,7 +192,8 @@ impl fmt::Display for RejectionKind {
 /// fn log_refusals<B>(response: &http::Response<B>) {
 ///     if let Some(rejection) = response.extensions().get::<Rejection>() {
 ///         if rejection.kind() == RejectionKind::SignatureMismatch {
-///             eprintln!("forged or misconfigured sender: {rejection}");
+///             let hint = rejection.reason().map(ToString::to_string).unwrap_or_default();
+///             eprintln!("forged or misconfigured sender: {rejection} ({hint})");
 ///         }
 ///     }
 /// }
@@ -191,6 +204,8 @@ pub struct Rejection {
     kind: RejectionKind,
     message: &'static str,
     retry_after: Option<Duration>,
+    /// Boxed: refusals are the rare path, and a `Result<_, Rejection>` stays small.
+    reason: Option<Box<Reason>>,
 }
 
 impl Rejection {
@@ -202,7 +217,26 @@ impl Rejection {
             kind,
             message,
             retry_after: None,
+            reason: None,
         }
+    }
+
+    /// Adds the operator's reason: in the refusal's log line and in this value (the response's
+    /// extensions), never in the answer sent.
+    #[must_use]
+    pub fn with_reason(mut self, reason: Reason) -> Self {
+        self.reason = Some(Box::new(reason));
+        self
+    }
+
+    /// Why the request was refused, for the operator, when the layer knows more than the
+    /// [`kind`](Self::kind): which header is missing (by the scheme's own name), how far the
+    /// signed timestamp lies from the clock, that the secret has stray whitespace, is in
+    /// another scheme's format or was retired, that the body was re-encoded. Its `Display` is
+    /// a hint. Never sent to the sender.
+    #[must_use]
+    pub fn reason(&self) -> Option<&Reason> {
+        self.reason.as_deref()
     }
 
     /// Adds a `Retry-After` hint to the response: whole seconds, rounded up, at least 1 and at
@@ -512,6 +546,7 @@ mod tests {
             RejectionKind::MissingSignedHeader,
             RejectionKind::PayloadTooLarge,
             RejectionKind::UnsupportedContentEncoding,
+            RejectionKind::UnsupportedMediaType,
             RejectionKind::BodyReadFailed,
             RejectionKind::BodyTimeout,
             RejectionKind::SignatureMismatch,

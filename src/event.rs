@@ -18,8 +18,9 @@ use crate::meta::WebhookMeta;
 ///   GitHub's `X-GitHub-Event`) and, for GitHub, [`WebhookMeta::action`] (the body's
 ///   `action`: `opened` for an `issues` event).
 /// - `payload`: for a Sotion envelope, its `data` object (the envelope's other fields are in
-///   `meta`); for every other scheme, the whole verified body. It shares the request's buffer:
-///   keeping it (`payload.clone()`) copies nothing.
+///   `meta`); for every other scheme, the whole verified body, or for a form body the event's
+///   JSON it carries (GitHub's `payload=`, see [`BodyForm`](crate::scheme::BodyForm)). It
+///   shares the request's buffer: keeping it (`payload.clone()`) copies nothing.
 ///
 /// # Never refuse an authentic event
 ///
@@ -32,11 +33,16 @@ use crate::meta::WebhookMeta;
 /// - **Unknown events are data, not errors**: keep a fallback variant holding the event's name
 ///   and its raw `payload` (it can still be logged, stored or forwarded), and acknowledge it.
 /// - **Payload structs are tolerant**: every field `Option` (or `#[serde(default)]`), unknown
-///   fields ignored or kept in a `#[serde(flatten)] extra: serde_json::Map<String, Value>`.
+///   fields ignored (serde's default, which skips any valid JSON without interpreting it). Keep
+///   no `serde_json::Value` and no `#[serde(flatten)]` map of them: valid JSON such as `1e400`
+///   or nesting deeper than 128 does not fit one. To keep the fields you do not model, read the
+///   payload as a [`RawObject`](crate::RawObject) too: it keeps any JSON object, each value as
+///   its raw text, and reads a field as the type you ask for
+///   ([`get_as`](crate::RawObject::get_as)).
 /// - **A known event whose payload still does not fit** (a field changed its type) falls back to
 ///   the fallback variant instead of failing: the handler still sees its name and raw payload.
-///   Sotion's data types go further and keep such a field in their `extra` map
-///   ([`MemberData`](crate::envelope::MemberData)).
+///   Sotion's data types go further and keep such a field in their `extra` object, as its raw
+///   JSON text ([`MemberData`](crate::envelope::MemberData)).
 ///
 /// Return `Err` only when the event must be retried later. The error is a
 /// [`serde_json::Error`], what `serde_json::from_slice` returns, so that `?` works; build your
@@ -190,7 +196,7 @@ use crate::meta::WebhookMeta;
 /// ```
 pub trait FromEvent: Sized {
     /// Builds the event from a verified delivery's facts and payload (for Sotion: the
-    /// envelope's `data`; for every other scheme: the whole body).
+    /// envelope's `data`; for every other scheme: the whole body, or the JSON a form carries).
     ///
     /// # Errors
     /// When the delivery should be refused with `422 invalid_data`, and so retried by its

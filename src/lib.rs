@@ -8,13 +8,16 @@
 //!
 //! - [`WebhookLayer`], a tower layer that buffers the raw body (bounded), verifies its
 //!   signature (HMAC-SHA256 in constant time against every configured secret; Ed25519, ECDSA
-//!   P-256 and HMAC-SHA1 behind features), checks that the event and id headers agree with the
-//!   signed envelope, answers the senders' endpoint handshakes itself, and only then calls your
-//!   handler;
+//!   P-256 and HMAC-SHA1 behind features), reads the event from the body as its sender sent it
+//!   (JSON, or a form: [`scheme::BodyForm`]), checks that the event and id headers agree with
+//!   the signed envelope, answers the senders' endpoint handshakes itself, and only then calls
+//!   your handler; each refusal says why to the operator ([`error::Reason`]), never to the
+//!   sender;
 //! - an idempotency guard ([`idempotency`]) that runs each event's handler once, and never loses
 //!   an event whose handler failed (in memory by default, Redis for several replicas);
 //! - typed events: [`SotionEvent`], a variant per documented Sotion event type with its typed
-//!   `data` and one for any other type, and [`FromEvent`] to do the same for any sender;
+//!   `data` and one for any other type, and [`FromEvent`] to do the same for any sender; what
+//!   the types do not model is kept, never refused, in a [`RawObject`] (any valid JSON, as sent);
 //! - extractors for axum handlers: `extract::Event<T>` (a [`FromEvent`] type such as
 //!   [`SotionEvent`]), [`WebhookMeta`] and `extract::Verified<T>` (any scheme), and
 //!   [`Envelope<T>`] (Sotion's envelope with `data` as one type `T`);
@@ -85,6 +88,7 @@
 
 mod asymmetric;
 mod clock;
+mod diagnose;
 pub mod envelope;
 pub mod error;
 mod event;
@@ -97,6 +101,7 @@ mod meta;
 pub mod observe;
 #[cfg(feature = "axum")]
 mod path_params;
+mod raw_object;
 #[cfg(feature = "axum")]
 mod router;
 pub mod scheme;
@@ -115,6 +120,7 @@ pub use self::layer::{WebhookLayer, WebhookService};
 pub use self::meta::WebhookMeta;
 #[cfg(feature = "axum")]
 pub use self::path_params::PathParams;
+pub use self::raw_object::RawObject;
 #[cfg(feature = "axum")]
 pub use self::router::EventRouter;
 pub use self::scheme::Scheme;

@@ -5,8 +5,10 @@
 //!
 //! Each delivery runs in a span named `webhook` (`SPAN`) with the fields `scheme`, `id`,
 //! `event`, `outcome`, `code` and `duration_us`, and ends with one event: `debug` for an accepted
-//! or duplicate delivery and an endpoint handshake the layer answered, `info` for a refused one,
-//! `warn` when the handler failed.
+//! or duplicate delivery and an endpoint handshake the layer answered, `info` for a refused one
+//! (with `reason`, the [`Reason`]'s code, and `hint`, when the layer knows more than the code),
+//! `warn` when the handler failed. An [`EventRouter`](crate::EventRouter) whose default
+//! fallback acknowledges an event no handler ran for logs it at `info` (`event`, `id`).
 //!
 //! | metric | kind | labels | counts |
 //! | --- | --- | --- | --- |
@@ -17,7 +19,8 @@
 //! | `webhook_store_errors_total` | counter | `operation` | idempotency store calls that failed (`reserve`, `complete`, `release`) |
 //! | `webhook_handler_failures_total` | counter | `scheme` | handler answers that were not `2xx`, or errors |
 //! | `webhook_duration_seconds` | histogram | `scheme`, `outcome` | time from the request reaching the layer to its answer (`stored` in inbox mode, `handshake` for an endpoint handshake the layer answered) |
-//! | `webhook_inbox_attempts_total` | counter | `outcome` | inbox handler runs, by outcome: `done`, `retried`, `dead`, `released` (graceful shutdown), `lost` (the lease was lost), `stale` (the outcome was refused: the lease had been taken over) |
+//! | `webhook_ignored_total` | counter | `scheme` | deliveries an [`EventRouter`](crate::EventRouter)'s default fallback acknowledged: no handler ran (the event's name is in the log line, never a label: names are not bounded) |
+//! | `webhook_inbox_attempts_total` | counter | `outcome` | inbox handler runs, by outcome (`inbox::Outcome`): `done` (answered `2xx`, or its own completion committed), `retried` (failed, due again after a backoff; a completion begun and not committed is a failure), `dead` (failed, dead-lettered), `released` (stopped by a graceful shutdown, given back), `stale` (the delivery was no longer the attempt's: its lease ran out or was taken over while the handler ran, which was stopped, or it was claimed again, purged or replayed before the outcome was recorded), `lost` (the outcome could not be recorded, and the delivery read again was still running under the attempt, or could not be read: it runs again once its lease runs out). An outcome whose answer was lost is read again and counted as found |
 //! | `webhook_inbox_dead_letters_total` | counter | | deliveries dead-lettered after their last attempt |
 //! | `webhook_inbox_depth` | gauge | | deliveries waiting (pending or running), read by the workers every 10 s |
 //! | `webhook_inbox_oldest_waiting_seconds` | gauge | | age of the oldest waiting delivery (0 when none) |
@@ -31,7 +34,7 @@
 use std::borrow::Cow;
 use std::time::Instant;
 
-use crate::error::Rejection;
+use crate::error::{Reason, Rejection};
 use crate::meta::WebhookMeta;
 
 pub(crate) use self::span::Span;
@@ -64,6 +67,9 @@ pub const HANDLER_FAILURES: &str = "webhook_handler_failures_total";
 /// Time to answer (`scheme`, `outcome`).
 #[cfg(feature = "metrics")]
 pub const DURATION: &str = "webhook_duration_seconds";
+/// Deliveries an event router's default fallback acknowledged: no handler ran (`scheme`).
+#[cfg(feature = "metrics")]
+pub const IGNORED: &str = "webhook_ignored_total";
 /// Inbox handler runs (`outcome`).
 #[cfg(feature = "metrics")]
 pub const INBOX_ATTEMPTS: &str = "webhook_inbox_attempts_total";
@@ -223,7 +229,7 @@ impl<'a> Observation<'a> {
         let code = rejection.kind().code();
         count::rejected(self.metrics, code);
         span::rejected(code);
-        self.finish(Outcome::Rejected);
+        self.finish_with(Outcome::Rejected, rejection.reason());
     }
 
     pub(crate) fn duplicate(&self) {
@@ -251,8 +257,13 @@ impl<'a> Observation<'a> {
     }
 
     fn finish(&self, outcome: Outcome) {
+        self.finish_with(outcome, None);
+    }
+
+    /// Ends the delivery's observation; a refusal's line carries its reason and hint.
+    fn finish_with(&self, outcome: Outcome, reason: Option<&Reason>) {
         let elapsed = self.started.elapsed();
-        span::finished(outcome, elapsed);
+        span::finished(outcome, elapsed, reason);
         count::finished(self.metrics, outcome, elapsed);
     }
 }
@@ -262,13 +273,19 @@ pub(crate) fn store_error(operation: &'static str) {
     count::store_error(operation);
 }
 
+/// Counts a delivery an event router's default fallback acknowledged (no handler ran).
+#[cfg(feature = "axum")]
+pub(crate) fn ignored(scheme: &str) {
+    count::ignored(scheme);
+}
+
 /// The span an inbox attempt runs in.
 pub(crate) fn inbox_span(scheme: &str, id: &str, event: Option<&str>, attempt: u32) -> Span {
     span::inbox_attempt(scheme, id, event, attempt)
 }
 
 /// Records how an inbox attempt ended, on its span and in the counters: `outcome` is one of
-/// `done`, `retried`, `dead`, `released`, `lost`, `stale`.
+/// `done`, `retried`, `dead`, `released`, `lost`, `stale` (`inbox::Outcome::as_str`).
 pub(crate) fn inbox_outcome(span: &Span, outcome: &'static str) {
     span::inbox_outcome(span, outcome);
     count::inbox_outcome(outcome);
@@ -284,7 +301,7 @@ pub(crate) fn inbox_stats(depth: u64, oldest_waiting: Option<std::time::Duration
 mod span {
     use std::time::Duration;
 
-    use super::{Outcome, WebhookMeta};
+    use super::{Outcome, Reason, WebhookMeta};
 
     pub(crate) type Span = tracing::Span;
 
@@ -334,7 +351,7 @@ mod span {
         }
     }
 
-    pub(super) fn finished(outcome: Outcome, elapsed: Duration) {
+    pub(super) fn finished(outcome: Outcome, elapsed: Duration, reason: Option<&Reason>) {
         let span = Span::current();
         span.record("outcome", outcome.as_str());
         span.record(
@@ -346,7 +363,16 @@ mod span {
                 tracing::debug!(outcome = outcome.as_str(), "webhook delivery answered");
             }
             Outcome::Rejected => {
-                tracing::info!(outcome = outcome.as_str(), "webhook delivery refused");
+                if let Some(reason) = reason {
+                    tracing::info!(
+                        outcome = outcome.as_str(),
+                        reason = reason.code(),
+                        hint = %reason,
+                        "webhook delivery refused"
+                    );
+                } else {
+                    tracing::info!(outcome = outcome.as_str(), "webhook delivery refused");
+                }
             }
             Outcome::HandlerFailed => {
                 tracing::warn!(
@@ -363,7 +389,7 @@ mod span {
 mod span {
     use std::time::Duration;
 
-    use super::{Outcome, WebhookMeta};
+    use super::{Outcome, Reason, WebhookMeta};
 
     /// Stands in for `tracing::Span`.
     #[derive(Debug, Clone)]
@@ -390,7 +416,7 @@ mod span {
 
     pub(super) fn rejected(_: &'static str) {}
 
-    pub(super) fn finished(_: Outcome, _: Duration) {}
+    pub(super) fn finished(_: Outcome, _: Duration, _: Option<&Reason>) {}
 }
 
 /// The `metrics` side.
@@ -486,6 +512,11 @@ mod count {
         metrics::counter!(STORE_ERRORS, "operation" => operation).increment(1);
     }
 
+    #[cfg(feature = "axum")]
+    pub(super) fn ignored(scheme: &str) {
+        metrics::counter!(super::IGNORED, "scheme" => scheme.to_owned()).increment(1);
+    }
+
     pub(super) fn inbox_outcome(outcome: &'static str) {
         metrics::counter!(INBOX_ATTEMPTS, "outcome" => outcome).increment(1);
         if outcome == "dead" {
@@ -519,6 +550,9 @@ mod count {
     pub(super) fn finished(_: &Metrics, _: Outcome, _: Duration) {}
 
     pub(super) fn store_error(_: &'static str) {}
+
+    #[cfg(feature = "axum")]
+    pub(super) fn ignored(_: &str) {}
 
     pub(super) fn inbox_outcome(_: &'static str) {}
 

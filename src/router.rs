@@ -12,7 +12,7 @@ use axum::extract::Request;
 use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{header, HeaderValue, StatusCode};
+use http::{header, HeaderName, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::extract::MissingWebhookLayer;
@@ -63,10 +63,12 @@ type EventRouterFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 /// let response = app.clone().oneshot(testing::sotion_request(&secret, created)).await?;
 /// assert_eq!(response.status(), 200);
 ///
-/// // A type nobody handles is acknowledged (`200 {"status":"ignored"}`): never retried.
+/// // A type nobody handles is acknowledged (`200 {"status":"ignored"}`): never retried. The
+/// // answer says that no handler ran.
 /// let unknown = testing::sotion_event("site.renamed", "evt_2", "site_1");
 /// let response = app.oneshot(testing::sotion_request(&secret, unknown)).await?;
 /// assert_eq!(response.status(), 200);
+/// assert_eq!(response.headers()["x-webhook-ignored"], "site.renamed");
 /// # Ok(())
 /// # }
 /// ```
@@ -92,6 +94,16 @@ type EventRouterFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 /// that an event type nobody handles (one the sender adds next year) is acknowledged instead
 /// of retried for days; a [`fallback`](Self::fallback) of your own should do the same unless
 /// it wants the retries.
+///
+/// # Nothing acknowledged silently
+///
+/// The default fallback's answer says that no handler ran: it carries the header
+/// `x-webhook-ignored: <name>` ([`IGNORED_HEADER`](Self::IGNORED_HEADER); the name as the
+/// router matched it, `issues.opened`, or `-` for a delivery without one), is logged at
+/// `info` with the event's name and id, and counted in `webhook_ignored_total` (label
+/// `scheme`: event names are not bounded, so they are no label). A misspelled registration
+/// (`"issue.opened"`) therefore shows in the answer, the log and the metrics. In tests,
+/// [`strict`](Self::strict) makes an event no handler matched an error.
 ///
 /// An [`on_any`](Self::on_any) handler runs before the chosen one, for every delivery; when it
 /// answers anything but a `2xx`, that is the delivery's answer and the chosen handler does not
@@ -157,8 +169,12 @@ impl<S> Default for EventRouter<S> {
 }
 
 impl<S> EventRouter<S> {
+    /// The header of the default fallback's answer, saying that no handler ran:
+    /// `x-webhook-ignored: <name>`.
+    pub const IGNORED_HEADER: &'static str = "x-webhook-ignored";
+
     /// A router with no handlers: every delivery goes to the default fallback, which answers
-    /// `200 {"status":"ignored"}`.
+    /// `200 {"status":"ignored"}` with the [`IGNORED_HEADER`](Self::IGNORED_HEADER).
     #[must_use]
     pub fn new() -> Self {
         Self {
@@ -166,9 +182,42 @@ impl<S> EventRouter<S> {
                 exact: HashMap::new(),
                 prefixes: Vec::new(),
                 any: None,
-                fallback: Arc::new(Acknowledge),
+                fallback: Arc::new(Acknowledge { strict: false }),
             }),
         }
+    }
+
+    /// For tests: an event no handler matches is an error instead of an acknowledgement. The
+    /// default fallback then answers `500 {"error":"unhandled_event",...}` (with the
+    /// [`IGNORED_HEADER`](Self::IGNORED_HEADER)), so a test that checks only the status catches
+    /// a misspelled event name. A [`fallback`](Self::fallback) given afterwards replaces it.
+    ///
+    /// Not for production: the sender would retry every event nobody handles, for days.
+    ///
+    /// ```
+    /// use axum::handler::Handler;
+    /// use tower::ServiceExt;
+    /// use tower_webhook::{testing, EventRouter};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // GitHub names the event `issues` and the action `opened`: `issue.opened` is a typo.
+    /// let router = EventRouter::new().on("issue.opened", || async { "ok" }).strict();
+    /// let meta = testing::MetaBuilder::new("delivery-1")
+    ///     .with_scheme("github")
+    ///     .with_event("issues")
+    ///     .with_action("opened")
+    ///     .build();
+    /// let response = router.with_state(()).oneshot(testing::verified_request(meta, "{}")).await?;
+    /// assert_eq!(response.status(), 500);
+    /// assert_eq!(response.headers()["x-webhook-ignored"], "issues.opened");
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn strict(mut self) -> Self {
+        self.routes_mut().fallback = Arc::new(Acknowledge { strict: true });
+        self
     }
 
     /// The routes, to add one while the router is built (copied first if a clone shares them).
@@ -252,9 +301,11 @@ where
     }
 
     /// Runs `handler` for deliveries no other handler matches, and those without an event
-    /// name. The default answers `200 {"status":"ignored"}` (and logs the event name at
-    /// `debug`): a sender never retries an event nobody handles. A handler of your own should
-    /// answer `2xx` too, unless it wants the sender to retry.
+    /// name. The default answers `200 {"status":"ignored"}` with the
+    /// [`IGNORED_HEADER`](Self::IGNORED_HEADER), logs the event at `info` and counts it (see
+    /// [Nothing acknowledged silently](Self#nothing-acknowledged-silently)): a sender never
+    /// retries an event nobody handles. A handler of your own should answer `2xx` too, unless
+    /// it wants the sender to retry; its answer is its own (no header is added: it ran).
     ///
     /// A second call replaces the first handler.
     #[must_use]
@@ -268,17 +319,28 @@ where
     }
 }
 
-impl<S> Routes<S> {
-    /// The handler for a delivery named `event` (and `action`), most specific first.
-    fn select(&self, event: Option<&str>, action: Option<&str>) -> &BoxedHandler<S> {
-        let Some(event) = event.filter(|event| !event.is_empty()) else {
-            return &self.fallback;
-        };
-        let name: Cow<'_, str> = action
+/// The name a delivery is routed by: `<event>.<action>` when the scheme reads an action, else
+/// `<event>`; `None` without an event.
+fn routed_name<'a>(event: Option<&'a str>, action: Option<&str>) -> Option<Cow<'a, str>> {
+    let event = event.filter(|event| !event.is_empty())?;
+    Some(
+        action
             .filter(|action| !action.is_empty())
             .map_or(Cow::Borrowed(event), |action| {
                 Cow::Owned(format!("{event}.{action}"))
-            });
+            }),
+    )
+}
+
+impl<S> Routes<S> {
+    /// The handler for a delivery named `event` (and `action`), most specific first.
+    fn select(&self, event: Option<&str>, action: Option<&str>) -> &BoxedHandler<S> {
+        let (Some(event), Some(name)) = (
+            event.filter(|event| !event.is_empty()),
+            routed_name(event, action),
+        ) else {
+            return &self.fallback;
+        };
         self.exact
             .get(name.as_ref())
             .or_else(|| self.exact.get(event))
@@ -383,24 +445,49 @@ where
     })
 }
 
-/// The default fallback: `200 {"status":"ignored"}`.
-struct Acknowledge;
+/// The default fallback: `200 {"status":"ignored"}` with the ignored header, logged and
+/// counted; strict (for tests), `500 unhandled_event`.
+struct Acknowledge {
+    strict: bool,
+}
 
 impl<S> ErasedHandler<S> for Acknowledge {
     fn call(&self, request: Request, _state: S) -> EventRouterFuture {
         let meta = request.extensions().get::<WebhookMeta>();
+        let name = meta.and_then(|meta| routed_name(meta.event(), meta.action()));
+        let name = name.as_deref().unwrap_or("-");
+        let scheme = meta.map_or("-", WebhookMeta::scheme);
         crate::observe::event!(
-            debug,
-            event = meta.and_then(WebhookMeta::event).unwrap_or("-"),
-            id = meta.map_or("-", WebhookMeta::id),
-            "no handler for this event; acknowledged"
+            info,
+            scheme,
+            event = ?name,
+            id = ?meta.map_or("-", WebhookMeta::id),
+            strict = self.strict,
+            "no handler ran for this event; acknowledged by the event router's fallback"
         );
-        let mut response = Response::new(axum::body::Body::from(Bytes::from_static(
-            br#"{"status":"ignored"}"#,
-        )));
+        crate::observe::ignored(scheme);
+        let mut response = if self.strict {
+            crate::error::json_error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "unhandled_event",
+                "no handler ran for this event (EventRouter::strict)",
+            )
+        } else {
+            let mut response = Response::new(axum::body::Body::from(Bytes::from_static(
+                br#"{"status":"ignored"}"#,
+            )));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        };
+        // An event name is a token without control characters, so always a header value.
+        let value =
+            HeaderValue::from_bytes(name.as_bytes()).unwrap_or(HeaderValue::from_static("-"));
         response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
+            HeaderName::from_static(EventRouter::<()>::IGNORED_HEADER),
+            value,
         );
         Box::pin(std::future::ready(response))
     }

@@ -46,6 +46,25 @@ pub struct Secret {
     key: Key,
     fingerprint: Fingerprint,
     format: SecretFormat,
+    /// The key read other ways, keyed once too, to explain a refusal (never to accept one).
+    alternatives: Vec<AlternativeKey>,
+}
+
+/// Another reading of a secret's key, tried only to explain a refusal: when a delivery's
+/// signature matches it, the refusal's [`Reason`](crate::error::Reason) says why.
+#[derive(Clone)]
+pub(crate) struct AlternativeKey {
+    pub(crate) mac: HmacSha256,
+    pub(crate) kind: Alternative,
+}
+
+/// What an [`AlternativeKey`] is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Alternative {
+    /// The key without its leading and trailing whitespace.
+    Trimmed,
+    /// The text read in another [`SecretFormat`] than the secret's.
+    ReadAs(SecretFormat),
 }
 
 /// What a [`Secret`] holds: an HMAC key (as keyed MAC states, never the raw key), or an
@@ -83,7 +102,16 @@ impl Secret {
     /// # Errors
     /// [`ConfigError::EmptySecret`] when `key` is empty.
     pub fn new(key: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        Self::keyed(key.as_ref(), SecretFormat::Raw)
+        let key = key.as_ref();
+        let mut secret = Self::keyed(key, SecretFormat::Raw)?;
+        let trimmed = key.trim_ascii();
+        if trimmed.len() != key.len() {
+            secret.alternative(trimmed, Alternative::Trimmed);
+        }
+        if let Ok(text) = std::str::from_utf8(key) {
+            secret.read_as_base64(text);
+        }
+        Ok(secret)
     }
 
     /// The secret written as `text` in `format`, for a scheme signing with `algorithm`: the
@@ -139,7 +167,15 @@ impl Secret {
         }
         let key = match algorithm {
             Algorithm::HmacSha256 | Algorithm::HmacSha1 => {
-                return Self::keyed(&bytes, format.clone())
+                let mut secret = Self::keyed(&bytes, format.clone())?;
+                // Other readings of the text, to explain a refusal (see `Alternative`).
+                if *format == SecretFormat::Raw {
+                    secret.read_as_base64(text);
+                } else {
+                    let raw = Alternative::ReadAs(SecretFormat::Raw);
+                    secret.alternative(text.as_bytes(), raw);
+                }
+                return Ok(secret);
             }
             #[cfg(feature = "ed25519")]
             Algorithm::Ed25519 if private => AsymmetricKey::ed25519_signing(&bytes),
@@ -171,6 +207,28 @@ impl Secret {
             key: Key::Asymmetric(algorithm, key),
             fingerprint,
             format,
+            alternatives: Vec::new(),
+        }
+    }
+
+    /// Keeps `key` as an alternative reading of this secret (an empty one is no key).
+    fn alternative(&mut self, key: &[u8], kind: Alternative) {
+        if let (false, Ok(mac)) = (key.is_empty(), HmacSha256::new_from_slice(key)) {
+            self.alternatives.push(AlternativeKey { mac, kind });
+        }
+    }
+
+    /// For a raw secret whose text is base64 after a `<letters>_` prefix (Standard Webhooks'
+    /// `whsec_`), or base64 as a whole: that decoding, as another scheme would read it.
+    fn read_as_base64(&mut self, text: &str) {
+        let prefix_end = text
+            .find('_')
+            .filter(|&at| at > 0 && text[..at].bytes().all(|b| b.is_ascii_alphabetic()))
+            .map_or(0, |at| at + 1);
+        let (prefix, encoded) = text.split_at(prefix_end);
+        if let Ok(key) = decode_base64(encoded) {
+            let format = SecretFormat::base64(prefix.to_owned());
+            self.alternative(&key, Alternative::ReadAs(format));
         }
     }
 
@@ -194,6 +252,7 @@ impl Secret {
             },
             fingerprint,
             format,
+            alternatives: Vec::new(),
         })
     }
 
@@ -236,6 +295,7 @@ impl Secret {
             // Never used: a delivery MACed with this secret is refused whatever it carries.
             fingerprint: Fingerprint::default(),
             format: SecretFormat::Raw,
+            alternatives: Vec::new(),
         }
     }
 
@@ -295,6 +355,11 @@ impl Secret {
     /// This secret's fingerprint (see [`Fingerprint`]).
     pub(crate) fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
+    }
+
+    /// The other readings of this secret's key, to explain a refusal.
+    pub(crate) fn alternatives(&self) -> &[AlternativeKey] {
+        &self.alternatives
     }
 }
 
@@ -378,17 +443,27 @@ impl fmt::Debug for Secret {
 /// counts. Add the new secret first and the old one after it, so that replicas still holding
 /// only the old secret key the delivery the same way.
 ///
+/// Once the rotation is over, a secret no longer accepted may stay as a **retired** one
+/// ([`with_retired`](Self::with_retired)): a delivery it signs is refused like any wrong
+/// signature, and the refusal's [`Reason`](crate::error::Reason) (in the log line, never in the
+/// answer) says the signature matches a previous secret, so a sender that did not switch is
+/// told apart from a forgery.
+///
 /// ```
 /// use tower_webhook::{Secret, Secrets};
 ///
 /// // During rotation: the new secret first, the old one until every sender has switched.
 /// let secrets = Secrets::new(Secret::new("whsec_new")?).with(Secret::new("whsec_old")?);
 /// assert_eq!(secrets.len(), 2);
+/// // After it: the old one is refused, and remembered to explain the refusals.
+/// let after = Secrets::new(Secret::new("whsec_new")?).with_retired(Secret::new("whsec_old")?);
+/// assert_eq!(after.len(), 1);
 /// # Ok::<(), tower_webhook::ConfigError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Secrets {
     secrets: Vec<Secret>,
+    retired: Vec<Secret>,
 }
 
 impl Secrets {
@@ -397,6 +472,7 @@ impl Secrets {
     pub fn new(secret: Secret) -> Self {
         Self {
             secrets: vec![secret],
+            retired: Vec::new(),
         }
     }
 
@@ -407,7 +483,28 @@ impl Secrets {
         self
     }
 
-    /// How many secrets the set holds (at least one).
+    /// Remembers a secret no longer accepted (after a rotation): a delivery it signs is
+    /// refused, with the reason [`Reason::PreviousSecret`](crate::error::Reason::PreviousSecret)
+    /// in the log line and the [`Rejection`](crate::Rejection). It is tried only once no
+    /// accepted secret matched.
+    #[must_use]
+    pub fn with_retired(mut self, secret: Secret) -> Self {
+        self.retired.push(secret);
+        self
+    }
+
+    /// The retired secrets, in the order they were added.
+    pub fn retired(&self) -> impl Iterator<Item = &Secret> {
+        self.retired.iter()
+    }
+
+    /// Adds every secret of `other`, accepted and retired, after this set's own.
+    pub(crate) fn extend(&mut self, other: Secrets) {
+        self.secrets.extend(other.secrets);
+        self.retired.extend(other.retired);
+    }
+
+    /// How many accepted secrets the set holds (at least one; retired ones do not count).
     #[must_use]
     pub fn len(&self) -> usize {
         self.secrets.len()
@@ -419,7 +516,7 @@ impl Secrets {
         self.secrets.is_empty()
     }
 
-    /// The secrets, in the order they were added.
+    /// The accepted secrets, in the order they were added.
     pub fn iter(&self) -> impl Iterator<Item = &Secret> {
         self.secrets.iter()
     }
@@ -442,6 +539,7 @@ impl Secrets {
         if let Some(secret) = self
             .secrets
             .iter()
+            .chain(&self.retired)
             .find(|secret| !secret.format.decodes_like(expected))
         {
             return Err(ConfigError::SecretFormatMismatch {
@@ -449,7 +547,12 @@ impl Secrets {
                 found: secret.format.clone(),
             });
         }
-        match self.secrets.iter().find(|secret| !secret.fits(algorithm)) {
+        match self
+            .secrets
+            .iter()
+            .chain(&self.retired)
+            .find(|secret| !secret.fits(algorithm))
+        {
             Some(secret) => Err(ConfigError::SecretAlgorithmMismatch {
                 expected: algorithm,
                 found: secret.algorithm(),

@@ -1,10 +1,15 @@
 //! Helpers for tests (feature `testing`):
 //!
-//! - [`Delivery`] signs a request for any scheme and any path, as the sender would;
-//!   [`sotion_request`] and [`sotion_event`] are the short forms for Sotion;
-//! - [`MetaBuilder`] and [`verified_request`] build what the layer hands a handler, so a
-//!   handler (or an [`EventRouter`](crate::EventRouter)) can be unit-tested without the layer
-//!   and its signatures;
+//! - [`Delivery`] signs a request for any scheme and any path, as the sender would (a form
+//!   body too: [`Delivery::form_payload`]); [`sotion_request`] and [`sotion_event`] are the
+//!   short forms for Sotion;
+//! - [`MetaBuilder`] and [`verified_request`] (or [`verified_request_at`], at any path) build
+//!   what the layer hands a handler, so a handler (or an [`EventRouter`](crate::EventRouter))
+//!   can be unit-tested without the layer and its signatures;
+//!
+//! A helper refuses (panics, naming the fix) to build a request its scheme's sender would never
+//! send: one without the event name a scheme reads from a header (GitHub's `X-GitHub-Event`),
+//! which would reach no handler of an event router and be acknowledged unhandled, silently.
 //! - [`Body`], the body type of every request built here;
 //! - [`check_store`], the conformance suite for an [`IdempotencyStore`](crate::IdempotencyStore),
 //!   and [`check_inbox`], the one for an [`InboxBackend`](crate::inbox::InboxBackend).
@@ -100,20 +105,44 @@ pub fn sotion_request(secret: &Secret, body: impl Into<Bytes>) -> Request<Body> 
 /// `Content-Type: application/json` and `Content-Length`. A header value the id or event
 /// cannot be is left empty. [`Delivery`] fills the id, event and timestamp in for you, and
 /// takes a path.
+///
+/// # Panics
+/// When `scheme` reads the event name from a header (GitHub's `X-GitHub-Event`) and
+/// `message.event` is empty: the sender never sends that.
 #[must_use]
 pub fn signed_request(scheme: &Scheme, secret: &Secret, message: &Outgoing<'_>) -> Request<Body> {
-    signed(scheme, secret, message, Uri::from_static("/webhooks"))
+    require_event(scheme, Some(message.event), "signed_request");
+    signed(
+        scheme,
+        secret,
+        message,
+        Uri::from_static("/webhooks"),
+        &HeaderValue::from_static("application/json"),
+        None,
+    )
 }
 
-fn signed(scheme: &Scheme, secret: &Secret, message: &Outgoing<'_>, uri: Uri) -> Request<Body> {
-    signed_for(scheme, secret, message, uri, None)
+/// Panics, naming the fix, when `scheme` reads its event name from a header and `event` is
+/// none: GitHub always sends `X-GitHub-Event`, and a request without it reaches no handler of
+/// an event router.
+fn require_event(scheme: &Scheme, event: Option<&str>, helper: &str) {
+    if let Some(Source::Header(name)) = &scheme.event {
+        assert!(
+            event.is_some_and(|event| !event.is_empty()),
+            "testing::{helper}: the {} scheme reads the event name from the `{name}` header, \
+             which its sender always sends: give one (Delivery::with_event(\"push\"), \
+             Outgoing {{ event: \"push\", .. }}, MetaBuilder::with_event(\"push\"))",
+            scheme.name(),
+        );
+    }
 }
 
-fn signed_for(
+fn signed(
     scheme: &Scheme,
     secret: &Secret,
     message: &Outgoing<'_>,
     uri: Uri,
+    content_type: &HeaderValue,
     public_url: Option<&str>,
 ) -> Request<Body> {
     let url = public_url.map(|base| format!("{}{uri}", base.trim_end_matches('/')));
@@ -122,10 +151,7 @@ fn signed_for(
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
     let headers = request.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    headers.insert(header::CONTENT_TYPE, content_type.clone());
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     let sign = |message: &Outgoing<'_>| match &url {
         Some(url) => scheme.sign_with_url(secret, url, message),
@@ -180,6 +206,10 @@ pub struct Delivery {
     event: Option<String>,
     timestamp: Option<i64>,
     public_url: Option<String>,
+    content_type: HeaderValue,
+    /// The JSON the body carries, when [`form_payload`](Self::form_payload) encoded it (the
+    /// id and event fields are read from it).
+    json: Option<Bytes>,
 }
 
 impl Delivery {
@@ -193,7 +223,61 @@ impl Delivery {
             event: None,
             timestamp: None,
             public_url: None,
+            content_type: HeaderValue::from_static("application/json"),
+            json: None,
         }
+    }
+
+    /// Sends the body as a form whose `payload` parameter holds it, as GitHub does with the
+    /// webhook's content type set to `form` (its REST API's default) and Slack's interactivity:
+    /// `payload=<the body, form-encoded>` with `Content-Type:
+    /// application/x-www-form-urlencoded`, encoded as GitHub's sender encodes it (letters,
+    /// digits and `*-._` as they are, a space as `+`, every other byte as `%XX`). The id and
+    /// event fields a scheme reads from the body are read from the JSON.
+    ///
+    /// ```
+    /// use tower_webhook::{testing::Delivery, Scheme};
+    ///
+    /// let scheme = Scheme::github();
+    /// let request = Delivery::new(r#"{"ref":"refs/heads/main"}"#)
+    ///     .form_payload()
+    ///     .with_event("push")
+    ///     .sign(&scheme, &scheme.secret("gh-secret")?);
+    /// assert_eq!(request.headers()["content-type"], "application/x-www-form-urlencoded");
+    /// # Ok::<(), tower_webhook::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn form_payload(mut self) -> Self {
+        let mut form = String::from("payload=");
+        for byte in self.body.iter().copied() {
+            match byte {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                    form.push(char::from(byte));
+                }
+                b' ' => form.push('+'),
+                other => {
+                    let hex = faster_hex::hex_string(&[other]).to_ascii_uppercase();
+                    form.push('%');
+                    form.push_str(&hex);
+                }
+            }
+        }
+        self.json = Some(std::mem::replace(&mut self.body, Bytes::from(form)));
+        self.content_type = HeaderValue::from_static("application/x-www-form-urlencoded");
+        self
+    }
+
+    /// Sends it with this `Content-Type` instead of `application/json` (a form body written by
+    /// hand: `application/x-www-form-urlencoded`).
+    ///
+    /// # Panics
+    /// When `content_type` is not a valid header value.
+    #[must_use]
+    pub fn with_content_type(mut self, content_type: &str) -> Self {
+        self.content_type = HeaderValue::from_str(content_type).unwrap_or_else(|error| {
+            panic!("Delivery::with_content_type({content_type:?}): {error}")
+        });
+        self
     }
 
     /// Sends it to `path` (with a query, if any) instead of `/webhooks`.
@@ -249,13 +333,21 @@ impl Delivery {
     /// The request, signed with `secret` the way `scheme` signs: its signature, timestamp, id
     /// and event headers (a header whose value would be empty, or is not a valid header
     /// value, is left out), the scheme's delivery-attempt header with a random id (Sotion's
-    /// `X-Webhook-Delivery`), `Content-Type: application/json` and `Content-Length`.
+    /// `X-Webhook-Delivery`), `Content-Type` (`application/json` unless told otherwise) and
+    /// `Content-Length`.
+    ///
+    /// # Panics
+    /// When `scheme` reads the event name from a header (GitHub's `X-GitHub-Event`) and no
+    /// event was given ([`with_event`](Self::with_event)): the sender never sends that, and
+    /// such a request would reach no handler of an event router.
     #[must_use]
     pub fn sign(&self, scheme: &Scheme, secret: &Secret) -> Request<Body> {
+        // The event from the body, for a scheme that reads it there.
+        let json = self.json.as_ref().unwrap_or(&self.body);
         // Each field left raw: a body that `serde_json::Value` cannot hold elsewhere (`1e400`,
         // deep nesting) still names its id and type.
         let fields: std::collections::HashMap<String, &serde_json::value::RawValue> =
-            serde_json::from_slice(&self.body).unwrap_or_default();
+            serde_json::from_slice(json).unwrap_or_default();
         let body_field = |source: Option<&Source>| match source {
             Some(Source::BodyField(name)) => fields
                 .get(name.as_ref())
@@ -274,10 +366,11 @@ impl Delivery {
             Some(event) => event.as_str(),
             None => body_event.as_deref().unwrap_or(""),
         };
+        require_event(scheme, Some(event), "Delivery::sign");
         let timestamp = self
             .timestamp
             .unwrap_or_else(|| OffsetDateTime::now_utc().unix_timestamp());
-        let mut request = signed_for(
+        let mut request = signed(
             scheme,
             secret,
             &Outgoing {
@@ -287,6 +380,7 @@ impl Delivery {
                 body: &self.body,
             },
             self.path.clone(),
+            &self.content_type,
             self.public_url.as_deref(),
         );
         let headers = request.headers_mut();
@@ -413,10 +507,11 @@ impl MetaBuilder {
 }
 
 /// A `POST /webhooks` request as the layer hands it to the inner service once a delivery is
-/// verified: `body`, with `meta` and the verified body in its extensions, so that
-/// [`WebhookMeta`], `Verified<T>`, `Envelope<T>` and an [`EventRouter`](crate::EventRouter)
-/// work on it without the layer. For a meta of scheme `sotion`, the body's `data` field is the
-/// envelope's data (`Envelope<T>` needs the meta's event, scope, timestamp and version too).
+/// verified: `body` (JSON), with `meta` and the verified body in its extensions, so that
+/// [`WebhookMeta`], `Verified<T>`, `Event<T>`, `Envelope<T>` and an
+/// [`EventRouter`](crate::EventRouter) work on it without the layer. For a meta of scheme
+/// `sotion`, the body's `data` field is the envelope's data (`Envelope<T>` needs the meta's
+/// event, scope, timestamp and version too). [`verified_request_at`] sends it to another path.
 ///
 /// ```
 /// use axum::handler::Handler;
@@ -441,23 +536,57 @@ impl MetaBuilder {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Panics
+/// When `meta`'s scheme is a preset that reads the event name from a header (GitHub) and
+/// `meta` has no event: the sender never sends that.
 #[must_use]
 pub fn verified_request(meta: WebhookMeta, body: impl Into<Bytes>) -> Request<Body> {
+    verified_request_at("/webhooks", meta, body)
+}
+
+/// [`verified_request`] to `path` (with a query, if any), for a handler mounted elsewhere
+/// (`/hooks/github`, `/webhooks/{tenant}`).
+///
+/// ```
+/// use axum::{routing::post, Router};
+/// use tower::ServiceExt;
+/// use tower_webhook::{testing, WebhookMeta};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let app = Router::new().route("/hooks/stripe", post(|meta: WebhookMeta| async move { meta.id().to_owned() }));
+/// let meta = testing::MetaBuilder::new("evt_1").with_scheme("stripe").build();
+/// let response = app.oneshot(testing::verified_request_at("/hooks/stripe", meta, "{}")).await?;
+/// assert_eq!(response.status(), 200);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Panics
+/// When `path` is not a valid URI path, or as [`verified_request`] does.
+#[must_use]
+pub fn verified_request_at(path: &str, meta: WebhookMeta, body: impl Into<Bytes>) -> Request<Body> {
+    if let Some(scheme) = Scheme::preset(meta.scheme()) {
+        require_event(&scheme, meta.event(), "verified_request");
+    }
+    let uri: Uri = path
+        .parse()
+        .unwrap_or_else(|error| panic!("testing::verified_request_at({path:?}): {error}"));
     let body = body.into();
     let envelope_data = (meta.scheme() == "sotion")
         .then(|| envelope_data(&body))
         .flatten();
     let mut request = Request::new(Full::new(body.clone()));
     *request.method_mut() = Method::POST;
-    *request.uri_mut() = Uri::from_static("/webhooks");
+    *request.uri_mut() = uri;
     request.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    request.extensions_mut().insert(VerifiedBody {
-        body,
-        envelope_data,
-    });
+    request
+        .extensions_mut()
+        .insert(VerifiedBody::json(body, envelope_data));
     request.extensions_mut().insert(meta);
     request
 }

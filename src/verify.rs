@@ -22,6 +22,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -109,9 +110,9 @@ fn verify_inner(
     now: SystemTime,
 ) -> Result<WebhookMeta, Rejection> {
     check_secret_formats(scheme, secrets)?;
-    let mut check = Pipeline::start(scheme, headers, url)?.with_secrets(secrets);
+    let mut check = Pipeline::start(scheme, headers, url)?.with_secrets(Cow::Borrowed(secrets));
     check.update(body);
-    let signed = check.finish(body, || now)?;
+    let signed = check.finish(|| now, body)?;
     Ok(signed
         .describe(headers, &Bytes::copy_from_slice(body))?
         .meta)
@@ -131,9 +132,9 @@ pub fn verify_signature(
     now: SystemTime,
 ) -> Result<(), Rejection> {
     check_secret_formats(scheme, secrets)?;
-    let mut check = Pipeline::start(scheme, headers, None)?.with_secrets(secrets);
+    let mut check = Pipeline::start(scheme, headers, None)?.with_secrets(Cow::Borrowed(secrets));
     check.update(body);
-    check.finish(body, || now).map(drop)
+    check.finish(|| now, body).map(drop)
 }
 
 /// Refuses secrets decoded for another format than the scheme's (a raw `Secret::new` key for
@@ -181,18 +182,20 @@ impl<'s> Pipeline<'s> {
 
     /// The body's check, keyed with every accepted secret: HMAC-SHA256 over the signed parts
     /// while the body streams in; any other algorithm (or Twilio's rule) once it has arrived.
-    pub(crate) fn with_secrets(self, secrets: &Secrets) -> BodyCheck<'s> {
+    /// The secrets stay with it, to explain a refusal (borrowed, or a tenant's, owned).
+    pub(crate) fn with_secrets(self, secrets: Cow<'s, Secrets>) -> BodyCheck<'s> {
         let streamed = self.prepared.algorithm == Algorithm::HmacSha256
             && self.scheme.rule == Rule::Parts
             && self.scheme.signed.last() == Some(&crate::scheme::Part::Body);
         let mac = if streamed {
-            Check::Streamed(BodyMac::new(secrets, &self.prepared.prefix))
+            Check::Streamed(BodyMac::new(&secrets, &self.prepared.prefix))
         } else {
-            Check::Whole(secrets.clone())
+            Check::Whole
         };
         BodyCheck {
             pipeline: self,
             mac,
+            secrets,
         }
     }
 }
@@ -201,14 +204,17 @@ impl<'s> Pipeline<'s> {
 pub(crate) struct BodyCheck<'s> {
     pipeline: Pipeline<'s>,
     mac: Check,
+    secrets: Cow<'s, Secrets>,
 }
 
 /// How the signature is checked.
+// Not boxed: one per request, and the streamed MAC is the common case.
+#[allow(clippy::large_enum_variant)]
 enum Check {
     /// HMAC-SHA256, chunk by chunk.
     Streamed(BodyMac),
-    /// Once the whole body is there, with these keys.
-    Whole(Secrets),
+    /// Once the whole body is there (the other algorithms, Twilio's and Graph's rules).
+    Whole,
 }
 
 impl<'s> BodyCheck<'s> {
@@ -218,20 +224,32 @@ impl<'s> BodyCheck<'s> {
         }
     }
 
-    /// After the whole `body` (the bytes given to `update`): the signature (in constant time,
+    /// After the whole `body` (the bytes the MACs were fed): the signature (in constant time,
     /// against every secret), then the freshness of a signed header timestamp. The clock is
-    /// read only for a scheme with a tolerance.
+    /// read only for a scheme with a tolerance. When no HMAC-SHA256 secret matches, the refusal
+    /// carries the [`Reason`](crate::error::Reason) the diagnosis finds (the only work done for
+    /// it).
     pub(crate) fn finish(
         self,
-        body: &[u8],
         now: impl FnOnce() -> SystemTime,
+        body: &[u8],
     ) -> Result<Signed<'s>, Rejection> {
         let Pipeline { scheme, prepared } = self.pipeline;
         let verified_by = match self.mac {
-            Check::Streamed(mac) => mac.finish(&prepared.candidates)?,
-            Check::Whole(secrets) => {
-                crate::whole_message::verify(scheme, &prepared, &secrets, body)?
-            }
+            Check::Whole => crate::whole_message::verify(scheme, &prepared, &self.secrets, body)?,
+            Check::Streamed(mac) => match mac.finish(&prepared.candidates) {
+                Ok(verified_by) => verified_by,
+                Err(rejection) => {
+                    let reason = crate::diagnose::mismatch(
+                        &prepared.candidates,
+                        &prepared.prefix,
+                        body,
+                        &self.secrets,
+                        scheme.secret_format(),
+                    );
+                    return Err(rejection.with_reason(reason));
+                }
+            },
         };
         let now = match scheme.tolerance {
             Some(_) => unix_seconds(now()),
@@ -343,7 +361,7 @@ impl BodyMac {
 
 /// Compares a finished MAC with every candidate, in constant time, as four 64-bit words each
 /// (see BENCHMARKS.md, "Tricks").
-fn matches_any(mac: HmacSha256, candidates: &Candidates) -> Choice {
+pub(crate) fn matches_any(mac: HmacSha256, candidates: &Candidates) -> Choice {
     let computed = words(&mac.finalize().into_bytes().into());
     candidates
         .iter()

@@ -152,11 +152,11 @@ async fn large_but_legal_content_is_accepted_and_typed_extraction_decides_about_
     assert_eq!(send(&app, signed(&body)).await.status(), 200);
     assert_eq!(seen.runs(), 1);
 
-    // A number no f64 holds: the layer (which never interprets `data`) lets it through, and
-    // `Envelope<serde_json::Value>` says the data does not fit.
+    // A number no f64 holds: the layer (which never interprets `data`) lets it through, and so
+    // does the default `Envelope` (its `data` is a `RawObject`, each value kept as sent), while
+    // `Envelope<serde_json::Value>`, a type the handler chose, says the data does not fit.
     let body = br#"{"id":"evt_num","type":"member.created","timestamp":"2026-03-28T12:00:00Z","version":"1","siteId":"s","data":{"n":1e400}}"#;
-    // So does JSON nested 10,000 deep inside `data` (serde_json skips it without recursing);
-    // a handler that asks for `serde_json::Value` gets 422, one that takes bytes gets them.
+    // So does JSON nested 10,000 deep inside `data` (serde_json skips it without recursing).
     for (body, id) in [(&body[..], "evt_num"), (&nested(10_000)[..], "evt_deep")] {
         let (bytes_app, bytes_seen) = meta_app(layer(), "/webhooks");
         assert_eq!(
@@ -165,9 +165,16 @@ async fn large_but_legal_content_is_accepted_and_typed_extraction_decides_about_
             "{id}"
         );
         assert_eq!(bytes_seen.runs(), 1);
+        let raw = Router::new().route(
+            "/webhooks",
+            post(|event: Envelope| async move { event.data.keys().collect::<String>() })
+                .route_layer(layer()),
+        );
+        let response = send(&raw, signed_as(body, id)).await;
+        assert_eq!(response.status(), 200, "{id}");
         let typed = Router::new().route(
             "/webhooks",
-            post(|_: Envelope| async { "unreachable" }).route_layer(layer()),
+            post(|_: Envelope<serde_json::Value>| async { "unreachable" }).route_layer(layer()),
         );
         let response = send(&typed, signed_as(body, id)).await;
         assert_eq!(response.status(), 422, "{id}");

@@ -299,12 +299,20 @@ async fn the_schema_lives_under_its_prefix_and_migrating_twice_changes_nothing()
     .fetch_all(first.pool())
     .await
     .unwrap();
-    assert_eq!(tables, ["billing_deliveries", "billing_schema_version"]);
-    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM billing_schema_version")
-        .fetch_one(first.pool())
-        .await
-        .unwrap();
-    assert_eq!(versions, 1);
+    assert_eq!(
+        tables,
+        [
+            "billing_deliveries",
+            "billing_depth",
+            "billing_schema_version"
+        ]
+    );
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM billing_schema_version ORDER BY version")
+            .fetch_all(first.pool())
+            .await
+            .unwrap();
+    assert_eq!(versions, [1, 2]);
     // Nothing secret-bearing, nor the query string, was stored.
     let record = first.get(stored.key()).await.unwrap().unwrap();
     assert_eq!(record.delivery.path(), "/webhooks");
@@ -495,4 +503,277 @@ async fn a_stopped_server_is_answered_503_and_a_restarted_one_accepts_and_proces
     wait_for(&inbox, &key("evt_during"), DeliveryState::Done).await;
     assert_eq!(app.runs_of("evt_during"), [1]);
     running.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Two inboxes on one database (two replicas), each with a depth limit of 10.
+async fn two_replicas(server: &PostgresServer) -> (PostgresInbox, PostgresInbox) {
+    let options = InboxOptions::new()
+        .with_prefix(prefix())
+        .unwrap()
+        .with_max_depth(10);
+    (
+        server.inbox(options.clone()).await,
+        server.inbox(options).await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_keep_one_depth_limit_exactly_and_pass_it_only_by_the_accepts_at_once() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let (a, b) = two_replicas(&server).await;
+    inbox_backend::two_inboxes_keep_one_depth_limit_exactly(a, b).await;
+    let (a, b) = two_replicas(&server).await;
+    inbox_backend::accepts_running_at_once_pass_the_depth_limit_by_at_most_their_number(a, b).await;
+    let options = InboxOptions::new()
+        .with_prefix(prefix())
+        .unwrap()
+        .with_max_depth(4);
+    inbox_backend::the_depth_limit_follows_every_change_of_state(server.inbox(options).await).await;
+}
+
+/// Writes `count` done deliveries, finished a week ago, in one statement.
+async fn backlog(pool: &sqlx::PgPool, count: u64) {
+    sqlx::query(
+        "INSERT INTO tower_webhook_deliveries (key, state, attempts, due_at, accepted_at, \
+         finished_at, path, headers, body, scheme, event_id) \
+         SELECT sha256(('evt_old_' || i)::bytea), 'done', 1, t, t, t, '/webhooks', \
+         '[[\"x-webhook-id\",\"evt_old\"]]', convert_to(repeat(md5(i::text), 12), 'UTF8'), \
+         'sotion', 'evt_old_' || i \
+         FROM generate_series(1, $1) AS i, (SELECT now() - interval '7 days' AS t) AS w",
+    )
+    .bind(i64::try_from(count).unwrap())
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_of_200_000_done_deliveries_lets_deliveries_in_meanwhile() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_timeout(Duration::from_secs(2)))
+        .await;
+    backlog(inbox.pool(), inbox_backend::BACKLOG).await;
+    inbox_backend::a_prune_of_a_large_backlog_lets_deliveries_in(inbox).await;
+}
+
+/// A done delivery locked by another transaction (a replay, an operator's query) holds the
+/// prune back neither past its timeout nor from the others: it is left for the next prune.
+#[tokio::test]
+async fn a_prune_removes_the_others_past_a_locked_done_delivery_within_its_timeout() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_timeout(Duration::from_secs(1)))
+        .await;
+    backlog(inbox.pool(), 2500).await;
+    let mut lock = inbox.pool().begin().await.unwrap();
+    sqlx::query(
+        "SELECT key FROM tower_webhook_deliveries WHERE event_id = 'evt_old_2000' FOR UPDATE",
+    )
+    .execute(&mut *lock)
+    .await
+    .unwrap();
+    assert_eq!(inbox.prune(Duration::from_secs(3600)).await.unwrap(), 2499);
+    lock.rollback().await.unwrap();
+    assert_eq!(inbox.prune(Duration::from_secs(3600)).await.unwrap(), 1);
+    assert_eq!(inbox.stats().await.unwrap().done, 0);
+}
+
+/// A database written by a version before the depth counter (schema version 1), with
+/// deliveries in every state: connecting adds the counter, counted from the waiting
+/// deliveries, in the inbox's schema whatever the search path of the sessions that write.
+#[tokio::test]
+async fn a_database_from_before_the_depth_counter_is_migrated_with_its_waiting_deliveries_counted()
+{
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    sqlx::raw_sql(
+        "DROP TABLE tower_webhook_depth; \
+         DROP FUNCTION tower_webhook_depth_change, tower_webhook_depth_reset CASCADE; \
+         DELETE FROM tower_webhook_schema_version WHERE version = 2;",
+    )
+    .execute(inbox.pool())
+    .await
+    .unwrap();
+    // As version 1 wrote them: two pending, one running, one done, one dead.
+    for (n, state) in ["pending", "pending", "running", "done", "dead"]
+        .into_iter()
+        .enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO tower_webhook_deliveries (key, state, attempts, due_at, accepted_at, \
+             path, headers, body, scheme, event_id) \
+             VALUES (sha256($2::bytea), $1, 0, now(), now(), '/webhooks', '[]', '\\x7b7d', \
+             'sotion', $2)",
+        )
+        .bind(state)
+        .bind(format!("evt_v1_{n}"))
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    }
+    inbox.pool().close().await;
+    let inbox = server.inbox(InboxOptions::new().with_max_depth(5)).await;
+    for id in ["evt_new_1", "evt_new_2"] {
+        assert_eq!(inbox.accept(&delivery(id)).await.unwrap(), Accepted::New);
+    }
+    assert!(matches!(
+        inbox.accept(&delivery("evt_over")).await,
+        Err(InboxError::Full)
+    ));
+    // A session whose search path does not hold the inbox's schema still keeps the count.
+    let mut other = inbox.pool().acquire().await.unwrap();
+    sqlx::raw_sql(
+        "CREATE SCHEMA elsewhere; SET search_path = elsewhere; \
+         DELETE FROM public.tower_webhook_deliveries WHERE event_id = 'evt_new_1'; \
+         RESET search_path;",
+    )
+    .execute(&mut *other)
+    .await
+    .unwrap();
+    drop(other);
+    assert_eq!(
+        inbox.accept(&delivery("evt_new_3")).await.unwrap(),
+        Accepted::New
+    );
+    assert!(matches!(
+        inbox.accept(&delivery("evt_over")).await,
+        Err(InboxError::Full)
+    ));
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM tower_webhook_schema_version ORDER BY version")
+            .fetch_all(inbox.pool())
+            .await
+            .unwrap();
+    assert_eq!(versions, [1, 2]);
+}
+
+/// The completion scenarios' effect on Postgres: a row in `{prefix}effects`, keyed by event id.
+#[cfg(feature = "axum")]
+impl inbox_common::completion::Transactional for PostgresInbox {
+    type Completion = tower_webhook::inbox::Completion<sqlx::Postgres>;
+
+    async fn prepare(&self) {
+        let table = format!("{}effects", self.options().prefix());
+        sqlx::raw_sql(&format!("CREATE TABLE {table} (event_id text PRIMARY KEY)"))
+            .execute(self.pool())
+            .await
+            .unwrap();
+    }
+
+    async fn begin(
+        attempt: &tower_webhook::inbox::Attempt<Self>,
+    ) -> Result<Option<Self::Completion>, InboxError> {
+        attempt.begin_complete().await
+    }
+
+    async fn write(&self, completion: &mut Self::Completion, id: &str) {
+        let table = format!("{}effects", self.options().prefix());
+        sqlx::query(&format!("INSERT INTO {table} (event_id) VALUES ($1)"))
+            .bind(id)
+            .execute(&mut **completion)
+            .await
+            .unwrap();
+    }
+
+    async fn fail(&self, completion: &mut Self::Completion, id: &str) {
+        let table = format!("{}effects", self.options().prefix());
+        // "Ignore a duplicate": the error is tolerated, but Postgres aborts the transaction.
+        let duplicate = sqlx::query(&format!("INSERT INTO {table} (event_id) VALUES ($1)"))
+            .bind(id)
+            .execute(&mut **completion)
+            .await;
+        assert!(duplicate.is_err(), "the second insert of one key succeeded");
+    }
+
+    async fn commit(completion: Self::Completion) -> bool {
+        completion.commit().await.is_ok()
+    }
+
+    async fn effects(&self) -> Vec<String> {
+        let table = format!("{}effects", self.options().prefix());
+        sqlx::query_scalar(&format!("SELECT event_id FROM {table} ORDER BY 1"))
+            .fetch_all(self.pool())
+            .await
+            .unwrap()
+    }
+}
+
+/// What a handler may rely on when it completes its delivery itself (the scenarios of
+/// `tests/inbox_common/completion.rs`), each in an inbox of its own on one server.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_completion_scenarios_run_on_postgres() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let fresh = || server.inbox(InboxOptions::new().with_prefix(prefix()).unwrap());
+    inbox_common::completion::every_completion_scenario(fresh).await;
+}
+
+#[tokio::test]
+async fn a_completion_whose_transaction_was_aborted_is_not_committed_and_says_so() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    sqlx::raw_sql("CREATE TABLE orders (id text PRIMARY KEY)")
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    let stored = delivery("evt_aborted");
+    inbox.accept(&stored).await.unwrap();
+    let lease = inbox.claim(Duration::from_secs(60), 1).await.unwrap()[0]
+        .lease
+        .clone();
+    let mut completion = inbox.begin_complete(&lease).await.unwrap().unwrap();
+    for _ in 0..2 {
+        // The second insert fails (a duplicate), and aborts the transaction.
+        let _ = sqlx::query("INSERT INTO orders (id) VALUES ('ord_1')")
+            .execute(&mut *completion)
+            .await;
+    }
+    let committed = completion.commit().await;
+    assert!(
+        committed.is_err(),
+        "an aborted transaction was reported committed"
+    );
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(inbox.pool())
+        .await
+        .unwrap();
+    assert_eq!(orders, 0);
+    // Nothing happened: the delivery is still its owner's, to retry.
+    let record = inbox.get(stored.key()).await.unwrap().unwrap();
+    assert_eq!(record.state, DeliveryState::Running);
+    assert!(inbox
+        .retry(&lease, Duration::ZERO, "aborted")
+        .await
+        .unwrap());
+}
+
+/// The worker's completion is committed, and its connection cut before the answer.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_whose_answer_was_lost_is_read_again_on_postgres() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let proxy = std::sync::Arc::new(inbox_common::proxy::Proxy::start(server.port).await);
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port());
+    let inbox = PostgresInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    inbox_common::an_outcome_whose_answer_was_lost_is_read_again_and_reported_as_found(
+        inbox, proxy,
+    )
+    .await;
 }

@@ -4,8 +4,15 @@
 #![cfg(all(feature = "redis", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+// The shared delivery builder and backend checks: inbox_common's (it needs `axum`), or the
+// file alone.
+#[cfg(not(feature = "axum"))]
+#[path = "inbox_common/backend.rs"]
+mod inbox_backend;
 #[cfg(feature = "axum")]
 mod inbox_common;
+#[cfg(feature = "axum")]
+use inbox_common::backend as inbox_backend;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -927,4 +934,117 @@ async fn a_queued_command_that_fails_in_the_transaction_makes_commit_an_error() 
     );
     let record = inbox.get(delivery.key()).await.unwrap().unwrap();
     assert_eq!(record.state, DeliveryState::Done);
+}
+
+/// Two inboxes on one Redis under one prefix (two replicas), each with a depth limit of 10:
+/// the accept script counts the waiting deliveries itself, so the limit holds exactly, even
+/// for accepts running at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_keep_one_depth_limit_exactly() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let replicas = || async {
+        let options = InboxOptions::new()
+            .with_prefix(prefix())
+            .unwrap()
+            .with_max_depth(10);
+        (
+            server.inbox(options.clone()).await,
+            server.inbox(options).await,
+        )
+    };
+    let (a, b) = replicas().await;
+    inbox_backend::two_inboxes_keep_one_depth_limit_exactly(a, b).await;
+    let (a, b) = replicas().await;
+    inbox_backend::accepts_running_at_once_pass_the_depth_limit_by_at_most_their_number(a, b).await;
+    let options = InboxOptions::new()
+        .with_prefix(prefix())
+        .unwrap()
+        .with_max_depth(4);
+    inbox_backend::the_depth_limit_follows_every_change_of_state(server.inbox(options).await).await;
+}
+
+/// The server the completion scenarios run on (their effects are read from it).
+#[cfg(feature = "axum")]
+static COMPLETION_SERVER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The completion scenarios' effect on Redis: `HINCRBY {prefix}effects <event id> 1`, queued in
+/// the completion's transaction.
+#[cfg(feature = "axum")]
+impl inbox_common::completion::Transactional for RedisInbox {
+    type Completion = tower_webhook::inbox::RedisCompletion;
+
+    async fn prepare(&self) {}
+
+    async fn begin(
+        attempt: &tower_webhook::inbox::Attempt<Self>,
+    ) -> Result<Option<Self::Completion>, tower_webhook::inbox::InboxError> {
+        attempt.begin_complete().await
+    }
+
+    async fn write(&self, completion: &mut Self::Completion, id: &str) {
+        let effects = format!("{}effects", self.options().prefix());
+        completion.hincr(effects, id, 1).ignore();
+    }
+
+    async fn fail(&self, completion: &mut Self::Completion, _: &str) {
+        // `INCR` on the effects hash: a wrong type, an error when the transaction runs (Redis
+        // runs the other commands anyway).
+        let effects = format!("{}effects", self.options().prefix());
+        completion.incr(effects, 1).ignore();
+    }
+
+    async fn commit(completion: Self::Completion) -> bool {
+        matches!(completion.commit().await, Ok(true))
+    }
+
+    async fn effects(&self) -> Vec<String> {
+        let url = COMPLETION_SERVER.get().unwrap();
+        let mut redis = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let effects: Vec<(String, usize)> = redis::cmd("HGETALL")
+            .arg(format!("{}effects", self.options().prefix()))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        effects
+            .into_iter()
+            .flat_map(|(id, count)| std::iter::repeat_n(id, count))
+            .collect()
+    }
+}
+
+/// What a handler may rely on when it completes its delivery itself (the scenarios of
+/// `tests/inbox_common/completion.rs`), each in an inbox of its own on one server.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_completion_scenarios_run_on_redis() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    COMPLETION_SERVER.set(server.url()).unwrap();
+    let fresh = || server.inbox(InboxOptions::new().with_prefix(prefix()).unwrap());
+    inbox_common::completion::every_completion_scenario(fresh).await;
+}
+
+/// The worker's completion is carried out, and its connection cut before the answer.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_whose_answer_was_lost_is_read_again_on_redis() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let proxy = std::sync::Arc::new(inbox_common::proxy::Proxy::start(server.port).await);
+    let url = format!("redis://127.0.0.1:{}/", proxy.port());
+    let inbox = RedisInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    inbox_common::an_outcome_whose_answer_was_lost_is_read_again_and_reported_as_found(
+        inbox, proxy,
+    )
+    .await;
 }

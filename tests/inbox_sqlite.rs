@@ -94,13 +94,19 @@ async fn the_schema_lives_under_its_prefix_beside_the_application_s_tables() {
             .unwrap();
     assert_eq!(
         tables,
-        ["deliveries", "hooks_deliveries", "hooks_schema_version"]
+        [
+            "deliveries",
+            "hooks_deliveries",
+            "hooks_depth",
+            "hooks_schema_version"
+        ]
     );
-    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM hooks_schema_version")
-        .fetch_one(inbox.pool())
-        .await
-        .unwrap();
-    assert_eq!(versions, 1, "opening twice migrated twice");
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM hooks_schema_version ORDER BY version")
+            .fetch_all(inbox.pool())
+            .await
+            .unwrap();
+    assert_eq!(versions, [1, 2], "opening twice migrated twice");
 }
 
 #[tokio::test]
@@ -231,44 +237,147 @@ async fn a_depth_limit_of_zero_stops_intake_but_still_answers_duplicates() {
     );
 }
 
-/// Two handles on one file stand for two replicas: B fills the inbox, and A's depth estimate
-/// (counted when A had one delivery) goes stale. The accept that takes A's refresh is a
-/// duplicate or is answered full: it must still leave a counted estimate behind, or A's next
-/// accepts skip the depth check for a second and store past the limit.
-#[tokio::test]
-async fn an_accept_that_stores_nothing_still_refreshes_the_depth_estimate() {
-    let dir = tempfile::tempdir().unwrap();
+/// Two pools on one file, as two processes would have, each with a depth limit of 10.
+async fn two_handles(dir: &tempfile::TempDir) -> (SqliteInbox, SqliteInbox) {
     let path = dir.path().join("replicas.db");
-    let options = InboxOptions::new().with_max_depth(4);
+    let options = InboxOptions::new().with_max_depth(10);
     let a = SqliteInbox::open(&path, options.clone()).await.unwrap();
     let b = SqliteInbox::open(&path, options).await.unwrap();
-    let first = delivery("evt_a");
-    assert_eq!(a.accept(&first).await.unwrap(), Accepted::New);
-    for n in 0..3 {
-        assert_eq!(
-            b.accept(&delivery(&format!("evt_b{n}"))).await.unwrap(),
-            Accepted::New
-        );
+    (a, b)
+}
+
+#[tokio::test]
+async fn two_processes_on_one_file_keep_one_depth_limit_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_handles(&dir).await;
+    inbox_backend::two_inboxes_keep_one_depth_limit_exactly(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepts_running_at_once_in_two_processes_pass_the_depth_limit_by_at_most_their_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_handles(&dir).await;
+    inbox_backend::accepts_running_at_once_pass_the_depth_limit_by_at_most_their_number(a, b).await;
+}
+
+#[tokio::test]
+async fn the_depth_limit_follows_every_change_of_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = SqliteInbox::open(
+        dir.path().join("depth.db"),
+        InboxOptions::new().with_max_depth(4),
+    )
+    .await
+    .unwrap();
+    inbox_backend::the_depth_limit_follows_every_change_of_state(inbox).await;
+}
+
+/// Writes `count` done deliveries, finished a week ago, in one statement.
+async fn backlog(pool: &sqlx::SqlitePool, count: u64) {
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+         INSERT INTO tower_webhook_deliveries (key, state, attempts, due_at, accepted_at, \
+         finished_at, path, headers, body, scheme, event_id) \
+         SELECT randomblob(32), 'done', 1, t, t, t, '/webhooks', \
+         '[[\"x-webhook-id\",\"evt_old\"],[\"x-webhook-signature\",\"v1=' || hex(randomblob(32)) || '\"]]', \
+         randomblob(400), 'sotion', 'evt_old_' || i \
+         FROM n, (SELECT CAST((julianday('now') - 2440587.5 - 7) * 86400000.0 AS INTEGER) AS t)",
+    )
+    .bind(i64::try_from(count).unwrap())
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_of_200_000_done_deliveries_lets_deliveries_in_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = InboxOptions::new().with_timeout(Duration::from_secs(1));
+    let inbox = SqliteInbox::open(dir.path().join("backlog.db"), options)
+        .await
+        .unwrap();
+    backlog(inbox.pool(), inbox_backend::BACKLOG).await;
+    inbox_backend::a_prune_of_a_large_backlog_lets_deliveries_in(inbox).await;
+}
+
+/// Another process takes the write lock between two of the prune's batches and holds it past
+/// the prune's timeout: the prune stops there and reports what it removed, which stays removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_stopped_half_way_keeps_its_progress_and_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stopped.db");
+    let options = InboxOptions::new().with_timeout(Duration::from_millis(500));
+    let inbox = SqliteInbox::open(&path, options).await.unwrap();
+    let total = 30_000;
+    backlog(inbox.pool(), total).await;
+    let other = SqliteInbox::open(&path, InboxOptions::new()).await.unwrap();
+    let pruning = tokio::spawn({
+        let inbox = inbox.clone();
+        async move { inbox.prune(Duration::from_secs(3600)).await }
+    });
+    // Once the prune has begun, the lock is taken between two batches and held 1 s.
+    while inbox.stats().await.unwrap().done == total {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    // A's estimate (1 of 4) is now over a second old: its next accept counts again.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(
-        a.accept(&first).await.unwrap(),
-        Accepted::Duplicate(DeliveryState::Pending)
-    );
+    let lock = other.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    lock.rollback().await.unwrap();
+    let removed = pruning.await.unwrap().unwrap();
+    let left = inbox.stats().await.unwrap().done;
+    assert!(left > 0, "the prune was not stopped");
+    assert_eq!(removed + left, total, "removed {removed}, {left} left");
+}
+
+/// A file written by a version before the depth counter (schema version 1), with deliveries in
+/// every state: opening it adds the counter, counted from the waiting deliveries.
+#[tokio::test]
+async fn a_database_from_before_the_depth_counter_is_migrated_with_its_waiting_deliveries_counted()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    let inbox = SqliteInbox::open(&path, InboxOptions::new()).await.unwrap();
+    sqlx::raw_sql(
+        "DROP TRIGGER tower_webhook_depth_insert; DROP TRIGGER tower_webhook_depth_update; \
+         DROP TRIGGER tower_webhook_depth_delete; DROP TABLE tower_webhook_depth; \
+         DELETE FROM tower_webhook_schema_version WHERE version = 2;",
+    )
+    .execute(inbox.pool())
+    .await
+    .unwrap();
+    // As version 1 wrote them: two pending, one running, one done, one dead.
+    for (n, state) in ["pending", "pending", "running", "done", "dead"]
+        .into_iter()
+        .enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO tower_webhook_deliveries (key, state, attempts, due_at, accepted_at, \
+             path, headers, body, scheme, event_id) \
+             VALUES (randomblob(32), $1, 0, 0, 0, '/webhooks', '[]', x'7b7d', 'sotion', $2)",
+        )
+        .bind(state)
+        .bind(format!("evt_v1_{n}"))
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    }
+    inbox.pool().close().await;
+    let inbox = SqliteInbox::open(&path, InboxOptions::new().with_max_depth(5))
+        .await
+        .unwrap();
+    stored(&inbox, "evt_new_1").await;
+    stored(&inbox, "evt_new_2").await;
     assert!(matches!(
-        a.accept(&delivery("evt_over_1")).await,
+        inbox.accept(&delivery("evt_over")).await,
         Err(InboxError::Full)
     ));
-    // The same after an accept answered full took the refresh.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert!(matches!(
-        a.accept(&delivery("evt_over_2")).await,
-        Err(InboxError::Full)
-    ));
-    assert!(matches!(
-        a.accept(&delivery("evt_over_3")).await,
-        Err(InboxError::Full)
-    ));
-    assert_eq!(a.stats().await.unwrap().depth(), 4);
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM tower_webhook_schema_version ORDER BY version")
+            .fetch_all(inbox.pool())
+            .await
+            .unwrap();
+    assert_eq!(versions, [1, 2]);
+}
+
+async fn stored(inbox: &SqliteInbox, id: &str) {
+    assert_eq!(inbox.accept(&delivery(id)).await.unwrap(), Accepted::New);
 }

@@ -291,3 +291,90 @@ async fn a_failure_whose_text_holds_a_nul_byte_is_retried_and_dead_lettered() {
     )
     .await;
 }
+
+/// The completion scenarios' effect on `SQLite`: a row in `{prefix}effects`, keyed by event id.
+impl inbox_common::completion::Transactional for SqliteInbox {
+    type Completion = tower_webhook::inbox::Completion<tower_webhook::inbox::sqlx::Sqlite>;
+
+    async fn prepare(&self) {
+        let table = format!("{}effects", self.options().prefix());
+        tower_webhook::inbox::sqlx::raw_sql(&format!(
+            "CREATE TABLE {table} (event_id TEXT PRIMARY KEY)"
+        ))
+        .execute(self.pool())
+        .await
+        .unwrap();
+    }
+
+    async fn begin(
+        attempt: &Attempt<Self>,
+    ) -> Result<Option<Self::Completion>, tower_webhook::inbox::InboxError> {
+        attempt.begin_complete().await
+    }
+
+    async fn write(&self, completion: &mut Self::Completion, id: &str) {
+        let table = format!("{}effects", self.options().prefix());
+        tower_webhook::inbox::sqlx::query(&format!("INSERT INTO {table} (event_id) VALUES ($1)"))
+            .bind(id)
+            .execute(&mut **completion)
+            .await
+            .unwrap();
+    }
+
+    async fn fail(&self, completion: &mut Self::Completion, id: &str) {
+        let table = format!("{}effects", self.options().prefix());
+        let duplicate = tower_webhook::inbox::sqlx::query(&format!(
+            "INSERT INTO {table} (event_id) VALUES ($1)"
+        ))
+        .bind(id)
+        .execute(&mut **completion)
+        .await;
+        assert!(duplicate.is_err(), "the second insert of one key succeeded");
+    }
+
+    async fn commit(completion: Self::Completion) -> bool {
+        completion.commit().await.is_ok()
+    }
+
+    async fn effects(&self) -> Vec<String> {
+        let table = format!("{}effects", self.options().prefix());
+        tower_webhook::inbox::sqlx::query_scalar(&format!("SELECT event_id FROM {table}"))
+            .fetch_all(self.pool())
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_whose_transaction_failed_is_never_reported_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    inbox_common::completion::a_completion_whose_transaction_failed_is_never_reported_committed(
+        inbox(&dir).await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_dropped_without_commit_is_a_failed_attempt_despite_a_2xx() {
+    let dir = tempfile::tempdir().unwrap();
+    inbox_common::completion::a_completion_dropped_without_commit_is_a_failed_attempt_despite_a_2xx(
+        inbox(&dir).await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_held_open_past_the_lease_commits_once() {
+    let dir = tempfile::tempdir().unwrap();
+    inbox_common::completion::a_completion_held_open_past_the_lease_commits_once(inbox(&dir).await)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_committed_runs_to_its_end_and_is_reported_done() {
+    let dir = tempfile::tempdir().unwrap();
+    inbox_common::completion::a_handler_that_committed_runs_to_its_end_and_is_reported_done(
+        inbox(&dir).await,
+    )
+    .await;
+}

@@ -4,10 +4,12 @@
 
 mod common;
 
+use axum::routing::post;
+use axum::Router;
 use common::{event, meta_app, send, Down};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tower_webhook::testing::sotion_request;
-use tower_webhook::{observe, Scheme, Secret, Secrets, WebhookLayer};
+use tower_webhook::{observe, EventRouter, Scheme, Secret, Secrets, WebhookLayer};
 
 const SECRET: &str = "whsec_TOP_SECRET_never_printed_42";
 /// A counter's name, labels and value.
@@ -67,6 +69,16 @@ fn metrics_count_verified_rejected_duplicates_conflicts_and_store_errors() {
                 sotion_request(&common::secret(), event("evt_3", "s")),
             )
             .await;
+            // An event no handler ran for: acknowledged, and counted.
+            let events = EventRouter::new().on("member.deleted", || async { "ok" });
+            let routed =
+                Router::new().route("/webhooks", post(events).route_layer(common::layer()));
+            let response = send(
+                &routed,
+                sotion_request(&common::secret(), event("evt_4", "s")),
+            )
+            .await;
+            assert_eq!(response.headers()["x-webhook-ignored"], "member.created");
         });
     });
     let counters: Vec<Counter> = snapshotter
@@ -95,7 +107,7 @@ fn metrics_count_verified_rejected_duplicates_conflicts_and_store_errors() {
             .map(|(_, _, c)| c)
             .sum()
     };
-    assert_eq!(count(observe::VERIFIED, Some(("scheme", "sotion"))), 3);
+    assert_eq!(count(observe::VERIFIED, Some(("scheme", "sotion"))), 4);
     assert_eq!(count(observe::DUPLICATES, None), 1);
     assert_eq!(
         count(observe::REJECTED, Some(("code", "signature_mismatch"))),
@@ -110,4 +122,13 @@ fn metrics_count_verified_rejected_duplicates_conflicts_and_store_errors() {
         1
     );
     assert_eq!(count(observe::IN_FLIGHT, None), 0);
+    assert_eq!(count(observe::IGNORED, Some(("scheme", "sotion"))), 1);
+    // Event names are not bounded: they are never a label.
+    let ignored: Vec<_> = counters
+        .iter()
+        .filter(|(n, ..)| n == observe::IGNORED)
+        .collect();
+    assert!(ignored
+        .iter()
+        .all(|(_, labels, _)| labels.iter().all(|(key, _)| key == "scheme")));
 }

@@ -136,6 +136,8 @@ async fn an_unknown_type_is_acknowledged_by_the_default_fallback() {
     let response = sotion(&app, "site.renamed", "evt_1").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "application/json");
+    // The answer says no handler ran.
+    assert_eq!(response.headers()["x-webhook-ignored"], "site.renamed");
     assert_eq!(text(response).await, r#"{"status":"ignored"}"#);
     assert!(log.take().is_empty(), "no handler ran");
 
@@ -153,8 +155,13 @@ async fn a_fallback_of_our_own_gets_unknown_types() {
     let app = app(events, Scheme::sotion(), SECRET);
 
     let response = sotion(&app, "site.renamed", "evt_1").await;
+    assert!(
+        !response.headers().contains_key("x-webhook-ignored"),
+        "a fallback of our own is a handler that ran"
+    );
     assert_eq!(text(response).await, "fallback");
     let response = sotion(&app, "member.created", "evt_2").await;
+    assert!(!response.headers().contains_key("x-webhook-ignored"));
     assert_eq!(text(response).await, "created");
     assert_eq!(
         log.take(),
@@ -537,4 +544,44 @@ fn debug_lists_the_registered_names() {
     let printed = format!("{events:?}");
     assert!(printed.contains("member.created"), "{printed}");
     assert!(printed.contains("access-group."), "{printed}");
+}
+
+#[tokio::test]
+async fn a_misspelled_github_name_shows_in_the_ignored_header_and_strict_makes_it_an_error() {
+    let log = Log::default();
+    // GitHub names the event `issues`: `issue.opened` never matches.
+    let misspelled = || EventRouter::new().on("issue.opened", named(&log, "opened"));
+    let app = app(misspelled(), Scheme::github(), SECRET);
+    let response = github(&app, "issues", r#"{"action":"opened"}"#, "d-1").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-webhook-ignored"], "issues.opened");
+    // A delivery without an event name (GitHub always sends one; this one lost it): `-`.
+    let scheme = Scheme::github();
+    let mut request = Delivery::new(r#"{"action":"opened"}"#)
+        .with_event("issues")
+        .sign(&scheme, &scheme.secret(SECRET).unwrap());
+    request.headers_mut().remove("x-github-event");
+    let response = send(&app, request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-webhook-ignored"], "-");
+
+    let strict = app_strict(misspelled().strict());
+    let response = github(&strict, "issues", r#"{"action":"opened"}"#, "d-3").await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(response.headers()["x-webhook-ignored"], "issues.opened");
+    assert_eq!(error_code(response).await, "unhandled_event");
+    // Not acknowledged: the sender's retry is processed again.
+    let retry = github(&strict, "issues", r#"{"action":"opened"}"#, "d-3").await;
+    assert_eq!(retry.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(log.take().is_empty());
+
+    // A fallback given after `strict` replaces it.
+    let relaxed = app_strict(misspelled().strict().fallback(named(&log, "fallback")));
+    let response = github(&relaxed, "issues", r#"{"action":"opened"}"#, "d-4").await;
+    assert_eq!(text(response).await, "fallback");
+}
+
+/// `app` for GitHub, under a name that says what the tests above use it for.
+fn app_strict(events: EventRouter) -> Router {
+    app(events, Scheme::github(), SECRET)
 }

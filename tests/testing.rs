@@ -201,7 +201,10 @@ async fn a_verified_request_feeds_every_extractor_without_the_layer() {
     );
 
     // Another scheme's meta: `Envelope<T>` says it is not an envelope, as behind the layer.
-    let github = MetaBuilder::new("d-1").with_scheme("github").build();
+    let github = MetaBuilder::new("d-1")
+        .with_scheme("github")
+        .with_event("push")
+        .build();
     let body = testing::sotion_event("member.created", "evt_1", "site_1");
     let response = app
         .oneshot(testing::verified_request(github, body))
@@ -233,4 +236,79 @@ fn a_sotion_delivery_repeats_the_id_and_type_of_a_body_value_cannot_hold() {
     let request = Delivery::new(body).sign(&Scheme::sotion(), &secret);
     assert_eq!(request.headers()["x-webhook-id"], "evt_1");
     assert_eq!(request.headers()["x-webhook-event"], "member.created");
+}
+
+#[test]
+#[should_panic(expected = "reads the event name from the `x-github-event` header")]
+fn a_github_delivery_without_an_event_name_is_refused() {
+    let scheme = Scheme::github();
+    let _ = Delivery::new(r#"{"action":"opened"}"#).sign(&scheme, &scheme.secret("gh").unwrap());
+}
+
+#[test]
+#[should_panic(expected = "reads the event name from the `x-github-event` header")]
+fn a_github_signed_request_without_an_event_name_is_refused() {
+    let scheme = Scheme::github();
+    let message = tower_webhook::scheme::Outgoing {
+        id: "d-1",
+        event: "",
+        timestamp: 0,
+        body: b"{}",
+    };
+    let _ = testing::signed_request(&scheme, &scheme.secret("gh").unwrap(), &message);
+}
+
+#[test]
+#[should_panic(expected = "MetaBuilder::with_event")]
+fn a_github_verified_request_without_an_event_name_is_refused() {
+    let meta = MetaBuilder::new("d-1").with_scheme("github").build();
+    let _ = testing::verified_request(meta, "{}");
+}
+
+#[tokio::test]
+async fn a_verified_request_goes_to_any_path() {
+    let app = Router::new().route("/hooks/{tenant}", post(describe));
+    let meta = MetaBuilder::new("evt_1")
+        .with_scheme("stripe")
+        .with_event("invoice.paid")
+        .build();
+    let request = testing::verified_request_at("/hooks/acme?x=1", meta, "{}");
+    assert_eq!(request.uri(), "/hooks/acme?x=1");
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(text(response).await, "stripe invoice.paid - evt_1");
+}
+
+#[tokio::test]
+async fn a_form_payload_delivery_is_signed_as_github_sends_it() {
+    async fn read(meta: WebhookMeta, Verified(body): Verified<serde_json::Value>) -> String {
+        format!(
+            "{} {} {}",
+            meta.event().unwrap_or("-"),
+            meta.action().unwrap_or("-"),
+            body["n"]
+        )
+    }
+    let scheme = Scheme::github();
+    let app = Router::new().route(
+        "/webhooks",
+        post(read).route_layer(layer(scheme.clone(), "gh")),
+    );
+    let json = r#"{"action":"opened","n":"a b&c=d/é"}"#;
+    let request = Delivery::new(json)
+        .form_payload()
+        .with_event("issues")
+        .sign(&scheme, &scheme.secret("gh").unwrap());
+    assert_eq!(
+        request.headers()["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    let body = request.body().clone().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        &body[..],
+        b"payload=%7B%22action%22%3A%22opened%22%2C%22n%22%3A%22a+b%26c%3Dd%2F%C3%A9%22%7D"
+    );
+    let response = send(&app, request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(text(response).await, r#"issues opened "a b&c=d/é""#);
 }

@@ -2,6 +2,7 @@
 //! unknown types and drifted data, and users' own `FromEvent` types for GitHub and Stripe.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -14,10 +15,13 @@ use serde::Deserialize;
 use serde_json::json;
 use tower::ServiceExt;
 use tower_webhook::envelope::{AccessGroupData, AccessGroupMemberData, MemberData};
-use tower_webhook::extract::Event;
+use tower_webhook::extract::{Event, Verified};
 use tower_webhook::scheme::{Outgoing, Scheme};
 use tower_webhook::testing::{signed_request, sotion_event_with_data, sotion_request};
-use tower_webhook::{EventType, FromEvent, Secret, SotionEvent, WebhookLayer, WebhookMeta};
+use tower_webhook::{
+    Envelope, EventRouter, EventType, FromEvent, RawObject, Secret, SotionEvent, WebhookLayer,
+    WebhookMeta,
+};
 
 const SECRET: &str = "whsec_typed_events_suite";
 const NOW: i64 = 1_700_000_000;
@@ -205,9 +209,12 @@ async fn a_known_type_with_extra_missing_or_wrongly_typed_fields_is_still_handle
     assert_eq!(member.email, None);
     assert_eq!(member.name, None);
     assert_eq!(member.status, None);
-    assert_eq!(member.extra["email"], 42);
-    assert_eq!(member.extra["plan"], "pro");
-    assert_eq!(member.extra["address"]["city"], "Paris");
+    assert_eq!(member.extra.get_as::<u32>("email").unwrap(), Some(42));
+    assert_eq!(member.extra.get("plan").unwrap().get(), r#""pro""#);
+    assert_eq!(
+        member.extra.get_as::<serde_json::Value>("address").unwrap(),
+        Some(json!({"city": "Paris"}))
+    );
     assert!(!member.extra.contains_key("name"), "null is no value");
     assert!(
         !member.extra.contains_key("id"),
@@ -229,7 +236,7 @@ async fn a_known_type_with_extra_missing_or_wrongly_typed_fields_is_still_handle
         (group.id, group.name, group.description),
         (None, None, None)
     );
-    assert_eq!(serde_json::Value::Object(group.extra), drifted);
+    assert_eq!(serde_json::to_value(&group.extra).unwrap(), drifted);
 
     let drifted = json!({"accessGroupId": true, "memberId": "m_1"});
     let response = send(
@@ -243,7 +250,10 @@ async fn a_known_type_with_extra_missing_or_wrongly_typed_fields_is_still_handle
     };
     assert_eq!(removed.access_group_id, None);
     assert_eq!(removed.member_id.as_deref(), Some("m_1"));
-    assert_eq!(removed.extra["accessGroupId"], true);
+    assert_eq!(
+        removed.extra.get_as::<bool>("accessGroupId").unwrap(),
+        Some(true)
+    );
 
     // An empty object: every field missing.
     let response = send(&app, sotion("member.auth", "evt_4", &json!({}))).await;
@@ -586,12 +596,385 @@ async fn review_known_type_with_unrepresentable_data_is_still_handled() {
             "{what}"
         );
         if *what == "huge" {
-            assert_eq!(member.extra["score"], "1e400", "kept as its raw JSON text");
+            assert_eq!(
+                member.extra.get("score").unwrap().get(),
+                "1e400",
+                "kept as sent"
+            );
         }
         if *what == "escapes" {
             assert_eq!(member.email.as_deref(), Some("a\0@b"));
             assert_eq!(member.name, None);
-            assert_eq!(member.extra["name"], r#""Ada \ud83d""#);
+            assert_eq!(member.extra.get("name").unwrap().get(), r#""Ada \ud83d""#);
         }
     }
+}
+
+/// What each of the three ways to take a Sotion event got: `Event<SotionEvent>`, a router like
+/// the demo receiver's (`Envelope<MemberData>` per type, examples/receiver.rs), and the default
+/// `Envelope` (its `data` a `RawObject`).
+#[derive(Default)]
+struct Received {
+    event: Vec<SotionEvent>,
+    demo: Vec<MemberData>,
+    plain: Vec<RawObject>,
+}
+
+/// `POST /event`, `/demo` and `/plain`, each behind the layer, recording into one `Received`.
+fn drift_app() -> (Router, Arc<Mutex<Received>>) {
+    let received = Arc::new(Mutex::new(Received::default()));
+    let (event, demo, plain) = (received.clone(), received.clone(), received.clone());
+    let on_event = move |Event(got): Event<SotionEvent>| {
+        let event = Arc::clone(&event);
+        async move {
+            event.lock().unwrap().event.push(got);
+            "ok"
+        }
+    };
+    let on_member = move |got: Envelope<MemberData>| {
+        let demo = Arc::clone(&demo);
+        async move {
+            demo.lock().unwrap().demo.push(got.data);
+            "ok"
+        }
+    };
+    let on_plain = move |got: Envelope| {
+        let plain = Arc::clone(&plain);
+        async move {
+            plain.lock().unwrap().plain.push(got.data);
+            "ok"
+        }
+    };
+    let sotion = Scheme::sotion();
+    let router = Router::new()
+        .route("/event", post(on_event).route_layer(layer(&sotion)))
+        .route(
+            "/demo",
+            post(EventRouter::new().on("member.created", on_member)).route_layer(layer(&sotion)),
+        )
+        .route("/plain", post(on_plain).route_layer(layer(&sotion)));
+    (router, received)
+}
+
+/// Sends a `member.created` whose `data` is the JSON text `data` to each route of
+/// [`drift_app`]; each must answer `200`. Returns what the three handlers got.
+async fn deliver_drift(app: &Router, received: &Mutex<Received>, data: &str) -> Received {
+    // A new id each time: a repeated one would be answered as a duplicate, unhandled.
+    static DELIVERIES: AtomicUsize = AtomicUsize::new(0);
+    let id = format!("evt_drift_{}", DELIVERIES.fetch_add(1, Ordering::Relaxed));
+    let body = format!(
+        r#"{{"id":"{id}","type":"member.created","timestamp":"2023-11-14T22:13:20Z","version":"1","siteId":"site_1","data":{data}}}"#
+    );
+    assert!(body.len() < 1024 * 1024, "within the default body limit");
+    for path in ["/event", "/demo", "/plain"] {
+        let request = tower_webhook::testing::Delivery::new(body.clone())
+            .with_path(path)
+            .with_id(&id)
+            .with_event("member.created")
+            .sign(&Scheme::sotion(), &secret(&Scheme::sotion()));
+        let response = send(app, request).await;
+        let status = response.status();
+        if status != 200 {
+            let text = text(response).await;
+            panic!("{path}: {status} {text}");
+        }
+    }
+    std::mem::take(&mut *received.lock().unwrap())
+}
+
+/// The `MemberData` of a `member.created` event, whichever way it was taken (the two agree).
+fn member_of(got: &Received) -> &MemberData {
+    let [SotionEvent::MemberCreated(member)] = &got.event[..] else {
+        panic!("expected one MemberCreated, got {:?}", got.event);
+    };
+    assert_eq!(got.demo, std::slice::from_ref(member));
+    assert_eq!(got.plain.len(), 1);
+    member
+}
+
+/// Issue 19, item 7: a `member.created` whose `data` carries an unknown field holding a
+/// 4,000-digit number (valid JSON, far within the body limit) is handled, by
+/// `Event<SotionEvent>` and by a router like the demo receiver's (`Envelope<MemberData>` per
+/// type, which answered `422 invalid_data`), and the number is kept as sent.
+#[tokio::test]
+async fn an_unknown_field_holding_a_4000_digit_number_is_handled_and_kept() {
+    let (app, received) = drift_app();
+    let digits = format!("9{}", "0".repeat(3_999));
+    let data = format!(r#"{{"id":"m_1","email":"ada@example.com","balance":{digits}}}"#);
+    let got = deliver_drift(&app, &received, &data).await;
+    let member = member_of(&got);
+    assert_eq!(member.id.as_deref(), Some("m_1"));
+    assert_eq!(member.email.as_deref(), Some("ada@example.com"));
+    assert_eq!(member.extra.get("balance").unwrap().get(), digits);
+    assert_eq!(got.plain[0].get("balance").unwrap().get(), digits);
+    // Asked for as a type it does not fit, it is an error to the handler, not a refusal.
+    assert!(member.extra.get_as::<f64>("balance").is_err());
+    assert_eq!(member.extra.get_as::<String>("absent").unwrap(), None);
+}
+
+/// Every kind of valid JSON `serde_json::Value` cannot hold, or that is merely odd, in an
+/// unknown field and in a modelled one: always handled, always kept byte for byte. Nesting has
+/// no limit but the body's: `serde_json` skips a value kept raw without recursing, so its
+/// recursion limit of 128 applies only when a handler reads such a value as a type.
+#[tokio::test]
+async fn any_valid_json_in_data_is_handled_and_kept_as_sent() {
+    let deep_arrays = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep_objects = format!("{}true{}", r#"{"a":"#.repeat(40_000), "}".repeat(40_000));
+    let just_past_the_limit = format!("{}0{}", "[".repeat(129), "]".repeat(129));
+    let long = format!(r#""{}""#, "aé😀\u{FFFF}".repeat(20_000));
+    let values = [
+        format!("9{}", "9".repeat(3_999)),
+        format!("-{}", "1".repeat(4_000)),
+        format!("0.{}1", "0".repeat(4_000)),
+        "1e400".to_owned(),
+        "-1E+400".to_owned(),
+        "-0".to_owned(),
+        "-0.0e-0".to_owned(),
+        "1e-400".to_owned(),
+        "5e-99999999999999999999999".to_owned(),
+        format!("1e-{}", "9".repeat(1_000)),
+        "18446744073709551616".to_owned(),
+        "-9223372036854775809".to_owned(),
+        deep_arrays,
+        deep_objects,
+        just_past_the_limit,
+        r#""\ud800""#.to_owned(),
+        r#""\udfff""#.to_owned(),
+        r#""\udc00\ud800""#.to_owned(),
+        r#""a\ud83d\ude00b\ud83d""#.to_owned(),
+        r#""\uffff\ufffe\ufdd0\udbff\udfff""#.to_owned(),
+        "\"\u{FFFF}\u{FDD0}\u{10FFFF}\"".to_owned(),
+        r#""\ufeff""#.to_owned(),
+        "\"\u{FEFF}text\"".to_owned(),
+        r#""a\u0000b\u001f""#.to_owned(),
+        long,
+        r#"[ 1 , { "b" : [ ] } , "\"" ]"#.to_owned(),
+        r#"{"x":1e400,"x":2}"#.to_owned(),
+        "null".to_owned(),
+    ];
+    let (app, received) = drift_app();
+    for value in &values {
+        let what: String = value.chars().take(40).collect();
+        // The same value in an unknown field and in a modelled one (`name`, a string).
+        let data = format!(r#"{{"id":"m_1","unknown": {value} ,"name":{value}}}"#);
+        let got = deliver_drift(&app, &received, &data).await;
+        let member = member_of(&got);
+        assert_eq!(member.id.as_deref(), Some("m_1"), "{what}");
+        assert_eq!(member.extra.get("unknown").unwrap().get(), value, "{what}");
+        assert_eq!(got.plain[0].get("unknown").unwrap().get(), value, "{what}");
+        assert_eq!(got.plain[0].get("name").unwrap().get(), value, "{what}");
+        if let Ok(text) = serde_json::from_str::<Option<String>>(value) {
+            // A string (or null) is the modelled field's value.
+            assert_eq!(member.name, text, "{what}");
+            assert!(!member.extra.contains_key("name"), "{what}");
+        } else {
+            // Anything else, a lone surrogate included, is kept in `extra` as sent.
+            assert_eq!(member.name, None, "{what}");
+            assert_eq!(member.extra.get("name").unwrap().get(), value, "{what}");
+        }
+        // What `serde_json::Value` can hold reads back as the same value.
+        if let Ok(expected) = serde_json::from_str::<serde_json::Value>(value) {
+            let kept: Option<serde_json::Value> = member.extra.get_as("unknown").unwrap();
+            assert_eq!(kept, Some(expected), "{what}");
+        }
+    }
+}
+
+/// Field names are never a reason to refuse either: a lone surrogate escape is read as U+FFFD,
+/// and empty, NUL, BOM and noncharacter names are names like any other.
+#[tokio::test]
+async fn odd_field_names_are_kept() {
+    let (app, received) = drift_app();
+    let data = r#"{"\ud800":1,"":2,"\u0000":3,"\ufeff":4,"\uffff":5,"\udc00x\ud800":6,"em\u0061il":"a@b.c"}"#;
+    let got = deliver_drift(&app, &received, data).await;
+    let member = member_of(&got);
+    assert_eq!(member.email.as_deref(), Some("a@b.c"));
+    for (name, raw) in [
+        ("\u{FFFD}", "1"),
+        ("", "2"),
+        ("\0", "3"),
+        ("\u{FEFF}", "4"),
+        ("\u{FFFF}", "5"),
+        ("\u{FFFD}x\u{FFFD}", "6"),
+    ] {
+        assert_eq!(member.extra.get(name).unwrap().get(), raw, "{name:?}");
+    }
+    assert_eq!(member.extra.len(), 6);
+}
+
+/// `Verified<T>` reads the whole body as the handler's `T`: `RawObject` keeps any body, where
+/// `serde_json::Value` says `422` (the handler's choice, documented).
+#[tokio::test]
+async fn verified_raw_object_keeps_any_body() {
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let state = Arc::clone(&kept);
+    let handler = move |Verified(body): Verified<RawObject>| {
+        let state = Arc::clone(&state);
+        async move {
+            state.lock().unwrap().push(body);
+            "ok"
+        }
+    };
+    let stripe_scheme = Scheme::stripe();
+    let app = Router::new()
+        .route(
+            "/webhooks",
+            post(handler).route_layer(layer(&stripe_scheme)),
+        )
+        .route(
+            "/value",
+            post(|_: Verified<serde_json::Value>| async { "unreachable" })
+                .route_layer(layer(&stripe_scheme)),
+        );
+    let body = format!(
+        r#"{{"id":"evt_1","type":"invoice.paid","data":{{"object":{{"amount_paid":{},"memo":"\ud800"}}}}}}"#,
+        "7".repeat(4_000)
+    );
+    let response = send(&app, stripe(body.as_bytes())).await;
+    assert_eq!(response.status(), 200);
+    let body_kept = kept.lock().unwrap().pop().unwrap();
+    assert_eq!(
+        body_kept.get_as::<String>("type").unwrap().as_deref(),
+        Some("invoice.paid")
+    );
+    let data: RawObject = body_kept.get_as("data").unwrap().unwrap();
+    let object: RawObject = data.get_as("object").unwrap().unwrap();
+    assert_eq!(object.get("amount_paid").unwrap().get(), "7".repeat(4_000));
+
+    let mut request = stripe(body.as_bytes());
+    *request.uri_mut() = "/value".parse().unwrap();
+    let response = send(&app, request).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+mod arbitrary_json {
+    //! Arbitrary valid JSON text, as a sender may write it: numbers of any size, strings with
+    //! any escape (lone surrogates, NUL) and any character, any whitespace, nesting past 128.
+
+    use proptest::prelude::*;
+
+    fn whitespace() -> impl Strategy<Value = String> {
+        proptest::string::string_regex("[ \t\n\r]{0,2}").unwrap()
+    }
+
+    fn number() -> impl Strategy<Value = String> {
+        proptest::string::string_regex(
+            "-?(0|[1-9][0-9]{0,400})(\\.[0-9]{1,40})?([eE][+-]?[0-9]{1,30})?",
+        )
+        .unwrap()
+    }
+
+    pub(super) fn string() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            any::<char>()
+                .prop_filter("needs an escape", |c| *c >= ' ' && *c != '"' && *c != '\\')
+                .prop_map(String::from),
+            prop::sample::select(vec![
+                r#"\""#, r"\\", r"\/", r"\b", r"\f", r"\n", r"\r", r"\t"
+            ])
+            .prop_map(str::to_owned),
+            any::<u16>().prop_map(|unit| format!("\\u{unit:04x}")),
+            (0xD800_u16..0xE000).prop_map(|unit| format!("\\u{unit:04X}")),
+        ];
+        prop::collection::vec(piece, 0..12).prop_map(|pieces| format!("\"{}\"", pieces.concat()))
+    }
+
+    pub(super) fn value() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            number(),
+            string(),
+        ];
+        let tree = leaf.prop_recursive(6, 48, 5, |inner| {
+            let item = (whitespace(), inner, whitespace())
+                .prop_map(|(a, v, b)| a + &v + &b)
+                .boxed();
+            prop_oneof![
+                prop::collection::vec(item.clone(), 0..5)
+                    .prop_map(|items| format!("[{}]", items.join(","))),
+                prop::collection::vec((whitespace(), string(), whitespace(), item), 0..5).prop_map(
+                    |fields| {
+                        let fields: Vec<String> = fields
+                            .into_iter()
+                            .map(|(a, name, b, value)| format!("{a}{name}{b}:{value}"))
+                            .collect();
+                        format!("{{{}}}", fields.join(","))
+                    }
+                ),
+            ]
+        });
+        // Sometimes nested past serde_json's recursion limit of 128.
+        (tree, prop_oneof![3 => Just(0_usize), 1 => 120_usize..300])
+            .prop_map(|(value, depth)| format!("{}{value}{}", "[".repeat(depth), "]".repeat(depth)))
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Any valid JSON value in an unknown field, and in a modelled one, of a known event's
+    /// `data`: never refused, and kept byte for byte (so it re-parses to the same value).
+    #[test]
+    fn any_json_value_in_data_is_never_refused_and_kept_byte_for_byte(
+        value in arbitrary_json::value(),
+        name in arbitrary_json::string(),
+    ) {
+        // The odd name first: of a repeated name the last value counts, so it cannot hide the
+        // fields below.
+        let data = format!(r#"{{{name}:0,"id":"m_1","zz-unknown":{value},"status":{value}}}"#);
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let got = runtime.block_on(async {
+            let (app, received) = drift_app();
+            deliver_drift(&app, &received, &data).await
+        });
+        let member = member_of(&got);
+        proptest::prop_assert_eq!(member.id.as_deref(), Some("m_1"));
+        proptest::prop_assert_eq!(member.extra.get("zz-unknown").unwrap().get(), &value);
+        proptest::prop_assert_eq!(got.plain[0].get("status").unwrap().get(), &value);
+        if let Ok(text) = serde_json::from_str::<Option<String>>(&value) {
+            proptest::prop_assert_eq!(&member.status, &text);
+        } else {
+            proptest::prop_assert_eq!(member.status.as_deref(), None);
+            proptest::prop_assert_eq!(member.extra.get("status").unwrap().get(), &value);
+        }
+        if let Ok(expected) = serde_json::from_str::<serde_json::Value>(&value) {
+            let kept: Option<serde_json::Value> = member.extra.get_as("zz-unknown").unwrap();
+            proptest::prop_assert_eq!(kept, Some(expected));
+        }
+        // The odd name is there too (decoded; a lone surrogate would be U+FFFD), unless it is
+        // one of the names that follow it.
+        proptest::prop_assert!(got.plain[0].len() >= 3);
+        if let Ok(decoded) = serde_json::from_str::<String>(&name) {
+            proptest::prop_assert!(got.plain[0].contains_key(&decoded));
+        }
+    }
+}
+
+/// Nesting is limited by the body limit only: the layer skips what it does not read, and `data`'s
+/// unknown fields are kept raw, both without recursing, so 200,000 levels (past `serde_json`'s
+/// recursion limit of 128 many times over) in an unknown envelope field and in `data` are
+/// handled. Read as `serde_json::Value`, such a field is an error to the handler.
+#[tokio::test]
+async fn nesting_is_limited_only_by_the_body_limit() {
+    let (app, received) = drift_app();
+    let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
+    let body = format!(
+        r#"{{"id":"evt_deep","type":"member.created","timestamp":"2023-11-14T22:13:20Z","version":"1","siteId":"site_1","later":{deep},"data":{{"id":"m_1","deep":{deep}}}}}"#
+    );
+    assert!(body.len() < 1024 * 1024);
+    let request = tower_webhook::testing::Delivery::new(body)
+        .with_path("/event")
+        .with_id("evt_deep")
+        .with_event("member.created")
+        .sign(&Scheme::sotion(), &secret(&Scheme::sotion()));
+    let response = send(&app, request).await;
+    assert_eq!(response.status(), 200);
+    let got = std::mem::take(&mut *received.lock().unwrap());
+    let [SotionEvent::MemberCreated(member)] = &got.event[..] else {
+        panic!("expected MemberCreated");
+    };
+    assert_eq!(member.extra.get("deep").unwrap().get(), deep);
+    assert!(member.extra.get_as::<serde_json::Value>("deep").is_err());
 }

@@ -422,7 +422,7 @@ async fn the_envelope_extractor_types_data_and_keeps_unknown_fields() {
         format!(
             "{} {}",
             event.data.email.unwrap_or_default(),
-            event.data.extra["plan"]
+            event.data.extra.get("plan").map_or("-", |raw| raw.get())
         )
     };
     let app = Router::new().route("/webhooks", post(handler).route_layer(layer()));

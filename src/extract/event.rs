@@ -14,7 +14,8 @@ use crate::meta::WebhookMeta;
 /// verified.
 ///
 /// `T` is built from the delivery's [`WebhookMeta`] and its payload: a Sotion envelope's
-/// `data`, every other scheme's whole body. Needs the [`WebhookLayer`](crate::WebhookLayer)
+/// `data`, every other scheme's whole body (for a form body, the event's JSON it carries: see
+/// [`BodyForm`](crate::scheme::BodyForm)). Needs the [`WebhookLayer`](crate::WebhookLayer)
 /// (`500 missing_webhook_layer` without it); when [`FromEvent::from_event`] fails the answer is
 /// `422 invalid_data` (a well-written `T` never fails: see [`FromEvent`]). It does not consume
 /// the body, so it may stand in any argument position, and the same handler may take the raw
@@ -62,7 +63,7 @@ where
         ) else {
             return Err(MissingWebhookLayer.into());
         };
-        let payload = verified.envelope_data.as_ref().unwrap_or(&verified.body);
+        let payload = verified.envelope_data.as_ref().unwrap_or(&verified.event);
         T::from_event(meta, payload)
             .map(Event)
             .map_err(|error| InvalidData(error).into())

@@ -60,7 +60,9 @@ impl NotAnEnvelope {
 /// message names the serde error (which may quote part of the data, never a secret).
 ///
 /// The sender retries a `422`: a type that must accept every authentic event keeps its fields
-/// optional and the rest in a map (as the crate's Sotion types do).
+/// optional and the rest ignored or kept as raw JSON in a [`RawObject`](crate::RawObject) (as
+/// the crate's Sotion types do), never in a `serde_json::Value`, which refuses valid JSON such
+/// as `1e400`.
 #[derive(Debug)]
 pub struct InvalidData(pub(crate) serde_json::Error);
 

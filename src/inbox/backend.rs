@@ -63,6 +63,29 @@ pub enum Replay {
     DeadOrDone,
 }
 
+/// An owner's outcome for [`InboxBackend::finish`], which records many in one call: each is
+/// what the single call of the same name records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Finish {
+    /// [`InboxBackend::complete`]: done.
+    Done,
+    /// [`InboxBackend::retry`]: pending, due `delay` from now, with `error` as the last error.
+    Retry {
+        /// How long from now the delivery is due again.
+        delay: Duration,
+        /// The attempt's error.
+        error: String,
+    },
+    /// [`InboxBackend::dead_letter`]: dead, with `error`.
+    Dead {
+        /// The last attempt's error.
+        error: String,
+    },
+    /// [`InboxBackend::release`]: pending, due now, the attempt not counted.
+    Release,
+}
+
 /// A worker's hold on a running delivery: the delivery's key, the fencing token of this claim,
 /// and the attempt it started. Every outcome is recorded only while the token is the one stored
 /// with the delivery.
@@ -207,8 +230,15 @@ impl InboxOptions {
     }
 
     /// How many deliveries may wait (pending or running) before accept answers
-    /// [`InboxError::Full`] (default [`DEFAULT_MAX_DEPTH`]). Under concurrent accepts on
-    /// Postgres the bound may be passed by the number of accepts running at once.
+    /// [`InboxError::Full`] (default [`DEFAULT_MAX_DEPTH`]).
+    ///
+    /// The limit is the inbox's, not a process's: every process and replica that opens the
+    /// inbox counts the same deliveries, so accepts made one after another never pass it,
+    /// whichever processes make them. Accepts running at the same moment may pass it by their
+    /// number on Postgres (each sees the depth as committed when it starts); on `SQLite` (one
+    /// writer at a time) and Redis (one script per accept) they never do. Each process compares
+    /// that depth with its own limit, so give them all the same one (a process given `0` stops
+    /// taking new deliveries while the others go on).
     ///
     /// `0` refuses every new delivery (`503 inbox_full`, so the senders retry later) while
     /// duplicates are still answered as such: a way to stop intake while the workers drain
@@ -281,17 +311,25 @@ impl InboxOptions {
 /// - [`release`](Self::release): pending and due now, the attempt not counted (for a graceful
 ///   shutdown that stops a handler before it finished).
 ///
+/// **What the workers read back.** [`get`](Self::get) shows each recorded outcome (state, and
+/// `attempts`: the claims counted, a takeover included, a release not), at once. A worker reads
+/// a delivery again when recording an outcome failed with an unknown result (a connection cut
+/// after the commit) or was refused, and when a renewal was refused: done with its own lease's
+/// attempt count means its own attempt completed it (the handler's transaction, or the call
+/// whose answer was lost); more attempts mean another worker took it over.
+///
 /// **Admin.** [`list`](Self::list) (by state, oldest accepted first), [`get`](Self::get),
 /// [`replay`](Self::replay) (dead, or with [`Replay::DeadOrDone`] done, to pending due now with
 /// the attempts reset; `false` and no change from any other state), [`purge`](Self::purge)
 /// (remove one delivery in any state: a later delivery with its key is then new),
 /// [`prune`](Self::prune)`(window)` (remove done deliveries finished more than `window` ago;
-/// dead ones stay until purged or replayed), and [`stats`](Self::stats).
+/// dead ones stay until purged or replayed; see its docs for batches), and
+/// [`stats`](Self::stats).
 ///
 /// **Time.** "Now" is the backend's clock, the same for every caller (the database's for a
 /// shared database). Every call fails with [`InboxError::Timeout`] rather than wait longer than
-/// the configured timeout, and with [`InboxError::Backend`] when the backend fails. A backend
-/// must not panic.
+/// the configured timeout (for `prune`, each of its batches), and with [`InboxError::Backend`]
+/// when the backend fails. A backend must not panic.
 pub trait InboxBackend: Send + Sync + 'static {
     /// Stores `delivery` unless its key is stored already. See the trait docs.
     fn accept<'a>(&'a self, delivery: &'a Delivery) -> InboxFuture<'a, Accepted>;
@@ -336,10 +374,69 @@ pub trait InboxBackend: Send + Sync + 'static {
 
     /// Removes done deliveries finished more than `window` ago (usually
     /// [`DEFAULT_DEDUP_WINDOW`]). Returns how many.
+    ///
+    /// A large backlog is removed in batches, each its own short transaction (or script) and
+    /// each bounded by the configured timeout, so that accepts and claims are never held up
+    /// for long: the whole call may take longer than the timeout. A batch that fails or times
+    /// out ends the call: with its error when it was the first, otherwise with how many the
+    /// batches before it removed (they stay removed, and the next prune goes on).
     fn prune(&self, window: Duration) -> InboxFuture<'_, u64>;
 
     /// Counts by state and the oldest waiting delivery's age.
     fn stats(&self) -> InboxFuture<'_, Stats>;
+
+    /// Records the outcomes of many leases, each as its single call would (`complete`,
+    /// `retry`, `dead_letter`, `release`), and answers, in the same order, whether each was
+    /// still its owner's. A backend that can records them in one transaction or script (the
+    /// workers' completer flushes its outcomes through it); the default calls the single
+    /// methods one after another.
+    ///
+    /// On an error, which of the outcomes took effect is unknown (none, for a backend that
+    /// records them in one transaction): the caller reads the deliveries again.
+    fn finish<'a>(&'a self, outcomes: &'a [(Lease, Finish)]) -> InboxFuture<'a, Vec<bool>> {
+        Box::pin(async move {
+            let mut owned = Vec::with_capacity(outcomes.len());
+            for (lease, finish) in outcomes {
+                owned.push(match finish {
+                    Finish::Done => self.complete(lease).await?,
+                    Finish::Retry { delay, error } => self.retry(lease, *delay, error).await?,
+                    Finish::Dead { error } => self.dead_letter(lease, error).await?,
+                    Finish::Release => self.release(lease).await?,
+                });
+            }
+            Ok(owned)
+        })
+    }
+
+    /// Extends many leases to end `duration` from now, each as [`renew`](Self::renew) would,
+    /// and answers, in the same order, whether each was still its owner's. A backend that can
+    /// does it in one statement or script (the workers renew every running delivery's lease
+    /// through it once per interval); the default calls `renew` for each.
+    fn renew_all<'a>(
+        &'a self,
+        leases: &'a [Lease],
+        duration: Duration,
+    ) -> InboxFuture<'a, Vec<bool>> {
+        Box::pin(async move {
+            let mut owned = Vec::with_capacity(leases.len());
+            for lease in leases {
+                owned.push(self.renew(lease, duration).await?);
+            }
+            Ok(owned)
+        })
+    }
+
+    /// Resolves when deliveries may have become due (a new one was accepted, in this process
+    /// or, for a shared backend that can tell, in another), or after `timeout` at the latest:
+    /// the workers' producer waits here when it found nothing to claim, instead of polling.
+    /// It may resolve early or spuriously; the caller claims and waits again. The default
+    /// waits `timeout` (polling).
+    fn wait_for_work(&self, timeout: Duration) -> InboxFuture<'_, ()> {
+        Box::pin(async move {
+            tokio::time::sleep(timeout).await;
+            Ok(())
+        })
+    }
 }
 
 /// `future`, or [`InboxError::Timeout`] after `timeout`.

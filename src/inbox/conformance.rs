@@ -43,9 +43,12 @@ const CLAIMERS: usize = 8;
 ///   (purge, prune) is `New` or `Duplicate`, never `Full` in an inbox that is not full;
 /// - claim: due deliveries only, up to the limit, each attempt counted; of concurrent claims
 ///   none returns a delivery another returned while its lease is live;
-/// - leases: an expired lease makes the delivery claimable again with a new token; the stale
-///   owner's renew, complete, retry, dead letter and release are refused; a renewed lease
-///   holds; an expired lease nobody claimed is still its owner's;
+/// - leases: an expired lease makes the delivery claimable again with a new token, and counts
+///   an attempt that `get` shows; the stale owner's renew, complete, retry, dead letter and
+///   release are refused; a renewed lease holds; an expired lease nobody claimed is still its
+///   owner's (renewed, completed); a done delivery's renewal is refused, and `get` shows it done
+///   with the attempt count of the lease that completed it (the workers read it to tell a
+///   completion by their own attempt, or an outcome whose answer was lost, from a takeover);
 /// - retry: not claimable before its delay, then claimable with the next attempt; the error is
 ///   kept;
 /// - dead letter and replay: dead is never claimed; replay makes it due with the attempts
@@ -419,6 +422,7 @@ async fn leases<B: InboxBackend>(inbox: &B) {
         !call(inbox.complete(&fresh)).await,
         "complete of a done delivery is refused",
     );
+    completed_by_its_owner(inbox, &fresh).await;
 
     // `renewed` is not due: its lease was renewed.
     let next = call(inbox.claim(LONG, 10)).await;
@@ -445,9 +449,30 @@ async fn leases<B: InboxBackend>(inbox: &B) {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // A worker whose handler held its completion open past the lease renews it afterwards.
+    expect(
+        call(inbox.renew(&owner, Duration::from_millis(50))).await,
+        "renew by the owner of an expired lease that nobody claimed again returns true",
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
     expect(
         call(inbox.complete(&owner)).await,
         "complete by the owner of an expired lease that nobody claimed again returns true",
+    );
+}
+
+/// The delivery of `owner` was just completed by it. The workers tell a delivery their own
+/// attempt completed (in the handler's transaction) from one taken over by the renewal's refusal
+/// and what `get` shows.
+async fn completed_by_its_owner<B: InboxBackend>(inbox: &B, owner: &Lease) {
+    expect(
+        !call(inbox.renew(owner, LONG)).await,
+        "renew of a done delivery is refused",
+    );
+    let record = call(inbox.get(owner.key())).await;
+    expect(
+        record.is_some_and(|r| r.state == DeliveryState::Done && r.attempts == owner.attempt()),
+        "get shows a completed delivery done, with the attempt count of the lease that completed it",
     );
 }
 
@@ -479,8 +504,14 @@ async fn stale_owner_is_refused<B: InboxBackend>(inbox: &B, stale: &Lease) {
     }
     let record = call(inbox.get(stale.key())).await;
     expect(
-        record.is_some_and(|r| r.state == DeliveryState::Running && r.last_error.is_none()),
+        record
+            .as_ref()
+            .is_some_and(|r| r.state == DeliveryState::Running && r.last_error.is_none()),
         "a stale owner changes nothing",
+    );
+    expect(
+        record.is_some_and(|r| r.attempts > stale.attempt()),
+        "get counts the attempt of a takeover (more than the stale lease's)",
     );
 }
 

@@ -28,7 +28,10 @@
 //! application's own database (the Redis backend puts the prefix in its key names); each
 //! backend lets a handler mark its delivery done inside a transaction that it also writes its
 //! effects to (`begin_complete`; on Redis a `WATCH`ed `MULTI`/`EXEC`): the effects and the
-//! completion commit together, or neither does.
+//! completion commit together, or neither does. Begun through [`Attempt`], the worker follows
+//! it: only its commit marks the delivery done, a completion not committed is a failed attempt
+//! whatever the handler answers, and neither an open completion nor work after the commit is
+//! stopped by the lease (see [`Attempt`] for what a handler may rely on).
 //!
 //! With feature `testing`, [`inbox::conformance::check_inbox`](crate::inbox::conformance::check_inbox) checks a
 //! backend against the contract; this crate runs it against each of its backends.
@@ -68,8 +71,8 @@ mod worker;
 pub mod conformance;
 
 pub use self::backend::{
-    Accepted, Claim, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease, Replay, Stats,
-    DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_DEPTH, DEFAULT_PREFIX, DEFAULT_TIMEOUT,
+    Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease, Replay,
+    Stats, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_DEPTH, DEFAULT_PREFIX, DEFAULT_TIMEOUT,
 };
 pub use self::delivery::{is_never_stored, Delivery, DeliveryState, Facts, Record, UnknownState};
 #[cfg(feature = "postgres")]

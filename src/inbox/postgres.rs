@@ -11,8 +11,8 @@ use super::backend::{
 };
 use super::delivery::{Delivery, DeliveryState, Record};
 use super::sql::{
-    encode_headers, error_text, limit, millis, signed_at, sql, Completion, Depth, RawRecord,
-    ACCEPT_TRIES,
+    encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
+    PRUNE_BATCH,
 };
 use crate::idempotency::{IdempotencyKey, Token};
 
@@ -31,7 +31,8 @@ const COLUMNS: &str = "d.key, d.state, d.attempts, d.last_error, \
 /// The schema, one migration per version: `{p}` is the prefix. Applied in order, each once, in
 /// one transaction holding an advisory lock (replicas starting together migrate once), and
 /// recorded in `{p}schema_version`.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE {p}deliveries (
     key         bytea       NOT NULL PRIMARY KEY CHECK (octet_length(key) = 32),
     state       text        NOT NULL CHECK (state IN ('pending', 'running', 'done', 'dead')),
@@ -57,7 +58,55 @@ CREATE TABLE {p}deliveries (
 CREATE INDEX {p}deliveries_due ON {p}deliveries (due_at) WHERE state IN ('pending', 'running');
 CREATE INDEX {p}deliveries_state ON {p}deliveries (state, accepted_at);
 CREATE INDEX {p}deliveries_finished ON {p}deliveries (finished_at) WHERE state = 'done';
-"];
+",
+    r"
+CREATE TABLE {p}depth (
+    shard integer NOT NULL PRIMARY KEY,
+    n     bigint  NOT NULL
+);
+INSERT INTO {p}depth (shard, n) SELECT shard, 0 FROM generate_series(0, 63) AS shard;
+CREATE FUNCTION {p}depth_change() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    delta bigint := CASE WHEN TG_OP = 'DELETE' THEN -1
+        WHEN NEW.state IN ('pending', 'running') THEN 1 ELSE -1 END;
+    home integer := pg_backend_pid() % 64;
+    chosen integer;
+BEGIN
+    -- A shard no other transaction is changing (or one this transaction holds already).
+    FOR step IN 0..63 LOOP
+        chosen := (home + step) % 64;
+        IF pg_try_advisory_xact_lock(hashtext('tower-webhook depth {p}'), chosen) THEN
+            UPDATE {s}.{p}depth SET n = n + delta WHERE shard = chosen;
+            RETURN NULL;
+        END IF;
+    END LOOP;
+    -- All 64 taken: wait for one.
+    UPDATE {s}.{p}depth SET n = n + delta WHERE shard = home;
+    RETURN NULL;
+END
+$$;
+CREATE FUNCTION {p}depth_reset() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE {s}.{p}depth SET n = 0;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER {p}depth_insert AFTER INSERT ON {p}deliveries FOR EACH ROW
+    WHEN (NEW.state IN ('pending', 'running'))
+    EXECUTE FUNCTION {p}depth_change();
+CREATE TRIGGER {p}depth_update AFTER UPDATE OF state ON {p}deliveries FOR EACH ROW
+    WHEN ((OLD.state IN ('pending', 'running')) <> (NEW.state IN ('pending', 'running')))
+    EXECUTE FUNCTION {p}depth_change();
+CREATE TRIGGER {p}depth_delete AFTER DELETE ON {p}deliveries FOR EACH ROW
+    WHEN (OLD.state IN ('pending', 'running'))
+    EXECUTE FUNCTION {p}depth_change();
+CREATE TRIGGER {p}depth_truncate AFTER TRUNCATE ON {p}deliveries FOR EACH STATEMENT
+    EXECUTE FUNCTION {p}depth_reset();
+UPDATE {p}depth
+    SET n = (SELECT count(*) FROM {p}deliveries WHERE state IN ('pending', 'running'))
+    WHERE shard = 0;
+",
+];
 
 /// A duration parameter (whole milliseconds, `bigint`) as an interval.
 const MS: &str = "::float8 * interval '1 millisecond'";
@@ -69,10 +118,18 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 ///   claim's token and the lease's end, in the row.
 /// - Every time (due, lease end, accepted, finished) is the database's `now()`, so replicas
 ///   whose clocks disagree still agree on leases and backoffs.
-/// - The depth limit is checked by the accepting statement; concurrent accepts may pass it by
-///   the number of accepts running at once. The waiting rows are counted only while the
-///   inbox's last count (at most a second old, plus its accepts since) is at or above half the
-///   limit; below it, accepts skip the count.
+/// - The depth limit is checked by the accepting statement against a counter the schema keeps
+///   in step with the deliveries (triggers, in the same transaction as each change): exact
+///   whatever the number of replicas, and the same cost at any depth. Accepts running at the
+///   same moment may pass it by their number (each sees the depth as committed when it
+///   starts). The counter is 64 rows, summed by each accept: a transaction that changes the
+///   depth (an accept, a completion, ...) takes a row no other one holds, so they do not wait
+///   for each other (a handler's open [`Completion`] holds one until it ends). A transaction
+///   left open for long anywhere in the database (a report, an idle session in a transaction)
+///   keeps the counter's old row versions from being cleaned up until it ends, and accepts
+///   slow down meanwhile: keep transactions short.
+/// - [`prune`](InboxBackend::prune) removes done deliveries 1,000 at a time, each batch its own
+///   transaction, skipping rows another transaction holds (left for the next prune).
 /// - `text` columns cannot hold a NUL byte. The layer never stores one in an event id or an
 ///   optional fact (an id with control characters is refused, `400 invalid_event_id`, and such
 ///   facts are dropped), and a failed attempt's error has its NUL bytes replaced by U+FFFD. A
@@ -96,6 +153,11 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 ///   stored delivery: `path`, `headers` (JSON `[[name, value], ...]`), `body`, and the facts
 ///   `scheme`, `event_id`, `event`, `action`, `delivery`, `scope`, `tenant`, `signed_at`
 ///   (RFC 3339), `version`.
+/// - `{prefix}depth`: the depth, the sum of `n` over its 64 rows (`shard`), kept by the
+///   triggers `{prefix}depth_insert`, `{prefix}depth_update`, `{prefix}depth_delete` and
+///   `{prefix}depth_truncate` on `{prefix}deliveries` (functions `{prefix}depth_change` and
+///   `{prefix}depth_reset`). A database created before it (schema version 1) gets it when an
+///   inbox connects, counted from the waiting deliveries while writes to the deliveries wait.
 /// - `{prefix}schema_version`: the versions applied.
 ///
 /// ```no_run
@@ -112,7 +174,6 @@ pub struct PostgresInbox {
     pool: PgPool,
     options: InboxOptions,
     sql: Arc<Statements>,
-    depth: Arc<Depth>,
 }
 
 impl fmt::Debug for PostgresInbox {
@@ -152,17 +213,22 @@ impl PostgresInbox {
     pub async fn from_pool(pool: PgPool, options: InboxOptions) -> Result<Self, InboxError> {
         timed(options.timeout(), migrate(&pool, options.prefix())).await?;
         let sql = Arc::new(Statements::new(options.prefix()));
-        Ok(Self {
-            pool,
-            options,
-            sql,
-            depth: Arc::default(),
-        })
+        Ok(Self { pool, options, sql })
     }
 
     /// Starts a transaction in which the leased delivery is already marked done (its row
     /// locked): write the handler's effects to it, then [`Completion::commit`]. `None` when the
     /// lease is no longer the owner's (nothing was changed).
+    ///
+    /// In a handler, call it through [`Attempt::begin_complete`](super::Attempt), so that the
+    /// worker follows it: the delivery is then done only if the completion commits; a
+    /// completion dropped without [`Completion::commit`] (an early return, a `?`), rolled back,
+    /// or whose commit failed is a **failed attempt**, retried after the backoff, even when the
+    /// handler answers `2xx` (its writes were rolled back). A statement that fails in the
+    /// transaction aborts it, even when its error is ignored: `commit` then returns an error
+    /// (nothing was committed). While it is open the row lock keeps every other claim off the
+    /// delivery (claims skip locked rows), and the worker sends no renewal and does not stop
+    /// the handler when the lease runs out (the handler timeout does).
     ///
     /// ```no_run
     /// use tower_webhook::inbox::{Lease, PostgresInbox};
@@ -220,8 +286,16 @@ async fn migrate(pool: &PgPool, prefix: &str) -> Result<(), InboxError> {
             .await
             .map_err(sql)?;
     let current = usize::try_from(current.unwrap_or(0)).unwrap_or(usize::MAX);
+    // The triggers' functions name the schema they were created in, whatever the search path
+    // of the session that changes a delivery.
+    let schema: Option<String> = sqlx::query_scalar("SELECT quote_ident(current_schema())")
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(sql)?;
+    let schema = schema.ok_or_else(|| InboxError::Backend("no current schema".into()))?;
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(current) {
-        sqlx::raw_sql(&migration.replace("{p}", prefix))
+        let migration = migration.replace("{p}", prefix).replace("{s}", &schema);
+        sqlx::raw_sql(&migration)
             .execute(&mut *transaction)
             .await
             .map_err(sql)?;
@@ -239,13 +313,13 @@ async fn migrate(pool: &PgPool, prefix: &str) -> Result<(), InboxError> {
 /// The statements, with the table's name in them.
 struct Statements {
     accept: String,
-    /// `accept` without the depth check (`$14` unused), while the depth is far below the limit.
-    accept_unchecked: String,
-    depth: String,
     state_of: String,
     claim: String,
     renew: String,
     complete: String,
+    /// Whether the delivery (`$1`) is done, read in a completion's transaction before it
+    /// commits.
+    completed: String,
     retry: String,
     dead_letter: String,
     release: String,
@@ -261,6 +335,7 @@ struct Statements {
 impl Statements {
     fn new(prefix: &str) -> Self {
         let t = format!("{prefix}deliveries");
+        let depth = format!("{prefix}depth");
         let owned = "key = $1 AND owner = $2 AND state = 'running'";
         Self {
             accept: format!(
@@ -268,20 +343,12 @@ impl Statements {
                  scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
                  SELECT $1, 'pending', 0, now(), now(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
                  $12, $13 \
-                 WHERE (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running')) < $14 \
+                 WHERE (SELECT sum(n) FROM {depth}) < $14 \
                  ON CONFLICT (key) DO NOTHING"
             ),
-            accept_unchecked: format!(
-                "INSERT INTO {t} (key, state, attempts, due_at, accepted_at, path, headers, body, \
-                 scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
-                 SELECT $1, 'pending', 0, now(), now(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                 $12, $13 WHERE $14 > 0 \
-                 ON CONFLICT (key) DO NOTHING"
-            ),
-            depth: format!("SELECT count(*) FROM {t} WHERE state IN ('pending', 'running')"),
             state_of: format!(
                 "SELECT (SELECT state FROM {t} WHERE key = $1), \
-                 (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running'))"
+                 (SELECT sum(n) FROM {depth})::bigint"
             ),
             claim: format!(
                 "WITH due AS (SELECT key FROM {t} WHERE state IN ('pending', 'running') \
@@ -296,6 +363,7 @@ impl Statements {
                 "UPDATE {t} SET state = 'done', owner = NULL, due_at = now(), \
                  finished_at = now() WHERE {owned}"
             ),
+            completed: format!("SELECT 1 FROM {t} WHERE key = $1 AND state = 'done'"),
             retry: format!(
                 "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now() + $3{MS}, \
                  last_error = $4 WHERE {owned}"
@@ -322,7 +390,14 @@ impl Statements {
                  finished_at = NULL WHERE key = $1 AND state IN ('dead', 'done')"
             ),
             purge: format!("DELETE FROM {t} WHERE key = $1"),
-            prune: format!("DELETE FROM {t} WHERE state = 'done' AND finished_at < now() - $1{MS}"),
+            // The rows are locked by the selection, so their `ctid` holds until the delete (a
+            // few times faster than looking each key up again).
+            prune: format!(
+                "WITH old AS (SELECT ctid FROM {t} \
+                 WHERE state = 'done' AND finished_at < now() - $1{MS} \
+                 ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 DELETE FROM {t} AS d USING old WHERE d.ctid = old.ctid"
+            ),
             stats: format!(
                 "SELECT \
                  (SELECT count(*) FROM {t} WHERE state = 'pending'), \

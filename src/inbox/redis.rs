@@ -18,7 +18,7 @@ use super::backend::{
     Accepted, Claim, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease, Replay, Stats,
 };
 use super::delivery::{Delivery, DeliveryState, Facts, Record};
-use super::worker::Attempt;
+use super::worker::{Attempt, Fence, Tracked};
 use crate::idempotency::{IdempotencyKey, Token, MAX_DURATION};
 
 /// The consumer group every process reads the stream through.
@@ -673,6 +673,13 @@ impl RedisInbox {
     /// server) as the inbox. The `WATCH` needs a connection of its own: each completion opens
     /// one, closed when it is committed or dropped; keep it short.
     ///
+    /// In a handler, call it through [`Attempt::begin_complete`], so that the worker follows
+    /// it: the delivery is then done only if the completion commits (`Ok(true)`); a completion
+    /// dropped without [`RedisCompletion::commit`] (an early return, a `?`), or whose commit did
+    /// not run or failed, is a **failed attempt**, retried after the backoff, even when the
+    /// handler answers `2xx`. While it is open the worker goes on renewing the lease and does
+    /// not stop the handler when the lease runs out (the handler timeout does).
+    ///
     /// ```no_run
     /// use tower_webhook::inbox::{Lease, RedisInbox};
     ///
@@ -723,6 +730,7 @@ impl RedisInbox {
                 pipeline,
                 completion: self.eval(COMPLETE, &lease_args(lease)),
                 timeout: self.options.timeout(),
+                tracked: None,
             }))
         })
         .await
@@ -808,12 +816,21 @@ impl RedisInbox {
 ///
 /// It dereferences to the [`redis::Pipeline`]: queue commands with its methods
 /// (`completion.hincr(...)`, `completion.add_command(...)`), then [`commit`](Self::commit).
-/// Dropping it sends nothing (the connection closes, and with it the `WATCH`).
+/// Dropping it sends nothing (the connection closes, and with it the `WATCH`); begun through
+/// an [`Attempt`], the attempt then counts as failed (retried after the backoff) whatever the
+/// handler answers, and so does a commit that did not run (`Ok(false)`) or failed.
+///
+/// Nothing is locked while it is open: the worker goes on renewing the lease (a renewal does
+/// not touch the watched hash), and does not stop the handler when the lease runs out (the
+/// handler timeout bounds it); if another worker took the delivery over all the same, the
+/// commit is refused.
 pub struct RedisCompletion {
     connection: MultiplexedConnection,
     pipeline: redis::Pipeline,
     completion: redis::Cmd,
     timeout: Duration,
+    /// The attempt that began it, when begun through one.
+    tracked: Option<Tracked>,
 }
 
 impl fmt::Debug for RedisCompletion {
@@ -845,9 +862,10 @@ impl RedisCompletion {
             mut pipeline,
             completion,
             timeout,
+            tracked,
         } = self;
         pipeline.add_command(completion);
-        timed(timeout, async move {
+        let committed = timed(timeout, async move {
             let ran: Option<redis::Value> = pipeline
                 .query_async(&mut connection)
                 .await
@@ -863,7 +881,25 @@ impl RedisCompletion {
                 _ => Ok(false),
             }
         })
-        .await
+        .await;
+        if let Some(tracked) = tracked {
+            match &committed {
+                Ok(true) => tracked.committed(),
+                Ok(false) => tracked.abandoned(
+                    "completion refused: the delivery changed since it was begun (taken over \
+                     or purged); nothing ran"
+                        .to_owned(),
+                ),
+                Err(error) => tracked.abandoned(format!("completion commit failed: {error}")),
+            }
+        }
+        committed
+    }
+
+    /// This completion, followed by the attempt that began it.
+    fn tracked(mut self, tracked: Tracked) -> Self {
+        self.tracked = Some(tracked);
+        self
     }
 }
 
@@ -882,12 +918,18 @@ impl DerefMut for RedisCompletion {
 }
 
 impl Attempt<RedisInbox> {
-    /// [`RedisInbox::begin_complete`] for this attempt's lease.
+    /// [`RedisInbox::begin_complete`] for this attempt's lease, followed by the worker: the
+    /// delivery is done only if the completion commits (see [`Attempt`]).
     ///
     /// # Errors
     /// As `begin_complete`.
     pub async fn begin_complete(&self) -> Result<Option<RedisCompletion>, InboxError> {
-        self.backend().begin_complete(self.lease()).await
+        self.begin(
+            Fence::Watch,
+            self.backend().begin_complete(self.lease()),
+            RedisCompletion::tracked,
+        )
+        .await
     }
 }
 
@@ -1062,25 +1104,38 @@ impl InboxBackend for RedisInbox {
     }
 
     fn prune(&self, window: Duration) -> InboxFuture<'_, u64> {
-        Box::pin(timed(self.options.timeout(), async move {
+        Box::pin(async move {
             let idle = millis(window.min(IDLE_CONSUMER)).to_string();
             let window = millis(window).to_string();
             let batch = PRUNE_BATCH.to_string();
             self.repair().await?;
             let mut total = 0_u64;
             loop {
-                let removed: u64 = self
+                // Each script is timed by `run`, not the whole prune.
+                let removed: Result<u64, _> = self
                     .run(
                         &self.scripts.prune,
                         &[window.as_bytes(), batch.as_bytes(), idle.as_bytes()],
                     )
-                    .await?;
+                    .await;
+                let removed = match removed {
+                    Ok(removed) => removed,
+                    Err(error) if total == 0 => return Err(error),
+                    Err(error) => {
+                        crate::observe::warn!(
+                            %error,
+                            removed = total,
+                            "inbox prune stopped early; the next prune goes on"
+                        );
+                        return Ok(total);
+                    }
+                };
                 total += removed;
                 if removed < PRUNE_BATCH as u64 {
                     return Ok(total);
                 }
             }
-        }))
+        })
     }
 
     fn stats(&self) -> InboxFuture<'_, Stats> {

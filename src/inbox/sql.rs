@@ -5,104 +5,15 @@ use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http::{HeaderName, HeaderValue};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::backend::{timed, InboxError};
 use super::delivery::{Delivery, DeliveryState, Facts, Record};
+use super::worker::Tracked;
 use crate::idempotency::{IdempotencyKey, MAX_DURATION};
-
-/// How long an accept may trust the inbox's last counted depth.
-const DEPTH_REFRESH: Duration = Duration::from_secs(1);
-
-/// The inbox's depth as this process last counted it, plus the deliveries it accepted since:
-/// counting the waiting rows on every accept costs time in proportion to the depth (it was
-/// most of an accept's time on Postgres in `benches/inbox.rs`), so one accept a second counts
-/// again (after its insert), and the others count in their statement only once the estimate has
-/// reached half the limit. Below that, no writer could plausibly add the other half within the
-/// second; at and above it, every accept counts, as before.
-#[derive(Debug, Default)]
-pub(super) struct Depth {
-    /// When it was counted, and the estimate since.
-    counted: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
-}
-
-impl Depth {
-    /// Whether an accept may skip counting: a fresh estimate under half of `max`.
-    pub(super) fn far_below(&self, max: u64) -> bool {
-        let counted = self
-            .counted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        counted.is_some_and(|(at, depth)| at.elapsed() < DEPTH_REFRESH && depth < max / 2)
-    }
-
-    /// Whether this accept is the one to count again (`Some`): the estimate is missing or over a
-    /// second old. It is marked fresh at once, so that the accepts running meanwhile go on
-    /// with it instead of all counting. The accept must then [`Refresh::set`] a count, whether
-    /// it stored its delivery or not: a refresh dropped without one (an error, a timeout that
-    /// dropped the accept) forgets the estimate, so that the next accept counts and the others
-    /// check meanwhile, never trusting a stale estimate for another second.
-    pub(super) fn claim_refresh(&self) -> Option<Refresh<'_>> {
-        let mut counted = self
-            .counted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match counted.as_mut() {
-            Some((at, _)) if at.elapsed() < DEPTH_REFRESH => None,
-            Some((at, _)) => {
-                *at = std::time::Instant::now();
-                Some(Refresh { depth: self })
-            }
-            // Not counted yet: an estimate that makes the others check, until the count.
-            None => {
-                *counted = Some((std::time::Instant::now(), u64::MAX));
-                Some(Refresh { depth: self })
-            }
-        }
-    }
-
-    /// One more delivery accepted.
-    pub(super) fn accepted(&self) {
-        let mut counted = self
-            .counted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((_, depth)) = counted.as_mut() {
-            *depth = depth.saturating_add(1);
-        }
-    }
-
-    /// The depth just counted.
-    fn set(&self, depth: Option<u64>) {
-        let mut counted = self
-            .counted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *counted = depth.map(|depth| (std::time::Instant::now(), depth));
-    }
-}
-
-/// The right (and duty) to count the depth again, from [`Depth::claim_refresh`].
-#[derive(Debug)]
-pub(super) struct Refresh<'a> {
-    depth: &'a Depth,
-}
-
-impl Refresh<'_> {
-    /// The depth just counted.
-    pub(super) fn set(self, depth: u64) {
-        self.depth.set(Some(depth));
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for Refresh<'_> {
-    fn drop(&mut self) {
-        self.depth.set(None);
-    }
-}
 
 /// A delivery's row as both SQL backends select it (times in milliseconds since the Unix
 /// epoch).
@@ -238,6 +149,10 @@ pub(super) fn error_text(error: &str) -> std::borrow::Cow<'_, str> {
 /// state was read (purged or pruned meanwhile).
 pub(super) const ACCEPT_TRIES: usize = 3;
 
+/// How many done deliveries one `prune` statement removes at most (each batch is its own short
+/// transaction, so that a large backlog never holds the database for long).
+pub(super) const PRUNE_BATCH: usize = 1000;
+
 /// A `LIMIT` as SQL takes it.
 pub(super) fn limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
@@ -261,20 +176,50 @@ fn corrupt(message: &'static str) -> InboxError {
 
 /// A delivery marked done inside a database transaction that the handler writes its own effects
 /// to: the effects and the completion commit together, or neither does (the inbox pattern).
-/// From `SqliteInbox::begin_complete` or `PostgresInbox::begin_complete`.
+/// From `SqliteInbox::begin_complete` or `PostgresInbox::begin_complete` (through
+/// [`Attempt::begin_complete`](super::Attempt) in a handler, so that the worker follows it).
 ///
 /// It dereferences to the transaction's connection, so queries run on it with
 /// `.execute(&mut *completion)`, as on a `sqlx::Transaction`. [`commit`](Self::commit) makes
-/// both durable; dropping it (or [`rollback`](Self::rollback)) undoes both, and the delivery
-/// stays running until its owner records another outcome or its lease runs out.
+/// both durable, and says so only when both were committed; dropping it (or
+/// [`rollback`](Self::rollback)) undoes both, and the delivery stays running, still its
+/// owner's: begun through an `Attempt`, the attempt then counts as failed (retried after the
+/// backoff) whatever the handler answers.
 ///
-/// The row of the delivery is written (and so locked) from the start, and the transaction
-/// holds a pooled connection: keep it short. On `SQLite` it holds the whole database's write
-/// lock until it ends, so accepts and claims wait for it (up to the inbox's timeout, after which
-/// an accept is answered `503`).
+/// The delivery's row is written (and so locked) from the start, and the transaction holds a
+/// pooled connection. While it is open, no other worker can claim the delivery (Postgres's
+/// claims skip locked rows; `SQLite`'s wait for the write lock), and the worker neither renews
+/// the lease (a renewal would wait on the lock) nor stops the handler when the lease runs out:
+/// the handler timeout bounds it. Keep it short all the same: on `SQLite` it holds the whole
+/// database's write lock until it ends, so accepts and claims wait for it (up to the inbox's
+/// timeout, after which an accept is answered `503`).
 pub struct Completion<DB: sqlx::Database> {
     transaction: sqlx::Transaction<'static, DB>,
     timeout: Duration,
+    /// Reads, in the transaction, whether the delivery is still marked done in it.
+    check: Check<DB>,
+    /// The attempt that began it, when begun through one.
+    tracked: Option<Tracked>,
+}
+
+/// A [`Completion`]'s check before its commit: whether the delivery is marked done in the
+/// transaction, read on its connection.
+pub(super) type Check<DB> = Box<
+    dyn for<'c> FnOnce(
+            &'c mut <DB as sqlx::Database>::Connection,
+        ) -> BoxFuture<'c, Result<bool, sqlx::Error>>
+        + Send,
+>;
+
+/// `check` as a [`Check`] (which its type needs to be inferred).
+pub(super) fn check<DB, F>(check: F) -> Check<DB>
+where
+    DB: sqlx::Database,
+    F: for<'c> FnOnce(&'c mut DB::Connection) -> BoxFuture<'c, Result<bool, sqlx::Error>>
+        + Send
+        + 'static,
+{
+    Box::new(check)
 }
 
 impl<DB: sqlx::Database> std::fmt::Debug for Completion<DB> {
@@ -284,11 +229,23 @@ impl<DB: sqlx::Database> std::fmt::Debug for Completion<DB> {
 }
 
 impl<DB: sqlx::Database> Completion<DB> {
-    pub(super) fn new(transaction: sqlx::Transaction<'static, DB>, timeout: Duration) -> Self {
+    pub(super) fn new(
+        transaction: sqlx::Transaction<'static, DB>,
+        timeout: Duration,
+        check: Check<DB>,
+    ) -> Self {
         Self {
             transaction,
             timeout,
+            check,
+            tracked: None,
         }
+    }
+
+    /// This completion, followed by the attempt that began it.
+    pub(crate) fn tracked(mut self, tracked: Tracked) -> Self {
+        self.tracked = Some(tracked);
+        self
     }
 
     /// The transaction itself.
@@ -296,27 +253,77 @@ impl<DB: sqlx::Database> Completion<DB> {
         &mut self.transaction
     }
 
-    /// Commits the handler's writes and the completion together.
+    /// Commits the handler's writes and the completion together, once it has read, in the
+    /// transaction, that the delivery is still marked done in it.
+    ///
+    /// That read is what tells a transaction that can no longer commit: Postgres aborts a
+    /// transaction in which a statement failed (even one whose error the handler ignored, such
+    /// as an insert of a duplicate) and answers its `COMMIT` with `ROLLBACK`, which `sqlx` does
+    /// not report as an error; `SQLite` rolls the whole transaction back on some errors. Such a
+    /// completion is rolled back and `commit` returns an error: nothing was committed.
     ///
     /// # Errors
-    /// [`InboxError::Backend`] or [`InboxError::Timeout`]: whether the commit took effect is
-    /// then unknown, as with any database commit whose answer was lost (if it did not, the
-    /// delivery is processed again after its lease).
-    pub async fn commit(self) -> Result<(), InboxError> {
-        timed(self.timeout, async move {
-            self.transaction.commit().await.map_err(sql)
+    /// [`InboxError::Backend`] when the transaction was aborted or rolled back (nothing
+    /// committed); [`InboxError::Backend`] or [`InboxError::Timeout`] when the commit itself
+    /// failed: whether it took effect is then unknown, as with any database commit whose
+    /// answer was lost (if it did not, the delivery is processed again; if it did, the delivery
+    /// is done).
+    pub async fn commit(mut self) -> Result<(), InboxError> {
+        let tracked = self.tracked.take();
+        let Self {
+            mut transaction,
+            timeout,
+            check,
+            ..
+        } = self;
+        let committed = timed(timeout, async move {
+            match check(&mut transaction).await {
+                Ok(true) => transaction.commit().await.map_err(sql),
+                Ok(false) => {
+                    let _ = transaction.rollback().await;
+                    Err(InboxError::Backend(
+                        "the completion's transaction was rolled back (the delivery is no \
+                         longer marked done in it): nothing was committed"
+                            .into(),
+                    ))
+                }
+                Err(error) => {
+                    let _ = transaction.rollback().await;
+                    Err(InboxError::Backend(
+                        format!(
+                            "the completion's transaction cannot commit (a statement failed in \
+                             it?): nothing was committed: {error}"
+                        )
+                        .into(),
+                    ))
+                }
+            }
         })
-        .await
+        .await;
+        if let Some(tracked) = tracked {
+            match &committed {
+                Ok(()) => tracked.committed(),
+                Err(error) => tracked.abandoned(format!("completion commit failed: {error}")),
+            }
+        }
+        committed
     }
 
-    /// Undoes the handler's writes and the completion.
+    /// Undoes the handler's writes and the completion (begun through an `Attempt`, the attempt
+    /// then counts as failed).
     ///
     /// # Errors
     /// [`InboxError::Backend`] or [`InboxError::Timeout`] (the database then undoes the
     /// transaction when the connection closes).
-    pub async fn rollback(self) -> Result<(), InboxError> {
+    pub async fn rollback(mut self) -> Result<(), InboxError> {
+        if let Some(tracked) = self.tracked.take() {
+            tracked.abandoned(
+                "completion rolled back: the handler's writes in it were undone".to_owned(),
+            );
+        }
+        let transaction = self.transaction;
         timed(self.timeout, async move {
-            self.transaction.rollback().await.map_err(sql)
+            transaction.rollback().await.map_err(sql)
         })
         .await
     }
@@ -370,7 +377,22 @@ macro_rules! sql_backend {
                     transaction.rollback().await.map_err(sql)?;
                     return Ok(None);
                 }
-                Ok(Some(Completion::new(transaction, self.options.timeout())))
+                let statements = Arc::clone(&self.sql);
+                let key = *lease.key();
+                let check = super::sql::check::<$db, _>(move |connection| {
+                    Box::pin(async move {
+                        let done: Option<i32> = sqlx::query_scalar(&statements.completed)
+                            .bind(key.as_bytes().as_slice())
+                            .fetch_optional(connection)
+                            .await?;
+                        Ok(done.is_some())
+                    })
+                });
+                Ok(Some(Completion::new(
+                    transaction,
+                    self.options.timeout(),
+                    check,
+                )))
             }
 
             /// A statement changing the delivery only if `lease` is still its owner's.
@@ -426,22 +448,15 @@ macro_rules! sql_backend {
                 Box::pin(timed(self.options.timeout(), async move {
                     let facts = delivery.facts();
                     let key = delivery.key().as_bytes().as_slice();
-                    let max_depth = self.options.max_depth();
-                    let max_depth_sql = i64::try_from(max_depth).unwrap_or(i64::MAX);
+                    let max_depth_sql =
+                        i64::try_from(self.options.max_depth()).unwrap_or(i64::MAX);
                     // The insert and the reading of a conflicting row's state are two
                     // statements: a row removed between them (purge, prune) makes the key new,
                     // so the insert is tried again rather than the inbox called full.
                     for _ in 0..ACCEPT_TRIES {
-                        // Far below the limit (a count at most a second old, plus this inbox's
-                        // accepts since), the insert skips counting the waiting rows.
-                        let refresh = self.depth.claim_refresh();
-                        let far_below = refresh.is_none() && self.depth.far_below(max_depth);
-                        let statement = if far_below {
-                            &self.sql.accept_unchecked
-                        } else {
-                            &self.sql.accept
-                        };
-                        let inserted = sqlx::query(statement)
+                        // The depth is the counter the schema's triggers keep: one row (SQLite)
+                        // or 64 summed (Postgres), read by the insert itself.
+                        let inserted = sqlx::query(&self.sql.accept)
                             .bind(key)
                             .bind(delivery.path())
                             .bind(encode_headers(delivery.headers()))
@@ -460,18 +475,6 @@ macro_rules! sql_backend {
                             .await
                             .map_err(sql)?;
                         if inserted.rows_affected() > 0 {
-                            if let Some(refresh) = refresh {
-                                // Committed already: a count that fails only forgets the
-                                // estimate (the next accept counts).
-                                let depth: Result<i64, _> = sqlx::query_scalar(&self.sql.depth)
-                                    .fetch_one(&self.pool)
-                                    .await;
-                                if let Ok(depth) = depth {
-                                    refresh.set(count(depth));
-                                }
-                            } else {
-                                self.depth.accepted();
-                            }
                             return Ok(Accepted::New);
                         }
                         let (state, depth): (Option<String>, i64) =
@@ -480,10 +483,6 @@ macro_rules! sql_backend {
                                 .fetch_one(&self.pool)
                                 .await
                                 .map_err(sql)?;
-                        // Nothing stored (a duplicate, or full): the count came with the state.
-                        if let Some(refresh) = refresh {
-                            refresh.set(count(depth));
-                        }
                         match state {
                             Some(state) => {
                                 return Ok(Accepted::Duplicate(
@@ -638,14 +637,40 @@ macro_rules! sql_backend {
             }
 
             fn prune(&self, window: Duration) -> InboxFuture<'_, u64> {
-                Box::pin(timed(self.options.timeout(), async move {
-                    let done = sqlx::query(&self.sql.prune)
-                        .bind(millis(window))
-                        .execute(&self.pool)
-                        .await
-                        .map_err(sql)?;
-                    Ok(done.rows_affected())
-                }))
+                Box::pin(async move {
+                    let mut removed = 0;
+                    loop {
+                        let started = std::time::Instant::now();
+                        let batch = timed(self.options.timeout(), async {
+                            sqlx::query(&self.sql.prune)
+                                .bind(millis(window))
+                                .bind(limit(PRUNE_BATCH))
+                                .execute(&self.pool)
+                                .await
+                                .map_err(sql)
+                        })
+                        .await;
+                        let batch = match batch {
+                            Ok(done) => done.rows_affected(),
+                            Err(error) if removed == 0 => return Err(error),
+                            Err(error) => {
+                                crate::observe::warn!(
+                                    %error,
+                                    removed,
+                                    "inbox prune stopped early; the next prune goes on"
+                                );
+                                return Ok(removed);
+                            }
+                        };
+                        removed += batch;
+                        if batch < PRUNE_BATCH as u64 {
+                            return Ok(removed);
+                        }
+                        // As long again for the others: on SQLite, writers waiting for the
+                        // database's one write lock get it between two batches.
+                        tokio::time::sleep(started.elapsed()).await;
+                    }
+                })
             }
 
             fn stats(&self) -> InboxFuture<'_, Stats> {
@@ -696,57 +721,6 @@ mod tests {
     fn an_error_s_nul_bytes_are_replaced_and_the_rest_kept() {
         assert_eq!(error_text("a\0b"), "a\u{fffd}b");
         assert!(matches!(error_text("ok"), std::borrow::Cow::Borrowed("ok")));
-    }
-
-    #[test]
-    fn the_depth_is_counted_by_one_accept_and_skipped_only_far_below_the_limit() {
-        let depth = Depth::default();
-        // Never counted: this accept counts, with the checking statement.
-        assert!(!depth.far_below(100));
-        let refresh = depth.claim_refresh();
-        assert!(refresh.is_some());
-        // The others go on while it counts; with no count yet they still check.
-        assert!(depth.claim_refresh().is_none());
-        assert!(!depth.far_below(100));
-        if let Some(refresh) = refresh {
-            refresh.set(48);
-        }
-        assert!(depth.far_below(100));
-        depth.accepted();
-        assert!(depth.far_below(100));
-        depth.accepted();
-        // 50 of 100: from half the limit on, every accept checks.
-        assert!(!depth.far_below(100));
-        assert!(depth.claim_refresh().is_none());
-    }
-
-    #[test]
-    fn a_refresh_dropped_without_a_count_forgets_the_estimate() {
-        let depth = Depth::default();
-        depth
-            .claim_refresh()
-            .into_iter()
-            .for_each(|refresh| refresh.set(10));
-        assert!(depth.far_below(100));
-        assert!(depth.claim_refresh().is_none(), "fresh: nobody counts");
-        // A second later, the accept that takes the refresh errs or is dropped by its timeout
-        // before counting.
-        {
-            let mut counted = depth
-                .counted
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((at, _)) = counted.as_mut() {
-                *at = at.checked_sub(DEPTH_REFRESH).unwrap_or(*at);
-            }
-        }
-        let refresh = depth.claim_refresh();
-        assert!(refresh.is_some());
-        drop(refresh);
-        // Not trusted any more: the next accept counts, the others check meanwhile.
-        assert!(!depth.far_below(100));
-        assert!(depth.claim_refresh().is_some());
-        assert!(!depth.far_below(100));
     }
 
     #[test]

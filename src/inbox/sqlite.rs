@@ -16,8 +16,8 @@ use super::backend::{
 };
 use super::delivery::{Delivery, DeliveryState, Record};
 use super::sql::{
-    encode_headers, error_text, limit, millis, signed_at, sql, Completion, Depth, RawRecord,
-    ACCEPT_TRIES,
+    encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
+    PRUNE_BATCH,
 };
 use crate::idempotency::{IdempotencyKey, Token};
 
@@ -36,7 +36,8 @@ const COLUMNS: &str = "key, state, attempts, last_error, accepted_at AS accepted
 
 /// The schema, one migration per version: `{p}` is the prefix. Applied in order, each once, in
 /// one `BEGIN IMMEDIATE` transaction, and recorded in `{p}schema_version`.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE {p}deliveries (
     key         BLOB    NOT NULL PRIMARY KEY CHECK (length(key) = 32),
     state       TEXT    NOT NULL CHECK (state IN ('pending', 'running', 'done', 'dead')),
@@ -62,7 +63,32 @@ CREATE TABLE {p}deliveries (
 CREATE INDEX {p}deliveries_due ON {p}deliveries (due_at) WHERE state IN ('pending', 'running');
 CREATE INDEX {p}deliveries_state ON {p}deliveries (state, accepted_at);
 CREATE INDEX {p}deliveries_finished ON {p}deliveries (finished_at) WHERE state = 'done';
-"];
+",
+    r"
+CREATE TABLE {p}depth (
+    id INTEGER NOT NULL PRIMARY KEY CHECK (id = 0),
+    n  INTEGER NOT NULL
+);
+INSERT INTO {p}depth (id, n)
+    SELECT 0, count(*) FROM {p}deliveries WHERE state IN ('pending', 'running');
+CREATE TRIGGER {p}depth_insert AFTER INSERT ON {p}deliveries
+    WHEN NEW.state IN ('pending', 'running')
+BEGIN
+    UPDATE {p}depth SET n = n + 1 WHERE id = 0;
+END;
+CREATE TRIGGER {p}depth_update AFTER UPDATE OF state ON {p}deliveries
+    WHEN (OLD.state IN ('pending', 'running')) <> (NEW.state IN ('pending', 'running'))
+BEGIN
+    UPDATE {p}depth SET n = n + (CASE WHEN NEW.state IN ('pending', 'running') THEN 1 ELSE -1 END)
+        WHERE id = 0;
+END;
+CREATE TRIGGER {p}depth_delete AFTER DELETE ON {p}deliveries
+    WHEN OLD.state IN ('pending', 'running')
+BEGIN
+    UPDATE {p}depth SET n = n - 1 WHERE id = 0;
+END;
+",
+];
 
 /// The `SQLite` inbox backend (feature `sqlite`): one file, in WAL mode, for one machine.
 ///
@@ -70,6 +96,11 @@ CREATE INDEX {p}deliveries_finished ON {p}deliveries (finished_at) WHERE state =
 /// accepted delivery survives the process being killed and the machine losing power. Several
 /// processes on one machine may share the file (`SQLite` serializes writers; claims are single
 /// `UPDATE ... RETURNING` statements). For several machines, use `PostgresInbox`.
+///
+/// The depth limit holds for all of them together, exactly: each accept reads a counter kept in
+/// the file (see Schema). [`prune`](InboxBackend::prune) removes done deliveries 1,000 at a
+/// time, each batch its own transaction followed by a pause as long, so that accepts and claims
+/// waiting for the write lock get it between two batches rather than after the whole backlog.
 ///
 /// Leases, backoffs and due times are read from the wall clock (`SQLite`'s `now`, the
 /// machine's), while a worker times its handler with a monotonic clock. A step of the wall
@@ -91,6 +122,11 @@ CREATE INDEX {p}deliveries_finished ON {p}deliveries (finished_at) WHERE state =
 ///   `headers` (JSON `[[name, value], ...]`), `body`, and the facts `scheme`, `event_id`,
 ///   `event`, `action`, `delivery`, `scope`, `tenant`, `signed_at` (RFC 3339), `version`.
 ///   Times are milliseconds since the Unix epoch.
+/// - `{prefix}depth`: one row, `n` the number of waiting (pending or running) deliveries, which
+///   the depth limit reads; kept by the triggers `{prefix}depth_insert`, `{prefix}depth_update`
+///   and `{prefix}depth_delete` on `{prefix}deliveries`, in the transaction of each change. A
+///   file created before it (schema version 1) gets it when it opens, counted from the waiting
+///   deliveries.
 /// - `{prefix}schema_version`: the versions applied.
 ///
 /// ```no_run
@@ -107,7 +143,6 @@ pub struct SqliteInbox {
     pool: SqlitePool,
     options: InboxOptions,
     sql: Arc<Statements>,
-    depth: Arc<Depth>,
 }
 
 impl fmt::Debug for SqliteInbox {
@@ -169,17 +204,21 @@ impl SqliteInbox {
     pub async fn from_pool(pool: SqlitePool, options: InboxOptions) -> Result<Self, InboxError> {
         timed(options.timeout(), migrate(&pool, options.prefix())).await?;
         let sql = Arc::new(Statements::new(options.prefix()));
-        Ok(Self {
-            pool,
-            options,
-            sql,
-            depth: Arc::default(),
-        })
+        Ok(Self { pool, options, sql })
     }
 
     /// Starts a transaction (`BEGIN IMMEDIATE`) in which the leased delivery is already marked
     /// done: write the handler's effects to it, then [`Completion::commit`]. `None` when the
     /// lease is no longer the owner's (nothing was changed).
+    ///
+    /// In a handler, call it through [`Attempt::begin_complete`](super::Attempt), so that the
+    /// worker follows it: the delivery is then done only if the completion commits; a
+    /// completion dropped without [`Completion::commit`] (an early return, a `?`), rolled back,
+    /// or whose commit failed is a **failed attempt**, retried after the backoff, even when the
+    /// handler answers `2xx` (its writes were rolled back). While it is open it holds the
+    /// database's write lock: no other worker can claim the delivery, the worker sends no
+    /// renewal and does not stop the handler when the lease runs out (the handler timeout
+    /// does), and every other writer waits; keep it short.
     ///
     /// ```no_run
     /// use tower_webhook::inbox::{Lease, SqliteInbox};
@@ -245,13 +284,13 @@ async fn migrate(pool: &SqlitePool, prefix: &str) -> Result<(), InboxError> {
 /// The statements, with the table's name in them.
 struct Statements {
     accept: String,
-    /// `accept` without the depth check (`$14` unused), while the depth is far below the limit.
-    accept_unchecked: String,
-    depth: String,
     state_of: String,
     claim: String,
     renew: String,
     complete: String,
+    /// Whether the delivery (`$1`) is done, read in a completion's transaction before it
+    /// commits.
+    completed: String,
     retry: String,
     dead_letter: String,
     release: String,
@@ -267,6 +306,7 @@ struct Statements {
 impl Statements {
     fn new(prefix: &str) -> Self {
         let t = format!("{prefix}deliveries");
+        let depth = format!("{prefix}depth");
         let owned = "key = $1 AND owner = $2 AND state = 'running'";
         Self {
             accept: format!(
@@ -274,20 +314,12 @@ impl Statements {
                  scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
                  SELECT $1, 'pending', 0, {NOW}, {NOW}, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
                  $12, $13 \
-                 WHERE (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running')) < $14 \
+                 WHERE (SELECT n FROM {depth} WHERE id = 0) < $14 \
                  ON CONFLICT (key) DO NOTHING"
             ),
-            accept_unchecked: format!(
-                "INSERT INTO {t} (key, state, attempts, due_at, accepted_at, path, headers, body, \
-                 scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
-                 SELECT $1, 'pending', 0, {NOW}, {NOW}, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                 $12, $13 WHERE $14 > 0 \
-                 ON CONFLICT (key) DO NOTHING"
-            ),
-            depth: format!("SELECT count(*) FROM {t} WHERE state IN ('pending', 'running')"),
             state_of: format!(
                 "SELECT (SELECT state FROM {t} WHERE key = $1), \
-                 (SELECT count(*) FROM {t} WHERE state IN ('pending', 'running'))"
+                 (SELECT n FROM {depth} WHERE id = 0)"
             ),
             claim: format!(
                 "UPDATE {t} SET state = 'running', owner = $1, attempts = attempts + 1, \
@@ -301,6 +333,7 @@ impl Statements {
                 "UPDATE {t} SET state = 'done', owner = NULL, due_at = {NOW}, \
                  finished_at = {NOW} WHERE {owned}"
             ),
+            completed: format!("SELECT 1 FROM {t} WHERE key = $1 AND state = 'done'"),
             retry: format!(
                 "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW} + $3, \
                  last_error = $4 WHERE {owned}"
@@ -326,7 +359,10 @@ impl Statements {
                  finished_at = NULL WHERE key = $1 AND state IN ('dead', 'done')"
             ),
             purge: format!("DELETE FROM {t} WHERE key = $1"),
-            prune: format!("DELETE FROM {t} WHERE state = 'done' AND finished_at < {NOW} - $1"),
+            prune: format!(
+                "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} \
+                 WHERE state = 'done' AND finished_at < {NOW} - $1 LIMIT $2)"
+            ),
             stats: format!(
                 "SELECT \
                  (SELECT count(*) FROM {t} WHERE state = 'pending'), \

@@ -20,8 +20,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::backend::{Claim, InboxBackend, InboxError, Lease, DEFAULT_DEDUP_WINDOW};
-use super::delivery::Delivery;
+use super::backend::{Claim, InboxBackend, InboxError, InboxFuture, Lease, DEFAULT_DEDUP_WINDOW};
+use super::delivery::{Delivery, DeliveryState, Record};
 use crate::error::ConfigError;
 use crate::idempotency::checked;
 use crate::layer::{FromInbox, VerifiedBody};
@@ -44,6 +44,17 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 const LEASE_MARGIN_DIVISOR: u32 = 10;
 /// How much of a failed handler's answer is kept as the delivery's last error.
 const ERROR_BODY_LIMIT: usize = 512;
+/// How many times a delivery is read again when recording its outcome failed (the connection
+/// that answered may just have been cut), and the pause between two reads.
+const READ_AGAIN_TRIES: u32 = 3;
+const READ_AGAIN_PAUSE: Duration = Duration::from_millis(100);
+/// A completion begun (`Attempt::begin_complete`) and dropped without a commit: the attempt's
+/// error.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+const DROPPED: &str =
+    "completion dropped without commit: the handler's writes in it were rolled back";
+/// A completion still open when the handler ended (moved out of it).
+const STILL_OPEN: &str = "completion still open when the handler ended: it was not committed";
 
 /// Runs the handlers of an inbox's deliveries: `N` workers (tasks) in this process, each
 /// claiming one due delivery at a time with a lease and calling the application's service with
@@ -65,7 +76,8 @@ const ERROR_BODY_LIMIT: usize = 512;
 /// | the handler | the delivery |
 /// | --- | --- |
 /// | answers `2xx` | done |
-/// | answers anything else, errors, panics, or outlives the handler timeout | pending again, due after a backoff (`backoff · 2^(n-1)`, plus up to half of that at random, at most the maximum backoff); dead-lettered with the error instead after the last attempt |
+/// | committed its own completion (`begin_complete`) | done (by that commit), whatever it answers |
+/// | answers anything else, errors, panics, or outlives the handler timeout; or began its own completion and did not commit it (dropped, rolled back, a commit that failed), whatever it answers | pending again, due after a backoff (`backoff · 2^(n-1)`, plus up to half of that at random, at most the maximum backoff); dead-lettered with the error instead after the last attempt |
 /// | is still running at shutdown's deadline | given back (released): due now, the attempt not counted |
 /// | never ends (its worker was killed, or lost its lease) | claimable again once the lease runs out, the attempt counted; claimed past the last attempt, it is dead-lettered without running the handler again |
 ///
@@ -78,8 +90,16 @@ const ERROR_BODY_LIMIT: usize = 512;
 /// within it. A stale owner's outcome would be refused by the backend anyway. Stopping is
 /// cooperative: a handler that blocks its thread without yielding cannot be stopped.
 ///
+/// A handler's own completion changes that (see [`Attempt`]): while it is open, the lease does
+/// not stop the handler (the completion keeps other workers off the delivery, or is refused at
+/// commit if it was taken over), and no renewal waits on it; once it committed, the delivery is
+/// done and the handler runs to its end (a refused renewal that finds the delivery done by this
+/// very attempt is no takeover). The handler timeout bounds it in every case.
+///
 /// Each attempt's outcome is recorded in the backend, in a `tracing` span and the attempts
-/// metric, and given to [`on_outcome`](Self::on_outcome)'s hook when one is set.
+/// metric, and given to [`on_outcome`](Self::on_outcome)'s hook when one is set. When recording
+/// it fails with an unknown result (a connection cut after the database committed), or is
+/// refused, the worker reads the delivery again and reports what it finds ([`Outcome`]).
 ///
 /// Defaults: 4 workers, a 30 s lease, 8 attempts, a 1 s first backoff (at most 1 h), a 500 ms
 /// poll interval when nothing is due, a 5 min handler timeout, done deliveries pruned after
@@ -187,7 +207,8 @@ impl<B: InboxBackend, S> Workers<B, S> {
 
     /// How long a claim holds a delivery before another worker (or process) may take it over,
     /// unless renewed (default 30 s). It is renewed every third of it while the handler runs,
-    /// so it only bounds how long a delivery waits after its worker died.
+    /// so it only bounds how long a delivery waits after its worker died; a handler that holds
+    /// its own completion open longer than the lease is not stopped for it (see [`Attempt`]).
     ///
     /// [`start`](Self::start) fails with [`ConfigError::InvalidDuration`] when it is zero or
     /// over 100 years.
@@ -237,7 +258,8 @@ impl<B: InboxBackend, S> Workers<B, S> {
     }
 
     /// How long one attempt's handler may run (default 5 min); past it the handler is dropped
-    /// and the attempt counts as failed.
+    /// and the attempt counts as failed (unless its own completion committed: the delivery is
+    /// then done). It bounds a handler holding its completion open too.
     ///
     /// [`start`](Self::start) fails with [`ConfigError::InvalidDuration`] when it is zero or
     /// over 100 years.
@@ -341,13 +363,22 @@ type OutcomeHook = Arc<dyn Fn(&Delivery, u32, Outcome<'_>) + Send + Sync>;
 
 /// How an attempt ended, as [`Workers::on_outcome`] reports it (the `outcome` of the attempt's
 /// span and of the attempts metric).
+///
+/// When recording the outcome fails with an unknown result (the connection was cut after the
+/// database committed, a timeout), or is refused, the worker reads the delivery again and
+/// reports what it finds: `Done` when it is done (by this attempt), the outcome it recorded
+/// when that took effect, `Stale` when another worker has claimed it since, `Unrecorded` when
+/// it is still running under this attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Outcome<'a> {
-    /// The handler answered `2xx`: the delivery is done.
+    /// The delivery is done: the handler answered `2xx` and the worker marked it done, or the
+    /// handler's own completion ([`Attempt`]'s `begin_complete`) committed, whatever the
+    /// handler did after.
     Done,
-    /// The attempt failed (an answer other than `2xx`, an error, a panic, a timeout): the
-    /// delivery is due again after a backoff.
+    /// The attempt failed: an answer other than `2xx`, an error, a panic, a timeout, or a
+    /// completion begun and not committed (dropped, rolled back, its commit failed or was
+    /// refused). The delivery is due again after a backoff.
     Retried {
         /// The error recorded as the delivery's last.
         error: &'a str,
@@ -361,18 +392,21 @@ pub enum Outcome<'a> {
     /// Shutdown's deadline stopped the handler: the delivery was given back, due now, the
     /// attempt not counted.
     Released,
-    /// The delivery was no longer this attempt's: its lease was lost (the handler was
-    /// stopped) or the outcome was refused as a stale owner's. Also a `2xx` after the handler
-    /// completed the delivery itself (`begin_complete`).
+    /// The delivery was no longer this attempt's: the lease ran out (renewals failing) or was
+    /// taken over while the handler ran, which was then stopped; or, when the outcome was
+    /// recorded, another worker had claimed the delivery since, or it had been purged or
+    /// replayed. Nothing was recorded; the delivery's next attempt reports what happens to it.
     Stale,
-    /// The outcome could not be recorded (the backend failed): the delivery is claimed again
-    /// once its lease runs out.
+    /// The outcome could not be recorded (the backend failed), and the delivery, read again,
+    /// is still running under this attempt (or could not be read: then the outcome may have
+    /// been recorded after all). A delivery still running is claimed again once its lease
+    /// runs out, the attempt counted.
     Unrecorded,
 }
 
 impl Outcome<'_> {
     /// The outcome's name in the attempt's span and the attempts metric: `done`, `retried`,
-    /// `dead`, `released`, `stale` or `lost`.
+    /// `dead`, `released`, `stale` or `lost` (`Unrecorded`).
     #[must_use]
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -545,15 +579,28 @@ async fn attempt<B, S, ResBody>(
             lease.attempt(),
             settings.max_attempts
         );
-        record_outcome(shared, &record.delivery, &lease, &span, Ran::Failed(error)).await;
+        let ran = Ran::Failed(error);
+        record_outcome(
+            shared,
+            &record.delivery,
+            &lease,
+            &span,
+            ran,
+            &Progress::default(),
+        )
+        .await;
         return;
     }
+    // What the handler does with its own completion, shared with its `Attempt` (kept alive
+    // here, so the worker's receiver never sees it closed).
+    let progress = Arc::new(watch::Sender::new(Progress::default()));
     let request = rebuild(
         &record.delivery,
         Attempt {
             backend: Arc::clone(&shared.backend),
             lease: lease.clone(),
             max_attempts: settings.max_attempts.get(),
+            progress: Arc::clone(&progress),
         },
     );
     let call = InSpan {
@@ -575,24 +622,42 @@ async fn attempt<B, S, ResBody>(
             Ok::<_, String>((status, text))
         },
     };
-    let ran = supervise(shared, &lease, call, claimed_at, watching).await;
-    record_outcome(shared, &record.delivery, &lease, &span, ran).await;
+    let ran = supervise(
+        shared,
+        &lease,
+        call,
+        claimed_at,
+        watching,
+        progress.subscribe(),
+    )
+    .await;
+    let progress = progress.borrow().clone();
+    record_outcome(shared, &record.delivery, &lease, &span, ran, &progress).await;
 }
 
 /// Runs the handler on its own task, renewing the lease, until it ends, times out, loses its
 /// lease, or shutdown's deadline comes.
+///
+/// While a completion the handler began is open, the lease does not bound the handler (the
+/// handler timeout does): a completion that locks the delivery (SQL) keeps every other claim
+/// off it, and no renewal is sent (it would wait on the lock); one that does not (Redis) is
+/// refused at commit if the delivery was taken over, and the lease is still renewed. Once the
+/// delivery is done by this attempt (its completion committed), nothing is renewed and the
+/// handler runs to its end.
 async fn supervise<B, F>(
     shared: &Shared<B>,
     lease: &Lease,
     call: F,
     claimed_at: Instant,
     watching: &mut watch::Receiver<Phase>,
+    mut progress: watch::Receiver<Progress>,
 ) -> Ran
 where
     B: InboxBackend,
     F: Future<Output = Result<(StatusCode, String), String>> + Send + 'static,
 {
     let settings = shared.settings;
+    let backend = &*shared.backend;
     let started = Instant::now();
     let timeout_at = started + settings.handler_timeout;
     let renew_every = settings.lease / 3;
@@ -604,43 +669,51 @@ where
     let stop_by = |lease_ends: Instant| lease_ends.checked_sub(margin).unwrap_or(lease_ends);
     let mut lease_ends = claimed_at + settings.lease;
     let mut next_renewal = started + renew_every;
+    // The renewal in flight, and when it was sent.
+    let mut renewal: Option<(Instant, InboxFuture<'_, bool>)> = None;
+    // Done by this attempt: its completion committed, or a refused renewal found it so.
+    let mut done = false;
+    // A completion held the delivery at the last turn.
+    let mut held = false;
     // Its own task: it runs while the lease is renewed, and a panic is caught as the task's.
     let mut handler = tokio::spawn(call);
     let mut stopping = pin!(reached(watching, Phase::Stopping));
     loop {
-        // Wakes to renew, at the timeout, and when the lease runs out (renewals failing).
-        let wake = next_renewal.min(timeout_at).min(stop_by(lease_ends));
-        let mut timer = pin!(tokio::time::sleep_until(wake));
-        let step = std::future::poll_fn(|cx| {
-            if let Poll::Ready(joined) = Pin::new(&mut handler).poll(cx) {
-                return Poll::Ready(Step::Joined(joined));
-            }
-            if stopping.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Step::Stop);
-            }
-            if timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Step::Tick);
-            }
-            Poll::Pending
-        })
-        .await;
-        match step {
-            Step::Joined(Ok(Ok((status, text)))) => return Ran::Answered(status, text),
-            Step::Joined(Ok(Err(error))) => return Ran::Failed(error),
-            Step::Joined(Err(joined)) => {
-                return Ran::Failed(match joined.try_into_panic() {
-                    Ok(panic) => format!("the handler panicked: {}", panic_message(&*panic)),
-                    Err(_) => "the handler was cancelled".to_owned(),
-                });
-            }
-            Step::Stop => return stop_handler(handler, Ran::Stopped).await,
-            Step::Tick => {}
+        let (open, fence, committed) = {
+            let now = progress.borrow_and_update();
+            (now.open > 0, now.fence, now.committed)
+        };
+        done |= committed;
+        let holding = open && !done;
+        let locked = holding && fence == Fence::Lock;
+        if done || locked {
+            // A renewal would wait on the completion's lock, or there is nothing to renew.
+            renewal = None;
         }
+        if held && !holding && !done && Instant::now() >= stop_by(lease_ends) {
+            // The completion ended without a commit after the lease's end (it held the
+            // delivery meanwhile): the delivery is this attempt's only if a renewal says so.
+            renewal = None;
+            match confirm(backend, lease, settings.lease).await {
+                Confirmed::Renewed(ends) => {
+                    lease_ends = ends;
+                    next_renewal = Instant::now() + renew_every;
+                }
+                Confirmed::Done => done = true,
+                Confirmed::Lost => {
+                    crate::observe::warn!(
+                        "the inbox lease ran out while the handler held its completion, and \
+                         could not be renewed once it ended; stopping the handler"
+                    );
+                    return stop_handler(handler, Ran::Lost).await;
+                }
+            }
+        }
+        held = holding;
+        // The lease bounds the handler unless a completion holds the delivery or completed it.
+        let leased = !done && !holding;
+        let renewing = !done && !locked;
         let now = Instant::now();
-        if now >= stop_by(lease_ends) {
-            crate::observe::warn!("the inbox lease ran out while the handler ran; stopping it");
-            return stop_handler(handler, Ran::Lost).await;
-        }
         if now >= timeout_at {
             let error = format!(
                 "the handler did not finish within {:?}",
@@ -648,34 +721,136 @@ where
             );
             return stop_handler(handler, Ran::Failed(error)).await;
         }
-        // A renewal that has not answered when the lease ends is a failed one: the delivery
-        // may be another worker's from then on, so the handler must not run past it.
-        let renewed = tokio::time::timeout_at(
-            stop_by(lease_ends),
-            shared.backend.renew(lease, settings.lease),
-        )
-        .await;
-        match renewed.unwrap_or(Err(InboxError::Timeout)) {
-            Ok(true) => lease_ends = now + settings.lease,
-            Ok(false) => {
-                crate::observe::warn!(
-                    "the inbox lease was taken over while the handler ran; stopping it"
-                );
-                return stop_handler(handler, Ran::Lost).await;
+        if leased && now >= stop_by(lease_ends) {
+            crate::observe::warn!("the inbox lease ran out while the handler ran; stopping it");
+            return stop_handler(handler, Ran::Lost).await;
+        }
+        if renewing && renewal.is_none() && now >= next_renewal {
+            renewal = Some((now, backend.renew(lease, settings.lease)));
+        }
+        // Wakes at the timeout, when the lease runs out (renewals failing), and to renew.
+        let mut wake = timeout_at;
+        if leased {
+            wake = wake.min(stop_by(lease_ends));
+        }
+        if renewing && renewal.is_none() {
+            wake = wake.min(next_renewal);
+        }
+        let changed = pin!(progress.changed());
+        match next_step(&mut handler, stopping.as_mut(), changed, &mut renewal, wake).await {
+            Step::Joined(joined) => return ended(joined),
+            Step::Stop => return stop_handler(handler, Ran::Stopped).await,
+            Step::Progress | Step::Tick => {}
+            Step::Renewed(sent, Ok(true)) => {
+                lease_ends = sent + settings.lease;
+                next_renewal = Instant::now() + renew_every;
             }
-            // Past the lease's end, the next turn stops the handler, unless it has finished.
-            Err(error) => {
+            Step::Renewed(_, Ok(false)) => {
+                // Refused: the delivery is no longer running under this lease. Done by this
+                // very attempt (its completion committed, maybe not yet reported) is no
+                // takeover: the handler runs on.
+                if completed_by(backend, lease).await {
+                    done = true;
+                } else {
+                    crate::observe::warn!(
+                        "the inbox lease was taken over while the handler ran; stopping it"
+                    );
+                    return stop_handler(handler, Ran::Lost).await;
+                }
+            }
+            // Past the lease's end, a later turn stops the handler, unless it has finished.
+            Step::Renewed(_, Err(error)) => {
                 crate::observe::warn!(%error, "the inbox lease could not be renewed");
+                next_renewal = Instant::now() + renew_every;
             }
         }
-        next_renewal = Instant::now() + renew_every;
     }
+}
+
+/// What wakes the supervisor first: the handler's end, shutdown's deadline, a change in the
+/// handler's completion, the renewal's answer, or `wake`.
+async fn next_step<T>(
+    handler: &mut JoinHandle<T>,
+    mut stopping: Pin<&mut impl Future<Output = ()>>,
+    mut changed: Pin<&mut impl Future>,
+    renewal: &mut Option<(Instant, InboxFuture<'_, bool>)>,
+    wake: Instant,
+) -> Step<T> {
+    let mut timer = pin!(tokio::time::sleep_until(wake));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(joined) = Pin::new(&mut *handler).poll(cx) {
+            return Poll::Ready(Step::Joined(joined));
+        }
+        if stopping.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Step::Stop);
+        }
+        if changed.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Step::Progress);
+        }
+        if let Some((sent, renewing)) = renewal.as_mut() {
+            if let Poll::Ready(renewed) = renewing.as_mut().poll(cx) {
+                let sent = *sent;
+                *renewal = None;
+                return Poll::Ready(Step::Renewed(sent, renewed));
+            }
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Step::Tick);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// How the handler's task ended.
+fn ended(joined: Result<Result<(StatusCode, String), String>, tokio::task::JoinError>) -> Ran {
+    match joined {
+        Ok(Ok((status, text))) => Ran::Answered(status, text),
+        Ok(Err(error)) => Ran::Failed(error),
+        Err(joined) => Ran::Failed(match joined.try_into_panic() {
+            Ok(panic) => format!("the handler panicked: {}", panic_message(&*panic)),
+            Err(_) => "the handler was cancelled".to_owned(),
+        }),
+    }
+}
+
+/// Whether the delivery is still an attempt's, asked with a renewal.
+enum Confirmed {
+    /// Renewed: the lease now ends then.
+    Renewed(Instant),
+    /// Done by the attempt itself.
+    Done,
+    /// Not the attempt's any more, or unknown.
+    Lost,
+}
+
+/// Renews `lease` for `duration` to learn whether the delivery is still this attempt's.
+async fn confirm<B: InboxBackend>(backend: &B, lease: &Lease, duration: Duration) -> Confirmed {
+    let sent = Instant::now();
+    match backend.renew(lease, duration).await {
+        Ok(true) => Confirmed::Renewed(sent + duration),
+        Ok(false) if completed_by(backend, lease).await => Confirmed::Done,
+        Ok(false) | Err(_) => Confirmed::Lost,
+    }
+}
+
+/// Whether the delivery of `lease` is done by that very lease's attempt: its attempt count
+/// unchanged since the claim (a takeover counts another attempt).
+async fn completed_by<B: InboxBackend>(backend: &B, lease: &Lease) -> bool {
+    matches!(
+        backend.get(lease.key()).await,
+        Ok(Some(record)) if record.state == DeliveryState::Done && record.attempts == lease.attempt()
+    )
 }
 
 /// What woke the supervisor.
 enum Step<T> {
     Joined(Result<T, tokio::task::JoinError>),
     Stop,
+    /// The handler's completion changed.
+    Progress,
+    /// The renewal sent at this instant answered.
+    Renewed(Instant, Result<bool, InboxError>),
     Tick,
 }
 
@@ -688,14 +863,20 @@ async fn stop_handler<T>(handler: JoinHandle<T>, reason: Ran) -> Ran {
 }
 
 /// Records how the attempt ended, and reports it (span, metric, hook).
+///
+/// Once the handler began a completion, only its commit marks the delivery done: a completion
+/// committed is `Done` (nothing left to record), one begun and not committed makes the attempt
+/// a failed one, whatever the handler answered.
 async fn record_outcome<B: InboxBackend>(
     shared: &Shared<B>,
     delivery: &Delivery,
     lease: &Lease,
     span: &Span,
     ran: Ran,
+    progress: &Progress,
 ) {
     let settings = shared.settings;
+    let backend = &*shared.backend;
     let report = |outcome: Outcome<'_>| {
         crate::observe::inbox_outcome(span, outcome.as_str());
         if let Some(hook) = &shared.on_outcome {
@@ -708,36 +889,45 @@ async fn record_outcome<B: InboxBackend>(
             }
         }
     };
+    if progress.committed {
+        return report(Outcome::Done);
+    }
+    let uncommitted = if progress.open > 0 {
+        Some(STILL_OPEN.to_owned())
+    } else {
+        progress.abandoned.clone()
+    };
     let error = match ran {
-        Ran::Answered(status, _) if status.is_success() => {
-            return report(match shared.backend.complete(lease).await {
-                Ok(true) => Outcome::Done,
-                // Completed already (in the handler's own transaction), or taken over.
-                Ok(false) => Outcome::Stale,
-                Err(error) => {
-                    crate::observe::error!(%error, "inbox could not record a completion");
-                    Outcome::Unrecorded
-                }
-            });
-        }
+        Ran::Answered(status, _) if status.is_success() => match uncommitted {
+            None => {
+                let recorded = backend.complete(lease).await;
+                return report(settle(backend, lease, recorded, Outcome::Done).await);
+            }
+            Some(why) => {
+                let facts = delivery.facts();
+                crate::observe::warn!(
+                    event = facts.event.as_deref().unwrap_or(""),
+                    id = facts.id.as_str(),
+                    attempt = lease.attempt(),
+                    error = %why,
+                    "the inbox handler answered 2xx without committing its completion; the \
+                     attempt failed"
+                );
+                why
+            }
+        },
         Ran::Answered(status, text) if text.is_empty() => format!("the handler answered {status}"),
         Ran::Answered(status, text) => format!("the handler answered {status}: {text}"),
         Ran::Failed(error) => error,
         Ran::Lost => return report(Outcome::Stale),
         Ran::Stopped => {
-            return report(match shared.backend.release(lease).await {
-                Ok(true) => Outcome::Released,
-                Ok(false) => Outcome::Stale,
-                Err(error) => {
-                    crate::observe::error!(%error, "inbox could not release a delivery at shutdown");
-                    Outcome::Unrecorded
-                }
-            });
+            let recorded = backend.release(lease).await;
+            return report(settle(backend, lease, recorded, Outcome::Released).await);
         }
     };
     let (recorded, outcome) = if lease.attempt() >= settings.max_attempts.get() {
         (
-            shared.backend.dead_letter(lease, &error).await,
+            backend.dead_letter(lease, &error).await,
             Outcome::DeadLettered { error: &error },
         )
     } else {
@@ -748,18 +938,65 @@ async fn record_outcome<B: InboxBackend>(
             rand::random::<f64>(),
         );
         (
-            shared.backend.retry(lease, delay, &error).await,
+            backend.retry(lease, delay, &error).await,
             Outcome::Retried { error: &error },
         )
     };
-    report(match recorded {
-        Ok(true) => outcome,
-        Ok(false) => Outcome::Stale,
-        Err(error) => {
-            crate::observe::error!(%error, "inbox could not record a failed attempt");
-            Outcome::Unrecorded
+    report(settle(backend, lease, recorded, outcome).await);
+}
+
+/// The outcome of an attempt whose outcome `expected` was `recorded`: `expected` when it was;
+/// otherwise (refused, or failed with an unknown result) what reading the delivery again shows.
+async fn settle<'e, B: InboxBackend>(
+    backend: &B,
+    lease: &Lease,
+    recorded: Result<bool, InboxError>,
+    expected: Outcome<'e>,
+) -> Outcome<'e> {
+    match recorded {
+        Ok(true) => return expected,
+        Ok(false) => {}
+        Err(error) => crate::observe::error!(
+            %error,
+            outcome = expected.as_str(),
+            "inbox could not record an attempt's outcome; reading the delivery again"
+        ),
+    }
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match backend.get(lease.key()).await {
+            Ok(record) => return found(record.as_ref(), lease, expected),
+            Err(error) if tries >= READ_AGAIN_TRIES => {
+                crate::observe::error!(
+                    %error,
+                    "inbox could not read the delivery again: its outcome is unknown"
+                );
+                return Outcome::Unrecorded;
+            }
+            Err(_) => tokio::time::sleep(READ_AGAIN_PAUSE).await,
         }
-    });
+    }
+}
+
+/// What `record` (the delivery read again) says of the attempt of `lease`, whose outcome
+/// `expected` was refused or could not be confirmed.
+fn found<'e>(record: Option<&Record>, lease: &Lease, expected: Outcome<'e>) -> Outcome<'e> {
+    let Some(record) = record else {
+        // Purged meanwhile.
+        return Outcome::Stale;
+    };
+    if record.attempts > lease.attempt() {
+        // Claimed again since.
+        return Outcome::Stale;
+    }
+    match (record.state, expected) {
+        (DeliveryState::Done, _) => Outcome::Done,
+        (DeliveryState::Running, _) => Outcome::Unrecorded,
+        (DeliveryState::Pending, Outcome::Retried { .. } | Outcome::Released)
+        | (DeliveryState::Dead, Outcome::DeadLettered { .. }) => expected,
+        _ => Outcome::Stale,
+    }
 }
 
 /// The delay before the attempt after attempt `attempt` (1 for the first): `first · 2^(attempt-1)`
@@ -795,7 +1032,16 @@ fn rebuild<B: InboxBackend>(delivery: &Delivery, attempt: Attempt<B>) -> Request
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     let facts = delivery.facts();
     let extensions = request.extensions_mut();
-    extensions.insert(VerifiedBody::stored(body, facts.version.is_some()));
+    let content_type = delivery
+        .headers()
+        .iter()
+        .find(|(name, _)| name == header::CONTENT_TYPE)
+        .map(|(_, value)| value);
+    extensions.insert(VerifiedBody::stored(
+        body,
+        content_type,
+        facts.version.is_some(),
+    ));
     extensions.insert(WebhookMeta::from_facts(facts, *delivery.key()));
     extensions.insert(attempt);
     extensions.insert(FromInbox);
@@ -857,16 +1103,44 @@ impl<F: Future> Future for InSpan<F> {
 
 /// The attempt an inbox worker is running, in the request's extensions of every delivery it
 /// hands to the service: which attempt it is, its [`Lease`], and the backend, so a handler can
-/// record its outcome itself. With the SQL backends, `begin_complete` marks the delivery done
-/// in a transaction the handler writes its effects to: both commit together, or neither (the
-/// worker's own completion after the handler's `2xx` is then refused, harmlessly).
+/// record its outcome itself.
+///
+/// `begin_complete` (on `Attempt<SqliteInbox>`, `Attempt<PostgresInbox>` and
+/// `Attempt<RedisInbox>`) marks the delivery done in a transaction the handler writes its
+/// effects to: both commit together, or neither. What the handler may rely on:
+///
+/// - **Committed** (`commit` returned `Ok`; on Redis `Ok(true)`): the delivery is done with its
+///   effects, whatever the handler answers or does after; the handler runs to its end (bounded
+///   by the handler timeout, not by the lease), and the attempt is reported
+///   [`Outcome::Done`].
+/// - **Not committed**: dropped without `commit` (an early return, a `?`), rolled back, a
+///   commit that failed or was refused (Postgres: a statement failed in the transaction, even
+///   one whose error the handler ignored, aborts it, and `commit` then returns an error rather
+///   than report the `ROLLBACK` it would be answered as committed): the effects were not
+///   written, so the attempt **failed**, even when the handler answers `2xx`. It is retried after
+///   the backoff (dead-lettered after the last attempt), with the reason as its last error, and
+///   a warning is logged. Once a completion was begun, the worker never marks the delivery done
+///   by itself.
+/// - **Long completions**: while a completion is open the lease does not stop the handler (the
+///   handler timeout does). On `SQLite` and Postgres the completion holds the delivery (its
+///   row lock on Postgres, the write lock on `SQLite`), so no other worker can claim it, and
+///   no renewal is sent to wait on it; on Redis the lease is still renewed, and a completion
+///   whose delivery was taken over all the same (renewals failing) is refused at commit. Keep
+///   completions short all the same: on `SQLite` the write lock holds up every other writer
+///   (accepts wait, and are answered `503` past the inbox's timeout).
+/// - **A commit whose answer was lost** (an error that leaves the result unknown): the attempt
+///   counts as failed; recording it is then refused if the commit took effect, and the worker
+///   reads the delivery again and reports it done.
 ///
 /// An axum handler takes it as `Extension<Attempt<SqliteInbox>>` (with the backend type the
-/// workers were started with); it is absent in inline mode.
+/// workers were started with); it is absent in inline mode. A completion begun through the
+/// backend's own `begin_complete` (with [`lease`](Self::lease)) is not followed by the worker:
+/// a `2xx` then makes the worker mark the delivery done unless the completion committed.
 pub struct Attempt<B> {
     backend: Arc<B>,
     lease: Lease,
     max_attempts: u32,
+    progress: Arc<watch::Sender<Progress>>,
 }
 
 impl<B> Clone for Attempt<B> {
@@ -875,6 +1149,7 @@ impl<B> Clone for Attempt<B> {
             backend: Arc::clone(&self.backend),
             lease: self.lease.clone(),
             max_attempts: self.max_attempts,
+            progress: Arc::clone(&self.progress),
         }
     }
 }
@@ -912,33 +1187,152 @@ impl<B> Attempt<B> {
     pub fn backend(&self) -> &B {
         &self.backend
     }
+
+    /// Runs `begin` (the backend's `begin_complete` for this attempt's lease) as this attempt's
+    /// completion, which holds the delivery as `fence` says; `track` hands the completion its
+    /// [`Tracked`]. A completion not begun (`None`, an error) leaves the attempt failed unless
+    /// another one commits.
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+    pub(crate) async fn begin<C>(
+        &self,
+        fence: Fence,
+        begin: impl Future<Output = Result<Option<C>, InboxError>>,
+        track: impl FnOnce(C, Tracked) -> C,
+    ) -> Result<Option<C>, InboxError> {
+        // Open before it is begun: the delivery is locked as soon as it is marked done.
+        self.progress.send_modify(|progress| {
+            progress.open += 1;
+            progress.fence = fence;
+        });
+        let tracked = Tracked {
+            progress: Arc::clone(&self.progress),
+            ended: false,
+        };
+        match begin.await {
+            Ok(Some(completion)) => Ok(Some(track(completion, tracked))),
+            Ok(None) => {
+                tracked.abandoned(
+                    "completion not begun: the delivery was no longer this attempt's".to_owned(),
+                );
+                Ok(None)
+            }
+            Err(error) => {
+                tracked.abandoned(format!("completion not begun: {error}"));
+                Err(error)
+            }
+        }
+    }
+}
+
+/// What an attempt's handler did with its own completion, shared by its [`Attempt`] (and the
+/// completions begun through it) and the worker running it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Progress {
+    /// Completions begun and not ended (normally 0 or 1).
+    open: u32,
+    /// How the last completion begun holds the delivery.
+    fence: Fence,
+    /// A completion committed: the delivery is done.
+    committed: bool,
+    /// Why the last completion that ended was not committed.
+    abandoned: Option<String>,
+}
+
+/// How an open completion holds its delivery.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(
+    not(all(feature = "redis", any(feature = "sqlite", feature = "postgres"))),
+    allow(dead_code)
+)] // each backend uses its own
+pub(crate) enum Fence {
+    /// It locks the delivery (Postgres: its row; `SQLite`: the database's write lock): no
+    /// other claim can take it, and a renewal would wait on the lock.
+    #[default]
+    Lock,
+    /// It watches the delivery (Redis `WATCH`): renewals go on, and a takeover makes the commit
+    /// fail.
+    Watch,
+}
+
+/// One completion an attempt began, as its worker follows it: open until committed or
+/// abandoned; dropped, it was abandoned ("completion dropped without commit").
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+#[derive(Debug)]
+pub(crate) struct Tracked {
+    progress: Arc<watch::Sender<Progress>>,
+    ended: bool,
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+impl Tracked {
+    /// The completion committed: the delivery is done.
+    pub(crate) fn committed(mut self) {
+        self.end(None);
+    }
+
+    /// The completion ended without a commit, for this reason.
+    pub(crate) fn abandoned(mut self, why: String) {
+        self.end(Some(why));
+    }
+
+    fn end(&mut self, abandoned: Option<String>) {
+        self.ended = true;
+        self.progress.send_modify(|progress| {
+            progress.open = progress.open.saturating_sub(1);
+            match abandoned {
+                None => progress.committed = true,
+                Some(why) => progress.abandoned = Some(why),
+            }
+        });
+    }
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.end(Some(DROPPED.to_owned()));
+        }
+    }
 }
 
 #[cfg(feature = "sqlite")]
 impl Attempt<super::SqliteInbox> {
     /// [`SqliteInbox::begin_complete`](super::SqliteInbox::begin_complete) for this attempt's
-    /// lease.
+    /// lease, followed by the worker: the delivery is done only if the completion commits (see
+    /// [`Attempt`]).
     ///
     /// # Errors
     /// As `begin_complete`.
     pub async fn begin_complete(
         &self,
     ) -> Result<Option<super::Completion<sqlx::Sqlite>>, super::InboxError> {
-        self.backend.begin_complete(&self.lease).await
+        self.begin(
+            Fence::Lock,
+            self.backend.begin_complete(&self.lease),
+            super::Completion::tracked,
+        )
+        .await
     }
 }
 
 #[cfg(feature = "postgres")]
 impl Attempt<super::PostgresInbox> {
     /// [`PostgresInbox::begin_complete`](super::PostgresInbox::begin_complete) for this
-    /// attempt's lease.
+    /// attempt's lease, followed by the worker: the delivery is done only if the completion
+    /// commits (see [`Attempt`]).
     ///
     /// # Errors
     /// As `begin_complete`.
     pub async fn begin_complete(
         &self,
     ) -> Result<Option<super::Completion<sqlx::Postgres>>, super::InboxError> {
-        self.backend.begin_complete(&self.lease).await
+        self.begin(
+            Fence::Lock,
+            self.backend.begin_complete(&self.lease),
+            super::Completion::tracked,
+        )
+        .await
     }
 }
 

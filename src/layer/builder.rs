@@ -13,7 +13,7 @@ use crate::idempotency::{checked, Idempotency, IdempotencyStore};
 use crate::inbox::InboxBackend;
 use crate::observe::Metrics;
 use crate::scheme::Scheme;
-use crate::secret::{Fingerprint, SecretResolver, Secrets};
+use crate::secret::{Fingerprint, Secret, SecretResolver, Secrets};
 
 /// The default body limit: 1 MiB.
 const DEFAULT_BODY_LIMIT: NonZeroUsize = NonZeroUsize::new(1024 * 1024).unwrap();
@@ -53,6 +53,8 @@ const DEFAULT_RESOLVER_RETRY_AFTER: Duration = Duration::from_secs(30);
 pub struct WebhookLayerBuilder {
     scheme: Scheme,
     secrets: Option<Secrets>,
+    /// Secrets no longer accepted, remembered to explain refusals.
+    retired: Vec<Secret>,
     resolver: Option<Arc<dyn SecretResolver>>,
     body_limit: NonZeroUsize,
     body_timeout: Option<Duration>,
@@ -74,6 +76,7 @@ impl std::fmt::Debug for WebhookLayerBuilder {
         f.debug_struct("WebhookLayerBuilder")
             .field("scheme", &self.scheme.name())
             .field("secrets", &self.secrets)
+            .field("retired", &self.retired.len())
             .field("resolver", &self.resolver.is_some())
             .field("body_limit", &self.body_limit)
             .field("body_timeout", &self.body_timeout)
@@ -97,6 +100,7 @@ impl WebhookLayerBuilder {
         Self {
             scheme,
             secrets: None,
+            retired: Vec::new(),
             resolver: None,
             body_limit: DEFAULT_BODY_LIMIT,
             body_timeout: Some(DEFAULT_BODY_TIMEOUT),
@@ -147,10 +151,33 @@ impl WebhookLayerBuilder {
     pub fn with_secrets(mut self, secrets: impl Into<Secrets>) -> Self {
         let secrets = secrets.into();
         self.secrets = Some(match self.secrets.take() {
-            Some(before) => secrets.iter().cloned().fold(before, Secrets::with),
+            Some(mut before) => {
+                before.extend(secrets);
+                before
+            }
             None => secrets,
         });
         self
+    }
+
+    /// Remembers a secret no longer accepted, written as `text` (the scheme decodes it), once
+    /// a rotation is over: a delivery it signs is still refused (`401 signature_mismatch`,
+    /// the same answer as any wrong signature), and the refusal's reason says "the signature
+    /// matches a previous secret" ([`Reason::PreviousSecret`](crate::error::Reason), in the
+    /// log line and the [`Rejection`](crate::Rejection)), so a sender that did not switch is
+    /// told apart from a forgery. Retired secrets are tried only on that refusal path.
+    ///
+    /// Needs at least one accepted secret ([`with_secret`](Self::with_secret)); a per-tenant
+    /// resolver gives each tenant's retired secrets with [`Secrets::with_retired`].
+    pub fn with_retired_secret(self, text: &str) -> Self {
+        match self.scheme.secret(text) {
+            Ok(secret) => {
+                let mut builder = self;
+                builder.retired.push(secret);
+                builder
+            }
+            Err(error) => self.fail(error),
+        }
     }
 
     /// Makes the layer per tenant, for a receiver serving many customers each with its own
@@ -367,7 +394,7 @@ impl WebhookLayerBuilder {
     /// # Errors
     /// The first mistake an option made (see each option), then:
     /// - [`ConfigError::NoSecret`] with neither secrets nor a resolver;
-    /// - [`ConfigError::SecretsWithResolver`] with both;
+    /// - [`ConfigError::SecretsWithResolver`] with both (retired secrets included);
     /// - [`ConfigError::SecretFormatMismatch`] when a secret given to
     ///   [`with_secrets`](Self::with_secrets) was decoded for another format than the scheme's,
     ///   or [`ConfigError::SecretAlgorithmMismatch`] for another algorithm;
@@ -390,8 +417,15 @@ impl WebhookLayerBuilder {
         }
         let secrets = match (self.secrets, self.resolver) {
             (Some(secrets), None) => {
+                let secrets = self
+                    .retired
+                    .into_iter()
+                    .fold(secrets, Secrets::with_retired);
                 secrets.check_format(self.scheme.secret_format(), algorithm)?;
                 SecretSource::Static(secrets)
+            }
+            (None, Some(_)) if !self.retired.is_empty() => {
+                return Err(ConfigError::SecretsWithResolver)
             }
             (None, Some(resolver)) => SecretSource::Resolver(resolver),
             (None, None) => return Err(ConfigError::NoSecret),

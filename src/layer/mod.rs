@@ -10,13 +10,18 @@
 //!    read timeout (`408`);
 //! 4. the HMAC-SHA256 of exactly those bytes is compared, in constant time, with every
 //!    configured secret (`401 signature_mismatch`);
-//! 5. only then the envelope is parsed and checked, and the id and event headers must agree with
-//!    it (`400`);
+//! 5. only then the body is read in the form its `Content-Type` names, among those the scheme
+//!    reads (JSON, forms: `415 unsupported_media_type` otherwise), and for Sotion the envelope is
+//!    parsed and checked, and the id and event headers must agree with it (`400`);
 //! 6. the idempotency guard reserves the event (`200` duplicate, `409` in flight, `503` store
 //!    unavailable);
 //! 7. the inner service is made ready, then called with the same bytes as its body and a
 //!    [`WebhookMeta`] in its extensions; a `2xx` answer completes the reservation, anything else
 //!    (or an error making it ready) releases it.
+//!
+//! Each refusal is answered with its code and a fixed message; why it happened, for the
+//! operator, is its [`Reason`](crate::error::Reason): in the refusal's log line and in the
+//! [`Rejection`](crate::Rejection) in the response's extensions, never in the answer.
 //!
 //! An endpoint handshake is answered by the layer itself and goes no further: an unsigned one
 //! (Meta's `hub.challenge` `GET`, Microsoft Graph's `validationToken`) before step 1, a signed

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
@@ -5,7 +6,7 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
-use http::{request, HeaderMap, Request, Response};
+use http::{request, HeaderMap, HeaderValue, Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use tower_service::Service;
@@ -14,11 +15,11 @@ use super::body::{LayerBody, ResponseBody};
 use super::config::{Config, SecretSource};
 use super::future::{Admission, ResponseFuture};
 use super::inbox::Stored;
-use crate::error::{Rejection, RejectionKind};
+use crate::error::{Reason, Rejection, RejectionKind};
 use crate::idempotency::{IdempotencyKey, Reservation, Reserved, StoreError};
 use crate::meta::WebhookMeta;
 use crate::observe::Observation;
-use crate::scheme::Described;
+use crate::scheme::{BodyForm, Described};
 use crate::secret::{Secret, SecretResolver, Secrets, Tenant};
 use crate::verify::{BodyCheck, Pipeline};
 
@@ -42,30 +43,50 @@ impl<S> WebhookService<S> {
     }
 }
 
-/// The verified body, and the raw `data` of a Sotion envelope, for the `Verified<T>` and
-/// `Envelope<T>` extractors (one extension, so one allocation).
+/// The verified body, the event's JSON (the body itself, or what its form carries), and the
+/// raw `data` of a Sotion envelope, for the `Verified<T>`, `Event<T>` and `Envelope<T>`
+/// extractors (one extension, so one allocation).
 #[derive(Debug, Clone)]
 #[cfg_attr(not(feature = "axum"), allow(dead_code))]
 pub(crate) struct VerifiedBody {
+    /// The raw bytes whose signature verified.
     pub(crate) body: Bytes,
+    /// The event's JSON (see [`BodyForm`]).
+    pub(crate) event: Bytes,
     pub(crate) envelope_data: Option<Bytes>,
 }
 
 impl VerifiedBody {
-    /// The verified body of a stored delivery. `envelope`: it was verified as an envelope
-    /// (Sotion's; its facts then carry a `version`), whose raw `data` is read again from the
-    /// body, as verification found it.
-    pub(crate) fn stored(body: Bytes, envelope: bool) -> Self {
+    /// The verified body of a stored delivery, read again as verification read it: its form
+    /// from the stored `Content-Type` (as the layer decided it), and for an envelope
+    /// (Sotion's; its facts then carry a `version`) its raw `data`.
+    pub(crate) fn stored(body: Bytes, content_type: Option<&HeaderValue>, envelope: bool) -> Self {
         #[derive(serde::Deserialize)]
         struct Data<'a> {
             #[serde(borrow)]
             data: &'a serde_json::value::RawValue,
         }
+        // A stored delivery passed the layer's check, so its form is known; were it not, the
+        // raw body is what a reader gets.
+        let event = BodyForm::of_content_type(content_type)
+            .unwrap_or(BodyForm::Json)
+            .event_json(&body);
         let envelope_data = envelope
-            .then(|| serde_json::from_slice::<Data<'_>>(&body).ok())
+            .then(|| serde_json::from_slice::<Data<'_>>(&event).ok())
             .flatten()
             .map(|Data { data }| Bytes::copy_from_slice(data.get().as_bytes()));
         Self {
+            body,
+            event,
+            envelope_data,
+        }
+    }
+
+    /// A verified JSON body (the testing helpers').
+    #[cfg(feature = "testing")]
+    pub(crate) fn json(body: Bytes, envelope_data: Option<Bytes>) -> Self {
+        Self {
+            event: body.clone(),
             body,
             envelope_data,
         }
@@ -137,15 +158,16 @@ fn admit<B: Body>(
             Some(Err(rejection)) => return Admission::Answer(reject(&observation, &rejection)),
             None => {}
         }
-        let (body, Described { meta, data }) = match verify_request(&config, &parts, body).await {
-            Ok(Verified::Delivery(body, described)) => (body, described),
-            Ok(Verified::Handshake(answer)) => {
-                // Answered by the layer: never stored, never handed to the handler.
-                observation.handshake();
-                return Admission::Answer(answer.map(LayerBody::full));
-            }
-            Err(rejection) => return Admission::Answer(reject(&observation, &rejection)),
-        };
+        let (body, Described { meta, event, data }) =
+            match verify_request(&config, &parts, body).await {
+                Ok(Verified::Delivery(body, described)) => (body, described),
+                Ok(Verified::Handshake(answer)) => {
+                    // Answered by the layer: never stored, never handed to the handler.
+                    observation.handshake();
+                    return Admission::Answer(answer.map(LayerBody::full));
+                }
+                Err(rejection) => return Admission::Answer(reject(&observation, &rejection)),
+            };
         observation.verified(&meta);
         if let Some(inbox) = &config.inbox {
             let stored =
@@ -162,8 +184,13 @@ fn admit<B: Body>(
                 Stored::Refused(rejection) => reject(&observation, &rejection),
             });
         }
+        let verified = VerifiedBody {
+            body,
+            event,
+            envelope_data: data,
+        };
         let Some(idempotency) = &config.idempotency else {
-            return Admission::Call(inner_request(parts, body, meta, data), None, config);
+            return Admission::Call(inner_request(parts, verified, meta), None, config);
         };
         let key = IdempotencyKey::for_delivery(&meta);
         let reserved = match idempotency.store.reserve(&key, idempotency.lease).await {
@@ -199,21 +226,18 @@ fn admit<B: Body>(
                 return Admission::Answer(reject(&observation, &rejection));
             }
         };
-        Admission::Call(inner_request(parts, body, meta, data), reserved, config)
+        Admission::Call(inner_request(parts, verified, meta), reserved, config)
     }
 }
 
 /// The request for the inner service: the same bytes, and what was verified.
 fn inner_request(
     mut parts: request::Parts,
-    body: Bytes,
+    verified: VerifiedBody,
     meta: WebhookMeta,
-    data: Option<Bytes>,
 ) -> Request<Full<Bytes>> {
-    parts.extensions.insert(VerifiedBody {
-        body: body.clone(),
-        envelope_data: data,
-    });
+    let body = verified.body.clone();
+    parts.extensions.insert(verified);
     parts.extensions.insert(meta);
     Request::from_parts(parts, Full::new(body))
 }
@@ -249,26 +273,33 @@ fn verify_request<'a, B: Body + 'a>(
         check_declared_length(&parts.headers, &body, config.body_limit)?;
         let mut tenant_secrets = None;
         let (mut check, tenant, unknown_tenant) = match &config.secrets {
-            SecretSource::Static(secrets) => (pipeline.with_secrets(secrets), None, false),
+            SecretSource::Static(secrets) => {
+                (pipeline.with_secrets(Cow::Borrowed(secrets)), None, false)
+            }
             SecretSource::Resolver(resolver) => {
                 match resolve(config, resolver.as_ref(), parts).await? {
                     Some(tenant) => {
                         let (id, secrets) = config.tenant_secrets(tenant)?;
-                        let check = pipeline.with_secrets(&secrets);
-                        tenant_secrets = Some(secrets);
-                        (check, Some(id), false)
+                        // Kept for a signed handshake's answer (Zoom's is a MAC under the secret
+                        // that verified it).
+                        tenant_secrets = config.scheme.handshake.map(|_| secrets.clone());
+                        (pipeline.with_secrets(Cow::Owned(secrets)), Some(id), false)
                     }
                     // No such tenant: the body is read exactly as for a known one (same limit,
                     // timeout and answers), MACed with a key nobody has, then refused as a wrong
                     // signature: no answer without a valid signature tells whether it exists.
-                    None => (pipeline.with_secrets(&UNKNOWN_TENANT), None, true),
+                    None => (
+                        pipeline.with_secrets(Cow::Borrowed(&UNKNOWN_TENANT)),
+                        None,
+                        true,
+                    ),
                 }
             }
         };
         let bytes = read_body_in_time(body, config, &mut check).await?;
-        let signed = check.finish(&bytes, || config.clock.now());
+        let signed = check.finish(|| config.clock.now(), &bytes);
         if unknown_tenant {
-            return Err(MISMATCH);
+            return Err(MISMATCH.with_reason(Reason::UnknownTenant));
         }
         let signed = signed?;
         let verified_by = signed.verified_by;

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use http::header::HeaderName;
 
 use super::algorithm::Algorithm;
+use super::body::{BodyForm, JSON_ONLY};
 use super::format::SignatureFormat;
 use super::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
 use super::spec::{signs_id, signs_scope, Rule, Scheme};
@@ -33,6 +34,7 @@ impl Scheme {
             unsigned_id_and_scope: false,
             secret_format: SecretFormat::Raw,
             algorithm: Algorithm::HmacSha256,
+            bodies: JSON_ONLY,
         }
     }
 }
@@ -70,6 +72,7 @@ pub struct SchemeBuilder {
     unsigned_id_and_scope: bool,
     secret_format: SecretFormat,
     algorithm: Algorithm,
+    bodies: Cow<'static, [BodyForm]>,
 }
 
 impl SchemeBuilder {
@@ -150,6 +153,18 @@ impl SchemeBuilder {
     #[must_use]
     pub fn with_algorithm(mut self, algorithm: Algorithm) -> Self {
         self.algorithm = algorithm;
+        self
+    }
+
+    /// The body forms the sender uses, told apart by `Content-Type` (default: JSON only; see
+    /// [`BodyForm`]): `&[BodyForm::Json, BodyForm::Form]` for a sender that sends forms too
+    /// (GitHub, Slack), `&[BodyForm::Form]` for one that sends only forms (Twilio). A delivery
+    /// in another form is refused with `415 unsupported_media_type` once its signature
+    /// verified. An empty list is taken as JSON only.
+    #[must_use]
+    pub fn with_body_forms(mut self, forms: impl Into<Cow<'static, [BodyForm]>>) -> Self {
+        let forms = forms.into();
+        self.bodies = if forms.is_empty() { JSON_ONLY } else { forms };
         self
     }
 
@@ -268,6 +283,7 @@ impl SchemeBuilder {
             handshake: None,
             rule: Rule::Parts,
             integer_event: false,
+            bodies: self.bodies,
         })
     }
 }

@@ -178,6 +178,27 @@ impl SignatureFormat {
             .map(|()| candidates)
     }
 
+    /// The shape of a header value in this format, for a refusal's reason:
+    /// `` `sha256=<64 hex digits>` ``, or a list of such entries.
+    pub(crate) fn expected(&self) -> String {
+        let digest = |encoding: &Encoding| match encoding {
+            Encoding::Hex => "<64 hex digits>",
+            Encoding::Base64 => "<base64 of 32 bytes>",
+        };
+        match self {
+            Self::Single { prefix, encoding } => format!("`{prefix}{}`", digest(encoding)),
+            Self::List {
+                separator,
+                tag,
+                tag_separator,
+                encoding,
+            } => format!(
+                "a list of `{tag}{tag_separator}{}` entries separated by `{separator}`",
+                digest(encoding)
+            ),
+        }
+    }
+
     /// The value of the entry tagged `wanted`, for a list format (exactly one such entry).
     pub(crate) fn tagged<'v>(&self, value: &'v str, wanted: &str) -> Option<&'v str> {
         let Self::List {

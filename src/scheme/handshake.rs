@@ -74,11 +74,11 @@ impl Handshake {
                         "the verify token is not this endpoint's",
                     )));
                 }
-                Some(Ok(text(challenge.into_owned())))
+                Some(Ok(text(challenge)))
             }
             Self::Graph => {
                 let token = query::param(query_string, "validationToken")?;
-                Some(Ok(text(token.into_owned())))
+                Some(Ok(text(token)))
             }
             Self::Slack | Self::Discord | Self::Zoom | Self::Twitch => None,
         }

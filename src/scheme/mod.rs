@@ -10,13 +10,26 @@
 //!
 //! Files: `spec.rs` holds the [`Scheme`] type and its accessors, `presets.rs` the named
 //! senders, `builder.rs` [`SchemeBuilder`], `sign.rs` signing ([`Scheme::sign`], [`Outgoing`]),
-//! `source.rs` where facts are read from, `format.rs` the signature header's shape,
-//! `algorithm.rs` the function signatures are made with, `headers.rs` / `read.rs` what the
-//! layer asks of a scheme per request, `handshake.rs` the endpoint handshakes the layer
-//! answers, `twilio.rs` Twilio's signing rule and `query.rs` the form decoding it and the
-//! handshakes need.
+//! `source.rs` where facts are read from, `format.rs` the signature header's shape, `body.rs`
+//! the body forms a sender uses ([`BodyForm`]: JSON, forms) and how the event is read from
+//! each, `algorithm.rs` the function signatures are made with, `headers.rs` / `read.rs` what
+//! the layer asks of a scheme per request, `handshake.rs` the endpoint handshakes the layer
+//! answers, `twilio.rs` Twilio's signing rule and `query.rs` the query parameters the
+//! handshakes and Twilio read.
+//!
+//! # Bodies
+//!
+//! The signature is checked over the raw bytes; then the event is read from the body in the
+//! form its `Content-Type` names, among the forms the scheme lists
+//! ([`Scheme::body_forms`], [`SchemeBuilder::with_body_forms`]): JSON for every preset, and
+//! forms too for GitHub (its `form` content type, the default of its REST API, sends
+//! `payload=<JSON>`), Slack (interactivity's `payload=`, slash commands' parameters) and Twilio
+//! (its parameters). The extractors and the event router read the event's JSON whichever form
+//! carried it; the raw bytes stay the request's body. A form the scheme does not list is
+//! refused with `415 unsupported_media_type`, never acknowledged unread.
 
 mod algorithm;
+mod body;
 mod builder;
 mod format;
 mod handshake;
@@ -30,6 +43,7 @@ mod spec;
 mod twilio;
 
 pub use self::algorithm::Algorithm;
+pub use self::body::BodyForm;
 pub use self::builder::SchemeBuilder;
 pub(crate) use self::format::Candidates;
 pub(crate) use self::format::DIGEST_LEN;

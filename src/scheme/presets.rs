@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::header::HeaderName;
 
 use super::algorithm::Algorithm;
+use super::body::{JSON_ONLY, JSON_OR_FORM};
 use super::format::{Encoding, SignatureFormat};
 use super::handshake::Handshake;
 use super::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
@@ -42,6 +43,7 @@ impl Scheme {
                 event_header: SOTION_EVENT,
             }),
             secret_format: SecretFormat::Raw,
+            bodies: JSON_ONLY,
             ..Self::defaults()
         }
     }
@@ -66,6 +68,7 @@ impl Scheme {
             delivery: None,
             envelope: None,
             secret_format: SecretFormat::Raw,
+            bodies: JSON_ONLY,
             ..Self::defaults()
         }
     }
@@ -80,8 +83,15 @@ impl Scheme {
     /// `X-GitHub-Delivery` is a duplicate of itself, and never blocks or swallows the event
     /// that id belongs to. Replayed under another `X-GitHub-Event`, it reaches that event's
     /// handler once, and never completes the genuine event's key.
-    /// [`WebhookMeta::id`](crate::WebhookMeta::id) still reports the header's id. Two
-    /// genuinely different events with byte-identical bodies would count as one.
+    /// [`WebhookMeta::id`](crate::WebhookMeta::id) still reports the header's id (for display
+    /// only: a delivery without a usable `X-GitHub-Delivery` is handled all the same, its id
+    /// then the hex SHA-256 of the body). Two genuinely different events with byte-identical
+    /// bodies would count as one.
+    ///
+    /// Bodies are JSON (`application/json`) or, with the webhook's content type set to `form`
+    /// (the REST API's default), `application/x-www-form-urlencoded` with the JSON in its
+    /// `payload` parameter: both are verified over the bytes sent and read alike (the
+    /// `action`, the extractors, the event router).
     #[must_use]
     pub fn github() -> Self {
         Self {
@@ -98,6 +108,7 @@ impl Scheme {
             delivery: None,
             envelope: None,
             secret_format: SecretFormat::Raw,
+            bodies: JSON_OR_FORM,
             ..Self::defaults()
         }
     }
@@ -135,6 +146,7 @@ impl Scheme {
             secret_format: SecretFormat::Base64 {
                 prefix: Cow::Borrowed("whsec_"),
             },
+            bodies: JSON_ONLY,
             aliases: svix_aliases(),
             ..Self::defaults()
         }
@@ -160,14 +172,17 @@ impl Scheme {
             delivery: None,
             envelope: None,
             secret_format: SecretFormat::Raw,
+            bodies: JSON_ONLY,
             ..Self::defaults()
         }
     }
 
     /// Slack: `X-Slack-Signature: v0=<hex>` over `v0:<X-Slack-Request-Timestamp>:<body>`,
-    /// within 5 minutes. Slack bodies carry no common id, so the id is the SHA-256 of the body;
-    /// the event type is a JSON body's `type` (`event_callback`, ...), and none for
-    /// form-encoded bodies (slash commands, interactions). The layer answers the Events API's
+    /// within 5 minutes. Slack bodies carry no common id, so the id is the SHA-256 of the body.
+    /// Bodies are JSON (the Events API) or forms: interactivity sends its JSON in a `payload`
+    /// parameter, slash commands plain parameters (read as a JSON object of them). The event
+    /// type is the JSON's `type` (`event_callback`, `block_actions`, ...), and none for a slash
+    /// command (its `command` parameter names it). The layer answers the Events API's
     /// `url_verification` handshake itself, once its signature verified.
     #[must_use]
     pub fn slack() -> Self {
@@ -193,6 +208,7 @@ impl Scheme {
             delivery: None,
             envelope: None,
             secret_format: SecretFormat::Raw,
+            bodies: JSON_OR_FORM,
             handshake: Some(Handshake::Slack),
             ..Self::defaults()
         }
@@ -292,7 +308,8 @@ impl Scheme {
     /// HMAC-SHA256 keyed with a SharedKey instead. The layer needs the public URL Twilio calls
     /// ([`with_public_url`](crate::layer::WebhookLayerBuilder::with_public_url)); with and
     /// without its port are both tried, as Twilio's libraries do. No timestamp, no id: the id is
-    /// the SHA-256 of the body (a retry resends the same parameters).
+    /// the SHA-256 of the body (a retry resends the same parameters). Its forms are read as a
+    /// JSON object of their parameters (`Verified<T>`, `Event<T>`).
     // Built without the feature too (so `preset` knows every name), but usable only with it:
     // its secret cannot be decoded otherwise (`ConfigError::FeatureDisabled`).
     #[cfg_attr(docsrs, doc(cfg(feature = "sha1")))]
@@ -305,6 +322,8 @@ impl Scheme {
             signed: vec![Part::Url, Part::Body],
             algorithm: Algorithm::HmacSha1,
             rule: Rule::Twilio,
+            // Forms, read as a JSON object of their parameters; JSON with `bodySHA256`.
+            bodies: JSON_OR_FORM,
             ..Self::defaults()
         }
     }
@@ -568,6 +587,7 @@ impl Scheme {
             handshake: None,
             rule: Rule::Parts,
             integer_event: false,
+            bodies: JSON_ONLY,
         }
     }
 }
@@ -630,7 +650,8 @@ mod tests {
             }
             builder = builder
                 .with_secret_format(preset.secret_format.clone())
-                .with_algorithm(preset.algorithm);
+                .with_algorithm(preset.algorithm)
+                .with_body_forms(preset.bodies.clone());
             // GitHub's id is unsigned, and those of the senders that send theirs in an unsigned
             // header: their presets make the same choice as this opt-in.
             let unsigned = ["github", "shopify", "woocommerce", "linear"];

@@ -17,7 +17,8 @@ use super::algorithm::Algorithm;
 use super::format::Candidates;
 use super::headers::{Headers, Single};
 use super::source::{Part, Source, TimestampFormat, Tolerance};
-use super::spec::{Rule, Scheme};
+use super::spec::{Rule, Scheme, SotionEnvelope};
+use crate::diagnose::Reason;
 use crate::envelope::{check_id, check_token, ParsedEnvelope};
 use crate::error::{Rejection, RejectionKind};
 use crate::meta::{KeyBasis, WebhookMeta};
@@ -42,6 +43,9 @@ pub(crate) struct Prepared {
 #[derive(Debug)]
 pub(crate) struct Described {
     pub(crate) meta: WebhookMeta,
+    /// The event's JSON: the body itself, or what its form carries (see
+    /// [`BodyForm`](super::BodyForm)).
+    pub(crate) event: Bytes,
     /// The raw `data` of a Sotion envelope.
     pub(crate) data: Option<Bytes>,
 }
@@ -49,6 +53,11 @@ pub(crate) struct Described {
 const MALFORMED_TIMESTAMP: Rejection = Rejection::new(
     RejectionKind::MalformedTimestamp,
     "the signed timestamp is missing or not in the sender's format",
+);
+
+const MISSING_SIGNED_HEADER: Rejection = Rejection::new(
+    RejectionKind::MissingSignedHeader,
+    "a header the signature covers (the event id) is missing or repeated",
 );
 
 impl Scheme {
@@ -70,19 +79,22 @@ impl Scheme {
                 algorithm: self.algorithm,
             });
         }
-        let value = match headers.single(&self.signature_header) {
+        let name = &self.signature_header;
+        let value = match headers.single(name) {
             Single::One(value) => value.as_bytes(),
             Single::None => {
                 return Err(Rejection::new(
                     RejectionKind::MissingSignature,
                     "the request carries no signature header",
-                ))
+                )
+                .with_reason(Reason::MissingHeader(name.clone())))
             }
             Single::Many => {
                 return Err(Rejection::new(
                     RejectionKind::MalformedSignature,
                     "the request carries more than one signature header",
-                ))
+                )
+                .with_reason(Reason::RepeatedHeader(name.clone())))
             }
         };
         let algorithm = match self.rule {
@@ -96,11 +108,18 @@ impl Scheme {
             url: None,
             algorithm,
         };
-        self.format.parse_into(
-            value,
-            algorithm.signature_length(),
-            &mut prepared.candidates,
-        )?;
+        self.format
+            .parse_into(
+                value,
+                algorithm.signature_length(),
+                &mut prepared.candidates,
+            )
+            .map_err(|rejection| {
+                rejection.with_reason(Reason::SignatureFormat {
+                    header: name.clone(),
+                    expected: self.format.expected(),
+                })
+            })?;
         if self.signs_url() {
             let url = url.ok_or(Rejection::new(
                 RejectionKind::SignatureMismatch,
@@ -108,24 +127,48 @@ impl Scheme {
             ))?;
             prepared.url = Some(url.to_owned());
         }
+        let malformed = || self.malformed_timestamp();
         let timestamp_text = match &self.timestamp {
             Some((Source::Header(name), _)) => match headers.single(name) {
                 Single::One(value) => {
-                    Some(std::str::from_utf8(value.as_bytes()).map_err(|_| MALFORMED_TIMESTAMP)?)
+                    Some(std::str::from_utf8(value.as_bytes()).map_err(|_| malformed())?)
                 }
-                Single::None | Single::Many => return Err(MALFORMED_TIMESTAMP),
+                Single::None => {
+                    return Err(MALFORMED_TIMESTAMP.with_reason(Reason::MissingHeader(name.clone())))
+                }
+                Single::Many => {
+                    return Err(
+                        MALFORMED_TIMESTAMP.with_reason(Reason::RepeatedHeader(name.clone()))
+                    )
+                }
             },
             Some((Source::SignatureTag(tag), _)) => {
-                let value = std::str::from_utf8(value).map_err(|_| MALFORMED_TIMESTAMP)?;
-                Some(self.format.tagged(value, tag).ok_or(MALFORMED_TIMESTAMP)?)
+                let value = std::str::from_utf8(value).map_err(|_| malformed())?;
+                Some(self.format.tagged(value, tag).ok_or_else(malformed)?)
             }
             _ => None,
         };
         prepared.timestamp = match (timestamp_text, &self.timestamp) {
-            (Some(text), Some((_, format))) => Some(parse_timestamp(text, *format)?),
+            (Some(text), Some((_, format))) => {
+                Some(parse_timestamp(text, *format).map_err(|_| malformed())?)
+            }
             _ => None,
         };
-        let prefix = &mut prepared.prefix;
+        // Twilio's signed bytes need the whole body: nothing precedes it.
+        if self.rule != Rule::Twilio {
+            prepared.prefix = self.signed_prefix(headers, url, timestamp_text)?;
+        }
+        Ok(prepared)
+    }
+
+    /// The signed bytes that come before the body.
+    fn signed_prefix(
+        &self,
+        headers: &Headers<'_>,
+        url: Option<&str>,
+        timestamp_text: Option<&str>,
+    ) -> Result<Vec<u8>, Rejection> {
+        let mut prefix = Vec::new();
         for part in &self.signed {
             match part {
                 Part::Literal(bytes) => prefix.extend_from_slice(bytes),
@@ -137,22 +180,45 @@ impl Scheme {
                     let Source::Header(name) = &self.id else {
                         continue;
                     };
-                    let Single::One(id) = headers.single(name) else {
-                        return Err(Rejection::new(
-                            RejectionKind::MissingSignedHeader,
-                            "a header the signature covers (the event id) is missing or repeated",
-                        ));
+                    let id = match headers.single(name) {
+                        Single::One(id) => id,
+                        Single::None => {
+                            return Err(MISSING_SIGNED_HEADER
+                                .with_reason(Reason::MissingHeader(name.clone())))
+                        }
+                        Single::Many => {
+                            return Err(MISSING_SIGNED_HEADER
+                                .with_reason(Reason::RepeatedHeader(name.clone())))
+                        }
                     };
                     prefix.extend_from_slice(id.as_bytes());
                 }
                 Part::Body => break,
             }
         }
-        if self.rule == Rule::Twilio {
-            // Twilio's signed bytes need the whole body: nothing precedes it.
-            prepared.prefix.clear();
-        }
-        Ok(prepared)
+        Ok(prefix)
+    }
+
+    /// `401 malformed_timestamp`, its reason naming where the scheme reads the timestamp and
+    /// how it writes it.
+    fn malformed_timestamp(&self) -> Rejection {
+        let Some((source, format)) = &self.timestamp else {
+            return MALFORMED_TIMESTAMP;
+        };
+        let source = match source {
+            Source::Header(name) => format!("header `{name}`"),
+            Source::SignatureTag(tag) => {
+                format!("the `{tag}` entry of header `{}`", self.signature_header)
+            }
+            Source::BodyField(name) => format!("body field `{name}`"),
+            Source::BodyDigest => String::new(),
+        };
+        let expected = match format {
+            TimestampFormat::UnixSeconds => "Unix seconds",
+            TimestampFormat::Rfc3339 => "an RFC 3339 date-time",
+            TimestampFormat::UnixMillis => "Unix milliseconds",
+        };
+        MALFORMED_TIMESTAMP.with_reason(Reason::TimestampFormat { source, expected })
     }
 
     /// Refuses bodies that were not sent as the bytes that were signed.
@@ -186,8 +252,9 @@ impl Scheme {
         }
     }
 
-    /// Steps after the signature verified: the id, event, scope and timestamp, and for Sotion
-    /// the envelope and the agreement of its headers.
+    /// Steps after the signature verified: the body's form (by `Content-Type`, among the
+    /// scheme's), then the id, event, scope and timestamp, and for Sotion the envelope and the
+    /// agreement of its headers.
     pub(crate) fn describe(
         &self,
         headers: &Headers<'_>,
@@ -196,69 +263,23 @@ impl Scheme {
         now: i64,
     ) -> Result<Described, Rejection> {
         let headers = &headers.with_aliases(&self.aliases);
+        let event_json = self.body_form(headers)?.event_json(body);
         if let Some(envelope) = &self.envelope {
-            let parsed = ParsedEnvelope::parse(body)?;
-            if let Some(tolerance) = self.tolerance {
-                check_freshness(parsed.timestamp.unix_timestamp(), now, tolerance)?;
-            }
-            if single_value(headers, &envelope.id_header) != Some(parsed.id.as_bytes().as_ref()) {
-                return Err(Rejection::new(
-                    RejectionKind::IdMismatch,
-                    "the event-id header is missing or differs from the signed body's `id`",
-                ));
-            }
-            if single_value(headers, &envelope.event_header)
-                != Some(parsed.event.as_bytes().as_ref())
-            {
-                return Err(Rejection::new(
-                    RejectionKind::EventMismatch,
-                    "the event-type header is missing or differs from the signed body's `type`",
-                ));
-            }
-            let meta = WebhookMeta {
-                scheme: self.name.clone(),
-                event: Some(parsed.event),
-                action: None,
-                id: parsed.id,
-                delivery: self.delivery(headers),
-                scope: Some(parsed.site_id),
-                tenant: None,
-                timestamp: Some(parsed.timestamp),
-                version: Some(parsed.version),
-                // The id and scope are the signed body's.
-                key: KeyBasis::default(),
-            };
-            return Ok(Described {
-                meta,
-                data: Some(parsed.data),
-            });
+            return self.describe_envelope(envelope, headers, event_json, now);
         }
 
         // Optional facts (event, scope) read from a body that is not JSON are simply absent
-        // (Slack's slash commands are form-encoded); a required one makes it an error.
+        // (a GitHub body that is no JSON at all); a required one makes it an error.
         let required = matches!(self.id, Source::BodyField(_))
             || matches!(self.timestamp, Some((Source::BodyField(_), _)));
-        let fields = match self.body_fields(body) {
+        let fields = match self.body_fields(&event_json) {
             Ok(fields) => fields,
             Err(rejection) if required || rejection.kind() != RejectionKind::InvalidJson => {
                 return Err(rejection)
             }
             Err(_) => Fields::default(),
         };
-        let id = match &self.id {
-            Source::Header(name) => header_text(headers, name)
-                .ok_or(INVALID_ID)
-                .and_then(|id| check_id(id).map(|()| id.into()).map_err(|_| INVALID_ID))?,
-            Source::BodyField(name) => match fields.string(name)? {
-                Some(id) => {
-                    check_id(&id).map_err(|_| INVALID_ID)?;
-                    ByteString::from(id.into_owned())
-                }
-                None => return Err(INVALID_ID),
-            },
-            Source::BodyDigest => faster_hex::hex_string(&Sha256::digest(body)).into(),
-            Source::SignatureTag(_) => return Err(INVALID_ID),
-        };
+        let id = self.id(headers, &fields, body)?;
         let event = self.optional_token("event type", self.event.as_ref(), headers, &fields);
         let action = self.optional_token("action", self.action.as_ref(), headers, &fields);
         let scope = self.scope(headers, &fields);
@@ -267,7 +288,7 @@ impl Scheme {
                 let unix = fields.timestamp(name, *format)?;
                 match (unix, self.tolerance) {
                     (Some(unix), Some(tolerance)) => check_freshness(unix, now, tolerance)?,
-                    (None, Some(_)) => return Err(MALFORMED_TIMESTAMP),
+                    (None, Some(_)) => return Err(self.malformed_timestamp()),
                     _ => {}
                 }
                 unix
@@ -289,7 +310,97 @@ impl Scheme {
         if !self.signs_id_and_scope() {
             meta.key.signed_bytes = Some(self.signed_digest(&meta, body));
         }
-        Ok(Described { meta, data: None })
+        drop(fields);
+        Ok(Described {
+            meta,
+            event: event_json,
+            data: None,
+        })
+    }
+
+    /// Sotion's envelope: parsed from the signed body, its timestamp checked, and its id and
+    /// event headers agreeing with it.
+    fn describe_envelope(
+        &self,
+        envelope: &SotionEnvelope,
+        headers: &Headers<'_>,
+        event_json: Bytes,
+        now: i64,
+    ) -> Result<Described, Rejection> {
+        let parsed = ParsedEnvelope::parse(&event_json)?;
+        if let Some(tolerance) = self.tolerance {
+            check_freshness(parsed.timestamp.unix_timestamp(), now, tolerance)?;
+        }
+        agree(headers, &envelope.id_header, parsed.id.as_bytes()).map_err(|reason| {
+            Rejection::new(
+                RejectionKind::IdMismatch,
+                "the event-id header is missing or differs from the signed body's `id`",
+            )
+            .with_reason(reason)
+        })?;
+        agree(headers, &envelope.event_header, parsed.event.as_bytes()).map_err(|reason| {
+            Rejection::new(
+                RejectionKind::EventMismatch,
+                "the event-type header is missing or differs from the signed body's `type`",
+            )
+            .with_reason(reason)
+        })?;
+        let meta = WebhookMeta {
+            scheme: self.name.clone(),
+            event: Some(parsed.event),
+            action: None,
+            id: parsed.id,
+            delivery: self.delivery(headers),
+            scope: Some(parsed.site_id),
+            tenant: None,
+            timestamp: Some(parsed.timestamp),
+            version: Some(parsed.version),
+            // The id and scope are the signed body's.
+            key: KeyBasis::default(),
+        };
+        Ok(Described {
+            meta,
+            event: event_json,
+            data: Some(parsed.data),
+        })
+    }
+
+    /// The event id, from where the scheme reads it.
+    fn id(
+        &self,
+        headers: &Headers<'_>,
+        fields: &Fields<'_>,
+        body: &Bytes,
+    ) -> Result<ByteString, Rejection> {
+        Ok(match &self.id {
+            Source::Header(name) if self.signs_id() => header_text(headers, name)
+                .ok_or(INVALID_ID)
+                .and_then(|id| check_id(id).map(|()| id.into()).map_err(|_| INVALID_ID))?,
+            // Unsigned (GitHub's `X-GitHub-Delivery`): for display only, so a missing or
+            // unusable one is no reason to refuse an authentic delivery.
+            Source::Header(name) => {
+                if let Some(id) = header_text(headers, name).filter(|id| check_id(id).is_ok()) {
+                    id.into()
+                } else {
+                    crate::observe::warn!(
+                        scheme = %self.name,
+                        field = name.as_str(),
+                        "the (unsigned) id header is missing or unusable; the delivery's id is \
+                         the SHA-256 of its body"
+                    );
+                    faster_hex::hex_string(&Sha256::digest(body)).into()
+                }
+            }
+            Source::BodyField(name) => match fields.string(name)? {
+                Some(id) => {
+                    check_id(&id).map_err(|_| INVALID_ID)?;
+                    ByteString::from(id.into_owned())
+                }
+                None => return Err(INVALID_ID),
+            },
+            Source::BodyDigest => faster_hex::hex_string(&Sha256::digest(body)).into(),
+            Source::SignatureTag(_) => return Err(INVALID_ID),
+        })
     }
 
     /// What the idempotency key of a delivery whose id or scope is unsigned is built from
@@ -522,17 +633,23 @@ pub(crate) fn check_freshness(
     tolerance: Tolerance,
 ) -> Result<(), Rejection> {
     let age = i128::from(now) - i128::from(timestamp);
+    let skew = |tolerance: std::time::Duration| Reason::TimestampSkew {
+        age_secs: i64::try_from(age).unwrap_or(if age < 0 { i64::MIN } else { i64::MAX }),
+        tolerance_secs: tolerance.as_secs(),
+    };
     if age > i128::from(tolerance.past.as_secs()) {
         return Err(Rejection::new(
             RejectionKind::TimestampTooOld,
             "the signed timestamp is older than this receiver accepts",
-        ));
+        )
+        .with_reason(skew(tolerance.past)));
     }
     if -age > i128::from(tolerance.future.as_secs()) {
         return Err(Rejection::new(
             RejectionKind::TimestampInFuture,
             "the signed timestamp lies too far in the future (check the sender's clock)",
-        ));
+        )
+        .with_reason(skew(tolerance.future)));
     }
     Ok(())
 }
@@ -557,6 +674,17 @@ fn parse_timestamp(text: &str, format: TimestampFormat) -> Result<i64, Rejection
 
 fn single_value<'h>(headers: &Headers<'h>, name: &HeaderName) -> Option<&'h [u8]> {
     headers.one(name).map(HeaderValue::as_bytes)
+}
+
+/// Whether header `name` was sent once with exactly `signed`, the value the signed body holds;
+/// otherwise why not.
+fn agree(headers: &Headers<'_>, name: &HeaderName, signed: &[u8]) -> Result<(), Reason> {
+    match headers.single(name) {
+        Single::One(value) if value.as_bytes() == signed => Ok(()),
+        Single::One(_) => Err(Reason::HeaderDisagrees(name.clone())),
+        Single::None => Err(Reason::MissingHeader(name.clone())),
+        Single::Many => Err(Reason::RepeatedHeader(name.clone())),
+    }
 }
 
 fn header_text<'h>(headers: &Headers<'h>, name: &HeaderName) -> Option<&'h str> {

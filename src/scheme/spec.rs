@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::header::HeaderName;
 
 use super::algorithm::Algorithm;
+use super::body::BodyForm;
 use super::format::SignatureFormat;
 use super::handshake::Handshake;
 use super::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
@@ -85,6 +86,8 @@ pub struct Scheme {
     pub(crate) delivery: Option<HeaderName>,
     pub(crate) envelope: Option<SotionEnvelope>,
     pub(crate) secret_format: SecretFormat,
+    /// The body forms the sender uses (`JSON_ONLY` for most), told apart by `Content-Type`.
+    pub(crate) bodies: Cow<'static, [BodyForm]>,
     /// The function the signature is made with (HMAC-SHA256 for most senders).
     pub(crate) algorithm: Algorithm,
     /// Other names a header may be sent under, `(name, alias)`: the alias is read when the

@@ -77,11 +77,8 @@ pub(crate) fn messages(url: &str, body: &[u8]) -> Result<Vec<Vec<u8>>, Rejection
 /// Each parameter name (sorted, once) followed by each of its values (sorted, once).
 fn sorted_parameters(body: &[u8]) -> Vec<u8> {
     let mut parameters: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, value) in query::pairs(body) {
-        parameters
-            .entry(name.into_owned())
-            .or_default()
-            .push(value.into_owned());
+    for (name, value) in super::body::parameters(body) {
+        parameters.entry(name).or_default().push(value);
     }
     let mut out = Vec::with_capacity(body.len());
     for (name, mut values) in parameters {

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use tower_webhook::idempotency::IdempotencyKey;
-use tower_webhook::inbox::{Delivery, InboxBackend};
+use tower_webhook::inbox::{Accepted, Delivery, InboxBackend, InboxError, Replay};
 use tower_webhook::testing::{sotion_event, sotion_request};
 use tower_webhook::{Scheme, Secret, Secrets};
 
@@ -89,4 +89,197 @@ pub(crate) async fn two_inboxes_take_each_delivery_once<B: InboxBackend + Clone>
     assert_eq!(all.len(), total, "a delivery was taken twice or not at all");
     assert_eq!(unique.len(), total);
     assert_eq!(b.stats().await.unwrap().done, total as u64);
+}
+
+/// Accepts `delivery` and expects it stored.
+async fn stored<B: InboxBackend>(inbox: &B, delivery: &Delivery) {
+    assert_eq!(inbox.accept(delivery).await.unwrap(), Accepted::New);
+}
+
+/// Accepts `delivery` and expects the inbox full.
+async fn refused<B: InboxBackend>(inbox: &B, delivery: &Delivery, why: &str) {
+    match inbox.accept(delivery).await {
+        Err(InboxError::Full) => {}
+        other => panic!("{why}: {other:?}, expected Full"),
+    }
+}
+
+/// Two inboxes on one database (two processes), each opened with a depth limit of 10: with no
+/// accepts running at once, the limit holds exactly for both, whichever of them stored what.
+pub(crate) async fn two_inboxes_keep_one_depth_limit_exactly<B: InboxBackend>(a: B, b: B) {
+    assert_eq!(a.stats().await.unwrap().depth(), 0, "a fresh inbox");
+    // B stores one, then A fills the inbox and is answered full.
+    stored(&b, &delivery("evt_b_first")).await;
+    for n in 0..9 {
+        stored(&a, &delivery(&format!("evt_a{n}"))).await;
+    }
+    refused(&a, &delivery("evt_a_over"), "A filled the inbox").await;
+    // B (whose own accepts were far below the limit a moment ago) is full too.
+    for n in 0..4 {
+        refused(
+            &b,
+            &delivery(&format!("evt_b_over{n}")),
+            "A filled the inbox",
+        )
+        .await;
+    }
+    assert_eq!(a.stats().await.unwrap().depth(), 10);
+    // One done through A makes room for exactly one, taken by B.
+    let claims = a.claim(Duration::from_secs(60), 1).await.unwrap();
+    assert!(a.complete(&claims[0].lease).await.unwrap());
+    stored(&b, &delivery("evt_b_room")).await;
+    refused(&a, &delivery("evt_a_over2"), "B took the room").await;
+    refused(&b, &delivery("evt_b_over4"), "B took the room").await;
+    // One purged through B makes room for exactly one, taken by A.
+    assert!(b.purge(delivery("evt_b_room").key()).await.unwrap());
+    stored(&a, &delivery("evt_a_room")).await;
+    refused(&b, &delivery("evt_b_over5"), "A took the room").await;
+    assert_eq!(b.stats().await.unwrap().depth(), 10);
+}
+
+/// Four tasks, two on each of two inboxes on one database, accept 15 new deliveries each under
+/// a depth limit of 10: at least the limit is stored (an accept is refused only when the
+/// inbox is full), and at most the limit plus the accepts that may run beside the last one
+/// stored (3).
+pub(crate) async fn accepts_running_at_once_pass_the_depth_limit_by_at_most_their_number<
+    B: InboxBackend + Clone,
+>(
+    a: B,
+    b: B,
+) {
+    let tasks: Vec<_> = (0..4)
+        .map(|task| {
+            let inbox = if task % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let mut new = 0_u64;
+                for n in 0..15 {
+                    match inbox.accept(&delivery(&format!("evt_{task}_{n}"))).await {
+                        Ok(Accepted::New) => new += 1,
+                        Err(InboxError::Full) => {}
+                        other => panic!("{other:?}"),
+                    }
+                }
+                new
+            })
+        })
+        .collect();
+    let mut new = 0;
+    for task in tasks {
+        new += task.await.unwrap();
+    }
+    let depth = a.stats().await.unwrap().depth();
+    assert_eq!(depth, new);
+    assert!(
+        (10..=13).contains(&depth),
+        "{depth} stored under a limit of 10"
+    );
+}
+
+/// How many new deliveries `inbox` takes before it is full (each purged again after).
+async fn room<B: InboxBackend>(inbox: &B) -> u64 {
+    let mut probes = Vec::new();
+    loop {
+        let probe = delivery(&format!("evt_probe{}", probes.len()));
+        match inbox.accept(&probe).await {
+            Ok(Accepted::New) => probes.push(probe),
+            Err(InboxError::Full) => break,
+            other => panic!("{other:?}"),
+        }
+        assert!(probes.len() <= 100, "no depth limit");
+    }
+    for probe in &probes {
+        assert!(inbox.purge(probe.key()).await.unwrap());
+    }
+    probes.len() as u64
+}
+
+/// The depth limit (4) follows every change of state: accept, claim, renew, retry, release,
+/// complete, dead letter, replay from dead and from done, purge in each state, prune.
+pub(crate) async fn the_depth_limit_follows_every_change_of_state<B: InboxBackend>(inbox: B) {
+    let long = Duration::from_secs(60);
+    assert_eq!(room(&inbox).await, 4);
+    let (one, two, three) = (delivery("evt_1"), delivery("evt_2"), delivery("evt_3"));
+    stored(&inbox, &one).await;
+    stored(&inbox, &two).await;
+    assert_eq!(room(&inbox).await, 2, "two pending");
+    let claims = inbox.claim(long, 2).await.unwrap();
+    assert_eq!(claims.len(), 2);
+    assert_eq!(room(&inbox).await, 2, "two running");
+    assert!(inbox.renew(&claims[0].lease, long).await.unwrap());
+    assert!(inbox
+        .retry(&claims[0].lease, Duration::ZERO, "boom")
+        .await
+        .unwrap());
+    assert!(inbox.release(&claims[1].lease).await.unwrap());
+    assert_eq!(room(&inbox).await, 2, "retried and released: pending");
+    let claims = inbox.claim(long, 2).await.unwrap();
+    assert!(inbox.complete(&claims[0].lease).await.unwrap());
+    assert_eq!(room(&inbox).await, 3, "one done");
+    assert!(inbox.dead_letter(&claims[1].lease, "dead").await.unwrap());
+    assert_eq!(room(&inbox).await, 4, "one done, one dead");
+    let (done, dead) = (claims[0].lease.key(), claims[1].lease.key());
+    assert!(inbox.replay(dead, Replay::Dead).await.unwrap());
+    assert_eq!(room(&inbox).await, 3, "the dead one replayed");
+    assert!(inbox.replay(done, Replay::DeadOrDone).await.unwrap());
+    assert_eq!(room(&inbox).await, 2, "the done one replayed");
+    stored(&inbox, &three).await;
+    let claims = inbox.claim(long, 1).await.unwrap();
+    assert_eq!(room(&inbox).await, 1, "two pending, one running");
+    assert!(inbox.purge(claims[0].lease.key()).await.unwrap());
+    assert_eq!(room(&inbox).await, 2, "the running one purged");
+    let claims = inbox.claim(long, 2).await.unwrap();
+    assert!(inbox.complete(&claims[0].lease).await.unwrap());
+    assert!(inbox.dead_letter(&claims[1].lease, "dead").await.unwrap());
+    assert!(inbox.purge(claims[0].lease.key()).await.unwrap());
+    assert!(inbox.purge(claims[1].lease.key()).await.unwrap());
+    assert_eq!(room(&inbox).await, 4, "the done and the dead ones purged");
+    stored(&inbox, &one).await;
+    let claims = inbox.claim(long, 1).await.unwrap();
+    assert!(inbox.complete(&claims[0].lease).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(inbox.prune(Duration::from_millis(10)).await.unwrap(), 1);
+    assert_eq!(room(&inbox).await, 4, "the done one pruned");
+    assert_eq!(inbox.stats().await.unwrap().depth(), 0);
+}
+
+/// How many done deliveries [`a_prune_of_a_large_backlog_lets_deliveries_in`] expects to find.
+pub(crate) const BACKLOG: u64 = 200_000;
+
+/// `inbox` holds [`BACKLOG`] done deliveries finished long ago (written by the test, in bulk),
+/// and an accept fails after the inbox's timeout: while one prune removes them all, deliveries
+/// arriving one after another (every 20 ms) are each accepted within that timeout, and the
+/// prune reports the whole backlog, however long it took.
+pub(crate) async fn a_prune_of_a_large_backlog_lets_deliveries_in<B: InboxBackend + Clone>(
+    inbox: B,
+) {
+    assert_eq!(inbox.stats().await.unwrap().done, BACKLOG);
+    let pruning = {
+        let inbox = inbox.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let pruned = inbox.prune(Duration::from_secs(3600)).await;
+            (pruned, started.elapsed())
+        })
+    };
+    let (mut accepted, mut slowest) = (0_u64, Duration::ZERO);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !pruning.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "the prune ran 2 min");
+        let started = std::time::Instant::now();
+        let answer = inbox.accept(&delivery(&format!("evt_new{accepted}"))).await;
+        let took = started.elapsed();
+        assert!(
+            matches!(answer, Ok(Accepted::New)),
+            "accept {accepted} during the prune: {answer:?} after {took:?}"
+        );
+        accepted += 1;
+        slowest = slowest.max(took);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (pruned, took) = pruning.await.unwrap();
+    eprintln!("pruned in {took:?}; {accepted} accepts meanwhile, the slowest {slowest:?}");
+    assert_eq!(pruned.unwrap(), BACKLOG);
+    assert!(accepted >= 3, "the prune ended before deliveries arrived");
+    let stats = inbox.stats().await.unwrap();
+    assert_eq!((stats.done, stats.pending), (0, accepted));
 }

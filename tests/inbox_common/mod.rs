@@ -9,8 +9,10 @@
 )] // tests may panic
 
 pub(crate) mod backend;
+pub(crate) mod completion;
 #[cfg(unix)]
 pub(crate) mod crash;
+pub(crate) mod proxy;
 
 use std::collections::HashMap;
 use std::num::{NonZeroU32, NonZeroUsize};
@@ -501,6 +503,100 @@ pub(crate) async fn a_failure_whose_text_holds_a_nul_byte_is_retried_and_dead_le
         error.contains("500") && error.contains("boom") && error.contains("after the nul"),
         "{error}"
     );
+}
+
+/// What the outcome hook reported: event id, attempt, outcome.
+type Outcomes = (String, u32, &'static str);
+
+/// The worker's own completion (after a `200`) reaches the server and is committed, but the
+/// connection is cut before the answer comes back (through `proxy`, which `inbox` connects
+/// through): the worker reads the delivery again and reports what it finds, `done`, rather than
+/// an outcome lost; the handler never runs again. For the backends reached over a connection.
+pub(crate) async fn an_outcome_whose_answer_was_lost_is_read_again_and_reported_as_found<
+    B: InboxBackend + Clone,
+>(
+    inbox: B,
+    proxy: Arc<proxy::Proxy>,
+) {
+    let runs: Arc<Mutex<Vec<String>>> = Arc::default();
+    let ran = Arc::clone(&runs);
+    let armer = Arc::clone(&proxy);
+    let service = tower::service_fn(
+        move |request: axum::http::Request<http_body_util::Full<bytes::Bytes>>| {
+            let id = request
+                .extensions()
+                .get::<WebhookMeta>()
+                .unwrap()
+                .id()
+                .to_owned();
+            let token = request
+                .extensions()
+                .get::<Attempt<B>>()
+                .unwrap()
+                .lease()
+                .token()
+                .to_hex();
+            ran.lock().unwrap().push(id.clone());
+            // The next request carrying this attempt's token (the worker's completion, the
+            // lease being too long to need a renewal) is cut after it reached the server.
+            if id == "evt_cut" {
+                armer.arm(token.as_bytes());
+            }
+            async {
+                Ok::<_, std::convert::Infallible>(axum::http::Response::new(
+                    http_body_util::Full::new(bytes::Bytes::new()),
+                ))
+            }
+        },
+    );
+    let reported: Arc<Mutex<Vec<Outcomes>>> = Arc::default();
+    let into = Arc::clone(&reported);
+    let running = Workers::new(inbox.clone(), service)
+        .with_workers(NonZeroUsize::new(1).unwrap())
+        .with_lease(Duration::from_secs(60))
+        .with_poll_interval(Duration::from_millis(20))
+        .on_outcome(move |delivery, attempt, outcome| {
+            into.lock()
+                .unwrap()
+                .push((delivery.facts().id.clone(), attempt, outcome.as_str()));
+        })
+        .start()
+        .unwrap();
+    let reported_of = |id: &str| -> Vec<(u32, &'static str)> {
+        let reported = reported.lock().unwrap();
+        reported
+            .iter()
+            .filter(|(seen, ..)| seen == id)
+            .map(|(_, attempt, outcome)| (*attempt, *outcome))
+            .collect()
+    };
+    let until_reported = |id: &'static str| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while reported_of(id).is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} never reported"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    // A first delivery, so that every statement and script the completion needs is known to
+    // the server (prepared, loaded) before the cut.
+    let warm = delivery("evt_warm");
+    inbox.accept(&warm).await.unwrap();
+    until_reported("evt_warm").await;
+    assert_eq!(reported_of("evt_warm"), [(1, "done")]);
+
+    let cut = delivery("evt_cut");
+    inbox.accept(&cut).await.unwrap();
+    until_reported("evt_cut").await;
+    let record = wait_for(&inbox, cut.key(), DeliveryState::Done).await;
+    running.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(proxy.cuts(), 1, "the completion's connection was not cut");
+    assert_eq!(reported_of("evt_cut"), [(1, "done")]);
+    assert_eq!(record.attempts, 1);
+    let runs = runs.lock().unwrap().clone();
+    assert_eq!(runs, ["evt_warm", "evt_cut"]);
 }
 
 /// Every scenario above, each in a fresh inbox from `fresh` (the servers' tests run them in one
