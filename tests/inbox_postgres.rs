@@ -777,3 +777,291 @@ async fn an_outcome_whose_answer_was_lost_is_read_again_on_postgres() {
     )
     .await;
 }
+
+/// A handler's own commit is carried out, and its connection cut before the answer.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_answer_was_lost_is_reported_done_on_postgres() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let proxy = std::sync::Arc::new(inbox_common::proxy::Proxy::start(server.port).await);
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port());
+    let inbox = PostgresInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    inbox_common::completion::a_commit_whose_answer_was_lost_is_reported_done(
+        inbox, proxy, b"COMMIT",
+    )
+    .await;
+}
+
+/// An inbox whose pool's sessions use schema `schema` (created when missing) as their search
+/// path, under the default prefix.
+async fn inbox_in_schema(
+    server: &PostgresServer,
+    schema: &str,
+    options: InboxOptions,
+) -> PostgresInbox {
+    let plain = sqlx::PgPool::connect(&server.url()).await.unwrap();
+    sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .execute(&plain)
+        .await
+        .unwrap();
+    plain.close().await;
+    let connect = server
+        .url()
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .unwrap()
+        .options([("search_path", schema)]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(connect)
+        .await
+        .unwrap();
+    PostgresInbox::from_pool(pool, options).await.unwrap()
+}
+
+/// Two inboxes under the same prefix in two schemas of one database (each pool's search path
+/// its own schema) keep two depth counters, each following every change of state of its own
+/// deliveries only.
+#[tokio::test]
+async fn two_schemas_under_one_prefix_keep_a_depth_counter_each() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let a = inbox_in_schema(&server, "tenant_a", InboxOptions::new().with_max_depth(4)).await;
+    let b = inbox_in_schema(&server, "tenant_b", InboxOptions::new().with_max_depth(2)).await;
+    for id in ["evt_b1", "evt_b2"] {
+        assert_eq!(b.accept(&delivery(id)).await.unwrap(), Accepted::New);
+    }
+    assert!(matches!(
+        b.accept(&delivery("evt_b3")).await,
+        Err(InboxError::Full)
+    ));
+    inbox_backend::the_depth_limit_follows_every_change_of_state(a.clone()).await;
+    assert!(matches!(
+        b.accept(&delivery("evt_b3")).await,
+        Err(InboxError::Full)
+    ));
+    for (schema, waiting) in [("tenant_a", 0_i64), ("tenant_b", 2)] {
+        let counted: i64 = sqlx::query_scalar(&format!(
+            "SELECT sum(n)::bigint FROM {schema}.tower_webhook_depth"
+        ))
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+        assert_eq!(counted, waiting, "{schema}");
+    }
+}
+
+/// A Workers-like loop on `inbox`: claims, and when nothing was due waits for work (up to 60 s,
+/// far longer than the test), until it claimed one delivery.
+async fn first_claim_after_waiting(inbox: PostgresInbox) {
+    loop {
+        let claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+        if !claims.is_empty() {
+            return;
+        }
+        inbox.wait_for_work(Duration::from_secs(60)).await.unwrap();
+    }
+}
+
+/// `waiter` finds nothing and waits; an accept through `accepter` wakes it within a second.
+async fn an_accept_wakes(waiter: &PostgresInbox, accepter: &PostgresInbox, id: &str) {
+    let worker = tokio::spawn(first_claim_after_waiting(waiter.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!worker.is_finished(), "{id}: nothing to claim yet");
+    assert_eq!(accepter.accept(&delivery(id)).await.unwrap(), Accepted::New);
+    tokio::time::timeout(Duration::from_secs(1), worker)
+        .await
+        .unwrap_or_else(|_| panic!("{id}: the waiting worker was not woken within 1 s"))
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_worker_wakes_at_once_on_an_accept_in_its_process_or_another_replica() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let options = InboxOptions::new().with_prefix(prefix()).unwrap();
+    // Two pools: two replicas.
+    let (here, there) = (
+        server.inbox(options.clone()).await,
+        server.inbox(options).await,
+    );
+    an_accept_wakes(&here, &here, "evt_same_process").await;
+    an_accept_wakes(&here, &there, "evt_other_replica").await;
+    an_accept_wakes(&there, &here, "evt_other_way").await;
+
+    // The listener's connection is killed while a worker waits: it listens again, and the
+    // next accept in the other replica wakes the worker still waiting.
+    let worker = tokio::spawn(first_claim_after_waiting(here.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(here.pool())
+    .await
+    .unwrap();
+    assert!(!killed.is_empty(), "the waiting inboxes listen");
+    for pid in &killed {
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(here.pool())
+            .await
+            .unwrap();
+    }
+    // Listening again takes a moment (the worker would poll meanwhile; its claim after the
+    // listener is back finds nothing).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!worker.is_finished(), "nothing to claim yet");
+    assert_eq!(
+        there.accept(&delivery("evt_after_kill")).await.unwrap(),
+        Accepted::New
+    );
+    tokio::time::timeout(Duration::from_secs(1), worker)
+        .await
+        .expect("the waiting worker was not woken after its listener was killed")
+        .unwrap();
+    an_accept_wakes(&there, &here, "evt_after_kill_other_way").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_accepts_leaves_no_delivery_waiting_for_the_poll_in_another_replica() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let options = InboxOptions::new().with_prefix(prefix()).unwrap();
+    let (worker, sender) = (
+        server.inbox(options.clone()).await,
+        server.inbox(options).await,
+    );
+    let claimer = tokio::spawn(async move {
+        let mut claimed = 0;
+        while claimed < 50 {
+            let claims = worker.claim(Duration::from_secs(60), 100).await.unwrap();
+            claimed += claims.len();
+            if claims.is_empty() {
+                worker.wait_for_work(Duration::from_secs(60)).await.unwrap();
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Bursts of accepts at once, closer together than the NOTIFY interval: the last of each
+    // still wakes the worker.
+    for burst in 0..5 {
+        let mut accepts = tokio::task::JoinSet::new();
+        for n in 0..10 {
+            let sender = sender.clone();
+            accepts.spawn(async move {
+                sender
+                    .accept(&delivery(&format!("evt_burst_{burst}_{n}")))
+                    .await
+                    .unwrap()
+            });
+        }
+        while let Some(accepted) = accepts.join_next().await {
+            assert_eq!(accepted.unwrap(), Accepted::New);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(2), claimer)
+        .await
+        .expect("a delivery of the burst waited for the poll")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_batch_of_outcomes_replaces_nul_and_refuses_an_outcome_the_handler_committed() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix()).unwrap())
+        .await;
+    let (committed, failed) = (delivery("evt_committed"), delivery("evt_nul"));
+    inbox.accept(&committed).await.unwrap();
+    inbox.accept(&failed).await.unwrap();
+    let claims = inbox.claim(Duration::from_secs(60), 2).await.unwrap();
+    let lease = |key| {
+        claims
+            .iter()
+            .find(|claim| claim.lease.key() == key)
+            .unwrap()
+            .lease
+            .clone()
+    };
+    let (committed_lease, failed_lease) = (lease(committed.key()), lease(failed.key()));
+    let completion = inbox
+        .begin_complete(&committed_lease)
+        .await
+        .unwrap()
+        .unwrap();
+    completion.commit().await.unwrap();
+    let answers = inbox
+        .finish(&[
+            (committed_lease, tower_webhook::inbox::Finish::Done),
+            (
+                failed_lease,
+                tower_webhook::inbox::Finish::Dead {
+                    error: "bad\0byte".into(),
+                },
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers, [false, true]);
+    let record = inbox.get(failed.key()).await.unwrap().unwrap();
+    assert_eq!(record.state, DeliveryState::Dead);
+    assert_eq!(record.last_error.as_deref(), Some("bad\u{fffd}byte"));
+}
+
+#[tokio::test]
+async fn renewing_a_batch_skips_a_row_held_by_an_open_completion_without_calling_it_lost() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(
+            InboxOptions::new()
+                .with_prefix(prefix())
+                .unwrap()
+                .with_timeout(Duration::from_secs(2)),
+        )
+        .await;
+    let (held, free) = (delivery("evt_held"), delivery("evt_free"));
+    inbox.accept(&held).await.unwrap();
+    inbox.accept(&free).await.unwrap();
+    let claims = inbox.claim(Duration::from_secs(60), 2).await.unwrap();
+    let leases: Vec<_> = claims.iter().map(|claim| claim.lease.clone()).collect();
+    let held_lease = leases
+        .iter()
+        .find(|lease| lease.key() == held.key())
+        .unwrap()
+        .clone();
+    let completion = inbox.begin_complete(&held_lease).await.unwrap().unwrap();
+    let started = std::time::Instant::now();
+    let answers = inbox
+        .renew_all(&leases, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "renew_all waited for the open completion's row lock"
+    );
+    assert_eq!(answers, [true, true], "a skipped lease is not lost");
+    completion.commit().await.unwrap();
+    let answers = inbox
+        .renew_all(&leases, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let expected: Vec<bool> = leases
+        .iter()
+        .map(|lease| lease.key() != held.key())
+        .collect();
+    assert_eq!(
+        answers, expected,
+        "a completed delivery's lease is not renewed"
+    );
+}

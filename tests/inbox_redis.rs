@@ -1029,6 +1029,16 @@ async fn the_completion_scenarios_run_on_redis() {
     COMPLETION_SERVER.set(server.url()).unwrap();
     let fresh = || server.inbox(InboxOptions::new().with_prefix(prefix()).unwrap());
     inbox_common::completion::every_completion_scenario(fresh).await;
+
+    // A handler's own commit carried out, its connection cut before the answer.
+    let proxy = std::sync::Arc::new(inbox_common::proxy::Proxy::start(server.port).await);
+    let url = format!("redis://127.0.0.1:{}/", proxy.port());
+    let options = InboxOptions::new().with_prefix(prefix()).unwrap();
+    let inbox = RedisInbox::connect(&url, options).await.unwrap();
+    inbox_common::completion::a_commit_whose_answer_was_lost_is_reported_done(
+        inbox, proxy, b"EXEC",
+    )
+    .await;
 }
 
 /// The worker's completion is carried out, and its connection cut before the answer.
@@ -1047,4 +1057,380 @@ async fn an_outcome_whose_answer_was_lost_is_read_again_on_redis() {
         inbox, proxy,
     )
     .await;
+}
+
+/// How many scripts Redis has run so far (`EVAL` and `EVALSHA` calls from `INFO`, less those
+/// that failed: an `EVALSHA` answered `NOSCRIPT` is sent again as `EVAL`).
+async fn scripts_run(connection: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(connection)
+        .await
+        .unwrap();
+    let field = |line: &str, name: &str| -> u64 {
+        line.split(&format!("{name}="))
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    info.lines()
+        .filter(|line| line.starts_with("cmdstat_eval:") || line.starts_with("cmdstat_evalsha:"))
+        .map(|line| field(line, "calls") - field(line, "failed_calls"))
+        .sum()
+}
+
+#[tokio::test]
+async fn finish_and_renew_all_are_one_script_each_and_fenced_per_lease() {
+    use tower_webhook::inbox::Finish;
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix()).unwrap())
+        .await;
+    let mut connection = server.connection().await;
+    for n in 0..5 {
+        inbox.accept(&bare(&format!("evt_{n}"))).await.unwrap();
+    }
+    let mut claims = inbox.claim(Duration::from_secs(30), 5).await.unwrap();
+    claims.sort_by(|a, b| {
+        a.record
+            .delivery
+            .facts()
+            .id
+            .cmp(&b.record.delivery.facts().id)
+    });
+    let leases: Vec<_> = claims.iter().map(|claim| claim.lease.clone()).collect();
+    // A stale owner: evt_4 was taken over after its lease ran out (a shorter one, renewed to
+    // end now, then claimed again).
+    assert!(inbox.renew(&leases[4], Duration::ZERO).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let again = inbox.claim(Duration::from_secs(30), 1).await.unwrap();
+    assert_eq!(claimed_ids(&again), ["evt_4"]);
+
+    let before = scripts_run(&mut connection).await;
+    let renewed = inbox
+        .renew_all(&leases, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(renewed, [true, true, true, true, false]);
+    let after_renew = scripts_run(&mut connection).await;
+    assert_eq!(after_renew - before, 1, "renew_all is one script");
+
+    let outcomes = vec![
+        (leases[0].clone(), Finish::Done),
+        (
+            leases[1].clone(),
+            Finish::Retry {
+                delay: Duration::from_secs(60),
+                error: "try later".to_owned(),
+            },
+        ),
+        (
+            leases[2].clone(),
+            Finish::Dead {
+                error: "poison".to_owned(),
+            },
+        ),
+        (leases[3].clone(), Finish::Release),
+        (leases[4].clone(), Finish::Done),
+        // The same lease twice: the second finds it done already.
+        (leases[0].clone(), Finish::Release),
+    ];
+    let answers = inbox.finish(&outcomes).await.unwrap();
+    assert_eq!(answers, [true, true, true, true, false, false]);
+    assert_eq!(
+        scripts_run(&mut connection).await - after_renew,
+        1,
+        "finish is one script"
+    );
+
+    let state = |n: usize| {
+        let inbox = inbox.clone();
+        async move {
+            inbox
+                .get(&IdempotencyKey::new("test", "site", &format!("evt_{n}")))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    assert_eq!(state(0).await.state, DeliveryState::Done);
+    let retried = state(1).await;
+    assert_eq!(retried.state, DeliveryState::Pending);
+    assert_eq!(retried.last_error.as_deref(), Some("try later"));
+    let dead = state(2).await;
+    assert_eq!(dead.state, DeliveryState::Dead);
+    assert_eq!(dead.last_error.as_deref(), Some("poison"));
+    let released = state(3).await;
+    assert_eq!(
+        (released.state, released.attempts),
+        (DeliveryState::Pending, 0)
+    );
+    // The stale owner changed nothing: evt_4 is still the new claim's.
+    let taken = state(4).await;
+    assert_eq!((taken.state, taken.attempts), (DeliveryState::Running, 2));
+    assert!(inbox.complete(&again[0].lease).await.unwrap());
+    // An empty batch is no call at all.
+    assert!(inbox.finish(&[]).await.unwrap().is_empty());
+    assert!(inbox
+        .renew_all(&[], Duration::from_secs(1))
+        .await
+        .unwrap()
+        .is_empty());
+    // The stream, the dead letters and the schedule are as the single calls leave them.
+    assert_eq!(
+        xlen(&mut connection, inbox.stream_key()).await,
+        1,
+        "evt_3 released"
+    );
+    assert_eq!(xlen(&mut connection, inbox.dead_letter_key()).await, 1);
+}
+
+/// A task that claims like the workers' producer and waits with `wait_for_work(60 s)` when it
+/// finds nothing; sends each claimed delivery's id and completes it.
+fn waiter(
+    inbox: RedisInbox,
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        loop {
+            match inbox.claim(Duration::from_secs(30), 10).await {
+                Ok(claims) if !claims.is_empty() => {
+                    for claim in claims {
+                        let _ = inbox.complete(&claim.lease).await;
+                        let _ = sender.send(claim.record.delivery.facts().id.clone());
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            }
+            let _ = inbox.wait_for_work(Duration::from_secs(60)).await;
+        }
+    });
+    (receiver, task)
+}
+
+/// Accepts `id` through `inbox` (retrying while Redis comes back) and answers how long the
+/// waiter took to claim it.
+async fn woken(
+    inbox: &RedisInbox,
+    claimed: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    id: &str,
+) -> Duration {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while inbox.accept(&bare(id)).await.is_err() {
+        assert!(Instant::now() < deadline, "Redis did not come back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let start = Instant::now();
+    let got = tokio::time::timeout(Duration::from_secs(5), claimed.recv())
+        .await
+        .unwrap_or_else(|_| panic!("{id} was not claimed within 5 s"))
+        .unwrap();
+    assert_eq!(got, id);
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_waiter_wakes_within_a_second_of_an_accept_here_elsewhere_and_after_restarts() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let options = InboxOptions::new()
+        .with_prefix(prefix())
+        .unwrap()
+        .with_timeout(Duration::from_secs(1));
+    let worker_side = server.inbox(options.clone()).await;
+    // Another replica: its own connections, its own process-local wake-ups.
+    let sender_side = server.inbox(options).await;
+    let (mut claimed, task) = waiter(worker_side.clone());
+    // Let the waiter reach its wait.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let local = woken(&worker_side, &mut claimed, "evt_local").await;
+    assert!(local < Duration::from_secs(1), "in process: {local:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let remote = woken(&sender_side, &mut claimed, "evt_remote").await;
+    assert!(
+        remote < Duration::from_secs(1),
+        "across replicas: {remote:?}"
+    );
+
+    // Redis restarts (no persistence here: the stream and group are gone, and come back).
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let restarted = woken(&sender_side, &mut claimed, "evt_after_restart").await;
+    assert!(
+        restarted < Duration::from_secs(1),
+        "after a restart: {restarted:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = woken(&sender_side, &mut claimed, "evt_again").await;
+    assert!(again < Duration::from_secs(1), "again: {again:?}");
+
+    // Woken in process again and again: the blocking connections are reused, not opened anew
+    // for each wait.
+    let mut redis = server.connection().await;
+    let before = connections_received(&mut redis).await;
+    for n in 0..20 {
+        let local = woken(&worker_side, &mut claimed, &format!("evt_burst_{n}")).await;
+        assert!(local < Duration::from_secs(1), "in process: {local:?}");
+    }
+    let opened = connections_received(&mut redis).await - before;
+    assert!(opened <= 10, "{opened} connections opened for 20 wake-ups");
+    task.abort();
+}
+
+/// How many connections Redis has accepted since it started.
+async fn connections_received(connection: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(connection)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("total_connections_received:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_with_one_odd_delivery_records_the_others_and_fails_the_call() {
+    use tower_webhook::inbox::{Finish, InboxError};
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix()).unwrap())
+        .await;
+    let mut redis = server.connection().await;
+    for id in ["evt_a", "evt_odd", "evt_b"] {
+        inbox.accept(&bare(id)).await.unwrap();
+    }
+    let mut claims = inbox.claim(Duration::from_secs(30), 3).await.unwrap();
+    claims.sort_by(|a, b| {
+        a.record
+            .delivery
+            .facts()
+            .id
+            .cmp(&b.record.delivery.facts().id)
+    });
+    let ids = claimed_ids(&claims);
+    assert_eq!(ids, ["evt_a", "evt_b", "evt_odd"]);
+    // A release cannot count the odd one's attempts back.
+    let () = redis::cmd("HSET")
+        .arg(inbox.delivery_key(claims[2].record.delivery.key()))
+        .arg("attempts")
+        .arg("many")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let outcomes = vec![
+        (claims[0].lease.clone(), Finish::Release),
+        (claims[2].lease.clone(), Finish::Release),
+        (claims[1].lease.clone(), Finish::Done),
+    ];
+    let answer = inbox.finish(&outcomes).await;
+    assert!(matches!(answer, Err(InboxError::Backend(_))), "{answer:?}");
+    // The one after the odd one was recorded all the same (Redis does not roll back).
+    let state = |n: usize| inbox.get(claims[n].record.delivery.key());
+    assert_eq!(
+        state(0).await.unwrap().unwrap().state,
+        DeliveryState::Pending
+    );
+    assert_eq!(state(1).await.unwrap().unwrap().state, DeliveryState::Done);
+    let renewed = inbox
+        .renew_all(&[claims[2].lease.clone()], Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(renewed, [true], "the odd one is still its owner's");
+}
+
+#[tokio::test]
+async fn a_wait_without_an_end_is_woken_by_an_accept() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let options = InboxOptions::new().with_prefix(prefix()).unwrap();
+    let waiting = server.inbox(options.clone()).await;
+    let other = server.inbox(options).await;
+    let wait = tokio::spawn(async move { waiting.wait_for_work(Duration::MAX).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !wait.is_finished(),
+        "the wait ended with nothing to wake it"
+    );
+    other.accept(&bare("evt_1")).await.unwrap();
+    let woken = tokio::time::timeout(Duration::from_secs(1), wait).await;
+    assert!(matches!(woken, Ok(Ok(Ok(())))), "{woken:?}");
+}
+
+#[tokio::test]
+async fn a_wait_ends_at_its_timeout_even_while_redis_is_stalled() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(
+            InboxOptions::new()
+                .with_prefix(prefix())
+                .unwrap()
+                .with_timeout(Duration::from_secs(2)),
+        )
+        .await;
+    // A blocking connection kept from an earlier wait, and none.
+    inbox
+        .wait_for_work(Duration::from_millis(50))
+        .await
+        .unwrap();
+    server.signal("STOP");
+    let mut took = Vec::new();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let waited = inbox.wait_for_work(Duration::from_millis(300)).await;
+        took.push(started.elapsed());
+        assert!(waited.is_ok(), "{waited:?}");
+    }
+    server.signal("CONT");
+    for elapsed in took {
+        assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_on_a_durable_redis_wakes_after_it_restarted_with_its_stream_and_group() {
+    let Some(mut server) = RedisServer::start_durable() else {
+        return;
+    };
+    let options = InboxOptions::new()
+        .with_prefix(prefix())
+        .unwrap()
+        .with_timeout(Duration::from_secs(1));
+    let worker_side = server.inbox(options.clone()).await;
+    let sender_side = server.inbox(options).await;
+    let (mut claimed, task) = waiter(worker_side);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = woken(&sender_side, &mut claimed, "evt_before").await;
+    assert!(before < Duration::from_secs(1), "{before:?}");
+
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = woken(&sender_side, &mut claimed, "evt_after").await;
+    assert!(after < Duration::from_secs(1), "after a restart: {after:?}");
+    task.abort();
 }

@@ -381,3 +381,157 @@ async fn a_database_from_before_the_depth_counter_is_migrated_with_its_waiting_d
 async fn stored(inbox: &SqliteInbox, id: &str) {
     assert_eq!(inbox.accept(&delivery(id)).await.unwrap(), Accepted::New);
 }
+
+/// An error that makes `SQLite` roll the whole transaction back by itself (here `INSERT OR
+/// ROLLBACK` of a duplicate, whose error the handler ignores) ends the completion: `commit`
+/// says nothing was committed (an error, never `Ok`), the delivery is still running and its
+/// owner's (so the attempt is retried). A statement run after such an error is no longer in the
+/// completion: `SQLite` commits it on its own, as the `Completion` docs warn.
+#[tokio::test]
+async fn a_completion_that_sqlite_rolled_back_by_itself_is_not_reported_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = SqliteInbox::open(dir.path().join("rolled.db"), InboxOptions::new())
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE TABLE effects (event_id TEXT PRIMARY KEY)")
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    let stored = delivery("evt_rolled");
+    assert_eq!(inbox.accept(&stored).await.unwrap(), Accepted::New);
+    let lease = inbox.claim(Duration::from_secs(60), 1).await.unwrap()[0]
+        .lease
+        .clone();
+
+    let mut completion = inbox.begin_complete(&lease).await.unwrap().unwrap();
+    sqlx::query("INSERT INTO effects (event_id) VALUES ('evt_rolled')")
+        .execute(&mut *completion)
+        .await
+        .unwrap();
+    let ignored = sqlx::query("INSERT OR ROLLBACK INTO effects (event_id) VALUES ('evt_rolled')")
+        .execute(&mut *completion)
+        .await;
+    assert!(ignored.is_err(), "the duplicate was inserted");
+    sqlx::query("INSERT INTO effects (event_id) VALUES ('after')")
+        .execute(&mut *completion)
+        .await
+        .unwrap();
+    let committed = completion.commit().await;
+    assert!(committed.is_err(), "reported committed: {committed:?}");
+
+    let effects: Vec<String> = sqlx::query_scalar("SELECT event_id FROM effects")
+        .fetch_all(inbox.pool())
+        .await
+        .unwrap();
+    assert_eq!(effects, ["after"], "only the statement after the rollback");
+    let record = inbox.get(stored.key()).await.unwrap().unwrap();
+    assert_eq!(record.state, DeliveryState::Running);
+    assert!(
+        inbox.complete(&lease).await.unwrap(),
+        "no longer the owner's"
+    );
+}
+
+/// A Workers-like loop on `inbox`: claims, and when nothing was due waits for work (up to 60 s,
+/// far longer than the test), until it claimed one delivery; returns when it did.
+async fn first_claim_after_waiting<B: InboxBackend>(inbox: B) -> std::time::Instant {
+    loop {
+        let claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+        if !claims.is_empty() {
+            return std::time::Instant::now();
+        }
+        inbox.wait_for_work(Duration::from_secs(60)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_inbox_s_waiting_worker_wakes_at_once_when_a_delivery_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = SqliteInbox::open(dir.path().join("inbox.db"), InboxOptions::new())
+        .await
+        .unwrap();
+    let worker = tokio::spawn(first_claim_after_waiting(inbox.clone()));
+    // Let the worker find nothing and wait.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!worker.is_finished(), "nothing to claim yet");
+    let accepted = std::time::Instant::now();
+    assert_eq!(
+        inbox.accept(&delivery("evt_wake")).await.unwrap(),
+        Accepted::New
+    );
+    let claimed = tokio::time::timeout(Duration::from_secs(5), worker)
+        .await
+        .expect("the waiting worker was not woken by the accept")
+        .unwrap();
+    assert!(claimed.duration_since(accepted) < Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_delivery_wakes_a_waiting_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = SqliteInbox::open(dir.path().join("inbox.db"), InboxOptions::new())
+        .await
+        .unwrap();
+    let dead = delivery("evt_replayed");
+    inbox.accept(&dead).await.unwrap();
+    let claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+    assert!(inbox
+        .dead_letter(&claims[0].lease, "gave up")
+        .await
+        .unwrap());
+    let worker = tokio::spawn(first_claim_after_waiting(inbox.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!worker.is_finished());
+    assert!(inbox
+        .replay(dead.key(), tower_webhook::inbox::Replay::Dead)
+        .await
+        .unwrap());
+    tokio::time::timeout(Duration::from_secs(5), worker)
+        .await
+        .expect("the waiting worker was not woken by the replay")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_batch_of_outcomes_is_one_transaction_refusing_an_outcome_the_handler_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = SqliteInbox::open(dir.path().join("inbox.db"), InboxOptions::new())
+        .await
+        .unwrap();
+    let (committed, failed) = (delivery("evt_committed"), delivery("evt_failed"));
+    inbox.accept(&committed).await.unwrap();
+    inbox.accept(&failed).await.unwrap();
+    let claims = inbox.claim(Duration::from_secs(60), 2).await.unwrap();
+    let lease = |key| {
+        claims
+            .iter()
+            .find(|claim| claim.lease.key() == key)
+            .unwrap()
+            .lease
+            .clone()
+    };
+    let (committed_lease, failed_lease) = (lease(committed.key()), lease(failed.key()));
+    let completion = inbox
+        .begin_complete(&committed_lease)
+        .await
+        .unwrap()
+        .unwrap();
+    completion.commit().await.unwrap();
+    let answers = inbox
+        .finish(&[
+            (committed_lease, tower_webhook::inbox::Finish::Done),
+            (
+                failed_lease,
+                tower_webhook::inbox::Finish::Retry {
+                    delay: Duration::from_secs(60),
+                    error: "bad\0byte".into(),
+                },
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers, [false, true]);
+    let record = inbox.get(failed.key()).await.unwrap().unwrap();
+    assert_eq!(record.state, DeliveryState::Pending);
+    assert_eq!(record.last_error.as_deref(), Some("bad\u{fffd}byte"));
+}

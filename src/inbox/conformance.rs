@@ -9,7 +9,9 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 use http::{HeaderName, HeaderValue};
 
-use super::backend::{Accepted, Claim, InboxBackend, InboxError, InboxOptions, Lease, Replay};
+use super::backend::{
+    Accepted, Claim, Finish, InboxBackend, InboxError, InboxOptions, Lease, Replay,
+};
 use super::delivery::{Delivery, DeliveryState, Facts};
 use crate::idempotency::{IdempotencyKey, Token};
 
@@ -55,7 +57,13 @@ const CLAIMERS: usize = 8;
 ///   reset; a done delivery is replayed only when asked explicitly;
 /// - release: due again at once, the attempt not counted;
 /// - admin: list by state, purge, prune of done deliveries past the window (and of nothing
-///   else), stats.
+///   else), stats;
+/// - batches: `finish` records a mixed batch (done, retry, dead letter, release) as the single
+///   calls would, answering in order; a stale lease in the batch is answered `false` and
+///   changes nothing while the others are recorded; the same lease twice is recorded once (the
+///   second answered `false`); an empty batch answers nothing. `renew_all` renews the owners'
+///   leases (they hold past their first end), answers `false` for a stale or finished lease
+///   without affecting the others, and answers nothing to an empty batch.
 ///
 /// ```
 /// # #[cfg(feature = "sqlite")] {
@@ -94,6 +102,8 @@ where
     dead_letters_and_replay(&open(InboxOptions::new()).await).await;
     release(&open(InboxOptions::new()).await).await;
     admin(&open(InboxOptions::new()).await).await;
+    batched_outcomes(&open(InboxOptions::new()).await).await;
+    batched_renewals(&open(InboxOptions::new()).await).await;
 }
 
 /// A delivery with every fact set, a header that is not UTF-8, and a body.
@@ -754,6 +764,228 @@ async fn admin<B: InboxBackend>(inbox: &B) {
         (stats.pending, stats.dead, stats.done) == (2, 0, 0),
         "stats follow prune and purge",
     );
+}
+
+/// Accepts `names` (bare deliveries) and claims them all with `lease`, in the order given.
+async fn accept_and_claim<B: InboxBackend>(
+    inbox: &B,
+    names: &[&str],
+    lease: Duration,
+) -> Vec<(Delivery, Lease)> {
+    let deliveries: Vec<Delivery> = names.iter().map(|name| bare(name)).collect();
+    for delivery in &deliveries {
+        expect_accept(
+            inbox,
+            delivery,
+            Accepted::New,
+            "accept of a new key gives New",
+        )
+        .await;
+    }
+    let claims = call(inbox.claim(lease, names.len())).await;
+    deliveries
+        .into_iter()
+        .map(|delivery| {
+            let lease = lease_of(&claims, &delivery, "claim returns every due delivery");
+            (delivery, lease)
+        })
+        .collect()
+}
+
+async fn batched_outcomes<B: InboxBackend>(inbox: &B) {
+    expect(
+        call(inbox.finish(&[])).await.is_empty(),
+        "finish of an empty batch answers nothing",
+    );
+    // One delivery taken over after its lease ran out: its first lease is stale.
+    let [(taken, stale)] = exactly(accept_and_claim(inbox, &["batch-taken"], SHORT).await);
+    tokio::time::sleep(WAIT).await;
+    let fresh = only_claim(
+        inbox,
+        LONG,
+        "an expired lease makes the delivery claimable again",
+    )
+    .await;
+    let leased = accept_and_claim(
+        inbox,
+        &["batch-done", "batch-retry", "batch-dead", "batch-release"],
+        LONG,
+    )
+    .await;
+    let [(done, done_by), (retried, retry_by), (dead, dead_by), (released, release_by)] =
+        exactly(leased);
+    let outcomes = [
+        (done_by.clone(), Finish::Done),
+        (stale.clone(), Finish::Done),
+        (
+            retry_by,
+            Finish::Retry {
+                delay: LONG,
+                error: "batch 500".into(),
+            },
+        ),
+        (
+            dead_by,
+            Finish::Dead {
+                error: "batch gave up".into(),
+            },
+        ),
+        (done_by, Finish::Release),
+        (release_by, Finish::Release),
+    ];
+    let answers = call(inbox.finish(&outcomes)).await;
+    expect(
+        answers == [true, false, true, true, false, true],
+        "finish answers each outcome in order: the owners' recorded, a stale lease's and a \
+         lease finished earlier in the batch refused",
+    );
+    batch_recorded(inbox, [&done, &retried, &dead, &released, &taken]).await;
+    let again = only_claim(inbox, LONG, "a delivery released in a batch is due at once").await;
+    expect(
+        again.key() == released.key(),
+        "a retried delivery is not claimable before its delay; a released one is",
+    );
+    let answers = call(inbox.finish(&[
+        (fresh, Finish::Done),
+        (again, Finish::Dead { error: "x".into() }),
+    ]))
+    .await;
+    expect(
+        answers == [true, true],
+        "finish by the new owner returns true",
+    );
+}
+
+/// What `batched_outcomes`' batch recorded: `done` done, `retried` pending with its error,
+/// `dead` dead, `released` pending with its attempt not counted, and the stale lease's `taken`
+/// unchanged.
+async fn batch_recorded<B: InboxBackend>(inbox: &B, deliveries: [&Delivery; 5]) {
+    let [done, retried, dead, released, taken] = deliveries;
+    let stored = |delivery: &Delivery| {
+        let key = *delivery.key();
+        async move { call(inbox.get(&key)).await }
+    };
+    expect(
+        stored(done)
+            .await
+            .is_some_and(|r| r.state == DeliveryState::Done && r.attempts == 1),
+        "finish records Done as complete does (and a later outcome of the same lease is refused)",
+    );
+    expect(
+        stored(retried).await.is_some_and(|r| {
+            r.state == DeliveryState::Pending
+                && r.attempts == 1
+                && r.last_error.as_deref() == Some("batch 500")
+        }),
+        "finish records Retry as retry does",
+    );
+    expect(
+        stored(dead).await.is_some_and(|r| {
+            r.state == DeliveryState::Dead
+                && r.last_error.as_deref() == Some("batch gave up")
+                && r.finished_at.is_some()
+        }),
+        "finish records Dead as dead_letter does",
+    );
+    expect(
+        stored(released)
+            .await
+            .is_some_and(|r| r.state == DeliveryState::Pending && r.attempts == 0),
+        "finish records Release as release does",
+    );
+    expect(
+        stored(taken).await.is_some_and(|r| {
+            r.state == DeliveryState::Running && r.attempts == 2 && r.last_error.is_none()
+        }),
+        "a stale lease in a batch changes nothing",
+    );
+}
+
+async fn batched_renewals<B: InboxBackend>(inbox: &B) {
+    expect(
+        call(inbox.renew_all(&[], LONG)).await.is_empty(),
+        "renew_all of an empty batch answers nothing",
+    );
+    let leased = accept_and_claim(
+        inbox,
+        &["renew-stale", "renew-kept", "renew-other", "renew-done"],
+        SHORT,
+    )
+    .await;
+    let [(_, stale), (kept, kept_lease), (other, other_lease), (_, done_lease)] = exactly(leased);
+    expect(
+        call(inbox.complete(&done_lease)).await,
+        "complete by the owner returns true",
+    );
+    // Renew all but the first, which runs out and is taken over.
+    let answers = call(inbox.renew_all(
+        &[kept_lease.clone(), other_lease.clone(), done_lease.clone()],
+        LONG,
+    ))
+    .await;
+    expect(
+        answers == [true, true, false],
+        "renew_all answers each lease in order: the owners' renewed, a finished one's refused",
+    );
+    tokio::time::sleep(WAIT).await;
+    let fresh = only_claim(
+        inbox,
+        LONG,
+        "an expired lease makes the delivery claimable again (renewed ones hold)",
+    )
+    .await;
+    expect(
+        fresh.key() == stale.key(),
+        "renew_all's leases hold past their first end",
+    );
+    let answers = call(inbox.renew_all(
+        &[
+            kept_lease.clone(),
+            stale.clone(),
+            other_lease.clone(),
+            fresh.clone(),
+        ],
+        LONG,
+    ))
+    .await;
+    expect(
+        answers == [true, false, true, true],
+        "renew_all refuses a stale lease in a batch without affecting the others",
+    );
+    expect(
+        call(inbox.get(stale.key()))
+            .await
+            .is_some_and(|r| r.attempts == 2),
+        "a stale lease in a batch changes nothing",
+    );
+    expect(
+        call(inbox.finish(&[
+            (kept_lease, Finish::Done),
+            (other_lease, Finish::Done),
+            (fresh, Finish::Done),
+        ]))
+        .await
+            == [true, true, true],
+        "the owners of renewed leases finish them",
+    );
+    for delivery in [&kept, &other] {
+        expect(
+            call(inbox.get(delivery.key()))
+                .await
+                .is_some_and(|r| r.state == DeliveryState::Done),
+            "finish records Done as complete does",
+        );
+    }
+}
+
+/// The `N` claimed deliveries of [`accept_and_claim`], as an array.
+fn exactly<const N: usize>(leased: Vec<(Delivery, Lease)>) -> [(Delivery, Lease); N] {
+    leased.try_into().unwrap_or_else(|leased: Vec<_>| {
+        broken(
+            "claim returns every due delivery",
+            &format!("{} claimed", leased.len()),
+        )
+    })
 }
 
 /// The lease on `delivery` among `claims`.

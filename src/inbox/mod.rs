@@ -58,6 +58,8 @@
 mod backend;
 mod delivery;
 #[cfg(feature = "postgres")]
+mod pg_notify;
+#[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
@@ -65,6 +67,10 @@ mod redis;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_writer;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod wake;
 mod worker;
 
 #[cfg(feature = "testing")]

@@ -6,10 +6,11 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row};
 
 use super::backend::{
-    timed, Accepted, Claim, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease, Replay,
-    Stats,
+    timed, Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease,
+    Replay, Stats,
 };
 use super::delivery::{Delivery, DeliveryState, Record};
+use super::pg_notify::PgWakeups;
 use super::sql::{
     encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
     PRUNE_BATCH,
@@ -128,6 +129,25 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 ///   left open for long anywhere in the database (a report, an idle session in a transaction)
 ///   keeps the counter's old row versions from being cleaned up until it ends, and accepts
 ///   slow down meanwhile: keep transactions short.
+/// - The workers record their outcomes in batches ([`finish`](InboxBackend::finish): one
+///   statement, so one transaction and one commit, for the batch, each outcome still fenced by
+///   its lease's token and state) and renew all their leases with one statement
+///   ([`renew_all`](InboxBackend::renew_all)), which skips rather than waits for a row another
+///   transaction holds (a handler's open [`Completion`]): such a lease is answered as still
+///   the owner's when the row says so (no claim can take a locked row either), and renewed by a
+///   later call.
+/// - **Wake-ups.** A worker with nothing to claim waits in
+///   [`wait_for_work`](InboxBackend::wait_for_work) until a delivery may be due: an accept (or
+///   a replay) through this inbox or a clone of it wakes it at once, and one in another process
+///   or replica through `LISTEN`/`NOTIFY` on the channel `{prefix}wake` (`tower_webhook_wake`
+///   by default; channels are per database, so inboxes with the same prefix in two schemas
+///   wake each other spuriously, which is harmless). An accept sends its `NOTIFY` after its
+///   commit, at most one per 5 ms per process, the last of a burst always sent (a `NOTIFY` in
+///   the accept's transaction would serialize the commits of every accepting replica). The
+///   listener holds a connection of its own (opened with the pool's options, not taken from
+///   the pool), started by the first wait; when it fails it connects again (the workers poll
+///   meanwhile) and wakes the workers once listening again, so nothing accepted meanwhile waits
+///   for the poll. Retries coming due are found by the workers' fallback poll.
 /// - [`prune`](InboxBackend::prune) removes done deliveries 1,000 at a time, each batch its own
 ///   transaction, skipping rows another transaction holds (left for the next prune).
 /// - `text` columns cannot hold a NUL byte. The layer never stores one in an event id or an
@@ -174,6 +194,8 @@ pub struct PostgresInbox {
     pool: PgPool,
     options: InboxOptions,
     sql: Arc<Statements>,
+    /// The producers waiting for work, here and (`LISTEN`/`NOTIFY`) in other processes.
+    wake: Arc<PgWakeups>,
 }
 
 impl fmt::Debug for PostgresInbox {
@@ -213,7 +235,13 @@ impl PostgresInbox {
     pub async fn from_pool(pool: PgPool, options: InboxOptions) -> Result<Self, InboxError> {
         timed(options.timeout(), migrate(&pool, options.prefix())).await?;
         let sql = Arc::new(Statements::new(options.prefix()));
-        Ok(Self { pool, options, sql })
+        let wake = Arc::new(PgWakeups::new(pool.clone(), options.prefix()));
+        Ok(Self {
+            pool,
+            options,
+            sql,
+            wake,
+        })
     }
 
     /// Starts a transaction in which the leased delivery is already marked done (its row
@@ -257,6 +285,84 @@ impl PostgresInbox {
             self.complete_in(transaction, lease).await
         })
         .await
+    }
+}
+
+impl PostgresInbox {
+    /// A delivery was committed as due (an accept, a replay): wakes the producers waiting here
+    /// at once, and the other processes' through a debounced `NOTIFY`.
+    fn due(&self) {
+        self.wake.due();
+    }
+
+    /// `finish`: one statement (so one transaction) for the batch, the outcomes passed as
+    /// arrays; each lease is recorded once (the same lease again in the batch is refused, as
+    /// its single call after the first would be).
+    async fn finish_batch(&self, outcomes: &[(Lease, Finish)]) -> Result<Vec<bool>, InboxError> {
+        let mut sent = std::collections::HashSet::with_capacity(outcomes.len());
+        // The position in the batch of each outcome sent.
+        let mut positions = Vec::with_capacity(outcomes.len());
+        let (mut keys, mut owners, mut kinds, mut delays, mut errors) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (position, (lease, finish)) in outcomes.iter().enumerate() {
+            if !sent.insert((lease.key(), lease.token())) {
+                continue;
+            }
+            positions.push(position);
+            keys.push(lease.key().as_bytes().to_vec());
+            owners.push(lease.token().to_hex());
+            let (kind, delay, error) = match finish {
+                Finish::Done => ("done", 0, None),
+                Finish::Retry { delay, error } => ("retry", millis(*delay), Some(error)),
+                Finish::Dead { error } => ("dead", 0, Some(error)),
+                Finish::Release => ("release", 0, None),
+            };
+            kinds.push(kind);
+            delays.push(delay);
+            errors.push(error.map(|error| error_text(error).into_owned()));
+        }
+        let recorded: Vec<i64> = sqlx::query_scalar(&self.sql.finish)
+            .bind(keys)
+            .bind(owners)
+            .bind(kinds)
+            .bind(delays)
+            .bind(errors)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql)?;
+        let mut owned = vec![false; outcomes.len()];
+        for index in recorded {
+            // `WITH ORDINALITY` counts from 1.
+            let position = usize::try_from(index - 1)
+                .ok()
+                .and_then(|index| positions.get(index));
+            match position {
+                Some(&position) => owned[position] = true,
+                None => return Err(InboxError::Backend("finish: an unknown outcome".into())),
+            }
+        }
+        Ok(owned)
+    }
+
+    /// `renew_all`: one statement for the batch; returns the (key, owner) pairs renewed, and
+    /// those still the owners' whose rows another transaction holds (skipped, not waited for).
+    async fn renew_batch(
+        &self,
+        leases: &[Lease],
+        duration_ms: i64,
+    ) -> Result<Vec<(Vec<u8>, String)>, InboxError> {
+        let keys: Vec<Vec<u8>> = leases
+            .iter()
+            .map(|lease| lease.key().as_bytes().to_vec())
+            .collect();
+        let owners: Vec<String> = leases.iter().map(|lease| lease.token().to_hex()).collect();
+        sqlx::query_as(&self.sql.renew_all)
+            .bind(keys)
+            .bind(owners)
+            .bind(duration_ms)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql)
     }
 }
 
@@ -316,7 +422,12 @@ struct Statements {
     state_of: String,
     claim: String,
     renew: String,
+    /// `renew` of many leases (`$1` keys, `$2` owners, `$3` the duration), skipping locked rows.
+    renew_all: String,
     complete: String,
+    /// The outcomes of many leases: `$1` keys, `$2` owners, `$3` kinds, `$4` delays, `$5`
+    /// errors; returns the (1-based) positions recorded.
+    finish: String,
     /// Whether the delivery (`$1`) is done, read in a completion's transaction before it
     /// commits.
     completed: String,
@@ -359,11 +470,13 @@ impl Statements {
                  RETURNING {COLUMNS}"
             ),
             renew: format!("UPDATE {t} SET due_at = now() + $3{MS} WHERE {owned}"),
+            renew_all: renew_all(&t),
             complete: format!(
                 "UPDATE {t} SET state = 'done', owner = NULL, due_at = now(), \
                  finished_at = now() WHERE {owned}"
             ),
             completed: format!("SELECT 1 FROM {t} WHERE key = $1 AND state = 'done'"),
+            finish: finish(&t),
             retry: format!(
                 "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now() + $3{MS}, \
                  last_error = $4 WHERE {owned}"
@@ -408,6 +521,61 @@ impl Statements {
                   WHERE state IN ('pending', 'running'))"
             ),
         }
+    }
+}
+
+/// `renew_all`'s statement on table `t`.
+///
+/// The rows of the batch are locked without waiting: a row another transaction holds
+/// (a handler's open completion) is skipped, and its lease counts as still the
+/// owner's when the row, as last committed, says so (no claim can take a locked row:
+/// claims skip them too). A lease whose row was locked and is no longer the owner's
+/// is refused.
+fn renew_all(t: &str) -> String {
+    format!(
+        "WITH o AS (SELECT * FROM unnest($1::bytea[], $2::text[]) AS o(key, owner)), \
+         locked AS (SELECT d.key FROM {t} AS d WHERE d.key IN (SELECT key FROM o) \
+         FOR UPDATE SKIP LOCKED), \
+         renewed AS (UPDATE {t} AS d SET due_at = now() + $3{MS} FROM o \
+         WHERE d.key = o.key AND d.owner = o.owner AND d.state = 'running' \
+         AND d.key IN (SELECT key FROM locked) RETURNING d.key, d.owner) \
+         SELECT o.key, o.owner FROM o \
+         WHERE (o.key, o.owner) IN (SELECT key, owner FROM renewed) \
+         OR (o.key NOT IN (SELECT key FROM locked) AND EXISTS (SELECT 1 FROM {t} AS d \
+         WHERE d.key = o.key AND d.owner = o.owner AND d.state = 'running'))"
+    )
+}
+
+/// `finish`'s statement on table `t`.
+///
+/// Each kind as its single statement sets the row (`complete`, `retry`,
+/// `dead_letter`, `release`).
+fn finish(t: &str) -> String {
+    format!(
+        "UPDATE {t} AS d SET \
+         state = CASE o.kind WHEN 'done' THEN 'done' WHEN 'dead' THEN 'dead' \
+         ELSE 'pending' END, \
+         owner = NULL, \
+         due_at = CASE o.kind WHEN 'retry' THEN now() + o.delay{MS} ELSE now() END, \
+         finished_at = CASE WHEN o.kind IN ('done', 'dead') THEN now() \
+         ELSE d.finished_at END, \
+         last_error = CASE WHEN o.kind IN ('retry', 'dead') THEN o.error \
+         ELSE d.last_error END, \
+         attempts = CASE o.kind WHEN 'release' THEN greatest(d.attempts - 1, 0) \
+         ELSE d.attempts END \
+         FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bigint[], $5::text[]) \
+         WITH ORDINALITY AS o(key, owner, kind, delay, error, i) \
+         WHERE d.key = o.key AND d.owner = o.owner AND d.state = 'running' \
+         RETURNING o.i"
+    )
+}
+
+impl PostgresInbox {
+    /// The SQL backends' accept hook: Postgres accepts each delivery in its own transaction
+    /// (the server shares one WAL flush among concurrent commits).
+    #[allow(clippy::unused_self, clippy::unnecessary_wraps)]
+    fn grouped_accept<'a>(&'a self, _: &'a Delivery) -> Option<InboxFuture<'a, Accepted>> {
+        None
     }
 }
 

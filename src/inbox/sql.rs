@@ -191,8 +191,10 @@ fn corrupt(message: &'static str) -> InboxError {
 /// claims skip locked rows; `SQLite`'s wait for the write lock), and the worker neither renews
 /// the lease (a renewal would wait on the lock) nor stops the handler when the lease runs out:
 /// the handler timeout bounds it. Keep it short all the same: on `SQLite` it holds the whole
-/// database's write lock until it ends, so accepts and claims wait for it (up to the inbox's
-/// timeout, after which an accept is answered `503`).
+/// database's write lock until it ends, so accepts, claims and the other running deliveries'
+/// lease renewals wait for it (up to the inbox's timeout, after which an accept is answered
+/// `503` and a renewal fails: another handler whose lease runs out meanwhile is stopped and
+/// retried).
 pub struct Completion<DB: sqlx::Database> {
     transaction: sqlx::Transaction<'static, DB>,
     timeout: Duration,
@@ -260,7 +262,12 @@ impl<DB: sqlx::Database> Completion<DB> {
     /// transaction in which a statement failed (even one whose error the handler ignored, such
     /// as an insert of a duplicate) and answers its `COMMIT` with `ROLLBACK`, which `sqlx` does
     /// not report as an error; `SQLite` rolls the whole transaction back on some errors. Such a
-    /// completion is rolled back and `commit` returns an error: nothing was committed.
+    /// completion is rolled back and `commit` returns an error: nothing in it was committed.
+    ///
+    /// On `SQLite`, an error that rolls the whole transaction back (`INSERT OR ROLLBACK`, a
+    /// `RAISE(ROLLBACK)` in a trigger, a full disk) ends it at once: a statement run on the
+    /// completion after that is no longer in it, and `SQLite` commits it on its own. Stop at
+    /// the first error of such statements rather than ignore it.
     ///
     /// # Errors
     /// [`InboxError::Backend`] when the transaction was aborted or rolled back (nothing
@@ -445,6 +452,10 @@ macro_rules! sql_backend {
 
         impl InboxBackend for $inbox {
             fn accept<'a>(&'a self, delivery: &'a Delivery) -> InboxFuture<'a, Accepted> {
+                // SQLite's accepts go through its group commit's writer.
+                if let Some(grouped) = self.grouped_accept(delivery) {
+                    return grouped;
+                }
                 Box::pin(timed(self.options.timeout(), async move {
                     let facts = delivery.facts();
                     let key = delivery.key().as_bytes().as_slice();
@@ -475,6 +486,7 @@ macro_rules! sql_backend {
                             .await
                             .map_err(sql)?;
                         if inserted.rows_affected() > 0 {
+                            self.due();
                             return Ok(Accepted::New);
                         }
                         let (state, depth): (Option<String>, i64) =
@@ -621,7 +633,11 @@ macro_rules! sql_backend {
                         .execute(&self.pool)
                         .await
                         .map_err(sql)?;
-                    Ok(done.rows_affected() > 0)
+                    let replayed = done.rows_affected() > 0;
+                    if replayed {
+                        self.due();
+                    }
+                    Ok(replayed)
                 }))
             }
 
@@ -690,6 +706,50 @@ macro_rules! sql_backend {
                             .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
                     })
                 }))
+            }
+
+            fn finish<'a>(
+                &'a self,
+                outcomes: &'a [(Lease, Finish)],
+            ) -> InboxFuture<'a, Vec<bool>> {
+                Box::pin(timed(self.options.timeout(), async move {
+                    if outcomes.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    self.finish_batch(outcomes).await
+                }))
+            }
+
+            fn renew_all<'a>(
+                &'a self,
+                leases: &'a [Lease],
+                duration: Duration,
+            ) -> InboxFuture<'a, Vec<bool>> {
+                Box::pin(timed(self.options.timeout(), async move {
+                    if leases.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    // The (key, owner) pairs renewed, or still the owners' and left alone.
+                    let owned: std::collections::HashSet<(Vec<u8>, String)> = self
+                        .renew_batch(leases, millis(duration))
+                        .await?
+                        .into_iter()
+                        .collect();
+                    Ok(leases
+                        .iter()
+                        .map(|lease| {
+                            let pair = (lease.key().as_bytes().to_vec(), lease.token().to_hex());
+                            owned.contains(&pair)
+                        })
+                        .collect())
+                }))
+            }
+
+            fn wait_for_work(&self, timeout: Duration) -> InboxFuture<'_, ()> {
+                Box::pin(async move {
+                    self.wake.wait(timeout).await;
+                    Ok(())
+                })
             }
         }
     };

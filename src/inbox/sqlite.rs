@@ -11,14 +11,16 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite};
 
 use super::backend::{
-    timed, Accepted, Claim, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease, Replay,
-    Stats,
+    timed, Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease,
+    Replay, Stats,
 };
 use super::delivery::{Delivery, DeliveryState, Record};
 use super::sql::{
     encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
     PRUNE_BATCH,
 };
+use super::sqlite_writer::{Writer, WriterStatements};
+use super::wake::Wakeups;
 use crate::idempotency::{IdempotencyKey, Token};
 
 /// How many connections the pool opens at most: `SQLite` writes one transaction at a time, and
@@ -102,6 +104,43 @@ END;
 /// time, each batch its own transaction followed by a pause as long, so that accepts and claims
 /// waiting for the write lock get it between two batches rather than after the whole backlog.
 ///
+/// The workers record their outcomes in batches ([`finish`](InboxBackend::finish): every
+/// outcome's update in one `BEGIN IMMEDIATE` transaction, so one synced commit per batch, each
+/// still fenced by its lease's token) and renew all their leases with one statement
+/// ([`renew_all`](InboxBackend::renew_all)).
+///
+/// **Wake-ups.** A worker with nothing to claim waits in
+/// [`wait_for_work`](InboxBackend::wait_for_work) until an accept through this inbox (or a
+/// clone of it: give the layer and the workers clones of one inbox) commits a new delivery, or
+/// a replay makes one due: the worker claims it at once instead of at its next poll. Retries
+/// coming due, and deliveries accepted by another process sharing the file (or another
+/// `SqliteInbox` opened on it, rather than a clone), are found by the workers' fallback poll.
+/// # Group commit
+///
+/// Accepts are group-committed: one writer task per inbox (started when it opens, shared by
+/// its clones, ended when the last one is dropped) takes the deliveries that arrived while its
+/// previous commit was syncing, up to 256 deliveries or 4 MiB of bodies and headers, inserts
+/// them in one `BEGIN IMMEDIATE` transaction, and answers each accept only after that
+/// transaction committed: a burst shares one sync per batch instead of one per delivery, and an
+/// [`Accepted`] (the layer's `2xx`) still means the delivery is on disk. In a batch:
+///
+/// - a key already stored, or sent twice within the batch, is answered
+///   [`Accepted::Duplicate`] (the second one in the batch: pending);
+/// - the depth limit is exact: each insert reads the depth counter, which the batch's own
+///   earlier inserts have already moved, and a delivery past the limit is answered
+///   [`InboxError::Full`] and not inserted;
+/// - a failure of the transaction (its write lock not taken within the busy timeout, a
+///   statement failing, the commit failing) fails the whole batch: each of its deliveries is
+///   answered [`InboxError::Backend`] (the layer answers `503`) and none is stored (a failed
+///   `COMMIT` may still have taken effect, as with any commit whose answer was lost: the
+///   sender's retry is then a duplicate).
+///
+/// Each accept keeps its own timeout ([`InboxOptions::with_timeout`]): one that timed out
+/// while its batch was committing may still be stored (its retry is then a duplicate); one
+/// that timed out before the writer took it is not written. Several processes on one file each
+/// have their own writer, and `SQLite`'s busy timeout serializes their transactions.
+/// [`accept_commits`](Self::accept_commits) counts this inbox's transactions.
+///
 /// Leases, backoffs and due times are read from the wall clock (`SQLite`'s `now`, the
 /// machine's), while a worker times its handler with a monotonic clock. A step of the wall
 /// clock moves every lease's end: stepped forward by more than two thirds of the lease (a
@@ -143,6 +182,10 @@ pub struct SqliteInbox {
     pool: SqlitePool,
     options: InboxOptions,
     sql: Arc<Statements>,
+    /// The producers waiting for work on this inbox (shared by its clones).
+    wake: Arc<Wakeups>,
+    /// The group commit's writer, shared by the clones.
+    writer: Writer,
 }
 
 impl fmt::Debug for SqliteInbox {
@@ -204,7 +247,43 @@ impl SqliteInbox {
     pub async fn from_pool(pool: SqlitePool, options: InboxOptions) -> Result<Self, InboxError> {
         timed(options.timeout(), migrate(&pool, options.prefix())).await?;
         let sql = Arc::new(Statements::new(options.prefix()));
-        Ok(Self { pool, options, sql })
+        let writer = Writer::start(
+            pool.clone(),
+            WriterStatements {
+                accept: sql.accept.clone(),
+                state_of: sql.state_of.clone(),
+            },
+            options.max_depth(),
+            options.timeout(),
+        );
+        Ok(Self {
+            pool,
+            options,
+            sql,
+            wake: Arc::default(),
+            writer,
+        })
+    }
+
+    /// How many transactions this inbox's accept writer has committed since the inbox opened
+    /// (shared by its clones; other processes' writers not counted): the deliveries accepted
+    /// divided by it is the group commit's average batch.
+    #[must_use]
+    pub fn accept_commits(&self) -> u64 {
+        self.writer.commits()
+    }
+
+    /// The accept through the group commit's writer (the SQL backends' accept hook).
+    #[allow(clippy::unnecessary_wraps)] // Postgres's hook answers `None`
+    fn grouped_accept<'a>(&'a self, delivery: &'a Delivery) -> Option<InboxFuture<'a, Accepted>> {
+        Some(Box::pin(async move {
+            let accepted = timed(self.options.timeout(), self.writer.accept(delivery)).await;
+            if matches!(accepted, Ok(Accepted::New)) {
+                // Committed: the workers waiting on this inbox claim it at once.
+                self.due();
+            }
+            accepted
+        }))
     }
 
     /// Starts a transaction (`BEGIN IMMEDIATE`) in which the leased delivery is already marked
@@ -218,7 +297,11 @@ impl SqliteInbox {
     /// handler answers `2xx` (its writes were rolled back). While it is open it holds the
     /// database's write lock: no other worker can claim the delivery, the worker sends no
     /// renewal and does not stop the handler when the lease runs out (the handler timeout
-    /// does), and every other writer waits; keep it short.
+    /// does), and every other writer waits: accepts, claims, and the lease renewals of the
+    /// other deliveries running meanwhile, in every process. Keep it short, well under the
+    /// inbox's timeout and half the lease: a renewal that waits past the timeout fails, and
+    /// another delivery's handler whose lease runs out meanwhile is stopped and retried (the
+    /// attempt counted), as if its lease were lost.
     ///
     /// ```no_run
     /// use tower_webhook::inbox::{Lease, SqliteInbox};
@@ -247,6 +330,61 @@ impl SqliteInbox {
             self.complete_in(transaction, lease).await
         })
         .await
+    }
+}
+
+impl SqliteInbox {
+    /// A delivery was committed as due (an accept, a replay): wakes the producers waiting.
+    fn due(&self) {
+        self.wake.wake();
+    }
+
+    /// `finish`: each outcome's statement, in one `BEGIN IMMEDIATE` transaction (one commit,
+    /// one sync, for the batch); `SQLite` runs them in process, so they cost little beside it.
+    async fn finish_batch(&self, outcomes: &[(Lease, Finish)]) -> Result<Vec<bool>, InboxError> {
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(sql)?;
+        let mut owned = Vec::with_capacity(outcomes.len());
+        for (lease, finish) in outcomes {
+            let query = match finish {
+                Finish::Done => sqlx::query(&self.sql.complete),
+                Finish::Retry { .. } => sqlx::query(&self.sql.retry),
+                Finish::Dead { .. } => sqlx::query(&self.sql.dead_letter),
+                Finish::Release => sqlx::query(&self.sql.release),
+            }
+            .bind(lease.key().as_bytes().as_slice())
+            .bind(lease.token().to_hex());
+            let query = match finish {
+                Finish::Retry { delay, error } => query
+                    .bind(millis(*delay))
+                    .bind(error_text(error).into_owned()),
+                Finish::Dead { error } => query.bind(error_text(error).into_owned()),
+                Finish::Done | Finish::Release => query,
+            };
+            let done = query.execute(&mut *transaction).await.map_err(sql)?;
+            owned.push(done.rows_affected() > 0);
+        }
+        transaction.commit().await.map_err(sql)?;
+        Ok(owned)
+    }
+
+    /// `renew_all`: one statement for the batch, the leases passed as a JSON array of
+    /// `[key in hex, owner]`; returns the (key, owner) pairs renewed.
+    async fn renew_batch(
+        &self,
+        leases: &[Lease],
+        duration_ms: i64,
+    ) -> Result<Vec<(Vec<u8>, String)>, InboxError> {
+        let pairs: Vec<(String, String)> = leases
+            .iter()
+            .map(|lease| (lease.key().to_hex(), lease.token().to_hex()))
+            .collect();
+        let pairs = serde_json::to_string(&pairs).map_err(super::sql::backend)?;
+        sqlx::query_as(&self.sql.renew_all)
+            .bind(pairs)
+            .bind(duration_ms)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql)
     }
 }
 
@@ -287,6 +425,8 @@ struct Statements {
     state_of: String,
     claim: String,
     renew: String,
+    /// `renew` of many leases: `$1` a JSON array of `[key in hex, owner]`, `$2` the duration.
+    renew_all: String,
     complete: String,
     /// Whether the delivery (`$1`) is done, read in a completion's transaction before it
     /// commits.
@@ -329,6 +469,11 @@ impl Statements {
                  RETURNING {COLUMNS}"
             ),
             renew: format!("UPDATE {t} SET due_at = {NOW} + $3 WHERE {owned}"),
+            renew_all: format!(
+                "UPDATE {t} SET due_at = {NOW} + $2 WHERE state = 'running' AND (key, owner) IN \
+                 (SELECT unhex(value ->> 0), value ->> 1 FROM json_each($1)) \
+                 RETURNING key, owner"
+            ),
             complete: format!(
                 "UPDATE {t} SET state = 'done', owner = NULL, due_at = {NOW}, \
                  finished_at = {NOW} WHERE {owned}"

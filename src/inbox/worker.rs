@@ -1127,7 +1127,9 @@ impl<F: Future> Future for InSpan<F> {
 ///   no renewal is sent to wait on it; on Redis the lease is still renewed, and a completion
 ///   whose delivery was taken over all the same (renewals failing) is refused at commit. Keep
 ///   completions short all the same: on `SQLite` the write lock holds up every other writer
-///   (accepts wait, and are answered `503` past the inbox's timeout).
+///   (accepts wait, and are answered `503` past the inbox's timeout), the other running
+///   deliveries' lease renewals included: a completion held past the inbox's timeout or about
+///   half the lease makes their handlers lose their leases (stopped, retried).
 /// - **A commit whose answer was lost** (an error that leaves the result unknown): the attempt
 ///   counts as failed; recording it is then refused if the commit took effect, and the worker
 ///   reads the delivery again and reports it done.

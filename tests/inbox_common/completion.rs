@@ -69,6 +69,10 @@ pub(crate) enum Plan {
     Hold(Duration),
     /// Write, commit, then go on working this long.
     CommitThenWork(Duration),
+    /// Work this long, then begin the completion, write, commit.
+    WorkThenCommit(Duration),
+    /// Work this long, then begin the completion, write, hold it open that long, commit.
+    WorkThenHold(Duration, Duration),
 }
 
 /// One outcome reported by the hook: event id, attempt, outcome, error.
@@ -85,7 +89,12 @@ pub(crate) struct Ledger {
     pub(crate) ended: Arc<Mutex<Vec<(String, u32)>>>,
     /// What the outcome hook reported.
     pub(crate) reported: Arc<Mutex<Vec<Reported>>>,
+    /// Called just before each commit.
+    before_commit: Arc<Mutex<Option<BeforeCommit>>>,
 }
+
+/// [`Ledger::before_commit`]'s call.
+type BeforeCommit = Arc<dyn Fn() + Send + Sync>;
 
 impl Ledger {
     pub(crate) fn plan(&self, id: &str, attempt: u32, plan: Plan) {
@@ -93,6 +102,11 @@ impl Ledger {
             .lock()
             .unwrap()
             .insert((id.to_owned(), attempt), plan);
+    }
+
+    /// Calls `call` just before each commit.
+    pub(crate) fn before_commit(&self, call: impl Fn() + Send + Sync + 'static) {
+        *self.before_commit.lock().unwrap() = Some(Arc::new(call));
     }
 
     fn plan_of(&self, id: &str, attempt: u32) -> Plan {
@@ -185,6 +199,11 @@ pub(crate) async fn transactional<B: Transactional>(
 ) -> StatusCode {
     let id = meta.id().to_owned();
     let number = attempt.number();
+    if let Plan::WorkThenCommit(duration) | Plan::WorkThenHold(duration, _) =
+        ledger.plan_of(&id, number)
+    {
+        tokio::time::sleep(duration).await;
+    }
     let Ok(Some(mut completion)) = B::begin(&attempt).await else {
         return StatusCode::SERVICE_UNAVAILABLE;
     };
@@ -194,18 +213,22 @@ pub(crate) async fn transactional<B: Transactional>(
         let ledger = ledger.clone();
         let id = id.clone();
         async move {
+            let before = ledger.before_commit.lock().unwrap().clone();
+            if let Some(before) = before {
+                before();
+            }
             let committed = B::commit(completion).await;
             ledger.commits.lock().unwrap().push((id, number, committed));
         }
     };
     match ledger.plan_of(&id, number) {
-        Plan::Commit => commit(completion).await,
+        Plan::Commit | Plan::WorkThenCommit(_) => commit(completion).await,
         Plan::FailInside => {
             inbox.fail(&mut completion, &id).await;
             commit(completion).await;
         }
         Plan::Drop => drop(completion),
-        Plan::Hold(duration) => {
+        Plan::Hold(duration) | Plan::WorkThenHold(_, duration) => {
             tokio::time::sleep(duration).await;
             commit(completion).await;
         }
@@ -339,6 +362,79 @@ pub(crate) async fn a_handler_that_committed_runs_to_its_end_and_is_reported_don
     assert_eq!(ledger.reported_of("evt_after"), [(1, "done", None)]);
 }
 
+/// One handler holds its completion open three times as long as the lease (1 s) while another
+/// delivery's handler works as long, then commits: the open completion is no reason to stop
+/// the other handler (its lease is renewed meanwhile); both are processed once. Not on
+/// `SQLite`, whose completion holds the database's write lock, the other deliveries' renewals
+/// included (there the other handler is stopped, as `SqliteInbox::begin_complete` says).
+pub(crate) async fn a_completion_held_open_does_not_stop_another_delivery_s_handler<
+    B: Transactional,
+>(
+    inbox: B,
+) {
+    let ledger = Ledger::default();
+    // Both claimed before the completion is begun.
+    ledger.plan(
+        "evt_holder",
+        1,
+        Plan::WorkThenHold(Duration::from_millis(200), Duration::from_secs(3)),
+    );
+    ledger.plan(
+        "evt_other",
+        1,
+        Plan::WorkThenCommit(Duration::from_millis(2500)),
+    );
+    inbox.prepare().await;
+    let (holder, other) = (delivery("evt_holder"), delivery("evt_other"));
+    inbox.accept(&holder).await.unwrap();
+    inbox.accept(&other).await.unwrap();
+    let running = ledger
+        .workers(&inbox)
+        .with_lease(Duration::from_secs(1))
+        .start()
+        .unwrap();
+    wait_for(&inbox, holder.key(), DeliveryState::Done).await;
+    wait_for(&inbox, other.key(), DeliveryState::Done).await;
+    ledger.wait_reported("evt_holder", "done").await;
+    ledger.wait_reported("evt_other", "done").await;
+    running.shutdown(Duration::from_secs(5)).await;
+
+    assert_eq!(ledger.reported_of("evt_holder"), [(1, "done", None)]);
+    assert_eq!(
+        ledger.reported_of("evt_other"),
+        [(1, "done", None)],
+        "the other handler was stopped while the completion was open"
+    );
+    assert_eq!(ledger.ended_of("evt_other"), [1]);
+    let mut effects = inbox.effects().await;
+    effects.sort();
+    assert_eq!(effects, ["evt_holder", "evt_other"]);
+}
+
+/// A handler's commit is carried out by the server, and its connection cut before the answer
+/// (`proxy`, between `inbox` and its server, armed with `marker`: what the commit sends,
+/// `COMMIT` on Postgres, `EXEC` on Redis). `commit` reports an error, so the attempt counts as
+/// failed; recording that is refused (the delivery is done), and the worker, reading the
+/// delivery again, reports it done. The effect is there once, and the handler does not run
+/// again.
+pub(crate) async fn a_commit_whose_answer_was_lost_is_reported_done<B: Transactional>(
+    inbox: B,
+    proxy: Arc<super::proxy::Proxy>,
+    marker: &'static [u8],
+) {
+    let ledger = Ledger::default();
+    let armer = Arc::clone(&proxy);
+    ledger.before_commit(move || armer.arm(marker));
+    let record = run_until_done(&inbox, &ledger, "evt_lost_commit", None).await;
+
+    assert_eq!(proxy.cuts(), 1, "the commit's connection was not cut");
+    assert_eq!(ledger.commits_of("evt_lost_commit"), [(1, false)]);
+    assert_eq!(record.attempts, 1, "{record:?}");
+    assert_eq!(inbox.effects().await, ["evt_lost_commit"]);
+    assert_eq!(ledger.ended_of("evt_lost_commit"), [1]);
+    assert_eq!(ledger.reported_of("evt_lost_commit"), [(1, "done", None)]);
+}
+
 /// Every completion scenario, each in a fresh inbox from `fresh`.
 pub(crate) async fn every_completion_scenario<B, F, Fut>(fresh: F)
 where
@@ -350,4 +446,5 @@ where
     a_completion_dropped_without_commit_is_a_failed_attempt_despite_a_2xx(fresh().await).await;
     a_completion_held_open_past_the_lease_commits_once(fresh().await).await;
     a_handler_that_committed_runs_to_its_end_and_is_reported_done(fresh().await).await;
+    a_completion_held_open_does_not_stop_another_delivery_s_handler(fresh().await).await;
 }

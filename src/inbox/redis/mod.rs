@@ -1,0 +1,821 @@
+//! The inbox on Redis Streams (feature `redis`).
+//!
+//! `mod.rs` holds [`RedisInbox`] and its [`InboxBackend`] implementation; `scripts.rs` the
+//! Lua scripts (`lua/*.lua`) and the keys they are given; `record.rs` how a delivery is stored
+//! in its hash; `completion.rs` the fenced [`RedisCompletion`].
+
+mod completion;
+mod record;
+mod scripts;
+mod wake;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncConnectionConfig, Client, Script};
+
+use super::backend::{
+    Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease, Replay,
+    Stats,
+};
+use super::delivery::{Delivery, DeliveryState, Record};
+use crate::idempotency::{IdempotencyKey, Token, MAX_DURATION};
+
+pub use self::completion::RedisCompletion;
+use self::record::{decode, encode};
+use self::scripts::{Keys, Scripts, GROUP};
+use self::wake::Wake;
+
+/// How many done deliveries one `prune` script removes; `prune` runs it until fewer are left.
+const PRUNE_BATCH: usize = 500;
+/// How many due retries one claim moves back onto the stream at most.
+const PROMOTE_BATCH: usize = 1000;
+/// A consumer with nothing pending and idle this long (or for the window, when shorter) is
+/// removed from the group by `prune`: a process that ended (a live one is added again by its
+/// next read).
+const IDLE_CONSUMER: Duration = Duration::from_secs(60 * 60);
+
+/// The inbox backend on Redis Streams (feature `redis`): for several replicas sharing one
+/// Redis, with no SQL database of their own.
+///
+/// # How it works
+///
+/// - **Accept** is one script: when the key (the delivery's [`IdempotencyKey`], which names
+///   the endpoint) has no hash yet and the depth allows it, it stores the delivery in a hash
+///   and appends an entry to the stream with `XADD`; otherwise it answers the stored state (a
+///   duplicate) or full. The `2xx` follows the script's answer.
+/// - **Claim** is one script over the consumer group `workers`: the stream's next entries are
+///   read with `XREADGROUP` under this process's consumer name (`hostname-pid-random`, unique
+///   per [`connect`](Self::connect), so a process never mistakes another's pending entries for
+///   its own); entries whose lease ran out are taken over from whichever consumer held them
+///   with `XCLAIM`. Each claim writes a fresh fencing [`Token`] into the hash.
+/// - **Done** acknowledges the entry (`XACK`) and deletes it from the stream (`XDEL`): the
+///   stream holds only waiting deliveries. The hash (the key) is kept for the dedup window,
+///   then removed by [`prune`](InboxBackend::prune) (the workers run it every hour).
+/// - **Retry** takes the entry off the stream and schedules the key in a sorted set scored by
+///   its due time (Streams have no delayed redelivery); every claim first moves the due ones
+///   back onto the stream with a new entry.
+/// - **Dead letter** moves the delivery to a second stream, `dead-letters` (one entry per dead
+///   delivery, with its error); **replay** deletes that entry and appends the delivery to the
+///   main stream again, its attempts reset.
+/// - Sorted sets index the deliveries by state (scored by acceptance, for `list` and `stats`)
+///   and the done ones by completion (for `prune`).
+///
+/// Every script reads the time from Redis (`TIME`), so every replica shares one clock, and every
+/// call fails with [`InboxError::Timeout`] after the configured timeout. Needs Redis 6.2 or
+/// later.
+///
+/// Claims follow the stream's order, merged with expired leases by due time: a retry re-enters
+/// the stream when it is due (a new entry), so it waits behind deliveries accepted before that
+/// moment and not yet claimed. Deliveries are not processed in order in any case.
+///
+/// # Batches
+///
+/// [`finish`](InboxBackend::finish) (the workers' completer: done, retry, dead letter and
+/// release, mixed) and [`renew_all`](InboxBackend::renew_all) (every running lease) are one
+/// script each, whatever the batch's size: each lease is checked and recorded exactly as its
+/// single call would, one after another in the script, and each answers whether it was still
+/// the owner's, in order. Redis does not roll a script back, so each outcome runs in a
+/// protected call: a delivery whose stored data is odd fails alone (the call then fails, so
+/// that the caller reads its deliveries again) and the others of the batch are recorded.
+///
+/// # Wake-ups
+///
+/// [`wait_for_work`](InboxBackend::wait_for_work) resolves at once when this process accepts
+/// a delivery (or replays or releases one: a [`tokio::sync::Notify`] shared by the handle and
+/// its clones), and within a round trip when any process appends to the stream: it reads the
+/// consumer group's position (`last-delivered-id`, one small script) and blocks in
+/// `XREAD BLOCK <timeout> STREAMS <stream> <position>` on a connection of its own (a blocked
+/// connection answers nothing else; a few are kept for the next waits). Every client blocked
+/// on a stream is woken by an `XADD`, so every waiting replica wakes, not one of them; and
+/// since an entry no claim took yet lies after the group's position, an accept made between
+/// a claim that found nothing and the wait answers the wait at once: none is missed. A plain
+/// `XREAD` changes nothing (unlike `XREADGROUP`, it delivers no entry to a consumer): a
+/// process that dies while it waits leaves nothing behind, and the claim script stays the
+/// only place where deliveries are taken. A wait whose connection fails (Redis restarting)
+/// connects again after a short pause, until its timeout.
+///
+/// What is not appended to the stream is found by the workers' poll, when the wait times out
+/// (`Workers::with_poll_interval`): a retry coming due (it re-enters the stream when a claim
+/// finds it due), and a lease that ran out (taken over by a claim).
+///
+/// # Where Streams alone do not keep the contract, and what this backend does instead
+///
+/// - **Per-claim leases and renewal**: `XAUTOCLAIM` takes over entries idle longer than one
+///   `min-idle-time` for everyone, while [`InboxBackend::claim`] gives each claim its own lease
+///   and [`InboxBackend::renew`] extends one. The lease's end is kept in a sorted set; a claim
+///   takes over exactly the entries whose lease ended, oldest first, with `XCLAIM` (the same
+///   ownership transfer `XAUTOCLAIM` makes). A renewal also `XCLAIM`s the entry to its own
+///   consumer, so `XPENDING`'s idle times stay meaningful to an operator.
+/// - **Fencing**: a consumer name identifies a process, not a claim; the token of each claim is
+///   stored in the delivery's hash and every outcome checks it in the same script.
+/// - **Attempts**: the entry's delivery count cannot be lowered (a release does not count) nor
+///   reset (a replay does); the hash keeps its own counter, which the workers compare with their
+///   maximum attempts.
+///
+/// # Durability: what Redis's persistence settings mean
+///
+/// An accept is acknowledged once Redis ran the script, which says nothing about the disk by
+/// itself:
+///
+/// - `appendonly yes` with `appendfsync always`: Redis writes and fsyncs the script's effects
+///   to the append-only file before it answers, so an acknowledged delivery survives Redis being
+///   killed and the machine losing power. This is the setting to use for an inbox (accepts cost
+///   one fsync each, grouped across concurrent clients).
+/// - `appendfsync everysec` (Redis's default when AOF is on): up to about a second of
+///   acknowledged deliveries is lost if the machine loses power or the OS crashes (not if only
+///   the Redis process is killed: the data is in the OS's page cache).
+/// - RDB snapshots only (`save ...`, AOF off): everything since the last snapshot is lost when
+///   Redis stops unexpectedly, minutes of acknowledged deliveries. Not an inbox.
+/// - Replication is asynchronous: a failover to a replica may lose the last acknowledged
+///   deliveries unless `WAIT`-style guarantees are configured; a Redis with `maxmemory-policy`
+///   other than `noeviction` may evict deliveries.
+///
+/// # Trimming
+///
+/// Done entries are deleted from the stream as they complete (so the stream's length is the
+/// number of waiting deliveries, not the history); the key's hash is kept for the dedup window
+/// ([`DEFAULT_DEDUP_WINDOW`](super::DEFAULT_DEDUP_WINDOW), 7 days) to answer duplicates, then
+/// pruned. The hash keeps the body too (a done delivery can be replayed explicitly), so size
+/// Redis's memory for a window's worth of deliveries, and keep `maxmemory-policy noeviction`. Dead deliveries stay (in the dead-letter stream and their hash) until replayed or
+/// purged. `prune` also removes from the group the consumers with nothing pending that have been
+/// idle for an hour (or the window, when shorter): processes that ended.
+///
+/// Do not trim the stream yourself (`XTRIM`, `MAXLEN`, `XDEL`): it holds only waiting
+/// deliveries. If entries are removed anyway, running deliveries are unaffected (the hash, not
+/// the entry, records who holds them), and the next `prune` appends the pending ones that lost
+/// their entry again (it first compares the stream's length with the waiting count, so this
+/// costs nothing otherwise).
+///
+/// # Keys
+///
+/// All under one hash tag, `{<prefix>inbox}:` (prefix of [`InboxOptions::with_prefix`],
+/// default `tower_webhook_`): `stream`, `dead-letters` (streams), `delayed`, `leases`,
+/// `state:pending|running|done|dead`, `finished` (sorted sets of keys in hex), and `d:<key in
+/// hex>` (one hash per delivery). Two inboxes with different prefixes share a Redis without
+/// seeing each other's deliveries. The scripts reach each delivery's hash by name (not through
+/// `KEYS`) and the connection is not a cluster client, so the inbox needs a standalone Redis,
+/// not a Redis Cluster (the hash tag already keeps every key in one slot). With Sentinel, give
+/// the primary's address: the connection does not follow a failover.
+///
+/// ```no_run
+/// use tower_webhook::inbox::{InboxBackend, InboxOptions, RedisInbox};
+///
+/// # async fn run() -> Result<(), tower_webhook::inbox::InboxError> {
+/// let inbox = RedisInbox::connect("redis://127.0.0.1:6379/", InboxOptions::new()).await?;
+/// println!("{} deliveries waiting", inbox.stats().await?.depth());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisInbox {
+    client: Client,
+    connection: ConnectionManager,
+    options: InboxOptions,
+    keys: Arc<Keys>,
+    consumer: Arc<str>,
+    scripts: Arc<Scripts>,
+    wake: Arc<Wake>,
+}
+
+impl fmt::Debug for RedisInbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisInbox")
+            .field("options", &self.options)
+            .field("consumer", &self.consumer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The inbox's key names.
+impl RedisInbox {
+    /// Connects to the Redis server at `url` (`redis://host:port/db`, or `rediss://` with the
+    /// `redis` crate's TLS features) and creates the consumer group if it is missing. The
+    /// connection reconnects by itself when Redis comes back after a restart.
+    ///
+    /// # Errors
+    /// [`InboxError::Backend`] when the URL is invalid or Redis cannot be reached now;
+    /// [`InboxError::Timeout`] past the options' timeout.
+    pub async fn connect(url: &str, options: InboxOptions) -> Result<Self, InboxError> {
+        let client = Client::open(url).map_err(backend)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.timeout()))
+            .set_response_timeout(Some(options.timeout()))
+            .set_number_of_retries(1);
+        let connection = timed(options.timeout(), async {
+            ConnectionManager::new_with_config(client.clone(), config)
+                .await
+                .map_err(backend)
+        })
+        .await?;
+        let inbox = Self {
+            client,
+            connection,
+            keys: Arc::new(Keys::new(options.prefix())),
+            options,
+            consumer: consumer_name().into(),
+            scripts: Arc::new(Scripts::new()),
+            wake: Wake::new(),
+        };
+        inbox.create_group().await?;
+        Ok(inbox)
+    }
+
+    async fn create_group(&self) -> Result<(), InboxError> {
+        let mut command = redis::cmd("XGROUP");
+        command
+            .arg("CREATE")
+            .arg(&self.keys.stream)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM");
+        let mut connection = self.connection.clone();
+        let created: Result<(), redis::RedisError> = timed(self.options.timeout(), async {
+            Ok(command.query_async(&mut connection).await)
+        })
+        .await?;
+        match created {
+            Err(error) if error.code() != Some("BUSYGROUP") => Err(backend(error)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The options the inbox was opened with.
+    #[must_use]
+    pub fn options(&self) -> &InboxOptions {
+        &self.options
+    }
+
+    /// This process's consumer name in the group (`hostname-pid-random`), as `XPENDING` and
+    /// `XINFO CONSUMERS` show it.
+    #[must_use]
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    /// The Redis key of the stream of waiting deliveries (for `XINFO`, `XPENDING`, ...).
+    #[must_use]
+    pub fn stream_key(&self) -> &str {
+        &self.keys.stream
+    }
+
+    /// The Redis key of the dead-letter stream.
+    #[must_use]
+    pub fn dead_letter_key(&self) -> &str {
+        &self.keys.dead_letters
+    }
+
+    /// The Redis key of the hash that stores the delivery under `key`: the fence that
+    /// [`begin_complete`](Self::begin_complete) watches.
+    #[must_use]
+    pub fn delivery_key(&self, key: &IdempotencyKey) -> String {
+        format!("{}{}", self.keys.hash, key.to_hex())
+    }
+
+    /// Starts a fenced completion of the leased delivery: on a connection of its own, it
+    /// `WATCH`es the delivery's hash and checks that `lease` is still the owner's. Queue the
+    /// handler's own Redis commands on the [`RedisCompletion`] (it dereferences to a
+    /// [`redis::Pipeline`] in transaction mode), then [`RedisCompletion::commit`]: the commands
+    /// and the completion run in one `MULTI`/`EXEC`, and only if nobody took the delivery over
+    /// meanwhile (the hash changes on every claim), so either both happen or neither does.
+    /// `None` when the lease is no longer the owner's (nothing was changed).
+    ///
+    /// The effects must live in the same Redis (and, with a Sentinel or a proxy, on the same
+    /// server) as the inbox. The `WATCH` needs a connection of its own: each completion opens
+    /// one, closed when it is committed or dropped; keep it short.
+    ///
+    /// In a handler, call it through
+    /// [`Attempt::begin_complete`](super::Attempt::begin_complete), so that the worker follows
+    /// it: the delivery is then done only if the completion commits (`Ok(true)`); a completion
+    /// dropped without [`RedisCompletion::commit`] (an early return, a `?`), or whose commit did
+    /// not run or failed, is a **failed attempt**, retried after the backoff, even when the
+    /// handler answers `2xx`. While it is open the worker goes on renewing the lease and does
+    /// not stop the handler when the lease runs out (the handler timeout does).
+    ///
+    /// ```no_run
+    /// use tower_webhook::inbox::{Lease, RedisInbox};
+    ///
+    /// # async fn handle(inbox: &RedisInbox, lease: &Lease) -> Result<(), tower_webhook::inbox::InboxError> {
+    /// if let Some(mut completion) = inbox.begin_complete(lease).await? {
+    ///     completion.hincr("orders:count", "ord_1", 1).ignore();
+    ///     completion.commit().await?; // the order and the completion, together
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`InboxError::Backend`] or [`InboxError::Timeout`].
+    pub async fn begin_complete(
+        &self,
+        lease: &Lease,
+    ) -> Result<Option<RedisCompletion>, InboxError> {
+        timed(self.options.timeout(), async {
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(self.options.timeout()))
+                .set_response_timeout(Some(self.options.timeout()));
+            let mut connection = self
+                .client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .map_err(backend)?;
+            let hash = self.delivery_key(lease.key());
+            let () = redis::cmd("WATCH")
+                .arg(&hash)
+                .query_async(&mut connection)
+                .await
+                .map_err(backend)?;
+            let (state, owner): (Option<String>, Option<String>) = redis::cmd("HMGET")
+                .arg(&hash)
+                .arg("state")
+                .arg("owner")
+                .query_async(&mut connection)
+                .await
+                .map_err(backend)?;
+            if state.as_deref() != Some("running") || owner != Some(lease.token().to_hex()) {
+                return Ok(None);
+            }
+            let mut pipeline = redis::pipe();
+            pipeline.atomic();
+            Ok(Some(RedisCompletion {
+                connection,
+                pipeline,
+                completion: self.eval(scripts::complete_source(), &lease_args(lease)),
+                timeout: self.options.timeout(),
+                tracked: None,
+            }))
+        })
+        .await
+    }
+
+    /// `EVAL` of the script `source` with the inbox's keys and `args` after the hash prefix
+    /// and group: in a transaction, where `EVALSHA` could fail with `NOSCRIPT` after the other
+    /// commands ran.
+    fn eval(&self, source: String, args: &[Vec<u8>]) -> redis::Cmd {
+        let mut command = redis::cmd("EVAL");
+        command.arg(source).arg(self.keys.all().len());
+        for key in self.keys.all() {
+            command.arg(key);
+        }
+        command.arg(&self.keys.hash).arg(GROUP);
+        for arg in args {
+            command.arg(arg.as_slice());
+        }
+        command
+    }
+
+    /// Runs `script` with the inbox's keys, the hash prefix, the group and `args`.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        args: &[&[u8]],
+    ) -> Result<T, InboxError> {
+        let mut invocation = script.prepare_invoke();
+        for key in self.keys.all() {
+            invocation.key(key);
+        }
+        invocation.arg(&self.keys.hash).arg(GROUP);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let mut connection = self.connection.clone();
+        timed(self.options.timeout(), async {
+            invocation
+                .invoke_async(&mut connection)
+                .await
+                .map_err(backend)
+        })
+        .await
+    }
+
+    /// Appends again the pending deliveries whose stream entries were removed by hand (see
+    /// `lua/repair.lua`); the first call costs a few counts when nothing was removed.
+    async fn repair(&self) -> Result<(), InboxError> {
+        let batch = PRUNE_BATCH.to_string();
+        let (mut start, mut check, mut total) = (0_i64, "check", 0_u64);
+        while start >= 0 {
+            let first = start.to_string();
+            let (next, fixed): (i64, u64) = self
+                .run(
+                    &self.scripts.repair,
+                    &[first.as_bytes(), batch.as_bytes(), check.as_bytes()],
+                )
+                .await?;
+            (start, check, total) = (next, "", total + fixed);
+        }
+        if total > 0 {
+            crate::observe::warn!(
+                appended = total,
+                stream = %self.keys.stream,
+                "inbox: pending deliveries had lost their stream entries (trimmed by hand?), appended again"
+            );
+        }
+        Ok(())
+    }
+
+    /// Wakes this process's waits ([`InboxBackend::wait_for_work`]): a delivery is due now.
+    fn wake_local(&self) {
+        self.wake.notify();
+    }
+
+    async fn owner_call(&self, script: &Script, lease: &Lease) -> Result<bool, InboxError> {
+        let [key, token] = lease_args(lease);
+        let answer: i64 = self.run(script, &[&key, &token]).await?;
+        Ok(answer == 1)
+    }
+}
+
+impl InboxBackend for RedisInbox {
+    fn accept<'a>(&'a self, delivery: &'a Delivery) -> InboxFuture<'a, Accepted> {
+        Box::pin(async move {
+            let fields = encode(delivery)?;
+            let key = delivery.key().to_hex();
+            let depth = self.options.max_depth().to_string();
+            let mut args: Vec<&[u8]> = vec![key.as_bytes(), depth.as_bytes()];
+            for (name, value) in &fields {
+                args.push(name.as_bytes());
+                args.push(value);
+            }
+            let answer: String = self.run(&self.scripts.accept, &args).await?;
+            match answer.as_str() {
+                "new" => {
+                    self.wake_local();
+                    Ok(Accepted::New)
+                }
+                "full" => Err(InboxError::Full),
+                state => Ok(Accepted::Duplicate(state.parse().map_err(boxed)?)),
+            }
+        })
+    }
+
+    fn claim(&self, lease: Duration, limit: usize) -> InboxFuture<'_, Vec<Claim>> {
+        Box::pin(async move {
+            let token = Token::random();
+            let hex = token.to_hex();
+            let lease_ms = millis(lease).to_string();
+            let limit_text = limit.min(1_000_000).to_string();
+            let promote = PROMOTE_BATCH.to_string();
+            let rows: Vec<Vec<Vec<u8>>> = self
+                .run(
+                    &self.scripts.claim,
+                    &[
+                        self.consumer.as_bytes(),
+                        hex.as_bytes(),
+                        lease_ms.as_bytes(),
+                        limit_text.as_bytes(),
+                        promote.as_bytes(),
+                    ],
+                )
+                .await?;
+            // A delivery that cannot be read is skipped, not the whole claim: failing it would
+            // hold back the deliveries claimed with it, lease after lease (they are taken again
+            // together). It keeps its lease, and `get` or `list` show the error.
+            let mut claims = Vec::with_capacity(rows.len());
+            for row in rows {
+                match decode(row) {
+                    Ok(record) => {
+                        let lease = Lease::new(*record.delivery.key(), token, record.attempts);
+                        claims.push(Claim::new(record, lease));
+                    }
+                    Err(error) => crate::observe::warn!(
+                        %error,
+                        "inbox: a claimed delivery cannot be read; skipped (purge it)"
+                    ),
+                }
+            }
+            Ok(claims)
+        })
+    }
+
+    fn renew<'a>(&'a self, lease: &'a Lease, duration: Duration) -> InboxFuture<'a, bool> {
+        Box::pin(async move {
+            let key = lease.key().to_hex();
+            let token = lease.token().to_hex();
+            let duration = millis(duration).to_string();
+            let answer: i64 = self
+                .run(
+                    &self.scripts.renew,
+                    &[
+                        key.as_bytes(),
+                        token.as_bytes(),
+                        self.consumer.as_bytes(),
+                        duration.as_bytes(),
+                    ],
+                )
+                .await?;
+            Ok(answer == 1)
+        })
+    }
+
+    fn complete<'a>(&'a self, lease: &'a Lease) -> InboxFuture<'a, bool> {
+        Box::pin(self.owner_call(&self.scripts.complete, lease))
+    }
+
+    fn retry<'a>(
+        &'a self,
+        lease: &'a Lease,
+        delay: Duration,
+        error: &'a str,
+    ) -> InboxFuture<'a, bool> {
+        Box::pin(async move {
+            let key = lease.key().to_hex();
+            let token = lease.token().to_hex();
+            let delay = millis(delay).to_string();
+            let answer: i64 = self
+                .run(
+                    &self.scripts.retry,
+                    &[
+                        key.as_bytes(),
+                        token.as_bytes(),
+                        delay.as_bytes(),
+                        error.as_bytes(),
+                    ],
+                )
+                .await?;
+            Ok(answer == 1)
+        })
+    }
+
+    fn dead_letter<'a>(&'a self, lease: &'a Lease, error: &'a str) -> InboxFuture<'a, bool> {
+        Box::pin(async move {
+            let key = lease.key().to_hex();
+            let token = lease.token().to_hex();
+            let answer: i64 = self
+                .run(
+                    &self.scripts.dead_letter,
+                    &[key.as_bytes(), token.as_bytes(), error.as_bytes()],
+                )
+                .await?;
+            Ok(answer == 1)
+        })
+    }
+
+    fn release<'a>(&'a self, lease: &'a Lease) -> InboxFuture<'a, bool> {
+        Box::pin(async move {
+            let released = self.owner_call(&self.scripts.release, lease).await?;
+            if released {
+                self.wake_local();
+            }
+            Ok(released)
+        })
+    }
+
+    fn list(&self, state: DeliveryState, limit: usize) -> InboxFuture<'_, Vec<Record>> {
+        Box::pin(async move {
+            let limit = limit.min(1_000_000_000).to_string();
+            let rows: Vec<Vec<Vec<u8>>> = self
+                .run(
+                    &self.scripts.list,
+                    &[state.as_str().as_bytes(), limit.as_bytes()],
+                )
+                .await?;
+            rows.into_iter().map(decode).collect()
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a IdempotencyKey) -> InboxFuture<'a, Option<Record>> {
+        Box::pin(async move {
+            let hex = key.to_hex();
+            // `{ false }` reaches Redis as an empty array.
+            let rows: Vec<Vec<Vec<u8>>> = self.run(&self.scripts.get, &[hex.as_bytes()]).await?;
+            rows.into_iter().next().map(decode).transpose()
+        })
+    }
+
+    fn replay<'a>(&'a self, key: &'a IdempotencyKey, from: Replay) -> InboxFuture<'a, bool> {
+        Box::pin(async move {
+            let hex = key.to_hex();
+            let from = match from {
+                Replay::Dead => "dead",
+                Replay::DeadOrDone => "dead-or-done",
+            };
+            let answer: i64 = self
+                .run(&self.scripts.replay, &[hex.as_bytes(), from.as_bytes()])
+                .await?;
+            if answer == 1 {
+                self.wake_local();
+            }
+            Ok(answer == 1)
+        })
+    }
+
+    fn purge<'a>(&'a self, key: &'a IdempotencyKey) -> InboxFuture<'a, bool> {
+        Box::pin(async move {
+            let hex = key.to_hex();
+            let answer: i64 = self.run(&self.scripts.purge, &[hex.as_bytes()]).await?;
+            Ok(answer == 1)
+        })
+    }
+
+    fn prune(&self, window: Duration) -> InboxFuture<'_, u64> {
+        Box::pin(async move {
+            let idle = millis(window.min(IDLE_CONSUMER)).to_string();
+            let window = millis(window).to_string();
+            let batch = PRUNE_BATCH.to_string();
+            self.repair().await?;
+            let mut total = 0_u64;
+            loop {
+                // Each script is timed by `run`, not the whole prune.
+                let removed: Result<u64, _> = self
+                    .run(
+                        &self.scripts.prune,
+                        &[window.as_bytes(), batch.as_bytes(), idle.as_bytes()],
+                    )
+                    .await;
+                let removed = match removed {
+                    Ok(removed) => removed,
+                    Err(error) if total == 0 => return Err(error),
+                    Err(error) => {
+                        crate::observe::warn!(
+                            %error,
+                            removed = total,
+                            "inbox prune stopped early; the next prune goes on"
+                        );
+                        return Ok(total);
+                    }
+                };
+                total += removed;
+                if removed < PRUNE_BATCH as u64 {
+                    return Ok(total);
+                }
+            }
+        })
+    }
+
+    fn stats(&self) -> InboxFuture<'_, Stats> {
+        Box::pin(async move {
+            let (pending, running, done, dead, oldest): (u64, u64, u64, u64, i64) =
+                self.run(&self.scripts.stats, &[]).await?;
+            Ok(Stats {
+                pending,
+                running,
+                done,
+                dead,
+                oldest_waiting: u64::try_from(oldest).ok().map(Duration::from_millis),
+                ..Stats::default()
+            })
+        })
+    }
+
+    /// One script for the whole batch (`lua/finish.lua`), each outcome fenced by its lease as
+    /// its single call is.
+    fn finish<'a>(&'a self, outcomes: &'a [(Lease, Finish)]) -> InboxFuture<'a, Vec<bool>> {
+        Box::pin(async move {
+            if outcomes.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut args: Vec<Vec<u8>> = Vec::with_capacity(outcomes.len() * 5);
+            for (lease, finish) in outcomes {
+                let [key, token] = lease_args(lease);
+                let (what, delay, error): (&str, String, &str) = match finish {
+                    Finish::Done => ("done", String::new(), ""),
+                    Finish::Retry { delay, error } => ("retry", millis(*delay).to_string(), error),
+                    Finish::Dead { error } => ("dead", String::new(), error),
+                    Finish::Release => ("release", String::new(), ""),
+                };
+                args.extend([
+                    what.as_bytes().to_vec(),
+                    key,
+                    token,
+                    delay.into_bytes(),
+                    error.as_bytes().to_vec(),
+                ]);
+            }
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            let answers: Vec<i64> = self.run(&self.scripts.finish, &args).await?;
+            let owned = owner_answers(answers, outcomes.len())?;
+            // A release makes its delivery due now: wake this process's waiting producers
+            // (other processes wake on the stream entry it appended).
+            let released = outcomes
+                .iter()
+                .zip(&owned)
+                .any(|((_, finish), owned)| *owned && matches!(finish, Finish::Release));
+            if released {
+                self.wake_local();
+            }
+            Ok(owned)
+        })
+    }
+
+    /// An accept, replay or release in this process (at once), a delivery appended to the
+    /// stream by any process (a blocking `XREAD`), or the timeout; see "Wake-ups" in the
+    /// type's docs.
+    fn wait_for_work(&self, timeout: Duration) -> InboxFuture<'_, ()> {
+        Box::pin(async move {
+            self.wait(timeout).await;
+            Ok(())
+        })
+    }
+
+    /// One script for every lease (`lua/renew_all.lua`).
+    fn renew_all<'a>(
+        &'a self,
+        leases: &'a [Lease],
+        duration: Duration,
+    ) -> InboxFuture<'a, Vec<bool>> {
+        Box::pin(async move {
+            if leases.is_empty() {
+                return Ok(Vec::new());
+            }
+            let duration = millis(duration).to_string();
+            let mut args: Vec<Vec<u8>> = Vec::with_capacity(2 + leases.len() * 2);
+            args.push(self.consumer.as_bytes().to_vec());
+            args.push(duration.into_bytes());
+            for lease in leases {
+                args.extend(lease_args(lease));
+            }
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            let answers: Vec<i64> = self.run(&self.scripts.renew_all, &args).await?;
+            owner_answers(answers, leases.len())
+        })
+    }
+}
+
+/// A batch script's answers (1 recorded, 0 not the owner's, -1 failed on odd stored data) as
+/// `Vec<bool>`; a failed one, or a count that does not match, fails the call (the caller
+/// then reads the deliveries again: the others were recorded).
+fn owner_answers(answers: Vec<i64>, expected: usize) -> Result<Vec<bool>, InboxError> {
+    if answers.len() != expected {
+        return Err(corrupt(
+            "a batch script answered for a different number of leases",
+        ));
+    }
+    if answers.iter().any(|answer| *answer < 0) {
+        return Err(corrupt(
+            "a delivery's stored data could not be updated (the batch's others were recorded)",
+        ));
+    }
+    Ok(answers.into_iter().map(|answer| answer == 1).collect())
+}
+
+/// `hostname-pid-random`: unique per process (and per inbox opened in it), so that entries a
+/// dead process held are told apart from a live one's.
+fn consumer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    let random = Token::random().to_hex();
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        random.get(..8).unwrap_or(&random)
+    )
+}
+
+fn lease_args(lease: &Lease) -> [Vec<u8>; 2] {
+    [
+        lease.key().to_hex().into_bytes(),
+        lease.token().to_hex().into_bytes(),
+    ]
+}
+
+/// A duration in whole milliseconds (rounded up), at most 100 years.
+fn millis(duration: Duration) -> u64 {
+    let ms = duration.min(MAX_DURATION).as_nanos().div_ceil(1_000_000);
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+/// `future`, or [`InboxError::Timeout`] after `timeout`.
+async fn timed<T>(
+    timeout: Duration,
+    future: impl Future<Output = Result<T, InboxError>>,
+) -> Result<T, InboxError> {
+    tokio::time::timeout(timeout, future)
+        .await
+        .unwrap_or(Err(InboxError::Timeout))
+}
+
+/// A Redis error: a response timeout is a timeout.
+fn backend(error: redis::RedisError) -> InboxError {
+    if error.is_timeout() {
+        InboxError::Timeout
+    } else {
+        InboxError::Backend(Box::new(error))
+    }
+}
+
+fn boxed(error: impl std::error::Error + Send + Sync + 'static) -> InboxError {
+    InboxError::Backend(Box::new(error))
+}
+
+fn corrupt(message: &'static str) -> InboxError {
+    InboxError::Backend(message.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumer_names_differ_within_one_process() {
+        let (a, b) = (consumer_name(), consumer_name());
+        assert_ne!(a, b);
+        assert!(a.contains(&format!("-{}-", std::process::id())));
+    }
+}
