@@ -6,8 +6,15 @@
 //!
 //! Environment:
 //! - `WEBHOOK_ADDR`: where to listen (default `127.0.0.1:3000`);
-//! - `WEBHOOK_SCHEME`: `sotion` (default), `sota`, `github`, `standard`, `stripe` or `slack`;
-//! - `WEBHOOK_SECRET`: the signing secret (default: a development secret, printed at start);
+//! - `WEBHOOK_SCHEME`: `sotion` (default), `sota`, `github`, `standard`, `standard-v1a`,
+//!   `stripe`, `slack`, `shopify`, `woocommerce`, `discord`, `twilio`, `sendgrid`, `square`,
+//!   `zoom`, `meta`, `paddle`, `linear`, `twitch` or `graph`;
+//! - `WEBHOOK_SECRET`: the key as the sender hands it out: the signing secret, or for Discord,
+//!   Standard Webhooks `v1a` and SendGrid their public key (default: a development key, printed
+//!   at start; `send` signs with its private half);
+//! - `WEBHOOK_PUBLIC_URL`: the URL senders call, for the schemes that sign it (Square, Twilio):
+//!   default `http://<WEBHOOK_ADDR>/webhooks`;
+//! - `WEBHOOK_VERIFY_TOKEN`: Meta's `hub.verify_token` (default: a development token, printed);
 //! - `REDIS_URL`: when set (and built with `--features redis`), deduplicate in Redis, shared by
 //!   every replica; otherwise in memory.
 //!
@@ -16,15 +23,16 @@
 //! other GitHub event is left to the router's own fallback, which acknowledges it with the
 //! `x-webhook-ignored` header and prints nothing; other senders' events reach a fallback of the
 //! demo's. Prints `handled <event> <id>` on stdout for each event a handler runs (the id as the
-//! scheme defines it); everything else goes to stderr, and a start-up error is one sentence.
-//! Send it an event with `cargo run --example send -- member.created`.
+//! scheme defines it), and nothing for an endpoint handshake (the layer answers it); everything
+//! else goes to stderr, and a start-up error is one sentence. Send it an event with
+//! `cargo run --example send -- member.created`, a handshake with `send -- --handshake`.
 
 mod shared;
 
 use std::io::Write;
 
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{on, MethodFilter};
 use axum::Router;
 use tower_webhook::envelope::{AccessGroupData, AccessGroupMemberData, MemberData};
 use tower_webhook::layer::WebhookLayerBuilder;
@@ -146,16 +154,40 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let scheme = shared::scheme_from_env()?;
     let (secret, dev) = shared::secret_from_env(&scheme);
     if let Some(dev) = dev {
-        eprintln!("WEBHOOK_SECRET is not set: using the development secret {dev}");
+        eprintln!("WEBHOOK_SECRET is not set: using the development key {dev}");
     }
     eprintln!("verifying {} deliveries", scheme.name());
 
     let events = events(&scheme);
-    let layer = with_store(WebhookLayer::builder(scheme).with_secret(&secret))?
+    // Meta's subscription handshake is a GET, answered by the layer: the route takes GET too.
+    let methods = if shared::short_name(&scheme) == "meta" {
+        MethodFilter::POST.or(MethodFilter::GET)
+    } else {
+        MethodFilter::POST
+    };
+    let mut layer = WebhookLayer::builder(scheme.clone()).with_secret(&secret);
+    if scheme.signs_url() {
+        let public = shared::public_url_from_env(&addr);
+        let base = public.strip_suffix("/webhooks").ok_or_else(|| {
+            format!(
+                "WEBHOOK_PUBLIC_URL must be the URL senders call, ending with /webhooks: {public}"
+            )
+        })?;
+        layer = layer.with_public_url(base);
+        eprintln!("verifying signatures over the URL {public}");
+    }
+    if shared::short_name(&scheme) == "meta" {
+        let (token, dev) = shared::verify_token_from_env();
+        if let Some(dev) = dev {
+            eprintln!("WEBHOOK_VERIFY_TOKEN is not set: using the development token {dev}");
+        }
+        layer = layer.with_verify_token(&token);
+    }
+    let layer = with_store(layer)?
         .build()
         .map_err(|e| format!("WEBHOOK_SECRET: {e}"))?;
-    // `route_layer`: the layer guards POST only; other methods get 405 without touching it.
-    let app = Router::new().route("/webhooks", post(events).route_layer(layer));
+    // `route_layer`: the layer guards these methods only; others get 405 without touching it.
+    let app = Router::new().route("/webhooks", on(methods, events).route_layer(layer));
 
     let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
         format!("cannot listen on {addr}: {e} (set WEBHOOK_ADDR to another address)")

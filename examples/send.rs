@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --example send -- [EVENT_TYPE] [--action ACTION] [--id EVENT_ID] [--data JSON] [--form] [--url URL]
+//! cargo run --example send -- --handshake [--url URL]
 //! ```
 //!
 //! `EVENT_TYPE` defaults to `member.created`; `--action` sets the body's `action` (GitHub's:
@@ -10,11 +11,18 @@
 //! `'{"fail":2}'` for the inbox example; default a sample); `--form` sends the JSON as GitHub
 //! does with the webhook's content type set to `form` (its default), and Slack's
 //! interactivity: `payload=<JSON>`, `application/x-www-form-urlencoded`; `--url` defaults to
-//! `WEBHOOK_URL` or `http://127.0.0.1:3000/webhooks`. `WEBHOOK_SCHEME` picks the sender
-//! (`sotion` by default, `sota`, `github`, `standard`, `stripe`, `slack`) and `WEBHOOK_SECRET`
-//! the secret (by default the development secret the receiver example uses). When no handler
-//! of the receiver ran for the event, its answer says so (`x-webhook-ignored`), and so does
-//! `send`.
+//! `WEBHOOK_URL` or `http://127.0.0.1:3000/webhooks`. `--handshake` sends the scheme's endpoint
+//! handshake instead (Slack's `url_verification`, Discord's `PING`, Zoom's
+//! `endpoint.url_validation`, Twitch's `webhook_callback_verification`, Meta's `hub.challenge`
+//! GET, Graph's `validationToken`) and checks the receiver's answer. `WEBHOOK_SCHEME` picks the
+//! sender (`sotion` by default, or any name the receiver takes) and `WEBHOOK_SECRET` the secret
+//! (by default the development secret the receiver example uses). The asymmetric senders
+//! (Discord, Standard Webhooks `v1a`, SendGrid) sign with a private key: `WEBHOOK_SIGNING_KEY`,
+//! or the development key pair's when neither it nor `WEBHOOK_SECRET` is set. Schemes that sign
+//! the URL (Square, Twilio) sign `WEBHOOK_PUBLIC_URL` when it is set, else the URL they post to;
+//! Meta's handshake sends `WEBHOOK_VERIFY_TOKEN` (default the receiver's development token).
+//! When no handler of the receiver ran for the event, its answer says so (`x-webhook-ignored`),
+//! and so does `send`.
 
 mod shared;
 
@@ -26,7 +34,8 @@ use hyper::body::Incoming;
 use tower_webhook::scheme::Outgoing;
 
 const USAGE: &str = "usage: cargo run --example send -- [EVENT_TYPE] [--action ACTION] \
-    [--id EVENT_ID] [--data JSON] [--form] [--url URL]";
+    [--id EVENT_ID] [--data JSON] [--form] [--url URL]\n       \
+    cargo run --example send -- --handshake [--url URL]";
 
 struct Args {
     event: String,
@@ -40,6 +49,8 @@ struct Args {
     /// The event's `data`, from `--data`.
     data: Option<serde_json::Value>,
     url: String,
+    /// `--handshake`: send the scheme's endpoint handshake.
+    handshake: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -52,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
         data: None,
         url: std::env::var("WEBHOOK_URL")
             .unwrap_or_else(|_| "http://127.0.0.1:3000/webhooks".to_owned()),
+        handshake: false,
     };
     let mut it = std::env::args().skip(1);
     let mut named_event = false;
@@ -62,6 +74,7 @@ fn parse_args() -> Result<Args, String> {
                 args.named = true;
             }
             "--url" => args.url = it.next().ok_or(USAGE)?,
+            "--handshake" => args.handshake = true,
             "--action" => args.action = Some(it.next().ok_or(USAGE)?),
             "--form" => args.form = true,
             "--data" => {
@@ -155,6 +168,32 @@ fn sample_body(
             }
             body
         }
+        "shopify" | "woocommerce" => {
+            // The topic is a header; the sample carries the id, so two ids are two events.
+            serde_json::json!({ "id": id, "created_at": now, "customer": member })
+        }
+        // Discord's interaction types are numbers: 2 is an application command.
+        "discord" => {
+            serde_json::json!({ "type": 2, "id": id, "application_id": "demo", "token": "demo", "data": { "name": event, "member": member } })
+        }
+        "sendgrid" => {
+            serde_json::json!([{ "event": event, "sg_event_id": id, "email": "ada@example.com", "timestamp": 0 }])
+        }
+        "square" => {
+            serde_json::json!({ "merchant_id": "merchant_demo", "type": event, "event_id": id, "created_at": now, "data": { "object": member } })
+        }
+        "zoom" => {
+            serde_json::json!({ "event": event, "event_ts": now, "payload": { "account_id": "account_demo", "object": member, "nonce": id } })
+        }
+        "meta" => {
+            serde_json::json!({ "object": event, "entry": [{ "id": id, "time": now, "changes": [{ "field": "messages", "value": member }] }] })
+        }
+        "paddle" => {
+            serde_json::json!({ "event_id": id, "event_type": event, "occurred_at": now, "notification_id": "ntf_demo", "data": member })
+        }
+        "twitch" => {
+            serde_json::json!({ "subscription": { "type": event, "version": "1", "status": "enabled" }, "event": member })
+        }
         _ => serde_json::json!({ "type": event, "id": id, "timestamp": now, "data": member }),
     }
 }
@@ -171,43 +210,40 @@ async fn run() -> Result<(), String> {
     let args = parse_args()?;
     let scheme = shared::scheme_from_env()?;
     let (text, _) = shared::secret_from_env(&scheme);
-    let secret = scheme
-        .secret(&text)
-        .map_err(|e| format!("WEBHOOK_SECRET: {e}"))?;
-    let short_name = scheme.name().trim_end_matches("-webhooks");
+    let key = scheme
+        .signing_key(&shared::signing_key_from_env(&scheme)?)
+        .map_err(|e| format!("the signing key: {e}"))?;
+    let short_name = shared::short_name(&scheme);
     if args.action.is_some() && short_name != "github" {
         return Err(format!(
             "--action: the {} scheme names no action (GitHub does: issues --action opened)",
             scheme.name()
         ));
     }
+    // The URL a URL-signed sender signs: the one the receiver is told senders call.
+    let signed_url = std::env::var("WEBHOOK_PUBLIC_URL").unwrap_or_else(|_| args.url.clone());
+    if args.handshake {
+        return handshake(&scheme, &key, &signed_url, &args.url).await;
+    }
 
     let now = time::OffsetDateTime::now_utc();
     let stamp = now
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(|e| e.to_string())?;
-    // sota.io and Slack send no event id: an event is its body's digest. Resending an event
+    // The senders that send no event id: an event is its body's digest. Resending an event
     // named with `--id` must resend the same bytes, so its body's timestamp is fixed.
-    let digest_id = matches!(short_name, "sota" | "slack");
-    let body_stamp = if digest_id && args.named {
+    let digest_id = matches!(
+        short_name,
+        "sota" | "slack" | "discord" | "twilio" | "sendgrid" | "zoom" | "meta" | "graph"
+    );
+    // Shopify and WooCommerce name the event in unsigned headers: an event is its body too.
+    let body_keyed = digest_id || matches!(short_name, "shopify" | "woocommerce");
+    let body_stamp = if body_keyed && args.named {
         "2026-01-01T00:00:00Z"
     } else {
         &stamp
     };
-    let json = sample_body(
-        short_name,
-        &args.event,
-        args.action.as_deref(),
-        &args.id,
-        body_stamp,
-        args.data.clone(),
-    )
-    .to_string();
-    let (body, content_type) = if args.form {
-        (form_payload(&json), "application/x-www-form-urlencoded")
-    } else {
-        (json, "application/json")
-    };
+    let (body, content_type) = body_for(short_name, &args, &text, body_stamp, now);
     // The id the receiver will report: the scheme's own notion of it.
     let shown_id = if digest_id {
         hex_digest(body.as_bytes())
@@ -215,8 +251,9 @@ async fn run() -> Result<(), String> {
         args.id.clone()
     };
     let headers = scheme
-        .sign(
-            &secret,
+        .sign_with_url(
+            &key,
+            &signed_url,
             &Outgoing {
                 id: &args.id,
                 event: &args.event,
@@ -348,4 +385,194 @@ fn form_payload(json: &str) -> String {
 fn hex_digest(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     faster_hex::hex_string(&sha2::Sha256::digest(bytes))
+}
+
+/// The body to send, in the sender's own shape, and its content type.
+fn body_for(
+    short_name: &str,
+    args: &Args,
+    secret_text: &str,
+    body_stamp: &str,
+    now: time::OffsetDateTime,
+) -> (String, &'static str) {
+    match short_name {
+        // Twilio posts a form; Graph's notifications carry the subscription's clientState.
+        "twilio" => (
+            twilio_form(&args.event, &args.id),
+            "application/x-www-form-urlencoded",
+        ),
+        "graph" => (
+            serde_json::json!({ "value": [{ "clientState": secret_text, "id": args.id, "changeType": args.event, "resource": "users/demo" }] })
+                .to_string(),
+            "application/json",
+        ),
+        // Linear signs the time it sends at, in milliseconds, in the body.
+        "linear" => (
+            serde_json::json!({ "action": "create", "type": args.event, "createdAt": body_stamp, "organizationId": "org_demo", "webhookTimestamp": now.unix_timestamp() * 1000, "data": { "id": args.id } })
+                .to_string(),
+            "application/json",
+        ),
+        _ => {
+            let json = sample_body(
+                short_name,
+                &args.event,
+                args.action.as_deref(),
+                &args.id,
+                body_stamp,
+                args.data.clone(),
+            )
+            .to_string();
+            if args.form {
+                (form_payload(&json), "application/x-www-form-urlencoded")
+            } else {
+                (json, "application/json")
+            }
+        }
+    }
+}
+
+/// A Twilio SMS webhook's form body.
+fn twilio_form(event: &str, id: &str) -> String {
+    format!(
+        "MessageSid={id}&AccountSid=AC_demo&From=%2B15551234567&To=%2B15557654321&Body=Hello+from+Zo%C3%AB&SmsStatus={event}"
+    )
+}
+
+/// Sends the scheme's endpoint handshake and checks the receiver's answer.
+async fn handshake(
+    scheme: &tower_webhook::Scheme,
+    key: &tower_webhook::Secret,
+    signed_url: &str,
+    url: &str,
+) -> Result<(), String> {
+    let short_name = shared::short_name(scheme);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let (method, target, body, expected) = handshake_request(short_name, key, url, now)?;
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(&target)
+        .header("user-agent", "tower-webhook example sender")
+        .body(Full::new(bytes::Bytes::from(body.clone())))
+        .map_err(|e| format!("{target}: {e}"))?;
+    if method == "POST" {
+        request.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("application/json"),
+        );
+    }
+    if matches!(short_name, "slack" | "discord" | "zoom" | "twitch") {
+        let signed = scheme
+            .sign_with_url(
+                key,
+                signed_url,
+                &Outgoing {
+                    id: &random_uuid(),
+                    event: "",
+                    timestamp: now,
+                    body: body.as_bytes(),
+                },
+            )
+            .map_err(|e| format!("cannot sign the handshake: {e}"))?;
+        request.headers_mut().extend(signed);
+        if short_name == "twitch" {
+            request.headers_mut().insert(
+                "twitch-eventsub-message-type",
+                http::HeaderValue::from_static("webhook_callback_verification"),
+            );
+        }
+    }
+    let response = post(request).await.map_err(|e| {
+        format!(
+            "could not reach {url}: {e}\nIs the receiver running? Start it with `cargo run --example receiver`."
+        )
+    })?;
+    let status = response.status();
+    let answer = response
+        .into_body()
+        .collect()
+        .await
+        .map(|body| String::from_utf8_lossy(&body.to_bytes()).into_owned())
+        .unwrap_or_default();
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "handshake {short_name} -> {status} {answer}");
+    if !status.is_success() || !answer.contains(&expected) {
+        return Err(format!(
+            "the receiver did not answer the {short_name} handshake as the sender expects ({expected})"
+        ));
+    }
+    Ok(())
+}
+
+/// A handshake request of `short_name`'s sender: its method, URL and body, and what the
+/// answer must contain.
+fn handshake_request(
+    short_name: &str,
+    key: &tower_webhook::Secret,
+    url: &str,
+    now: i64,
+) -> Result<(&'static str, String, String, String), String> {
+    let challenge = random_uuid();
+    Ok(match short_name {
+        "slack" => (
+            "POST",
+            url.to_owned(),
+            serde_json::json!({ "token": "demo", "challenge": challenge, "type": "url_verification" })
+                .to_string(),
+            challenge.clone(),
+        ),
+        "discord" => (
+            "POST",
+            url.to_owned(),
+            serde_json::json!({ "type": 1, "id": challenge, "application_id": "demo", "token": "demo", "version": 1 })
+                .to_string(),
+            r#"{"type":1}"#.to_owned(),
+        ),
+        "zoom" => {
+            // The answer's encryptedToken: the token's HMAC-SHA256 under the secret, in hex.
+            let encrypted = tower_webhook::verify::digest(key, challenge.as_bytes());
+            (
+                "POST",
+                url.to_owned(),
+                serde_json::json!({ "event": "endpoint.url_validation", "event_ts": now * 1000, "payload": { "plainToken": challenge } })
+                    .to_string(),
+                faster_hex::hex_string(&encrypted),
+            )
+        }
+        "twitch" => (
+            "POST",
+            url.to_owned(),
+            serde_json::json!({ "challenge": challenge, "subscription": { "type": "channel.follow", "status": "webhook_callback_verification_pending" } })
+                .to_string(),
+            challenge.clone(),
+        ),
+        "meta" => {
+            let (token, _) = shared::verify_token_from_env();
+            (
+                "GET",
+                format!("{url}?hub.mode=subscribe&hub.challenge={now}&hub.verify_token={}", encode(&token)),
+                String::new(),
+                now.to_string(),
+            )
+        }
+        "graph" => (
+            "POST",
+            format!("{url}?validationToken={challenge}"),
+            String::new(),
+            challenge.clone(),
+        ),
+        other => return Err(format!("{other} makes no endpoint handshake")),
+    })
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }

@@ -96,6 +96,9 @@ pub enum RejectionKind {
     /// delivery was not stored and the sender should retry later. `503 inbox_full` with
     /// `Retry-After`.
     InboxFull,
+    /// A subscription handshake that is not signed (Meta's `hub.verify_token`) carried another
+    /// token than the layer's, or the layer has none. `403 verify_token_mismatch`.
+    VerifyTokenMismatch,
 }
 
 impl RejectionKind {
@@ -123,6 +126,7 @@ impl RejectionKind {
             | Self::IdMismatch
             | Self::EventMismatch => StatusCode::BAD_REQUEST,
             Self::InFlight => StatusCode::CONFLICT,
+            Self::VerifyTokenMismatch => StatusCode::FORBIDDEN,
             Self::StoreUnavailable
             | Self::SecretsUnavailable
             | Self::InboxUnavailable
@@ -157,6 +161,7 @@ impl RejectionKind {
             Self::SecretsUnavailable => "secrets_unavailable",
             Self::InboxUnavailable => "inbox_unavailable",
             Self::InboxFull => "inbox_full",
+            Self::VerifyTokenMismatch => "verify_token_mismatch",
         }
     }
 
@@ -466,6 +471,67 @@ pub enum ConfigError {
     /// becomes part of SQL identifiers).
     #[error("an inbox prefix is 1 to 40 of [a-z0-9_], starting with a letter or _")]
     InvalidInboxPrefix,
+    /// The scheme signs with an algorithm this build does not have: enable the Cargo feature
+    /// named (`ed25519` for Discord and Standard Webhooks `v1a`, `p256` for SendGrid, `sha1`
+    /// for Twilio).
+    #[error("{algorithm} signatures need the `{feature}` feature of tower-webhook")]
+    FeatureDisabled {
+        /// The scheme's algorithm.
+        algorithm: crate::scheme::Algorithm,
+        /// The Cargo feature that builds it.
+        feature: &'static str,
+    },
+    /// A key for one algorithm was given to a scheme that signs with another: an HMAC secret
+    /// to an Ed25519 scheme, a P-256 key to an Ed25519 scheme. Give the key's text to the
+    /// scheme instead ([`Scheme::secret`](crate::Scheme::secret)).
+    #[error(
+        "a key for {found} was given to a scheme that signs with {expected}: give the key's text          to the scheme (scheme.secret(text), or the layer builder's with_secret)"
+    )]
+    SecretAlgorithmMismatch {
+        /// The scheme's algorithm.
+        expected: crate::scheme::Algorithm,
+        /// The key's.
+        found: crate::scheme::Algorithm,
+    },
+    /// A public (or private) key's bytes are not a key of the scheme's algorithm: a Discord
+    /// public key is 64 hex digits, a `whpk_` key 32 bytes in base64, SendGrid's the base64 of
+    /// a DER public key.
+    #[error("the key is not valid: {reason}")]
+    InvalidPublicKey {
+        /// What is wrong with it (never its bytes).
+        reason: &'static str,
+    },
+    /// The scheme signs the URL the sender called (Square, Twilio), which the layer cannot
+    /// know by itself: give it with
+    /// [`with_public_url`](crate::layer::WebhookLayerBuilder::with_public_url) (or trust a
+    /// proxy's headers with
+    /// [`with_trusted_proxy`](crate::layer::WebhookLayerBuilder::with_trusted_proxy)).
+    #[error(
+        "the {scheme} scheme signs the URL the sender called: give the layer its public URL \
+         (with_public_url(\"https://example.com\"))"
+    )]
+    PublicUrlRequired {
+        /// The scheme's name.
+        scheme: String,
+    },
+    /// The public URL is not an absolute `http://` or `https://` URL with a host, or has a
+    /// query or fragment.
+    #[error(
+        "the public URL must be http:// or https://, with a host and at most a path prefix \
+         (no query or fragment)"
+    )]
+    InvalidPublicUrl,
+    /// Twilio signs a JSON body by naming its SHA-256 in the URL (`bodySHA256=<hex>`): the URL
+    /// given names another body.
+    #[error("the URL's bodySHA256 is not the SHA-256 of the body")]
+    InvalidSignedUrl,
+    /// A verify token (Meta's `hub.verify_token`) must not be empty.
+    #[error("a verify token must not be empty")]
+    EmptyVerifyToken,
+    /// A public key can verify but not sign: signing for an asymmetric scheme needs the private
+    /// key ([`Scheme::signing_key`](crate::Scheme::signing_key)).
+    #[error("a public key cannot sign: give the private key (scheme.signing_key(text))")]
+    CannotSign,
 }
 
 #[cfg(test)]
@@ -498,6 +564,7 @@ mod tests {
             RejectionKind::SecretsUnavailable,
             RejectionKind::InboxUnavailable,
             RejectionKind::InboxFull,
+            RejectionKind::VerifyTokenMismatch,
         ];
         let codes: std::collections::HashSet<_> = kinds.iter().map(|k| k.code()).collect();
         assert_eq!(codes.len(), kinds.len());

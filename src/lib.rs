@@ -1,14 +1,18 @@
 //! Accept signed webhooks in an axum/tower service, safely.
 //!
-//! `tower-webhook` is the receiving side of HMAC-signed webhooks: Sotion by default, and
-//! sota.io, GitHub, Standard Webhooks (Svix), Stripe and Slack by naming a [`Scheme`], or any
-//! other sender described with [`Scheme::builder`]:
+//! `tower-webhook` is the receiving side of signed webhooks: Sotion by default, and sota.io,
+//! GitHub, Standard Webhooks (Svix, Clerk, Resend; `v1a` too), Stripe, Slack, Shopify,
+//! WooCommerce, Discord, Twilio, SendGrid, Square, Zoom, Meta, Paddle, Linear, Twitch and
+//! Microsoft Graph by naming a [`Scheme`], or any other sender described with
+//! [`Scheme::builder`]:
 //!
 //! - [`WebhookLayer`], a tower layer that buffers the raw body (bounded), verifies its
-//!   HMAC-SHA256 signature in constant time against every configured secret, reads the event
-//!   from the body as its sender sent it (JSON, or a form: [`scheme::BodyForm`]), checks that
-//!   the event and id headers agree with the signed envelope, and only then calls your handler;
-//!   each refusal says why to the operator ([`error::Reason`]), never to the sender;
+//!   signature (HMAC-SHA256 in constant time against every configured secret; Ed25519, ECDSA
+//!   P-256 and HMAC-SHA1 behind features), reads the event from the body as its sender sent it
+//!   (JSON, or a form: [`scheme::BodyForm`]), checks that the event and id headers agree with
+//!   the signed envelope, answers the senders' endpoint handshakes itself, and only then calls
+//!   your handler; each refusal says why to the operator ([`error::Reason`]), never to the
+//!   sender;
 //! - an idempotency guard ([`idempotency`]) that runs each event's handler once, and never loses
 //!   an event whose handler failed (in memory by default, Redis for several replicas);
 //! - typed events: [`SotionEvent`], a variant per documented Sotion event type with its typed
@@ -76,9 +80,13 @@
 //! | `testing` | no | the `testing` module: helpers that build correctly signed requests for your tests | adds no crate |
 //! | `sqlite` | no | `inbox::SqliteInbox`, the durable inbox's embedded backend (a file, WAL), through `sqlx` | off by default: adds 71 crates (sqlx and a bundled SQLite) |
 //! | `postgres` | no | `inbox::PostgresInbox`, the durable inbox's backend shared by replicas | off by default: adds 76 crates (88 with `sqlite`) |
+//! | `ed25519` | no | Ed25519 signatures: [`Scheme::discord`] and [`Scheme::standard_webhooks_v1a`], through `ed25519-dalek` | off by default: adds 9 crates |
+//! | `p256` | no | ECDSA P-256 signatures: [`Scheme::sendgrid`], through `p256` | off by default: adds 17 crates |
+//! | `sha1` | no | HMAC-SHA1: [`Scheme::twilio`], through `sha1` | off by default: adds 1 crate |
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod asymmetric;
 mod clock;
 mod diagnose;
 pub mod envelope;
@@ -101,6 +109,7 @@ mod secret;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod verify;
+mod whole_message;
 
 pub use self::clock::{Clock, SystemClock};
 pub use self::envelope::{Envelope, EventType, SotionEvent};

@@ -5,8 +5,8 @@
 //!
 //! Each delivery runs in a span named `webhook` (`SPAN`) with the fields `scheme`, `id`,
 //! `event`, `outcome`, `code` and `duration_us`, and ends with one event: `debug` for an accepted
-//! or duplicate delivery, `info` for a refused one (with `reason`, the
-//! [`Reason`]'s code, and `hint`, when the layer knows more than the code),
+//! or duplicate delivery and an endpoint handshake the layer answered, `info` for a refused one
+//! (with `reason`, the [`Reason`]'s code, and `hint`, when the layer knows more than the code),
 //! `warn` when the handler failed. An [`EventRouter`](crate::EventRouter) whose default
 //! fallback acknowledges an event no handler ran for logs it at `info` (`event`, `id`).
 //!
@@ -18,7 +18,7 @@
 //! | `webhook_in_flight_total` | counter | `scheme` | deliveries refused because another delivery of the event was running |
 //! | `webhook_store_errors_total` | counter | `operation` | idempotency store calls that failed (`reserve`, `complete`, `release`) |
 //! | `webhook_handler_failures_total` | counter | `scheme` | handler answers that were not `2xx`, or errors |
-//! | `webhook_duration_seconds` | histogram | `scheme`, `outcome` | time from the request reaching the layer to its answer (`stored` in inbox mode) |
+//! | `webhook_duration_seconds` | histogram | `scheme`, `outcome` | time from the request reaching the layer to its answer (`stored` in inbox mode, `handshake` for an endpoint handshake the layer answered) |
 //! | `webhook_ignored_total` | counter | `scheme` | deliveries an [`EventRouter`](crate::EventRouter)'s default fallback acknowledged: no handler ran (the event's name is in the log line, never a label: names are not bounded) |
 //! | `webhook_inbox_attempts_total` | counter | `outcome` | inbox handler runs, by outcome (`inbox::Outcome`): `done` (answered `2xx`, or its own completion committed), `retried` (failed, due again after a backoff; a completion begun and not committed is a failure), `dead` (failed, dead-lettered), `released` (stopped by a graceful shutdown, given back), `stale` (the delivery was no longer the attempt's: its lease ran out or was taken over while the handler ran, which was stopped, or it was claimed again, purged or replayed before the outcome was recorded), `lost` (the outcome could not be recorded, and the delivery read again was still running under the attempt, or could not be read: it runs again once its lease runs out). An outcome whose answer was lost is read again and counted as found |
 //! | `webhook_inbox_dead_letters_total` | counter | | deliveries dead-lettered after their last attempt |
@@ -152,16 +152,19 @@ pub(crate) enum Outcome {
     Rejected,
     /// Stored in the inbox (inbox mode): the handler runs later.
     Stored,
+    /// An endpoint handshake, answered by the layer.
+    Handshake,
 }
 
 impl Outcome {
     #[cfg(feature = "metrics")]
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 6] = [
         Self::Handled,
         Self::HandlerFailed,
         Self::Duplicate,
         Self::Rejected,
         Self::Stored,
+        Self::Handshake,
     ];
 
     #[cfg(any(feature = "tracing", feature = "metrics"))]
@@ -172,6 +175,7 @@ impl Outcome {
             Self::Duplicate => "duplicate",
             Self::Rejected => "rejected",
             Self::Stored => "stored",
+            Self::Handshake => "handshake",
         }
     }
 
@@ -236,6 +240,11 @@ impl<'a> Observation<'a> {
     /// Stored in the inbox: answered `2xx`, the handler runs later.
     pub(crate) fn stored(&self) {
         self.finish(Outcome::Stored);
+    }
+
+    /// An endpoint handshake, answered by the layer (neither stored nor handled).
+    pub(crate) fn handshake(&self) {
+        self.finish(Outcome::Handshake);
     }
 
     pub(crate) fn handled(&self, succeeded: bool) {
@@ -350,7 +359,7 @@ mod span {
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         );
         match outcome {
-            Outcome::Handled | Outcome::Duplicate | Outcome::Stored => {
+            Outcome::Handled | Outcome::Duplicate | Outcome::Stored | Outcome::Handshake => {
                 tracing::debug!(outcome = outcome.as_str(), "webhook delivery answered");
             }
             Outcome::Rejected => {
@@ -437,7 +446,7 @@ mod count {
         in_flight: Key,
         handler_failures: Key,
         /// By [`Outcome::index`].
-        durations: [Key; 5],
+        durations: [Key; 6],
     }
 
     impl Keys {

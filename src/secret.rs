@@ -8,13 +8,15 @@ use hmac::{Hmac, Mac};
 use http::request::Parts;
 use sha2::Sha256;
 
+use crate::asymmetric::AsymmetricKey;
 use crate::error::ConfigError;
-use crate::scheme::SecretFormat;
+use crate::scheme::{Algorithm, SecretFormat};
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
-/// One signing secret, keyed into HMAC-SHA256 once when it is created, and the
-/// [`SecretFormat`] it was decoded for.
+/// One signing secret, keyed into HMAC-SHA256 (and HMAC-SHA1 with the `sha1` feature) once when
+/// it is created, or a sender's public key for the asymmetric schemes (Discord, Standard
+/// Webhooks `v1a`, SendGrid), and the [`SecretFormat`] it was decoded for.
 ///
 /// The raw key is not kept: only the keyed MAC state, which is cloned per request (cheaper than
 /// keying each time). `Debug` prints `Secret(REDACTED)`.
@@ -41,7 +43,7 @@ pub(crate) type HmacSha256 = Hmac<Sha256>;
 /// ```
 #[derive(Clone)]
 pub struct Secret {
-    mac: HmacSha256,
+    key: Key,
     fingerprint: Fingerprint,
     format: SecretFormat,
     /// The key read other ways, keyed once too, to explain a refusal (never to accept one).
@@ -65,10 +67,27 @@ pub(crate) enum Alternative {
     ReadAs(SecretFormat),
 }
 
+/// What a [`Secret`] holds: an HMAC key (as keyed MAC states, never the raw key), or an
+/// asymmetric key.
+// Not boxed: a layer holds a handful of secrets, made once.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+pub(crate) enum Key {
+    /// An HMAC key: keyed for SHA-256, and for SHA-1 too when the `sha1` feature is built.
+    Hmac {
+        sha256: HmacSha256,
+        #[cfg(feature = "sha1")]
+        sha1: hmac::Hmac<sha1::Sha1>,
+    },
+    /// A sender's public key (or, for tests and the demo, a private key).
+    Asymmetric(Algorithm, AsymmetricKey),
+}
+
 /// A secret's fingerprint: the first 16 bytes of the HMAC-SHA256, under the secret, of a fixed
-/// label. It names the endpoint whose secret verified a delivery in idempotency keys, so that
-/// two endpoints with different secrets never share keys while replicas holding the same secret
-/// always agree. A MAC output reveals nothing of the key, and it is never printed.
+/// label (of a public key: of its SHA-256 after the label). It names the endpoint whose secret
+/// verified a delivery in idempotency keys, so that two endpoints with different secrets never
+/// share keys while replicas holding the same secret always agree. A MAC output reveals nothing
+/// of the key, and it is never printed.
 pub(crate) type Fingerprint = [u8; 16];
 
 /// The label whose MAC under a secret is its [`Fingerprint`].
@@ -95,26 +114,100 @@ impl Secret {
         Ok(secret)
     }
 
-    /// The secret written as `text` in `format`: the text's bytes, or the base64 after the
-    /// format's prefix (stripped when present).
-    pub(crate) fn decode(text: &str, format: &SecretFormat) -> Result<Self, ConfigError> {
+    /// The secret written as `text` in `format`, for a scheme signing with `algorithm`: the
+    /// text's bytes, its hex, or the base64 after the format's prefix (stripped when present);
+    /// an HMAC key, or the sender's public key for an asymmetric algorithm.
+    pub(crate) fn decode(
+        text: &str,
+        format: &SecretFormat,
+        algorithm: Algorithm,
+    ) -> Result<Self, ConfigError> {
+        Self::decode_key(text, format, algorithm, false)
+    }
+
+    /// A private key for an asymmetric `algorithm` (for tests and development: a receiver only
+    /// ever needs the public key), written as the scheme writes its keys: Ed25519, the 32-byte
+    /// seed (hex for a hex format, base64 after `whsk_` or the format's prefix); P-256, PKCS#8
+    /// DER in base64. For an HMAC the secret itself.
+    pub(crate) fn decode_signing(
+        text: &str,
+        format: &SecretFormat,
+        algorithm: Algorithm,
+    ) -> Result<Self, ConfigError> {
+        Self::decode_key(text, format, algorithm, true)
+    }
+
+    fn decode_key(
+        text: &str,
+        format: &SecretFormat,
+        algorithm: Algorithm,
+        private: bool,
+    ) -> Result<Self, ConfigError> {
         // A newline from an env file or a pasted space would make every genuine delivery a 401;
         // a key that really has them is given as bytes (`Secret::new`).
         if text.trim() != text {
             return Err(ConfigError::SecretWhitespace);
         }
-        match format {
-            SecretFormat::Raw => {
-                let mut secret = Self::keyed(text.as_bytes(), SecretFormat::Raw)?;
-                secret.read_as_base64(text);
-                Ok(secret)
-            }
+        if let Some(feature) = algorithm.feature().filter(|_| !algorithm.is_built()) {
+            return Err(ConfigError::FeatureDisabled { algorithm, feature });
+        }
+        let bytes = match format {
+            SecretFormat::Raw => text.as_bytes().to_vec(),
             SecretFormat::Base64 { prefix } => {
-                let encoded = text.strip_prefix(prefix.as_ref()).unwrap_or(text);
-                let mut secret = Self::keyed(&decode_base64(encoded)?, format.clone())?;
-                secret.alternative(text.as_bytes(), Alternative::ReadAs(SecretFormat::Raw));
-                Ok(secret)
+                let encoded = match text.strip_prefix(PRIVATE_PREFIX) {
+                    Some(encoded) if private => encoded,
+                    _ => text.strip_prefix(prefix.as_ref()).unwrap_or(text),
+                };
+                decode_base64(encoded)?
             }
+            SecretFormat::Hex => decode_hex(text)?,
+        };
+        if bytes.is_empty() {
+            return Err(ConfigError::EmptySecret);
+        }
+        let key = match algorithm {
+            Algorithm::HmacSha256 | Algorithm::HmacSha1 => {
+                let mut secret = Self::keyed(&bytes, format.clone())?;
+                // Other readings of the text, to explain a refusal (see `Alternative`).
+                if *format == SecretFormat::Raw {
+                    secret.read_as_base64(text);
+                } else {
+                    let raw = Alternative::ReadAs(SecretFormat::Raw);
+                    secret.alternative(text.as_bytes(), raw);
+                }
+                return Ok(secret);
+            }
+            #[cfg(feature = "ed25519")]
+            Algorithm::Ed25519 if private => AsymmetricKey::ed25519_signing(&bytes),
+            #[cfg(feature = "ed25519")]
+            Algorithm::Ed25519 => AsymmetricKey::ed25519(&bytes),
+            #[cfg(feature = "p256")]
+            Algorithm::EcdsaP256Sha256 if private => AsymmetricKey::p256_signing(&bytes),
+            #[cfg(feature = "p256")]
+            Algorithm::EcdsaP256Sha256 => AsymmetricKey::p256(&bytes),
+            #[allow(unreachable_patterns)]
+            _ => Err(ConfigError::FeatureDisabled {
+                algorithm,
+                feature: algorithm.feature().unwrap_or("?"),
+            }),
+        };
+        key.map(|key| Self::asymmetric(algorithm, key, format.clone()))
+    }
+
+    fn asymmetric(algorithm: Algorithm, key: AsymmetricKey, format: SecretFormat) -> Self {
+        // A public key is no secret: its fingerprint is a digest of it (a private key's, of
+        // its public key, so that both name the same endpoint).
+        let mut hasher = <Sha256 as sha2::Digest>::new();
+        sha2::Digest::update(&mut hasher, FINGERPRINT_LABEL);
+        sha2::Digest::update(&mut hasher, algorithm.to_string().as_bytes());
+        sha2::Digest::update(&mut hasher, key.public_bytes());
+        let mut fingerprint = Fingerprint::default();
+        fingerprint.copy_from_slice(&sha2::Digest::finalize(hasher)[..16]);
+        Self {
+            key: Key::Asymmetric(algorithm, key),
+            fingerprint,
+            format,
+            alternatives: Vec::new(),
         }
     }
 
@@ -151,7 +244,12 @@ impl Secret {
         let mut fingerprint = Fingerprint::default();
         fingerprint.copy_from_slice(&labelled.finalize().into_bytes()[..16]);
         Ok(Self {
-            mac,
+            key: Key::Hmac {
+                sha256: mac,
+                #[cfg(feature = "sha1")]
+                sha1: hmac::Hmac::<sha1::Sha1>::new_from_slice(key)
+                    .map_err(|_| ConfigError::EmptySecret)?,
+            },
             fingerprint,
             format,
             alternatives: Vec::new(),
@@ -164,13 +262,36 @@ impl Secret {
         &self.format
     }
 
+    /// Whether this secret can verify `algorithm`'s signatures: an HMAC key any HMAC's, an
+    /// asymmetric key its own algorithm's.
+    pub(crate) fn fits(&self, algorithm: Algorithm) -> bool {
+        match &self.key {
+            Key::Hmac { .. } => !algorithm.is_asymmetric(),
+            Key::Asymmetric(own, _) => *own == algorithm,
+        }
+    }
+
+    /// The algorithm this secret is a key for (an HMAC key: HMAC-SHA256).
+    pub(crate) fn algorithm(&self) -> Algorithm {
+        match &self.key {
+            Key::Hmac { .. } => Algorithm::HmacSha256,
+            Key::Asymmetric(algorithm, _) => *algorithm,
+        }
+    }
+
     /// A secret no sender has (an all-zero key, not a valid configuration): for work that must
     /// look like verifying while never being able to accept anything.
     pub(crate) fn throwaway() -> Self {
         Self {
-            mac: <HmacSha256 as hmac::digest::KeyInit>::new(
-                &hmac::digest::generic_array::GenericArray::default(),
-            ),
+            key: Key::Hmac {
+                sha256: <HmacSha256 as hmac::digest::KeyInit>::new(
+                    &hmac::digest::generic_array::GenericArray::default(),
+                ),
+                #[cfg(feature = "sha1")]
+                sha1: <hmac::Hmac<sha1::Sha1> as hmac::digest::KeyInit>::new(
+                    &hmac::digest::generic_array::GenericArray::default(),
+                ),
+            },
             // Never used: a delivery MACed with this secret is refused whatever it carries.
             fingerprint: Fingerprint::default(),
             format: SecretFormat::Raw,
@@ -178,9 +299,57 @@ impl Secret {
         }
     }
 
-    /// A fresh MAC keyed with this secret.
+    /// A fresh HMAC-SHA256 keyed with this secret; for an asymmetric key, one keyed with a
+    /// key nobody has (such a key never verifies an HMAC).
     pub(crate) fn mac(&self) -> HmacSha256 {
-        self.mac.clone()
+        match &self.key {
+            Key::Hmac { sha256, .. } => sha256.clone(),
+            Key::Asymmetric(..) => Self::throwaway().mac(),
+        }
+    }
+
+    /// The signature of `message` with this key, as a sender signing with `algorithm` makes it.
+    ///
+    /// # Errors
+    /// [`ConfigError::CannotSign`] for a public key, [`ConfigError::SecretAlgorithmMismatch`]
+    /// for a key of another algorithm, [`ConfigError::FeatureDisabled`] for HMAC-SHA1 without
+    /// the `sha1` feature.
+    pub(crate) fn signature(
+        &self,
+        algorithm: Algorithm,
+        message: &[u8],
+    ) -> Result<Vec<u8>, ConfigError> {
+        match (&self.key, algorithm) {
+            (Key::Hmac { sha256, .. }, Algorithm::HmacSha256) => {
+                let mut mac = sha256.clone();
+                mac.update(message);
+                Ok(mac.finalize().into_bytes().to_vec())
+            }
+            #[cfg(feature = "sha1")]
+            (Key::Hmac { sha1, .. }, Algorithm::HmacSha1) => {
+                let mut mac = sha1.clone();
+                mac.update(message);
+                Ok(mac.finalize().into_bytes().to_vec())
+            }
+            (Key::Asymmetric(own, key), algorithm) if *own == algorithm => {
+                key.sign(message).ok_or(ConfigError::CannotSign)
+            }
+            (_, Algorithm::HmacSha1) if !algorithm.is_built() => {
+                Err(ConfigError::FeatureDisabled {
+                    algorithm,
+                    feature: "sha1",
+                })
+            }
+            _ => Err(ConfigError::SecretAlgorithmMismatch {
+                expected: algorithm,
+                found: self.algorithm(),
+            }),
+        }
+    }
+
+    /// What this secret holds.
+    pub(crate) fn key(&self) -> &Key {
+        &self.key
     }
 
     /// This secret's fingerprint (see [`Fingerprint`]).
@@ -192,6 +361,22 @@ impl Secret {
     pub(crate) fn alternatives(&self) -> &[AlternativeKey] {
         &self.alternatives
     }
+}
+
+/// The prefix of Standard Webhooks' Ed25519 private keys (`whsk_<base64 seed>`).
+const PRIVATE_PREFIX: &str = "whsk_";
+
+/// Decodes a hex secret (either case).
+fn decode_hex(text: &str) -> Result<Vec<u8>, ConfigError> {
+    let invalid = || ConfigError::InvalidSecretEncoding {
+        source: "the secret is not hexadecimal".into(),
+    };
+    if !text.len().is_multiple_of(2) {
+        return Err(invalid());
+    }
+    let mut out = vec![0; text.len() / 2];
+    faster_hex::hex_decode(text.as_bytes(), &mut out).map_err(|_| invalid())?;
+    Ok(out)
 }
 
 /// Decodes a base64 secret (standard alphabet, padded).
@@ -346,16 +531,31 @@ impl Secrets {
     ///
     /// # Errors
     /// [`ConfigError::SecretFormatMismatch`] for the first secret decoded otherwise.
-    pub(crate) fn check_format(&self, expected: &SecretFormat) -> Result<(), ConfigError> {
-        match self
+    pub(crate) fn check_format(
+        &self,
+        expected: &SecretFormat,
+        algorithm: Algorithm,
+    ) -> Result<(), ConfigError> {
+        if let Some(secret) = self
             .secrets
             .iter()
             .chain(&self.retired)
             .find(|secret| !secret.format.decodes_like(expected))
         {
-            Some(secret) => Err(ConfigError::SecretFormatMismatch {
+            return Err(ConfigError::SecretFormatMismatch {
                 expected: expected.clone(),
                 found: secret.format.clone(),
+            });
+        }
+        match self
+            .secrets
+            .iter()
+            .chain(&self.retired)
+            .find(|secret| !secret.fits(algorithm))
+        {
+            Some(secret) => Err(ConfigError::SecretAlgorithmMismatch {
+                expected: algorithm,
+                found: secret.algorithm(),
             }),
             None => Ok(()),
         }
@@ -500,24 +700,26 @@ mod tests {
             Secret::new("whsec_abc").unwrap().format(),
             &SecretFormat::Raw
         );
-        let decoded = Secret::decode("whsec_aGVsbG8=", &base64).unwrap();
+        let decoded = Secret::decode("whsec_aGVsbG8=", &base64, Algorithm::HmacSha256).unwrap();
         assert_eq!(decoded.format(), &base64);
         let raw = Secret::new("whsec_aGVsbG8=").unwrap();
         // A set with a secret of the other format is refused, whichever comes first.
         let mixed = Secrets::new(decoded.clone()).with(raw.clone());
         assert!(matches!(
-            mixed.check_format(&base64),
+            mixed.check_format(&base64, Algorithm::HmacSha256),
             Err(ConfigError::SecretFormatMismatch { expected, found })
                 if expected == base64 && found == SecretFormat::Raw
         ));
         assert!(matches!(
-            mixed.check_format(&SecretFormat::Raw),
+            mixed.check_format(&SecretFormat::Raw, Algorithm::HmacSha256),
             Err(ConfigError::SecretFormatMismatch { .. })
         ));
-        assert!(Secrets::new(raw).check_format(&SecretFormat::Raw).is_ok());
+        assert!(Secrets::new(raw)
+            .check_format(&SecretFormat::Raw, Algorithm::HmacSha256)
+            .is_ok());
         // Only the decoding counts: another prefix makes the same key of the same base64.
         assert!(Secrets::new(decoded)
-            .check_format(&SecretFormat::base64(""))
+            .check_format(&SecretFormat::base64(""), Algorithm::HmacSha256)
             .is_ok());
     }
 

@@ -118,6 +118,7 @@ pub fn signed_request(scheme: &Scheme, secret: &Secret, message: &Outgoing<'_>) 
         message,
         Uri::from_static("/webhooks"),
         &HeaderValue::from_static("application/json"),
+        None,
     )
 }
 
@@ -142,7 +143,9 @@ fn signed(
     message: &Outgoing<'_>,
     uri: Uri,
     content_type: &HeaderValue,
+    public_url: Option<&str>,
 ) -> Request<Body> {
+    let url = public_url.map(|base| format!("{}{uri}", base.trim_end_matches('/')));
     let body = Bytes::copy_from_slice(message.body);
     let mut request = Request::new(Full::new(body.clone()));
     *request.method_mut() = Method::POST;
@@ -150,17 +153,18 @@ fn signed(
     let headers = request.headers_mut();
     headers.insert(header::CONTENT_TYPE, content_type.clone());
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    let signed = scheme.sign(secret, message).or_else(|_| {
+    let sign = |message: &Outgoing<'_>| match &url {
+        Some(url) => scheme.sign_with_url(secret, url, message),
+        None => scheme.sign(secret, message),
+    };
+    let signed = sign(message).or_else(|_| {
         // An id or event that cannot be a header value (tests of hostile ids): sign without
         // them; the caller sees the headers left empty.
-        scheme.sign(
-            secret,
-            &Outgoing {
-                id: "",
-                event: "",
-                ..*message
-            },
-        )
+        sign(&Outgoing {
+            id: "",
+            event: "",
+            ..*message
+        })
     });
     if let Ok(signed) = signed {
         headers.extend(signed);
@@ -201,6 +205,7 @@ pub struct Delivery {
     id: Option<String>,
     event: Option<String>,
     timestamp: Option<i64>,
+    public_url: Option<String>,
     content_type: HeaderValue,
     /// The JSON the body carries, when [`form_payload`](Self::form_payload) encoded it (the
     /// id and event fields are read from it).
@@ -217,6 +222,7 @@ impl Delivery {
             id: None,
             event: None,
             timestamp: None,
+            public_url: None,
             content_type: HeaderValue::from_static("application/json"),
             json: None,
         }
@@ -313,6 +319,17 @@ impl Delivery {
         self
     }
 
+    /// The public URL the request is signed for, for a scheme that signs the URL it calls
+    /// (Square, Twilio): the same base as the layer's
+    /// [`with_public_url`](crate::layer::WebhookLayerBuilder::with_public_url)
+    /// (`https://example.com`), followed by the delivery's path and query. Without it such a
+    /// scheme's request carries no signature.
+    #[must_use]
+    pub fn with_public_url(mut self, base: &str) -> Self {
+        self.public_url = Some(base.to_owned());
+        self
+    }
+
     /// The request, signed with `secret` the way `scheme` signs: its signature, timestamp, id
     /// and event headers (a header whose value would be empty, or is not a valid header
     /// value, is left out), the scheme's delivery-attempt header with a random id (Sotion's
@@ -364,6 +381,7 @@ impl Delivery {
             },
             self.path.clone(),
             &self.content_type,
+            self.public_url.as_deref(),
         );
         let headers = request.headers_mut();
         let empty: Vec<_> = headers

@@ -32,10 +32,13 @@ use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use crate::error::{Rejection, RejectionKind};
 use crate::meta::WebhookMeta;
-use crate::scheme::{Candidates, Described, Headers, Prepared, Scheme, DIGEST_LEN, SHA256_PREFIX};
+use crate::scheme::{
+    Algorithm, Candidates, Described, Headers, Prepared, Rule, Scheme, DIGEST_LEN, SHA256_PREFIX,
+};
 use crate::secret::{Fingerprint, HmacSha256, Secret, Secrets};
 
-/// The HMAC-SHA256 of `payload` keyed with `secret`.
+/// The HMAC-SHA256 of `payload` keyed with `secret` (an HMAC secret: a public key has no HMAC,
+/// and gives the digest under a key nobody has).
 #[must_use]
 pub fn digest(secret: &Secret, payload: &[u8]) -> [u8; 32] {
     let mut mac = secret.mac();
@@ -78,8 +81,36 @@ pub fn verify(
     body: &[u8],
     now: SystemTime,
 ) -> Result<WebhookMeta, Rejection> {
+    verify_inner(scheme, secrets, None, headers, body, now)
+}
+
+/// [`verify`] for a scheme that signs the URL the sender called (Square, Twilio): `url` is
+/// that URL as the sender wrote it (`https://example.com/webhooks?x=1`), scheme, host, path
+/// and query. Other schemes ignore it.
+///
+/// # Errors
+/// The [`Rejection`] the layer would answer with.
+pub fn verify_with_url(
+    scheme: &Scheme,
+    secrets: &Secrets,
+    url: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<WebhookMeta, Rejection> {
+    verify_inner(scheme, secrets, Some(url), headers, body, now)
+}
+
+fn verify_inner(
+    scheme: &Scheme,
+    secrets: &Secrets,
+    url: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<WebhookMeta, Rejection> {
     check_secret_formats(scheme, secrets)?;
-    let mut check = Pipeline::start(scheme, headers)?.with_secrets(Cow::Borrowed(secrets));
+    let mut check = Pipeline::start(scheme, headers, url)?.with_secrets(Cow::Borrowed(secrets));
     check.update(body);
     let signed = check.finish(|| now, body)?;
     Ok(signed
@@ -101,7 +132,7 @@ pub fn verify_signature(
     now: SystemTime,
 ) -> Result<(), Rejection> {
     check_secret_formats(scheme, secrets)?;
-    let mut check = Pipeline::start(scheme, headers)?.with_secrets(Cow::Borrowed(secrets));
+    let mut check = Pipeline::start(scheme, headers, None)?.with_secrets(Cow::Borrowed(secrets));
     check.update(body);
     check.finish(|| now, body).map(drop)
 }
@@ -110,13 +141,21 @@ pub fn verify_signature(
 /// Standard Webhooks), which could never verify a genuine delivery: the layer refuses them when
 /// it is built; these functions, at each call, with a message that says so.
 fn check_secret_formats(scheme: &Scheme, secrets: &Secrets) -> Result<(), Rejection> {
-    secrets.check_format(scheme.secret_format()).map_err(|_| {
-        Rejection::new(
+    if !scheme.algorithm().is_built() {
+        return Err(Rejection::new(
             RejectionKind::SignatureMismatch,
-            "a secret was decoded for another format than this scheme's: make it with \
+            "this scheme's algorithm needs a Cargo feature this build does not have",
+        ));
+    }
+    secrets
+        .check_format(scheme.secret_format(), scheme.algorithm())
+        .map_err(|_| {
+            Rejection::new(
+                RejectionKind::SignatureMismatch,
+                "a secret was decoded for another format than this scheme's: make it with \
              scheme.secret(text)",
-        )
-    })
+            )
+        })
 }
 
 /// The verification pipeline: the steps the layer, [`verify`] and [`verify_signature`] share,
@@ -129,17 +168,30 @@ pub(crate) struct Pipeline<'s> {
 
 impl<'s> Pipeline<'s> {
     /// Reads what the headers say before the body; refuses a missing or malformed signature
-    /// header, a malformed signed timestamp, and a compressed body.
-    pub(crate) fn start(scheme: &'s Scheme, headers: &HeaderMap) -> Result<Self, Rejection> {
-        let prepared = scheme.prepare(&Headers::new(headers))?;
+    /// header, a malformed signed timestamp, and a compressed body. `url`: the URL the sender
+    /// called, for a scheme that signs it.
+    pub(crate) fn start(
+        scheme: &'s Scheme,
+        headers: &HeaderMap,
+        url: Option<&str>,
+    ) -> Result<Self, Rejection> {
+        let prepared = scheme.prepare(&Headers::new(headers), url)?;
         Scheme::check_content_encoding(headers)?;
         Ok(Self { scheme, prepared })
     }
 
-    /// The body's check, keyed with every accepted secret. The secrets stay with it, to
-    /// explain a refusal (borrowed, or a tenant's, owned).
+    /// The body's check, keyed with every accepted secret: HMAC-SHA256 over the signed parts
+    /// while the body streams in; any other algorithm (or Twilio's rule) once it has arrived.
+    /// The secrets stay with it, to explain a refusal (borrowed, or a tenant's, owned).
     pub(crate) fn with_secrets(self, secrets: Cow<'s, Secrets>) -> BodyCheck<'s> {
-        let mac = BodyMac::new(&secrets, &self.prepared.prefix);
+        let streamed = self.prepared.algorithm == Algorithm::HmacSha256
+            && self.scheme.rule == Rule::Parts
+            && self.scheme.signed.last() == Some(&crate::scheme::Part::Body);
+        let mac = if streamed {
+            Check::Streamed(BodyMac::new(&secrets, &self.prepared.prefix))
+        } else {
+            Check::Whole
+        };
         BodyCheck {
             pipeline: self,
             mac,
@@ -151,37 +203,53 @@ impl<'s> Pipeline<'s> {
 /// The pipeline while the body streams in: each chunk goes to the MACs as it arrives.
 pub(crate) struct BodyCheck<'s> {
     pipeline: Pipeline<'s>,
-    mac: BodyMac,
+    mac: Check,
     secrets: Cow<'s, Secrets>,
+}
+
+/// How the signature is checked.
+// Not boxed: one per request, and the streamed MAC is the common case.
+#[allow(clippy::large_enum_variant)]
+enum Check {
+    /// HMAC-SHA256, chunk by chunk.
+    Streamed(BodyMac),
+    /// Once the whole body is there (the other algorithms, Twilio's and Graph's rules).
+    Whole,
 }
 
 impl<'s> BodyCheck<'s> {
     pub(crate) fn update(&mut self, chunk: &[u8]) {
-        self.mac.update(chunk);
+        if let Check::Streamed(mac) = &mut self.mac {
+            mac.update(chunk);
+        }
     }
 
     /// After the whole `body` (the bytes the MACs were fed): the signature (in constant time,
     /// against every secret), then the freshness of a signed header timestamp. The clock is
-    /// read only for a scheme with a tolerance. When no secret matches, the refusal carries
-    /// the [`Reason`](crate::error::Reason) the diagnosis finds (the only work done for it).
+    /// read only for a scheme with a tolerance. When no HMAC-SHA256 secret matches, the refusal
+    /// carries the [`Reason`](crate::error::Reason) the diagnosis finds (the only work done for
+    /// it).
     pub(crate) fn finish(
         self,
         now: impl FnOnce() -> SystemTime,
         body: &[u8],
     ) -> Result<Signed<'s>, Rejection> {
         let Pipeline { scheme, prepared } = self.pipeline;
-        let verified_by = match self.mac.finish(&prepared.candidates) {
-            Ok(verified_by) => verified_by,
-            Err(rejection) => {
-                let reason = crate::diagnose::mismatch(
-                    &prepared.candidates,
-                    &prepared.prefix,
-                    body,
-                    &self.secrets,
-                    scheme.secret_format(),
-                );
-                return Err(rejection.with_reason(reason));
-            }
+        let verified_by = match self.mac {
+            Check::Whole => crate::whole_message::verify(scheme, &prepared, &self.secrets, body)?,
+            Check::Streamed(mac) => match mac.finish(&prepared.candidates) {
+                Ok(verified_by) => verified_by,
+                Err(rejection) => {
+                    let reason = crate::diagnose::mismatch(
+                        &prepared.candidates,
+                        &prepared.prefix,
+                        body,
+                        &self.secrets,
+                        scheme.secret_format(),
+                    );
+                    return Err(rejection.with_reason(reason));
+                }
+            },
         };
         let now = match scheme.tolerance {
             Some(_) => unix_seconds(now()),
@@ -599,7 +667,7 @@ mod tests {
                 ("webhook-timestamp", "1700000000"),
                 ("webhook-signature", &list.join(" ")),
             ]);
-            let prepared = scheme.prepare(&Headers::new(&header)).unwrap();
+            let prepared = scheme.prepare(&Headers::new(&header), None).unwrap();
             let mut mac = BodyMac::new(secrets, &prepared.prefix);
             mac.update(message.body);
             mac.finish(&prepared.candidates).ok()
@@ -622,7 +690,7 @@ mod tests {
         let body = b"a body that arrives in several frames";
         let header = headers(&[("x-webhook-signature", &sign(&secret("k"), body))]);
         let scheme = Scheme::sotion();
-        let prepared = scheme.prepare(&Headers::new(&header)).unwrap();
+        let prepared = scheme.prepare(&Headers::new(&header), None).unwrap();
         let mut mac = BodyMac::new(&Secrets::new(secret("k")), &prepared.prefix);
         for chunk in body.chunks(5) {
             mac.update(chunk);

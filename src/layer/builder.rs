@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::config::{Config, SecretSource, WebhookLayer};
 use super::inbox::{InboxMode, DEFAULT_RETRY_AFTER as DEFAULT_INBOX_RETRY_AFTER};
+use super::public_url::PublicUrl;
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::idempotency::{checked, Idempotency, IdempotencyStore};
@@ -64,6 +65,8 @@ pub struct WebhookLayerBuilder {
     resolver_timeout: Duration,
     resolver_retry_after: Duration,
     clock: Arc<dyn Clock>,
+    public_url: Option<PublicUrl>,
+    verify_token: Option<Box<[u8]>>,
     /// The first mistake, reported by `build`.
     error: Option<ConfigError>,
 }
@@ -82,6 +85,11 @@ impl std::fmt::Debug for WebhookLayerBuilder {
             .field("named_endpoint", &self.endpoint.is_some())
             .field("resolver_timeout", &self.resolver_timeout)
             .field("resolver_retry_after", &self.resolver_retry_after)
+            .field("public_url", &self.public_url)
+            .field(
+                "verify_token",
+                &self.verify_token.as_ref().map(|_| "REDACTED"),
+            )
             .field("error", &self.error)
             .finish_non_exhaustive()
     }
@@ -103,6 +111,8 @@ impl WebhookLayerBuilder {
             resolver_timeout: DEFAULT_RESOLVER_TIMEOUT,
             resolver_retry_after: DEFAULT_RESOLVER_RETRY_AFTER,
             clock: Arc::new(SystemClock),
+            public_url: None,
+            verify_token: None,
             error: None,
         }
     }
@@ -335,6 +345,50 @@ impl WebhookLayerBuilder {
         self
     }
 
+    /// The public URL senders call this endpoint through, for the schemes that sign the URL
+    /// (Square, Twilio): `https://`, the host as the sender writes it (and its port, if not the
+    /// scheme's default), and the path prefix a proxy strips before the request reaches the app
+    /// (usually none): `https://example.com`. The request's own path and query follow it (the
+    /// full path inside a nested axum router), so one layer serves any route. The URL is never
+    /// taken from the request's `Host` or `Forwarded` headers, which the sender of a forged
+    /// request chooses; see [`with_trusted_proxy`](Self::with_trusted_proxy) for a proxy that
+    /// sets them.
+    ///
+    /// [`build`](Self::build) fails with [`ConfigError::InvalidPublicUrl`] for anything else
+    /// (a query, a fragment, another scheme), and with [`ConfigError::PublicUrlRequired`] when
+    /// the scheme signs the URL and neither this nor `with_trusted_proxy` was called.
+    pub fn with_public_url(mut self, base: &str) -> Self {
+        match PublicUrl::base(base) {
+            Ok(url) => self.public_url = Some(url),
+            Err(error) => return self.fail(error),
+        }
+        self
+    }
+
+    /// **Risky.** Takes the public URL's scheme and host from the request's `Forwarded`
+    /// header (else `X-Forwarded-Proto` and `X-Forwarded-Host`, else `Host` over `http`), for
+    /// a receiver behind a proxy you control that **sets** these headers on every request
+    /// (replacing what the client sent). Without such a proxy, anyone can choose the URL a
+    /// signature is checked against; prefer [`with_public_url`](Self::with_public_url).
+    pub fn with_trusted_proxy(mut self) -> Self {
+        self.public_url = Some(PublicUrl::TrustedProxy);
+        self
+    }
+
+    /// The verify token of an unsigned subscription handshake (Meta's `hub.verify_token`, the
+    /// value you typed when subscribing): a `GET` carrying it, compared in constant time, is
+    /// answered with its `hub.challenge`; any other token gets `403 verify_token_mismatch`. Only
+    /// the schemes with such a handshake ([`Scheme::meta`]) read it.
+    ///
+    /// [`build`](Self::build) fails with [`ConfigError::EmptyVerifyToken`] for an empty token.
+    pub fn with_verify_token(mut self, token: &str) -> Self {
+        if token.is_empty() {
+            return self.fail(ConfigError::EmptyVerifyToken);
+        }
+        self.verify_token = Some(token.as_bytes().into());
+        self
+    }
+
     /// Checks the configuration and builds the layer.
     ///
     /// # Errors
@@ -342,10 +396,24 @@ impl WebhookLayerBuilder {
     /// - [`ConfigError::NoSecret`] with neither secrets nor a resolver;
     /// - [`ConfigError::SecretsWithResolver`] with both (retired secrets included);
     /// - [`ConfigError::SecretFormatMismatch`] when a secret given to
-    ///   [`with_secrets`](Self::with_secrets) was decoded for another format than the scheme's.
+    ///   [`with_secrets`](Self::with_secrets) was decoded for another format than the scheme's,
+    ///   or [`ConfigError::SecretAlgorithmMismatch`] for another algorithm;
+    /// - [`ConfigError::FeatureDisabled`] when the scheme's algorithm needs a Cargo feature this
+    ///   build does not have;
+    /// - [`ConfigError::PublicUrlRequired`] when the scheme signs the URL and the layer has no
+    ///   public URL.
     pub fn build(self) -> Result<WebhookLayer, ConfigError> {
         if let Some(error) = self.error {
             return Err(error);
+        }
+        let algorithm = self.scheme.algorithm();
+        if let Some(feature) = algorithm.feature().filter(|_| !algorithm.is_built()) {
+            return Err(ConfigError::FeatureDisabled { algorithm, feature });
+        }
+        if self.scheme.signs_url() && self.public_url.is_none() {
+            return Err(ConfigError::PublicUrlRequired {
+                scheme: self.scheme.name().to_owned(),
+            });
         }
         let secrets = match (self.secrets, self.resolver) {
             (Some(secrets), None) => {
@@ -353,7 +421,7 @@ impl WebhookLayerBuilder {
                     .retired
                     .into_iter()
                     .fold(secrets, Secrets::with_retired);
-                secrets.check_format(self.scheme.secret_format())?;
+                secrets.check_format(self.scheme.secret_format(), algorithm)?;
                 SecretSource::Static(secrets)
             }
             (None, Some(_)) if !self.retired.is_empty() => {
@@ -378,6 +446,8 @@ impl WebhookLayerBuilder {
             resolver_timeout: self.resolver_timeout,
             resolver_retry_after: self.resolver_retry_after,
             clock: self.clock,
+            public_url: self.public_url,
+            verify_token: self.verify_token,
         }))
     }
 }

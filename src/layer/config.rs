@@ -5,6 +5,7 @@ use tower_layer::Layer;
 
 use super::builder::WebhookLayerBuilder;
 use super::inbox::InboxMode;
+use super::public_url::PublicUrl;
 use super::service::WebhookService;
 use crate::clock::Clock;
 use crate::error::{ConfigError, Rejection, RejectionKind};
@@ -64,6 +65,10 @@ pub(crate) struct Config {
     pub(crate) clock: Arc<dyn Clock>,
     /// The metric keys, for the scheme's name.
     pub(crate) metrics: Metrics,
+    /// Where the URL the sender called comes from, for a scheme that signs it.
+    pub(crate) public_url: Option<PublicUrl>,
+    /// The token an unsigned handshake must carry (Meta's `hub.verify_token`).
+    pub(crate) verify_token: Option<Box<[u8]>>,
 }
 
 impl std::fmt::Debug for Config {
@@ -78,6 +83,11 @@ impl std::fmt::Debug for Config {
             .field("named_endpoint", &self.endpoint.is_some())
             .field("resolver_timeout", &self.resolver_timeout)
             .field("resolver_retry_after", &self.resolver_retry_after)
+            .field("public_url", &self.public_url)
+            .field(
+                "verify_token",
+                &self.verify_token.as_ref().map(|_| "REDACTED"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -115,7 +125,9 @@ impl Config {
     /// sender retries once it is fixed rather than each delivery failing as a forgery.
     pub(crate) fn tenant_secrets(&self, tenant: Tenant) -> Result<(String, Secrets), Rejection> {
         let (id, secrets) = tenant.into_parts();
-        if let Err(error) = secrets.check_format(self.scheme.secret_format()) {
+        if let Err(error) =
+            secrets.check_format(self.scheme.secret_format(), self.scheme.algorithm())
+        {
             crate::observe::error!(
                 tenant = %id,
                 %error,

@@ -158,6 +158,14 @@ fn headers_read(scheme: &Scheme) -> Vec<HeaderName> {
         names.push(envelope.id_header.clone());
         names.push(envelope.event_header.clone());
     }
+    // The other names those headers may be sent under (Svix's for Standard Webhooks).
+    let aliases: Vec<HeaderName> = scheme
+        .aliases
+        .iter()
+        .filter(|(name, _)| names.contains(name))
+        .map(|(_, alias)| alias.clone())
+        .collect();
+    names.extend(aliases);
     let mut unique = Vec::with_capacity(names.len());
     for name in names {
         if !unique.contains(&name) {
@@ -189,6 +197,7 @@ mod tests {
                 "x-webhook-event"
             ]
         );
+        assert!(names(&Scheme::standard_webhooks()).contains(&"svix-id".to_owned()));
         assert_eq!(
             names(&Scheme::github()),
             [

@@ -23,6 +23,10 @@
 //! operator, is its [`Reason`](crate::error::Reason): in the refusal's log line and in the
 //! [`Rejection`](crate::Rejection) in the response's extensions, never in the answer.
 //!
+//! An endpoint handshake is answered by the layer itself and goes no further: an unsigned one
+//! (Meta's `hub.challenge` `GET`, Microsoft Graph's `validationToken`) before step 1, a signed
+//! one (Slack, Discord, Zoom, Twitch) right after step 4 (see the scheme's docs).
+//!
 //! In inbox mode ([`WebhookLayerBuilder::with_inbox`]), steps 6 and 7 are replaced: the
 //! delivery is stored in the inbox and answered `200` once committed (a key stored already:
 //! the duplicate answer; the inbox failing or full: `503` with `Retry-After`), and the inbox's
@@ -63,6 +67,7 @@ mod builder;
 mod config;
 mod future;
 mod inbox;
+mod public_url;
 mod service;
 
 pub(crate) use self::body::LayerBody;

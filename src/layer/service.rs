@@ -146,9 +146,26 @@ fn admit<B: Body>(
             }
         }
         let observation = Observation::new(&config.metrics, started);
+        // An unsigned handshake (Meta's, Graph's) is answered before anything else.
+        let unsigned = config.scheme.handshake.and_then(|handshake| {
+            handshake.answer_unsigned(&parts, config.verify_token.as_deref())
+        });
+        match unsigned {
+            Some(Ok(answer)) => {
+                observation.handshake();
+                return Admission::Answer(answer.map(LayerBody::full));
+            }
+            Some(Err(rejection)) => return Admission::Answer(reject(&observation, &rejection)),
+            None => {}
+        }
         let (body, Described { meta, event, data }) =
             match verify_request(&config, &parts, body).await {
-                Ok(verified) => verified,
+                Ok(Verified::Delivery(body, described)) => (body, described),
+                Ok(Verified::Handshake(answer)) => {
+                    // Answered by the layer: never stored, never handed to the handler.
+                    observation.handshake();
+                    return Admission::Answer(answer.map(LayerBody::full));
+                }
                 Err(rejection) => return Admission::Answer(reject(&observation, &rejection)),
             };
         observation.verified(&meta);
@@ -230,17 +247,31 @@ fn reject(observation: &Observation<'_>, rejection: &Rejection) -> Response<Laye
     rejection.to_response().map(LayerBody::full)
 }
 
+/// What a verified request is: a delivery for the handler, or a handshake the layer answered.
+// Not boxed: the delivery is the common case, and lives only until it is admitted.
+#[allow(clippy::large_enum_variant)]
+enum Verified {
+    Delivery(Bytes, Described),
+    Handshake(Response<Full<Bytes>>),
+}
+
 /// Steps 1 to 5 of the module docs, the crate's one verification [`Pipeline`] with the
-/// layer's own steps between: the declared length, the tenant's secrets, reading the body.
+/// layer's own steps between: the declared length, the tenant's secrets, reading the body;
+/// then, for a scheme whose sender signs its handshakes, the handshake answer.
 #[allow(clippy::manual_async_fn)] // not an `async fn`: see BENCHMARKS.md ("the future")
 fn verify_request<'a, B: Body + 'a>(
     config: &'a Config,
     parts: &'a request::Parts,
     body: B,
-) -> impl Future<Output = Result<(Bytes, Described), Rejection>> + 'a {
+) -> impl Future<Output = Result<Verified, Rejection>> + 'a {
     async move {
-        let pipeline = Pipeline::start(&config.scheme, &parts.headers)?;
+        let url = match &config.public_url {
+            Some(public) if config.scheme.signs_url() => Some(public.signed_url(parts)?),
+            _ => None,
+        };
+        let pipeline = Pipeline::start(&config.scheme, &parts.headers, url.as_deref())?;
         check_declared_length(&parts.headers, &body, config.body_limit)?;
+        let mut tenant_secrets = None;
         let (mut check, tenant, unknown_tenant) = match &config.secrets {
             SecretSource::Static(secrets) => {
                 (pipeline.with_secrets(Cow::Borrowed(secrets)), None, false)
@@ -249,6 +280,9 @@ fn verify_request<'a, B: Body + 'a>(
                 match resolve(config, resolver.as_ref(), parts).await? {
                     Some(tenant) => {
                         let (id, secrets) = config.tenant_secrets(tenant)?;
+                        // Kept for a signed handshake's answer (Zoom's is a MAC under the secret
+                        // that verified it).
+                        tenant_secrets = config.scheme.handshake.map(|_| secrets.clone());
                         (pipeline.with_secrets(Cow::Owned(secrets)), Some(id), false)
                     }
                     // No such tenant: the body is read exactly as for a known one (same limit,
@@ -269,10 +303,21 @@ fn verify_request<'a, B: Body + 'a>(
         }
         let signed = signed?;
         let verified_by = signed.verified_by;
+        if let Some(handshake) = config.scheme.handshake.filter(|h| h.is_signed()) {
+            let secrets = match (&tenant_secrets, &config.secrets) {
+                (Some(secrets), _) | (None, SecretSource::Static(secrets)) => Some(secrets),
+                (None, SecretSource::Resolver(_)) => None,
+            };
+            let secret =
+                secrets.and_then(|secrets| secrets.iter().find(|s| s.fingerprint() == verified_by));
+            if let Some(answer) = handshake.answer_signed(&parts.headers, &bytes, secret) {
+                return Ok(Verified::Handshake(answer));
+            }
+        }
         let mut described = signed.describe(&parts.headers, &bytes)?;
         described.meta.tenant = tenant;
         described.meta.key.endpoint = config.endpoint.unwrap_or(verified_by);
-        Ok((bytes, described))
+        Ok(Verified::Delivery(bytes, described))
     }
 }
 

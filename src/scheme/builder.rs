@@ -4,10 +4,11 @@ use std::borrow::Cow;
 
 use http::header::HeaderName;
 
+use super::algorithm::Algorithm;
 use super::body::{BodyForm, JSON_ONLY};
 use super::format::SignatureFormat;
 use super::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
-use super::spec::{signs_id, signs_scope, Scheme};
+use super::spec::{signs_id, signs_scope, Rule, Scheme};
 use crate::error::ConfigError;
 
 impl Scheme {
@@ -32,6 +33,7 @@ impl Scheme {
             delivery: None,
             unsigned_id_and_scope: false,
             secret_format: SecretFormat::Raw,
+            algorithm: Algorithm::HmacSha256,
             bodies: JSON_ONLY,
         }
     }
@@ -69,6 +71,7 @@ pub struct SchemeBuilder {
     delivery: Option<String>,
     unsigned_id_and_scope: bool,
     secret_format: SecretFormat,
+    algorithm: Algorithm,
     bodies: Cow<'static, [BodyForm]>,
 }
 
@@ -140,6 +143,16 @@ impl SchemeBuilder {
     #[must_use]
     pub fn with_secret_format(mut self, format: SecretFormat) -> Self {
         self.secret_format = format;
+        self
+    }
+
+    /// The function the sender signs with (default [`Algorithm::HmacSha256`]). For an
+    /// asymmetric algorithm the secrets are the sender's public keys, written in the
+    /// [`with_secret_format`](Self::with_secret_format) format (for example
+    /// [`SecretFormat::Hex`] for a 32-byte Ed25519 key in hex).
+    #[must_use]
+    pub fn with_algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
         self
     }
 
@@ -220,7 +233,7 @@ impl SchemeBuilder {
         }
         // Two values the sender chooses, signed back to back, are ambiguous: `ab` + `1` and
         // `a` + `b1` sign the same bytes, so a captured delivery could be replayed as another.
-        let header_parts = |part: &Part| matches!(part, Part::Id | Part::Timestamp);
+        let header_parts = |part: &Part| matches!(part, Part::Id | Part::Timestamp | Part::Url);
         if self
             .signed
             .windows(2)
@@ -265,6 +278,11 @@ impl SchemeBuilder {
             delivery: self.delivery.as_deref().map(header).transpose()?,
             envelope: None,
             secret_format: self.secret_format,
+            algorithm: self.algorithm,
+            aliases: Vec::new(),
+            handshake: None,
+            rule: Rule::Parts,
+            integer_event: false,
             bodies: self.bodies,
         })
     }

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
+use super::algorithm::SignatureLength;
 use crate::error::{Rejection, RejectionKind};
 
 /// The length of an HMAC-SHA256 digest, in bytes.
@@ -48,10 +49,24 @@ impl Encoding {
         }
     }
 
-    fn encode(self, digest: &[u8; DIGEST_LEN]) -> String {
+    /// Decodes a signature of any length; `None` when `text` is not in this encoding.
+    fn decode(self, text: &[u8]) -> Option<Vec<u8>> {
         match self {
-            Self::Hex => faster_hex::hex_string(digest),
-            Self::Base64 => BASE64.encode(digest),
+            Self::Hex => {
+                if !text.len().is_multiple_of(2) {
+                    return None;
+                }
+                let mut out = vec![0; text.len() / 2];
+                faster_hex::hex_decode(text, &mut out).ok().map(|()| out)
+            }
+            Self::Base64 => BASE64.decode(text).ok(),
+        }
+    }
+
+    pub(crate) fn encode(self, signature: &[u8]) -> String {
+        match self {
+            Self::Hex => faster_hex::hex_string(signature),
+            Self::Base64 => BASE64.encode(signature),
         }
     }
 }
@@ -125,12 +140,13 @@ impl SignatureFormat {
     pub(crate) fn parse_into(
         &self,
         value: &[u8],
+        length: SignatureLength,
         candidates: &mut Candidates,
     ) -> Result<(), Rejection> {
         match self {
             Self::Single { prefix, encoding } => {
                 let text = value.strip_prefix(prefix.as_bytes()).ok_or(MALFORMED)?;
-                candidates.push_decoded(*encoding, text);
+                candidates.push(*encoding, length, text);
             }
             Self::List {
                 separator,
@@ -145,7 +161,7 @@ impl SignatureFormat {
                     .filter(|(entry_tag, _)| entry_tag == tag)
                     .take(MAX_SIGNATURES);
                 for (_, text) in signatures {
-                    candidates.push_decoded(*encoding, text.as_bytes());
+                    candidates.push(*encoding, length, text.as_bytes());
                 }
             }
         }
@@ -158,7 +174,8 @@ impl SignatureFormat {
     #[cfg(test)]
     fn parse(&self, value: &[u8]) -> Result<Candidates, Rejection> {
         let mut candidates = Candidates::default();
-        self.parse_into(value, &mut candidates).map(|()| candidates)
+        self.parse_into(value, SignatureLength::Exactly(DIGEST_LEN), &mut candidates)
+            .map(|()| candidates)
     }
 
     /// The shape of a header value in this format, for a refusal's reason:
@@ -199,9 +216,9 @@ impl SignatureFormat {
         found.next().is_none().then_some(first)
     }
 
-    /// Writes a header value carrying `digest`, preceded by `extra` tagged entries (Stripe's
-    /// `t=`), for a list format.
-    pub(crate) fn format(&self, digest: &[u8; DIGEST_LEN], extra: &[(&str, &str)]) -> String {
+    /// Writes a header value carrying `digest` (a signature of any length), preceded by
+    /// `extra` tagged entries (Stripe's `t=`), for a list format.
+    pub(crate) fn format(&self, digest: &[u8], extra: &[(&str, &str)]) -> String {
         match self {
             Self::Single { prefix, encoding } => format!("{prefix}{}", encoding.encode(digest)),
             Self::List {
@@ -243,16 +260,41 @@ fn entries(
         .map(move |entry| entry.split_once(tag_separator).unwrap_or((entry, "")))
 }
 
-/// The signatures one request carries: at most [`MAX_SIGNATURES`], the first
-/// `INLINE_SIGNATURES` inline (no allocation), the rare others in one boxed array.
+/// The signatures one request carries: at most [`MAX_SIGNATURES`]. HMAC-SHA256 digests (the
+/// common case) are kept as arrays, the first `INLINE_SIGNATURES` inline (no allocation), the
+/// rare others in one boxed array; signatures of other lengths (HMAC-SHA1, Ed25519, ECDSA) each
+/// in a vector of their own.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Candidates {
     inline: [[u8; DIGEST_LEN]; INLINE_SIGNATURES],
     more: Option<Box<[[u8; DIGEST_LEN]; MAX_SIGNATURES - INLINE_SIGNATURES]>>,
     len: usize,
+    others: Vec<Vec<u8>>,
+    /// Every signature examined, decodable or not (bounds the work for other lengths).
+    examined: usize,
 }
 
 impl Candidates {
+    /// Decodes one more signature of the expected length.
+    fn push(&mut self, encoding: Encoding, length: SignatureLength, text: &[u8]) {
+        if length == SignatureLength::Exactly(DIGEST_LEN) {
+            self.push_decoded(encoding, text);
+            return;
+        }
+        self.examined += 1;
+        if self.examined > MAX_SIGNATURES {
+            return;
+        }
+        if let Some(signature) = encoding.decode(text).filter(|s| length.allows(s.len())) {
+            self.others.push(signature);
+        }
+    }
+
+    /// The signatures that are not HMAC-SHA256 digests.
+    pub(crate) fn others(&self) -> &[Vec<u8>] {
+        &self.others
+    }
+
     /// Decodes one more signature straight into its slot; one that does not decode, or one
     /// past [`MAX_SIGNATURES`], is not kept.
     fn push_decoded(&mut self, encoding: Encoding, text: &[u8]) {
@@ -271,7 +313,7 @@ impl Candidates {
     }
 
     fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len == 0 && self.others.is_empty()
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8; DIGEST_LEN]> {

@@ -11,18 +11,41 @@ pub(crate) enum Single<'h> {
 }
 
 /// A request's headers, as a scheme reads them: a header sent more than once is told apart
-/// from one sent once.
-#[derive(Debug)]
-pub(crate) struct Headers<'h>(&'h HeaderMap);
+/// from one sent once, and a header absent under its name is read under its alias, if the
+/// scheme has one (Svix's `svix-id` for `webhook-id`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Headers<'h> {
+    map: &'h HeaderMap,
+    aliases: &'h [(HeaderName, HeaderName)],
+}
 
 impl<'h> Headers<'h> {
     pub(crate) fn new(map: &'h HeaderMap) -> Self {
-        Self(map)
+        Self { map, aliases: &[] }
+    }
+
+    /// The same headers, read with `aliases` (`(name, alias)` pairs).
+    pub(crate) fn with_aliases(self, aliases: &'h [(HeaderName, HeaderName)]) -> Self {
+        Self { aliases, ..self }
+    }
+
+    /// The name `name` was sent under: its own, or its alias when only that was sent.
+    fn sent_as<'n>(&self, name: &'n HeaderName) -> &'n HeaderName
+    where
+        'h: 'n,
+    {
+        if self.map.contains_key(name) {
+            return name;
+        }
+        self.aliases
+            .iter()
+            .find(|(canonical, alias)| canonical == name && self.map.contains_key(alias))
+            .map_or(name, |(_, alias)| alias)
     }
 
     /// The value(s) of `name`.
     pub(crate) fn single(&self, name: &HeaderName) -> Single<'h> {
-        let mut found = self.0.get_all(name).iter();
+        let mut found = self.map.get_all(self.sent_as(name)).iter();
         match (found.next(), found.next()) {
             (None, _) => Single::None,
             (Some(value), None) => Single::One(value),
@@ -32,7 +55,7 @@ impl<'h> Headers<'h> {
 
     /// Every value of `name`, in the order received.
     pub(crate) fn all(&self, name: &HeaderName) -> impl Iterator<Item = &'h HeaderValue> {
-        self.0.get_all(name).iter()
+        self.map.get_all(self.sent_as(name)).iter()
     }
 
     /// The value of `name` if it was sent exactly once.
@@ -73,5 +96,27 @@ mod tests {
             headers.single(&HeaderName::from_static("x-webhook-signature")),
             Single::None
         ));
+    }
+
+    #[test]
+    fn reads_an_alias_only_when_the_name_itself_is_absent() {
+        let aliases = [(
+            HeaderName::from_static("webhook-id"),
+            HeaderName::from_static("svix-id"),
+        )];
+        let mut map = HeaderMap::new();
+        map.insert("svix-id", HeaderValue::from_static("msg_svix"));
+        let headers = Headers::new(&map).with_aliases(&aliases);
+        let id = HeaderName::from_static("webhook-id");
+        assert_eq!(
+            headers.one(&id),
+            Some(&HeaderValue::from_static("msg_svix"))
+        );
+        map.insert("webhook-id", HeaderValue::from_static("msg_own"));
+        let headers = Headers::new(&map).with_aliases(&aliases);
+        assert_eq!(headers.one(&id), Some(&HeaderValue::from_static("msg_own")));
+        // Without the scheme's aliases, the alias is just another header.
+        map.remove("webhook-id");
+        assert!(Headers::new(&map).one(&id).is_none());
     }
 }

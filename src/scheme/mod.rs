@@ -3,15 +3,19 @@
 //!
 //! A [`Scheme`] is a value handed to the [`WebhookLayer`](crate::WebhookLayer): presets name
 //! the common senders ([`Scheme::sotion`], [`Scheme::sota`], [`Scheme::github`],
-//! [`Scheme::standard_webhooks`], [`Scheme::stripe`], [`Scheme::slack`]); [`Scheme::builder`]
-//! describes any other without writing crypto code. The service only asks the scheme to read
+//! [`Scheme::standard_webhooks`], [`Scheme::stripe`], [`Scheme::slack`], and those the
+//! [`Scheme`] table lists); [`Scheme::builder`] describes any other without writing crypto
+//! code. The service only asks the scheme to read
 //! the headers before the body and to describe the body once its signature verified.
 //!
 //! Files: `spec.rs` holds the [`Scheme`] type and its accessors, `presets.rs` the named
 //! senders, `builder.rs` [`SchemeBuilder`], `sign.rs` signing ([`Scheme::sign`], [`Outgoing`]),
 //! `source.rs` where facts are read from, `format.rs` the signature header's shape, `body.rs`
 //! the body forms a sender uses ([`BodyForm`]: JSON, forms) and how the event is read from
-//! each, and `headers.rs` / `read.rs` what the layer asks of a scheme per request.
+//! each, `algorithm.rs` the function signatures are made with, `headers.rs` / `read.rs` what
+//! the layer asks of a scheme per request, `handshake.rs` the endpoint handshakes the layer
+//! answers, `twilio.rs` Twilio's signing rule and `query.rs` the query parameters the
+//! handshakes and Twilio read.
 //!
 //! # Bodies
 //!
@@ -19,21 +23,26 @@
 //! form its `Content-Type` names, among the forms the scheme lists
 //! ([`Scheme::body_forms`], [`SchemeBuilder::with_body_forms`]): JSON for every preset, and
 //! forms too for GitHub (its `form` content type, the default of its REST API, sends
-//! `payload=<JSON>`) and Slack (interactivity's `payload=`, slash commands' parameters). The
-//! extractors and the event router read the event's JSON whichever form carried it; the raw
-//! bytes stay the request's body. A form the scheme does not list is refused with
-//! `415 unsupported_media_type`, never acknowledged unread.
+//! `payload=<JSON>`), Slack (interactivity's `payload=`, slash commands' parameters) and Twilio
+//! (its parameters). The extractors and the event router read the event's JSON whichever form
+//! carried it; the raw bytes stay the request's body. A form the scheme does not list is
+//! refused with `415 unsupported_media_type`, never acknowledged unread.
 
+mod algorithm;
 mod body;
 mod builder;
 mod format;
+mod handshake;
 mod headers;
 mod presets;
+mod query;
 mod read;
 mod sign;
 mod source;
 mod spec;
+mod twilio;
 
+pub use self::algorithm::Algorithm;
 pub use self::body::BodyForm;
 pub use self::builder::SchemeBuilder;
 pub(crate) use self::format::Candidates;
@@ -44,4 +53,5 @@ pub(crate) use self::read::{Described, Prepared};
 pub use self::sign::Outgoing;
 pub use self::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
 pub use self::spec::Scheme;
-pub(crate) use self::spec::SHA256_PREFIX;
+pub(crate) use self::spec::{Rule, SHA256_PREFIX};
+pub(crate) use self::twilio::messages as twilio_messages;

@@ -13,10 +13,11 @@ use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::algorithm::Algorithm;
 use super::format::Candidates;
 use super::headers::{Headers, Single};
 use super::source::{Part, Source, TimestampFormat, Tolerance};
-use super::spec::{Scheme, SotionEnvelope};
+use super::spec::{Rule, Scheme, SotionEnvelope};
 use crate::diagnose::Reason;
 use crate::envelope::{check_id, check_token, ParsedEnvelope};
 use crate::error::{Rejection, RejectionKind};
@@ -31,6 +32,11 @@ pub(crate) struct Prepared {
     pub(crate) prefix: Vec<u8>,
     /// The signed timestamp from a header or signature tag, in Unix seconds.
     pub(crate) timestamp: Option<i64>,
+    /// The URL the sender called, for a scheme that signs it.
+    pub(crate) url: Option<String>,
+    /// The algorithm this request is signed with: the scheme's, or for Twilio the one
+    /// `X-Twilio-Webhooks-Signature-Settings` names.
+    pub(crate) algorithm: Algorithm,
 }
 
 /// What the verified request says.
@@ -55,8 +61,24 @@ const MISSING_SIGNED_HEADER: Rejection = Rejection::new(
 );
 
 impl Scheme {
-    /// Steps before the body: the signature header, and the signed bytes that precede the body.
-    pub(crate) fn prepare(&self, headers: &Headers<'_>) -> Result<Prepared, Rejection> {
+    /// Steps before the body: the signature header, and the signed bytes that precede the body
+    /// (`url`: the URL the sender called, for a scheme that signs it).
+    pub(crate) fn prepare(
+        &self,
+        headers: &Headers<'_>,
+        url: Option<&str>,
+    ) -> Result<Prepared, Rejection> {
+        let headers = &headers.with_aliases(&self.aliases);
+        if self.rule == Rule::ClientState {
+            // No signature header: the token is in the body.
+            return Ok(Prepared {
+                candidates: Candidates::default(),
+                prefix: Vec::new(),
+                timestamp: None,
+                url: None,
+                algorithm: self.algorithm,
+            });
+        }
         let name = &self.signature_header;
         let value = match headers.single(name) {
             Single::One(value) => value.as_bytes(),
@@ -75,19 +97,36 @@ impl Scheme {
                 .with_reason(Reason::RepeatedHeader(name.clone())))
             }
         };
+        let algorithm = match self.rule {
+            Rule::Twilio if super::twilio::signs_with_sha256(headers)? => Algorithm::HmacSha256,
+            _ => self.algorithm,
+        };
         let mut prepared = Prepared {
             candidates: Candidates::default(),
             prefix: Vec::new(),
             timestamp: None,
+            url: None,
+            algorithm,
         };
         self.format
-            .parse_into(value, &mut prepared.candidates)
+            .parse_into(
+                value,
+                algorithm.signature_length(),
+                &mut prepared.candidates,
+            )
             .map_err(|rejection| {
                 rejection.with_reason(Reason::SignatureFormat {
                     header: name.clone(),
                     expected: self.format.expected(),
                 })
             })?;
+        if self.signs_url() {
+            let url = url.ok_or(Rejection::new(
+                RejectionKind::SignatureMismatch,
+                "this sender signs the URL it called: verify with that URL",
+            ))?;
+            prepared.url = Some(url.to_owned());
+        }
         let malformed = || self.malformed_timestamp();
         let timestamp_text = match &self.timestamp {
             Some((Source::Header(name), _)) => match headers.single(name) {
@@ -115,10 +154,25 @@ impl Scheme {
             }
             _ => None,
         };
-        let prefix = &mut prepared.prefix;
+        // Twilio's signed bytes need the whole body: nothing precedes it.
+        if self.rule != Rule::Twilio {
+            prepared.prefix = self.signed_prefix(headers, url, timestamp_text)?;
+        }
+        Ok(prepared)
+    }
+
+    /// The signed bytes that come before the body.
+    fn signed_prefix(
+        &self,
+        headers: &Headers<'_>,
+        url: Option<&str>,
+        timestamp_text: Option<&str>,
+    ) -> Result<Vec<u8>, Rejection> {
+        let mut prefix = Vec::new();
         for part in &self.signed {
             match part {
                 Part::Literal(bytes) => prefix.extend_from_slice(bytes),
+                Part::Url => prefix.extend_from_slice(url.unwrap_or("").as_bytes()),
                 Part::Timestamp => {
                     prefix.extend_from_slice(timestamp_text.unwrap_or("").as_bytes());
                 }
@@ -142,7 +196,7 @@ impl Scheme {
                 Part::Body => break,
             }
         }
-        Ok(prepared)
+        Ok(prefix)
     }
 
     /// `401 malformed_timestamp`, its reason naming where the scheme reads the timestamp and
@@ -162,6 +216,7 @@ impl Scheme {
         let expected = match format {
             TimestampFormat::UnixSeconds => "Unix seconds",
             TimestampFormat::Rfc3339 => "an RFC 3339 date-time",
+            TimestampFormat::UnixMillis => "Unix milliseconds",
         };
         MALFORMED_TIMESTAMP.with_reason(Reason::TimestampFormat { source, expected })
     }
@@ -207,6 +262,7 @@ impl Scheme {
         prepared: &Prepared,
         now: i64,
     ) -> Result<Described, Rejection> {
+        let headers = &headers.with_aliases(&self.aliases);
         let event_json = self.body_form(headers)?.event_json(body);
         if let Some(envelope) = &self.envelope {
             return self.describe_envelope(envelope, headers, event_json, now);
@@ -395,7 +451,9 @@ impl Scheme {
         fields: &Fields<'a>,
     ) -> Option<Cow<'a, str>> {
         let source = source?;
-        match optional_fact(source, headers, fields) {
+        // Discord's interaction `type` is an integer, read as its decimal text.
+        let integers = self.integer_event && fact == "event type";
+        match optional_fact(source, headers, fields, integers) {
             Ok(value) => value,
             Err(reason) => {
                 crate::observe::warn!(
@@ -416,7 +474,7 @@ impl Scheme {
     /// `sha256:<hex>` of its raw JSON text (of a header, its values joined by `\n`).
     fn scope(&self, headers: &Headers<'_>, fields: &Fields<'_>) -> Option<ByteString> {
         let source = self.scope.as_ref()?;
-        match optional_fact(source, headers, fields) {
+        match optional_fact(source, headers, fields, false) {
             Ok(scope) => scope.map(|scope| ByteString::from(scope.into_owned())),
             Err(reason) => {
                 crate::observe::warn!(
@@ -498,6 +556,7 @@ fn optional_fact<'a>(
     source: &Source,
     headers: &Headers<'a>,
     fields: &Fields<'a>,
+    integers: bool,
 ) -> Result<Option<Cow<'a, str>>, &'static str> {
     let value = match source {
         Source::Header(name) => match headers.single(name) {
@@ -515,6 +574,7 @@ fn optional_fact<'a>(
                 Some(b'"') => serde_json::from_str::<Cow<'a, str>>(raw.get())
                     .map_err(|_| "the field is not a valid string")?,
                 _ if raw.get() == "null" => return Ok(None),
+                _ if integers && is_integer(raw.get()) => Cow::Borrowed(raw.get()),
                 _ => return Err("the field is not a string"),
             }
         }
@@ -523,6 +583,12 @@ fn optional_fact<'a>(
     check_token(&value)
         .map(|()| Some(value))
         .map_err(|()| "the value is empty, longer than 255 bytes or holds control characters")
+}
+
+/// Whether a raw JSON value is a plain integer (`2`, `-1`), as an event type may be.
+fn is_integer(raw: &str) -> bool {
+    let digits = raw.strip_prefix('-').unwrap_or(raw);
+    !digits.is_empty() && digits.len() <= 19 && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// What a scope that is no usable token is kept as (see [`Scheme::scope`]).
@@ -600,6 +666,9 @@ fn parse_timestamp(text: &str, format: TimestampFormat) -> Result<i64, Rejection
         TimestampFormat::Rfc3339 => OffsetDateTime::parse(text, &Rfc3339)
             .map(OffsetDateTime::unix_timestamp)
             .map_err(|_| MALFORMED_TIMESTAMP),
+        TimestampFormat::UnixMillis => {
+            parse_timestamp(text, TimestampFormat::UnixSeconds).map(|ms| ms.div_euclid(1000))
+        }
     }
 }
 
@@ -652,6 +721,8 @@ impl<'b> Fields<'b> {
         let parsed = if text.starts_with('"') {
             let inner: Cow<'_, str> = serde_json::from_str(text).map_err(|_| INVALID_FIELD_TYPE)?;
             parse_timestamp(&inner, format)
+        } else if format == TimestampFormat::UnixMillis {
+            parse_timestamp(text, format)
         } else {
             parse_timestamp(text, TimestampFormat::UnixSeconds)
         };

@@ -56,6 +56,10 @@ pub enum Part {
     Id,
     /// The timestamp as sent (its [`Source`] must be a header or a signature tag).
     Timestamp,
+    /// The URL the sender called, as it wrote it (Square, Twilio): the layer's public URL
+    /// ([`WebhookLayerBuilder::with_public_url`](crate::layer::WebhookLayerBuilder::with_public_url))
+    /// followed by the request's path and query.
+    Url,
     /// The raw body.
     Body,
 }
@@ -76,6 +80,8 @@ pub enum TimestampFormat {
     UnixSeconds,
     /// An RFC 3339 date-time (`2026-03-28T12:00:00.000Z`).
     Rfc3339,
+    /// Whole milliseconds since the Unix epoch (`1649367553123`, Linear's `webhookTimestamp`).
+    UnixMillis,
 }
 
 /// How far a signed timestamp may lie from now, in each direction.
@@ -98,7 +104,8 @@ impl Tolerance {
     }
 }
 
-/// How a secret's text becomes the HMAC key: a scheme's presets know their sender's format, and
+/// How a secret's text becomes the key (an HMAC key, or a sender's public key for the asymmetric
+/// [`Algorithm`](super::Algorithm)s): a scheme's presets know their sender's format, and
 /// [`SchemeBuilder::with_secret_format`](crate::scheme::SchemeBuilder::with_secret_format)
 /// declares it for another sender. A [`Secret`](crate::Secret) remembers the format it was
 /// decoded for.
@@ -107,11 +114,14 @@ impl Tolerance {
 pub enum SecretFormat {
     /// The text's bytes, as they are (Sotion, GitHub, Stripe, Slack, sota.io).
     Raw,
-    /// Base64 after an optional prefix (Standard Webhooks: `whsec_<base64>`).
+    /// Base64 after an optional prefix (Standard Webhooks: `whsec_<base64>`, and `whpk_<base64>`
+    /// for its Ed25519 public keys; SendGrid's base64 DER public key).
     Base64 {
         /// The prefix, stripped when present.
         prefix: Cow<'static, str>,
     },
+    /// Hexadecimal, either case (Discord's public key).
+    Hex,
 }
 
 impl SecretFormat {
@@ -127,7 +137,9 @@ impl SecretFormat {
     pub(crate) fn decodes_like(&self, other: &Self) -> bool {
         matches!(
             (self, other),
-            (Self::Raw, Self::Raw) | (Self::Base64 { .. }, Self::Base64 { .. })
+            (Self::Raw, Self::Raw)
+                | (Self::Base64 { .. }, Self::Base64 { .. })
+                | (Self::Hex, Self::Hex)
         )
     }
 }
@@ -138,6 +150,7 @@ impl std::fmt::Display for SecretFormat {
             Self::Raw => f.write_str("raw text"),
             Self::Base64 { prefix } if prefix.is_empty() => f.write_str("base64"),
             Self::Base64 { prefix } => write!(f, "base64 after `{prefix}`"),
+            Self::Hex => f.write_str("hexadecimal"),
         }
     }
 }

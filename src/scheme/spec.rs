@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use http::header::HeaderName;
 
+use super::algorithm::Algorithm;
 use super::body::BodyForm;
 use super::format::SignatureFormat;
+use super::handshake::Handshake;
 use super::source::{Part, SecretFormat, Source, TimestampFormat, Tolerance};
 use crate::error::ConfigError;
 use crate::secret::Secret;
@@ -46,6 +48,22 @@ pub(crate) struct SotionEnvelope {
 /// | [`standard_webhooks`](Self::standard_webhooks) | `webhook-signature: v1,<b64> ...` | `id.timestamp.body` | `whsec_<base64>`, decoded | `webhook-id` (signed) | ±5 min |
 /// | [`stripe`](Self::stripe) | `Stripe-Signature: t=<unix>,v1=<hex>,...` | `t.body` | `whsec_...` as is | body `id` | ±5 min |
 /// | [`slack`](Self::slack) | `X-Slack-Signature: v0=<hex>` | `v0:ts:body` | as is | SHA-256 of the body | ±5 min |
+/// | [`shopify`](Self::shopify) | `X-Shopify-Hmac-Sha256: <base64>` | body | as is | `X-Shopify-Webhook-Id` (unsigned: shown; deduplicated by the body and topic) | none |
+/// | [`woocommerce`](Self::woocommerce) | `X-WC-Webhook-Signature: <base64>` | body | as is | `X-WC-Webhook-Delivery-ID` (unsigned, as Shopify) | none |
+/// | [`discord`](Self::discord) (`ed25519`) | `X-Signature-Ed25519: <hex>` | `ts` + body | public key, hex | SHA-256 of the body | ±5 min |
+/// | [`standard_webhooks_v1a`](Self::standard_webhooks_v1a) (`ed25519`) | `webhook-signature: v1a,<b64> ...` | `id.timestamp.body` | public key, `whpk_<base64>` | `webhook-id` (signed) | ±5 min |
+/// | [`twilio`](Self::twilio) (`sha1`) | `X-Twilio-Signature: <base64>` | URL + sorted form parameters | as is | SHA-256 of the body | none |
+/// | [`sendgrid`](Self::sendgrid) (`p256`) | `X-Twilio-Email-Event-Webhook-Signature: <base64>` | `ts` + body | public key, base64 DER | SHA-256 of the body | ±5 min |
+/// | [`square`](Self::square) | `X-Square-HmacSha256-Signature: <base64>` | URL + body | as is | body `event_id` | none |
+/// | [`zoom`](Self::zoom) | `x-zm-signature: v0=<hex>` | `v0:ts:body` | as is | SHA-256 of the body | ±5 min |
+/// | [`meta`](Self::meta) | `X-Hub-Signature-256: sha256=<hex>` | body | as is | SHA-256 of the body | none |
+/// | [`paddle`](Self::paddle) | `Paddle-Signature: ts=<unix>;h1=<hex>` | `ts:body` | as is | body `event_id` | ±5 s |
+/// | [`linear`](Self::linear) | `Linear-Signature: <hex>` | body | as is | `Linear-Delivery` (unsigned: shown; deduplicated by the body) | ±60 s (body `webhookTimestamp`) |
+/// | [`twitch`](Self::twitch) | `Twitch-Eventsub-Message-Signature: sha256=<hex>` | id + ts + body | as is | the message id (signed) | ±10 min |
+/// | [`microsoft_graph`](Self::microsoft_graph) | none: `clientState` in the body | — | as is | SHA-256 of the body | none |
+///
+/// Slack, Discord, Zoom, Twitch, Meta and Microsoft Graph make endpoint handshakes, which the
+/// layer answers itself (see each preset).
 ///
 /// Idempotency keys hold only signed values. Where the event id (or scope) comes from a header
 /// the signature does not cover (GitHub), anyone who captured one delivery could replay it
@@ -70,6 +88,32 @@ pub struct Scheme {
     pub(crate) secret_format: SecretFormat,
     /// The body forms the sender uses (`JSON_ONLY` for most), told apart by `Content-Type`.
     pub(crate) bodies: Cow<'static, [BodyForm]>,
+    /// The function the signature is made with (HMAC-SHA256 for most senders).
+    pub(crate) algorithm: Algorithm,
+    /// Other names a header may be sent under, `(name, alias)`: the alias is read when the
+    /// name is absent (Svix's `svix-id` for Standard Webhooks' `webhook-id`).
+    pub(crate) aliases: Vec<(HeaderName, HeaderName)>,
+    /// The endpoint handshake the sender makes, which the layer answers itself.
+    pub(crate) handshake: Option<Handshake>,
+    /// How the signed bytes are put together.
+    pub(crate) rule: Rule,
+    /// Whether a body's integer event type is read as its decimal text (Discord's interaction
+    /// `type`); otherwise a value that is not a string is dropped.
+    pub(crate) integer_event: bool,
+}
+
+/// How a scheme's signed bytes are put together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rule {
+    /// As its [`Part`]s say.
+    Parts,
+    /// Twilio's: the URL, then the form body's parameters sorted by name (each name followed
+    /// by its value), or, when the URL carries `bodySHA256`, the URL alone and a body of that
+    /// SHA-256; HMAC-SHA1, or HMAC-SHA256 when `X-Twilio-Webhooks-Signature-Settings` names it.
+    Twilio,
+    /// No signature: the body's notifications (`value`) each repeat a shared token as their
+    /// `clientState` (Microsoft Graph), compared in constant time with the secret.
+    ClientState,
 }
 
 impl Scheme {
@@ -129,7 +173,8 @@ impl Scheme {
         self.name.clone()
     }
 
-    /// The header that carries the signature.
+    /// The header that carries the signature (Microsoft Graph sends none: its token is in the
+    /// body).
     #[must_use]
     pub fn signature_header(&self) -> &HeaderName {
         &self.signature_header
@@ -150,7 +195,33 @@ impl Scheme {
     /// ends with whitespace, or [`ConfigError::InvalidSecretEncoding`] when a base64 secret does
     /// not decode.
     pub fn secret(&self, text: &str) -> Result<Secret, ConfigError> {
-        Secret::decode(text, &self.secret_format)
+        Secret::decode(text, &self.secret_format, self.algorithm)
+    }
+
+    /// The key to sign with, for tests and local development (the `send` example): for an
+    /// HMAC scheme the secret itself ([`secret`](Self::secret)); for an asymmetric one the
+    /// **private** key, which no receiver needs: an Ed25519 key's 32-byte seed written as the
+    /// scheme writes its public keys (hex for Discord, `whsk_<base64>` for Standard Webhooks
+    /// `v1a`), a P-256 key in PKCS#8 DER, base64 (SendGrid). The secret verifies too.
+    ///
+    /// # Errors
+    /// As [`secret`](Self::secret), and [`ConfigError::InvalidPublicKey`] for bytes that are
+    /// no such private key.
+    pub fn signing_key(&self, text: &str) -> Result<Secret, ConfigError> {
+        Secret::decode_signing(text, &self.secret_format, self.algorithm)
+    }
+
+    /// The function the sender signs with.
+    #[must_use]
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// Whether the sender signs the URL it called (Square, Twilio): a layer for it needs a
+    /// public URL ([`with_public_url`](crate::layer::WebhookLayerBuilder::with_public_url)).
+    #[must_use]
+    pub fn signs_url(&self) -> bool {
+        self.signed.contains(&Part::Url)
     }
 
     /// How this scheme's secrets are written.
