@@ -447,7 +447,9 @@ impl Scheme {
     /// a minute either way, as Linear's SDK requires. The event and action are the body's `type`
     /// (`Issue`) and `action` (`create`), so an event router matches `Issue.create` before
     /// `Issue`; the scope is its `organizationId`. The id is `Linear-Delivery`, unsigned: for
-    /// display, and deliveries are deduplicated by the SHA-256 of the body.
+    /// display, and deliveries are deduplicated by the SHA-256 of the body. Linear re-signs the
+    /// body's `webhookTimestamp` each time it sends, so a retry is a new body and runs again:
+    /// keep Linear handlers idempotent.
     #[must_use]
     pub fn linear() -> Self {
         Self {
