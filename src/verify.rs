@@ -236,7 +236,16 @@ impl<'s> BodyCheck<'s> {
     ) -> Result<Signed<'s>, Rejection> {
         let Pipeline { scheme, prepared } = self.pipeline;
         let verified_by = match self.mac {
-            Check::Whole => crate::whole_message::verify(scheme, &prepared, &self.secrets, body)?,
+            Check::Whole => crate::whole_message::verify(scheme, &prepared, &self.secrets, body)
+                .map_err(|rejection| {
+                    // The asymmetric and whole-message rules name no finer cause (yet): the
+                    // operator still gets a reason and its hint.
+                    if rejection.reason().is_some() {
+                        rejection
+                    } else {
+                        rejection.with_reason(crate::diagnose::Reason::NoSecretMatches)
+                    }
+                })?,
             Check::Streamed(mac) => match mac.finish(&prepared.candidates) {
                 Ok(verified_by) => verified_by,
                 Err(rejection) => {

@@ -482,6 +482,12 @@ async fn every_new_preset_verifies_what_it_signs_and_refuses_another_key() {
         let (app, seen) = app_for(builder(&other));
         let response = send(&app, make()).await;
         assert_eq!(response.status(), 401, "{name}");
+        // The operator is told why, whatever the algorithm.
+        let reason = response
+            .extensions()
+            .get::<tower_webhook::Rejection>()
+            .and_then(|rejection| rejection.reason().map(tower_webhook::error::Reason::code));
+        assert_eq!(reason, Some("no_secret_matches"), "{name}");
         assert_eq!(seen.runs.load(Ordering::SeqCst), 0, "{name}");
     }
 }
