@@ -378,3 +378,37 @@ async fn a_handler_that_committed_runs_to_its_end_and_is_reported_done() {
     )
     .await;
 }
+
+/// An `on_outcome` hook that blocks its thread (a synchronous write to a slow log, say) holds up
+/// the completer's reports; it must not hold up the lease renewals of the handlers still
+/// running, or each of them is stopped when its lease runs out, and run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_blocking_outcome_hook_does_not_stop_the_renewals_of_running_handlers() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(&dir).await;
+    let app = App::default();
+    app.sleep("evt_long", Duration::from_millis(2500));
+    let quick = delivery("evt_quick");
+    let long = delivery("evt_long");
+    inbox.accept(&quick).await.unwrap();
+    inbox.accept(&long).await.unwrap();
+    let blocked = std::sync::atomic::AtomicBool::new(false);
+    // A 900 ms lease, renewed every 300 ms; the hook blocks its thread 2 s once.
+    let running = inbox_common::workers(&inbox, &app)
+        .with_lease(Duration::from_millis(900))
+        .on_outcome(move |_, _, _| {
+            if !blocked.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        })
+        .start()
+        .unwrap();
+    let record = wait_for(&inbox, long.key(), DeliveryState::Done).await;
+    assert_eq!(
+        app.runs_of("evt_long"),
+        [1],
+        "the long handler was stopped and run again"
+    );
+    assert_eq!(record.attempts, 1);
+    running.shutdown(Duration::from_secs(5)).await;
+}

@@ -4,7 +4,6 @@
 //! running deliveries with one [`InboxBackend::renew_all`] call per interval.
 
 use std::collections::HashMap;
-use std::pin::pin;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -41,16 +40,29 @@ pub(super) async fn complete<B: InboxBackend>(
     mut gathered: mpsc::Receiver<Finished>,
     renewals: std::sync::Arc<Renewals>,
 ) {
-    let flushing = pin!(async {
-        let mut batch = Vec::with_capacity(FLUSH_MAX);
-        // What arrived while the previous flush ran, up to `FLUSH_MAX`, or the next to come.
-        while gathered.recv_many(&mut batch, FLUSH_MAX).await > 0 {
-            flush(&shared, std::mem::take(&mut batch)).await;
-        }
-    });
-    let renewing = pin!(renew(&shared, &renewals));
-    // Renewing never ends: done once the last outcome was flushed.
-    futures_util::future::select(flushing, renewing).await;
+    // The renewals on a task of their own: a flush held up (a slow backend, or the outcome
+    // hook blocking its thread) must not hold them up, or every running handler would be
+    // stopped when its lease runs out. Renewing never ends: stopped once the last outcome was
+    // flushed (or when this task is dropped).
+    let renewing = AbortOnDrop(tokio::spawn({
+        let shared = std::sync::Arc::clone(&shared);
+        async move { renew(&shared, &renewals).await }
+    }));
+    let mut batch = Vec::with_capacity(FLUSH_MAX);
+    // What arrived while the previous flush ran, up to `FLUSH_MAX`, or the next to come.
+    while gathered.recv_many(&mut batch, FLUSH_MAX).await > 0 {
+        flush(&shared, std::mem::take(&mut batch)).await;
+    }
+    drop(renewing);
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Records `batch` in one `finish` call, then reports each outcome as recorded (or as the

@@ -302,7 +302,8 @@ impl<B: InboxBackend, S> Workers<B, S> {
     /// ended (an answer, an error, a panic, a timeout, or attempts that ran out without an
     /// outcome). It runs once the outcome was recorded, on the completer's task (or the
     /// executor's, when there was nothing to record): keep it short and non-blocking, it holds
-    /// up the other outcomes' reports.
+    /// up the other outcomes' recording and reports (not the running deliveries' lease
+    /// renewals, which have a task of their own).
     ///
     /// ```
     /// # #[cfg(feature = "sqlite")]
