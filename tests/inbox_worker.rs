@@ -412,3 +412,39 @@ async fn a_blocking_outcome_hook_does_not_stop_the_renewals_of_running_handlers(
     assert_eq!(record.attempts, 1);
     running.shutdown(Duration::from_secs(5)).await;
 }
+
+/// An outcome waiting for the completer (here behind a hook that blocks its thread) keeps its
+/// lease: a handler that answered `2xx` is not run again because its outcome was recorded
+/// after the lease it ran under would have run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outcome_waiting_for_the_completer_keeps_its_lease_and_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(&dir).await;
+    let app = App::default();
+    app.sleep("evt_second", Duration::from_millis(200));
+    let first = delivery("evt_first");
+    let second = delivery("evt_second");
+    inbox.accept(&first).await.unwrap();
+    inbox.accept(&second).await.unwrap();
+    let blocked = std::sync::atomic::AtomicBool::new(false);
+    // A 900 ms lease; the first outcome's report blocks the completer 2 s, while the second
+    // handler's outcome waits behind it.
+    let running = inbox_common::workers(&inbox, &app)
+        .with_lease(Duration::from_millis(900))
+        .on_outcome(move |_, _, _| {
+            if !blocked.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        })
+        .start()
+        .unwrap();
+    wait_for(&inbox, second.key(), DeliveryState::Done).await;
+    wait_for(&inbox, first.key(), DeliveryState::Done).await;
+    running.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(app.runs_of("evt_first"), [1]);
+    assert_eq!(
+        app.runs_of("evt_second"),
+        [1],
+        "run again after it answered 2xx"
+    );
+}
