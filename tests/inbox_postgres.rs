@@ -1066,7 +1066,7 @@ async fn renewing_a_batch_skips_a_row_held_by_an_open_completion_without_calling
     );
 }
 
-/// As on SQLite: a row that cannot be read (headers that are not JSON) is skipped by a batch
+/// As on `SQLite`: a row that cannot be read (headers that are not JSON) is skipped by a batch
 /// claim, not fail it, so the deliveries claimed with it come out.
 #[tokio::test]
 async fn a_batch_claim_with_one_unreadable_delivery_returns_the_others() {
