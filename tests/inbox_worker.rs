@@ -448,3 +448,56 @@ async fn an_outcome_waiting_for_the_completer_keeps_its_lease_and_runs_once() {
         "run again after it answered 2xx"
     );
 }
+
+/// A delivery committed by the group writer wakes the waiting workers even when the accept that
+/// handed it over gave up before its answer (the sender disconnected): it must not wait for
+/// the workers' fallback poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_whose_accept_was_dropped_after_the_writer_took_it_wakes_the_workers() {
+    use sqlx::Connection;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.db");
+    let inbox = SqliteInbox::open(&path, InboxOptions::new()).await.unwrap();
+    let app = App::default();
+    let running = inbox_common::workers(&inbox, &app)
+        .with_poll_interval(Duration::from_secs(60))
+        .start()
+        .unwrap();
+    // The producer found nothing and waits (for a wake-up, or a minute).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Another connection holds the write lock: the writer takes the delivery and waits for it.
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let stored = delivery("evt_abandoned");
+    let accepting = tokio::spawn({
+        let (inbox, stored) = (inbox.clone(), stored.clone());
+        async move { inbox.accept(&stored).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    accepting.abort();
+    let _ = accepting.await;
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let state = inbox
+            .get(stored.key())
+            .await
+            .unwrap()
+            .map(|record| record.state);
+        if state == Some(DeliveryState::Done) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the committed delivery ({state:?}) waited for the poll: no wake-up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.shutdown(Duration::from_secs(5)).await;
+}
