@@ -1065,3 +1065,41 @@ async fn renewing_a_batch_skips_a_row_held_by_an_open_completion_without_calling
         "a completed delivery's lease is not renewed"
     );
 }
+
+/// As on `SQLite`: a row that cannot be read (headers that are not JSON) is skipped by a batch
+/// claim, not fail it, so the deliveries claimed with it come out.
+#[tokio::test]
+async fn a_batch_claim_with_one_unreadable_delivery_returns_the_others() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let prefix = prefix();
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix.clone()).unwrap())
+        .await;
+    let odd = delivery("evt_odd");
+    inbox.accept(&odd).await.unwrap();
+    inbox.accept(&delivery("evt_fine")).await.unwrap();
+    sqlx::query(&format!(
+        "UPDATE {prefix}deliveries SET headers = 'not json' WHERE event_id = 'evt_odd'"
+    ))
+    .execute(inbox.pool())
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        match inbox.claim(Duration::from_millis(100), 10).await {
+            Ok(claims) => seen.extend(
+                claims
+                    .iter()
+                    .map(|claim| claim.record.delivery.facts().id.clone()),
+            ),
+            Err(error) => seen.push(format!("error: {error}")),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        seen.iter().any(|id| id == "evt_fine"),
+        "a fine delivery claimed with an unreadable one is never returned: {seen:?}"
+    );
+}

@@ -535,3 +535,47 @@ async fn a_batch_of_outcomes_is_one_transaction_refusing_an_outcome_the_handler_
     assert_eq!(record.state, DeliveryState::Pending);
     assert_eq!(record.last_error.as_deref(), Some("bad\u{fffd}byte"));
 }
+
+/// One delivery whose stored row cannot be read (here headers that are not JSON) must not fail
+/// the whole batch claim: the deliveries claimed with it would be marked running, their
+/// attempts counted, and taken again together lease after lease until they are dead-lettered
+/// without ever running (as on Redis, the odd one is skipped and the others come out).
+#[tokio::test]
+async fn a_batch_claim_with_one_unreadable_delivery_returns_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = SqliteInbox::open(dir.path().join("inbox.db"), InboxOptions::new())
+        .await
+        .unwrap();
+    let odd = delivery("evt_odd");
+    assert_eq!(inbox.accept(&odd).await.unwrap(), Accepted::New);
+    assert_eq!(
+        inbox.accept(&delivery("evt_fine")).await.unwrap(),
+        Accepted::New
+    );
+    sqlx::query(
+        "UPDATE tower_webhook_deliveries SET headers = 'not json' WHERE event_id = 'evt_odd'",
+    )
+    .execute(inbox.pool())
+    .await
+    .unwrap();
+    assert!(matches!(
+        inbox.get(odd.key()).await,
+        Err(InboxError::Backend(_))
+    ));
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        match inbox.claim(Duration::from_millis(100), 10).await {
+            Ok(claims) => seen.extend(
+                claims
+                    .iter()
+                    .map(|claim| claim.record.delivery.facts().id.clone()),
+            ),
+            Err(error) => seen.push(format!("error: {error}")),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        seen.iter().any(|id| id == "evt_fine"),
+        "a fine delivery claimed with an unreadable one is never returned: {seen:?}"
+    );
+}

@@ -378,3 +378,126 @@ async fn a_handler_that_committed_runs_to_its_end_and_is_reported_done() {
     )
     .await;
 }
+
+/// An `on_outcome` hook that blocks its thread (a synchronous write to a slow log, say) holds up
+/// the completer's reports; it must not hold up the lease renewals of the handlers still
+/// running, or each of them is stopped when its lease runs out, and run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_blocking_outcome_hook_does_not_stop_the_renewals_of_running_handlers() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(&dir).await;
+    let app = App::default();
+    app.sleep("evt_long", Duration::from_millis(2500));
+    let quick = delivery("evt_quick");
+    let long = delivery("evt_long");
+    inbox.accept(&quick).await.unwrap();
+    inbox.accept(&long).await.unwrap();
+    let blocked = std::sync::atomic::AtomicBool::new(false);
+    // A 900 ms lease, renewed every 300 ms; the hook blocks its thread 2 s once.
+    let running = inbox_common::workers(&inbox, &app)
+        .with_lease(Duration::from_millis(900))
+        .on_outcome(move |_, _, _| {
+            if !blocked.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        })
+        .start()
+        .unwrap();
+    let record = wait_for(&inbox, long.key(), DeliveryState::Done).await;
+    assert_eq!(
+        app.runs_of("evt_long"),
+        [1],
+        "the long handler was stopped and run again"
+    );
+    assert_eq!(record.attempts, 1);
+    running.shutdown(Duration::from_secs(5)).await;
+}
+
+/// An outcome waiting for the completer (here behind a hook that blocks its thread) keeps its
+/// lease: a handler that answered `2xx` is not run again because its outcome was recorded
+/// after the lease it ran under would have run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outcome_waiting_for_the_completer_keeps_its_lease_and_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(&dir).await;
+    let app = App::default();
+    app.sleep("evt_second", Duration::from_millis(200));
+    let first = delivery("evt_first");
+    let second = delivery("evt_second");
+    inbox.accept(&first).await.unwrap();
+    inbox.accept(&second).await.unwrap();
+    let blocked = std::sync::atomic::AtomicBool::new(false);
+    // A 900 ms lease; the first outcome's report blocks the completer 2 s, while the second
+    // handler's outcome waits behind it.
+    let running = inbox_common::workers(&inbox, &app)
+        .with_lease(Duration::from_millis(900))
+        .on_outcome(move |_, _, _| {
+            if !blocked.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        })
+        .start()
+        .unwrap();
+    wait_for(&inbox, second.key(), DeliveryState::Done).await;
+    wait_for(&inbox, first.key(), DeliveryState::Done).await;
+    running.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(app.runs_of("evt_first"), [1]);
+    assert_eq!(
+        app.runs_of("evt_second"),
+        [1],
+        "run again after it answered 2xx"
+    );
+}
+
+/// A delivery committed by the group writer wakes the waiting workers even when the accept that
+/// handed it over gave up before its answer (the sender disconnected): it must not wait for
+/// the workers' fallback poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_whose_accept_was_dropped_after_the_writer_took_it_wakes_the_workers() {
+    use sqlx::Connection;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.db");
+    let inbox = SqliteInbox::open(&path, InboxOptions::new()).await.unwrap();
+    let app = App::default();
+    let running = inbox_common::workers(&inbox, &app)
+        .with_poll_interval(Duration::from_secs(60))
+        .start()
+        .unwrap();
+    // The producer found nothing and waits (for a wake-up, or a minute).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Another connection holds the write lock: the writer takes the delivery and waits for it.
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let stored = delivery("evt_abandoned");
+    let accepting = tokio::spawn({
+        let (inbox, stored) = (inbox.clone(), stored.clone());
+        async move { inbox.accept(&stored).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    accepting.abort();
+    let _ = accepting.await;
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let state = inbox
+            .get(stored.key())
+            .await
+            .unwrap()
+            .map(|record| record.state);
+        if state == Some(DeliveryState::Done) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the committed delivery ({state:?}) waited for the poll: no wake-up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.shutdown(Duration::from_secs(5)).await;
+}

@@ -522,13 +522,25 @@ macro_rules! sql_backend {
                         .fetch_all(&self.pool)
                         .await
                         .map_err(sql)?;
-                    rows.iter()
-                        .map(|row| {
-                            let record = record(row)?;
-                            let lease = Lease::new(*record.delivery.key(), token, record.attempts);
-                            Ok(Claim { record, lease })
-                        })
-                        .collect()
+                    // A row that cannot be read is skipped, not the whole claim: failing it
+                    // would hold back the deliveries claimed with it, lease after lease (they
+                    // are taken again together until their attempts run out). It keeps its
+                    // lease, and `get` or `list` show the error.
+                    let mut claims = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        match record(row) {
+                            Ok(record) => {
+                                let lease =
+                                    Lease::new(*record.delivery.key(), token, record.attempts);
+                                claims.push(Claim { record, lease });
+                            }
+                            Err(error) => crate::observe::warn!(
+                                %error,
+                                "inbox: a claimed delivery cannot be read; skipped (purge it)"
+                            ),
+                        }
+                    }
+                    Ok(claims)
                 }))
             }
 

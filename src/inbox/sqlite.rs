@@ -247,6 +247,7 @@ impl SqliteInbox {
     pub async fn from_pool(pool: SqlitePool, options: InboxOptions) -> Result<Self, InboxError> {
         timed(options.timeout(), migrate(&pool, options.prefix())).await?;
         let sql = Arc::new(Statements::new(options.prefix()));
+        let wake = Arc::<Wakeups>::default();
         let writer = Writer::start(
             pool.clone(),
             WriterStatements {
@@ -255,12 +256,13 @@ impl SqliteInbox {
             },
             options.max_depth(),
             options.timeout(),
+            Arc::clone(&wake),
         );
         Ok(Self {
             pool,
             options,
             sql,
-            wake: Arc::default(),
+            wake,
             writer,
         })
     }
@@ -276,14 +278,11 @@ impl SqliteInbox {
     /// The accept through the group commit's writer (the SQL backends' accept hook).
     #[allow(clippy::unnecessary_wraps)] // Postgres's hook answers `None`
     fn grouped_accept<'a>(&'a self, delivery: &'a Delivery) -> Option<InboxFuture<'a, Accepted>> {
-        Some(Box::pin(async move {
-            let accepted = timed(self.options.timeout(), self.writer.accept(delivery)).await;
-            if matches!(accepted, Ok(Accepted::New)) {
-                // Committed: the workers waiting on this inbox claim it at once.
-                self.due();
-            }
-            accepted
-        }))
+        // The writer wakes the waiting workers after its commit.
+        Some(Box::pin(timed(
+            self.options.timeout(),
+            self.writer.accept(delivery),
+        )))
     }
 
     /// Starts a transaction (`BEGIN IMMEDIATE`) in which the leased delivery is already marked

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::backend::{timed, Accepted, InboxError};
 use super::delivery::Delivery;
 use super::sql::{backend, encode_headers, signed_at, sql};
+use super::wake::Wakeups;
 
 /// How many deliveries one transaction takes at most.
 pub(super) const MAX_BATCH: usize = 256;
@@ -102,6 +103,7 @@ impl Writer {
         statements: WriterStatements,
         max_depth: u64,
         timeout: Duration,
+        wake: Arc<Wakeups>,
     ) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
@@ -111,6 +113,7 @@ impl Writer {
             max_depth: i64::try_from(max_depth).unwrap_or(i64::MAX),
             timeout,
             commits: Arc::clone(&commits),
+            wake,
         };
         tokio::spawn(task.run(receiver));
         Self { sender, commits }
@@ -145,6 +148,9 @@ struct Task {
     max_depth: i64,
     timeout: Duration,
     commits: Arc<AtomicU64>,
+    /// Woken after a commit that stored a new delivery (here, not by the accepts: one that
+    /// gave up while its batch committed would leave its delivery to the workers' poll).
+    wake: Arc<Wakeups>,
 }
 
 impl Task {
@@ -182,6 +188,13 @@ impl Task {
             match written {
                 Ok(answers) => {
                     self.commits.fetch_add(1, Ordering::Relaxed);
+                    if answers
+                        .iter()
+                        .any(|answer| matches!(answer, Ok(Accepted::New)))
+                    {
+                        // Committed: the workers waiting on this inbox claim at once.
+                        self.wake.wake();
+                    }
                     for (request, answer) in batch.into_iter().zip(answers) {
                         let _ = request.reply.send(answer);
                     }

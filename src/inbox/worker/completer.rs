@@ -4,8 +4,7 @@
 //! running deliveries with one [`InboxBackend::renew_all`] call per interval.
 
 use std::collections::HashMap;
-use std::pin::pin;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -32,6 +31,10 @@ pub(super) struct Finished {
     pub(super) lease: Lease,
     pub(super) span: Span,
     pub(super) finish: Finish,
+    /// The lease's place among the renewed ones, kept until the outcome is recorded (so that a
+    /// flush held up does not let the lease run out after the handler ended); `None` for a
+    /// delivery that never ran.
+    pub(super) registration: Option<Registration>,
 }
 
 /// The completer: flushes the outcomes `gathered` until every executor (and the producer) has
@@ -41,16 +44,29 @@ pub(super) async fn complete<B: InboxBackend>(
     mut gathered: mpsc::Receiver<Finished>,
     renewals: std::sync::Arc<Renewals>,
 ) {
-    let flushing = pin!(async {
-        let mut batch = Vec::with_capacity(FLUSH_MAX);
-        // What arrived while the previous flush ran, up to `FLUSH_MAX`, or the next to come.
-        while gathered.recv_many(&mut batch, FLUSH_MAX).await > 0 {
-            flush(&shared, std::mem::take(&mut batch)).await;
-        }
-    });
-    let renewing = pin!(renew(&shared, &renewals));
-    // Renewing never ends: done once the last outcome was flushed.
-    futures_util::future::select(flushing, renewing).await;
+    // The renewals on a task of their own: a flush held up (a slow backend, or the outcome
+    // hook blocking its thread) must not hold them up, or every running handler would be
+    // stopped when its lease runs out. Renewing never ends: stopped once the last outcome was
+    // flushed (or when this task is dropped).
+    let renewing = AbortOnDrop(tokio::spawn({
+        let shared = std::sync::Arc::clone(&shared);
+        async move { renew(&shared, &renewals).await }
+    }));
+    let mut batch = Vec::with_capacity(FLUSH_MAX);
+    // What arrived while the previous flush ran, up to `FLUSH_MAX`, or the next to come.
+    while gathered.recv_many(&mut batch, FLUSH_MAX).await > 0 {
+        flush(&shared, std::mem::take(&mut batch)).await;
+    }
+    drop(renewing);
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Records `batch` in one `finish` call, then reports each outcome as recorded (or as the
@@ -59,15 +75,19 @@ async fn flush<B: InboxBackend>(shared: &Shared<B>, batch: Vec<Finished>) {
     let backend = &*shared.backend;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut about = Vec::with_capacity(batch.len());
+    // The leases stay renewed until their outcomes are recorded.
+    let mut held = Vec::with_capacity(batch.len());
     for Finished {
         delivery,
         lease,
         span,
         finish,
+        registration,
     } in batch
     {
         outcomes.push((lease, finish));
         about.push((delivery, span));
+        held.push(registration);
     }
     let recorded = match backend.finish(&outcomes).await {
         Ok(owned) if owned.len() == outcomes.len() => Ok(owned),
@@ -80,6 +100,7 @@ async fn flush<B: InboxBackend>(shared: &Shared<B>, batch: Vec<Finished>) {
     };
     match recorded {
         Ok(owned) => {
+            drop(held);
             for (((lease, finish), (delivery, span)), owned) in
                 outcomes.iter().zip(&about).zip(owned)
             {
@@ -99,6 +120,7 @@ async fn flush<B: InboxBackend>(shared: &Shared<B>, batch: Vec<Finished>) {
                 let outcome = recover(backend, lease, finish).await;
                 report(shared, delivery, lease.attempt(), span, outcome);
             }
+            drop(held);
         }
     }
 }
@@ -110,8 +132,10 @@ pub(super) async fn record_alone<B: InboxBackend>(shared: &Shared<B>, finished: 
         lease,
         span,
         finish,
+        registration,
     } = finished;
     let recorded = record_one(&*shared.backend, &lease, &finish).await;
+    drop(registration);
     let outcome = settle(&*shared.backend, &lease, recorded, expected(&finish)).await;
     report(shared, &delivery, lease.attempt(), &span, outcome);
 }
@@ -280,7 +304,7 @@ impl Renewals {
     }
 
     /// Adds a running delivery's lease, renewed until the registration is dropped.
-    pub(super) fn register(&self, lease: Lease) -> Registration<'_> {
+    pub(super) fn register(self: &Arc<Self>, lease: Lease) -> Registration {
         let (answers, answered) = mpsc::unbounded_channel();
         let mut running = self.lock();
         let id = running.next;
@@ -294,7 +318,7 @@ impl Renewals {
             },
         );
         Registration {
-            renewals: self,
+            renewals: Arc::clone(self),
             id,
             renewing: true,
             answered,
@@ -323,14 +347,14 @@ impl Renewals {
 }
 
 /// A running delivery's place among the renewed leases; dropped, its lease is no longer renewed.
-pub(super) struct Registration<'a> {
-    renewals: &'a Renewals,
+pub(super) struct Registration {
+    renewals: Arc<Renewals>,
     id: u64,
     renewing: bool,
     answered: mpsc::UnboundedReceiver<Renewal>,
 }
 
-impl Registration<'_> {
+impl Registration {
     /// Whether the lease is to be renewed from now on.
     pub(super) fn renewing(&mut self, renewing: bool) {
         if renewing != self.renewing {
@@ -352,7 +376,7 @@ impl Registration<'_> {
     }
 }
 
-impl Drop for Registration<'_> {
+impl Drop for Registration {
     fn drop(&mut self) {
         self.renewals.lock().entries.remove(&self.id);
     }

@@ -23,7 +23,7 @@ use super::super::backend::{Claim, Finish, InboxBackend, Lease};
 use super::super::delivery::{Delivery, DeliveryState};
 use super::attempt::{Attempt, Fence, Progress};
 use super::backoff::backoff;
-use super::completer::{self, Finished, Renewal, Renewals};
+use super::completer::{self, Finished, Registration, Renewal, Renewals};
 use super::{reached, Outcome, Phase, Shared};
 use crate::layer::{FromInbox, VerifiedBody};
 use crate::meta::WebhookMeta;
@@ -94,6 +94,8 @@ where
         facts.event.as_deref(),
         lease.attempt(),
     );
+    // Renewed by the completer, with every running delivery's, until the outcome is recorded.
+    let mut registration = renewals.register(lease.clone());
     let (ran, progress) = if lease.attempt() > settings.max_attempts.get() {
         // Every attempt allowed was claimed and none recorded an outcome: its worker stopped
         // (the process was killed, maybe by this very handler) or lost the lease. Running it
@@ -139,7 +141,7 @@ where
         };
         let ran = supervise(
             &shared,
-            &renewals,
+            &mut registration,
             &lease,
             call,
             claimed_at,
@@ -154,6 +156,7 @@ where
     match decide(&shared, &delivery, &lease, ran, &progress) {
         Decided::Report(outcome) => {
             drop(slot);
+            drop(registration);
             completer::report(&shared, &delivery, lease.attempt(), &span, outcome);
         }
         Decided::Record(finish) => {
@@ -162,6 +165,7 @@ where
                 lease,
                 span,
                 finish,
+                registration: Some(registration),
             };
             // Normally at once; when the completer falls behind, the slot is held meanwhile
             // (backpressure on the claims).
@@ -249,7 +253,7 @@ fn decide<B>(
 /// handler runs to its end.
 async fn supervise<B, F>(
     shared: &Shared<B>,
-    renewals: &Renewals,
+    renewal: &mut Registration,
     lease: &Lease,
     call: F,
     claimed_at: Instant,
@@ -271,8 +275,6 @@ where
     let margin = settings.lease / LEASE_MARGIN_DIVISOR;
     let stop_by = |lease_ends: Instant| lease_ends.checked_sub(margin).unwrap_or(lease_ends);
     let mut lease_ends = claimed_at + settings.lease;
-    // Renewed by the completer, with every running delivery's, while `renewing` says so.
-    let mut renewal = renewals.register(lease.clone());
     // Done by this attempt: its completion committed, or a refused renewal found it so.
     let mut done = false;
     // A completion held the delivery at the last turn.

@@ -101,8 +101,10 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 /// | is still running at shutdown's deadline | given back (released): due now, the attempt not counted (flushed before `shutdown` returns) |
 /// | never ends (its worker was killed, or lost its lease) | claimable again once the lease runs out, the attempt counted; claimed past the last attempt, it is dead-lettered without running the handler again |
 ///
-/// While a handler runs, its lease is renewed every third of the lease (with every other
-/// running delivery's, by the completer). A renewal refused (the lease ran out and another
+/// While a handler runs, and until its outcome is recorded, its lease is renewed every third
+/// of the lease (with every other running delivery's, by the completer's renewal task): an
+/// outcome waiting for a flush that is held up does not let the lease run out and the handler
+/// run again. A renewal refused (the lease ran out and another
 /// worker claimed the delivery) stops the handler; so do renewals failing until a tenth of the
 /// lease before it ends (measured from before the claim or the last renewal was sent, so never
 /// later than the backend's end): the delivery may then be claimed by another worker, and the
@@ -302,7 +304,8 @@ impl<B: InboxBackend, S> Workers<B, S> {
     /// ended (an answer, an error, a panic, a timeout, or attempts that ran out without an
     /// outcome). It runs once the outcome was recorded, on the completer's task (or the
     /// executor's, when there was nothing to record): keep it short and non-blocking, it holds
-    /// up the other outcomes' reports.
+    /// up the other outcomes' recording and reports (not the running deliveries' lease
+    /// renewals, which have a task of their own).
     ///
     /// ```
     /// # #[cfg(feature = "sqlite")]

@@ -88,6 +88,7 @@ pub(super) async fn produce<B, S, ResBody>(
                             delivery: claim.record.delivery,
                             lease: claim.lease,
                             finish: Finish::Release,
+                            registration: None,
                         };
                         let _ = completer.send(finished).await;
                     }
