@@ -498,42 +498,20 @@ async fn a_batch_of_outcomes_is_one_transaction_refusing_an_outcome_the_handler_
     let inbox = SqliteInbox::open(dir.path().join("inbox.db"), InboxOptions::new())
         .await
         .unwrap();
-    let (committed, failed) = (delivery("evt_committed"), delivery("evt_failed"));
-    inbox.accept(&committed).await.unwrap();
-    inbox.accept(&failed).await.unwrap();
-    let claims = inbox.claim(Duration::from_secs(60), 2).await.unwrap();
-    let lease = |key| {
-        claims
-            .iter()
-            .find(|claim| claim.lease.key() == key)
-            .unwrap()
-            .lease
-            .clone()
-    };
-    let (committed_lease, failed_lease) = (lease(committed.key()), lease(failed.key()));
-    let completion = inbox
-        .begin_complete(&committed_lease)
-        .await
-        .unwrap()
-        .unwrap();
-    completion.commit().await.unwrap();
-    let answers = inbox
-        .finish(&[
-            (committed_lease, tower_webhook::inbox::Finish::Done),
-            (
-                failed_lease,
-                tower_webhook::inbox::Finish::Retry {
-                    delay: Duration::from_secs(60),
-                    error: "bad\0byte".into(),
-                },
-            ),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(answers, [false, true]);
-    let record = inbox.get(failed.key()).await.unwrap().unwrap();
-    assert_eq!(record.state, DeliveryState::Pending);
-    assert_eq!(record.last_error.as_deref(), Some("bad\u{fffd}byte"));
+    inbox_backend::a_batch_of_outcomes_refuses_an_outcome_the_handler_committed(
+        inbox,
+        |inbox: SqliteInbox, lease| async move {
+            let completion = inbox.begin_complete(&lease).await.unwrap().unwrap();
+            completion.commit().await.unwrap();
+            inbox
+        },
+        |error| tower_webhook::inbox::Finish::Retry {
+            delay: Duration::from_secs(60),
+            error,
+        },
+        DeliveryState::Pending,
+    )
+    .await;
 }
 
 /// One delivery whose stored row cannot be read (here headers that are not JSON) must not fail

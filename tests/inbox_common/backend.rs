@@ -283,3 +283,44 @@ pub(crate) async fn a_prune_of_a_large_backlog_lets_deliveries_in<B: InboxBacken
     let stats = inbox.stats().await.unwrap();
     assert_eq!((stats.done, stats.pending), (0, accepted));
 }
+
+/// A batch of outcomes (`finish`) in which one delivery was completed meanwhile by its handler's
+/// own transaction (`commit_own`, the backend's `begin_complete` and `commit`): that outcome is
+/// refused (`false`), and the other, `failure` with a NUL byte in its error, is recorded
+/// (`true`) with the NUL replaced, leaving the delivery in `failed_state`.
+pub(crate) async fn a_batch_of_outcomes_refuses_an_outcome_the_handler_committed<B, C, F>(
+    inbox: B,
+    commit_own: C,
+    failure: impl FnOnce(String) -> tower_webhook::inbox::Finish,
+    failed_state: tower_webhook::inbox::DeliveryState,
+) where
+    B: InboxBackend,
+    C: FnOnce(B, tower_webhook::inbox::Lease) -> F,
+    F: std::future::Future<Output = B>,
+{
+    let (committed, failed) = (delivery("evt_committed"), delivery("evt_failed"));
+    inbox.accept(&committed).await.unwrap();
+    inbox.accept(&failed).await.unwrap();
+    let claims = inbox.claim(Duration::from_secs(60), 2).await.unwrap();
+    let lease = |key| {
+        claims
+            .iter()
+            .find(|claim| claim.lease.key() == key)
+            .unwrap()
+            .lease
+            .clone()
+    };
+    let (committed_lease, failed_lease) = (lease(committed.key()), lease(failed.key()));
+    let inbox = commit_own(inbox, committed_lease.clone()).await;
+    let answers = inbox
+        .finish(&[
+            (committed_lease, tower_webhook::inbox::Finish::Done),
+            (failed_lease, failure("bad\0byte".into())),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers, [false, true]);
+    let record = inbox.get(failed.key()).await.unwrap().unwrap();
+    assert_eq!(record.state, failed_state);
+    assert_eq!(record.last_error.as_deref(), Some("bad\u{fffd}byte"));
+}
