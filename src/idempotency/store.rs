@@ -357,6 +357,18 @@ impl IdempotencyKey {
         faster_hex::hex_string(&self.0)
     }
 
+    /// The key written as [`to_hex`](Self::to_hex) wrote it (64 hex digits, either case), or
+    /// `None` for any other text.
+    #[must_use]
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        let mut bytes = [0_u8; 32];
+        if hex.len() != 64 {
+            return None;
+        }
+        faster_hex::hex_decode(hex.as_bytes(), &mut bytes).ok()?;
+        Some(Self(bytes))
+    }
+
     /// [`to_hex`](Self::to_hex) written into `buffer` (at least 64 bytes), without allocating.
     #[cfg(feature = "redis")]
     pub(crate) fn encode_hex<'b>(&self, buffer: &'b mut [u8]) -> &'b [u8] {

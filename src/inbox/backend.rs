@@ -6,6 +6,7 @@ use crate::error::ConfigError;
 use crate::idempotency::{IdempotencyKey, Token};
 
 use super::delivery::{Delivery, DeliveryState, Record};
+use super::query::{Cursor, Filter, Page};
 
 /// How long one inbox call may take by default before it fails with [`InboxError::Timeout`]
 /// (the layer then answers `503` with `Retry-After`): 5 seconds.
@@ -16,6 +17,8 @@ pub const DEFAULT_MAX_DEPTH: u64 = 100_000;
 /// How long done deliveries are kept by default to answer duplicates, before
 /// [`InboxBackend::prune`] removes them: 7 days, longer than the senders' retry windows.
 pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// How many deliveries of each state the default [`InboxBackend::search`] reads: 10,000.
+pub const DEFAULT_SEARCH_SCAN: usize = 10_000;
 /// The default prefix of the SQL backends' table names (`tower_webhook_deliveries`, ...).
 pub const DEFAULT_PREFIX: &str = "tower_webhook_";
 
@@ -149,8 +152,12 @@ impl Claim {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Deliveries pending (due now or later).
+    /// Deliveries pending (due now or later), [`retrying`](Self::retrying) ones included.
     pub pending: u64,
+    /// Of the pending deliveries, those attempted already ([`Status::Retrying`](super::Status::Retrying)): a failed
+    /// attempt and due again at their backoff. The others are waiting
+    /// ([`waiting`](Self::waiting)).
+    pub retrying: u64,
     /// Deliveries running (claimed, lease given back or not).
     pub running: u64,
     /// Deliveries done and not yet pruned.
@@ -167,6 +174,12 @@ impl Stats {
     #[must_use]
     pub fn depth(&self) -> u64 {
         self.pending + self.running
+    }
+
+    /// Pending deliveries never attempted ([`Status::Waiting`](super::Status::Waiting)): `pending - retrying`.
+    #[must_use]
+    pub fn waiting(&self) -> u64 {
+        self.pending.saturating_sub(self.retrying)
     }
 }
 
@@ -384,6 +397,33 @@ pub trait InboxBackend: Send + Sync + 'static {
 
     /// Counts by state and the oldest waiting delivery's age.
     fn stats(&self) -> InboxFuture<'_, Stats>;
+
+    /// A page of the deliveries that match `filter`, oldest accepted first (then by key), for
+    /// the admin tools: the command line, the admin page. A backend that can filters and pages
+    /// in its store (the built-in ones do, with an index on state and time accepted); the
+    /// default reads up to [`DEFAULT_SEARCH_SCAN`] deliveries of each state the filter allows
+    /// through [`list`](Self::list) and filters them here, so it sees no further than those.
+    fn search<'a>(&'a self, filter: &'a Filter) -> InboxFuture<'a, Page> {
+        Box::pin(async move {
+            let states: Vec<DeliveryState> = match filter.status {
+                Some(status) => vec![status.state()],
+                None => DeliveryState::ALL.to_vec(),
+            };
+            let mut records = Vec::new();
+            for state in states {
+                records.extend(
+                    self.list(state, DEFAULT_SEARCH_SCAN)
+                        .await?
+                        .into_iter()
+                        .filter(|record| filter.matches(record)),
+                );
+            }
+            records.sort_by_key(Cursor::of);
+            let limit = filter.limit_or_default();
+            records.truncate(limit);
+            Ok(Page::new(records, limit))
+        })
+    }
 
     /// Records the outcomes of many leases, each as its single call would (`complete`,
     /// `retry`, `dead_letter`, `release`), and answers, in the same order, whether each was

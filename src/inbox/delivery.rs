@@ -262,6 +262,9 @@ pub struct Record {
     pub due_at: OffsetDateTime,
     /// When it became done or dead.
     pub finished_at: Option<OffsetDateTime>,
+    /// What became of its attempts (and replays), oldest first: the last
+    /// [`HISTORY_LIMIT`] entries. Empty for a backend that keeps no history.
+    pub history: Vec<HistoryEntry>,
 }
 
 impl Record {
@@ -277,7 +280,173 @@ impl Record {
             accepted_at,
             due_at: accepted_at,
             finished_at: None,
+            history: Vec::new(),
         }
+    }
+
+    /// Where it is, as an operator sees it: [`state`](Self::state) with a pending delivery
+    /// that was attempted already told apart ([`Status::Retrying`]).
+    #[must_use]
+    pub fn status(&self) -> Status {
+        Status::of(self.state, self.attempts)
+    }
+}
+
+/// How many [`HistoryEntry`]s a backend keeps per delivery: the latest 20.
+pub const HISTORY_LIMIT: usize = 20;
+
+/// One thing that happened to a stored delivery: an attempt's recorded outcome, or a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HistoryEntry {
+    /// The attempt it ended (1 for the first); for [`HistoryKind::Replayed`], the attempts
+    /// counted before the replay reset them.
+    pub attempt: u32,
+    /// What happened.
+    pub kind: HistoryKind,
+    /// The attempt's error (retried or dead).
+    pub error: Option<String>,
+    /// When, by the backend's clock.
+    pub at: OffsetDateTime,
+}
+
+impl HistoryEntry {
+    /// An entry of `kind` for `attempt` at `at`, with no error. For backends.
+    #[must_use]
+    pub fn new(attempt: u32, kind: HistoryKind, at: OffsetDateTime) -> Self {
+        Self {
+            attempt,
+            kind,
+            error: None,
+            at,
+        }
+    }
+}
+
+/// What a [`HistoryEntry`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HistoryKind {
+    /// The attempt succeeded: done (by the worker, or by the handler's own completion).
+    Done,
+    /// The attempt failed and the delivery is due again later.
+    Retried,
+    /// The attempt failed and the delivery was dead-lettered.
+    Dead,
+    /// The attempt was given back unfinished (a graceful shutdown); not counted.
+    Released,
+    /// An operator replayed the delivery (dead or done to pending, attempts reset).
+    Replayed,
+}
+
+impl HistoryKind {
+    /// Every kind.
+    pub const ALL: [Self; 5] = [
+        Self::Done,
+        Self::Retried,
+        Self::Dead,
+        Self::Released,
+        Self::Replayed,
+    ];
+
+    /// The kind's name: `done`, `retried`, `dead`, `released`, `replayed` (how backends store it).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Retried => "retried",
+            Self::Dead => "dead",
+            Self::Released => "released",
+            Self::Replayed => "replayed",
+        }
+    }
+
+    /// The kind named `name` ([`as_str`](Self::as_str)), if any.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+/// Where a delivery is, as an operator sees it: the stored [`DeliveryState`], with pending
+/// split in two. What the admin filters ([`Filter::status`](super::Filter::status)), counts
+/// ([`Stats`](super::Stats)) and prints use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Status {
+    /// Pending and never attempted (or only released unfinished, or replayed).
+    Waiting,
+    /// Claimed by a worker whose lease has not been given back.
+    Running,
+    /// Pending after a failed attempt: due again at its backoff.
+    Retrying,
+    /// Dead-lettered.
+    Dead,
+    /// Processed.
+    Done,
+}
+
+impl Status {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Self; 5] = [
+        Self::Waiting,
+        Self::Running,
+        Self::Retrying,
+        Self::Dead,
+        Self::Done,
+    ];
+
+    /// The status of a delivery in `state` with `attempts` counted: pending with attempts is
+    /// retrying.
+    #[must_use]
+    pub fn of(state: DeliveryState, attempts: u32) -> Self {
+        match state {
+            DeliveryState::Pending if attempts > 0 => Self::Retrying,
+            DeliveryState::Pending => Self::Waiting,
+            DeliveryState::Running => Self::Running,
+            DeliveryState::Done => Self::Done,
+            DeliveryState::Dead => Self::Dead,
+        }
+    }
+
+    /// The stored state it is part of.
+    #[must_use]
+    pub fn state(self) -> DeliveryState {
+        match self {
+            Self::Waiting | Self::Retrying => DeliveryState::Pending,
+            Self::Running => DeliveryState::Running,
+            Self::Done => DeliveryState::Done,
+            Self::Dead => DeliveryState::Dead,
+        }
+    }
+
+    /// The status's name: `waiting`, `running`, `retrying`, `dead`, `done`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Running => "running",
+            Self::Retrying => "retrying",
+            Self::Dead => "dead",
+            Self::Done => "done",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = UnknownState;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == name)
+            .ok_or_else(|| UnknownState(name.to_owned()))
     }
 }
 

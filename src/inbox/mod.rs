@@ -62,6 +62,7 @@ mod delivery;
 mod pg_notify;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod query;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -79,11 +80,16 @@ pub mod conformance;
 
 pub use self::backend::{
     Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease, Replay,
-    Stats, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_DEPTH, DEFAULT_PREFIX, DEFAULT_TIMEOUT,
+    Stats, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_DEPTH, DEFAULT_PREFIX, DEFAULT_SEARCH_SCAN,
+    DEFAULT_TIMEOUT,
 };
-pub use self::delivery::{is_never_stored, Delivery, DeliveryState, Facts, Record, UnknownState};
+pub use self::delivery::{
+    is_never_stored, Delivery, DeliveryState, Facts, HistoryEntry, HistoryKind, Record, Status,
+    UnknownState, HISTORY_LIMIT,
+};
 #[cfg(feature = "postgres")]
 pub use self::postgres::PostgresInbox;
+pub use self::query::{Cursor, Filter, InvalidCursor, Page, MAX_PAGE};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisCompletion, RedisInbox};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

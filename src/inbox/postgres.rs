@@ -518,7 +518,8 @@ impl Statements {
                  (SELECT count(*) FROM {t} WHERE state = 'done'), \
                  (SELECT count(*) FROM {t} WHERE state = 'dead'), \
                  (SELECT (extract(epoch FROM now() - min(accepted_at)) * 1000)::bigint FROM {t} \
-                  WHERE state IN ('pending', 'running'))"
+                  WHERE state IN ('pending', 'running')), \
+                 (SELECT count(*) FROM {t} WHERE state = 'pending' AND attempts > 0)"
             ),
         }
     }

@@ -77,6 +77,7 @@ impl RawRecord {
             accepted_at: from_ms(self.accepted_ms)?,
             due_at: from_ms(self.due_ms)?,
             finished_at: self.finished_ms.map(from_ms).transpose()?,
+            history: Vec::new(),
         })
     }
 }
@@ -714,6 +715,7 @@ macro_rules! sql_backend {
                         running: count(get(1)?),
                         done: count(get(2)?),
                         dead: count(get(3)?),
+                        retrying: count(get(5)?),
                         oldest_waiting: oldest
                             .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
                     })

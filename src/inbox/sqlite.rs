@@ -514,7 +514,8 @@ impl Statements {
                  (SELECT count(*) FROM {t} WHERE state = 'done'), \
                  (SELECT count(*) FROM {t} WHERE state = 'dead'), \
                  (SELECT {NOW} - min(accepted_at) FROM {t} \
-                  WHERE state IN ('pending', 'running'))"
+                  WHERE state IN ('pending', 'running')), \
+                 (SELECT count(*) FROM {t} WHERE state = 'pending' AND attempts > 0)"
             ),
         }
     }
