@@ -71,6 +71,7 @@ mod sql;
 mod sqlite;
 #[cfg(feature = "sqlite")]
 mod sqlite_writer;
+mod view;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod wake;
 mod worker;
@@ -96,6 +97,7 @@ pub use self::redis::{RedisCompletion, RedisInbox};
 pub use self::sql::Completion;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteInbox;
+pub use self::view::{DeliveryDetail, DeliveryRow, HistoryRow, StatsView};
 pub use self::worker::{Attempt, Outcome, Workers, WorkersHandle};
 /// The `sqlx` the SQL backends are built on (features `sqlite`, `postgres`): the version a
 /// handler's queries in a [`Completion`] must use.
