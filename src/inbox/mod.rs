@@ -58,22 +58,12 @@
 
 mod backend;
 mod delivery;
-#[cfg(feature = "postgres")]
-mod pg_notify;
-#[cfg(feature = "postgres")]
-mod postgres;
 mod query;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
-#[cfg(feature = "sqlite")]
-mod sqlite;
-#[cfg(feature = "sqlite")]
-mod sqlite_writer;
 mod view;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod wake;
 mod worker;
 
 #[cfg(feature = "testing")]
@@ -88,15 +78,15 @@ pub use self::delivery::{
     is_never_stored, Delivery, DeliveryState, Facts, HistoryEntry, HistoryKind, Record, Status,
     UnknownState, HISTORY_LIMIT,
 };
-#[cfg(feature = "postgres")]
-pub use self::postgres::PostgresInbox;
 pub use self::query::{Cursor, Filter, InvalidCursor, Page, MAX_PAGE};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisCompletion, RedisInbox};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use self::sql::Completion;
+#[cfg(feature = "postgres")]
+pub use self::sql::PostgresInbox;
 #[cfg(feature = "sqlite")]
-pub use self::sqlite::SqliteInbox;
+pub use self::sql::SqliteInbox;
 pub use self::view::{DeliveryDetail, DeliveryRow, HistoryRow, StatsView};
 pub use self::worker::{Attempt, Outcome, Workers, WorkersHandle};
 /// The `sqlx` the SQL backends are built on (features `sqlite`, `postgres`): the version a

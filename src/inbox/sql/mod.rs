@@ -1,6 +1,21 @@
 //! What the SQL backends share: how a row becomes a [`Record`], how headers are written, and
 //! the transaction a handler completes its delivery in.
 
+#[cfg(feature = "postgres")]
+mod pg_notify;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_writer;
+mod wake;
+
+#[cfg(feature = "postgres")]
+pub use self::postgres::PostgresInbox;
+#[cfg(feature = "sqlite")]
+pub use self::sqlite::SqliteInbox;
+
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
@@ -10,10 +25,10 @@ use http::{HeaderName, HeaderValue};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::backend::{timed, InboxError};
-use super::delivery::{Delivery, DeliveryState, Facts, Record};
-use super::worker::Tracked;
 use crate::idempotency::{IdempotencyKey, MAX_DURATION};
+use crate::inbox::backend::{timed, InboxError};
+use crate::inbox::delivery::{Delivery, DeliveryState, Facts, Record};
+use crate::inbox::worker::Tracked;
 
 /// A delivery's row as both SQL backends select it (times in milliseconds since the Unix
 /// epoch).
@@ -178,7 +193,7 @@ fn corrupt(message: &'static str) -> InboxError {
 /// A delivery marked done inside a database transaction that the handler writes its own effects
 /// to: the effects and the completion commit together, or neither does (the inbox pattern).
 /// From `SqliteInbox::begin_complete` or `PostgresInbox::begin_complete` (through
-/// [`Attempt::begin_complete`](super::Attempt) in a handler, so that the worker follows it).
+/// [`Attempt::begin_complete`](crate::inbox::Attempt) in a handler, so that the worker follows it).
 ///
 /// It dereferences to the transaction's connection, so queries run on it with
 /// `.execute(&mut *completion)`, as on a `sqlx::Transaction`. [`commit`](Self::commit) makes
@@ -387,7 +402,7 @@ macro_rules! sql_backend {
                 }
                 let statements = Arc::clone(&self.sql);
                 let key = *lease.key();
-                let check = super::sql::check::<$db, _>(move |connection| {
+                let check = super::check::<$db, _>(move |connection| {
                     Box::pin(async move {
                         let done: Option<i32> = sqlx::query_scalar(&statements.completed)
                             .bind(key.as_bytes().as_slice())
@@ -499,7 +514,7 @@ macro_rules! sql_backend {
                         match state {
                             Some(state) => {
                                 return Ok(Accepted::Duplicate(
-                                    state.parse().map_err(super::sql::backend)?,
+                                    state.parse().map_err(super::backend)?,
                                 ))
                             }
                             None if depth >= max_depth_sql => return Err(InboxError::Full),

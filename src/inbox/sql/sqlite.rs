@@ -10,18 +10,18 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite};
 
-use super::backend::{
-    timed, Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease,
-    Replay, Stats,
-};
-use super::delivery::{Delivery, DeliveryState, Record};
-use super::sql::{
+use super::sqlite_writer::{Writer, WriterStatements};
+use super::wake::Wakeups;
+use super::{
     encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
     PRUNE_BATCH,
 };
-use super::sqlite_writer::{Writer, WriterStatements};
-use super::wake::Wakeups;
 use crate::idempotency::{IdempotencyKey, Token};
+use crate::inbox::backend::{
+    timed, Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease,
+    Replay, Stats,
+};
+use crate::inbox::delivery::{Delivery, DeliveryState, Record};
 
 /// How many connections the pool opens at most: `SQLite` writes one transaction at a time, and
 /// readers do not block the writer in WAL mode.
@@ -289,7 +289,7 @@ impl SqliteInbox {
     /// done: write the handler's effects to it, then [`Completion::commit`]. `None` when the
     /// lease is no longer the owner's (nothing was changed).
     ///
-    /// In a handler, call it through [`Attempt::begin_complete`](super::Attempt), so that the
+    /// In a handler, call it through [`Attempt::begin_complete`](crate::inbox::Attempt), so that the
     /// worker follows it: the delivery is then done only if the completion commits; a
     /// completion dropped without [`Completion::commit`] (an early return, a `?`), rolled back,
     /// or whose commit failed is a **failed attempt**, retried after the backoff, even when the
@@ -377,7 +377,7 @@ impl SqliteInbox {
             .iter()
             .map(|lease| (lease.key().to_hex(), lease.token().to_hex()))
             .collect();
-        let pairs = serde_json::to_string(&pairs).map_err(super::sql::backend)?;
+        let pairs = serde_json::to_string(&pairs).map_err(super::backend)?;
         sqlx::query_as(&self.sql.renew_all)
             .bind(pairs)
             .bind(duration_ms)
@@ -521,4 +521,4 @@ impl Statements {
     }
 }
 
-super::sql::sql_backend!(SqliteInbox, SqliteRow, Sqlite);
+super::sql_backend!(SqliteInbox, SqliteRow, Sqlite);

@@ -5,17 +5,17 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row};
 
-use super::backend::{
-    timed, Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease,
-    Replay, Stats,
-};
-use super::delivery::{Delivery, DeliveryState, Record};
 use super::pg_notify::PgWakeups;
-use super::sql::{
+use super::{
     encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
     PRUNE_BATCH,
 };
 use crate::idempotency::{IdempotencyKey, Token};
+use crate::inbox::backend::{
+    timed, Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease,
+    Replay, Stats,
+};
+use crate::inbox::delivery::{Delivery, DeliveryState, Record};
 
 /// How many connections [`PostgresInbox::connect`] opens at most.
 const MAX_CONNECTIONS: u32 = 10;
@@ -248,7 +248,7 @@ impl PostgresInbox {
     /// locked): write the handler's effects to it, then [`Completion::commit`]. `None` when the
     /// lease is no longer the owner's (nothing was changed).
     ///
-    /// In a handler, call it through [`Attempt::begin_complete`](super::Attempt), so that the
+    /// In a handler, call it through [`Attempt::begin_complete`](crate::inbox::Attempt), so that the
     /// worker follows it: the delivery is then done only if the completion commits; a
     /// completion dropped without [`Completion::commit`] (an early return, a `?`), rolled back,
     /// or whose commit failed is a **failed attempt**, retried after the backoff, even when the
@@ -580,4 +580,4 @@ impl PostgresInbox {
     }
 }
 
-super::sql::sql_backend!(PostgresInbox, PgRow, Postgres);
+super::sql_backend!(PostgresInbox, PgRow, Postgres);
