@@ -82,11 +82,11 @@ pub use self::query::{Cursor, Filter, InvalidCursor, Page, MAX_PAGE};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisCompletion, RedisInbox};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use self::sql::Completion;
+pub use self::sql::{Completion, Dialect, SqlInbox};
 #[cfg(feature = "postgres")]
-pub use self::sql::PostgresInbox;
+pub use self::sql::{PostgresDialect, PostgresInbox};
 #[cfg(feature = "sqlite")]
-pub use self::sql::SqliteInbox;
+pub use self::sql::{SqliteDialect, SqliteInbox};
 pub use self::view::{DeliveryDetail, DeliveryRow, HistoryRow, StatsView};
 pub use self::worker::{Attempt, Outcome, Workers, WorkersHandle};
 /// The `sqlx` the SQL backends are built on (features `sqlite`, `postgres`): the version a

@@ -1,6 +1,7 @@
 //! What the SQL backends share: how a row becomes a [`Record`], how headers are written, and
 //! the transaction a handler completes its delivery in.
 
+mod dialect;
 #[cfg(feature = "postgres")]
 mod pg_notify;
 #[cfg(feature = "postgres")]
@@ -11,12 +12,14 @@ mod sqlite;
 mod sqlite_writer;
 mod wake;
 
+pub use self::dialect::Dialect;
 #[cfg(feature = "postgres")]
-pub use self::postgres::PostgresInbox;
+pub use self::postgres::{PostgresDialect, PostgresInbox};
 #[cfg(feature = "sqlite")]
-pub use self::sqlite::SqliteInbox;
+pub use self::sqlite::{SqliteDialect, SqliteInbox};
 
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,8 +28,13 @@ use http::{HeaderName, HeaderValue};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::idempotency::{IdempotencyKey, MAX_DURATION};
-use crate::inbox::backend::{timed, InboxError};
+use sqlx::Row;
+
+use crate::idempotency::{IdempotencyKey, Token, MAX_DURATION};
+use crate::inbox::backend::{
+    timed, Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease,
+    Replay, Stats,
+};
 use crate::inbox::delivery::{Delivery, DeliveryState, Facts, Record};
 use crate::inbox::worker::Tracked;
 
@@ -366,425 +374,495 @@ impl<DB: sqlx::Database> DerefMut for Completion<DB> {
     }
 }
 
-/// The row readers, the accessors, the owner's updates and the `InboxBackend` implementation,
-/// the same for both SQL backends once their statements are written (`Statements`): expanded in
-/// `sqlite.rs` and `postgres.rs` with the backend's type, its row type and its database type.
-macro_rules! sql_backend {
-    ($inbox:ident, $row:ty, $db:ty) => {
-        impl $inbox {
-            /// The connection pool, for the handler's own queries.
-            #[must_use]
-            pub fn pool(&self) -> &sqlx::Pool<$db> {
-                &self.pool
-            }
+/// A durable inbox in a SQL database: the one implementation of [`InboxBackend`] that
+/// [`SqliteInbox`] and [`PostgresInbox`] are instances of, over their [`Dialect`]. Open one
+/// through those names; see them for the schema and the guarantees.
+pub struct SqlInbox<D: Dialect> {
+    pool: sqlx::Pool<D::Database>,
+    options: InboxOptions,
+    sql: Arc<Statements>,
+    /// What the backend keeps beside its pool (shared by the clones).
+    parts: D,
+}
 
-            /// The options the inbox was opened with.
-            #[must_use]
-            pub fn options(&self) -> &InboxOptions {
-                &self.options
-            }
+impl<D: Dialect> Clone for SqlInbox<D> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            options: self.options.clone(),
+            sql: Arc::clone(&self.sql),
+            parts: self.parts.clone(),
+        }
+    }
+}
 
-            /// `begin_complete` in `transaction`, just begun.
-            async fn complete_in(
-                &self,
-                mut transaction: sqlx::Transaction<'static, $db>,
-                lease: &Lease,
-            ) -> Result<Option<Completion<$db>>, InboxError> {
-                let done = sqlx::query(&self.sql.complete)
-                    .bind(lease.key().as_bytes().as_slice())
-                    .bind(lease.token().to_hex())
-                    .execute(&mut *transaction)
-                    .await
-                    .map_err(sql)?;
-                if done.rows_affected() == 0 {
-                    transaction.rollback().await.map_err(sql)?;
-                    return Ok(None);
-                }
-                let statements = Arc::clone(&self.sql);
-                let key = *lease.key();
-                let check = super::check::<$db, _>(move |connection| {
-                    Box::pin(async move {
-                        let done: Option<i32> = sqlx::query_scalar(&statements.completed)
-                            .bind(key.as_bytes().as_slice())
-                            .fetch_optional(connection)
-                            .await?;
-                        Ok(done.is_some())
-                    })
-                });
-                Ok(Some(Completion::new(
-                    transaction,
-                    self.options.timeout(),
-                    check,
-                )))
-            }
+impl<D: Dialect> std::fmt::Debug for SqlInbox<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(D::NAME)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
 
-            /// A statement changing the delivery only if `lease` is still its owner's.
-            async fn owner_update(
-                &self,
-                statement: &str,
-                lease: &Lease,
-            ) -> Result<bool, InboxError> {
-                let done = sqlx::query(statement)
-                    .bind(lease.key().as_bytes().as_slice())
-                    .bind(lease.token().to_hex())
+/// The statements of a SQL backend, written once per inbox for its dialect and prefix.
+pub(super) struct Statements {
+    pub(super) accept: String,
+    /// The state of the delivery `$1`, and the depth.
+    pub(super) state_of: String,
+    pub(super) claim: String,
+    pub(super) renew: String,
+    /// `renew` of many leases.
+    pub(super) renew_all: String,
+    pub(super) complete: String,
+    /// Whether the delivery (`$1`) is done, read in a completion's transaction before it
+    /// commits.
+    pub(super) completed: String,
+    pub(super) retry: String,
+    pub(super) dead_letter: String,
+    pub(super) release: String,
+    /// The outcomes of many leases in one statement (`SQLite` runs the single statements in
+    /// one transaction instead).
+    #[cfg(feature = "postgres")]
+    pub(super) finish: String,
+    pub(super) list: String,
+    pub(super) get: String,
+    pub(super) replay_dead: String,
+    pub(super) replay_dead_or_done: String,
+    pub(super) purge: String,
+    pub(super) prune: String,
+    pub(super) stats: String,
+}
+
+/// A count as SQL returns it.
+fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+impl<D: Dialect> SqlInbox<D>
+where
+    for<'c> &'c mut <D::Database as sqlx::Database>::Connection:
+        sqlx::Executor<'c, Database = D::Database>,
+    for<'q> <D::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, D::Database>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, D::Database> + sqlx::Type<D::Database>,
+    for<'q> &'q str: sqlx::Encode<'q, D::Database> + sqlx::Type<D::Database>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, D::Database> + sqlx::Type<D::Database>,
+    for<'q> String: sqlx::Encode<'q, D::Database> + sqlx::Decode<'q, D::Database>,
+    for<'q> Option<String>: sqlx::Encode<'q, D::Database> + sqlx::Decode<'q, D::Database>,
+    for<'q> i64: sqlx::Encode<'q, D::Database> + sqlx::Decode<'q, D::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, D::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, D::Database>,
+    String: sqlx::Type<D::Database>,
+    Option<String>: sqlx::Type<D::Database>,
+    i64: sqlx::Type<D::Database>,
+    Option<i64>: sqlx::Type<D::Database>,
+    Vec<u8>: sqlx::Type<D::Database>,
+    for<'n> &'n str: sqlx::ColumnIndex<<D::Database as sqlx::Database>::Row>,
+    usize: sqlx::ColumnIndex<<D::Database as sqlx::Database>::Row>,
+{
+    /// The connection pool, for the handler's own queries.
+    #[must_use]
+    pub fn pool(&self) -> &sqlx::Pool<D::Database> {
+        &self.pool
+    }
+
+    /// The options the inbox was opened with.
+    #[must_use]
+    pub fn options(&self) -> &InboxOptions {
+        &self.options
+    }
+
+    /// `begin_complete` in `transaction`, just begun.
+    async fn complete_in(
+        &self,
+        mut transaction: sqlx::Transaction<'static, D::Database>,
+        lease: &Lease,
+    ) -> Result<Option<Completion<D::Database>>, InboxError> {
+        let done = sqlx::query(&self.sql.complete)
+            .bind(lease.key().as_bytes().as_slice())
+            .bind(lease.token().to_hex())
+            .execute(&mut *transaction)
+            .await
+            .map_err(sql)?;
+        if D::rows_affected(&done) == 0 {
+            transaction.rollback().await.map_err(sql)?;
+            return Ok(None);
+        }
+        let statements = Arc::clone(&self.sql);
+        let key = *lease.key();
+        let check = check::<D::Database, _>(move |connection| {
+            Box::pin(async move {
+                let done = sqlx::query(&statements.completed)
+                    .bind(key.as_bytes().as_slice())
+                    .fetch_optional(connection)
+                    .await?;
+                Ok(done.is_some())
+            })
+        });
+        Ok(Some(Completion::new(
+            transaction,
+            self.options.timeout(),
+            check,
+        )))
+    }
+
+    /// A statement changing the delivery only if `lease` is still its owner's.
+    async fn owner_update(&self, statement: &str, lease: &Lease) -> Result<bool, InboxError> {
+        let done = sqlx::query(statement)
+            .bind(lease.key().as_bytes().as_slice())
+            .bind(lease.token().to_hex())
+            .execute(&self.pool)
+            .await
+            .map_err(sql)?;
+        Ok(D::rows_affected(&done) > 0)
+    }
+
+    fn raw(row: &<D::Database as sqlx::Database>::Row) -> Result<RawRecord, sqlx::Error> {
+        Ok(RawRecord {
+            key: row.try_get("key")?,
+            state: row.try_get("state")?,
+            attempts: row.try_get("attempts")?,
+            last_error: row.try_get("last_error")?,
+            accepted_ms: row.try_get("accepted_ms")?,
+            due_ms: row.try_get("due_ms")?,
+            finished_ms: row.try_get("finished_ms")?,
+            path: row.try_get("path")?,
+            headers: row.try_get("headers")?,
+            body: row.try_get("body")?,
+            scheme: row.try_get("scheme")?,
+            event_id: row.try_get("event_id")?,
+            event: row.try_get("event")?,
+            action: row.try_get("action")?,
+            delivery: row.try_get("delivery")?,
+            scope: row.try_get("scope")?,
+            tenant: row.try_get("tenant")?,
+            signed_at: row.try_get("signed_at")?,
+            version: row.try_get("version")?,
+        })
+    }
+
+    fn record(row: &<D::Database as sqlx::Database>::Row) -> Result<Record, InboxError> {
+        Self::raw(row).map_err(sql)?.into_record()
+    }
+}
+
+impl<D: Dialect> InboxBackend for SqlInbox<D>
+where
+    for<'c> &'c mut <D::Database as sqlx::Database>::Connection:
+        sqlx::Executor<'c, Database = D::Database>,
+    for<'q> <D::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, D::Database>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, D::Database> + sqlx::Type<D::Database>,
+    for<'q> &'q str: sqlx::Encode<'q, D::Database> + sqlx::Type<D::Database>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, D::Database> + sqlx::Type<D::Database>,
+    for<'q> String: sqlx::Encode<'q, D::Database> + sqlx::Decode<'q, D::Database>,
+    for<'q> Option<String>: sqlx::Encode<'q, D::Database> + sqlx::Decode<'q, D::Database>,
+    for<'q> i64: sqlx::Encode<'q, D::Database> + sqlx::Decode<'q, D::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, D::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, D::Database>,
+    String: sqlx::Type<D::Database>,
+    Option<String>: sqlx::Type<D::Database>,
+    i64: sqlx::Type<D::Database>,
+    Option<i64>: sqlx::Type<D::Database>,
+    Vec<u8>: sqlx::Type<D::Database>,
+    for<'n> &'n str: sqlx::ColumnIndex<<D::Database as sqlx::Database>::Row>,
+    usize: sqlx::ColumnIndex<<D::Database as sqlx::Database>::Row>,
+{
+    fn accept<'a>(&'a self, delivery: &'a Delivery) -> InboxFuture<'a, Accepted> {
+        // SQLite's accepts go through its group commit's writer.
+        if let Some(grouped) = D::grouped_accept(self, delivery) {
+            return grouped;
+        }
+        Box::pin(timed(self.options.timeout(), async move {
+            let facts = delivery.facts();
+            let key = delivery.key().as_bytes().as_slice();
+            let max_depth_sql = i64::try_from(self.options.max_depth()).unwrap_or(i64::MAX);
+            // The insert and the reading of a conflicting row's state are two
+            // statements: a row removed between them (purge, prune) makes the key new,
+            // so the insert is tried again rather than the inbox called full.
+            for _ in 0..ACCEPT_TRIES {
+                // The depth is the counter the schema's triggers keep: one row (SQLite)
+                // or 64 summed (Postgres), read by the insert itself.
+                let inserted = sqlx::query(&self.sql.accept)
+                    .bind(key)
+                    .bind(delivery.path())
+                    .bind(encode_headers(delivery.headers()))
+                    .bind(delivery.body().as_ref())
+                    .bind(&facts.scheme)
+                    .bind(&facts.id)
+                    .bind(facts.event.as_deref())
+                    .bind(facts.action.as_deref())
+                    .bind(facts.delivery.as_deref())
+                    .bind(facts.scope.as_deref())
+                    .bind(facts.tenant.as_deref())
+                    .bind(signed_at(facts)?)
+                    .bind(facts.version.as_deref())
+                    .bind(max_depth_sql)
                     .execute(&self.pool)
                     .await
                     .map_err(sql)?;
-                Ok(done.rows_affected() > 0)
-            }
-        }
-
-        fn raw(row: &$row) -> Result<RawRecord, sqlx::Error> {
-            Ok(RawRecord {
-                key: row.try_get("key")?,
-                state: row.try_get("state")?,
-                attempts: row.try_get("attempts")?,
-                last_error: row.try_get("last_error")?,
-                accepted_ms: row.try_get("accepted_ms")?,
-                due_ms: row.try_get("due_ms")?,
-                finished_ms: row.try_get("finished_ms")?,
-                path: row.try_get("path")?,
-                headers: row.try_get("headers")?,
-                body: row.try_get("body")?,
-                scheme: row.try_get("scheme")?,
-                event_id: row.try_get("event_id")?,
-                event: row.try_get("event")?,
-                action: row.try_get("action")?,
-                delivery: row.try_get("delivery")?,
-                scope: row.try_get("scope")?,
-                tenant: row.try_get("tenant")?,
-                signed_at: row.try_get("signed_at")?,
-                version: row.try_get("version")?,
-            })
-        }
-
-        fn record(row: &$row) -> Result<Record, InboxError> {
-            raw(row).map_err(sql)?.into_record()
-        }
-
-        fn count(value: i64) -> u64 {
-            u64::try_from(value).unwrap_or(0)
-        }
-
-        impl InboxBackend for $inbox {
-            fn accept<'a>(&'a self, delivery: &'a Delivery) -> InboxFuture<'a, Accepted> {
-                // SQLite's accepts go through its group commit's writer.
-                if let Some(grouped) = self.grouped_accept(delivery) {
-                    return grouped;
+                if D::rows_affected(&inserted) > 0 {
+                    D::due(self);
+                    return Ok(Accepted::New);
                 }
-                Box::pin(timed(self.options.timeout(), async move {
-                    let facts = delivery.facts();
-                    let key = delivery.key().as_bytes().as_slice();
-                    let max_depth_sql =
-                        i64::try_from(self.options.max_depth()).unwrap_or(i64::MAX);
-                    // The insert and the reading of a conflicting row's state are two
-                    // statements: a row removed between them (purge, prune) makes the key new,
-                    // so the insert is tried again rather than the inbox called full.
-                    for _ in 0..ACCEPT_TRIES {
-                        // The depth is the counter the schema's triggers keep: one row (SQLite)
-                        // or 64 summed (Postgres), read by the insert itself.
-                        let inserted = sqlx::query(&self.sql.accept)
-                            .bind(key)
-                            .bind(delivery.path())
-                            .bind(encode_headers(delivery.headers()))
-                            .bind(delivery.body().as_ref())
-                            .bind(&facts.scheme)
-                            .bind(&facts.id)
-                            .bind(facts.event.as_deref())
-                            .bind(facts.action.as_deref())
-                            .bind(facts.delivery.as_deref())
-                            .bind(facts.scope.as_deref())
-                            .bind(facts.tenant.as_deref())
-                            .bind(signed_at(facts)?)
-                            .bind(facts.version.as_deref())
-                            .bind(max_depth_sql)
-                            .execute(&self.pool)
-                            .await
-                            .map_err(sql)?;
-                        if inserted.rows_affected() > 0 {
-                            self.due();
-                            return Ok(Accepted::New);
-                        }
-                        let (state, depth): (Option<String>, i64) =
-                            sqlx::query_as(&self.sql.state_of)
-                                .bind(key)
-                                .fetch_one(&self.pool)
-                                .await
-                                .map_err(sql)?;
-                        match state {
-                            Some(state) => {
-                                return Ok(Accepted::Duplicate(
-                                    state.parse().map_err(super::backend)?,
-                                ))
-                            }
-                            None if depth >= max_depth_sql => return Err(InboxError::Full),
-                            None => {}
-                        }
+                let row = sqlx::query(&self.sql.state_of)
+                    .bind(key)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(sql)?;
+                let state: Option<String> = row.try_get(0).map_err(sql)?;
+                let depth: i64 = row.try_get(1).map_err(sql)?;
+                match state {
+                    Some(state) => return Ok(Accepted::Duplicate(state.parse().map_err(backend)?)),
+                    None if depth >= max_depth_sql => return Err(InboxError::Full),
+                    None => {}
+                }
+            }
+            Err(InboxError::Backend(
+                "the delivery's key was stored and removed again while it was accepted".into(),
+            ))
+        }))
+    }
+
+    fn claim(&self, lease: Duration, max: usize) -> InboxFuture<'_, Vec<Claim>> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let token = Token::random();
+            let rows = sqlx::query(&self.sql.claim)
+                .bind(token.to_hex())
+                .bind(millis(lease))
+                .bind(limit(max))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(sql)?;
+            // A row that cannot be read is skipped, not the whole claim: failing it
+            // would hold back the deliveries claimed with it, lease after lease (they
+            // are taken again together until their attempts run out). It keeps its
+            // lease, and `get` or `list` show the error.
+            let mut claims = Vec::with_capacity(rows.len());
+            for row in &rows {
+                match Self::record(row) {
+                    Ok(record) => {
+                        let lease = Lease::new(*record.delivery.key(), token, record.attempts);
+                        claims.push(Claim { record, lease });
                     }
-                    Err(InboxError::Backend(
-                        "the delivery's key was stored and removed again while it was accepted"
-                            .into(),
-                    ))
-                }))
+                    Err(error) => crate::observe::warn!(
+                        %error,
+                        "inbox: a claimed delivery cannot be read; skipped (purge it)"
+                    ),
+                }
             }
+            Ok(claims)
+        }))
+    }
 
-            fn claim(&self, lease: Duration, max: usize) -> InboxFuture<'_, Vec<Claim>> {
-                Box::pin(timed(self.options.timeout(), async move {
-                    let token = Token::random();
-                    let rows = sqlx::query(&self.sql.claim)
-                        .bind(token.to_hex())
-                        .bind(millis(lease))
-                        .bind(limit(max))
-                        .fetch_all(&self.pool)
-                        .await
-                        .map_err(sql)?;
-                    // A row that cannot be read is skipped, not the whole claim: failing it
-                    // would hold back the deliveries claimed with it, lease after lease (they
-                    // are taken again together until their attempts run out). It keeps its
-                    // lease, and `get` or `list` show the error.
-                    let mut claims = Vec::with_capacity(rows.len());
-                    for row in &rows {
-                        match record(row) {
-                            Ok(record) => {
-                                let lease =
-                                    Lease::new(*record.delivery.key(), token, record.attempts);
-                                claims.push(Claim { record, lease });
-                            }
-                            Err(error) => crate::observe::warn!(
-                                %error,
-                                "inbox: a claimed delivery cannot be read; skipped (purge it)"
-                            ),
-                        }
-                    }
-                    Ok(claims)
-                }))
+    fn renew<'a>(&'a self, lease: &'a Lease, duration: Duration) -> InboxFuture<'a, bool> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let done = sqlx::query(&self.sql.renew)
+                .bind(lease.key().as_bytes().as_slice())
+                .bind(lease.token().to_hex())
+                .bind(millis(duration))
+                .execute(&self.pool)
+                .await
+                .map_err(sql)?;
+            Ok(D::rows_affected(&done) > 0)
+        }))
+    }
+
+    fn complete<'a>(&'a self, lease: &'a Lease) -> InboxFuture<'a, bool> {
+        Box::pin(timed(
+            self.options.timeout(),
+            self.owner_update(&self.sql.complete, lease),
+        ))
+    }
+
+    fn retry<'a>(
+        &'a self,
+        lease: &'a Lease,
+        delay: Duration,
+        error: &'a str,
+    ) -> InboxFuture<'a, bool> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let done = sqlx::query(&self.sql.retry)
+                .bind(lease.key().as_bytes().as_slice())
+                .bind(lease.token().to_hex())
+                .bind(millis(delay))
+                .bind(error_text(error).as_ref())
+                .execute(&self.pool)
+                .await
+                .map_err(sql)?;
+            Ok(D::rows_affected(&done) > 0)
+        }))
+    }
+
+    fn dead_letter<'a>(&'a self, lease: &'a Lease, error: &'a str) -> InboxFuture<'a, bool> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let done = sqlx::query(&self.sql.dead_letter)
+                .bind(lease.key().as_bytes().as_slice())
+                .bind(lease.token().to_hex())
+                .bind(error_text(error).as_ref())
+                .execute(&self.pool)
+                .await
+                .map_err(sql)?;
+            Ok(D::rows_affected(&done) > 0)
+        }))
+    }
+
+    fn release<'a>(&'a self, lease: &'a Lease) -> InboxFuture<'a, bool> {
+        Box::pin(timed(
+            self.options.timeout(),
+            self.owner_update(&self.sql.release, lease),
+        ))
+    }
+
+    fn list(&self, state: DeliveryState, max: usize) -> InboxFuture<'_, Vec<Record>> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let rows = sqlx::query(&self.sql.list)
+                .bind(state.as_str())
+                .bind(limit(max))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(sql)?;
+            rows.iter().map(Self::record).collect()
+        }))
+    }
+
+    fn get<'a>(&'a self, key: &'a IdempotencyKey) -> InboxFuture<'a, Option<Record>> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let row = sqlx::query(&self.sql.get)
+                .bind(key.as_bytes().as_slice())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sql)?;
+            row.as_ref().map(Self::record).transpose()
+        }))
+    }
+
+    fn replay<'a>(&'a self, key: &'a IdempotencyKey, from: Replay) -> InboxFuture<'a, bool> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let statement = match from {
+                Replay::Dead => &self.sql.replay_dead,
+                Replay::DeadOrDone => &self.sql.replay_dead_or_done,
+            };
+            let done = sqlx::query(statement)
+                .bind(key.as_bytes().as_slice())
+                .execute(&self.pool)
+                .await
+                .map_err(sql)?;
+            let replayed = D::rows_affected(&done) > 0;
+            if replayed {
+                D::due(self);
             }
+            Ok(replayed)
+        }))
+    }
 
-            fn renew<'a>(&'a self, lease: &'a Lease, duration: Duration) -> InboxFuture<'a, bool> {
-                Box::pin(timed(self.options.timeout(), async move {
-                    let done = sqlx::query(&self.sql.renew)
-                        .bind(lease.key().as_bytes().as_slice())
-                        .bind(lease.token().to_hex())
-                        .bind(millis(duration))
+    fn purge<'a>(&'a self, key: &'a IdempotencyKey) -> InboxFuture<'a, bool> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let done = sqlx::query(&self.sql.purge)
+                .bind(key.as_bytes().as_slice())
+                .execute(&self.pool)
+                .await
+                .map_err(sql)?;
+            Ok(D::rows_affected(&done) > 0)
+        }))
+    }
+
+    fn prune(&self, window: Duration) -> InboxFuture<'_, u64> {
+        Box::pin(async move {
+            let mut removed = 0;
+            loop {
+                let started = std::time::Instant::now();
+                let batch = timed(self.options.timeout(), async {
+                    sqlx::query(&self.sql.prune)
+                        .bind(millis(window))
+                        .bind(limit(PRUNE_BATCH))
                         .execute(&self.pool)
                         .await
-                        .map_err(sql)?;
-                    Ok(done.rows_affected() > 0)
-                }))
-            }
-
-            fn complete<'a>(&'a self, lease: &'a Lease) -> InboxFuture<'a, bool> {
-                Box::pin(timed(
-                    self.options.timeout(),
-                    self.owner_update(&self.sql.complete, lease),
-                ))
-            }
-
-            fn retry<'a>(
-                &'a self,
-                lease: &'a Lease,
-                delay: Duration,
-                error: &'a str,
-            ) -> InboxFuture<'a, bool> {
-                Box::pin(timed(self.options.timeout(), async move {
-                    let done = sqlx::query(&self.sql.retry)
-                        .bind(lease.key().as_bytes().as_slice())
-                        .bind(lease.token().to_hex())
-                        .bind(millis(delay))
-                        .bind(error_text(error).as_ref())
-                        .execute(&self.pool)
-                        .await
-                        .map_err(sql)?;
-                    Ok(done.rows_affected() > 0)
-                }))
-            }
-
-            fn dead_letter<'a>(
-                &'a self,
-                lease: &'a Lease,
-                error: &'a str,
-            ) -> InboxFuture<'a, bool> {
-                Box::pin(timed(self.options.timeout(), async move {
-                    let done = sqlx::query(&self.sql.dead_letter)
-                        .bind(lease.key().as_bytes().as_slice())
-                        .bind(lease.token().to_hex())
-                        .bind(error_text(error).as_ref())
-                        .execute(&self.pool)
-                        .await
-                        .map_err(sql)?;
-                    Ok(done.rows_affected() > 0)
-                }))
-            }
-
-            fn release<'a>(&'a self, lease: &'a Lease) -> InboxFuture<'a, bool> {
-                Box::pin(timed(
-                    self.options.timeout(),
-                    self.owner_update(&self.sql.release, lease),
-                ))
-            }
-
-            fn list(&self, state: DeliveryState, max: usize) -> InboxFuture<'_, Vec<Record>> {
-                Box::pin(timed(self.options.timeout(), async move {
-                    let rows = sqlx::query(&self.sql.list)
-                        .bind(state.as_str())
-                        .bind(limit(max))
-                        .fetch_all(&self.pool)
-                        .await
-                        .map_err(sql)?;
-                    rows.iter().map(record).collect()
-                }))
-            }
-
-            fn get<'a>(&'a self, key: &'a IdempotencyKey) -> InboxFuture<'a, Option<Record>> {
-                Box::pin(timed(self.options.timeout(), async move {
-                    let row = sqlx::query(&self.sql.get)
-                        .bind(key.as_bytes().as_slice())
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(sql)?;
-                    row.as_ref().map(record).transpose()
-                }))
-            }
-
-            fn replay<'a>(
-                &'a self,
-                key: &'a IdempotencyKey,
-                from: Replay,
-            ) -> InboxFuture<'a, bool> {
-                Box::pin(timed(self.options.timeout(), async move {
-                    let statement = match from {
-                        Replay::Dead => &self.sql.replay_dead,
-                        Replay::DeadOrDone => &self.sql.replay_dead_or_done,
-                    };
-                    let done = sqlx::query(statement)
-                        .bind(key.as_bytes().as_slice())
-                        .execute(&self.pool)
-                        .await
-                        .map_err(sql)?;
-                    let replayed = done.rows_affected() > 0;
-                    if replayed {
-                        self.due();
-                    }
-                    Ok(replayed)
-                }))
-            }
-
-            fn purge<'a>(&'a self, key: &'a IdempotencyKey) -> InboxFuture<'a, bool> {
-                Box::pin(timed(self.options.timeout(), async move {
-                    let done = sqlx::query(&self.sql.purge)
-                        .bind(key.as_bytes().as_slice())
-                        .execute(&self.pool)
-                        .await
-                        .map_err(sql)?;
-                    Ok(done.rows_affected() > 0)
-                }))
-            }
-
-            fn prune(&self, window: Duration) -> InboxFuture<'_, u64> {
-                Box::pin(async move {
-                    let mut removed = 0;
-                    loop {
-                        let started = std::time::Instant::now();
-                        let batch = timed(self.options.timeout(), async {
-                            sqlx::query(&self.sql.prune)
-                                .bind(millis(window))
-                                .bind(limit(PRUNE_BATCH))
-                                .execute(&self.pool)
-                                .await
-                                .map_err(sql)
-                        })
-                        .await;
-                        let batch = match batch {
-                            Ok(done) => done.rows_affected(),
-                            Err(error) if removed == 0 => return Err(error),
-                            Err(error) => {
-                                crate::observe::warn!(
-                                    %error,
-                                    removed,
-                                    "inbox prune stopped early; the next prune goes on"
-                                );
-                                return Ok(removed);
-                            }
-                        };
-                        removed += batch;
-                        if batch < PRUNE_BATCH as u64 {
-                            return Ok(removed);
-                        }
-                        // As long again for the others: on SQLite, writers waiting for the
-                        // database's one write lock get it between two batches.
-                        tokio::time::sleep(started.elapsed()).await;
-                    }
+                        .map_err(sql)
                 })
-            }
-
-            fn stats(&self) -> InboxFuture<'_, Stats> {
-                Box::pin(timed(self.options.timeout(), async move {
-                    let row = sqlx::query(&self.sql.stats)
-                        .fetch_one(&self.pool)
-                        .await
-                        .map_err(sql)?;
-                    let get = |index: usize| row.try_get::<i64, _>(index).map_err(sql);
-                    let oldest: Option<i64> = row.try_get(4).map_err(sql)?;
-                    Ok(Stats {
-                        pending: count(get(0)?),
-                        running: count(get(1)?),
-                        done: count(get(2)?),
-                        dead: count(get(3)?),
-                        retrying: count(get(5)?),
-                        oldest_waiting: oldest
-                            .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
-                    })
-                }))
-            }
-
-            fn finish<'a>(
-                &'a self,
-                outcomes: &'a [(Lease, Finish)],
-            ) -> InboxFuture<'a, Vec<bool>> {
-                Box::pin(timed(self.options.timeout(), async move {
-                    if outcomes.is_empty() {
-                        return Ok(Vec::new());
+                .await;
+                let batch = match batch {
+                    Ok(done) => D::rows_affected(&done),
+                    Err(error) if removed == 0 => return Err(error),
+                    Err(error) => {
+                        crate::observe::warn!(
+                            %error,
+                            removed,
+                            "inbox prune stopped early; the next prune goes on"
+                        );
+                        return Ok(removed);
                     }
-                    self.finish_batch(outcomes).await
-                }))
+                };
+                removed += batch;
+                if batch < PRUNE_BATCH as u64 {
+                    return Ok(removed);
+                }
+                // As long again for the others: on SQLite, writers waiting for the
+                // database's one write lock get it between two batches.
+                tokio::time::sleep(started.elapsed()).await;
             }
+        })
+    }
 
-            fn renew_all<'a>(
-                &'a self,
-                leases: &'a [Lease],
-                duration: Duration,
-            ) -> InboxFuture<'a, Vec<bool>> {
-                Box::pin(timed(self.options.timeout(), async move {
-                    if leases.is_empty() {
-                        return Ok(Vec::new());
-                    }
-                    // The (key, owner) pairs renewed, or still the owners' and left alone.
-                    let owned: std::collections::HashSet<(Vec<u8>, String)> = self
-                        .renew_batch(leases, millis(duration))
-                        .await?
-                        .into_iter()
-                        .collect();
-                    Ok(leases
-                        .iter()
-                        .map(|lease| {
-                            let pair = (lease.key().as_bytes().to_vec(), lease.token().to_hex());
-                            owned.contains(&pair)
-                        })
-                        .collect())
-                }))
+    fn stats(&self) -> InboxFuture<'_, Stats> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let row = sqlx::query(&self.sql.stats)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(sql)?;
+            let get = |index: usize| row.try_get::<i64, _>(index).map_err(sql);
+            let oldest: Option<i64> = row.try_get(4).map_err(sql)?;
+            Ok(Stats {
+                pending: count(get(0)?),
+                running: count(get(1)?),
+                done: count(get(2)?),
+                dead: count(get(3)?),
+                retrying: count(get(5)?),
+                oldest_waiting: oldest
+                    .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+            })
+        }))
+    }
+
+    fn finish<'a>(&'a self, outcomes: &'a [(Lease, Finish)]) -> InboxFuture<'a, Vec<bool>> {
+        Box::pin(timed(self.options.timeout(), async move {
+            if outcomes.is_empty() {
+                return Ok(Vec::new());
             }
+            D::finish_batch(self, outcomes).await
+        }))
+    }
 
-            fn wait_for_work(&self, timeout: Duration) -> InboxFuture<'_, ()> {
-                Box::pin(async move {
-                    self.wake.wait(timeout).await;
-                    Ok(())
+    fn renew_all<'a>(
+        &'a self,
+        leases: &'a [Lease],
+        duration: Duration,
+    ) -> InboxFuture<'a, Vec<bool>> {
+        Box::pin(timed(self.options.timeout(), async move {
+            if leases.is_empty() {
+                return Ok(Vec::new());
+            }
+            // The (key, owner) pairs renewed, or still the owners' and left alone.
+            let owned: std::collections::HashSet<(Vec<u8>, String)> =
+                D::renew_batch(self, leases, millis(duration))
+                    .await?
+                    .into_iter()
+                    .collect();
+            Ok(leases
+                .iter()
+                .map(|lease| {
+                    let pair = (lease.key().as_bytes().to_vec(), lease.token().to_hex());
+                    owned.contains(&pair)
                 })
-            }
-        }
-    };
+                .collect())
+        }))
+    }
+
+    fn wait_for_work(&self, timeout: Duration) -> InboxFuture<'_, ()> {
+        Box::pin(async move {
+            D::wait_for_work(self, timeout).await;
+            Ok(())
+        })
+    }
 }
-
-pub(super) use sql_backend;
 
 #[cfg(test)]
 mod tests {

@@ -2,20 +2,17 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row};
+use futures_util::future::BoxFuture;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgQueryResult};
+use sqlx::Postgres;
 
+use super::dialect::{sealed, Dialect};
 use super::pg_notify::PgWakeups;
-use super::{
-    encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
-    PRUNE_BATCH,
-};
-use crate::idempotency::{IdempotencyKey, Token};
+use super::{error_text, millis, sql, Completion, SqlInbox, Statements};
 use crate::inbox::backend::{
-    timed, Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease,
-    Replay, Stats,
+    timed, Accepted, Finish, InboxError, InboxFuture, InboxOptions, Lease,
 };
-use crate::inbox::delivery::{Delivery, DeliveryState, Record};
+use crate::inbox::delivery::Delivery;
 
 /// How many connections [`PostgresInbox::connect`] opens at most.
 const MAX_CONNECTIONS: u32 = 10;
@@ -189,24 +186,24 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 /// # Ok(())
 /// # }
 /// ```
+pub type PostgresInbox = SqlInbox<PostgresDialect>;
+
+/// [`PostgresInbox`]'s [`Dialect`]: `PostgreSQL`, and what the inbox keeps beside its pool.
 #[derive(Clone)]
-pub struct PostgresInbox {
-    pool: PgPool,
-    options: InboxOptions,
-    sql: Arc<Statements>,
+pub struct PostgresDialect {
     /// The producers waiting for work, here and (`LISTEN`/`NOTIFY`) in other processes.
     wake: Arc<PgWakeups>,
 }
 
-impl fmt::Debug for PostgresInbox {
+impl sealed::Sealed for PostgresDialect {}
+
+impl fmt::Debug for PostgresDialect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresInbox")
-            .field("options", &self.options)
-            .finish_non_exhaustive()
+        f.debug_struct("PostgresDialect").finish_non_exhaustive()
     }
 }
 
-impl PostgresInbox {
+impl SqlInbox<PostgresDialect> {
     /// Connects to the database at `url` (`postgres://user:password@host:port/database`), with a
     /// pool of up to 10 connections, and creates or migrates the schema. Once connected, the
     /// pool reconnects by itself when the server comes back after an outage (calls fail with
@@ -234,13 +231,13 @@ impl PostgresInbox {
     /// [`InboxError::Backend`] or [`InboxError::Timeout`] when the schema cannot be created.
     pub async fn from_pool(pool: PgPool, options: InboxOptions) -> Result<Self, InboxError> {
         timed(options.timeout(), migrate(&pool, options.prefix())).await?;
-        let sql = Arc::new(Statements::new(options.prefix()));
+        let sql = Arc::new(statements(options.prefix()));
         let wake = Arc::new(PgWakeups::new(pool.clone(), options.prefix()));
         Ok(Self {
             pool,
             options,
             sql,
-            wake,
+            parts: PostgresDialect { wake },
         })
     }
 
@@ -288,81 +285,109 @@ impl PostgresInbox {
     }
 }
 
-impl PostgresInbox {
-    /// A delivery was committed as due (an accept, a replay): wakes the producers waiting here
-    /// at once, and the other processes' through a debounced `NOTIFY`.
-    fn due(&self) {
-        self.wake.due();
+impl Dialect for PostgresDialect {
+    type Database = Postgres;
+
+    const NAME: &'static str = "PostgresInbox";
+
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    /// None: `PostgreSQL` accepts each delivery in its own transaction (the server shares one
+    /// WAL flush among concurrent commits).
+    fn grouped_accept<'a>(
+        _: &'a PostgresInbox,
+        _: &'a Delivery,
+    ) -> Option<InboxFuture<'a, Accepted>> {
+        None
+    }
+
+    /// Wakes the producers waiting here at once, and the other processes' through a debounced
+    /// `NOTIFY`.
+    fn due(inbox: &PostgresInbox) {
+        inbox.parts.wake.due();
+    }
+
+    fn wait_for_work(inbox: &PostgresInbox, timeout: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(inbox.parts.wake.wait(timeout))
     }
 
     /// `finish`: one statement (so one transaction) for the batch, the outcomes passed as
     /// arrays; each lease is recorded once (the same lease again in the batch is refused, as
     /// its single call after the first would be).
-    async fn finish_batch(&self, outcomes: &[(Lease, Finish)]) -> Result<Vec<bool>, InboxError> {
-        let mut sent = std::collections::HashSet::with_capacity(outcomes.len());
-        // The position in the batch of each outcome sent.
-        let mut positions = Vec::with_capacity(outcomes.len());
-        let (mut keys, mut owners, mut kinds, mut delays, mut errors) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (position, (lease, finish)) in outcomes.iter().enumerate() {
-            if !sent.insert((lease.key(), lease.token())) {
-                continue;
+    fn finish_batch<'a>(
+        inbox: &'a PostgresInbox,
+        outcomes: &'a [(Lease, Finish)],
+    ) -> InboxFuture<'a, Vec<bool>> {
+        Box::pin(async move {
+            let mut sent = std::collections::HashSet::with_capacity(outcomes.len());
+            // The position in the batch of each outcome sent.
+            let mut positions = Vec::with_capacity(outcomes.len());
+            let (mut keys, mut owners, mut kinds, mut delays, mut errors) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (position, (lease, finish)) in outcomes.iter().enumerate() {
+                if !sent.insert((lease.key(), lease.token())) {
+                    continue;
+                }
+                positions.push(position);
+                keys.push(lease.key().as_bytes().to_vec());
+                owners.push(lease.token().to_hex());
+                let (kind, delay, error) = match finish {
+                    Finish::Done => ("done", 0, None),
+                    Finish::Retry { delay, error } => ("retry", millis(*delay), Some(error)),
+                    Finish::Dead { error } => ("dead", 0, Some(error)),
+                    Finish::Release => ("release", 0, None),
+                };
+                kinds.push(kind);
+                delays.push(delay);
+                errors.push(error.map(|error| error_text(error).into_owned()));
             }
-            positions.push(position);
-            keys.push(lease.key().as_bytes().to_vec());
-            owners.push(lease.token().to_hex());
-            let (kind, delay, error) = match finish {
-                Finish::Done => ("done", 0, None),
-                Finish::Retry { delay, error } => ("retry", millis(*delay), Some(error)),
-                Finish::Dead { error } => ("dead", 0, Some(error)),
-                Finish::Release => ("release", 0, None),
-            };
-            kinds.push(kind);
-            delays.push(delay);
-            errors.push(error.map(|error| error_text(error).into_owned()));
-        }
-        let recorded: Vec<i64> = sqlx::query_scalar(&self.sql.finish)
-            .bind(keys)
-            .bind(owners)
-            .bind(kinds)
-            .bind(delays)
-            .bind(errors)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(sql)?;
-        let mut owned = vec![false; outcomes.len()];
-        for index in recorded {
-            // `WITH ORDINALITY` counts from 1.
-            let position = usize::try_from(index - 1)
-                .ok()
-                .and_then(|index| positions.get(index));
-            match position {
-                Some(&position) => owned[position] = true,
-                None => return Err(InboxError::Backend("finish: an unknown outcome".into())),
+            let recorded: Vec<i64> = sqlx::query_scalar(&inbox.sql.finish)
+                .bind(keys)
+                .bind(owners)
+                .bind(kinds)
+                .bind(delays)
+                .bind(errors)
+                .fetch_all(&inbox.pool)
+                .await
+                .map_err(sql)?;
+            let mut owned = vec![false; outcomes.len()];
+            for index in recorded {
+                // `WITH ORDINALITY` counts from 1.
+                let position = usize::try_from(index - 1)
+                    .ok()
+                    .and_then(|index| positions.get(index));
+                match position {
+                    Some(&position) => owned[position] = true,
+                    None => return Err(InboxError::Backend("finish: an unknown outcome".into())),
+                }
             }
-        }
-        Ok(owned)
+            Ok(owned)
+        })
     }
 
     /// `renew_all`: one statement for the batch; returns the (key, owner) pairs renewed, and
     /// those still the owners' whose rows another transaction holds (skipped, not waited for).
-    async fn renew_batch(
-        &self,
-        leases: &[Lease],
+    fn renew_batch<'a>(
+        inbox: &'a PostgresInbox,
+        leases: &'a [Lease],
         duration_ms: i64,
-    ) -> Result<Vec<(Vec<u8>, String)>, InboxError> {
-        let keys: Vec<Vec<u8>> = leases
-            .iter()
-            .map(|lease| lease.key().as_bytes().to_vec())
-            .collect();
-        let owners: Vec<String> = leases.iter().map(|lease| lease.token().to_hex()).collect();
-        sqlx::query_as(&self.sql.renew_all)
-            .bind(keys)
-            .bind(owners)
-            .bind(duration_ms)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(sql)
+    ) -> InboxFuture<'a, Vec<(Vec<u8>, String)>> {
+        Box::pin(async move {
+            let keys: Vec<Vec<u8>> = leases
+                .iter()
+                .map(|lease| lease.key().as_bytes().to_vec())
+                .collect();
+            let owners: Vec<String> = leases.iter().map(|lease| lease.token().to_hex()).collect();
+            sqlx::query_as(&inbox.sql.renew_all)
+                .bind(keys)
+                .bind(owners)
+                .bind(duration_ms)
+                .fetch_all(&inbox.pool)
+                .await
+                .map_err(sql)
+        })
     }
 }
 
@@ -417,102 +442,76 @@ async fn migrate(pool: &PgPool, prefix: &str) -> Result<(), InboxError> {
 }
 
 /// The statements, with the table's name in them.
-struct Statements {
-    accept: String,
-    state_of: String,
-    claim: String,
-    renew: String,
-    /// `renew` of many leases (`$1` keys, `$2` owners, `$3` the duration), skipping locked rows.
-    renew_all: String,
-    complete: String,
-    /// The outcomes of many leases: `$1` keys, `$2` owners, `$3` kinds, `$4` delays, `$5`
-    /// errors; returns the (1-based) positions recorded.
-    finish: String,
-    /// Whether the delivery (`$1`) is done, read in a completion's transaction before it
-    /// commits.
-    completed: String,
-    retry: String,
-    dead_letter: String,
-    release: String,
-    list: String,
-    get: String,
-    replay_dead: String,
-    replay_dead_or_done: String,
-    purge: String,
-    prune: String,
-    stats: String,
-}
-
-impl Statements {
-    fn new(prefix: &str) -> Self {
-        let t = format!("{prefix}deliveries");
-        let depth = format!("{prefix}depth");
-        let owned = "key = $1 AND owner = $2 AND state = 'running'";
-        Self {
-            accept: format!(
-                "INSERT INTO {t} (key, state, attempts, due_at, accepted_at, path, headers, body, \
+/// The statements for tables named with `prefix`.
+fn statements(prefix: &str) -> Statements {
+    let t = format!("{prefix}deliveries");
+    let depth = format!("{prefix}depth");
+    let owned = "key = $1 AND owner = $2 AND state = 'running'";
+    Statements {
+        accept: format!(
+            "INSERT INTO {t} (key, state, attempts, due_at, accepted_at, path, headers, body, \
                  scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
                  SELECT $1, 'pending', 0, now(), now(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
                  $12, $13 \
                  WHERE (SELECT sum(n) FROM {depth}) < $14 \
                  ON CONFLICT (key) DO NOTHING"
-            ),
-            state_of: format!(
-                "SELECT (SELECT state FROM {t} WHERE key = $1), \
+        ),
+        state_of: format!(
+            "SELECT (SELECT state FROM {t} WHERE key = $1), \
                  (SELECT sum(n) FROM {depth})::bigint"
-            ),
-            claim: format!(
-                "WITH due AS (SELECT key FROM {t} WHERE state IN ('pending', 'running') \
+        ),
+        claim: format!(
+            "WITH due AS (SELECT key FROM {t} WHERE state IN ('pending', 'running') \
                  AND due_at <= now() ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
                  UPDATE {t} AS d SET state = 'running', owner = $1, attempts = d.attempts + 1, \
                  due_at = now() + $2{MS} \
                  FROM due WHERE d.key = due.key \
                  RETURNING {COLUMNS}"
-            ),
-            renew: format!("UPDATE {t} SET due_at = now() + $3{MS} WHERE {owned}"),
-            renew_all: renew_all(&t),
-            complete: format!(
-                "UPDATE {t} SET state = 'done', owner = NULL, due_at = now(), \
+        ),
+        renew: format!("UPDATE {t} SET due_at = now() + $3{MS} WHERE {owned}"),
+        renew_all: renew_all(&t),
+        complete: format!(
+            "UPDATE {t} SET state = 'done', owner = NULL, due_at = now(), \
                  finished_at = now() WHERE {owned}"
-            ),
-            completed: format!("SELECT 1 FROM {t} WHERE key = $1 AND state = 'done'"),
-            finish: finish(&t),
-            retry: format!(
-                "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now() + $3{MS}, \
+        ),
+        completed: format!("SELECT 1 FROM {t} WHERE key = $1 AND state = 'done'"),
+        finish: finish(&t),
+        retry: format!(
+            "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now() + $3{MS}, \
                  last_error = $4 WHERE {owned}"
-            ),
-            dead_letter: format!(
-                "UPDATE {t} SET state = 'dead', owner = NULL, due_at = now(), \
+        ),
+        dead_letter: format!(
+            "UPDATE {t} SET state = 'dead', owner = NULL, due_at = now(), \
                  finished_at = now(), last_error = $3 WHERE {owned}"
-            ),
-            release: format!(
-                "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), \
+        ),
+        release: format!(
+            "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), \
                  attempts = greatest(attempts - 1, 0) WHERE {owned}"
-            ),
-            list: format!(
-                "SELECT {COLUMNS} FROM {t} AS d WHERE d.state = $1 \
+        ),
+        list: format!(
+            "SELECT {COLUMNS} FROM {t} AS d WHERE d.state = $1 \
                  ORDER BY d.accepted_at, d.key LIMIT $2"
-            ),
-            get: format!("SELECT {COLUMNS} FROM {t} AS d WHERE d.key = $1"),
-            replay_dead: format!(
-                "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), attempts = 0, \
+        ),
+        get: format!("SELECT {COLUMNS} FROM {t} AS d WHERE d.key = $1"),
+        replay_dead: format!(
+            "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), attempts = 0, \
                  finished_at = NULL WHERE key = $1 AND state = 'dead'"
-            ),
-            replay_dead_or_done: format!(
-                "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), attempts = 0, \
+        ),
+        replay_dead_or_done: format!(
+            "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), attempts = 0, \
                  finished_at = NULL WHERE key = $1 AND state IN ('dead', 'done')"
-            ),
-            purge: format!("DELETE FROM {t} WHERE key = $1"),
-            // The rows are locked by the selection, so their `ctid` holds until the delete (a
-            // few times faster than looking each key up again).
-            prune: format!(
-                "WITH old AS (SELECT ctid FROM {t} \
+        ),
+        purge: format!("DELETE FROM {t} WHERE key = $1"),
+        // The rows are locked by the selection, so their `ctid` holds until the delete (a
+        // few times faster than looking each key up again).
+        prune: format!(
+            "WITH old AS (SELECT ctid FROM {t} \
                  WHERE state = 'done' AND finished_at < now() - $1{MS} \
                  ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
                  DELETE FROM {t} AS d USING old WHERE d.ctid = old.ctid"
-            ),
-            stats: format!(
-                "SELECT \
+        ),
+        stats: format!(
+            "SELECT \
                  (SELECT count(*) FROM {t} WHERE state = 'pending'), \
                  (SELECT count(*) FROM {t} WHERE state = 'running'), \
                  (SELECT count(*) FROM {t} WHERE state = 'done'), \
@@ -520,8 +519,7 @@ impl Statements {
                  (SELECT (extract(epoch FROM now() - min(accepted_at)) * 1000)::bigint FROM {t} \
                   WHERE state IN ('pending', 'running')), \
                  (SELECT count(*) FROM {t} WHERE state = 'pending' AND attempts > 0)"
-            ),
-        }
+        ),
     }
 }
 
@@ -570,14 +568,3 @@ fn finish(t: &str) -> String {
          RETURNING o.i"
     )
 }
-
-impl PostgresInbox {
-    /// The SQL backends' accept hook: Postgres accepts each delivery in its own transaction
-    /// (the server shares one WAL flush among concurrent commits).
-    #[allow(clippy::unused_self, clippy::unnecessary_wraps)]
-    fn grouped_accept<'a>(&'a self, _: &'a Delivery) -> Option<InboxFuture<'a, Accepted>> {
-        None
-    }
-}
-
-super::sql_backend!(PostgresInbox, PgRow, Postgres);
