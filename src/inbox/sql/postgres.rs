@@ -26,84 +26,12 @@ const COLUMNS: &str = "d.key, d.state, d.attempts, d.last_error, \
     d.path, d.headers, d.body, d.scheme, d.event_id, d.event, d.action, d.delivery, d.scope, \
     d.tenant, d.signed_at, d.version";
 
-/// The schema, one migration per version: `{p}` is the prefix. Applied in order, each once, in
+/// The schema, one migration per version (`sql/postgres/*.sql`): `{p}` is the prefix. Applied in order, each once, in
 /// one transaction holding an advisory lock (replicas starting together migrate once), and
 /// recorded in `{p}schema_version`.
 const MIGRATIONS: &[&str] = &[
-    r"
-CREATE TABLE {p}deliveries (
-    key         bytea       NOT NULL PRIMARY KEY CHECK (octet_length(key) = 32),
-    state       text        NOT NULL CHECK (state IN ('pending', 'running', 'done', 'dead')),
-    attempts    bigint      NOT NULL DEFAULT 0,
-    due_at      timestamptz NOT NULL,
-    owner       text,
-    last_error  text,
-    accepted_at timestamptz NOT NULL,
-    finished_at timestamptz,
-    path        text        NOT NULL,
-    headers     text        NOT NULL,
-    body        bytea       NOT NULL,
-    scheme      text        NOT NULL,
-    event_id    text        NOT NULL,
-    event       text,
-    action      text,
-    delivery    text,
-    scope       text,
-    tenant      text,
-    signed_at   text,
-    version     text
-);
-CREATE INDEX {p}deliveries_due ON {p}deliveries (due_at) WHERE state IN ('pending', 'running');
-CREATE INDEX {p}deliveries_state ON {p}deliveries (state, accepted_at);
-CREATE INDEX {p}deliveries_finished ON {p}deliveries (finished_at) WHERE state = 'done';
-",
-    r"
-CREATE TABLE {p}depth (
-    shard integer NOT NULL PRIMARY KEY,
-    n     bigint  NOT NULL
-);
-INSERT INTO {p}depth (shard, n) SELECT shard, 0 FROM generate_series(0, 63) AS shard;
-CREATE FUNCTION {p}depth_change() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    delta bigint := CASE WHEN TG_OP = 'DELETE' THEN -1
-        WHEN NEW.state IN ('pending', 'running') THEN 1 ELSE -1 END;
-    home integer := pg_backend_pid() % 64;
-    chosen integer;
-BEGIN
-    -- A shard no other transaction is changing (or one this transaction holds already).
-    FOR step IN 0..63 LOOP
-        chosen := (home + step) % 64;
-        IF pg_try_advisory_xact_lock(hashtext('tower-webhook depth {p}'), chosen) THEN
-            UPDATE {s}.{p}depth SET n = n + delta WHERE shard = chosen;
-            RETURN NULL;
-        END IF;
-    END LOOP;
-    -- All 64 taken: wait for one.
-    UPDATE {s}.{p}depth SET n = n + delta WHERE shard = home;
-    RETURN NULL;
-END
-$$;
-CREATE FUNCTION {p}depth_reset() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE {s}.{p}depth SET n = 0;
-    RETURN NULL;
-END
-$$;
-CREATE TRIGGER {p}depth_insert AFTER INSERT ON {p}deliveries FOR EACH ROW
-    WHEN (NEW.state IN ('pending', 'running'))
-    EXECUTE FUNCTION {p}depth_change();
-CREATE TRIGGER {p}depth_update AFTER UPDATE OF state ON {p}deliveries FOR EACH ROW
-    WHEN ((OLD.state IN ('pending', 'running')) <> (NEW.state IN ('pending', 'running')))
-    EXECUTE FUNCTION {p}depth_change();
-CREATE TRIGGER {p}depth_delete AFTER DELETE ON {p}deliveries FOR EACH ROW
-    WHEN (OLD.state IN ('pending', 'running'))
-    EXECUTE FUNCTION {p}depth_change();
-CREATE TRIGGER {p}depth_truncate AFTER TRUNCATE ON {p}deliveries FOR EACH STATEMENT
-    EXECUTE FUNCTION {p}depth_reset();
-UPDATE {p}depth
-    SET n = (SELECT count(*) FROM {p}deliveries WHERE state IN ('pending', 'running'))
-    WHERE shard = 0;
-",
+    include_str!("postgres/1_deliveries.sql"),
+    include_str!("postgres/2_depth.sql"),
 ];
 
 /// A duration parameter (whole milliseconds, `bigint`) as an interval.

@@ -33,60 +33,11 @@ const COLUMNS: &str = "key, state, attempts, last_error, accepted_at AS accepted
     due_at AS due_ms, finished_at AS finished_ms, path, headers, body, scheme, event_id, event, \
     action, delivery, scope, tenant, signed_at, version";
 
-/// The schema, one migration per version: `{p}` is the prefix. Applied in order, each once, in
+/// The schema, one migration per version (`sql/sqlite/*.sql`): `{p}` is the prefix. Applied in order, each once, in
 /// one `BEGIN IMMEDIATE` transaction, and recorded in `{p}schema_version`.
 const MIGRATIONS: &[&str] = &[
-    r"
-CREATE TABLE {p}deliveries (
-    key         BLOB    NOT NULL PRIMARY KEY CHECK (length(key) = 32),
-    state       TEXT    NOT NULL CHECK (state IN ('pending', 'running', 'done', 'dead')),
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    due_at      INTEGER NOT NULL,
-    owner       TEXT,
-    last_error  TEXT,
-    accepted_at INTEGER NOT NULL,
-    finished_at INTEGER,
-    path        TEXT    NOT NULL,
-    headers     TEXT    NOT NULL,
-    body        BLOB    NOT NULL,
-    scheme      TEXT    NOT NULL,
-    event_id    TEXT    NOT NULL,
-    event       TEXT,
-    action      TEXT,
-    delivery    TEXT,
-    scope       TEXT,
-    tenant      TEXT,
-    signed_at   TEXT,
-    version     TEXT
-);
-CREATE INDEX {p}deliveries_due ON {p}deliveries (due_at) WHERE state IN ('pending', 'running');
-CREATE INDEX {p}deliveries_state ON {p}deliveries (state, accepted_at);
-CREATE INDEX {p}deliveries_finished ON {p}deliveries (finished_at) WHERE state = 'done';
-",
-    r"
-CREATE TABLE {p}depth (
-    id INTEGER NOT NULL PRIMARY KEY CHECK (id = 0),
-    n  INTEGER NOT NULL
-);
-INSERT INTO {p}depth (id, n)
-    SELECT 0, count(*) FROM {p}deliveries WHERE state IN ('pending', 'running');
-CREATE TRIGGER {p}depth_insert AFTER INSERT ON {p}deliveries
-    WHEN NEW.state IN ('pending', 'running')
-BEGIN
-    UPDATE {p}depth SET n = n + 1 WHERE id = 0;
-END;
-CREATE TRIGGER {p}depth_update AFTER UPDATE OF state ON {p}deliveries
-    WHEN (OLD.state IN ('pending', 'running')) <> (NEW.state IN ('pending', 'running'))
-BEGIN
-    UPDATE {p}depth SET n = n + (CASE WHEN NEW.state IN ('pending', 'running') THEN 1 ELSE -1 END)
-        WHERE id = 0;
-END;
-CREATE TRIGGER {p}depth_delete AFTER DELETE ON {p}deliveries
-    WHEN OLD.state IN ('pending', 'running')
-BEGIN
-    UPDATE {p}depth SET n = n - 1 WHERE id = 0;
-END;
-",
+    include_str!("sqlite/1_deliveries.sql"),
+    include_str!("sqlite/2_depth.sql"),
 ];
 
 /// The `SQLite` inbox backend (feature `sqlite`): one file, in WAL mode, for one machine.
