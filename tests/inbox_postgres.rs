@@ -1079,3 +1079,36 @@ async fn a_batch_claim_with_one_unreadable_delivery_returns_the_others() {
         "a fine delivery claimed with an unreadable one is never returned: {seen:?}"
     );
 }
+
+/// As on `SQLite`: the unreadable row itself is dead-lettered by the claim that took it.
+#[tokio::test]
+async fn an_unreadable_row_is_dead_lettered_by_the_claim_that_took_it() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let prefix = prefix();
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix.clone()).unwrap())
+        .await;
+    let table = format!("{prefix}deliveries");
+    inbox_backend::an_unreadable_row_is_dead_lettered_by_the_claim_that_took_it(
+        inbox,
+        async |inbox: &PostgresInbox| {
+            sqlx::query(&format!(
+                "UPDATE {table} SET headers = 'not json' WHERE event_id = 'evt_odd'"
+            ))
+            .execute(inbox.pool())
+            .await
+            .unwrap();
+        },
+        async |inbox: &PostgresInbox| {
+            sqlx::query_scalar(&format!(
+                "SELECT last_error FROM {table} WHERE event_id = 'evt_odd'"
+            ))
+            .fetch_one(inbox.pool())
+            .await
+            .unwrap()
+        },
+    )
+    .await;
+}

@@ -417,6 +417,35 @@ macro_rules! sql_backend {
                     .map_err(sql)?;
                 Ok(done.rows_affected() > 0)
             }
+
+            /// Dead-letters a row the claim under `token` took and could not read: error
+            /// `unreadable row: <why>`. When that fails too, the row keeps its lease (claimed
+            /// again, and dead-lettered then, once it runs out).
+            async fn dead_letter_unreadable(&self, row: &$row, token: &Token, error: &InboxError) {
+                let reason = format!("unreadable row: {error}");
+                let dead = match row.try_get::<Vec<u8>, _>("key") {
+                    Ok(key) => sqlx::query(&self.sql.dead_letter)
+                        .bind(key)
+                        .bind(token.to_hex())
+                        .bind(error_text(&reason).as_ref())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(sql),
+                    Err(key_error) => Err(sql(key_error)),
+                };
+                match dead {
+                    Ok(_) => crate::observe::error!(
+                        %error,
+                        "inbox: a claimed delivery cannot be read; dead-lettered (purge it)"
+                    ),
+                    Err(dead_error) => crate::observe::error!(
+                        %error,
+                        %dead_error,
+                        "inbox: a claimed delivery cannot be read, nor dead-lettered; it is \
+                         claimed again when its lease runs out"
+                    ),
+                }
+            }
         }
 
         fn raw(row: &$row) -> Result<RawRecord, sqlx::Error> {
@@ -523,10 +552,11 @@ macro_rules! sql_backend {
                         .fetch_all(&self.pool)
                         .await
                         .map_err(sql)?;
-                    // A row that cannot be read is skipped, not the whole claim: failing it
-                    // would hold back the deliveries claimed with it, lease after lease (they
-                    // are taken again together until their attempts run out). It keeps its
-                    // lease, and `get` or `list` show the error.
+                    // A row that cannot be read is not returned, and does not fail the claim
+                    // (that would hold back the deliveries claimed with it, lease after lease):
+                    // it is dead-lettered, its error `unreadable row: ...`, so that it leaves
+                    // the depth and an operator sees it (`stats().dead`), rather than be
+                    // claimed again at each lease's end for ever.
                     let mut claims = Vec::with_capacity(rows.len());
                     for row in &rows {
                         match record(row) {
@@ -535,10 +565,7 @@ macro_rules! sql_backend {
                                     Lease::new(*record.delivery.key(), token, record.attempts);
                                 claims.push(Claim { record, lease });
                             }
-                            Err(error) => crate::observe::warn!(
-                                %error,
-                                "inbox: a claimed delivery cannot be read; skipped (purge it)"
-                            ),
+                            Err(error) => self.dead_letter_unreadable(row, &token, &error).await,
                         }
                     }
                     Ok(claims)
