@@ -505,6 +505,59 @@ async fn a_stopped_server_is_answered_503_and_a_restarted_one_accepts_and_proces
     running.shutdown(Duration::from_secs(5)).await;
 }
 
+/// PostgreSQL stopped hard (`pg_ctl -m immediate`) and started again on the same data, three
+/// times, while deliveries are accepted and claimed in batches and handlers complete them in
+/// their own transactions: every accepted delivery ends done with its effect exactly once,
+/// none stranded (see `tests/inbox_common/restart.rs`).
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_claim_interrupted_by_a_database_restart_leaves_no_delivery_stranded() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let prefix = prefix();
+    let inbox = server
+        .inbox(
+            InboxOptions::new()
+                .with_prefix(prefix.clone())
+                .unwrap()
+                .with_timeout(Duration::from_secs(1)),
+        )
+        .await;
+    // No unique constraint: a second effect of one event would be counted, not refused.
+    let effects = format!("{prefix}effects");
+    sqlx::raw_sql(&format!("CREATE TABLE {effects} (event_id text NOT NULL)"))
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    // Claims made slow (2 ms per row claimed, before their commit), as on a slow disk: a
+    // restart most likely finds one in flight.
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION {prefix}slow() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(0.002); RETURN NULL; END $$; \
+         CREATE TRIGGER {prefix}slow_claim AFTER UPDATE ON {prefix}deliveries FOR EACH ROW \
+         WHEN (OLD.state = 'pending' AND NEW.state = 'running') EXECUTE FUNCTION {prefix}slow();"
+    ))
+    .execute(inbox.pool())
+    .await
+    .unwrap();
+    inbox_common::restart::a_batch_claim_interrupted_by_a_restart_strands_no_delivery(
+        inbox.clone(),
+        || {
+            server.pg_stop();
+            std::thread::sleep(Duration::from_millis(300));
+            server.pg_start().unwrap();
+        },
+        || async {
+            sqlx::query_scalar(&format!("SELECT event_id FROM {effects}"))
+                .fetch_all(inbox.pool())
+                .await
+                .unwrap()
+        },
+    )
+    .await;
+}
+
 /// Two inboxes on one database (two replicas), each with a depth limit of 10.
 async fn two_replicas(server: &PostgresServer) -> (PostgresInbox, PostgresInbox) {
     let options = InboxOptions::new()

@@ -661,6 +661,54 @@ async fn redis_killed_and_restarted_with_aof_loses_nothing_acknowledged() {
     running.shutdown(Duration::from_secs(5)).await;
 }
 
+/// Redis (`appendonly yes`, `appendfsync always`) killed (SIGKILL) and started again on the
+/// same directory, three times, while deliveries are accepted and claimed in batches and
+/// handlers complete them in their own fenced transactions (`RedisCompletion`): every accepted
+/// delivery ends done with its effect exactly once, none stranded (see
+/// `tests/inbox_common/restart.rs`).
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_claim_interrupted_by_a_redis_restart_leaves_no_delivery_stranded() {
+    let Some(mut server) = RedisServer::start_durable() else {
+        return;
+    };
+    let prefix = prefix();
+    let inbox = server
+        .inbox(
+            InboxOptions::new()
+                .with_prefix(prefix.clone())
+                .unwrap()
+                .with_timeout(Duration::from_secs(1)),
+        )
+        .await;
+    let url = server.url();
+    inbox_common::restart::a_batch_claim_interrupted_by_a_restart_strands_no_delivery(
+        inbox,
+        || {
+            server.kill();
+            std::thread::sleep(Duration::from_millis(300));
+            server.spawn().unwrap();
+        },
+        || async {
+            let mut redis = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let counts: Vec<(String, usize)> = redis::cmd("HGETALL")
+                .arg(format!("{prefix}effects"))
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            counts
+                .into_iter()
+                .flat_map(|(id, count)| std::iter::repeat_n(id, count))
+                .collect()
+        },
+    )
+    .await;
+}
+
 /// Keys in the claims, sorted.
 fn claimed_ids(claims: &[tower_webhook::inbox::Claim]) -> Vec<String> {
     let mut ids: Vec<String> = claims

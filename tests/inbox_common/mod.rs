@@ -13,6 +13,7 @@ pub(crate) mod completion;
 #[cfg(unix)]
 pub(crate) mod crash;
 pub(crate) mod proxy;
+pub(crate) mod restart;
 
 use std::collections::HashMap;
 use std::num::{NonZeroU32, NonZeroUsize};
