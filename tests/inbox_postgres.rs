@@ -980,6 +980,50 @@ async fn a_waiting_worker_wakes_at_once_on_an_accept_in_its_process_or_another_r
     an_accept_wakes(&there, &here, "evt_after_kill_other_way").await;
 }
 
+/// An accept whose `INSERT` the server committed but whose answer never came back, its
+/// future dropped meanwhile (a sender that hung up, a timeout around the call) or its
+/// connection cut (an error), still wakes a worker waiting in another replica (its own pool
+/// and listener) at once, not at its fallback poll (60 s here).
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_whose_answer_never_came_still_wakes_a_worker_in_another_replica() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let options = InboxOptions::new().with_prefix(prefix()).unwrap();
+    let proxy = inbox_common::proxy::Proxy::start(server.port).await;
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port());
+    let accepter = PostgresInbox::connect(&url, options.clone()).await.unwrap();
+    let waiter = server.inbox(options).await;
+    for (id, drop_it) in [("evt_dropped", true), ("evt_cut", false)] {
+        let worker = tokio::spawn(first_claim_after_waiting(waiter.clone()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!worker.is_finished(), "{id}: nothing to claim yet");
+        proxy.arm(id.as_bytes());
+        let stored = delivery(id);
+        let accept = accepter.accept(&stored);
+        if drop_it {
+            // Dropped before the answer (the proxy holds it back for 200 ms, then cuts).
+            let answered = tokio::time::timeout(Duration::from_millis(100), accept).await;
+            assert!(answered.is_err(), "{id}: answered {answered:?}");
+        } else {
+            let answered = accept.await;
+            assert!(answered.is_err(), "{id}: answered {answered:?}");
+        }
+        // The server committed it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while waiter.get(stored.key()).await.unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "{id} was not stored");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::timeout(Duration::from_secs(1), worker)
+            .await
+            .unwrap_or_else(|_| panic!("{id}: the waiting worker was not woken within 1 s"))
+            .unwrap();
+    }
+    assert_eq!(proxy.cuts(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_accepts_leaves_no_delivery_waiting_for_the_poll_in_another_replica() {
     let Some(server) = PostgresServer::start() else {

@@ -146,6 +146,28 @@ pub(super) fn error_text(error: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Calls its function (an inbox's `due`: wakes the producers) when dropped, unless
+/// [`defuse`](Self::defuse)d. Held across an accept's `INSERT`: a future dropped before the
+/// answer (a sender that hung up, a timeout around the call), or an answer lost (an error after
+/// the server committed), still wakes the producers, here and in the other replicas, rather than
+/// leave the delivery to their fallback poll. A spurious wake-up costs one claim.
+pub(super) struct DueOnDrop<F: FnMut()>(pub(super) Option<F>);
+
+impl<F: FnMut()> DueOnDrop<F> {
+    /// Nothing was stored: no wake-up.
+    pub(super) fn defuse(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<F: FnMut()> Drop for DueOnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(mut due) = self.0.take() {
+            due();
+        }
+    }
+}
+
 /// How many times an accept tries its insert when the conflicting row vanished before its
 /// state was read (purged or pruned meanwhile).
 pub(super) const ACCEPT_TRIES: usize = 3;
@@ -496,7 +518,10 @@ macro_rules! sql_backend {
                     // so the insert is tried again rather than the inbox called full.
                     for _ in 0..ACCEPT_TRIES {
                         // The depth is the counter the schema's triggers keep: one row (SQLite)
-                        // or 64 summed (Postgres), read by the insert itself.
+                        // or 64 summed (Postgres), read by the insert itself. The server may
+                        // commit it and its answer never come (the future dropped meanwhile, the
+                        // connection cut): the producers are woken all the same.
+                        let woken = super::sql::DueOnDrop(Some(|| self.due()));
                         let inserted = sqlx::query(&self.sql.accept)
                             .bind(key)
                             .bind(delivery.path())
@@ -516,9 +541,10 @@ macro_rules! sql_backend {
                             .await
                             .map_err(sql)?;
                         if inserted.rows_affected() > 0 {
-                            self.due();
+                            drop(woken);
                             return Ok(Accepted::New);
                         }
+                        woken.defuse();
                         let (state, depth): (Option<String>, i64) =
                             sqlx::query_as(&self.sql.state_of)
                                 .bind(key)
