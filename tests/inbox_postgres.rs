@@ -558,6 +558,34 @@ async fn a_batch_claim_interrupted_by_a_database_restart_leaves_no_delivery_stra
     .await;
 }
 
+/// `Debug` on an inbox opened with a password in its URL (the test server trusts any), on its
+/// workers and their handle: present, and the password never printed.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_names_the_postgres_inbox_and_its_workers_and_prints_no_password() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let password = "pg-s3cret-password";
+    let url = format!(
+        "postgres://postgres:{password}@127.0.0.1:{}/postgres",
+        server.port
+    );
+    let inbox = PostgresInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    // Its listener started (it holds the connect options, password included).
+    inbox
+        .wait_for_work(Duration::from_millis(50))
+        .await
+        .unwrap();
+    // What a derived `Debug` would print: the pool's options hold the password.
+    let options = format!("{:?}", inbox.pool().connect_options());
+    assert!(options.contains(password), "{options}");
+    inbox_common::debug_names_the_backend_and_prints_no_secret(inbox, "PostgresInbox", password)
+        .await;
+}
+
 /// Two inboxes on one database (two replicas), each with a depth limit of 10.
 async fn two_replicas(server: &PostgresServer) -> (PostgresInbox, PostgresInbox) {
     let options = InboxOptions::new()

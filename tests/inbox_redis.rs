@@ -709,6 +709,34 @@ async fn a_batch_claim_interrupted_by_a_redis_restart_leaves_no_delivery_strande
     .await;
 }
 
+/// `Debug` on an inbox opened with a password in its URL (the server requires it), on its
+/// workers and their handle: present, and the password never printed.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_names_the_redis_inbox_and_its_workers_and_prints_no_password() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let password = "rd-s3cret-password";
+    let mut redis = server.connection().await;
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(password)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let url = format!("redis://:{password}@127.0.0.1:{}/", server.port);
+    let inbox = RedisInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    inbox
+        .wait_for_work(Duration::from_millis(50))
+        .await
+        .unwrap();
+    inbox_common::debug_names_the_backend_and_prints_no_secret(inbox, "RedisInbox", password).await;
+}
+
 /// Keys in the claims, sorted.
 fn claimed_ids(claims: &[tower_webhook::inbox::Claim]) -> Vec<String> {
     let mut ids: Vec<String> = claims
