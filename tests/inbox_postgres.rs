@@ -505,7 +505,7 @@ async fn a_stopped_server_is_answered_503_and_a_restarted_one_accepts_and_proces
     running.shutdown(Duration::from_secs(5)).await;
 }
 
-/// PostgreSQL stopped hard (`pg_ctl -m immediate`) and started again on the same data, three
+/// Postgres stopped hard (`pg_ctl -m immediate`) and started again on the same data, three
 /// times, while deliveries are accepted and claimed in batches and handlers complete them in
 /// their own transactions: every accepted delivery ends done with its effect exactly once,
 /// none stranded (see `tests/inbox_common/restart.rs`).
