@@ -558,6 +558,36 @@ async fn a_batch_claim_interrupted_by_a_database_restart_leaves_no_delivery_stra
     .await;
 }
 
+/// A batch claim carried out by the server whose answer was lost strands none of its
+/// deliveries: claimed again once its lease runs out. The claim's request is the one binding
+/// the lease and the batch size (`int8` parameters, each after its length).
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_claim_whose_answer_was_lost_strands_none_of_its_deliveries_on_postgres() {
+    use inbox_common::restart::{LOST_CLAIM_LEASE, LOST_CLAIM_SLOTS};
+
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let proxy = inbox_common::proxy::Proxy::start(server.port).await;
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port());
+    let inbox = PostgresInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    let mut marker = 8_i32.to_be_bytes().to_vec();
+    marker.extend(
+        i64::try_from(LOST_CLAIM_LEASE.as_millis())
+            .unwrap()
+            .to_be_bytes(),
+    );
+    marker.extend(8_i32.to_be_bytes());
+    marker.extend(i64::try_from(LOST_CLAIM_SLOTS).unwrap().to_be_bytes());
+    inbox_common::restart::a_batch_claim_whose_answer_was_lost_strands_none_of_its_deliveries(
+        inbox, &proxy, &marker,
+    )
+    .await;
+}
+
 /// `Debug` on an inbox opened with a password in its URL (the test server trusts any), on its
 /// workers and their handle: present, and the password never printed.
 #[cfg(feature = "axum")]

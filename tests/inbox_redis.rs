@@ -709,6 +709,39 @@ async fn a_batch_claim_interrupted_by_a_redis_restart_leaves_no_delivery_strande
     .await;
 }
 
+/// A batch claim carried out by Redis whose answer was lost strands none of its deliveries:
+/// claimed again once its lease runs out. The claim's request is the one passing the lease and
+/// the batch size (RESP bulk strings).
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_claim_whose_answer_was_lost_strands_none_of_its_deliveries_on_redis() {
+    use inbox_common::restart::{LOST_CLAIM_LEASE, LOST_CLAIM_SLOTS};
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let proxy = inbox_common::proxy::Proxy::start(server.port).await;
+    let url = format!("redis://127.0.0.1:{}/", proxy.port());
+    let inbox = RedisInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    let (lease, slots) = (
+        LOST_CLAIM_LEASE.as_millis().to_string(),
+        LOST_CLAIM_SLOTS.to_string(),
+    );
+    let marker = format!(
+        "${}\r\n{lease}\r\n${}\r\n{slots}\r\n",
+        lease.len(),
+        slots.len()
+    );
+    inbox_common::restart::a_batch_claim_whose_answer_was_lost_strands_none_of_its_deliveries(
+        inbox,
+        &proxy,
+        marker.as_bytes(),
+    )
+    .await;
+}
+
 /// `Debug` on an inbox opened with a password in its URL (the server requires it), on its
 /// workers and their handle: present, and the password never printed.
 #[cfg(feature = "axum")]

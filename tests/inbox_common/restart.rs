@@ -137,3 +137,61 @@ pub(crate) async fn a_batch_claim_interrupted_by_a_restart_strands_no_delivery<B
     let again = done.iter().filter(|record| record.attempts > 1).count();
     assert!(again > 0, "the restarts interrupted no delivery");
 }
+
+/// The lease of [`a_batch_claim_whose_answer_was_lost_strands_none_of_its_deliveries`]: an odd
+/// number of milliseconds, so that it marks the claim's request on the wire.
+pub(crate) const LOST_CLAIM_LEASE: Duration = Duration::from_millis(1987);
+/// How many executor slots its workers have: the first claim asks for that many.
+pub(crate) const LOST_CLAIM_SLOTS: usize = 4;
+
+/// A batch claim the server carried out and whose answer was lost (the proxy cuts the
+/// connection after the request carrying `marker`, the first claim's, reached the server): its
+/// deliveries are left running under a token nobody holds. They are not stranded: once the
+/// lease runs out they are claimed again, and each handler runs once, at attempt 2 (the lost
+/// claim counted). `inbox` reaches the server through `proxy`.
+pub(crate) async fn a_batch_claim_whose_answer_was_lost_strands_none_of_its_deliveries<B>(
+    inbox: B,
+    proxy: &super::proxy::Proxy,
+    marker: &[u8],
+) where
+    B: InboxBackend + Clone,
+{
+    let ids: Vec<String> = (0..LOST_CLAIM_SLOTS)
+        .map(|n| format!("evt_lost_claim_{n}"))
+        .collect();
+    // A first claim (nothing to take), so that the claim's statement or script is known to the
+    // server (prepared, loaded) before the cut.
+    assert!(inbox.claim(LOST_CLAIM_LEASE, 1).await.unwrap().is_empty());
+    for id in &ids {
+        inbox.accept(&delivery(id)).await.unwrap();
+    }
+    let app = super::App::default();
+    proxy.arm(marker);
+    let started = Instant::now();
+    let running = super::workers(&inbox, &app)
+        .with_workers(NonZeroUsize::new(LOST_CLAIM_SLOTS).unwrap())
+        .with_lease(LOST_CLAIM_LEASE)
+        .start()
+        .unwrap();
+    // Each done (the reads may fail while the cut connection is replaced: a multiplexed one).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for id in &ids {
+        loop {
+            match inbox.get(&super::key(id)).await {
+                Ok(Some(record)) if record.state == DeliveryState::Done => break,
+                other => assert!(Instant::now() < deadline, "{id} stranded: {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    running.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(proxy.cuts(), 1, "the claim's answer was not cut");
+    assert!(
+        started.elapsed() >= LOST_CLAIM_LEASE,
+        "claimed again before the lost claim's lease ran out: {:?}",
+        started.elapsed()
+    );
+    for id in &ids {
+        assert_eq!(app.runs_of(id), [2], "{id}: the lost claim is attempt 1");
+    }
+}
