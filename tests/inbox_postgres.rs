@@ -505,6 +505,117 @@ async fn a_stopped_server_is_answered_503_and_a_restarted_one_accepts_and_proces
     running.shutdown(Duration::from_secs(5)).await;
 }
 
+/// Postgres stopped hard (`pg_ctl -m immediate`) and started again on the same data, three
+/// times, while deliveries are accepted and claimed in batches and handlers complete them in
+/// their own transactions: every accepted delivery ends done with its effect exactly once,
+/// none stranded (see `tests/inbox_common/restart.rs`).
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_claim_interrupted_by_a_database_restart_leaves_no_delivery_stranded() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let prefix = prefix();
+    let inbox = server
+        .inbox(
+            InboxOptions::new()
+                .with_prefix(prefix.clone())
+                .unwrap()
+                .with_timeout(Duration::from_secs(1)),
+        )
+        .await;
+    // No unique constraint: a second effect of one event would be counted, not refused.
+    let effects = format!("{prefix}effects");
+    sqlx::raw_sql(&format!("CREATE TABLE {effects} (event_id text NOT NULL)"))
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    // Claims made slow (2 ms per row claimed, before their commit), as on a slow disk: a
+    // restart most likely finds one in flight.
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION {prefix}slow() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(0.002); RETURN NULL; END $$; \
+         CREATE TRIGGER {prefix}slow_claim AFTER UPDATE ON {prefix}deliveries FOR EACH ROW \
+         WHEN (OLD.state = 'pending' AND NEW.state = 'running') EXECUTE FUNCTION {prefix}slow();"
+    ))
+    .execute(inbox.pool())
+    .await
+    .unwrap();
+    inbox_common::restart::a_batch_claim_interrupted_by_a_restart_strands_no_delivery(
+        inbox.clone(),
+        || {
+            server.pg_stop();
+            std::thread::sleep(Duration::from_millis(300));
+            server.pg_start().unwrap();
+        },
+        || async {
+            sqlx::query_scalar(&format!("SELECT event_id FROM {effects}"))
+                .fetch_all(inbox.pool())
+                .await
+                .unwrap()
+        },
+    )
+    .await;
+}
+
+/// A batch claim carried out by the server whose answer was lost strands none of its
+/// deliveries: claimed again once its lease runs out. The claim's request is the one binding
+/// the lease and the batch size (`int8` parameters, each after its length).
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_claim_whose_answer_was_lost_strands_none_of_its_deliveries_on_postgres() {
+    use inbox_common::restart::{LOST_CLAIM_LEASE, LOST_CLAIM_SLOTS};
+
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let proxy = inbox_common::proxy::Proxy::start(server.port).await;
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port());
+    let inbox = PostgresInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    let mut marker = 8_i32.to_be_bytes().to_vec();
+    marker.extend(
+        i64::try_from(LOST_CLAIM_LEASE.as_millis())
+            .unwrap()
+            .to_be_bytes(),
+    );
+    marker.extend(8_i32.to_be_bytes());
+    marker.extend(i64::try_from(LOST_CLAIM_SLOTS).unwrap().to_be_bytes());
+    inbox_common::restart::a_batch_claim_whose_answer_was_lost_strands_none_of_its_deliveries(
+        inbox, &proxy, &marker,
+    )
+    .await;
+}
+
+/// `Debug` on an inbox opened with a password in its URL (the test server trusts any), on its
+/// workers and their handle: present, and the password never printed.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_names_the_postgres_inbox_and_its_workers_and_prints_no_password() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let password = "pg-s3cret-password";
+    let url = format!(
+        "postgres://postgres:{password}@127.0.0.1:{}/postgres",
+        server.port
+    );
+    let inbox = PostgresInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    // Its listener started (it holds the connect options, password included).
+    inbox
+        .wait_for_work(Duration::from_millis(50))
+        .await
+        .unwrap();
+    // What a derived `Debug` would print: the pool's options hold the password.
+    let options = format!("{:?}", inbox.pool().connect_options());
+    assert!(options.contains(password), "{options}");
+    inbox_common::debug_names_the_backend_and_prints_no_secret(inbox, "PostgresInbox", password)
+        .await;
+}
+
 /// Two inboxes on one database (two replicas), each with a depth limit of 10.
 async fn two_replicas(server: &PostgresServer) -> (PostgresInbox, PostgresInbox) {
     let options = InboxOptions::new()
@@ -927,6 +1038,50 @@ async fn a_waiting_worker_wakes_at_once_on_an_accept_in_its_process_or_another_r
     an_accept_wakes(&there, &here, "evt_after_kill_other_way").await;
 }
 
+/// An accept whose `INSERT` the server committed but whose answer never came back, its
+/// future dropped meanwhile (a sender that hung up, a timeout around the call) or its
+/// connection cut (an error), still wakes a worker waiting in another replica (its own pool
+/// and listener) at once, not at its fallback poll (60 s here).
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_whose_answer_never_came_still_wakes_a_worker_in_another_replica() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let options = InboxOptions::new().with_prefix(prefix()).unwrap();
+    let proxy = inbox_common::proxy::Proxy::start(server.port).await;
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port());
+    let accepter = PostgresInbox::connect(&url, options.clone()).await.unwrap();
+    let waiter = server.inbox(options).await;
+    for (id, drop_it) in [("evt_dropped", true), ("evt_cut", false)] {
+        let worker = tokio::spawn(first_claim_after_waiting(waiter.clone()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!worker.is_finished(), "{id}: nothing to claim yet");
+        proxy.arm(id.as_bytes());
+        let stored = delivery(id);
+        let accept = accepter.accept(&stored);
+        if drop_it {
+            // Dropped before the answer (the proxy holds it back for 200 ms, then cuts).
+            let answered = tokio::time::timeout(Duration::from_millis(100), accept).await;
+            assert!(answered.is_err(), "{id}: answered {answered:?}");
+        } else {
+            let answered = accept.await;
+            assert!(answered.is_err(), "{id}: answered {answered:?}");
+        }
+        // The server committed it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while waiter.get(stored.key()).await.unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "{id} was not stored");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::timeout(Duration::from_secs(1), worker)
+            .await
+            .unwrap_or_else(|_| panic!("{id}: the waiting worker was not woken within 1 s"))
+            .unwrap();
+    }
+    assert_eq!(proxy.cuts(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_accepts_leaves_no_delivery_waiting_for_the_poll_in_another_replica() {
     let Some(server) = PostgresServer::start() else {
@@ -1078,4 +1233,37 @@ async fn a_batch_claim_with_one_unreadable_delivery_returns_the_others() {
         seen.iter().any(|id| id == "evt_fine"),
         "a fine delivery claimed with an unreadable one is never returned: {seen:?}"
     );
+}
+
+/// As on `SQLite`: the unreadable row itself is dead-lettered by the claim that took it.
+#[tokio::test]
+async fn an_unreadable_row_is_dead_lettered_by_the_claim_that_took_it() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let prefix = prefix();
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix.clone()).unwrap())
+        .await;
+    let table = format!("{prefix}deliveries");
+    inbox_backend::an_unreadable_row_is_dead_lettered_by_the_claim_that_took_it(
+        inbox,
+        async |inbox: &PostgresInbox| {
+            sqlx::query(&format!(
+                "UPDATE {table} SET headers = 'not json' WHERE event_id = 'evt_odd'"
+            ))
+            .execute(inbox.pool())
+            .await
+            .unwrap();
+        },
+        async |inbox: &PostgresInbox| {
+            sqlx::query_scalar(&format!(
+                "SELECT last_error FROM {table} WHERE event_id = 'evt_odd'"
+            ))
+            .fetch_one(inbox.pool())
+            .await
+            .unwrap()
+        },
+    )
+    .await;
 }

@@ -661,6 +661,115 @@ async fn redis_killed_and_restarted_with_aof_loses_nothing_acknowledged() {
     running.shutdown(Duration::from_secs(5)).await;
 }
 
+/// Redis (`appendonly yes`, `appendfsync always`) killed (SIGKILL) and started again on the
+/// same directory, three times, while deliveries are accepted and claimed in batches and
+/// handlers complete them in their own fenced transactions (`RedisCompletion`): every accepted
+/// delivery ends done with its effect exactly once, none stranded (see
+/// `tests/inbox_common/restart.rs`).
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_claim_interrupted_by_a_redis_restart_leaves_no_delivery_stranded() {
+    let Some(mut server) = RedisServer::start_durable() else {
+        return;
+    };
+    let prefix = prefix();
+    let inbox = server
+        .inbox(
+            InboxOptions::new()
+                .with_prefix(prefix.clone())
+                .unwrap()
+                .with_timeout(Duration::from_secs(1)),
+        )
+        .await;
+    let url = server.url();
+    inbox_common::restart::a_batch_claim_interrupted_by_a_restart_strands_no_delivery(
+        inbox,
+        || {
+            server.kill();
+            std::thread::sleep(Duration::from_millis(300));
+            server.spawn().unwrap();
+        },
+        || async {
+            let mut redis = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let counts: Vec<(String, usize)> = redis::cmd("HGETALL")
+                .arg(format!("{prefix}effects"))
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            counts
+                .into_iter()
+                .flat_map(|(id, count)| std::iter::repeat_n(id, count))
+                .collect()
+        },
+    )
+    .await;
+}
+
+/// A batch claim carried out by Redis whose answer was lost strands none of its deliveries:
+/// claimed again once its lease runs out. The claim's request is the one passing the lease and
+/// the batch size (RESP bulk strings).
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_claim_whose_answer_was_lost_strands_none_of_its_deliveries_on_redis() {
+    use inbox_common::restart::{LOST_CLAIM_LEASE, LOST_CLAIM_SLOTS};
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let proxy = inbox_common::proxy::Proxy::start(server.port).await;
+    let url = format!("redis://127.0.0.1:{}/", proxy.port());
+    let inbox = RedisInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    let (lease, slots) = (
+        LOST_CLAIM_LEASE.as_millis().to_string(),
+        LOST_CLAIM_SLOTS.to_string(),
+    );
+    let marker = format!(
+        "${}\r\n{lease}\r\n${}\r\n{slots}\r\n",
+        lease.len(),
+        slots.len()
+    );
+    inbox_common::restart::a_batch_claim_whose_answer_was_lost_strands_none_of_its_deliveries(
+        inbox,
+        &proxy,
+        marker.as_bytes(),
+    )
+    .await;
+}
+
+/// `Debug` on an inbox opened with a password in its URL (the server requires it), on its
+/// workers and their handle: present, and the password never printed.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_names_the_redis_inbox_and_its_workers_and_prints_no_password() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let password = "rd-s3cret-password";
+    let mut redis = server.connection().await;
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(password)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let url = format!("redis://:{password}@127.0.0.1:{}/", server.port);
+    let inbox = RedisInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    inbox
+        .wait_for_work(Duration::from_millis(50))
+        .await
+        .unwrap();
+    inbox_common::debug_names_the_backend_and_prints_no_secret(inbox, "RedisInbox", password).await;
+}
+
 /// Keys in the claims, sorted.
 fn claimed_ids(claims: &[tower_webhook::inbox::Claim]) -> Vec<String> {
     let mut ids: Vec<String> = claims

@@ -557,3 +557,34 @@ async fn a_batch_claim_with_one_unreadable_delivery_returns_the_others() {
         "a fine delivery claimed with an unreadable one is never returned: {seen:?}"
     );
 }
+
+/// The unreadable row itself is dead-lettered by the claim that took it (error `unreadable
+/// row: ...`), not left running, counted in the depth and claimed again at each lease's end.
+#[tokio::test]
+async fn an_unreadable_row_is_dead_lettered_by_the_claim_that_took_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = SqliteInbox::open(dir.path().join("inbox.db"), InboxOptions::new())
+        .await
+        .unwrap();
+    inbox_backend::an_unreadable_row_is_dead_lettered_by_the_claim_that_took_it(
+        inbox,
+        async |inbox: &SqliteInbox| {
+            sqlx::query(
+                "UPDATE tower_webhook_deliveries SET headers = 'not json' \
+                 WHERE event_id = 'evt_odd'",
+            )
+            .execute(inbox.pool())
+            .await
+            .unwrap();
+        },
+        async |inbox: &SqliteInbox| {
+            sqlx::query_scalar(
+                "SELECT last_error FROM tower_webhook_deliveries WHERE event_id = 'evt_odd'",
+            )
+            .fetch_one(inbox.pool())
+            .await
+            .unwrap()
+        },
+    )
+    .await;
+}

@@ -169,6 +169,28 @@ pub(super) fn error_text(error: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Calls its function (an inbox's `due`: wakes the producers) when dropped, unless
+/// [`defuse`](Self::defuse)d. Held across an accept's `INSERT`: a future dropped before the
+/// answer (a sender that hung up, a timeout around the call), or an answer lost (an error after
+/// the server committed), still wakes the producers, here and in the other replicas, rather than
+/// leave the delivery to their fallback poll. A spurious wake-up costs one claim.
+pub(super) struct DueOnDrop<F: FnMut()>(pub(super) Option<F>);
+
+impl<F: FnMut()> DueOnDrop<F> {
+    /// Nothing was stored: no wake-up.
+    pub(super) fn defuse(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<F: FnMut()> Drop for DueOnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(mut due) = self.0.take() {
+            due();
+        }
+    }
+}
+
 /// How many times an accept tries its insert when the conflicting row vanished before its
 /// state was read (purged or pruned meanwhile).
 pub(super) const ACCEPT_TRIES: usize = 3;
@@ -516,6 +538,40 @@ where
         Ok(D::rows_affected(&done) > 0)
     }
 
+    /// Dead-letters a row the claim under `token` took and could not read: error
+    /// `unreadable row: <why>`. When that fails too, the row keeps its lease (claimed
+    /// again, and dead-lettered then, once it runs out).
+    async fn dead_letter_unreadable(
+        &self,
+        row: &<D::Database as sqlx::Database>::Row,
+        token: &Token,
+        error: &InboxError,
+    ) {
+        let reason = format!("unreadable row: {error}");
+        let dead = match row.try_get::<Vec<u8>, _>("key") {
+            Ok(key) => sqlx::query(&self.sql.dead_letter)
+                .bind(key.as_slice())
+                .bind(token.to_hex())
+                .bind(error_text(&reason).into_owned())
+                .execute(&self.pool)
+                .await
+                .map_err(sql),
+            Err(key_error) => Err(sql(key_error)),
+        };
+        match dead {
+            Ok(_) => crate::observe::error!(
+                %error,
+                "inbox: a claimed delivery cannot be read; dead-lettered (purge it)"
+            ),
+            Err(dead_error) => crate::observe::error!(
+                %error,
+                %dead_error,
+                "inbox: a claimed delivery cannot be read, nor dead-lettered; it is \
+                 claimed again when its lease runs out"
+            ),
+        }
+    }
+
     fn raw(row: &<D::Database as sqlx::Database>::Row) -> Result<RawRecord, sqlx::Error> {
         Ok(RawRecord {
             key: row.try_get("key")?,
@@ -580,7 +636,10 @@ where
             // so the insert is tried again rather than the inbox called full.
             for _ in 0..ACCEPT_TRIES {
                 // The depth is the counter the schema's triggers keep: one row (SQLite)
-                // or 64 summed (Postgres), read by the insert itself.
+                // or 64 summed (Postgres), read by the insert itself. The server may
+                // commit it and its answer never come (the future dropped meanwhile, the
+                // connection cut): the producers are woken all the same.
+                let woken = DueOnDrop(Some(|| D::due(self)));
                 let inserted = sqlx::query(&self.sql.accept)
                     .bind(key)
                     .bind(delivery.path())
@@ -600,9 +659,10 @@ where
                     .await
                     .map_err(sql)?;
                 if D::rows_affected(&inserted) > 0 {
-                    D::due(self);
+                    drop(woken);
                     return Ok(Accepted::New);
                 }
+                woken.defuse();
                 let row = sqlx::query(&self.sql.state_of)
                     .bind(key)
                     .fetch_one(&self.pool)
@@ -632,10 +692,11 @@ where
                 .fetch_all(&self.pool)
                 .await
                 .map_err(sql)?;
-            // A row that cannot be read is skipped, not the whole claim: failing it
-            // would hold back the deliveries claimed with it, lease after lease (they
-            // are taken again together until their attempts run out). It keeps its
-            // lease, and `get` or `list` show the error.
+            // A row that cannot be read is not returned, and does not fail the claim
+            // (that would hold back the deliveries claimed with it, lease after lease):
+            // it is dead-lettered, its error `unreadable row: ...`, so that it leaves
+            // the depth and an operator sees it (`stats().dead`), rather than be
+            // claimed again at each lease's end for ever.
             let mut claims = Vec::with_capacity(rows.len());
             for row in &rows {
                 match Self::record(row) {
@@ -643,10 +704,7 @@ where
                         let lease = Lease::new(*record.delivery.key(), token, record.attempts);
                         claims.push(Claim { record, lease });
                     }
-                    Err(error) => crate::observe::warn!(
-                        %error,
-                        "inbox: a claimed delivery cannot be read; skipped (purge it)"
-                    ),
+                    Err(error) => self.dead_letter_unreadable(row, &token, &error).await,
                 }
             }
             Ok(claims)

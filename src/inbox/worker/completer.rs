@@ -166,6 +166,19 @@ fn expected(finish: &Finish) -> Outcome<'_> {
 
 /// The outcome of `finish`, for a lease whose batch failed: what reading the delivery again
 /// shows, after recording it on its own when it is still running under this attempt.
+///
+/// Correct whatever the failed batch did: it took effect whole or not at all (one statement or
+/// script), and the single call is fenced by the lease's token as the batch was, so it never
+/// touches a delivery claimed again since (a released one claimed again may show the same
+/// attempt number: its call is refused and it is reported unrecorded). An outcome that cannot
+/// be read nor recorded is reported unrecorded: the delivery stays running and is claimed again
+/// once its lease runs out (at least once; exactly once with a transactional completion).
+/// Bounded: per outcome at most 3 reads, one call and 3 more reads, each bounded by the
+/// inbox's timeout (7 timeouts and 0.4 s of pauses; about 35 s at the default 5 s), for at most
+/// [`FLUSH_MAX`] outcomes one after the other. A server that refuses connections fails each
+/// call at once; one that stalls holds the completer for that long, the executors then wait to
+/// hand over their outcomes (at most [`QUEUE`]) and the producer claims nothing meanwhile, while
+/// the batch's leases are still renewed until the last of its outcomes is reported.
 async fn recover<'e, B: InboxBackend>(
     backend: &B,
     lease: &Lease,
