@@ -1307,8 +1307,8 @@ async fn connections_received(connection: &mut redis::aio::MultiplexedConnection
 }
 
 #[tokio::test]
-async fn a_batch_with_one_odd_delivery_records_the_others_and_fails_the_call() {
-    use tower_webhook::inbox::{Finish, InboxError};
+async fn a_batch_with_one_odd_delivery_records_the_others_and_refuses_that_one() {
+    use tower_webhook::inbox::Finish;
 
     let Some(server) = RedisServer::start() else {
         return;
@@ -1343,9 +1343,10 @@ async fn a_batch_with_one_odd_delivery_records_the_others_and_fails_the_call() {
         (claims[2].lease.clone(), Finish::Release),
         (claims[1].lease.clone(), Finish::Done),
     ];
-    let answer = inbox.finish(&outcomes).await;
-    assert!(matches!(answer, Err(InboxError::Backend(_))), "{answer:?}");
-    // The one after the odd one was recorded all the same (Redis does not roll back).
+    // The odd one is refused (the caller reads it again, as after any refusal); the others
+    // are recorded and answered, not failed with it.
+    let answer = inbox.finish(&outcomes).await.unwrap();
+    assert_eq!(answer, [true, false, true]);
     let state = |n: usize| inbox.get(claims[n].record.delivery.key());
     assert_eq!(
         state(0).await.unwrap().unwrap().state,
@@ -1357,6 +1358,74 @@ async fn a_batch_with_one_odd_delivery_records_the_others_and_fails_the_call() {
         .await
         .unwrap();
     assert_eq!(renewed, [true], "the odd one is still its owner's");
+}
+
+/// Review of #20: one lease whose delivery's hash was damaged must not fail the renewal of
+/// every other running delivery (the workers would stop all their handlers when the leases
+/// run out): that one is refused, the others renewed.
+#[tokio::test]
+async fn renew_all_refuses_a_damaged_lease_and_renews_the_others() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix()).unwrap())
+        .await;
+    let mut redis = server.connection().await;
+    for id in ["evt_a", "evt_b", "evt_c"] {
+        inbox.accept(&bare(id)).await.unwrap();
+    }
+    let mut claims = inbox.claim(Duration::from_secs(5), 3).await.unwrap();
+    claims.sort_by(|a, b| {
+        a.record
+            .delivery
+            .facts()
+            .id
+            .cmp(&b.record.delivery.facts().id)
+    });
+    assert_eq!(claimed_ids(&claims), ["evt_a", "evt_b", "evt_c"]);
+    // evt_b's stream entry id is damaged: its renewal's `XCLAIM` fails.
+    let () = redis::cmd("HSET")
+        .arg(inbox.delivery_key(claims[1].record.delivery.key()))
+        .arg("sid")
+        .arg("not-an-entry-id")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let leases: Vec<_> = claims.iter().map(|claim| claim.lease.clone()).collect();
+    let renewed = inbox
+        .renew_all(&leases, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(renewed, [true, false, true]);
+    for n in [0, 2] {
+        let record = inbox
+            .get(claims[n].record.delivery.key())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            record.due_at > claims[n].record.due_at + Duration::from_secs(60),
+            "lease {n} was not renewed"
+        );
+    }
+    // A delivery whose hash is not a hash any more is refused alike.
+    let () = redis::cmd("DEL")
+        .arg(inbox.delivery_key(claims[1].record.delivery.key()))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let () = redis::cmd("SET")
+        .arg(inbox.delivery_key(claims[1].record.delivery.key()))
+        .arg("garbage")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let renewed = inbox
+        .renew_all(&leases, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(renewed, [true, false, true]);
 }
 
 #[tokio::test]

@@ -79,8 +79,10 @@ const IDLE_CONSUMER: Duration = Duration::from_secs(60 * 60);
 /// script each, whatever the batch's size: each lease is checked and recorded exactly as its
 /// single call would, one after another in the script, and each answers whether it was still
 /// the owner's, in order. Redis does not roll a script back, so each outcome runs in a
-/// protected call: a delivery whose stored data is odd fails alone (the call then fails, so
-/// that the caller reads its deliveries again) and the others of the batch are recorded.
+/// protected call: a delivery whose stored data is odd (a damaged hash) fails alone and is
+/// answered `false` (refused: the caller reads it again, as after any refusal), and the others
+/// of the batch are recorded and answered as usual; one damaged delivery never fails the
+/// renewal of every running lease.
 ///
 /// # Wake-ups
 ///
@@ -735,18 +737,23 @@ impl InboxBackend for RedisInbox {
 }
 
 /// A batch script's answers (1 recorded, 0 not the owner's, -1 failed on odd stored data) as
-/// `Vec<bool>`; a failed one, or a count that does not match, fails the call (the caller
-/// then reads the deliveries again: the others were recorded).
+/// `Vec<bool>`: a failed one is refused (`false`: the caller reads that delivery again, as
+/// after any refusal) and logged, never the whole batch (the others were recorded); a count
+/// that does not match fails the call.
 fn owner_answers(answers: Vec<i64>, expected: usize) -> Result<Vec<bool>, InboxError> {
     if answers.len() != expected {
         return Err(corrupt(
             "a batch script answered for a different number of leases",
         ));
     }
-    if answers.iter().any(|answer| *answer < 0) {
-        return Err(corrupt(
-            "a delivery's stored data could not be updated (the batch's others were recorded)",
-        ));
+    let odd = answers.iter().filter(|answer| **answer < 0).count();
+    if odd > 0 {
+        crate::observe::warn!(
+            odd,
+            batch = expected,
+            "inbox: a delivery's stored data could not be updated; refused (read it with get, \
+             or purge it), the batch's others were recorded"
+        );
     }
     Ok(answers.into_iter().map(|answer| answer == 1).collect())
 }

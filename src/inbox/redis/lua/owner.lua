@@ -6,9 +6,10 @@
 local function renew(k, token, consumer, duration)
   local h = hprefix .. k
   if not owned(h, token) then return 0 end
-  redis.call('ZADD', leases, ms(now + tonumber(duration)), k)
+  -- The entry first: a damaged one fails before the lease is extended.
   local sid = redis.call('HGET', h, 'sid')
   if sid then redis.call('XCLAIM', stream, group, consumer, 0, sid, 'JUSTID') end
+  redis.call('ZADD', leases, ms(now + tonumber(duration)), k)
   return 1
 end
 -- Done: kept (to answer duplicates) until pruned.
