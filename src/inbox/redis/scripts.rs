@@ -7,6 +7,8 @@
 
 use redis::Script;
 
+use crate::inbox::delivery::HISTORY_LIMIT;
+
 /// The consumer group every process reads the stream through.
 pub(super) const GROUP: &str = "workers";
 
@@ -30,6 +32,8 @@ pub(super) struct Keys {
     pub(super) leases: String,
     /// Pending deliveries by acceptance.
     pub(super) pending: String,
+    /// Of the pending deliveries, those attempted already (retrying), by acceptance.
+    pub(super) retrying: String,
     /// Running deliveries by acceptance.
     pub(super) running: String,
     /// Done deliveries by acceptance.
@@ -53,6 +57,7 @@ impl Keys {
             delayed: key("delayed"),
             leases: key("leases"),
             pending: key("state:pending"),
+            retrying: key("state:retrying"),
             running: key("state:running"),
             done: key("state:done"),
             dead: key("state:dead"),
@@ -63,7 +68,7 @@ impl Keys {
     }
 
     /// The keys every script is given, in the order [`PRELUDE`] names them (`KEYS[1]` ...).
-    pub(super) fn all(&self) -> [&str; 9] {
+    pub(super) fn all(&self) -> [&str; 10] {
         [
             &self.stream,
             &self.delayed,
@@ -74,6 +79,7 @@ impl Keys {
             &self.dead,
             &self.finished,
             &self.dead_letters,
+            &self.retrying,
         ]
     }
 }
@@ -95,18 +101,19 @@ pub(super) struct Scripts {
     pub(super) repair: Script,
     pub(super) get: Script,
     pub(super) list: Script,
+    pub(super) search: Script,
     pub(super) stats: Script,
     pub(super) position: Script,
 }
 
-/// [`PRELUDE`], then `body`.
+/// [`PRELUDE`] (after `history_limit`, [`HISTORY_LIMIT`]), then `body`.
 fn source(body: &str) -> String {
-    format!("{PRELUDE}{body}")
+    format!("local history_limit = {HISTORY_LIMIT}\n{PRELUDE}{body}")
 }
 
-/// [`PRELUDE`], the owner's calls, then `body`.
+/// [`PRELUDE`] (after `history_limit`), the owner's calls, then `body`.
 fn owner_source(body: &str) -> String {
-    format!("{PRELUDE}{OWNER}{body}")
+    format!("local history_limit = {HISTORY_LIMIT}\n{PRELUDE}{OWNER}{body}")
 }
 
 /// The source of the completion script, for a fenced completion's `EVAL` (in a transaction,
@@ -141,6 +148,7 @@ impl Scripts {
             repair: script(include_str!("lua/repair.lua")),
             get: script(include_str!("lua/get.lua")),
             list: script(include_str!("lua/list.lua")),
+            search: script(include_str!("lua/search.lua")),
             stats: script(include_str!("lua/stats.lua")),
             position: script(include_str!("lua/position.lua")),
         }
