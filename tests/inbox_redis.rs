@@ -1918,3 +1918,47 @@ async fn history_records_each_outcome_and_replay_oldest_first_and_keeps_the_last
     let record = inbox.get(delivery.key()).await.unwrap().unwrap();
     assert!(record.history.is_empty());
 }
+
+/// An inbox written by a version without the index of retries: the first connect of this one
+/// indexes the retries already pending, across batches, then marks it done.
+#[tokio::test]
+async fn connect_indexes_the_retries_of_an_inbox_from_before_the_index() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let options = InboxOptions::new().with_prefix(prefix()).unwrap();
+    let inbox = server.inbox(options.clone()).await;
+    let mut redis = server.connection().await;
+    let deliveries: Vec<Delivery> = (0..1_203).map(|n| bare(&format!("evt_{n}"))).collect();
+    for chunk in deliveries.chunks(400) {
+        let accepts = chunk.iter().map(|delivery| inbox.accept(delivery));
+        for accepted in futures_util::future::join_all(accepts).await {
+            accepted.unwrap();
+        }
+    }
+    let claims = inbox.claim(Duration::from_secs(60), 1_203).await.unwrap();
+    for (n, claim) in claims.iter().enumerate() {
+        if n % 2 == 0 {
+            assert!(inbox
+                .retry(&claim.lease, Duration::from_secs(60), "boom")
+                .await
+                .unwrap());
+        } else {
+            assert!(inbox.release(&claim.lease).await.unwrap());
+        }
+    }
+    assert_eq!(inbox.stats().await.unwrap().retrying, 602);
+    // As an older version leaves it: no index, no marker.
+    let base = inbox.stream_key().trim_end_matches("stream").to_owned();
+    let removed: i64 = redis::cmd("DEL")
+        .arg(format!("{base}state:retrying"))
+        .arg(format!("{base}retrying-indexed"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(removed, 2);
+    assert_eq!(inbox.stats().await.unwrap().retrying, 0);
+    let upgraded = server.inbox(options).await;
+    let stats = upgraded.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.retrying), (1_203, 602));
+}

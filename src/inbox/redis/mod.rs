@@ -176,10 +176,12 @@ const IDLE_CONSUMER: Duration = Duration::from_secs(60 * 60);
 ///
 /// All under one hash tag, `{<prefix>inbox}:` (prefix of [`InboxOptions::with_prefix`],
 /// default `tower_webhook_`): `stream`, `dead-letters` (streams), `delayed`, `leases`,
-/// `state:pending|running|done|dead`, `state:retrying` (since 0.2: processes of an older
-/// version do not keep it, so run one version at a time), `finished` (sorted sets of keys in
-/// hex), and `d:<key in hex>` (one hash per delivery: the delivery's fields, its state,
-/// attempts, last error, owner and stream entry, and its `history`). Two inboxes with different prefixes share a Redis without
+/// `state:pending|running|done|dead`, `state:retrying` (since 0.2, built at the first
+/// [`connect`](Self::connect) for an inbox from before; processes of an older version do not
+/// keep it, so do not run both at once), `finished` (sorted sets of keys in hex),
+/// `retrying-indexed` (a string: `state:retrying` is built), and `d:<key in hex>` (one hash
+/// per delivery: the delivery's fields, its state, attempts, last error, owner and stream
+/// entry, and its `history`). Two inboxes with different prefixes share a Redis without
 /// seeing each other's deliveries. The scripts reach each delivery's hash by name (not through
 /// `KEYS`) and the connection is not a cluster client, so the inbox needs a standalone Redis,
 /// not a Redis Cluster (the hash tag already keeps every key in one slot). With Sentinel, give
@@ -245,7 +247,27 @@ impl RedisInbox {
             wake: Wake::new(),
         };
         inbox.create_group().await?;
+        inbox.index_retries().await?;
         Ok(inbox)
+    }
+
+    /// Builds the index of retries (`state:retrying`) of an inbox written by a version without
+    /// it, in batches (`lua/index.lua`); one short script when it is built already.
+    async fn index_retries(&self) -> Result<(), InboxError> {
+        let batch = PRUNE_BATCH.to_string();
+        let (mut score, mut key) = (String::new(), String::new());
+        loop {
+            let (complete, next_score, next_key): (i64, String, String) = self
+                .run(
+                    &self.scripts.index,
+                    &[score.as_bytes(), key.as_bytes(), batch.as_bytes()],
+                )
+                .await?;
+            if complete == 1 {
+                return Ok(());
+            }
+            (score, key) = (next_score, next_key);
+        }
     }
 
     async fn create_group(&self) -> Result<(), InboxError> {

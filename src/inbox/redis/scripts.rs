@@ -34,6 +34,8 @@ pub(super) struct Keys {
     pub(super) pending: String,
     /// Of the pending deliveries, those attempted already (retrying), by acceptance.
     pub(super) retrying: String,
+    /// Set once `retrying` holds every retry (an inbox from before 0.2 is indexed at connect).
+    pub(super) indexed: String,
     /// Running deliveries by acceptance.
     pub(super) running: String,
     /// Done deliveries by acceptance.
@@ -58,6 +60,7 @@ impl Keys {
             leases: key("leases"),
             pending: key("state:pending"),
             retrying: key("state:retrying"),
+            indexed: key("retrying-indexed"),
             running: key("state:running"),
             done: key("state:done"),
             dead: key("state:dead"),
@@ -68,7 +71,7 @@ impl Keys {
     }
 
     /// The keys every script is given, in the order [`PRELUDE`] names them (`KEYS[1]` ...).
-    pub(super) fn all(&self) -> [&str; 10] {
+    pub(super) fn all(&self) -> [&str; 11] {
         [
             &self.stream,
             &self.delayed,
@@ -80,6 +83,7 @@ impl Keys {
             &self.finished,
             &self.dead_letters,
             &self.retrying,
+            &self.indexed,
         ]
     }
 }
@@ -102,6 +106,7 @@ pub(super) struct Scripts {
     pub(super) get: Script,
     pub(super) list: Script,
     pub(super) search: Script,
+    pub(super) index: Script,
     pub(super) stats: Script,
     pub(super) position: Script,
 }
@@ -149,6 +154,7 @@ impl Scripts {
             get: script(include_str!("lua/get.lua")),
             list: script(include_str!("lua/list.lua")),
             search: script(include_str!("lua/search.lua")),
+            index: script(include_str!("lua/index.lua")),
             stats: script(include_str!("lua/stats.lua")),
             position: script(include_str!("lua/position.lua")),
         }

@@ -7,6 +7,8 @@ local finished, deadletters = KEYS[8], KEYS[9]
 -- The pending deliveries attempted already (`Status::Retrying`), by acceptance: a subset of
 -- `sets.pending`, kept by `move` (and `purge`), so that counting them costs a `ZCARD`.
 local retrying = KEYS[10]
+-- Set once `retrying` holds every retry (built by `index.lua` for an inbox from before it).
+local indexed = KEYS[11]
 local hprefix, group = ARGV[1], ARGV[2]
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -75,4 +77,28 @@ local function view(k)
     table.insert(all, lease)
   end
   return all
+end
+-- Whether key a comes after key b, byte by byte (not `>`, which follows the locale).
+local function after(a, b)
+  if a == b then return false end
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x > y end
+  end
+  return #a > #b
+end
+-- The rank in `set` (a state index: scores, then members byte by byte) of its first member
+-- past a position: at `score` or later (empty: the start), and after `key` at that score
+-- when it is not empty. The members with a lower score are counted, and those with that
+-- score searched by key (O(log n) each).
+local function first_rank(set, score, key)
+  if score == '' then return 0 end
+  local lo = redis.call('ZCOUNT', set, '-inf', '(' .. score)
+  if key == '' then return lo end
+  local hi = lo + redis.call('ZCOUNT', set, score, score)
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if after(redis.call('ZRANGE', set, mid, mid)[1], key) then hi = mid else lo = mid + 1 end
+  end
+  return lo
 end

@@ -23,31 +23,9 @@ elseif status == 'retrying' then
 else
   sources = { sets[status] }
 end
--- Whether key a comes after key b, byte by byte (not `>`, which follows the locale).
-local function after(a, b)
-  if a == b then return false end
-  for i = 1, math.min(#a, #b) do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x > y end
-  end
-  return #a > #b
-end
--- The rank of the first member of `set` past the start position: the members with a lower
--- score are counted, and those with the start's score are searched by key (O(log n) each).
-local function first_rank(set)
-  if start_score == '' then return 0 end
-  local lo = redis.call('ZCOUNT', set, '-inf', '(' .. start_score)
-  if start_key == '' then return lo end
-  local hi = lo + redis.call('ZCOUNT', set, start_score, start_score)
-  while lo < hi do
-    local mid = math.floor((lo + hi) / 2)
-    if after(redis.call('ZRANGE', set, mid, mid)[1], start_key) then hi = mid else lo = mid + 1 end
-  end
-  return lo
-end
 local iters = {}
 for i, set in ipairs(sources) do
-  iters[i] = { set = set, rank = first_rank(set), buf = {}, pos = 1 }
+  iters[i] = { set = set, rank = first_rank(set, start_score, start_key), buf = {}, pos = 1 }
 end
 -- The next member of an index and its score, read a chunk at a time.
 local function head(it)
