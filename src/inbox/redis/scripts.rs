@@ -1,9 +1,10 @@
 //! The inbox's Lua scripts (in `lua/`, one file each) and the Redis keys they are given.
 //!
-//! Every script is [`PRELUDE`] followed by its own body. The prelude names the keys
-//! ([`Keys::all`], the same list for every script), takes the hash prefix and the group from
-//! `ARGV[1]` and `ARGV[2]`, and reads Redis's clock; each body documents its own arguments
-//! from `ARGV[3]` on.
+//! Every script is `history_limit` ([`HISTORY_LIMIT`]), then [`PRELUDE`], then its own body.
+//! The prelude names the keys ([`Keys::all`], the same list for every script), takes the hash
+//! prefix and the group from `ARGV[1]` and `ARGV[2]`, reads Redis's clock, and holds the
+//! helpers the scripts share (state indexes, history, positions in the admin order); each body
+//! documents its own arguments from `ARGV[3]` on.
 
 use redis::Script;
 
