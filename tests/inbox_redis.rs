@@ -1706,8 +1706,14 @@ async fn a_search_over_many_deliveries_is_bounded_and_answers_where_to_go_on() {
     let inbox = server
         .inbox(InboxOptions::new().with_prefix(prefix()).unwrap())
         .await;
+    // Every third is `rare`; accepted 500 at a time, so many share a millisecond.
     let noise: Vec<Delivery> = (0..10_100)
-        .map(|n| with_event(&format!("evt_{n}"), "noise"))
+        .map(|n| {
+            with_event(
+                &format!("evt_{n}"),
+                if n % 3 == 0 { "rare" } else { "noise" },
+            )
+        })
         .collect();
     for chunk in noise.chunks(500) {
         let accepts = chunk.iter().map(|delivery| inbox.accept(delivery));
@@ -1729,6 +1735,27 @@ async fn a_search_over_many_deliveries_is_bounded_and_answers_where_to_go_on() {
     assert_eq!(page.records.len(), 1);
     assert_eq!(page.records[0].delivery.key(), needle.key());
     assert_eq!(page.next, None);
+
+    // Filtered pages continue, script after script, from the last delivery examined (often
+    // inside a millisecond): the same deliveries, in the same order, as the unfiltered pages.
+    let (everything, _) = all_pages(&inbox, &Filter::new().limit(1_000)).await;
+    assert_eq!(everything.len(), 10_101);
+    let mut sorted = everything.clone();
+    sorted.sort_by_key(tower_webhook::inbox::Cursor::of);
+    sorted.dedup_by_key(|record| *record.delivery.key());
+    assert_eq!(sorted.len(), 10_101, "a delivery came twice");
+    assert!(everything == sorted, "pages out of order");
+    let rare = |records: &[tower_webhook::inbox::Record]| -> Vec<IdempotencyKey> {
+        records
+            .iter()
+            .filter(|record| record.delivery.facts().event.as_deref() == Some("rare"))
+            .map(|record| *record.delivery.key())
+            .collect()
+    };
+    let (filtered, pages) = all_pages(&inbox, &Filter::new().event("rare").limit(500)).await;
+    assert_eq!(rare(&filtered), rare(&everything));
+    assert_eq!(filtered.len(), 3_367);
+    assert!(pages >= 7, "{pages} pages");
 }
 
 #[tokio::test]
