@@ -14,10 +14,11 @@ use super::backend::{
     timed, Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease,
     Replay, Stats,
 };
-use super::delivery::{Delivery, DeliveryState, Record};
+use super::delivery::{Delivery, DeliveryState, HistoryKind, Record, HISTORY_LIMIT};
+use super::query::{Filter, Page};
 use super::sql::{
-    encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
-    PRUNE_BATCH,
+    encode_headers, error_text, limit, millis, signed_at, sql, Completion, Part, RawRecord,
+    TimeParam, ACCEPT_TRIES, PRUNE_BATCH,
 };
 use super::sqlite_writer::{Writer, WriterStatements};
 use super::wake::Wakeups;
@@ -32,9 +33,16 @@ const MAX_CONNECTIONS: u32 = 4;
 const NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
 
 /// The columns a [`RawRecord`] is read from.
-const COLUMNS: &str = "key, state, attempts, last_error, accepted_at AS accepted_ms, \
+const COLUMNS: &str = "key, state, attempts, last_error, accepted_at * 1000 AS accepted_us, \
     due_at AS due_ms, finished_at AS finished_ms, path, headers, body, scheme, event_id, event, \
-    action, delivery, scope, tenant, signed_at, version";
+    action, delivery, scope, tenant, signed_at, version, history";
+
+/// Times in queries: milliseconds since the Unix epoch, as stored.
+const TIME: TimeParam = TimeParam {
+    unit_ns: 1_000_000,
+    before: "",
+    after: "",
+};
 
 /// The schema, one migration per version: `{p}` is the prefix. Applied in order, each once, in
 /// one `BEGIN IMMEDIATE` transaction, and recorded in `{p}schema_version`.
@@ -89,6 +97,9 @@ CREATE TRIGGER {p}depth_delete AFTER DELETE ON {p}deliveries
 BEGIN
     UPDATE {p}depth SET n = n - 1 WHERE id = 0;
 END;
+",
+    r"
+ALTER TABLE {p}deliveries ADD COLUMN history TEXT NOT NULL DEFAULT '[]';
 ",
 ];
 
@@ -435,6 +446,8 @@ struct Statements {
     release: String,
     list: String,
     get: String,
+    /// The start of `search`'s query: the conditions, the order and the limit follow.
+    search: String,
     replay_dead: String,
     replay_dead_or_done: String,
     purge: String,
@@ -475,32 +488,39 @@ impl Statements {
             ),
             complete: format!(
                 "UPDATE {t} SET state = 'done', owner = NULL, due_at = {NOW}, \
-                 finished_at = {NOW} WHERE {owned}"
+                 finished_at = {NOW}, {} WHERE {owned}",
+                history_with(HistoryKind::Done, "NULL")
             ),
             completed: format!("SELECT 1 FROM {t} WHERE key = $1 AND state = 'done'"),
             retry: format!(
                 "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW} + $3, \
-                 last_error = $4 WHERE {owned}"
+                 last_error = $4, {} WHERE {owned}",
+                history_with(HistoryKind::Retried, "$4")
             ),
             dead_letter: format!(
                 "UPDATE {t} SET state = 'dead', owner = NULL, due_at = {NOW}, \
-                 finished_at = {NOW}, last_error = $3 WHERE {owned}"
+                 finished_at = {NOW}, last_error = $3, {} WHERE {owned}",
+                history_with(HistoryKind::Dead, "$3")
             ),
             release: format!(
                 "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW}, \
-                 attempts = max(attempts - 1, 0) WHERE {owned}"
+                 attempts = max(attempts - 1, 0), {} WHERE {owned}",
+                history_with(HistoryKind::Released, "NULL")
             ),
             list: format!(
                 "SELECT {COLUMNS} FROM {t} WHERE state = $1 ORDER BY accepted_at, key LIMIT $2"
             ),
             get: format!("SELECT {COLUMNS} FROM {t} WHERE key = $1"),
+            search: format!("SELECT {COLUMNS} FROM {t}"),
             replay_dead: format!(
                 "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW}, attempts = 0, \
-                 finished_at = NULL WHERE key = $1 AND state = 'dead'"
+                 finished_at = NULL, {} WHERE key = $1 AND state = 'dead'",
+                history_with(HistoryKind::Replayed, "NULL")
             ),
             replay_dead_or_done: format!(
                 "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW}, attempts = 0, \
-                 finished_at = NULL WHERE key = $1 AND state IN ('dead', 'done')"
+                 finished_at = NULL, {} WHERE key = $1 AND state IN ('dead', 'done')",
+                history_with(HistoryKind::Replayed, "NULL")
             ),
             purge: format!("DELETE FROM {t} WHERE key = $1"),
             prune: format!(
@@ -519,6 +539,26 @@ impl Statements {
             ),
         }
     }
+}
+
+/// `history = ` the history with an entry of `kind` appended, in the statement that records
+/// it: the attempt the row's `attempts` before the statement (the lease's attempt; for a
+/// replay, the attempts it resets), `error` an SQL expression (a parameter, or `NULL`), the
+/// time now; only the last [`HISTORY_LIMIT`] entries kept. A stored history that is not a JSON
+/// array (written by hand) starts again from this entry rather than fail the outcome.
+fn history_with(kind: HistoryKind, error: &str) -> String {
+    let kind = kind.as_str();
+    let stored = "coalesce(CASE WHEN json_valid(history) THEN \
+        CASE json_type(history) WHEN 'array' THEN history END END, '[]')";
+    let appended = format!(
+        "json_insert({stored}, '$[#]', json_object('attempt', attempts, 'kind', '{kind}', \
+         'error', {error}, 'at', {NOW}))"
+    );
+    // `key` and `value` are `json_each`'s columns: the entries' positions and the entries.
+    format!(
+        "history = (SELECT json_group_array(json(value)) FROM json_each({appended}) \
+         WHERE key >= json_array_length({appended}) - {HISTORY_LIMIT})"
+    )
 }
 
 super::sql::sql_backend!(SqliteInbox, SqliteRow, Sqlite);
