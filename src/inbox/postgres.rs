@@ -163,6 +163,9 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 ///   the pool), started by the first wait; when it fails it connects again (the workers poll
 ///   meanwhile) and wakes the workers once listening again, so nothing accepted meanwhile waits
 ///   for the poll. Retries coming due are found by the workers' fallback poll.
+/// - [`search`](InboxBackend::search) is one query, on the index on `(state, accepted_at)`
+///   when a status is given; its cursor keeps the microseconds `accepted_at` is stored with.
+///   Each delivery keeps its history ([`Record::history`]).
 /// - [`prune`](InboxBackend::prune) removes done deliveries 1,000 at a time, each batch its own
 ///   transaction, skipping rows another transaction holds (left for the next prune).
 /// - `text` columns cannot hold a NUL byte. The layer never stores one in an event id or an
@@ -187,7 +190,11 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 ///   token while running); `last_error`; `accepted_at`, `finished_at` (`timestamptz`); the
 ///   stored delivery: `path`, `headers` (JSON `[[name, value], ...]`), `body`, and the facts
 ///   `scheme`, `event_id`, `event`, `action`, `delivery`, `scope`, `tenant`, `signed_at`
-///   (RFC 3339), `version`.
+///   (RFC 3339), `version`; `history` (`jsonb`: an array of `{"attempt", "kind", "error",
+///   "at"}`, `at` in milliseconds since the Unix epoch, oldest first, the last 20; appended by
+///   the statement that records each outcome or replay). A database of schema version 2 gets
+///   `history` when an inbox connects (`[]` for the deliveries stored before; no table
+///   rewrite).
 /// - `{prefix}depth`: the depth, the sum of `n` over its 64 rows (`shard`), kept by the
 ///   triggers `{prefix}depth_insert`, `{prefix}depth_update`, `{prefix}depth_delete` and
 ///   `{prefix}depth_truncate` on `{prefix}deliveries` (functions `{prefix}depth_change` and

@@ -115,6 +115,9 @@ ALTER TABLE {p}deliveries ADD COLUMN history TEXT NOT NULL DEFAULT '[]';
 /// time, each batch its own transaction followed by a pause as long, so that accepts and claims
 /// waiting for the write lock get it between two batches rather than after the whole backlog.
 ///
+/// [`search`](InboxBackend::search) is one query, on the index on `(state, accepted_at)` when
+/// a status is given. Each delivery keeps its history ([`Record::history`]).
+///
 /// The workers record their outcomes in batches ([`finish`](InboxBackend::finish): every
 /// outcome's update in one `BEGIN IMMEDIATE` transaction, so one synced commit per batch, each
 /// still fenced by its lease's token) and renew all their leases with one statement
@@ -170,8 +173,11 @@ ALTER TABLE {p}deliveries ADD COLUMN history TEXT NOT NULL DEFAULT '[]';
 ///   running: when the lease ends; done or dead: when it got there); `owner` (the lease's token
 ///   while running); `last_error`; `accepted_at`, `finished_at`; the stored delivery: `path`,
 ///   `headers` (JSON `[[name, value], ...]`), `body`, and the facts `scheme`, `event_id`,
-///   `event`, `action`, `delivery`, `scope`, `tenant`, `signed_at` (RFC 3339), `version`.
-///   Times are milliseconds since the Unix epoch.
+///   `event`, `action`, `delivery`, `scope`, `tenant`, `signed_at` (RFC 3339), `version`;
+///   `history` (JSON text: an array of `{"attempt", "kind", "error", "at"}`, oldest first,
+///   the last 20; appended by the statement that records each outcome or replay).
+///   Times are milliseconds since the Unix epoch. A file of schema version 2 gets `history`
+///   when it opens, `[]` for the deliveries stored before.
 /// - `{prefix}depth`: one row, `n` the number of waiting (pending or running) deliveries, which
 ///   the depth limit reads; kept by the triggers `{prefix}depth_insert`, `{prefix}depth_update`
 ///   and `{prefix}depth_delete` on `{prefix}deliveries`, in the transaction of each change. A
