@@ -971,6 +971,87 @@ mod tests {
     }
 
     #[test]
+    fn a_history_keeps_the_entries_it_can_read_and_the_last_twenty() {
+        let text = r#"[{"attempt":1,"kind":"retried","error":"boom","at":1000},
+            {"attempt":2,"kind":"exploded","at":1000}, 5, {"kind":"done"},
+            {"attempt":2,"kind":"dead","error":null,"at":2000}]"#;
+        let history = decode_history(text);
+        let read: Vec<_> = history
+            .iter()
+            .map(|entry| (entry.attempt, entry.kind, entry.error.as_deref()))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                (1, HistoryKind::Retried, Some("boom")),
+                (2, HistoryKind::Dead, None)
+            ]
+        );
+        assert!(decode_history("not json").is_empty());
+        assert!(decode_history(r#"{"attempt":1}"#).is_empty());
+        let many: Vec<String> = (1..=25)
+            .map(|n| format!(r#"{{"attempt":{n},"kind":"released","at":0}}"#))
+            .collect();
+        let history = decode_history(&format!("[{}]", many.join(",")));
+        assert_eq!(history.len(), HISTORY_LIMIT);
+        assert_eq!(history[0].attempt, 6);
+    }
+
+    #[test]
+    fn times_between_two_stored_units_round_so_that_no_row_is_skipped_or_repeated() {
+        let ms = TimeParam {
+            unit_ns: 1_000_000,
+            before: "",
+            after: "",
+        };
+        let times = |filter: &Filter| -> Vec<String> {
+            filter_parts(filter, &ms)
+                .into_iter()
+                .map(|part| match part {
+                    Part::Sql(text) => text.to_owned(),
+                    Part::Time(units) => units.to_string(),
+                    Part::Text(text) => format!("'{text}'"),
+                    Part::Key(_) => "k".to_owned(),
+                })
+                .collect()
+        };
+        let at = |nanos: i128| {
+            OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        };
+        let key = IdempotencyKey::new("s", "", "e");
+        // Since: rounded up.
+        assert_eq!(
+            times(&Filter::new().since(at(5_000_000))).concat(),
+            " WHERE accepted_at >= 5"
+        );
+        assert_eq!(
+            times(&Filter::new().since(at(5_000_001))).concat(),
+            " WHERE accepted_at >= 6"
+        );
+        // A cursor on a unit: then by key; between two: after the unit it is in.
+        let after = |nanos| crate::inbox::query::Cursor {
+            accepted_at: at(nanos),
+            key,
+        };
+        assert_eq!(
+            times(&Filter::new().after(after(5_000_000))).concat(),
+            " WHERE accepted_at >= 5 AND (accepted_at > 5 OR key > k)"
+        );
+        assert_eq!(
+            times(&Filter::new().after(after(5_999_999))).concat(),
+            " WHERE accepted_at > 5"
+        );
+        assert_eq!(
+            times(&Filter::new().after(after(-1))).concat(),
+            " WHERE accepted_at > -1"
+        );
+        assert_eq!(
+            times(&Filter::new().status(Status::Retrying).event("e")).concat(),
+            " WHERE state = 'pending' AND attempts > 0 AND event = 'e'"
+        );
+    }
+
+    #[test]
     fn durations_are_whole_milliseconds_rounded_up_and_bounded() {
         assert_eq!(millis(Duration::from_micros(1)), 1);
         assert_eq!(millis(Duration::from_millis(1500)), 1500);
