@@ -160,12 +160,12 @@ pub(super) fn decode_history(text: &str) -> Vec<HistoryEntry> {
             let attempt = u32::try_from(entry.get("attempt")?.as_u64()?).ok()?;
             let kind = HistoryKind::from_name(entry.get("kind")?.as_str()?)?;
             let at = from_ms(entry.get("at")?.as_i64()?).ok()?;
-            let mut entry_read = HistoryEntry::new(attempt, kind, at);
-            entry_read.error = entry
+            let mut read = HistoryEntry::new(attempt, kind, at);
+            read.error = entry
                 .get("error")
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_owned);
-            Some(entry_read)
+            Some(read)
         })
         .collect();
     let extra = history.len().saturating_sub(HISTORY_LIMIT);
