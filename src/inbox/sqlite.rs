@@ -14,10 +14,11 @@ use super::backend::{
     timed, Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease,
     Replay, Stats,
 };
-use super::delivery::{Delivery, DeliveryState, Record};
+use super::delivery::{Delivery, DeliveryState, HistoryKind, Record, HISTORY_LIMIT};
+use super::query::{Filter, Page};
 use super::sql::{
-    encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
-    PRUNE_BATCH,
+    encode_headers, error_text, limit, millis, signed_at, sql, Completion, Part, RawRecord,
+    TimeParam, ACCEPT_TRIES, PRUNE_BATCH,
 };
 use super::sqlite_writer::{Writer, WriterStatements};
 use super::wake::Wakeups;
@@ -32,9 +33,16 @@ const MAX_CONNECTIONS: u32 = 4;
 const NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
 
 /// The columns a [`RawRecord`] is read from.
-const COLUMNS: &str = "key, state, attempts, last_error, accepted_at AS accepted_ms, \
+const COLUMNS: &str = "key, state, attempts, last_error, accepted_at * 1000 AS accepted_us, \
     due_at AS due_ms, finished_at AS finished_ms, path, headers, body, scheme, event_id, event, \
-    action, delivery, scope, tenant, signed_at, version";
+    action, delivery, scope, tenant, signed_at, version, history";
+
+/// Times in queries: milliseconds since the Unix epoch, as stored.
+const TIME: TimeParam = TimeParam {
+    unit_ns: 1_000_000,
+    before: "",
+    after: "",
+};
 
 /// The schema, one migration per version: `{p}` is the prefix. Applied in order, each once, in
 /// one `BEGIN IMMEDIATE` transaction, and recorded in `{p}schema_version`.
@@ -90,6 +98,9 @@ BEGIN
     UPDATE {p}depth SET n = n - 1 WHERE id = 0;
 END;
 ",
+    r"
+ALTER TABLE {p}deliveries ADD COLUMN history TEXT NOT NULL DEFAULT '[]';
+",
 ];
 
 /// The `SQLite` inbox backend (feature `sqlite`): one file, in WAL mode, for one machine.
@@ -103,6 +114,9 @@ END;
 /// the file (see Schema). [`prune`](InboxBackend::prune) removes done deliveries 1,000 at a
 /// time, each batch its own transaction followed by a pause as long, so that accepts and claims
 /// waiting for the write lock get it between two batches rather than after the whole backlog.
+///
+/// [`search`](InboxBackend::search) is one query, on the index on `(state, accepted_at)` when
+/// a status is given. Each delivery keeps its history ([`Record::history`]).
 ///
 /// The workers record their outcomes in batches ([`finish`](InboxBackend::finish): every
 /// outcome's update in one `BEGIN IMMEDIATE` transaction, so one synced commit per batch, each
@@ -159,8 +173,11 @@ END;
 ///   running: when the lease ends; done or dead: when it got there); `owner` (the lease's token
 ///   while running); `last_error`; `accepted_at`, `finished_at`; the stored delivery: `path`,
 ///   `headers` (JSON `[[name, value], ...]`), `body`, and the facts `scheme`, `event_id`,
-///   `event`, `action`, `delivery`, `scope`, `tenant`, `signed_at` (RFC 3339), `version`.
-///   Times are milliseconds since the Unix epoch.
+///   `event`, `action`, `delivery`, `scope`, `tenant`, `signed_at` (RFC 3339), `version`;
+///   `history` (JSON text: an array of `{"attempt", "kind", "error", "at"}`, oldest first,
+///   the last 20; appended by the statement that records each outcome or replay).
+///   Times are milliseconds since the Unix epoch. A file of schema version 2 gets `history`
+///   when it opens, `[]` for the deliveries stored before.
 /// - `{prefix}depth`: one row, `n` the number of waiting (pending or running) deliveries, which
 ///   the depth limit reads; kept by the triggers `{prefix}depth_insert`, `{prefix}depth_update`
 ///   and `{prefix}depth_delete` on `{prefix}deliveries`, in the transaction of each change. A
@@ -435,6 +452,8 @@ struct Statements {
     release: String,
     list: String,
     get: String,
+    /// The start of `search`'s query: the conditions, the order and the limit follow.
+    search: String,
     replay_dead: String,
     replay_dead_or_done: String,
     purge: String,
@@ -475,32 +494,39 @@ impl Statements {
             ),
             complete: format!(
                 "UPDATE {t} SET state = 'done', owner = NULL, due_at = {NOW}, \
-                 finished_at = {NOW} WHERE {owned}"
+                 finished_at = {NOW}, {} WHERE {owned}",
+                history_with(HistoryKind::Done, "NULL")
             ),
             completed: format!("SELECT 1 FROM {t} WHERE key = $1 AND state = 'done'"),
             retry: format!(
                 "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW} + $3, \
-                 last_error = $4 WHERE {owned}"
+                 last_error = $4, {} WHERE {owned}",
+                history_with(HistoryKind::Retried, "$4")
             ),
             dead_letter: format!(
                 "UPDATE {t} SET state = 'dead', owner = NULL, due_at = {NOW}, \
-                 finished_at = {NOW}, last_error = $3 WHERE {owned}"
+                 finished_at = {NOW}, last_error = $3, {} WHERE {owned}",
+                history_with(HistoryKind::Dead, "$3")
             ),
             release: format!(
                 "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW}, \
-                 attempts = max(attempts - 1, 0) WHERE {owned}"
+                 attempts = max(attempts - 1, 0), {} WHERE {owned}",
+                history_with(HistoryKind::Released, "NULL")
             ),
             list: format!(
                 "SELECT {COLUMNS} FROM {t} WHERE state = $1 ORDER BY accepted_at, key LIMIT $2"
             ),
             get: format!("SELECT {COLUMNS} FROM {t} WHERE key = $1"),
+            search: format!("SELECT {COLUMNS} FROM {t}"),
             replay_dead: format!(
                 "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW}, attempts = 0, \
-                 finished_at = NULL WHERE key = $1 AND state = 'dead'"
+                 finished_at = NULL, {} WHERE key = $1 AND state = 'dead'",
+                history_with(HistoryKind::Replayed, "NULL")
             ),
             replay_dead_or_done: format!(
                 "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW}, attempts = 0, \
-                 finished_at = NULL WHERE key = $1 AND state IN ('dead', 'done')"
+                 finished_at = NULL, {} WHERE key = $1 AND state IN ('dead', 'done')",
+                history_with(HistoryKind::Replayed, "NULL")
             ),
             purge: format!("DELETE FROM {t} WHERE key = $1"),
             prune: format!(
@@ -519,6 +545,26 @@ impl Statements {
             ),
         }
     }
+}
+
+/// `history = ` the history with an entry of `kind` appended, in the statement that records
+/// it: the attempt the row's `attempts` before the statement (the lease's attempt; for a
+/// replay, the attempts it resets), `error` an SQL expression (a parameter, or `NULL`), the
+/// time now; only the last [`HISTORY_LIMIT`] entries kept. A stored history that is not a JSON
+/// array (written by hand) starts again from this entry rather than fail the outcome.
+fn history_with(kind: HistoryKind, error: &str) -> String {
+    let kind = kind.as_str();
+    let stored = "coalesce(CASE WHEN json_valid(history) THEN \
+        CASE json_type(history) WHEN 'array' THEN history END END, '[]')";
+    let appended = format!(
+        "json_insert({stored}, '$[#]', json_object('attempt', attempts, 'kind', '{kind}', \
+         'error', {error}, 'at', {NOW}))"
+    );
+    // `key` and `value` are `json_each`'s columns: the entries' positions and the entries.
+    format!(
+        "history = (SELECT json_group_array(json(value)) FROM json_each({appended}) \
+         WHERE key >= json_array_length({appended}) - {HISTORY_LIMIT})"
+    )
 }
 
 super::sql::sql_backend!(SqliteInbox, SqliteRow, Sqlite);
