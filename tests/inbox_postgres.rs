@@ -13,7 +13,7 @@ mod inbox_backend;
 #[cfg(feature = "axum")]
 mod inbox_common;
 
-use inbox_backend::delivery;
+use inbox_backend::{delivery, history};
 #[cfg(feature = "axum")]
 use inbox_common::backend as inbox_backend;
 
@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tower_webhook::inbox::{
-    Accepted, DeliveryState, InboxBackend, InboxError, InboxOptions, PostgresInbox,
+    Accepted, DeliveryState, Filter, HistoryKind, InboxBackend, InboxError, InboxOptions,
+    PostgresInbox, Replay, Status,
 };
 
 /// A Postgres server in a temporary directory, stopped (and its files removed) on drop.
@@ -312,7 +313,7 @@ async fn the_schema_lives_under_its_prefix_and_migrating_twice_changes_nothing()
             .fetch_all(first.pool())
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     // Nothing secret-bearing, nor the query string, was stored.
     let record = first.get(stored.key()).await.unwrap().unwrap();
     assert_eq!(record.delivery.path(), "/webhooks");
@@ -709,7 +710,8 @@ async fn a_database_from_before_the_depth_counter_is_migrated_with_its_waiting_d
     sqlx::raw_sql(
         "DROP TABLE tower_webhook_depth; \
          DROP FUNCTION tower_webhook_depth_change, tower_webhook_depth_reset CASCADE; \
-         DELETE FROM tower_webhook_schema_version WHERE version = 2;",
+         ALTER TABLE tower_webhook_deliveries DROP COLUMN history; \
+         DELETE FROM tower_webhook_schema_version WHERE version >= 2;",
     )
     .execute(inbox.pool())
     .await
@@ -764,7 +766,7 @@ async fn a_database_from_before_the_depth_counter_is_migrated_with_its_waiting_d
             .fetch_all(inbox.pool())
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
 }
 
 /// The completion scenarios' effect on Postgres: a row in `{prefix}effects`, keyed by event id.
@@ -1266,4 +1268,183 @@ async fn an_unreadable_row_is_dead_lettered_by_the_claim_that_took_it() {
         },
     )
     .await;
+}
+
+/// A database written by a version before the history (schema version 2), with a dead
+/// delivery: connecting adds the column; the delivery reads back with no history, and what
+/// happens to it from then on is kept.
+#[tokio::test]
+async fn a_database_from_before_the_history_is_migrated_and_keeps_history_from_then_on() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    sqlx::raw_sql(
+        "ALTER TABLE tower_webhook_deliveries DROP COLUMN history; \
+         DELETE FROM tower_webhook_schema_version WHERE version = 3;",
+    )
+    .execute(inbox.pool())
+    .await
+    .unwrap();
+    // As version 2 wrote it: dead after two attempts.
+    sqlx::query(
+        "INSERT INTO tower_webhook_deliveries (key, state, attempts, due_at, accepted_at, \
+         finished_at, last_error, path, headers, body, scheme, event_id) \
+         VALUES (sha256('evt_v2'::bytea), 'dead', 2, now(), now(), now(), 'gave up', \
+         '/webhooks', '[]', '\\x7b7d', 'sotion', 'evt_v2')",
+    )
+    .execute(inbox.pool())
+    .await
+    .unwrap();
+    inbox.pool().close().await;
+    let inbox = server.inbox(InboxOptions::new()).await;
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM tower_webhook_schema_version ORDER BY version")
+            .fetch_all(inbox.pool())
+            .await
+            .unwrap();
+    assert_eq!(versions, [1, 2, 3]);
+    let page = inbox
+        .search(&Filter::new().id("evt_v2").status(Status::Dead))
+        .await
+        .unwrap();
+    let [record] = page.records.as_slice() else {
+        panic!("the old delivery is not found: {page:?}");
+    };
+    assert!(record.history.is_empty());
+    let key = *record.delivery.key();
+    assert!(inbox.replay(&key, Replay::Dead).await.unwrap());
+    let claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+    assert!(inbox
+        .retry(&claims[0].lease, Duration::from_secs(60), "boom")
+        .await
+        .unwrap());
+    let record = inbox.get(&key).await.unwrap().unwrap();
+    assert_eq!(
+        history(&record),
+        [
+            (2, HistoryKind::Replayed, None),
+            (1, HistoryKind::Retried, Some("boom".to_owned()))
+        ]
+    );
+}
+
+/// A history that is not an array, or holds entries that are not ours (written by hand), makes
+/// neither the delivery unreadable nor its next outcome fail: what cannot be read is left out,
+/// and the outcome is recorded.
+#[tokio::test]
+async fn a_history_that_cannot_be_read_reads_as_empty_and_starts_again() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let prefix = prefix();
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix.clone()).unwrap())
+        .await;
+    let odd = delivery("evt_odd_history");
+    assert_eq!(inbox.accept(&odd).await.unwrap(), Accepted::New);
+    for garbage in [
+        "\"text\"",
+        "{\"an\": \"object\"}",
+        "[5, {\"kind\": \"exploded\"}]",
+    ] {
+        sqlx::query(&format!(
+            "UPDATE {prefix}deliveries SET history = $1::jsonb"
+        ))
+        .bind(garbage)
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+        let record = inbox.get(odd.key()).await.unwrap().unwrap();
+        assert!(record.history.is_empty(), "{garbage}: {:?}", record.history);
+        let claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+        let outcome = inbox
+            .finish(&[(
+                claims[0].lease.clone(),
+                tower_webhook::inbox::Finish::Retry {
+                    delay: Duration::ZERO,
+                    error: "boom".into(),
+                },
+            )])
+            .await
+            .unwrap();
+        assert_eq!(outcome, [true], "{garbage}");
+        let record = inbox.get(odd.key()).await.unwrap().unwrap();
+        assert_eq!(
+            history(&record).pop(),
+            Some((
+                record.attempts,
+                HistoryKind::Retried,
+                Some("boom".to_owned())
+            )),
+            "{garbage}"
+        );
+    }
+}
+
+/// Postgres stores the time accepted in microseconds: deliveries accepted within one
+/// millisecond, some in the same microsecond, are paged through in order, each once (the
+/// cursor keeps the microseconds), and a `since` between two microseconds leaves out the
+/// earlier one.
+#[tokio::test]
+async fn deliveries_accepted_in_one_millisecond_are_paged_through_each_once() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let prefix = prefix();
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix.clone()).unwrap())
+        .await;
+    for n in 0..12 {
+        let stored = delivery(&format!("evt_same_{n}"));
+        assert_eq!(inbox.accept(&stored).await.unwrap(), Accepted::New);
+        // 0, 250 or 500 microseconds past one millisecond.
+        sqlx::query(&format!(
+            "UPDATE {prefix}deliveries SET accepted_at = \
+             timestamptz '2026-09-21 10:00:00.123+00' + $2 * interval '250 microseconds' \
+             WHERE key = $1"
+        ))
+        .bind(stored.key().as_bytes().as_slice())
+        .bind(f64::from(n % 3))
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut filter = Filter::new().limit(5);
+    loop {
+        let page = inbox.search(&filter).await.unwrap();
+        seen.extend(
+            page.records
+                .iter()
+                .map(|r| (r.accepted_at, *r.delivery.key())),
+        );
+        match page.next {
+            Some(next) => filter = filter.after(next.to_string().parse().unwrap()),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(seen, sorted, "repeated or out of order");
+    assert_eq!(seen.len(), 12);
+    let base = seen[0].0;
+    assert_eq!(base.microsecond(), 123_000);
+    assert_eq!(seen[11].0.microsecond(), 123_500, "microseconds read back");
+    let since = |at| {
+        let inbox = &inbox;
+        async move {
+            inbox
+                .search(&Filter::new().since(at))
+                .await
+                .unwrap()
+                .records
+                .len()
+        }
+    };
+    assert_eq!(since(base).await, 12);
+    assert_eq!(since(base + Duration::from_nanos(1)).await, 8);
+    assert_eq!(since(base + Duration::from_micros(250)).await, 8);
+    assert_eq!(since(base + Duration::from_micros(251)).await, 4);
 }

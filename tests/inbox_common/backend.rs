@@ -8,7 +8,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use tower_webhook::idempotency::IdempotencyKey;
-use tower_webhook::inbox::{Accepted, Delivery, InboxBackend, InboxError, Replay};
+use tower_webhook::inbox::{
+    Accepted, Delivery, HistoryKind, InboxBackend, InboxError, Record, Replay,
+};
 use tower_webhook::testing::{sotion_event, sotion_request};
 use tower_webhook::{Scheme, Secret, Secrets};
 
@@ -49,6 +51,15 @@ pub(crate) fn verified(secret: &str, body: Vec<u8>, path: &str) -> Delivery {
         headers,
         body.into(),
     )
+}
+
+/// A record's history as (attempt, kind, error).
+pub(crate) fn history(record: &Record) -> Vec<(u32, HistoryKind, Option<String>)> {
+    record
+        .history
+        .iter()
+        .map(|entry| (entry.attempt, entry.kind, entry.error.clone()))
+        .collect()
 }
 
 /// [`delivery_at`] `/webhooks`.
@@ -323,6 +334,18 @@ pub(crate) async fn a_batch_of_outcomes_refuses_an_outcome_the_handler_committed
     let record = inbox.get(failed.key()).await.unwrap().unwrap();
     assert_eq!(record.state, failed_state);
     assert_eq!(record.last_error.as_deref(), Some("bad\u{fffd}byte"));
+    // The history has the batch's outcome, its NUL replaced as well, and the handler's own
+    // completion, written in its transaction, and nothing of the refused outcome.
+    let last = record
+        .history
+        .last()
+        .expect("the batch's outcome is in the history");
+    assert_eq!(
+        (last.attempt, last.error.as_deref()),
+        (1, Some("bad\u{fffd}byte"))
+    );
+    let record = inbox.get(committed.key()).await.unwrap().unwrap();
+    assert_eq!(history(&record), [(1, HistoryKind::Done, None)]);
 }
 
 /// A claimed row that cannot be read (`spoil` makes event `evt_odd`'s row unreadable) is

@@ -1,5 +1,7 @@
-//! What the SQL backends share: how a row becomes a [`Record`], how headers are written, and
-//! the transaction a handler completes its delivery in.
+//! The SQL backends: [`SqlInbox`], the one implementation of [`InboxBackend`] over a
+//! [`Dialect`] ([`SqliteInbox`], [`PostgresInbox`]), and what it reads and writes: how a row
+//! becomes a [`Record`], how headers and history are written, how a [`Filter`] becomes a query,
+//! and the transaction a handler completes its delivery in.
 
 mod dialect;
 #[cfg(feature = "postgres")]
@@ -18,6 +20,7 @@ pub use self::postgres::{PostgresDialect, PostgresInbox};
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::{SqliteDialect, SqliteInbox};
 
+use std::fmt::Write as _;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,17 +38,21 @@ use crate::inbox::backend::{
     timed, Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease,
     Replay, Stats,
 };
-use crate::inbox::delivery::{Delivery, DeliveryState, Facts, Record};
+use crate::inbox::delivery::{
+    Delivery, DeliveryState, Facts, HistoryEntry, HistoryKind, Record, Status, HISTORY_LIMIT,
+};
+use crate::inbox::query::{Filter, Page};
 use crate::inbox::worker::Tracked;
 
 /// A delivery's row as both SQL backends select it (times in milliseconds since the Unix
-/// epoch).
+/// epoch, but the time accepted in microseconds: the admin order's cursor is read back from it
+/// exactly as stored, milliseconds on `SQLite`, microseconds on Postgres).
 pub(super) struct RawRecord {
     pub(super) key: Vec<u8>,
     pub(super) state: String,
     pub(super) attempts: i64,
     pub(super) last_error: Option<String>,
-    pub(super) accepted_ms: i64,
+    pub(super) accepted_us: i64,
     pub(super) due_ms: i64,
     pub(super) finished_ms: Option<i64>,
     pub(super) path: String,
@@ -60,6 +67,8 @@ pub(super) struct RawRecord {
     pub(super) tenant: Option<String>,
     pub(super) signed_at: Option<String>,
     pub(super) version: Option<String>,
+    /// The history as stored (a JSON array); `None` when it could not be read as text.
+    pub(super) history: Option<String>,
 }
 
 impl RawRecord {
@@ -97,10 +106,14 @@ impl RawRecord {
             state,
             attempts: u32::try_from(self.attempts).unwrap_or(0),
             last_error: self.last_error,
-            accepted_at: from_ms(self.accepted_ms)?,
+            accepted_at: from_us(self.accepted_us)?,
             due_at: from_ms(self.due_ms)?,
             finished_at: self.finished_ms.map(from_ms).transpose()?,
-            history: Vec::new(),
+            history: self
+                .history
+                .as_deref()
+                .map(decode_history)
+                .unwrap_or_default(),
         })
     }
 }
@@ -151,6 +164,137 @@ fn decode_headers(text: &str) -> Result<Vec<(HeaderName, HeaderValue)>, InboxErr
 /// Milliseconds since the Unix epoch as a time.
 fn from_ms(ms: i64) -> Result<OffsetDateTime, InboxError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).map_err(backend)
+}
+
+/// Microseconds since the Unix epoch as a time.
+fn from_us(us: i64) -> Result<OffsetDateTime, InboxError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000).map_err(backend)
+}
+
+/// A history as stored: a JSON array of `{"attempt", "kind", "error", "at"}` objects (`at` in
+/// milliseconds since the Unix epoch), oldest first. What cannot be read (not JSON, not an
+/// array, an entry of an unknown kind or without its fields) is left out rather than make the
+/// delivery unreadable: a history is for the operators, the delivery's state is in its columns.
+pub(super) fn decode_history(text: &str) -> Vec<HistoryEntry> {
+    let Ok(serde_json::Value::Array(entries)) = serde_json::from_str(text) else {
+        return Vec::new();
+    };
+    let mut history: Vec<HistoryEntry> = entries
+        .iter()
+        .filter_map(|entry| {
+            let attempt = u32::try_from(entry.get("attempt")?.as_u64()?).ok()?;
+            let kind = HistoryKind::from_name(entry.get("kind")?.as_str()?)?;
+            let at = from_ms(entry.get("at")?.as_i64()?).ok()?;
+            let mut read = HistoryEntry::new(attempt, kind, at);
+            read.error = entry
+                .get("error")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned);
+            Some(read)
+        })
+        .collect();
+    let extra = history.len().saturating_sub(HISTORY_LIMIT);
+    history.drain(..extra);
+    history
+}
+
+/// How a backend writes times in its queries: as integers of `unit_ns` nanoseconds (`SQLite`:
+/// milliseconds; Postgres: microseconds), each parameter wrapped in `before` and `after` to
+/// make it the column's type.
+pub(super) struct TimeParam {
+    pub(super) unit_ns: i128,
+    pub(super) before: &'static str,
+    pub(super) after: &'static str,
+}
+
+/// The `WHERE` clause of a [`Filter`] (the page's size apart), as a backend writes it: text and
+/// parameters, pushed in order onto the query being built.
+pub(super) enum Part {
+    /// SQL text.
+    Sql(&'static str),
+    /// A text parameter.
+    Text(String),
+    /// A key parameter (32 bytes).
+    Key(Vec<u8>),
+    /// A time parameter, in the backend's unit (to be wrapped as [`TimeParam`] says).
+    Time(i64),
+}
+
+/// The conditions of `filter` on a deliveries table whose times are written as `time` says:
+/// the status (a pending one told apart by its attempts), the event type, the event id, the
+/// time accepted (`since`), and the position after the cursor (`(accepted_at, key) > cursor`,
+/// written so that the index on `(state, accepted_at)` bounds the scan). A time between two of
+/// the backend's units is rounded so that no row is skipped or repeated: `since` up, and a
+/// cursor between two units means every row of the unit it is in comes before it.
+pub(super) fn filter_parts(filter: &Filter, time: &TimeParam) -> Vec<Part> {
+    fn and(parts: &mut Vec<Part>) {
+        parts.push(Part::Sql(if parts.is_empty() {
+            " WHERE "
+        } else {
+            " AND "
+        }));
+    }
+    let mut parts = Vec::new();
+    if let Some(status) = filter.status {
+        and(&mut parts);
+        parts.push(Part::Sql("state = "));
+        parts.push(Part::Text(status.state().as_str().to_owned()));
+        match status {
+            Status::Waiting => parts.push(Part::Sql(" AND attempts = 0")),
+            Status::Retrying => parts.push(Part::Sql(" AND attempts > 0")),
+            _ => {}
+        }
+    }
+    if let Some(event) = &filter.event {
+        and(&mut parts);
+        parts.push(Part::Sql("event = "));
+        parts.push(Part::Text(event.clone()));
+    }
+    if let Some(id) = &filter.id {
+        and(&mut parts);
+        parts.push(Part::Sql("event_id = "));
+        parts.push(Part::Text(id.clone()));
+    }
+    if let Some(since) = filter.since {
+        let (units, exact) = in_units(since, time.unit_ns);
+        and(&mut parts);
+        parts.push(Part::Sql("accepted_at >= "));
+        parts.push(Part::Time(if exact {
+            units
+        } else {
+            units.saturating_add(1)
+        }));
+    }
+    if let Some(after) = &filter.after {
+        let (units, exact) = in_units(after.accepted_at, time.unit_ns);
+        and(&mut parts);
+        if exact {
+            parts.push(Part::Sql("accepted_at >= "));
+            parts.push(Part::Time(units));
+            parts.push(Part::Sql(" AND (accepted_at > "));
+            parts.push(Part::Time(units));
+            parts.push(Part::Sql(" OR key > "));
+            parts.push(Part::Key(after.key.as_bytes().to_vec()));
+            parts.push(Part::Sql(")"));
+        } else {
+            parts.push(Part::Sql("accepted_at > "));
+            parts.push(Part::Time(units));
+        }
+    }
+    parts
+}
+
+/// `at` in whole units of `unit_ns` nanoseconds since the Unix epoch, rounded down, and whether
+/// that was exact (bounded to what SQL takes).
+fn in_units(at: OffsetDateTime, unit_ns: i128) -> (i64, bool) {
+    let nanos = at.unix_timestamp_nanos();
+    let units = nanos.div_euclid(unit_ns);
+    let exact = nanos.rem_euclid(unit_ns) == 0;
+    match i64::try_from(units) {
+        Ok(units) => (units, exact),
+        Err(_) if units < 0 => (i64::MIN, false),
+        Err(_) => (i64::MAX, true),
+    }
 }
 
 /// A duration in whole milliseconds (rounded up), at most 100 years, for SQL arithmetic.
@@ -448,6 +592,10 @@ pub(super) struct Statements {
     pub(super) finish: String,
     pub(super) list: String,
     pub(super) get: String,
+    /// The start of `search`'s query: the conditions, the order and the limit follow.
+    pub(super) search: String,
+    /// How the deliveries' times are written in queries.
+    pub(super) time: TimeParam,
     pub(super) replay_dead: String,
     pub(super) replay_dead_or_done: String,
     pub(super) purge: String,
@@ -472,7 +620,7 @@ where
     for<'q> Option<String>: sqlx::Encode<'q, D::Database> + sqlx::Decode<'q, D::Database>,
     for<'q> i64: sqlx::Encode<'q, D::Database> + sqlx::Decode<'q, D::Database>,
     for<'r> Option<i64>: sqlx::Decode<'r, D::Database>,
-    for<'r> Vec<u8>: sqlx::Decode<'r, D::Database>,
+    for<'q> Vec<u8>: sqlx::Encode<'q, D::Database> + sqlx::Decode<'q, D::Database>,
     String: sqlx::Type<D::Database>,
     Option<String>: sqlx::Type<D::Database>,
     i64: sqlx::Type<D::Database>,
@@ -578,7 +726,7 @@ where
             state: row.try_get("state")?,
             attempts: row.try_get("attempts")?,
             last_error: row.try_get("last_error")?,
-            accepted_ms: row.try_get("accepted_ms")?,
+            accepted_us: row.try_get("accepted_us")?,
             due_ms: row.try_get("due_ms")?,
             finished_ms: row.try_get("finished_ms")?,
             path: row.try_get("path")?,
@@ -593,6 +741,8 @@ where
             tenant: row.try_get("tenant")?,
             signed_at: row.try_get("signed_at")?,
             version: row.try_get("version")?,
+            // A history that cannot be read is left out, not the delivery.
+            history: row.try_get("history").ok().flatten(),
         })
     }
 
@@ -613,7 +763,7 @@ where
     for<'q> Option<String>: sqlx::Encode<'q, D::Database> + sqlx::Decode<'q, D::Database>,
     for<'q> i64: sqlx::Encode<'q, D::Database> + sqlx::Decode<'q, D::Database>,
     for<'r> Option<i64>: sqlx::Decode<'r, D::Database>,
-    for<'r> Vec<u8>: sqlx::Decode<'r, D::Database>,
+    for<'q> Vec<u8>: sqlx::Encode<'q, D::Database> + sqlx::Decode<'q, D::Database>,
     String: sqlx::Type<D::Database>,
     Option<String>: sqlx::Type<D::Database>,
     i64: sqlx::Type<D::Database>,
@@ -880,6 +1030,54 @@ where
         }))
     }
 
+    fn search<'a>(&'a self, filter: &'a Filter) -> InboxFuture<'a, Page> {
+        Box::pin(timed(self.options.timeout(), async move {
+            let max = filter.limit_or_default();
+            let time = &self.sql.time;
+            // The statement's text with numbered parameters (`$1`, ...: both databases read
+            // them), and the parameters in order.
+            let mut text = self.sql.search.clone();
+            let mut params = Vec::new();
+            for part in filter_parts(filter, time) {
+                match part {
+                    Part::Sql(sql) => text.push_str(sql),
+                    Part::Time(_) => {
+                        params.push(part);
+                        let _ = write!(text, "{}${}{}", time.before, params.len(), time.after);
+                    }
+                    Part::Text(_) | Part::Key(_) => {
+                        params.push(part);
+                        let _ = write!(text, "${}", params.len());
+                    }
+                }
+            }
+            let _ = write!(
+                text,
+                " ORDER BY accepted_at, key LIMIT ${}",
+                params.len() + 1
+            );
+            let mut query = sqlx::query(&text);
+            for param in params {
+                query = match param {
+                    Part::Sql(_) => query,
+                    Part::Text(text) => query.bind(text),
+                    Part::Key(key) => query.bind(key),
+                    Part::Time(number) => query.bind(number),
+                };
+            }
+            let rows = query
+                .bind(limit(max))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(sql)?;
+            let records = rows
+                .iter()
+                .map(Self::record)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Page::new(records, max))
+        }))
+    }
+
     fn finish<'a>(&'a self, outcomes: &'a [(Lease, Finish)]) -> InboxFuture<'a, Vec<bool>> {
         Box::pin(timed(self.options.timeout(), async move {
             if outcomes.is_empty() {
@@ -946,6 +1144,87 @@ mod tests {
     fn an_error_s_nul_bytes_are_replaced_and_the_rest_kept() {
         assert_eq!(error_text("a\0b"), "a\u{fffd}b");
         assert!(matches!(error_text("ok"), std::borrow::Cow::Borrowed("ok")));
+    }
+
+    #[test]
+    fn a_history_keeps_the_entries_it_can_read_and_the_last_twenty() {
+        let text = r#"[{"attempt":1,"kind":"retried","error":"boom","at":1000},
+            {"attempt":2,"kind":"exploded","at":1000}, 5, {"kind":"done"},
+            {"attempt":2,"kind":"dead","error":null,"at":2000}]"#;
+        let history = decode_history(text);
+        let read: Vec<_> = history
+            .iter()
+            .map(|entry| (entry.attempt, entry.kind, entry.error.as_deref()))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                (1, HistoryKind::Retried, Some("boom")),
+                (2, HistoryKind::Dead, None)
+            ]
+        );
+        assert!(decode_history("not json").is_empty());
+        assert!(decode_history(r#"{"attempt":1}"#).is_empty());
+        let many: Vec<String> = (1..=25)
+            .map(|n| format!(r#"{{"attempt":{n},"kind":"released","at":0}}"#))
+            .collect();
+        let history = decode_history(&format!("[{}]", many.join(",")));
+        assert_eq!(history.len(), HISTORY_LIMIT);
+        assert_eq!(history[0].attempt, 6);
+    }
+
+    #[test]
+    fn times_between_two_stored_units_round_so_that_no_row_is_skipped_or_repeated() {
+        let ms = TimeParam {
+            unit_ns: 1_000_000,
+            before: "",
+            after: "",
+        };
+        let times = |filter: &Filter| -> Vec<String> {
+            filter_parts(filter, &ms)
+                .into_iter()
+                .map(|part| match part {
+                    Part::Sql(text) => text.to_owned(),
+                    Part::Time(units) => units.to_string(),
+                    Part::Text(text) => format!("'{text}'"),
+                    Part::Key(_) => "k".to_owned(),
+                })
+                .collect()
+        };
+        let at = |nanos: i128| {
+            OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        };
+        let key = IdempotencyKey::new("s", "", "e");
+        // Since: rounded up.
+        assert_eq!(
+            times(&Filter::new().since(at(5_000_000))).concat(),
+            " WHERE accepted_at >= 5"
+        );
+        assert_eq!(
+            times(&Filter::new().since(at(5_000_001))).concat(),
+            " WHERE accepted_at >= 6"
+        );
+        // A cursor on a unit: then by key; between two: after the unit it is in.
+        let after = |nanos| crate::inbox::query::Cursor {
+            accepted_at: at(nanos),
+            key,
+        };
+        assert_eq!(
+            times(&Filter::new().after(after(5_000_000))).concat(),
+            " WHERE accepted_at >= 5 AND (accepted_at > 5 OR key > k)"
+        );
+        assert_eq!(
+            times(&Filter::new().after(after(5_999_999))).concat(),
+            " WHERE accepted_at > 5"
+        );
+        assert_eq!(
+            times(&Filter::new().after(after(-1))).concat(),
+            " WHERE accepted_at > -1"
+        );
+        assert_eq!(
+            times(&Filter::new().status(Status::Retrying).event("e")).concat(),
+            " WHERE state = 'pending' AND attempts > 0 AND event = 'e'"
+        );
     }
 
     #[test]

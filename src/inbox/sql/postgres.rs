@@ -8,23 +8,34 @@ use sqlx::Postgres;
 
 use super::dialect::{sealed, Dialect};
 use super::pg_notify::PgWakeups;
-use super::{error_text, millis, sql, Completion, SqlInbox, Statements};
+use super::{error_text, millis, sql, Completion, SqlInbox, Statements, TimeParam};
 use crate::inbox::backend::{
     timed, Accepted, Finish, InboxError, InboxFuture, InboxOptions, Lease,
 };
-use crate::inbox::delivery::Delivery;
+use crate::inbox::delivery::{Delivery, HistoryKind, HISTORY_LIMIT};
 
 /// How many connections [`PostgresInbox::connect`] opens at most.
 const MAX_CONNECTIONS: u32 = 10;
 
 /// The columns a [`RawRecord`] is read from (the table is aliased `d`; times as milliseconds
-/// since the Unix epoch).
+/// since the Unix epoch, the time accepted as stored, in microseconds).
 const COLUMNS: &str = "d.key, d.state, d.attempts, d.last_error, \
-    (extract(epoch FROM d.accepted_at) * 1000)::bigint AS accepted_ms, \
+    (extract(epoch FROM d.accepted_at) * 1000000)::bigint AS accepted_us, \
     (extract(epoch FROM d.due_at) * 1000)::bigint AS due_ms, \
     (extract(epoch FROM d.finished_at) * 1000)::bigint AS finished_ms, \
     d.path, d.headers, d.body, d.scheme, d.event_id, d.event, d.action, d.delivery, d.scope, \
-    d.tenant, d.signed_at, d.version";
+    d.tenant, d.signed_at, d.version, d.history::text AS history";
+
+/// Times in queries: microseconds since the Unix epoch (`timestamptz`'s precision, so a cursor
+/// read back from a row is exact), made a `timestamptz` (exact below the year 2255).
+const TIME: TimeParam = TimeParam {
+    unit_ns: 1_000,
+    before: "(timestamptz 'epoch' + ",
+    after: "::bigint * interval '1 microsecond')",
+};
+
+/// Now, in milliseconds since the Unix epoch (a history entry's time).
+const NOW_MS: &str = "(extract(epoch FROM now()) * 1000)::bigint";
 
 /// The schema, one migration per version (`sql/postgres/*.sql`): `{p}` is the prefix. Applied in order, each once, in
 /// one transaction holding an advisory lock (replicas starting together migrate once), and
@@ -32,6 +43,7 @@ const COLUMNS: &str = "d.key, d.state, d.attempts, d.last_error, \
 const MIGRATIONS: &[&str] = &[
     include_str!("postgres/1_deliveries.sql"),
     include_str!("postgres/2_depth.sql"),
+    include_str!("postgres/3_history.sql"),
 ];
 
 /// A duration parameter (whole milliseconds, `bigint`) as an interval.
@@ -73,6 +85,9 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 ///   the pool), started by the first wait; when it fails it connects again (the workers poll
 ///   meanwhile) and wakes the workers once listening again, so nothing accepted meanwhile waits
 ///   for the poll. Retries coming due are found by the workers' fallback poll.
+/// - [`search`](InboxBackend::search) is one query, on the index on `(state, accepted_at)`
+///   when a status is given; its cursor keeps the microseconds `accepted_at` is stored with.
+///   Each delivery keeps its history ([`Record::history`]).
 /// - [`prune`](InboxBackend::prune) removes done deliveries 1,000 at a time, each batch its own
 ///   transaction, skipping rows another transaction holds (left for the next prune).
 /// - `text` columns cannot hold a NUL byte. The layer never stores one in an event id or an
@@ -97,7 +112,11 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 ///   token while running); `last_error`; `accepted_at`, `finished_at` (`timestamptz`); the
 ///   stored delivery: `path`, `headers` (JSON `[[name, value], ...]`), `body`, and the facts
 ///   `scheme`, `event_id`, `event`, `action`, `delivery`, `scope`, `tenant`, `signed_at`
-///   (RFC 3339), `version`.
+///   (RFC 3339), `version`; `history` (`jsonb`: an array of `{"attempt", "kind", "error",
+///   "at"}`, `at` in milliseconds since the Unix epoch, oldest first, the last 20; appended by
+///   the statement that records each outcome or replay). A database of schema version 2 gets
+///   `history` when an inbox connects (`[]` for the deliveries stored before; no table
+///   rewrite).
 /// - `{prefix}depth`: the depth, the sum of `n` over its 64 rows (`shard`), kept by the
 ///   triggers `{prefix}depth_insert`, `{prefix}depth_update`, `{prefix}depth_delete` and
 ///   `{prefix}depth_truncate` on `{prefix}deliveries` (functions `{prefix}depth_change` and
@@ -173,7 +192,7 @@ impl SqlInbox<PostgresDialect> {
     /// locked): write the handler's effects to it, then [`Completion::commit`]. `None` when the
     /// lease is no longer the owner's (nothing was changed).
     ///
-    /// In a handler, call it through [`Attempt::begin_complete`](crate::inbox::Attempt), so that the
+    /// In a handler, call it through [`Attempt::begin_complete`](super::Attempt), so that the
     /// worker follows it: the delivery is then done only if the completion commits; a
     /// completion dropped without [`Completion::commit`] (an early return, a `?`), rolled back,
     /// or whose commit failed is a **failed attempt**, retried after the backoff, even when the
@@ -370,7 +389,6 @@ async fn migrate(pool: &PgPool, prefix: &str) -> Result<(), InboxError> {
 }
 
 /// The statements, with the table's name in them.
-/// The statements for tables named with `prefix`.
 fn statements(prefix: &str) -> Statements {
     let t = format!("{prefix}deliveries");
     let depth = format!("{prefix}depth");
@@ -378,75 +396,98 @@ fn statements(prefix: &str) -> Statements {
     Statements {
         accept: format!(
             "INSERT INTO {t} (key, state, attempts, due_at, accepted_at, path, headers, body, \
-                 scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
-                 SELECT $1, 'pending', 0, now(), now(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                 $12, $13 \
-                 WHERE (SELECT sum(n) FROM {depth}) < $14 \
-                 ON CONFLICT (key) DO NOTHING"
+             scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
+             SELECT $1, 'pending', 0, now(), now(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+             $12, $13 \
+             WHERE (SELECT sum(n) FROM {depth}) < $14 \
+             ON CONFLICT (key) DO NOTHING"
         ),
         state_of: format!(
             "SELECT (SELECT state FROM {t} WHERE key = $1), \
-                 (SELECT sum(n) FROM {depth})::bigint"
+             (SELECT sum(n) FROM {depth})::bigint"
         ),
         claim: format!(
             "WITH due AS (SELECT key FROM {t} WHERE state IN ('pending', 'running') \
-                 AND due_at <= now() ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 UPDATE {t} AS d SET state = 'running', owner = $1, attempts = d.attempts + 1, \
-                 due_at = now() + $2{MS} \
-                 FROM due WHERE d.key = due.key \
-                 RETURNING {COLUMNS}"
+             AND due_at <= now() ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             UPDATE {t} AS d SET state = 'running', owner = $1, attempts = d.attempts + 1, \
+             due_at = now() + $2{MS} \
+             FROM due WHERE d.key = due.key \
+             RETURNING {COLUMNS}"
         ),
         renew: format!("UPDATE {t} SET due_at = now() + $3{MS} WHERE {owned}"),
         renew_all: renew_all(&t),
         complete: format!(
             "UPDATE {t} SET state = 'done', owner = NULL, due_at = now(), \
-                 finished_at = now() WHERE {owned}"
+             finished_at = now(), history = {} WHERE {owned}",
+            history_with("history", "attempts", &quoted(HistoryKind::Done), "NULL")
         ),
         completed: format!("SELECT 1 FROM {t} WHERE key = $1 AND state = 'done'"),
         finish: finish(&t),
         retry: format!(
             "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now() + $3{MS}, \
-                 last_error = $4 WHERE {owned}"
+             last_error = $4, history = {} WHERE {owned}",
+            history_with("history", "attempts", &quoted(HistoryKind::Retried), "$4")
         ),
         dead_letter: format!(
             "UPDATE {t} SET state = 'dead', owner = NULL, due_at = now(), \
-                 finished_at = now(), last_error = $3 WHERE {owned}"
+             finished_at = now(), last_error = $3, history = {} WHERE {owned}",
+            history_with("history", "attempts", &quoted(HistoryKind::Dead), "$3")
         ),
         release: format!(
             "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), \
-                 attempts = greatest(attempts - 1, 0) WHERE {owned}"
+             attempts = greatest(attempts - 1, 0), history = {} WHERE {owned}",
+            history_with(
+                "history",
+                "attempts",
+                &quoted(HistoryKind::Released),
+                "NULL"
+            )
         ),
         list: format!(
             "SELECT {COLUMNS} FROM {t} AS d WHERE d.state = $1 \
-                 ORDER BY d.accepted_at, d.key LIMIT $2"
+             ORDER BY d.accepted_at, d.key LIMIT $2"
         ),
         get: format!("SELECT {COLUMNS} FROM {t} AS d WHERE d.key = $1"),
+        time: TIME,
+        search: format!("SELECT {COLUMNS} FROM {t} AS d"),
         replay_dead: format!(
             "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), attempts = 0, \
-                 finished_at = NULL WHERE key = $1 AND state = 'dead'"
+             finished_at = NULL, history = {} WHERE key = $1 AND state = 'dead'",
+            history_with(
+                "history",
+                "attempts",
+                &quoted(HistoryKind::Replayed),
+                "NULL"
+            )
         ),
         replay_dead_or_done: format!(
             "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), attempts = 0, \
-                 finished_at = NULL WHERE key = $1 AND state IN ('dead', 'done')"
+             finished_at = NULL, history = {} WHERE key = $1 AND state IN ('dead', 'done')",
+            history_with(
+                "history",
+                "attempts",
+                &quoted(HistoryKind::Replayed),
+                "NULL"
+            )
         ),
         purge: format!("DELETE FROM {t} WHERE key = $1"),
         // The rows are locked by the selection, so their `ctid` holds until the delete (a
         // few times faster than looking each key up again).
         prune: format!(
             "WITH old AS (SELECT ctid FROM {t} \
-                 WHERE state = 'done' AND finished_at < now() - $1{MS} \
-                 ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-                 DELETE FROM {t} AS d USING old WHERE d.ctid = old.ctid"
+             WHERE state = 'done' AND finished_at < now() - $1{MS} \
+             ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             DELETE FROM {t} AS d USING old WHERE d.ctid = old.ctid"
         ),
         stats: format!(
             "SELECT \
-                 (SELECT count(*) FROM {t} WHERE state = 'pending'), \
-                 (SELECT count(*) FROM {t} WHERE state = 'running'), \
-                 (SELECT count(*) FROM {t} WHERE state = 'done'), \
-                 (SELECT count(*) FROM {t} WHERE state = 'dead'), \
-                 (SELECT (extract(epoch FROM now() - min(accepted_at)) * 1000)::bigint FROM {t} \
-                  WHERE state IN ('pending', 'running')), \
-                 (SELECT count(*) FROM {t} WHERE state = 'pending' AND attempts > 0)"
+             (SELECT count(*) FROM {t} WHERE state = 'pending'), \
+             (SELECT count(*) FROM {t} WHERE state = 'running'), \
+             (SELECT count(*) FROM {t} WHERE state = 'done'), \
+             (SELECT count(*) FROM {t} WHERE state = 'dead'), \
+             (SELECT (extract(epoch FROM now() - min(accepted_at)) * 1000)::bigint FROM {t} \
+              WHERE state IN ('pending', 'running')), \
+             (SELECT count(*) FROM {t} WHERE state = 'pending' AND attempts > 0)"
         ),
     }
 }
@@ -473,11 +514,40 @@ fn renew_all(t: &str) -> String {
     )
 }
 
+/// `history` (the SQL expression of the stored history) with an entry appended: `kind` (an
+/// SQL expression of a [`HistoryKind`]'s name), the attempt
+/// `attempts` (the row's before the statement: the lease's attempt; for a replay, the attempts
+/// it resets), `error` (an SQL expression: a parameter, or `NULL`), the time now; only the last
+/// [`HISTORY_LIMIT`] entries kept. A stored history that is not an array (written by hand)
+/// starts again from this entry rather than fail the outcome.
+fn history_with(history: &str, attempts: &str, kind: &str, error: &str) -> String {
+    let first = HISTORY_LIMIT - 1;
+    format!(
+        "jsonb_path_query_array(CASE jsonb_typeof({history}) WHEN 'array' THEN {history} \
+         ELSE '[]'::jsonb END || jsonb_build_array(jsonb_build_object('attempt', {attempts}, \
+         'kind', {kind}, 'error', {error}::text, 'at', {NOW_MS})), '$[last - {first} to last]')"
+    )
+}
+
+/// `kind`'s name as an SQL literal.
+fn quoted(kind: HistoryKind) -> String {
+    format!("'{}'", kind.as_str())
+}
+
 /// `finish`'s statement on table `t`.
 ///
 /// Each kind as its single statement sets the row (`complete`, `retry`,
-/// `dead_letter`, `release`).
+/// `dead_letter`, `release`), its history entry included.
 fn finish(t: &str) -> String {
+    let kind = format!(
+        "CASE o.kind WHEN 'done' THEN '{}' WHEN 'retry' THEN '{}' WHEN 'dead' THEN '{}' \
+         ELSE '{}' END",
+        HistoryKind::Done.as_str(),
+        HistoryKind::Retried.as_str(),
+        HistoryKind::Dead.as_str(),
+        HistoryKind::Released.as_str(),
+    );
+    let history = history_with("d.history", "d.attempts", &kind, "o.error");
     format!(
         "UPDATE {t} AS d SET \
          state = CASE o.kind WHEN 'done' THEN 'done' WHEN 'dead' THEN 'dead' \
@@ -489,7 +559,8 @@ fn finish(t: &str) -> String {
          last_error = CASE WHEN o.kind IN ('retry', 'dead') THEN o.error \
          ELSE d.last_error END, \
          attempts = CASE o.kind WHEN 'release' THEN greatest(d.attempts - 1, 0) \
-         ELSE d.attempts END \
+         ELSE d.attempts END, \
+         history = {history} \
          FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bigint[], $5::text[]) \
          WITH ORDINALITY AS o(key, owner, kind, delay, error, i) \
          WHERE d.key = o.key AND d.owner = o.owner AND d.state = 'running' \

@@ -14,11 +14,11 @@ use sqlx::Sqlite;
 use super::dialect::{sealed, Dialect};
 use super::sqlite_writer::{Writer, WriterStatements};
 use super::wake::Wakeups;
-use super::{error_text, millis, sql, Completion, SqlInbox, Statements};
+use super::{error_text, millis, sql, Completion, SqlInbox, Statements, TimeParam};
 use crate::inbox::backend::{
     timed, Accepted, Finish, InboxError, InboxFuture, InboxOptions, Lease,
 };
-use crate::inbox::delivery::Delivery;
+use crate::inbox::delivery::{Delivery, HistoryKind, HISTORY_LIMIT};
 
 /// How many connections the pool opens at most: `SQLite` writes one transaction at a time, and
 /// readers do not block the writer in WAL mode.
@@ -29,15 +29,23 @@ const MAX_CONNECTIONS: u32 = 4;
 const NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
 
 /// The columns a [`RawRecord`] is read from.
-const COLUMNS: &str = "key, state, attempts, last_error, accepted_at AS accepted_ms, \
+const COLUMNS: &str = "key, state, attempts, last_error, accepted_at * 1000 AS accepted_us, \
     due_at AS due_ms, finished_at AS finished_ms, path, headers, body, scheme, event_id, event, \
-    action, delivery, scope, tenant, signed_at, version";
+    action, delivery, scope, tenant, signed_at, version, history";
+
+/// Times in queries: milliseconds since the Unix epoch, as stored.
+const TIME: TimeParam = TimeParam {
+    unit_ns: 1_000_000,
+    before: "",
+    after: "",
+};
 
 /// The schema, one migration per version (`sql/sqlite/*.sql`): `{p}` is the prefix. Applied in order, each once, in
 /// one `BEGIN IMMEDIATE` transaction, and recorded in `{p}schema_version`.
 const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/1_deliveries.sql"),
     include_str!("sqlite/2_depth.sql"),
+    include_str!("sqlite/3_history.sql"),
 ];
 
 /// The `SQLite` inbox backend (feature `sqlite`): one file, in WAL mode, for one machine.
@@ -51,6 +59,9 @@ const MIGRATIONS: &[&str] = &[
 /// the file (see Schema). [`prune`](InboxBackend::prune) removes done deliveries 1,000 at a
 /// time, each batch its own transaction followed by a pause as long, so that accepts and claims
 /// waiting for the write lock get it between two batches rather than after the whole backlog.
+///
+/// [`search`](InboxBackend::search) is one query, on the index on `(state, accepted_at)` when
+/// a status is given. Each delivery keeps its history ([`Record::history`]).
 ///
 /// The workers record their outcomes in batches ([`finish`](InboxBackend::finish): every
 /// outcome's update in one `BEGIN IMMEDIATE` transaction, so one synced commit per batch, each
@@ -107,8 +118,11 @@ const MIGRATIONS: &[&str] = &[
 ///   running: when the lease ends; done or dead: when it got there); `owner` (the lease's token
 ///   while running); `last_error`; `accepted_at`, `finished_at`; the stored delivery: `path`,
 ///   `headers` (JSON `[[name, value], ...]`), `body`, and the facts `scheme`, `event_id`,
-///   `event`, `action`, `delivery`, `scope`, `tenant`, `signed_at` (RFC 3339), `version`.
-///   Times are milliseconds since the Unix epoch.
+///   `event`, `action`, `delivery`, `scope`, `tenant`, `signed_at` (RFC 3339), `version`;
+///   `history` (JSON text: an array of `{"attempt", "kind", "error", "at"}`, oldest first,
+///   the last 20; appended by the statement that records each outcome or replay).
+///   Times are milliseconds since the Unix epoch. A file of schema version 2 gets `history`
+///   when it opens, `[]` for the deliveries stored before.
 /// - `{prefix}depth`: one row, `n` the number of waiting (pending or running) deliveries, which
 ///   the depth limit reads; kept by the triggers `{prefix}depth_insert`, `{prefix}depth_update`
 ///   and `{prefix}depth_delete` on `{prefix}deliveries`, in the transaction of each change. A
@@ -226,7 +240,7 @@ impl SqlInbox<SqliteDialect> {
     /// done: write the handler's effects to it, then [`Completion::commit`]. `None` when the
     /// lease is no longer the owner's (nothing was changed).
     ///
-    /// In a handler, call it through [`Attempt::begin_complete`](crate::inbox::Attempt), so that the
+    /// In a handler, call it through [`Attempt::begin_complete`](super::Attempt), so that the
     /// worker follows it: the delivery is then done only if the completion commits; a
     /// completion dropped without [`Completion::commit`] (an early return, a `?`), rolled back,
     /// or whose commit failed is a **failed attempt**, retried after the backoff, even when the
@@ -390,7 +404,6 @@ async fn migrate(pool: &SqlitePool, prefix: &str) -> Result<(), InboxError> {
 }
 
 /// The statements, with the table's name in them.
-/// The statements for tables named with `prefix`.
 fn statements(prefix: &str) -> Statements {
     let t = format!("{prefix}deliveries");
     let depth = format!("{prefix}depth");
@@ -398,74 +411,102 @@ fn statements(prefix: &str) -> Statements {
     Statements {
         accept: format!(
             "INSERT INTO {t} (key, state, attempts, due_at, accepted_at, path, headers, body, \
-                 scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
-                 SELECT $1, 'pending', 0, {NOW}, {NOW}, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                 $12, $13 \
-                 WHERE (SELECT n FROM {depth} WHERE id = 0) < $14 \
-                 ON CONFLICT (key) DO NOTHING"
+             scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
+             SELECT $1, 'pending', 0, {NOW}, {NOW}, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+             $12, $13 \
+             WHERE (SELECT n FROM {depth} WHERE id = 0) < $14 \
+             ON CONFLICT (key) DO NOTHING"
         ),
         state_of: format!(
             "SELECT (SELECT state FROM {t} WHERE key = $1), \
-                 (SELECT n FROM {depth} WHERE id = 0)"
+             (SELECT n FROM {depth} WHERE id = 0)"
         ),
         claim: format!(
             "UPDATE {t} SET state = 'running', owner = $1, attempts = attempts + 1, \
-                 due_at = {NOW} + $2 \
-                 WHERE key IN (SELECT key FROM {t} WHERE state IN ('pending', 'running') \
-                 AND due_at <= {NOW} ORDER BY due_at LIMIT $3) \
-                 RETURNING {COLUMNS}"
+             due_at = {NOW} + $2 \
+             WHERE key IN (SELECT key FROM {t} WHERE state IN ('pending', 'running') \
+             AND due_at <= {NOW} ORDER BY due_at LIMIT $3) \
+             RETURNING {COLUMNS}"
         ),
         renew: format!("UPDATE {t} SET due_at = {NOW} + $3 WHERE {owned}"),
         renew_all: format!(
             "UPDATE {t} SET due_at = {NOW} + $2 WHERE state = 'running' AND (key, owner) IN \
-                 (SELECT unhex(value ->> 0), value ->> 1 FROM json_each($1)) \
-                 RETURNING key, owner"
+             (SELECT unhex(value ->> 0), value ->> 1 FROM json_each($1)) \
+             RETURNING key, owner"
         ),
         complete: format!(
             "UPDATE {t} SET state = 'done', owner = NULL, due_at = {NOW}, \
-                 finished_at = {NOW} WHERE {owned}"
+             finished_at = {NOW}, {} WHERE {owned}",
+            history_with(HistoryKind::Done, "NULL")
         ),
         completed: format!("SELECT 1 FROM {t} WHERE key = $1 AND state = 'done'"),
         retry: format!(
             "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW} + $3, \
-                 last_error = $4 WHERE {owned}"
+             last_error = $4, {} WHERE {owned}",
+            history_with(HistoryKind::Retried, "$4")
         ),
         dead_letter: format!(
             "UPDATE {t} SET state = 'dead', owner = NULL, due_at = {NOW}, \
-                 finished_at = {NOW}, last_error = $3 WHERE {owned}"
+             finished_at = {NOW}, last_error = $3, {} WHERE {owned}",
+            history_with(HistoryKind::Dead, "$3")
         ),
         release: format!(
             "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW}, \
-                 attempts = max(attempts - 1, 0) WHERE {owned}"
+             attempts = max(attempts - 1, 0), {} WHERE {owned}",
+            history_with(HistoryKind::Released, "NULL")
         ),
         list: format!(
             "SELECT {COLUMNS} FROM {t} WHERE state = $1 ORDER BY accepted_at, key LIMIT $2"
         ),
         get: format!("SELECT {COLUMNS} FROM {t} WHERE key = $1"),
+        time: TIME,
+        search: format!("SELECT {COLUMNS} FROM {t}"),
         replay_dead: format!(
             "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW}, attempts = 0, \
-                 finished_at = NULL WHERE key = $1 AND state = 'dead'"
+             finished_at = NULL, {} WHERE key = $1 AND state = 'dead'",
+            history_with(HistoryKind::Replayed, "NULL")
         ),
         replay_dead_or_done: format!(
             "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW}, attempts = 0, \
-                 finished_at = NULL WHERE key = $1 AND state IN ('dead', 'done')"
+             finished_at = NULL, {} WHERE key = $1 AND state IN ('dead', 'done')",
+            history_with(HistoryKind::Replayed, "NULL")
         ),
         purge: format!("DELETE FROM {t} WHERE key = $1"),
         prune: format!(
             "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} \
-                 WHERE state = 'done' AND finished_at < {NOW} - $1 LIMIT $2)"
+             WHERE state = 'done' AND finished_at < {NOW} - $1 LIMIT $2)"
         ),
         #[cfg(feature = "postgres")]
         finish: String::new(),
         stats: format!(
             "SELECT \
-                 (SELECT count(*) FROM {t} WHERE state = 'pending'), \
-                 (SELECT count(*) FROM {t} WHERE state = 'running'), \
-                 (SELECT count(*) FROM {t} WHERE state = 'done'), \
-                 (SELECT count(*) FROM {t} WHERE state = 'dead'), \
-                 (SELECT {NOW} - min(accepted_at) FROM {t} \
-                  WHERE state IN ('pending', 'running')), \
-                 (SELECT count(*) FROM {t} WHERE state = 'pending' AND attempts > 0)"
+             (SELECT count(*) FROM {t} WHERE state = 'pending'), \
+             (SELECT count(*) FROM {t} WHERE state = 'running'), \
+             (SELECT count(*) FROM {t} WHERE state = 'done'), \
+             (SELECT count(*) FROM {t} WHERE state = 'dead'), \
+             (SELECT {NOW} - min(accepted_at) FROM {t} \
+              WHERE state IN ('pending', 'running')), \
+             (SELECT count(*) FROM {t} WHERE state = 'pending' AND attempts > 0)"
         ),
     }
+}
+
+/// `history = ` the history with an entry of `kind` appended, in the statement that records
+/// it: the attempt the row's `attempts` before the statement (the lease's attempt; for a
+/// replay, the attempts it resets), `error` an SQL expression (a parameter, or `NULL`), the
+/// time now; only the last [`HISTORY_LIMIT`] entries kept. A stored history that is not a JSON
+/// array (written by hand) starts again from this entry rather than fail the outcome.
+fn history_with(kind: HistoryKind, error: &str) -> String {
+    let kind = kind.as_str();
+    let stored = "coalesce(CASE WHEN json_valid(history) THEN \
+        CASE json_type(history) WHEN 'array' THEN history END END, '[]')";
+    let appended = format!(
+        "json_insert({stored}, '$[#]', json_object('attempt', attempts, 'kind', '{kind}', \
+         'error', {error}, 'at', {NOW}))"
+    );
+    // `key` and `value` are `json_each`'s columns: the entries' positions and the entries.
+    format!(
+        "history = (SELECT json_group_array(json(value)) FROM json_each({appended}) \
+         WHERE key >= json_array_length({appended}) - {HISTORY_LIMIT})"
+    )
 }
