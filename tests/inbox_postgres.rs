@@ -383,6 +383,20 @@ async fn the_workers_and_the_layer_s_inbox_mode_run_their_scenarios_on_postgres(
     inbox_common::every_scenario(fresh).await;
 }
 
+/// The admin router's listing, filters, paging and replays, read through this backend's
+/// `search` (feature `admin`).
+#[cfg(all(feature = "axum", feature = "admin"))]
+#[tokio::test]
+async fn the_admin_lists_and_replays_deliveries_on_postgres() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix()).unwrap())
+        .await;
+    inbox_common::admin::the_admin_lists_filters_pages_and_replays(inbox).await;
+}
+
 /// The crash test's receiver, when this binary runs as its child (see
 /// `tests/inbox_common/crash.rs`).
 #[cfg(all(feature = "axum", unix))]

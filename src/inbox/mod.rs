@@ -56,6 +56,9 @@
 //! `Proxy-Authorization`, `Cookie`, `Set-Cookie`, and any name containing `token`, `secret`,
 //! `password`, `api-key` or `apikey`; see [`is_never_stored`]), whatever it is given.
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 mod backend;
 mod delivery;
 mod query;

@@ -8,6 +8,8 @@
     clippy::manual_assert
 )] // tests may panic
 
+#[cfg(feature = "admin")]
+pub(crate) mod admin;
 pub(crate) mod backend;
 pub(crate) mod completion;
 #[cfg(unix)]
