@@ -65,6 +65,7 @@ mod postgres;
 mod query;
 #[cfg(feature = "redis")]
 mod redis;
+mod replay;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -93,6 +94,7 @@ pub use self::postgres::PostgresInbox;
 pub use self::query::{Cursor, Filter, InvalidCursor, Page, MAX_PAGE};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisCompletion, RedisInbox};
+pub use self::replay::replay;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use self::sql::Completion;
 #[cfg(feature = "sqlite")]

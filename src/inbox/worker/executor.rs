@@ -89,10 +89,15 @@ where
     let Claim { record, lease } = claim;
     let facts = record.delivery.facts();
     let span = crate::observe::inbox_span(
-        &facts.scheme,
-        &facts.id,
-        facts.event.as_deref(),
-        lease.attempt(),
+        &crate::observe::AttemptFields {
+            inbox: &shared.name,
+            scheme: &facts.scheme,
+            id: &facts.id,
+            event: facts.event.as_deref(),
+            key: lease.key(),
+            attempt: lease.attempt(),
+        },
+        true,
     );
     // Renewed by the completer, with every running delivery's, until the outcome is recorded.
     let mut registration = renewals.register(lease.clone());
@@ -153,15 +158,24 @@ where
         (ran, progress)
     };
     let delivery = record.delivery;
+    let accepted_at = record.accepted_at;
     match decide(&shared, &delivery, &lease, ran, &progress) {
         Decided::Report(outcome) => {
             drop(slot);
             drop(registration);
-            completer::report(&shared, &delivery, lease.attempt(), &span, outcome);
+            completer::report(
+                &shared,
+                &delivery,
+                accepted_at,
+                lease.attempt(),
+                &span,
+                outcome,
+            );
         }
         Decided::Record(finish) => {
             let finished = Finished {
                 delivery,
+                accepted_at,
                 lease,
                 span,
                 finish,

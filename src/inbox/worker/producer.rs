@@ -78,13 +78,22 @@ pub(super) async fn produce<B, S, ResBody>(
                         }));
                     } else {
                         // More than asked for (a backend breaking its contract): given back.
+                        let facts = claim.record.delivery.facts();
+                        let span = crate::observe::inbox_span(
+                            &crate::observe::AttemptFields {
+                                inbox: &shared.name,
+                                scheme: &facts.scheme,
+                                id: &facts.id,
+                                event: facts.event.as_deref(),
+                                key: claim.lease.key(),
+                                attempt: claim.lease.attempt(),
+                            },
+                            // Never run here: its first attempt may still run in this process.
+                            false,
+                        );
                         let finished = Finished {
-                            span: crate::observe::inbox_span(
-                                &claim.record.delivery.facts().scheme,
-                                &claim.record.delivery.facts().id,
-                                claim.record.delivery.facts().event.as_deref(),
-                                claim.lease.attempt(),
-                            ),
+                            span,
+                            accepted_at: claim.record.accepted_at,
                             delivery: claim.record.delivery,
                             lease: claim.lease,
                             finish: Finish::Release,
