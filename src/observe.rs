@@ -60,6 +60,7 @@
 mod links;
 /// Without `tracing`: nothing held, nothing linked.
 #[cfg(not(feature = "tracing"))]
+#[allow(clippy::unused_self)] // the same calls as with `tracing`
 mod links {
     use crate::idempotency::IdempotencyKey;
 
@@ -281,10 +282,11 @@ impl Metrics {
 
     /// A layer in inbox mode: its accepts count under the inbox's name too.
     #[cfg_attr(not(feature = "metrics"), allow(unused_mut, unused_variables))]
-    pub(crate) fn with_inbox(mut self, inbox: &Cow<'static, str>) -> Self {
+    pub(crate) fn with_inbox(mut self, inbox: &InboxName) -> Self {
         #[cfg(feature = "metrics")]
         {
-            self.keys.inbox = Some(count::InboxKeys::new(&self.scheme, inbox));
+            let scheme = metrics::Label::new("scheme", self.scheme.clone());
+            self.keys.inbox = Some(count::InboxKeys::new(&scheme, inbox));
         }
         self
     }
@@ -372,6 +374,32 @@ pub(crate) fn ignored(scheme: &str) {
     count::ignored(scheme);
 }
 
+/// An inbox's name: the `inbox` label of its metrics, and a field of its attempts' spans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InboxName(Cow<'static, str>);
+
+impl InboxName {
+    pub(crate) fn new(name: Cow<'static, str>) -> Self {
+        Self(name)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The label's value (cheap for a name given as a `&'static str`).
+    #[cfg(feature = "metrics")]
+    fn label(&self) -> Cow<'static, str> {
+        self.0.clone()
+    }
+}
+
+impl Default for InboxName {
+    fn default() -> Self {
+        Self(Cow::Borrowed(DEFAULT_INBOX_NAME))
+    }
+}
+
 /// What an inbox attempt's span says of its delivery.
 #[cfg_attr(not(feature = "tracing"), allow(dead_code))] // the key links, the rest is the span's
 pub(crate) struct AttemptFields<'a> {
@@ -397,7 +425,7 @@ pub(crate) fn inbox_span(fields: &AttemptFields<'_>, linked: bool) -> Span {
 /// `done`, `retried`, `dead`, `released`, `lost`, `stale` (`inbox::Outcome::as_str`). A `done`
 /// one records its time since `accepted_at` too.
 pub(crate) fn inbox_outcome(
-    inbox: &Cow<'static, str>,
+    inbox: &InboxName,
     span: &Span,
     outcome: &'static str,
     accepted_at: time::OffsetDateTime,
@@ -416,7 +444,7 @@ fn since(accepted_at: time::OffsetDateTime, now: time::OffsetDateTime) -> std::t
 }
 
 /// Sets the inbox gauges from `stats`, and lets go of the accepting spans held too long.
-pub(crate) fn inbox_stats(inbox: &Cow<'static, str>, stats: &Stats) {
+pub(crate) fn inbox_stats(inbox: &InboxName, stats: &Stats) {
     count::inbox_stats(inbox, stats);
     links::evict();
 }
@@ -554,13 +582,12 @@ mod span {
 /// The `metrics` side.
 #[cfg(feature = "metrics")]
 mod count {
-    use std::borrow::Cow;
     use std::time::Duration;
 
     use metrics::{Key, Label, Level, Metadata};
 
     use super::{
-        Metrics, Outcome, Stats, DUPLICATES, DURATION, HANDLER_FAILURES, INBOX_ACCEPTED,
+        InboxName, Metrics, Outcome, Stats, DUPLICATES, DURATION, HANDLER_FAILURES, INBOX_ACCEPTED,
         INBOX_ACCEPT_TO_DONE, INBOX_ATTEMPTS, INBOX_DEAD_LETTERS, INBOX_DELIVERIES, INBOX_DEPTH,
         INBOX_DUPLICATES, INBOX_OLDEST_WAITING, INBOX_REPLAYED, IN_FLIGHT, REJECTED, STORE_ERRORS,
         VERIFIED,
@@ -594,14 +621,11 @@ mod count {
     }
 
     impl InboxKeys {
-        pub(super) fn new(scheme: &Cow<'static, str>, inbox: &Cow<'static, str>) -> Self {
+        pub(super) fn new(scheme: &Label, inbox: &InboxName) -> Self {
             let key = |name: &'static str| {
                 Key::from_parts(
                     name,
-                    vec![
-                        Label::new("scheme", scheme.clone()),
-                        Label::new("inbox", inbox.clone()),
-                    ],
+                    vec![scheme.clone(), Label::new("inbox", inbox.label())],
                 )
             };
             Self {
@@ -692,16 +716,16 @@ mod count {
         metrics::counter!(super::IGNORED, "scheme" => scheme.to_owned()).increment(1);
     }
 
-    pub(super) fn inbox_outcome(inbox: &Cow<'static, str>, outcome: &'static str) {
-        metrics::counter!(INBOX_ATTEMPTS, "inbox" => inbox.clone(), "outcome" => outcome)
+    pub(super) fn inbox_outcome(inbox: &InboxName, outcome: &'static str) {
+        metrics::counter!(INBOX_ATTEMPTS, "inbox" => inbox.label(), "outcome" => outcome)
             .increment(1);
         if outcome == "dead" {
-            metrics::counter!(INBOX_DEAD_LETTERS, "inbox" => inbox.clone()).increment(1);
+            metrics::counter!(INBOX_DEAD_LETTERS, "inbox" => inbox.label()).increment(1);
         }
     }
 
-    pub(super) fn inbox_done(inbox: &Cow<'static, str>, elapsed: Duration) {
-        metrics::histogram!(INBOX_ACCEPT_TO_DONE, "inbox" => inbox.clone())
+    pub(super) fn inbox_done(inbox: &InboxName, elapsed: Duration) {
+        metrics::histogram!(INBOX_ACCEPT_TO_DONE, "inbox" => inbox.label())
             .record(elapsed.as_secs_f64());
     }
 
@@ -710,7 +734,7 @@ mod count {
     }
 
     #[allow(clippy::cast_precision_loss)] // a gauge: precision past 2^52 deliveries is moot
-    pub(super) fn inbox_stats(inbox: &Cow<'static, str>, stats: &Stats) {
+    pub(super) fn inbox_stats(inbox: &InboxName, stats: &Stats) {
         for status in Status::ALL {
             let count = match status {
                 Status::Waiting => stats.waiting(),
@@ -721,13 +745,13 @@ mod count {
             };
             metrics::gauge!(
                 INBOX_DELIVERIES,
-                "inbox" => inbox.clone(),
+                "inbox" => inbox.label(),
                 "status" => status.as_str()
             )
             .set(count as f64);
         }
-        metrics::gauge!(INBOX_DEPTH, "inbox" => inbox.clone()).set(stats.depth() as f64);
-        metrics::gauge!(INBOX_OLDEST_WAITING, "inbox" => inbox.clone())
+        metrics::gauge!(INBOX_DEPTH, "inbox" => inbox.label()).set(stats.depth() as f64);
+        metrics::gauge!(INBOX_OLDEST_WAITING, "inbox" => inbox.label())
             .set(stats.oldest_waiting.map_or(0.0, |age| age.as_secs_f64()));
     }
 }
@@ -735,10 +759,9 @@ mod count {
 /// Without `metrics`: nothing counted.
 #[cfg(not(feature = "metrics"))]
 mod count {
-    use std::borrow::Cow;
     use std::time::Duration;
 
-    use super::{Metrics, Outcome, Stats};
+    use super::{InboxName, Metrics, Outcome, Stats};
 
     pub(super) fn verified(_: &Metrics) {}
 
@@ -759,13 +782,13 @@ mod count {
 
     pub(super) fn inbox_duplicate(_: &Metrics) {}
 
-    pub(super) fn inbox_outcome(_: &Cow<'static, str>, _: &'static str) {}
+    pub(super) fn inbox_outcome(_: &InboxName, _: &'static str) {}
 
-    pub(super) fn inbox_done(_: &Cow<'static, str>, _: Duration) {}
+    pub(super) fn inbox_done(_: &InboxName, _: Duration) {}
 
     pub(super) fn inbox_replayed(_: &str) {}
 
-    pub(super) fn inbox_stats(_: &Cow<'static, str>, _: &Stats) {}
+    pub(super) fn inbox_stats(_: &InboxName, _: &Stats) {}
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::idempotency::{checked, Idempotency, IdempotencyStore};
 use crate::inbox::InboxBackend;
-use crate::observe::{Metrics, DEFAULT_INBOX_NAME};
+use crate::observe::{InboxName, Metrics, DEFAULT_INBOX_NAME};
 use crate::scheme::Scheme;
 use crate::secret::{Fingerprint, Secret, SecretResolver, Secrets};
 
@@ -451,7 +451,7 @@ impl WebhookLayerBuilder {
             .map(|inbox| InboxMode::new(inbox, &self.scheme, self.inbox_retry_after));
         let mut metrics = Metrics::new(self.scheme.shared_name());
         if inbox.is_some() {
-            metrics = metrics.with_inbox(&self.inbox_name);
+            metrics = metrics.with_inbox(&InboxName::new(self.inbox_name));
         }
         Ok(WebhookLayer::from_config(Config {
             metrics,

@@ -36,6 +36,8 @@ use super::backend::{InboxBackend, DEFAULT_DEDUP_WINDOW};
 use super::delivery::Delivery;
 use crate::error::ConfigError;
 use crate::idempotency::checked;
+use crate::observe::InboxName;
+#[cfg(doc)]
 use crate::observe::DEFAULT_INBOX_NAME;
 
 pub use self::attempt::Attempt;
@@ -164,7 +166,7 @@ pub struct Workers<B, S> {
     service: S,
     settings: Settings,
     /// The `inbox` label of the metrics.
-    name: Cow<'static, str>,
+    name: InboxName,
     on_outcome: Option<OutcomeHook>,
     /// The first mistake, reported by `start`.
     error: Option<ConfigError>,
@@ -206,7 +208,7 @@ impl<B: InboxBackend, S> Workers<B, S> {
             backend,
             service,
             on_outcome: None,
-            name: Cow::Borrowed(DEFAULT_INBOX_NAME),
+            name: InboxName::default(),
             settings: Settings {
                 workers: DEFAULT_WORKERS,
                 lease: DEFAULT_LEASE,
@@ -342,7 +344,7 @@ impl<B: InboxBackend, S> Workers<B, S> {
     /// characters the application chooses (`billing`), never a value that comes with requests:
     /// each name is a series of its own. See [`observe`](crate::observe) for the metrics.
     pub fn with_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
-        self.name = name.into();
+        self.name = InboxName::new(name.into());
         self
     }
 
@@ -440,7 +442,7 @@ struct Shared<B> {
     settings: Settings,
     on_outcome: Option<OutcomeHook>,
     /// The `inbox` label of the metrics.
-    name: Cow<'static, str>,
+    name: InboxName,
 }
 
 /// [`Workers::on_outcome`]'s hook.
@@ -553,15 +555,14 @@ async fn reached(watching: &mut watch::Receiver<Phase>, phase: Phase) {
 }
 
 /// Refreshes the gauges (the first time before the producer claims anything: `refreshed` is
-/// then sent), and prunes done deliveries past the deduplication window; `running` until it
-/// ends.
+/// then sent), and prunes done deliveries past the deduplication window.
 async fn housekeeping<B: InboxBackend>(
     shared: Arc<Shared<B>>,
     mut watching: watch::Receiver<Phase>,
     refreshed: tokio::sync::oneshot::Sender<()>,
-    running: crate::observe::WorkersRunning,
+    // Held until the workers stop (an `async fn` keeps its arguments to its end).
+    _running: crate::observe::WorkersRunning,
 ) {
-    let _running = running;
     let mut last_prune: Option<Instant> = None;
     let mut refreshed = Some(refreshed);
     loop {

@@ -19,7 +19,7 @@ use tower_service::Service;
 
 use super::super::backend::{Finish, InboxBackend};
 use super::completer::{Finished, Renewals};
-use super::executor::{execute, Start};
+use super::executor::{attempt_span, execute, Start};
 use super::{reached, Phase, Shared};
 
 /// Claims for the free slots (`Workers::with_workers` of them) and starts an executor per
@@ -78,21 +78,14 @@ pub(super) async fn produce<B, S, ResBody>(
                         }));
                     } else {
                         // More than asked for (a backend breaking its contract): given back.
-                        let facts = claim.record.delivery.facts();
-                        let span = crate::observe::inbox_span(
-                            &crate::observe::AttemptFields {
-                                inbox: &shared.name,
-                                scheme: &facts.scheme,
-                                id: &facts.id,
-                                event: facts.event.as_deref(),
-                                key: claim.lease.key(),
-                                attempt: claim.lease.attempt(),
-                            },
-                            // Never run here: its first attempt may still run in this process.
-                            false,
-                        );
                         let finished = Finished {
-                            span,
+                            // Not run: its first attempt may still run in this process.
+                            span: attempt_span(
+                                &shared,
+                                &claim.record.delivery,
+                                &claim.lease,
+                                false,
+                            ),
                             accepted_at: claim.record.accepted_at,
                             delivery: claim.record.delivery,
                             lease: claim.lease,
