@@ -137,7 +137,7 @@ fn an_attempt_span_carries_its_delivery_and_follows_from_the_request_span_that_a
                 send(&router, SECRET, "evt_t_linked").await.0,
                 StatusCode::OK
             );
-            // A duplicate's request is neither held nor linked.
+            // A duplicate's request is not linked.
             assert!(send(&router, SECRET, "evt_t_linked").await.1);
             wait_for(&inbox, &key("evt_t_linked"), DeliveryState::Done).await;
             running.shutdown(Duration::from_secs(5)).await;

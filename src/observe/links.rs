@@ -27,7 +27,8 @@ pub(crate) const MAX_AGE: Duration = Duration::from_secs(10);
 #[derive(Default)]
 struct Held {
     spans: HashMap<IdempotencyKey, (Span, Instant)>,
-    /// Oldest first; a key whose span was taken (or replaced) is skipped when its turn comes.
+    /// Oldest first; a key whose span was taken or given up is skipped when its turn comes
+    /// (and dropped when this grows past four times [`CAPACITY`]).
     order: VecDeque<(IdempotencyKey, Instant)>,
 }
 
@@ -99,6 +100,12 @@ impl Accepting {
         if kept {
             held.spans.insert(*key, (span, now));
             held.order.push_back((*key, now));
+            if held.order.len() > 4 * CAPACITY {
+                // Mostly spans taken already: keep the order of those still held only.
+                let spans = &held.spans;
+                held.order
+                    .retain(|(key, at)| spans.get(key).is_some_and(|(_, held)| held == at));
+            }
         }
         drop(guard);
         drop(evicted);
@@ -149,4 +156,54 @@ pub(crate) fn follow(attempt: &Span, key: &IdempotencyKey) {
 pub(crate) fn evict() {
     let evicted = held().as_mut().map(|held| held.evict(Instant::now()));
     drop(evicted);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: usize) -> IdempotencyKey {
+        IdempotencyKey::from_hex(&format!("{:064x}", 0xa11c_e000_usize + n)).unwrap()
+    }
+
+    fn is_held(key: &IdempotencyKey) -> bool {
+        held()
+            .as_ref()
+            .is_some_and(|held| held.spans.contains_key(key))
+    }
+
+    #[test]
+    fn an_accepting_span_is_held_once_stored_given_up_otherwise_and_taken_by_the_attempt() {
+        let subscriber = tracing_subscriber::registry();
+        tracing::subscriber::with_default(subscriber, || {
+            let _running = WorkersRunning::new();
+            // This test's own callsite: enabled under this thread's subscriber.
+            let request = tracing::info_span!("links_test_request");
+            let _entered = request.enter();
+
+            // Refused or a duplicate: given up when the accept returns.
+            let refused = Accepting::hold(&key(0));
+            assert!(is_held(&key(0)));
+            drop(refused);
+            assert!(!is_held(&key(0)));
+
+            // Stored: held until the first attempt takes it.
+            Accepting::hold(&key(1)).keep();
+            assert!(is_held(&key(1)));
+            // A second accept of the key holds nothing, and gives up nothing.
+            drop(Accepting::hold(&key(1)));
+            assert!(is_held(&key(1)));
+            follow(&tracing::info_span!("links_test_attempt"), &key(1));
+            assert!(!is_held(&key(1)));
+
+            // At most `CAPACITY` (with what other tests hold meanwhile).
+            for n in 2..CAPACITY + 3 {
+                Accepting::hold(&key(n)).keep();
+            }
+            assert!(!is_held(&key(CAPACITY + 2)));
+            for n in 2..CAPACITY + 3 {
+                follow(&Span::none(), &key(n));
+            }
+        });
+    }
 }
