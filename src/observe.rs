@@ -48,7 +48,8 @@
 //! Each inbox attempt runs in a span named `webhook_inbox_attempt` (`INBOX_SPAN`) with the fields
 //! `inbox`, `scheme`, `id` (the event id), `event`, `key` (the idempotency key, hex), `attempt`
 //! and `outcome`; never the body or a header. When the delivery was accepted by a layer in this
-//! process, the attempt's span `follows_from` the accepting request's `webhook` span: that span
+//! process, its first attempt's span `follows_from` the accepting request's `webhook` span (a
+//! retry is not linked again; a replayed delivery is not linked): that span
 //! is held (at most 1,024 of them, for at most 10 s, and only while workers run in this process)
 //! until the delivery's first attempt here starts, so it closes that much later than its
 //! answer. A delivery accepted by another process (another replica) is not linked.

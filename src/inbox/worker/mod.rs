@@ -132,7 +132,9 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 ///
 /// Defaults: 4 executor slots, a 30 s lease, 8 attempts, a 1 s first backoff (at most 1 h), a
 /// 500 ms poll interval when no wake-up comes, a 5 min handler timeout, done deliveries pruned
-/// after 7 days ([`DEFAULT_DEDUP_WINDOW`]).
+/// after 7 days ([`DEFAULT_DEDUP_WINDOW`]), the inbox's gauges refreshed every 10 s under the
+/// name `default` ([`with_name`](Self::with_name); the metrics are listed in
+/// [`observe`](crate::observe)).
 ///
 /// ```no_run
 /// # #[cfg(all(feature = "sqlite", feature = "axum"))]
