@@ -64,6 +64,7 @@ mod delivery;
 mod query;
 #[cfg(feature = "redis")]
 mod redis;
+mod replay;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 mod view;
@@ -84,6 +85,7 @@ pub use self::delivery::{
 pub use self::query::{Cursor, Filter, InvalidCursor, Page, MAX_PAGE};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisCompletion, RedisInbox};
+pub use self::replay::replay;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use self::sql::{Completion, Dialect, SqlInbox};
 #[cfg(feature = "postgres")]
