@@ -357,3 +357,56 @@ fn the_gauges_are_the_inbox_stats_by_status_after_a_refresh() {
         });
     });
 }
+
+/// A replay through the admin page's API is counted under the name the admin was given, as
+/// the workers' and the layer's series are; a replay that changes nothing is not.
+#[cfg(all(feature = "metrics", feature = "admin"))]
+#[test]
+fn a_replay_through_the_admin_api_is_counted_under_the_inbox_s_name() {
+    use metrics_util::debugging::DebuggingRecorder;
+    use recorded::{counter, since};
+    use tower::ServiceExt;
+    use tower_webhook::inbox::admin::Admin;
+    use tower_webhook::observe;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let inbox = inbox(&dir).await;
+            let stored = delivery("evt_admin_dead");
+            inbox.accept(&stored).await.unwrap();
+            let claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+            assert!(inbox
+                .dead_letter(&claims[0].lease, "gave up")
+                .await
+                .unwrap());
+            let admin = Admin::new(inbox.clone())
+                .with_inbox_name(NAME)
+                .allow_unauthenticated_for_local_development()
+                .build()
+                .unwrap();
+            let uri = format!("/api/deliveries/{}/replay", stored.key().to_hex());
+            let mut answers = Vec::new();
+            for _ in 0..2 {
+                let request = http::Request::post(&uri)
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                answers.push(admin.clone().oneshot(request).await.unwrap().status());
+            }
+            // The second finds it pending, no longer dead: refused, and not counted.
+            assert_eq!(answers, [StatusCode::OK, StatusCode::CONFLICT]);
+            let metrics = since(&snapshotter);
+            assert_eq!(
+                counter(&metrics, observe::INBOX_REPLAYED, &["inbox=billing"]),
+                1
+            );
+            assert_eq!(counter(&metrics, observe::INBOX_REPLAYED, &[]), 1);
+        });
+    });
+}

@@ -81,7 +81,7 @@ pub(super) async fn replay(
     RawQuery(query): RawQuery,
 ) -> Result<Response, Refusal> {
     let done = Params::parse(query.as_deref(), &["done"])?.flag("done")?;
-    let record = replay_one(shared.inbox.as_ref(), &key(&text)?, done).await?;
+    let record = replay_one(shared.inbox.as_ref(), &shared.name, &key(&text)?, done).await?;
     Ok(json(&DeliveryRow::of(&record)))
 }
 
@@ -116,7 +116,7 @@ pub(super) async fn replay_dead(
     RawQuery(query): RawQuery,
 ) -> Result<Response, Refusal> {
     let filter = Params::parse(query.as_deref(), BULK_PARAMS)?.filter()?;
-    let replayed = replay_all_dead(shared.inbox.as_ref(), filter).await?;
+    let replayed = replay_all_dead(shared.inbox.as_ref(), &shared.name, filter).await?;
     Ok(json(&Replayed { replayed }))
 }
 
@@ -134,6 +134,7 @@ pub(super) async fn get(inbox: &dyn InboxBackend, key: &IdempotencyKey) -> Resul
 /// `404` when there is none, `409` when it is in another state.
 pub(super) async fn replay_one(
     inbox: &dyn InboxBackend,
+    name: &str,
     key: &IdempotencyKey,
     done: bool,
 ) -> Result<Record, Refusal> {
@@ -142,7 +143,7 @@ pub(super) async fn replay_one(
     } else {
         Replay::Dead
     };
-    if !inbox.replay(key, from).await? {
+    if !crate::inbox::replay(inbox, key, from, name).await? {
         get(inbox, key).await?;
         return Err(Refusal::NOT_REPLAYABLE);
     }
@@ -165,6 +166,7 @@ pub(super) async fn purge_one(
 /// here), a page at a time; how many it replayed.
 pub(super) async fn replay_all_dead(
     inbox: &dyn InboxBackend,
+    name: &str,
     mut filter: Filter,
 ) -> Result<u64, Refusal> {
     filter = filter.status(Status::Dead).limit(MAX_PAGE);
@@ -173,7 +175,7 @@ pub(super) async fn replay_all_dead(
     loop {
         let page = inbox.search(&filter).await?;
         for record in &page.records {
-            if inbox.replay(record.delivery.key(), Replay::Dead).await? {
+            if crate::inbox::replay(inbox, record.delivery.key(), Replay::Dead, name).await? {
                 replayed += 1;
             }
         }

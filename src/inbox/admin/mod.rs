@@ -123,6 +123,8 @@ pub use self::api::NEXT_CURSOR;
 struct Shared {
     inbox: Arc<dyn InboxBackend>,
     token: FormToken,
+    /// The inbox's name in the metrics (replays are counted under it).
+    name: String,
 }
 
 /// The authorization decision given to the builder.
@@ -137,6 +139,7 @@ enum Decision {
 /// authorization decision, `build`.
 pub struct Admin {
     inbox: Arc<dyn InboxBackend>,
+    name: String,
     decision: Decision,
     form_key: Option<[u8; 32]>,
     error: Option<ConfigError>,
@@ -173,10 +176,21 @@ impl Admin {
     pub fn from_shared(inbox: Arc<dyn InboxBackend>) -> Self {
         Self {
             inbox,
+            name: crate::observe::DEFAULT_INBOX_NAME.to_owned(),
             decision: Decision::None,
             form_key: None,
             error: None,
         }
+    }
+
+    /// The inbox's name in the metrics, the one its [`Workers`](super::Workers) and layer were
+    /// given (default [`DEFAULT_INBOX_NAME`](crate::observe::DEFAULT_INBOX_NAME)): the replays
+    /// made through the page and the API are counted under it
+    /// (`webhook_inbox_replayed_total{inbox}`, see [`replay`](super::replay)).
+    #[must_use]
+    pub fn with_inbox_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
     }
 
     fn decide(mut self, decision: Decision) -> Self {
@@ -273,6 +287,7 @@ impl Admin {
         let shared = Arc::new(Shared {
             inbox: self.inbox,
             token: token.clone(),
+            name: self.name,
         });
         let guard = Arc::new(Guard { check, token });
         let router = Router::new()

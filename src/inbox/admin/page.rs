@@ -378,7 +378,7 @@ pub(super) async fn replay(
     let replayed = async {
         let done = form(&body)?.flag("done")?;
         let key = key(&text)?;
-        api::replay_one(shared.inbox.as_ref(), &key, done).await?;
+        api::replay_one(shared.inbox.as_ref(), &shared.name, &key, done).await?;
         Ok(redirect(&format!("{base}/deliveries/{}", key.to_hex())))
     };
     replayed
@@ -420,7 +420,7 @@ pub(super) async fn replay_dead(
         if let Some(event) = params.get("event") {
             filter = filter.event(event);
         }
-        let count = api::replay_all_dead(shared.inbox.as_ref(), filter).await?;
+        let count = api::replay_all_dead(shared.inbox.as_ref(), &shared.name, filter).await?;
         Ok(redirect(&format!("{}?replayed={count}", home(&base))))
     };
     replayed
