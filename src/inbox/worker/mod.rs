@@ -46,7 +46,7 @@ pub(crate) use self::attempt::Fence;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 pub(crate) use self::attempt::Tracked;
 
-const DEFAULT_WORKERS: NonZeroUsize = NonZeroUsize::new(4).unwrap();
+const DEFAULT_WORKERS: NonZeroUsize = NonZeroUsize::new(64).unwrap();
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_ATTEMPTS: NonZeroU32 = NonZeroU32::new(8).unwrap();
 const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
@@ -130,7 +130,7 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 /// ([`Outcome`]); after a failed flush, a delivery found still running under its attempt has
 /// its outcome recorded on its own.
 ///
-/// Defaults: 4 executor slots, a 30 s lease, 8 attempts, a 1 s first backoff (at most 1 h), a
+/// Defaults: 64 executor slots, a 30 s lease, 8 attempts, a 1 s first backoff (at most 1 h), a
 /// 500 ms poll interval when no wake-up comes, a 5 min handler timeout, done deliveries pruned
 /// after 7 days ([`DEFAULT_DEDUP_WINDOW`]), the inbox's gauges refreshed every 10 s under the
 /// name `default` ([`with_name`](Self::with_name); the metrics are listed in
@@ -236,8 +236,14 @@ impl<B: InboxBackend, S> Workers<B, S> {
         }
     }
 
-    /// How many deliveries this process handles at once (default 4): the executor slots the
-    /// producer claims for, and so the largest batch one claim takes.
+    /// How many deliveries this process handles at once (default 64): the executor slots the
+    /// producer claims for, and so the largest batch one claim takes. Handlers are tasks, so
+    /// slots are cheap; what bounds them is what the handlers share. Each running delivery holds
+    /// its body, and each open [`begin_complete`](Attempt) holds one of the inbox pool's
+    /// connections (10 on PostgreSQL, 4 on `SQLite`, which writes one transaction at a time
+    /// anyway): handlers that open completions and wait in them queue for a connection, up to
+    /// the inbox's timeout. Lower it for handlers that call a rate-limited service, or give
+    /// the inbox a larger pool (`from_pool`).
     pub fn with_workers(mut self, workers: NonZeroUsize) -> Self {
         self.settings.workers = workers;
         self
