@@ -504,9 +504,13 @@ fn history_with(kind: HistoryKind, error: &str) -> String {
         "json_insert({stored}, '$[#]', json_object('attempt', attempts, 'kind', '{kind}', \
          'error', {error}, 'at', {NOW}))"
     );
-    // `key` and `value` are `json_each`'s columns: the entries' positions and the entries.
+    // `key`, `value` and `type` are `json_each`'s columns: the entries' positions, the
+    // entries, and their JSON types. Only an object or an array is JSON text to keep as JSON;
+    // any other value (a string written by hand) is kept as the value it is (`json('x')`
+    // would fail the statement, and the delivery's every outcome with it).
     format!(
-        "history = (SELECT json_group_array(json(value)) FROM json_each({appended}) \
+        "history = (SELECT json_group_array(CASE WHEN type IN ('object', 'array') \
+         THEN json(value) ELSE value END) FROM json_each({appended}) \
          WHERE key >= json_array_length({appended}) - {HISTORY_LIMIT})"
     )
 }
