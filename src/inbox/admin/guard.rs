@@ -378,6 +378,35 @@ mod tests {
             ("host", "a.test"),
             ("sec-fetch-site", "same-site"),
         ])));
+        // The browser's own comparison decides when it sends one: a proxy may rewrite Host.
+        assert!(!is_cross_site(&parts(&[
+            ("host", "127.0.0.1:3000"),
+            ("origin", "https://admin.example.com"),
+            ("sec-fetch-site", "same-origin"),
+        ])));
+    }
+
+    #[test]
+    fn only_loopback_names_are_local() {
+        for host in [
+            "localhost",
+            "localhost:3000",
+            "a.localhost.",
+            "127.0.0.1:80",
+            "[::1]",
+        ] {
+            assert!(is_local(&parts(&[("host", host)])), "{host}");
+        }
+        for host in [
+            "evil.test",
+            "localhost.evil.test",
+            "[::1]x",
+            "[::2]:80",
+            "0.0.0.0",
+        ] {
+            assert!(!is_local(&parts(&[("host", host)])), "{host}");
+        }
+        assert!(is_local(&parts(&[])));
     }
 
     #[test]
