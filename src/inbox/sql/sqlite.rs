@@ -19,6 +19,8 @@ use crate::inbox::backend::{
     timed, Accepted, Finish, InboxError, InboxFuture, InboxOptions, Lease,
 };
 use crate::inbox::delivery::{Delivery, HistoryKind, HISTORY_LIMIT};
+#[cfg(doc)]
+use crate::inbox::{InboxBackend, Record};
 
 /// How many connections the pool opens at most: `SQLite` writes one transaction at a time, and
 /// readers do not block the writer in WAL mode.
@@ -240,7 +242,7 @@ impl SqlInbox<SqliteDialect> {
     /// done: write the handler's effects to it, then [`Completion::commit`]. `None` when the
     /// lease is no longer the owner's (nothing was changed).
     ///
-    /// In a handler, call it through [`Attempt::begin_complete`](super::Attempt), so that the
+    /// In a handler, call it through [`Attempt::begin_complete`](crate::inbox::Attempt), so that the
     /// worker follows it: the delivery is then done only if the completion commits; a
     /// completion dropped without [`Completion::commit`] (an early return, a `?`), rolled back,
     /// or whose commit failed is a **failed attempt**, retried after the backoff, even when the
