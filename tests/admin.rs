@@ -703,3 +703,98 @@ async fn the_admin_lists_and_replays_deliveries_on_sqlite() {
     let (_dir, inbox) = inbox().await;
     inbox_common::admin::the_admin_lists_filters_pages_and_replays(inbox).await;
 }
+
+/// Behind a proxy that rewrites `Host` (nginx sends the upstream's address unless told
+/// otherwise), the page's own forms still work: a browser that says `Sec-Fetch-Site:
+/// same-origin` compared the origins itself, whatever `Host` the app sees; one that says
+/// `cross-site` is still refused.
+#[tokio::test]
+async fn behind_a_proxy_that_rewrites_host_the_page_s_own_forms_are_accepted() {
+    let (_dir, inbox) = inbox().await;
+    let key = dead(&inbox, "member.created", "evt_1", "boom").await;
+    let app = app(&inbox);
+    let token = form_token(&app).await;
+    let form = |site: &str| {
+        Request::builder()
+            .method("POST")
+            .uri(format!("/admin/deliveries/{key}/replay"))
+            .header(header::HOST, "127.0.0.1:3000")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("origin", "https://admin.example.com")
+            .header("sec-fetch-site", site)
+    };
+    let response = send_body(&app, form("cross-site"), format!("csrf_token={token}")).await;
+    assert_eq!(
+        refused(response).await,
+        (403, "cross_site_request".to_owned())
+    );
+    let response = send_body(&app, form("same-origin"), format!("csrf_token={token}")).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        get_json(&app, "/admin/api/stats").await["waiting"],
+        Value::from(1)
+    );
+}
+
+/// Without authorization (local development), only requests addressed to a loopback name are
+/// served: a site whose name an attacker rebinds to 127.0.0.1 (DNS rebinding) is, to the
+/// browser, the admin's own origin, and its script would read every stored body and post with
+/// the page's token. A request without `Host` is no browser's.
+#[tokio::test]
+async fn without_authorization_only_requests_to_a_loopback_name_are_served() {
+    let (_dir, inbox) = inbox().await;
+    let key = dead(&inbox, "member.created", "evt_1", "boom").await;
+    let app = Router::new().nest(
+        "/admin",
+        Admin::new(inbox.clone())
+            .allow_unauthenticated_for_local_development()
+            .build()
+            .unwrap(),
+    );
+    let get = |host: &str| {
+        Request::builder()
+            .uri("/admin/api/stats")
+            .header(header::HOST, host)
+    };
+    for host in [
+        "evil.test:3000",
+        "evil.test",
+        "127.0.0.1.evil.test:3000",
+        "localhost.evil.test",
+        "10.0.0.7:3000",
+    ] {
+        let response = send(&app, get(host)).await;
+        assert_eq!(
+            refused(response).await,
+            (403, "host_not_local".to_owned()),
+            "{host}"
+        );
+    }
+    // Nor is a post (the page's token read through the rebound name would pass).
+    let response = send(
+        &app,
+        Request::builder()
+            .method("POST")
+            .uri(format!("/admin/api/deliveries/{key}/replay"))
+            .header(header::HOST, "evil.test:3000")
+            .header("origin", "http://evil.test:3000")
+            .header("sec-fetch-site", "same-origin"),
+    )
+    .await;
+    assert_eq!(refused(response).await, (403, "host_not_local".to_owned()));
+    for host in [
+        "localhost:3000",
+        "LOCALHOST",
+        "app.localhost:8080",
+        "127.0.0.1:3000",
+        "127.1.2.3",
+        "[::1]:3000",
+    ] {
+        let response = send(&app, get(host)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{host}");
+    }
+    let response = send(&app, Request::builder().uri("/admin/api/stats")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(json(response).await["dead"], Value::from(1));
+}

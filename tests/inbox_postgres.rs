@@ -1361,6 +1361,8 @@ async fn a_history_that_cannot_be_read_reads_as_empty_and_starts_again() {
         "\"text\"",
         "{\"an\": \"object\"}",
         "[5, {\"kind\": \"exploded\"}]",
+        // What broke SQLite's append: an entry that is a string.
+        "[\"x\", {\"kind\": \"exploded\"}]",
     ] {
         sqlx::query(&format!(
             "UPDATE {prefix}deliveries SET history = $1::jsonb"

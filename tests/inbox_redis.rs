@@ -2069,6 +2069,41 @@ async fn history_records_each_outcome_and_replay_oldest_first_and_keeps_the_last
     assert!(record.history.is_empty());
 }
 
+/// A history that decodes but cannot be encoded again (a number out of range, written by hand:
+/// `cjson` reads it as infinity and refuses to write it) fails no outcome: it starts again
+/// from that outcome, as one that does not decode does.
+#[tokio::test]
+async fn a_history_that_cannot_be_written_back_starts_again_rather_than_fail_the_outcome() {
+    use tower_webhook::inbox::HistoryKind;
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix()).unwrap())
+        .await;
+    let mut redis = server.connection().await;
+    let delivery = bare("evt_inf_history");
+    inbox.accept(&delivery).await.unwrap();
+    let () = redis::cmd("HSET")
+        .arg(inbox.delivery_key(delivery.key()))
+        .arg("history")
+        .arg(r#"[{"attempt": 1e400, "kind": "retried", "at": 0}]"#)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+    let lease = claims.remove(0).lease;
+    assert!(inbox.retry(&lease, Duration::ZERO, "boom").await.unwrap());
+    let record = inbox.get(delivery.key()).await.unwrap().unwrap();
+    let seen: Vec<_> = record
+        .history
+        .iter()
+        .map(|entry| (entry.attempt, entry.kind, entry.error.as_deref()))
+        .collect();
+    assert_eq!(seen, [(1, HistoryKind::Retried, Some("boom"))]);
+}
+
 /// An inbox written by a version without the index of retries: the first connect of this one
 /// indexes the retries already pending, across batches, then marks it done.
 #[tokio::test]

@@ -649,8 +649,9 @@ async fn a_database_from_before_the_history_is_migrated_and_keeps_history_from_t
     );
 }
 
-/// A history that is not a JSON array (written by hand) makes neither the delivery unreadable
-/// nor its next outcome fail: it reads as empty, and starts again from that outcome.
+/// A history that is not a JSON array, or an array of what is not an entry (written by hand),
+/// makes neither the delivery unreadable nor its next outcome fail: it reads as empty (but the
+/// entries it can read), and goes on from that outcome.
 #[tokio::test]
 async fn a_history_that_cannot_be_read_reads_as_empty_and_starts_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -663,6 +664,9 @@ async fn a_history_that_cannot_be_read_reads_as_empty_and_starts_again() {
         "not json",
         "{\"an\": \"object\"}",
         "[5, {\"kind\": \"exploded\"}]",
+        // An array with a string in it: the append must not turn it into JSON (`json('x')`
+        // fails, and with it every outcome of the delivery).
+        "[\"x\", {\"kind\": \"exploded\"}]",
     ] {
         sqlx::query("UPDATE tower_webhook_deliveries SET history = $1")
             .bind(garbage)

@@ -37,8 +37,11 @@ pub(super) enum Check {
     Token([u8; 32]),
     /// The application's own check over the request's head.
     Closure(Arc<dyn Fn(&Parts) -> bool + Send + Sync>),
-    /// Decided elsewhere: by the application's tower layer, or nobody (local development).
+    /// Decided elsewhere: by the application's tower layer.
     Elsewhere,
+    /// Nobody decides (local development): every request to a loopback name is served, and
+    /// only those (see [`is_local`]).
+    Local,
 }
 
 impl fmt::Debug for Check {
@@ -47,6 +50,7 @@ impl fmt::Debug for Check {
             Self::Token(_) => "Token(REDACTED)",
             Self::Closure(_) => "Closure",
             Self::Elsewhere => "Elsewhere",
+            Self::Local => "Local",
         })
     }
 }
@@ -63,10 +67,19 @@ impl Check {
                 .is_some_and(|token| bool::from(Sha256::digest(token).ct_eq(expected))),
             Self::Closure(check) => check(parts),
             Self::Elsewhere => true,
+            Self::Local => is_local(parts),
         }
     }
 
     fn refuse(&self) -> Response {
+        if matches!(self, Self::Local) {
+            return Refusal::forbidden(
+                "host_not_local",
+                "without authorization the admin serves only requests to localhost, \
+                 127.0.0.1 or [::1]",
+            )
+            .into_response();
+        }
         let mut response = Refusal::UNAUTHORIZED.into_response();
         if matches!(self, Self::Token(_)) {
             for challenge in CHALLENGES {
@@ -242,20 +255,10 @@ impl Guard {
     }
 }
 
-/// Whether a browser says the request comes from another site: `Sec-Fetch-Site` other than
-/// `same-origin` (or `none`, a request the user made), or an `Origin` whose host and port are
-/// not the request's `Host`.
-fn is_cross_site(parts: &Parts) -> bool {
-    let headers = &parts.headers;
-    if let Some(site) = headers.get("sec-fetch-site") {
-        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
-            return true;
-        }
-    }
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return false;
-    };
-    let host = headers
+/// The host (and port) a request is addressed to: its `Host`, or its URI's authority (HTTP/2).
+fn host(parts: &Parts) -> Option<&[u8]> {
+    parts
+        .headers
         .get(header::HOST)
         .map(HeaderValue::as_bytes)
         .or_else(|| {
@@ -263,7 +266,52 @@ fn is_cross_site(parts: &Parts) -> bool {
                 .uri
                 .authority()
                 .map(|authority| authority.as_str().as_bytes())
-        });
+        })
+}
+
+/// Whether a request may be served without authorization: addressed to a loopback name
+/// (`localhost` or a name under `.localhost`, `127.0.0.0/8`, `[::1]`; any port), or with no
+/// host at all (no browser's). A browser on a page whose name an attacker rebound to
+/// 127.0.0.1 (DNS rebinding) sends that name: refused, else the page's script, of the
+/// admin's own origin to the browser, would read every body and post with the form token.
+fn is_local(parts: &Parts) -> bool {
+    let Some(host) = host(parts) else {
+        return true;
+    };
+    let Ok(host) = std::str::from_utf8(host) else {
+        return false;
+    };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((address, port)) if port.is_empty() || port.starts_with(':') => address,
+            _ => return false,
+        }
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
+/// Whether a browser says the request comes from another site: `Sec-Fetch-Site` other than
+/// `same-origin` (or `none`, a request the user made); without it (an older browser, or plain
+/// HTTP to a name that is not `localhost`), an `Origin` whose host and port are not the
+/// request's `Host`. `Sec-Fetch-Site` is the browser's own comparison of the origins, so it
+/// decides alone when present: behind a proxy that rewrites `Host`, the page's own forms
+/// still pass.
+fn is_cross_site(parts: &Parts) -> bool {
+    let headers = &parts.headers;
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return !matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let host = host(parts);
     let origin_host = origin
         .to_str()
         .ok()
@@ -330,6 +378,35 @@ mod tests {
             ("host", "a.test"),
             ("sec-fetch-site", "same-site"),
         ])));
+        // The browser's own comparison decides when it sends one: a proxy may rewrite Host.
+        assert!(!is_cross_site(&parts(&[
+            ("host", "127.0.0.1:3000"),
+            ("origin", "https://admin.example.com"),
+            ("sec-fetch-site", "same-origin"),
+        ])));
+    }
+
+    #[test]
+    fn only_loopback_names_are_local() {
+        for host in [
+            "localhost",
+            "localhost:3000",
+            "a.localhost.",
+            "127.0.0.1:80",
+            "[::1]",
+        ] {
+            assert!(is_local(&parts(&[("host", host)])), "{host}");
+        }
+        for host in [
+            "evil.test",
+            "localhost.evil.test",
+            "[::1]x",
+            "[::2]:80",
+            "0.0.0.0",
+        ] {
+            assert!(!is_local(&parts(&[("host", host)])), "{host}");
+        }
+        assert!(is_local(&parts(&[])));
     }
 
     #[test]

@@ -43,8 +43,8 @@
 //! # Cross-site requests
 //!
 //! Whatever changes state is a POST. Every POST is refused `403 cross_site_request` when a
-//! browser says it comes from another site (`Sec-Fetch-Site` other than `same-origin`, or an
-//! `Origin` whose host is not the request's `Host`). Then it must carry the form token
+//! browser says it comes from another site (`Sec-Fetch-Site` other than `same-origin`; from a
+//! browser that sends none, an `Origin` whose host is not the request's `Host`). Then it must carry the form token
 //! (a hidden field `csrf_token` of the page's forms, or an `x-csrf-token` header): always for
 //! the page's forms, and for the JSON API when the request comes from a browser (it has an
 //! `Origin`, `Sec-Fetch-Site` or `Cookie` header), else `403 csrf_token_missing` or
@@ -247,7 +247,10 @@ impl Admin {
 
     /// Serves everyone who reaches the router: **only** for a machine of your own, listening
     /// on `127.0.0.1`. Anyone who can reach it can replay and purge deliveries and read their
-    /// bodies. The cross-site checks still run.
+    /// bodies. The cross-site checks still run, and only requests addressed to a loopback name
+    /// (`localhost`, `*.localhost`, `127.0.0.0/8`, `[::1]`, any port; or with no `Host`) are
+    /// served, others refused `403 host_not_local`: a web page whose name was rebound to
+    /// `127.0.0.1` (DNS rebinding) cannot read or post to it.
     #[must_use]
     pub fn allow_unauthenticated_for_local_development(self) -> Self {
         self.decide(Decision::Open)
@@ -276,7 +279,7 @@ impl Admin {
             Decision::None => return Err(ConfigError::AdminWithoutAuthorization),
             Decision::Check(check) => (check, None),
             Decision::Layer(layer) => (Check::Elsewhere, Some(layer)),
-            Decision::Open => (Check::Elsewhere, None),
+            Decision::Open => (Check::Local, None),
         };
         let key = self.form_key.unwrap_or_else(|| {
             let mut key = [0; 32];

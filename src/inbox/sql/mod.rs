@@ -176,11 +176,14 @@ fn from_us(us: i64) -> Result<OffsetDateTime, InboxError> {
 /// array, an entry of an unknown kind or without its fields) is left out rather than make the
 /// delivery unreadable: a history is for the operators, the delivery's state is in its columns.
 pub(super) fn decode_history(text: &str) -> Vec<HistoryEntry> {
-    let Ok(serde_json::Value::Array(entries)) = serde_json::from_str(text) else {
+    // Each entry read on its own: one that does not (a number out of a double's range) is
+    // left out alone.
+    let Ok(entries) = serde_json::from_str::<Vec<&serde_json::value::RawValue>>(text) else {
         return Vec::new();
     };
     let mut history: Vec<HistoryEntry> = entries
         .iter()
+        .filter_map(|entry| serde_json::from_str::<serde_json::Value>(entry.get()).ok())
         .filter_map(|entry| {
             let attempt = u32::try_from(entry.get("attempt")?.as_u64()?).ok()?;
             let kind = HistoryKind::from_name(entry.get("kind")?.as_str()?)?;
@@ -1163,6 +1166,18 @@ mod tests {
                 (2, HistoryKind::Dead, None)
             ]
         );
+        // An entry whose number is out of a double's range (written by hand; SQLite's `json()`
+        // writes it `9.0e+999`) is left out alone, not with the whole history.
+        let history = decode_history(
+            r#"[{"attempt":1e400,"kind":"done","at":0},
+            {"attempt":1,"kind":"retried","error":"boom","at":9.0e+999},
+            {"attempt":2,"kind":"retried","error":"bang","at":1000}]"#,
+        );
+        let read: Vec<_> = history
+            .iter()
+            .map(|entry| (entry.attempt, entry.error.as_deref()))
+            .collect();
+        assert_eq!(read, [(2, Some("bang"))]);
         assert!(decode_history("not json").is_empty());
         assert!(decode_history(r#"{"attempt":1}"#).is_empty());
         let many: Vec<String> = (1..=25)

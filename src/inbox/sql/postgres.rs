@@ -13,6 +13,8 @@ use crate::inbox::backend::{
     timed, Accepted, Finish, InboxError, InboxFuture, InboxOptions, Lease,
 };
 use crate::inbox::delivery::{Delivery, HistoryKind, HISTORY_LIMIT};
+#[cfg(doc)]
+use crate::inbox::{InboxBackend, Record};
 
 /// How many connections [`PostgresInbox::connect`] opens at most.
 const MAX_CONNECTIONS: u32 = 10;
@@ -192,7 +194,7 @@ impl SqlInbox<PostgresDialect> {
     /// locked): write the handler's effects to it, then [`Completion::commit`]. `None` when the
     /// lease is no longer the owner's (nothing was changed).
     ///
-    /// In a handler, call it through [`Attempt::begin_complete`](super::Attempt), so that the
+    /// In a handler, call it through [`Attempt::begin_complete`](crate::inbox::Attempt), so that the
     /// worker follows it: the delivery is then done only if the completion commits; a
     /// completion dropped without [`Completion::commit`] (an early return, a `?`), rolled back,
     /// or whose commit failed is a **failed attempt**, retried after the backoff, even when the

@@ -19,6 +19,8 @@ use crate::inbox::backend::{
     timed, Accepted, Finish, InboxError, InboxFuture, InboxOptions, Lease,
 };
 use crate::inbox::delivery::{Delivery, HistoryKind, HISTORY_LIMIT};
+#[cfg(doc)]
+use crate::inbox::{InboxBackend, Record};
 
 /// How many connections the pool opens at most: `SQLite` writes one transaction at a time, and
 /// readers do not block the writer in WAL mode.
@@ -240,7 +242,7 @@ impl SqlInbox<SqliteDialect> {
     /// done: write the handler's effects to it, then [`Completion::commit`]. `None` when the
     /// lease is no longer the owner's (nothing was changed).
     ///
-    /// In a handler, call it through [`Attempt::begin_complete`](super::Attempt), so that the
+    /// In a handler, call it through [`Attempt::begin_complete`](crate::inbox::Attempt), so that the
     /// worker follows it: the delivery is then done only if the completion commits; a
     /// completion dropped without [`Completion::commit`] (an early return, a `?`), rolled back,
     /// or whose commit failed is a **failed attempt**, retried after the backoff, even when the
@@ -504,9 +506,13 @@ fn history_with(kind: HistoryKind, error: &str) -> String {
         "json_insert({stored}, '$[#]', json_object('attempt', attempts, 'kind', '{kind}', \
          'error', {error}, 'at', {NOW}))"
     );
-    // `key` and `value` are `json_each`'s columns: the entries' positions and the entries.
+    // `key`, `value` and `type` are `json_each`'s columns: the entries' positions, the
+    // entries, and their JSON types. Only an object or an array is JSON text to keep as JSON;
+    // any other value (a string written by hand) is kept as the value it is (`json('x')`
+    // would fail the statement, and the delivery's every outcome with it).
     format!(
-        "history = (SELECT json_group_array(json(value)) FROM json_each({appended}) \
+        "history = (SELECT json_group_array(CASE WHEN type IN ('object', 'array') \
+         THEN json(value) ELSE value END) FROM json_each({appended}) \
          WHERE key >= json_array_length({appended}) - {HISTORY_LIMIT})"
     )
 }

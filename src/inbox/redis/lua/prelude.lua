@@ -47,8 +47,8 @@ end
 -- Appends an entry to delivery h's history (a JSON array in its `history` field, oldest
 -- first, the last `history_limit` kept; `history_limit` is set before this prelude from
 -- `HISTORY_LIMIT`): the attempt it ended (or, replayed, the attempts before the reset), what
--- happened, the error (retried or dead) and when. A history that does not decode is started
--- again rather than fail the outcome.
+-- happened, the error (retried or dead) and when. A history that does not decode, or not
+-- encode again, is started again rather than fail the outcome.
 local function remember(h, attempt, kind, err)
   local entries = {}
   local stored = redis.call('HGET', h, 'history')
@@ -64,7 +64,11 @@ local function remember(h, attempt, kind, err)
   if err then entry.error = err end
   table.insert(entries, entry)
   while #entries > history_limit do table.remove(entries, 1) end
-  redis.call('HSET', h, 'history', cjson.encode(entries))
+  -- What decodes may not encode again (a number out of range reads as infinity, which
+  -- `cjson` refuses to write): such a history starts again too.
+  local ok, encoded = pcall(cjson.encode, entries)
+  if not ok then encoded = cjson.encode({ entry }) end
+  redis.call('HSET', h, 'history', encoded)
 end
 -- The stored fields of delivery k, and when its lease ends when running.
 local function view(k)
