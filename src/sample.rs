@@ -186,19 +186,12 @@ impl Sample {
             (Bytes::from(text), content_type)
         };
         // A scheme that reads the id or event from the body signs the body's.
-        let json = json_of(&body);
-        let fields: HashMap<String, &RawValue> = serde_json::from_slice(&json).unwrap_or_default();
-        let field = |source: Option<&Source>| match source {
-            Some(Source::BodyField(name)) => fields
-                .get(name.as_ref())
-                .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok()),
-            _ => None,
-        };
-        let id = match (&self.body, field(Some(&scheme.id))) {
+        let (body_id, body_event) = body_facts(scheme, &json_of(&body));
+        let id = match (&self.body, body_id) {
             (Some(_), Some(body_id)) => body_id,
             _ => given_id.to_owned(),
         };
-        let event = match (&self.body, field(scheme.event.as_ref())) {
+        let event = match (&self.body, body_event) {
             (Some(_), Some(body_event)) => body_event,
             _ => self.event.clone(),
         };
@@ -391,6 +384,20 @@ pub(crate) fn form_payload(json: &[u8]) -> String {
         }
     }
     form
+}
+
+/// The event id and type `scheme` reads from the JSON body `json`, for a scheme that reads
+/// them there (each field left raw, so that a body `serde_json::Value` cannot hold elsewhere,
+/// `1e400` or deep nesting, still names its id and type).
+pub(crate) fn body_facts(scheme: &Scheme, json: &[u8]) -> (Option<String>, Option<String>) {
+    let fields: HashMap<String, &RawValue> = serde_json::from_slice(json).unwrap_or_default();
+    let field = |source: Option<&Source>| match source {
+        Some(Source::BodyField(name)) => fields
+            .get(name.as_ref())
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok()),
+        _ => None,
+    };
+    (field(Some(&scheme.id)), field(scheme.event.as_ref()))
 }
 
 /// The JSON a body carries: itself, or the `payload` parameter of a form.

@@ -332,20 +332,9 @@ impl Delivery {
     /// such a request would reach no handler of an event router.
     #[must_use]
     pub fn sign(&self, scheme: &Scheme, secret: &Secret) -> Request<Body> {
-        // The event from the body, for a scheme that reads it there.
+        // The id and event from the body, for a scheme that reads them there.
         let json = self.json.as_ref().unwrap_or(&self.body);
-        // Each field left raw: a body that `serde_json::Value` cannot hold elsewhere (`1e400`,
-        // deep nesting) still names its id and type.
-        let fields: std::collections::HashMap<String, &serde_json::value::RawValue> =
-            serde_json::from_slice(json).unwrap_or_default();
-        let body_field = |source: Option<&Source>| match source {
-            Some(Source::BodyField(name)) => fields
-                .get(name.as_ref())
-                .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok()),
-            _ => None,
-        };
-        let body_id = body_field(Some(&scheme.id));
-        let body_event = body_field(scheme.event.as_ref());
+        let (body_id, body_event) = crate::sample::body_facts(scheme, json);
         let random = Token::random().to_hex();
         let id = match (&self.id, &scheme.id) {
             (Some(id), _) => id.as_str(),

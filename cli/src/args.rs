@@ -44,10 +44,10 @@ pub(crate) enum Command {
 /// Where the inbox is.
 #[derive(Debug, Args)]
 pub(crate) struct Store {
-    /// The inbox: sqlite:PATH, postgres://USER@HOST/DB or redis://HOST:PORT/DB.
+    /// The inbox: `sqlite:PATH`, `postgres://USER@HOST/DB` or `redis://HOST:PORT/DB`.
     #[arg(long, env = "INBOX_URL", value_name = "URL")]
     pub(crate) url: String,
-    /// The prefix the application gave the inbox (InboxOptions::with_prefix): SQL table names,
+    /// The prefix the application gave the inbox (`InboxOptions::with_prefix`): SQL table names,
     /// Redis key names.
     #[arg(long, value_name = "PREFIX", default_value = "tower_webhook_")]
     pub(crate) prefix: String,
@@ -113,29 +113,15 @@ pub(crate) enum InboxCommand {
     Replay {
         #[command(flatten)]
         store: Store,
-        /// Event ids or keys.
-        #[arg(
-            value_name = "ID",
-            required_unless_present = "dead",
-            conflicts_with = "dead"
-        )]
-        ids: Vec<String>,
+        #[command(flatten)]
+        targets: Targets,
         /// Every dead delivery the filters match.
         #[arg(long)]
         dead: bool,
-        /// Only of this event type (with --dead).
-        #[arg(long, value_name = "EVENT", requires = "dead")]
-        event: Option<String>,
-        /// Only accepted since (with --dead): RFC 3339 or an age (30m, 1h, 2d).
-        #[arg(long, value_name = "TIME", requires = "dead")]
-        since: Option<String>,
         /// Replay the ids given even when they were processed already (their handler runs
         /// again).
         #[arg(long, conflicts_with = "dead")]
         include_done: bool,
-        /// How many deliveries a bulk replay reads at a time (for tests).
-        #[arg(long, hide = true, default_value_t = 500)]
-        page: usize,
         /// JSON Lines.
         #[arg(long)]
         json: bool,
@@ -147,32 +133,40 @@ pub(crate) enum InboxCommand {
     Purge {
         #[command(flatten)]
         store: Store,
-        /// Event ids or keys.
-        #[arg(
-            value_name = "ID",
-            required_unless_present = "dead",
-            conflicts_with = "dead"
-        )]
-        ids: Vec<String>,
+        #[command(flatten)]
+        targets: Targets,
         /// Every dead delivery the filters match (needs --yes).
         #[arg(long, requires = "yes")]
         dead: bool,
-        /// Only of this event type (with --dead).
-        #[arg(long, value_name = "EVENT", requires = "dead")]
-        event: Option<String>,
-        /// Only accepted since (with --dead): RFC 3339 or an age (30m, 1h, 2d).
-        #[arg(long, value_name = "TIME", requires = "dead")]
-        since: Option<String>,
         /// Confirms a bulk purge.
         #[arg(long)]
         yes: bool,
-        /// How many deliveries a bulk purge reads at a time (for tests).
-        #[arg(long, hide = true, default_value_t = 500)]
-        page: usize,
         /// JSON Lines.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Which deliveries `replay` and `purge` act on: the ids given, or with `--dead` every dead
+/// one the filters match.
+#[derive(Debug, Args)]
+pub(crate) struct Targets {
+    /// Event ids or keys.
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "dead",
+        conflicts_with = "dead"
+    )]
+    pub(crate) ids: Vec<String>,
+    /// Only of this event type (with --dead).
+    #[arg(long, value_name = "EVENT", requires = "dead")]
+    pub(crate) event: Option<String>,
+    /// Only accepted since (with --dead): RFC 3339 or an age (30m, 1h, 2d).
+    #[arg(long, value_name = "TIME", requires = "dead")]
+    pub(crate) since: Option<String>,
+    /// How many deliveries a bulk replay or purge reads at a time (for tests).
+    #[arg(long, hide = true, default_value_t = 500)]
+    pub(crate) page: usize,
 }
 
 /// The filters of `list`.

@@ -3,6 +3,7 @@
 //! printed as its view structs (`StatsView`, `DeliveryRow`, `DeliveryDetail`): the JSON the
 //! admin page's API prints too.
 
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use tower_webhook::inbox::{
 };
 use tower_webhook::time::OffsetDateTime;
 
-use crate::args::{FilterArgs, InboxCommand, Store};
+use crate::args::{FilterArgs, InboxCommand, Store, Targets};
 use crate::exit::{self, Exit};
 use crate::output::{self, cut, json_line, table};
 use crate::since;
@@ -51,43 +52,42 @@ pub(crate) async fn run(command: InboxCommand) -> anyhow::Result<Exit> {
         } => show(&*open(&store).await?, &ids, full, json).await,
         InboxCommand::Replay {
             store,
-            ids,
+            targets,
             dead,
-            event,
-            since,
             include_done,
-            page,
             json,
         } => {
-            let action = Action::Replay(if include_done {
+            let from = if include_done {
                 Replay::DeadOrDone
             } else {
                 Replay::Dead
-            });
-            if dead {
-                let filter = dead_filter(event, since.as_deref())?;
-                bulk(&*open(&store).await?, &filter, page, action, json).await
-            } else {
-                each(&*open(&store).await?, &ids, action, json).await
-            }
+            };
+            act(&store, &targets, dead, Action::Replay(from), json).await
         }
         InboxCommand::Purge {
             store,
-            ids,
+            targets,
             dead,
-            event,
-            since,
             yes: _,
-            page,
             json,
-        } => {
-            if dead {
-                let filter = dead_filter(event, since.as_deref())?;
-                bulk(&*open(&store).await?, &filter, page, Action::Purge, json).await
-            } else {
-                each(&*open(&store).await?, &ids, Action::Purge, json).await
-            }
-        }
+        } => act(&store, &targets, dead, Action::Purge, json).await,
+    }
+}
+
+/// `replay` or `purge`: of the ids given, or with `dead` of every dead delivery the filters
+/// match.
+async fn act(
+    store: &Store,
+    targets: &Targets,
+    dead: bool,
+    action: Action,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    if dead {
+        let filter = dead_filter(targets.event.clone(), targets.since.as_deref())?;
+        bulk(&*open(store).await?, &filter, targets.page, action, json).await
+    } else {
+        each(&*open(store).await?, &targets.ids, action, json).await
     }
 }
 
@@ -307,9 +307,10 @@ async fn resolve_or_say(inbox: &dyn InboxBackend, id: &str) -> anyhow::Result<Op
                 "ambiguous: {id} names {} deliveries (two endpoints or scopes); give one of \
                  their keys:{}",
                 keys.len(),
-                keys.iter()
-                    .map(|key| format!("\n  {key}"))
-                    .collect::<String>()
+                keys.iter().fold(String::new(), |mut list, key| {
+                    let _ = write!(list, "\n  {key}");
+                    list
+                })
             );
             None
         }
@@ -370,10 +371,10 @@ fn describe(detail: &DeliveryDetail, full: bool) -> String {
         row.id
     );
     for (name, value) in &detail.headers {
-        text.push_str(&format!("  {name}: {value}\n"));
+        let _ = writeln!(text, "  {name}: {value}");
     }
     let body = pretty_body(&detail.body);
-    text.push_str(&format!("\nbody ({} bytes)\n", detail.body.len()));
+    let _ = writeln!(text, "\nbody ({} bytes)", detail.body.len());
     if full || body.len() <= BODY_PREVIEW {
         text.push_str(&body);
     } else {
@@ -382,10 +383,11 @@ fn describe(detail: &DeliveryDetail, full: bool) -> String {
             end -= 1;
         }
         text.push_str(&body[..end]);
-        text.push_str(&format!(
+        let _ = write!(
+            text,
             "\n… {} more bytes (--full prints them)",
             body.len() - end
-        ));
+        );
     }
     text.push_str("\n\nhistory\n");
     if detail.history.is_empty() {
@@ -577,26 +579,20 @@ fn progress(total: Option<u64>, action: Action) -> ProgressBar {
         Action::Replay(_) => "replaying",
         Action::Purge => "purging",
     };
-    match total {
-        Some(total) => {
-            let bar = ProgressBar::new(total);
-            if let Ok(style) =
-                ProgressStyle::with_template(&format!("{verb} {{bar:40}} {{pos}}/{{len}} {{eta}}"))
-            {
-                bar.set_style(style);
-            }
-            bar
-        }
-        None => {
-            let bar = ProgressBar::new_spinner();
-            if let Ok(style) = ProgressStyle::with_template(&format!("{{spinner}} {verb}: {{pos}}"))
-            {
-                bar.set_style(style);
-            }
-            bar.enable_steady_tick(Duration::from_millis(120));
-            bar
-        }
+    let (bar, template) = if let Some(total) = total {
+        (
+            ProgressBar::new(total),
+            format!("{verb} {{bar:40}} {{pos}}/{{len}} {{eta}}"),
+        )
+    } else {
+        let bar = ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(120));
+        (bar, format!("{{spinner}} {verb}: {{pos}}"))
+    };
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style);
     }
+    bar
 }
 
 /// `1.5 s`, `3 min 20 s`, `2 h 5 min`, `4 d 3 h`.

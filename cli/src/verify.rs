@@ -2,6 +2,7 @@
 //! verification pipeline (`tower_webhook::verify`), and the layer's diagnostics
 //! (`error::Reason`) when it is refused.
 
+use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use anyhow::Context as _;
@@ -127,7 +128,7 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<Exit> {
             ("signed at", &verdict.timestamp),
         ] {
             if let Some(value) = value {
-                text.push_str(&format!("\n  {name}: {value}"));
+                let _ = write!(text, "\n  {name}: {value}");
             }
         }
         output::line(&text);
@@ -140,7 +141,7 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<Exit> {
         );
         match (&verdict.reason, &verdict.hint) {
             (Some(reason), Some(hint)) => {
-                text.push_str(&format!("\n  reason: {reason}\n  hint: {hint}"))
+                let _ = write!(text, "\n  reason: {reason}\n  hint: {hint}");
             }
             _ => text.push_str("\n  reason: none more precise than the refusal"),
         }

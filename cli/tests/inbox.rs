@@ -146,6 +146,14 @@ fn pending(counts: &Value) -> u64 {
 /// the backend's stats count retrying deliveries apart from waiting ones (the Redis backend
 /// counts them as waiting until it learns to).
 fn scenario(url: &str, counts_retrying: bool) {
+    stats_and_lists(url, counts_retrying);
+    let keys = show_and_ambiguity(url);
+    replay_and_purge(url, &keys);
+    usage_errors(url);
+}
+
+/// stats and list, their JSON contract, filters and pages.
+fn stats_and_lists(url: &str, counts_retrying: bool) {
     // stats: one object with the contract's fields.
     let counts = stats(url);
     for field in ["waiting", "running", "retrying", "dead", "done", "lag_ms"] {
@@ -237,7 +245,11 @@ fn scenario(url: &str, counts_retrying: bool) {
     keys.sort_unstable();
     keys.dedup();
     assert_eq!(keys.len(), 9, "the pages overlap or miss a delivery");
+}
 
+/// show, with an id, a key, an ambiguous id and an unknown one; returns the keys of the
+/// ambiguous id's two deliveries.
+fn show_and_ambiguity(url: &str) -> Vec<String> {
     // show: the headers, the pretty body, the last error; --json is the detail.
     let shown = inbox(url, &["show", "evt_d1"]).expect_code(0);
     assert!(
@@ -295,7 +307,11 @@ fn scenario(url: &str, counts_retrying: bool) {
         .json_lines();
     assert_eq!(by_key[0]["key"], keys[0].as_str());
     inbox(url, &["show", "evt_nope"]).expect_code(1);
+    keys
+}
 
+/// replay and purge, by ids (`keys`: the ambiguous id's) and in bulk.
+fn replay_and_purge(url: &str, keys: &[String]) {
     // replay: what changed is printed, an unknown id exits 1 after the others.
     let replayed = inbox(url, &["replay", "evt_d3", "evt_nope", "--json"]).expect_code(1);
     let lines = replayed.json_lines();
@@ -349,7 +365,9 @@ fn scenario(url: &str, counts_retrying: bool) {
     // The other endpoint's delivery is now the only one with that id.
     inbox(url, &["show", "evt_twice"]).expect_code(0);
     assert_eq!(pending(&stats(url)), 7);
+}
 
+fn usage_errors(url: &str) {
     // Usage errors exit 2.
     inbox(url, &["list", "--state", "gone"]).expect_code(2);
     inbox(url, &["list", "--since", "yesterday"]).expect_code(2);
