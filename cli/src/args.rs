@@ -297,7 +297,7 @@ pub(crate) struct VerifyArgs {
     #[arg(long, value_name = "FILE", requires = "headers")]
     pub(crate) body: Option<PathBuf>,
     /// The URL the sender called, for a URL-signing scheme (Square, Twilio); default
-    /// https://<Host><path> of the request.
+    /// `https://<Host><path>` of the request.
     #[arg(long)]
     pub(crate) url: Option<String>,
     /// Verify as at this time (RFC 3339) instead of now: a capture's freshness.
