@@ -132,15 +132,19 @@ impl Sample {
     }
 
     /// Signs `body`, exactly these bytes, instead of a sample body (a captured delivery, a
-    /// file). A scheme that reads the id or the event type from the body reads them from it.
+    /// file): sent as `application/json`, or as a form when it starts with `payload=` (or,
+    /// with [`form`](Self::form), encoded as one). A scheme that reads the id or the event
+    /// type from the body reads them from it.
     #[must_use]
     pub fn with_body(mut self, body: impl Into<Bytes>) -> Self {
         self.body = Some(body.into());
         self
     }
 
-    /// Sends the JSON as a form whose `payload` parameter holds it, as GitHub does with the
-    /// webhook's content type set to `form`, and Slack's interactivity.
+    /// Sends the JSON (the sample's, or [`with_body`](Self::with_body)'s) as a form whose
+    /// `payload` parameter holds it, as GitHub does with the webhook's content type set to
+    /// `form`, and Slack's interactivity. Twilio's sample is a form already, Graph's and
+    /// Linear's are JSON whatever this says.
     #[must_use]
     pub fn form(mut self) -> Self {
         self.form = true;
@@ -179,8 +183,12 @@ impl Sample {
         let given_id = self.id.clone().unwrap_or_else(random_uuid);
         let given_id = given_id.as_str();
         let (body, content_type) = if let Some(body) = &self.body {
-            let form = self.form || body.starts_with(b"payload=");
-            (body.clone(), if form { FORM } else { JSON })
+            match (self.form, body.starts_with(b"payload=")) {
+                // Form-encoded already: sent as it is.
+                (_, true) => (body.clone(), FORM),
+                (true, false) => (Bytes::from(form_payload(body)), FORM),
+                (false, false) => (body.clone(), JSON),
+            }
         } else {
             let (text, content_type) = self.sample_body(scheme, signing_key, given_id, now);
             (Bytes::from(text), content_type)
@@ -498,6 +506,24 @@ mod tests {
                 .with_action("opened")
                 .sign(&Scheme::stripe(), "whsec_x", "http://h/");
         assert!(matches!(refused, Err(SampleError::NoAction { .. })));
+    }
+
+    #[test]
+    fn a_body_given_is_form_encoded_when_asked_and_still_names_its_id() {
+        let signed = Sample::new("push")
+            .with_body(&br#"{"id":"evt_3","type":"x"}"#[..])
+            .form()
+            .sign(&Scheme::sotion(), "whsec_x", "http://h/webhooks")
+            .ok();
+        let signed = signed.map(|s| (s.id, s.headers[CONTENT_TYPE].clone(), s.body));
+        assert_eq!(
+            signed,
+            Some((
+                "evt_3".to_owned(),
+                HeaderValue::from_static(FORM),
+                Bytes::from_static(b"payload=%7B%22id%22%3A%22evt_3%22%2C%22type%22%3A%22x%22%7D")
+            ))
+        );
     }
 
     #[test]
