@@ -15,7 +15,10 @@
 //!   a Redis Streams inbox, see `RedisInbox`);
 //! - `INBOX_MAX_ATTEMPTS` (default 8), `INBOX_BACKOFF_MS` (the first retry's delay, default
 //!   1000, doubling with jitter), `INBOX_LEASE_MS` (default 30000), `INBOX_WORKERS`
-//!   (default 4).
+//!   (default 4);
+//! - `ADMIN_TOKEN`: mounts the inbox's admin page at `/admin` (`tower_webhook::inbox::admin`),
+//!   for requests with `Authorization: Bearer $ADMIN_TOKEN`, or a browser's login prompt with
+//!   the token as the password. Unset: no admin page.
 //!
 //! The demo handler reads the event's `data`: `fail` (an integer N) makes its first N attempts
 //! answer 500, `sleep_ms` makes each attempt sleep that long first. It prints one line per
@@ -34,6 +37,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Extension, Router};
 use tower_webhook::extract::Verified;
+use tower_webhook::inbox::admin::Admin;
 use tower_webhook::inbox::{
     Attempt, DeliveryState, InboxBackend, InboxOptions, Outcome, Replay, SqliteInbox, Workers,
 };
@@ -323,6 +327,7 @@ async fn serve<B: InboxBackend + Clone>(inbox: B, settings: Settings) -> Result<
         .with_inbox(inbox.clone()) // the one line that makes it an inbox receiver
         .build()
         .map_err(|e| format!("WEBHOOK_SECRET: {e}"))?;
+    let admin = admin(&inbox)?;
     let running = Workers::new(inbox, events.clone().with_state(()))
         .on_outcome(move |delivery, attempt, outcome| {
             let facts = delivery.facts();
@@ -337,11 +342,21 @@ async fn serve<B: InboxBackend + Clone>(inbox: B, settings: Settings) -> Result<
         .with_lease(lease)
         .start()
         .map_err(|e| format!("INBOX_BACKOFF_MS / INBOX_LEASE_MS: {e}"))?;
-    let app = Router::new().route("/webhooks", post(events).route_layer(layer));
+    let mut app = Router::new().route("/webhooks", post(events).route_layer(layer));
+    let admin_line = if let Some(admin) = admin {
+        app = app.nest("/admin", admin);
+        format!(
+            "admin page on http://{addr}/admin (Authorization: Bearer $ADMIN_TOKEN; a browser \
+             asks for a user name and password: any name, the token as the password)"
+        )
+    } else {
+        "no admin page: set ADMIN_TOKEN to mount one at /admin".to_owned()
+    };
 
     let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
         format!("cannot listen on {addr}: {e} (set WEBHOOK_ADDR to another address)")
     })?;
+    eprintln!("{admin_line}");
     eprintln!("listening on http://{addr}/webhooks (Ctrl-C stops, letting handlers finish)");
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
@@ -352,6 +367,19 @@ async fn serve<B: InboxBackend + Clone>(inbox: B, settings: Settings) -> Result<
     eprintln!("stopping: running handlers have 10 s to finish");
     running.shutdown(Duration::from_secs(10)).await;
     Ok(())
+}
+
+/// The admin page of `inbox` (`tower_webhook::inbox::admin`) behind `ADMIN_TOKEN`, when it is
+/// set.
+fn admin<B: InboxBackend + Clone>(inbox: &B) -> Result<Option<Router>, String> {
+    let Ok(token) = std::env::var("ADMIN_TOKEN") else {
+        return Ok(None);
+    };
+    Admin::new(inbox.clone())
+        .bearer_token(token.trim())
+        .build()
+        .map(Some)
+        .map_err(|e| format!("ADMIN_TOKEN: {e}"))
 }
 
 #[cfg(test)]

@@ -532,6 +532,22 @@ pub enum ConfigError {
     /// key ([`Scheme::signing_key`](crate::Scheme::signing_key)).
     #[error("a public key cannot sign: give the private key (scheme.signing_key(text))")]
     CannotSign,
+    /// The inbox's admin router (feature `admin`) was built without an authorization decision:
+    /// give it one (`bearer_token`, `authorize` or `layer`), or say
+    /// `allow_unauthenticated_for_local_development()`.
+    #[error(
+        "the inbox admin has no authorization decision: give it bearer_token, authorize or \
+         layer (or allow_unauthenticated_for_local_development for a local machine)"
+    )]
+    AdminWithoutAuthorization,
+    /// The inbox's admin router (feature `admin`) was given two authorization decisions: one
+    /// decides, so give one.
+    #[error("the inbox admin was given two authorization decisions: give one")]
+    AdminAuthorizationTwice,
+    /// The inbox's admin router (feature `admin`) was given an empty bearer token, which would
+    /// let anyone in.
+    #[error("the inbox admin's token must not be empty")]
+    EmptyAdminToken,
 }
 
 #[cfg(test)]

@@ -20,23 +20,83 @@
 //! | `webhook_handler_failures_total` | counter | `scheme` | handler answers that were not `2xx`, or errors |
 //! | `webhook_duration_seconds` | histogram | `scheme`, `outcome` | time from the request reaching the layer to its answer (`stored` in inbox mode, `handshake` for an endpoint handshake the layer answered) |
 //! | `webhook_ignored_total` | counter | `scheme` | deliveries an [`EventRouter`](crate::EventRouter)'s default fallback acknowledged: no handler ran (the event's name is in the log line, never a label: names are not bounded) |
-//! | `webhook_inbox_attempts_total` | counter | `outcome` | inbox handler runs, by outcome (`inbox::Outcome`): `done` (answered `2xx`, or its own completion committed), `retried` (failed, due again after a backoff; a completion begun and not committed is a failure), `dead` (failed, dead-lettered), `released` (stopped by a graceful shutdown, given back), `stale` (the delivery was no longer the attempt's: its lease ran out or was taken over while the handler ran, which was stopped, or it was claimed again, purged or replayed before the outcome was recorded), `lost` (the outcome could not be recorded, and the delivery read again was still running under the attempt, or could not be read: it runs again once its lease runs out). An outcome whose answer was lost is read again and counted as found |
-//! | `webhook_inbox_dead_letters_total` | counter | | deliveries dead-lettered after their last attempt |
-//! | `webhook_inbox_depth` | gauge | | deliveries waiting (pending or running), read by the workers every 10 s |
-//! | `webhook_inbox_oldest_waiting_seconds` | gauge | | age of the oldest waiting delivery (0 when none) |
+//! | `webhook_inbox_accepted_total` | counter | `scheme`, `inbox` | deliveries the layer stored in its inbox (answered `2xx` once committed) |
+//! | `webhook_inbox_duplicates_total` | counter | `scheme`, `inbox` | deliveries the layer's inbox had stored already, in any state (answered as duplicates; also counted in `webhook_duplicates_total`) |
+//! | `webhook_inbox_attempts_total` | counter | `inbox`, `outcome` | inbox handler runs, by outcome (`inbox::Outcome`): `done` (processed: answered `2xx`, or its own completion committed), `retried` (failed, due again after a backoff; a completion begun and not committed is a failure), `dead` (failed, dead-lettered), `released` (stopped by a graceful shutdown, given back), `stale` (the delivery was no longer the attempt's: its lease ran out or was taken over while the handler ran, which was stopped, or it was claimed again, purged or replayed before the outcome was recorded), `lost` (the outcome could not be recorded, and the delivery read again was still running under the attempt, or could not be read: it runs again once its lease runs out). An outcome whose answer was lost is read again and counted as found |
+//! | `webhook_inbox_dead_letters_total` | counter | `inbox` | deliveries dead-lettered after their last attempt |
+//! | `webhook_inbox_replayed_total` | counter | `inbox` | dead (or done) deliveries made pending again through [`inbox::replay`](crate::inbox::replay) (the admin page's replays) |
+//! | `webhook_inbox_accept_to_done_seconds` | histogram | `inbox` | from a delivery's accept (its `accepted_at`, the backend's clock) to its attempt reported `done` (this process's clock; 0 when the clocks disagree that far); a replayed delivery counts from its first accept |
+//! | `webhook_inbox_deliveries` | gauge | `inbox`, `status` | deliveries by [`Status`](crate::inbox::Status): `waiting`, `running`, `retrying`, `dead`, `done` (not yet pruned) |
+//! | `webhook_inbox_depth` | gauge | `inbox` | deliveries waiting to be processed (pending or running: the number `InboxOptions::with_max_depth` bounds) |
+//! | `webhook_inbox_oldest_waiting_seconds` | gauge | `inbox` | the lag: age of the oldest delivery waiting to be processed (pending or running; 0 when none) |
+//!
+//! The gauges are read from [`InboxBackend::stats`](crate::inbox::InboxBackend::stats) by the
+//! workers: when they start, then every 10 s
+//! ([`Workers::with_stats_interval`](crate::inbox::Workers::with_stats_interval)), one `stats`
+//! call each time (on the SQL backends, counts over the state index: its cost grows with the
+//! deliveries stored, done ones included until pruned). Every process running workers sets them,
+//! to the same values (the inbox's, not the process's): aggregate them with `max`, not `sum`.
+//! The counters count what this process did.
+//!
+//! The `inbox` label is the name given to
+//! [`Workers::with_name`](crate::inbox::Workers::with_name) and
+//! [`WebhookLayerBuilder::with_inbox_name`](crate::layer::WebhookLayerBuilder::with_inbox_name)
+//! ([`DEFAULT_INBOX_NAME`] unless named): give the layer, the workers and the admin page of one
+//! inbox the same name, a few characters chosen by the application. No label ever holds an id,
+//! an event type, a tenant or an error text: their values are bounded.
 //!
 //! Each inbox attempt runs in a span named `webhook_inbox_attempt` (`INBOX_SPAN`) with the fields
-//! `scheme`, `id`, `event`, `attempt` and `outcome`.
+//! `inbox`, `scheme`, `id` (the event id), `event`, `key` (the idempotency key, hex), `attempt`
+//! and `outcome`; never the body or a header. When the delivery was accepted by a layer in this
+//! process, its first attempt's span `follows_from` the accepting request's `webhook` span (a
+//! retry is not linked again; a replayed delivery is not linked): that span
+//! is held (at most 1,024 of them, for at most 10 s, and only while workers run in this process)
+//! until the delivery's first attempt here starts, so it closes that much later than its
+//! answer. A delivery accepted by another process (another replica) is not linked.
 //!
 //! Install any `metrics` recorder (Prometheus exporter, ...) to collect them; without one they
 //! cost next to nothing. Without the features, none of this is compiled.
+
+#[cfg(feature = "tracing")]
+mod links;
+/// Without `tracing`: nothing held, nothing linked.
+#[cfg(not(feature = "tracing"))]
+#[allow(clippy::unused_self)] // the same calls as with `tracing`
+mod links {
+    use crate::idempotency::IdempotencyKey;
+
+    pub(crate) struct WorkersRunning;
+
+    impl WorkersRunning {
+        pub(crate) fn new() -> Self {
+            Self
+        }
+    }
+
+    pub(crate) struct Accepting;
+
+    impl Accepting {
+        pub(crate) fn hold(_: &IdempotencyKey) -> Self {
+            Self
+        }
+
+        pub(crate) fn keep(self) {}
+    }
+
+    pub(crate) fn follow(_: &super::Span, _: &IdempotencyKey) {}
+
+    pub(crate) fn evict() {}
+}
 
 use std::borrow::Cow;
 use std::time::Instant;
 
 use crate::error::{Reason, Rejection};
+use crate::idempotency::IdempotencyKey;
+use crate::inbox::Stats;
 use crate::meta::WebhookMeta;
 
+pub(crate) use self::links::{Accepting, WorkersRunning};
 pub(crate) use self::span::Span;
 
 /// The name of the span each delivery runs in.
@@ -70,18 +130,36 @@ pub const DURATION: &str = "webhook_duration_seconds";
 /// Deliveries an event router's default fallback acknowledged: no handler ran (`scheme`).
 #[cfg(feature = "metrics")]
 pub const IGNORED: &str = "webhook_ignored_total";
-/// Inbox handler runs (`outcome`).
+/// Deliveries the layer stored in its inbox (`scheme`, `inbox`).
+#[cfg(feature = "metrics")]
+pub const INBOX_ACCEPTED: &str = "webhook_inbox_accepted_total";
+/// Deliveries the layer's inbox had stored already, answered as duplicates (`scheme`, `inbox`).
+#[cfg(feature = "metrics")]
+pub const INBOX_DUPLICATES: &str = "webhook_inbox_duplicates_total";
+/// Inbox handler runs (`inbox`, `outcome`).
 #[cfg(feature = "metrics")]
 pub const INBOX_ATTEMPTS: &str = "webhook_inbox_attempts_total";
-/// Deliveries dead-lettered.
+/// Deliveries dead-lettered (`inbox`).
 #[cfg(feature = "metrics")]
 pub const INBOX_DEAD_LETTERS: &str = "webhook_inbox_dead_letters_total";
-/// Deliveries waiting (gauge).
+/// Deliveries replayed through [`inbox::replay`](crate::inbox::replay) (`inbox`).
+#[cfg(feature = "metrics")]
+pub const INBOX_REPLAYED: &str = "webhook_inbox_replayed_total";
+/// Time from a delivery's accept to its attempt reported done, in seconds (histogram, `inbox`).
+#[cfg(feature = "metrics")]
+pub const INBOX_ACCEPT_TO_DONE: &str = "webhook_inbox_accept_to_done_seconds";
+/// Deliveries by status (gauge, `inbox`, `status`).
+#[cfg(feature = "metrics")]
+pub const INBOX_DELIVERIES: &str = "webhook_inbox_deliveries";
+/// Deliveries waiting to be processed: pending or running (gauge, `inbox`).
 #[cfg(feature = "metrics")]
 pub const INBOX_DEPTH: &str = "webhook_inbox_depth";
-/// Age of the oldest waiting delivery, in seconds (gauge).
+/// The lag: age of the oldest delivery waiting to be processed, in seconds (gauge, `inbox`).
 #[cfg(feature = "metrics")]
 pub const INBOX_OLDEST_WAITING: &str = "webhook_inbox_oldest_waiting_seconds";
+
+/// The `inbox` label of an inbox nobody named: `default`.
+pub const DEFAULT_INBOX_NAME: &str = "default";
 
 /// `tracing`'s event macros for the rest of the crate: `observe::warn!(key = %key, "...")`
 /// forwards to `tracing::warn!` with the `tracing` feature. Without it, the fields' values
@@ -203,6 +281,17 @@ impl Metrics {
         }
     }
 
+    /// A layer in inbox mode: its accepts count under the inbox's name too.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_mut, unused_variables))]
+    pub(crate) fn with_inbox(mut self, inbox: &InboxName) -> Self {
+        #[cfg(feature = "metrics")]
+        {
+            let scheme = metrics::Label::new("scheme", self.scheme.clone());
+            self.keys.inbox = Some(count::InboxKeys::new(&scheme, inbox));
+        }
+        self
+    }
+
     /// The span a delivery runs in.
     pub(crate) fn span(&self) -> Span {
         span::delivery(&self.scheme)
@@ -239,7 +328,14 @@ impl<'a> Observation<'a> {
 
     /// Stored in the inbox: answered `2xx`, the handler runs later.
     pub(crate) fn stored(&self) {
+        count::inbox_accepted(self.metrics);
         self.finish(Outcome::Stored);
+    }
+
+    /// Stored in the inbox already: answered as a duplicate.
+    pub(crate) fn stored_already(&self) {
+        count::inbox_duplicate(self.metrics);
+        self.duplicate();
     }
 
     /// An endpoint handshake, answered by the layer (neither stored nor handled).
@@ -279,21 +375,84 @@ pub(crate) fn ignored(scheme: &str) {
     count::ignored(scheme);
 }
 
-/// The span an inbox attempt runs in.
-pub(crate) fn inbox_span(scheme: &str, id: &str, event: Option<&str>, attempt: u32) -> Span {
-    span::inbox_attempt(scheme, id, event, attempt)
+/// An inbox's name: the `inbox` label of its metrics, and a field of its attempts' spans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InboxName(Cow<'static, str>);
+
+impl InboxName {
+    pub(crate) fn new(name: Cow<'static, str>) -> Self {
+        Self(name)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The label's value (cheap for a name given as a `&'static str`).
+    #[cfg(feature = "metrics")]
+    fn label(&self) -> Cow<'static, str> {
+        self.0.clone()
+    }
+}
+
+impl Default for InboxName {
+    fn default() -> Self {
+        Self(Cow::Borrowed(DEFAULT_INBOX_NAME))
+    }
+}
+
+/// What an inbox attempt's span says of its delivery.
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))] // the key links, the rest is the span's
+pub(crate) struct AttemptFields<'a> {
+    pub(crate) inbox: &'a str,
+    pub(crate) scheme: &'a str,
+    pub(crate) id: &'a str,
+    pub(crate) event: Option<&'a str>,
+    pub(crate) key: &'a IdempotencyKey,
+    pub(crate) attempt: u32,
+}
+
+/// The span an inbox attempt runs in; it follows from the span that accepted the delivery when
+/// that was in this process (and `linked`: an attempt that runs the handler).
+pub(crate) fn inbox_span(fields: &AttemptFields<'_>, linked: bool) -> Span {
+    let span = span::inbox_attempt(fields);
+    if linked {
+        links::follow(&span, fields.key);
+    }
+    span
 }
 
 /// Records how an inbox attempt ended, on its span and in the counters: `outcome` is one of
-/// `done`, `retried`, `dead`, `released`, `lost`, `stale` (`inbox::Outcome::as_str`).
-pub(crate) fn inbox_outcome(span: &Span, outcome: &'static str) {
+/// `done`, `retried`, `dead`, `released`, `lost`, `stale` (`inbox::Outcome::as_str`). A `done`
+/// one records its time since `accepted_at` too.
+pub(crate) fn inbox_outcome(
+    inbox: &InboxName,
+    span: &Span,
+    outcome: &'static str,
+    accepted_at: time::OffsetDateTime,
+) {
     span::inbox_outcome(span, outcome);
-    count::inbox_outcome(outcome);
+    count::inbox_outcome(inbox, outcome);
+    if outcome == "done" {
+        count::inbox_done(inbox, since(accepted_at, time::OffsetDateTime::now_utc()));
+    }
 }
 
-/// Sets the inbox gauges.
-pub(crate) fn inbox_stats(depth: u64, oldest_waiting: Option<std::time::Duration>) {
-    count::inbox_stats(depth, oldest_waiting);
+/// The time from `accepted_at` (the backend's clock) to `now` (this process's): 0 when the
+/// clocks disagree so far that `now` is earlier.
+fn since(accepted_at: time::OffsetDateTime, now: time::OffsetDateTime) -> std::time::Duration {
+    std::time::Duration::try_from(now - accepted_at).unwrap_or_default()
+}
+
+/// Sets the inbox gauges from `stats`, and lets go of the accepting spans held too long.
+pub(crate) fn inbox_stats(inbox: &InboxName, stats: &Stats) {
+    count::inbox_stats(inbox, stats);
+    links::evict();
+}
+
+/// Counts a replay that took effect.
+pub(crate) fn inbox_replayed(inbox: &str) {
+    count::inbox_replayed(inbox);
 }
 
 /// The `tracing` side.
@@ -301,7 +460,7 @@ pub(crate) fn inbox_stats(depth: u64, oldest_waiting: Option<std::time::Duration
 mod span {
     use std::time::Duration;
 
-    use super::{Outcome, Reason, WebhookMeta};
+    use super::{AttemptFields, Outcome, Reason, WebhookMeta};
 
     pub(crate) type Span = tracing::Span;
 
@@ -327,13 +486,15 @@ mod span {
         Span::current().record("code", code);
     }
 
-    pub(super) fn inbox_attempt(scheme: &str, id: &str, event: Option<&str>, attempt: u32) -> Span {
+    pub(super) fn inbox_attempt(fields: &AttemptFields<'_>) -> Span {
         tracing::info_span!(
             super::INBOX_SPAN,
-            scheme = %scheme,
-            id = ?id,
-            event = ?event.unwrap_or(""),
-            attempt,
+            inbox = %fields.inbox,
+            scheme = %fields.scheme,
+            id = ?fields.id,
+            event = ?fields.event.unwrap_or(""),
+            key = %fields.key.to_hex(),
+            attempt = fields.attempt,
             outcome = tracing::field::Empty,
         )
     }
@@ -389,7 +550,7 @@ mod span {
 mod span {
     use std::time::Duration;
 
-    use super::{Outcome, Reason, WebhookMeta};
+    use super::{AttemptFields, Outcome, Reason, WebhookMeta};
 
     /// Stands in for `tracing::Span`.
     #[derive(Debug, Clone)]
@@ -406,7 +567,7 @@ mod span {
         Span
     }
 
-    pub(super) fn inbox_attempt(_: &str, _: &str, _: Option<&str>, _: u32) -> Span {
+    pub(super) fn inbox_attempt(_: &AttemptFields<'_>) -> Span {
         Span
     }
 
@@ -427,10 +588,12 @@ mod count {
     use metrics::{Key, Label, Level, Metadata};
 
     use super::{
-        Metrics, Outcome, DUPLICATES, DURATION, HANDLER_FAILURES, INBOX_ATTEMPTS,
-        INBOX_DEAD_LETTERS, INBOX_DEPTH, INBOX_OLDEST_WAITING, IN_FLIGHT, REJECTED, STORE_ERRORS,
+        InboxName, Metrics, Outcome, Stats, DUPLICATES, DURATION, HANDLER_FAILURES, INBOX_ACCEPTED,
+        INBOX_ACCEPT_TO_DONE, INBOX_ATTEMPTS, INBOX_DEAD_LETTERS, INBOX_DELIVERIES, INBOX_DEPTH,
+        INBOX_DUPLICATES, INBOX_OLDEST_WAITING, INBOX_REPLAYED, IN_FLIGHT, REJECTED, STORE_ERRORS,
         VERIFIED,
     };
+    use crate::inbox::Status;
 
     /// What the `metrics` macros would say of a call made here.
     static METADATA: Metadata<'static> =
@@ -447,6 +610,30 @@ mod count {
         handler_failures: Key,
         /// By [`Outcome::index`].
         durations: [Key; 6],
+        /// In inbox mode.
+        pub(super) inbox: Option<InboxKeys>,
+    }
+
+    /// A layer's inbox keys: its scheme's, and its inbox's name.
+    #[derive(Debug, Clone)]
+    pub(super) struct InboxKeys {
+        accepted: Key,
+        duplicates: Key,
+    }
+
+    impl InboxKeys {
+        pub(super) fn new(scheme: &Label, inbox: &InboxName) -> Self {
+            let key = |name: &'static str| {
+                Key::from_parts(
+                    name,
+                    vec![scheme.clone(), Label::new("inbox", inbox.label())],
+                )
+            };
+            Self {
+                accepted: key(INBOX_ACCEPTED),
+                duplicates: key(INBOX_DUPLICATES),
+            }
+        }
     }
 
     impl Keys {
@@ -467,6 +654,7 @@ mod count {
                         ],
                     )
                 }),
+                inbox: None,
             }
         }
     }
@@ -495,6 +683,18 @@ mod count {
         increment(&metrics.keys.duplicates);
     }
 
+    pub(super) fn inbox_accepted(metrics: &Metrics) {
+        if let Some(inbox) = &metrics.keys.inbox {
+            increment(&inbox.accepted);
+        }
+    }
+
+    pub(super) fn inbox_duplicate(metrics: &Metrics) {
+        if let Some(inbox) = &metrics.keys.inbox {
+            increment(&inbox.duplicates);
+        }
+    }
+
     pub(super) fn handler_failed(metrics: &Metrics) {
         increment(&metrics.keys.handler_failures);
     }
@@ -517,18 +717,43 @@ mod count {
         metrics::counter!(super::IGNORED, "scheme" => scheme.to_owned()).increment(1);
     }
 
-    pub(super) fn inbox_outcome(outcome: &'static str) {
-        metrics::counter!(INBOX_ATTEMPTS, "outcome" => outcome).increment(1);
+    pub(super) fn inbox_outcome(inbox: &InboxName, outcome: &'static str) {
+        metrics::counter!(INBOX_ATTEMPTS, "inbox" => inbox.label(), "outcome" => outcome)
+            .increment(1);
         if outcome == "dead" {
-            metrics::counter!(INBOX_DEAD_LETTERS).increment(1);
+            metrics::counter!(INBOX_DEAD_LETTERS, "inbox" => inbox.label()).increment(1);
         }
     }
 
+    pub(super) fn inbox_done(inbox: &InboxName, elapsed: Duration) {
+        metrics::histogram!(INBOX_ACCEPT_TO_DONE, "inbox" => inbox.label())
+            .record(elapsed.as_secs_f64());
+    }
+
+    pub(super) fn inbox_replayed(inbox: &str) {
+        metrics::counter!(INBOX_REPLAYED, "inbox" => inbox.to_owned()).increment(1);
+    }
+
     #[allow(clippy::cast_precision_loss)] // a gauge: precision past 2^52 deliveries is moot
-    pub(super) fn inbox_stats(depth: u64, oldest_waiting: Option<Duration>) {
-        metrics::gauge!(INBOX_DEPTH).set(depth as f64);
-        metrics::gauge!(INBOX_OLDEST_WAITING)
-            .set(oldest_waiting.map_or(0.0, |age| age.as_secs_f64()));
+    pub(super) fn inbox_stats(inbox: &InboxName, stats: &Stats) {
+        for status in Status::ALL {
+            let count = match status {
+                Status::Waiting => stats.waiting(),
+                Status::Running => stats.running,
+                Status::Retrying => stats.retrying,
+                Status::Dead => stats.dead,
+                Status::Done => stats.done,
+            };
+            metrics::gauge!(
+                INBOX_DELIVERIES,
+                "inbox" => inbox.label(),
+                "status" => status.as_str()
+            )
+            .set(count as f64);
+        }
+        metrics::gauge!(INBOX_DEPTH, "inbox" => inbox.label()).set(stats.depth() as f64);
+        metrics::gauge!(INBOX_OLDEST_WAITING, "inbox" => inbox.label())
+            .set(stats.oldest_waiting.map_or(0.0, |age| age.as_secs_f64()));
     }
 }
 
@@ -537,7 +762,7 @@ mod count {
 mod count {
     use std::time::Duration;
 
-    use super::{Metrics, Outcome};
+    use super::{InboxName, Metrics, Outcome, Stats};
 
     pub(super) fn verified(_: &Metrics) {}
 
@@ -554,7 +779,38 @@ mod count {
     #[cfg(feature = "axum")]
     pub(super) fn ignored(_: &str) {}
 
-    pub(super) fn inbox_outcome(_: &'static str) {}
+    pub(super) fn inbox_accepted(_: &Metrics) {}
 
-    pub(super) fn inbox_stats(_: u64, _: Option<Duration>) {}
+    pub(super) fn inbox_duplicate(_: &Metrics) {}
+
+    pub(super) fn inbox_outcome(_: &InboxName, _: &'static str) {}
+
+    pub(super) fn inbox_done(_: &InboxName, _: Duration) {}
+
+    pub(super) fn inbox_replayed(_: &str) {}
+
+    pub(super) fn inbox_stats(_: &InboxName, _: &Stats) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use time::macros::datetime;
+
+    use super::since;
+
+    #[test]
+    fn the_accept_to_done_time_is_clamped_at_zero_when_the_clocks_disagree() {
+        let accepted = datetime!(2026-12-06 19:00:00 UTC);
+        assert_eq!(
+            since(accepted, datetime!(2026-12-06 19:00:02.5 UTC)),
+            Duration::from_millis(2500)
+        );
+        // The database's clock ahead of this process's.
+        assert_eq!(
+            since(accepted, datetime!(2026-12-06 18:59:59 UTC)),
+            Duration::ZERO
+        );
+    }
 }

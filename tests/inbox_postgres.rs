@@ -13,7 +13,7 @@ mod inbox_backend;
 #[cfg(feature = "axum")]
 mod inbox_common;
 
-use inbox_backend::delivery;
+use inbox_backend::{delivery, history};
 #[path = "common/servers.rs"]
 mod servers;
 #[cfg(feature = "axum")]
@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tower_webhook::inbox::{
-    Accepted, DeliveryState, InboxBackend, InboxError, InboxOptions, PostgresInbox,
+    Accepted, DeliveryState, Filter, HistoryKind, InboxBackend, InboxError, InboxOptions,
+    PostgresInbox, Replay, Status,
 };
 
 /// The inbox on a server.
@@ -151,7 +152,7 @@ async fn the_schema_lives_under_its_prefix_and_migrating_twice_changes_nothing()
             .fetch_all(first.pool())
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     // Nothing secret-bearing, nor the query string, was stored.
     let record = first.get(stored.key()).await.unwrap().unwrap();
     assert_eq!(record.delivery.path(), "/webhooks");
@@ -219,6 +220,20 @@ async fn the_workers_and_the_layer_s_inbox_mode_run_their_scenarios_on_postgres(
     };
     let fresh = || server.inbox(InboxOptions::new().with_prefix(prefix()).unwrap());
     inbox_common::every_scenario(fresh).await;
+}
+
+/// The admin router's listing, filters, paging and replays, read through this backend's
+/// `search` (feature `admin`).
+#[cfg(all(feature = "axum", feature = "admin"))]
+#[tokio::test]
+async fn the_admin_lists_and_replays_deliveries_on_postgres() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix()).unwrap())
+        .await;
+    inbox_common::admin::the_admin_lists_filters_pages_and_replays(inbox).await;
 }
 
 /// The crash test's receiver, when this binary runs as its child (see
@@ -344,6 +359,117 @@ async fn a_stopped_server_is_answered_503_and_a_restarted_one_accepts_and_proces
     running.shutdown(Duration::from_secs(5)).await;
 }
 
+/// Postgres stopped hard (`pg_ctl -m immediate`) and started again on the same data, three
+/// times, while deliveries are accepted and claimed in batches and handlers complete them in
+/// their own transactions: every accepted delivery ends done with its effect exactly once,
+/// none stranded (see `tests/inbox_common/restart.rs`).
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_claim_interrupted_by_a_database_restart_leaves_no_delivery_stranded() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let prefix = prefix();
+    let inbox = server
+        .inbox(
+            InboxOptions::new()
+                .with_prefix(prefix.clone())
+                .unwrap()
+                .with_timeout(Duration::from_secs(1)),
+        )
+        .await;
+    // No unique constraint: a second effect of one event would be counted, not refused.
+    let effects = format!("{prefix}effects");
+    sqlx::raw_sql(&format!("CREATE TABLE {effects} (event_id text NOT NULL)"))
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    // Claims made slow (2 ms per row claimed, before their commit), as on a slow disk: a
+    // restart most likely finds one in flight.
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION {prefix}slow() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(0.002); RETURN NULL; END $$; \
+         CREATE TRIGGER {prefix}slow_claim AFTER UPDATE ON {prefix}deliveries FOR EACH ROW \
+         WHEN (OLD.state = 'pending' AND NEW.state = 'running') EXECUTE FUNCTION {prefix}slow();"
+    ))
+    .execute(inbox.pool())
+    .await
+    .unwrap();
+    inbox_common::restart::a_batch_claim_interrupted_by_a_restart_strands_no_delivery(
+        inbox.clone(),
+        || {
+            server.pg_stop();
+            std::thread::sleep(Duration::from_millis(300));
+            server.pg_start().unwrap();
+        },
+        || async {
+            sqlx::query_scalar(&format!("SELECT event_id FROM {effects}"))
+                .fetch_all(inbox.pool())
+                .await
+                .unwrap()
+        },
+    )
+    .await;
+}
+
+/// A batch claim carried out by the server whose answer was lost strands none of its
+/// deliveries: claimed again once its lease runs out. The claim's request is the one binding
+/// the lease and the batch size (`int8` parameters, each after its length).
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_claim_whose_answer_was_lost_strands_none_of_its_deliveries_on_postgres() {
+    use inbox_common::restart::{LOST_CLAIM_LEASE, LOST_CLAIM_SLOTS};
+
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let proxy = inbox_common::proxy::Proxy::start(server.port).await;
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port());
+    let inbox = PostgresInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    let mut marker = 8_i32.to_be_bytes().to_vec();
+    marker.extend(
+        i64::try_from(LOST_CLAIM_LEASE.as_millis())
+            .unwrap()
+            .to_be_bytes(),
+    );
+    marker.extend(8_i32.to_be_bytes());
+    marker.extend(i64::try_from(LOST_CLAIM_SLOTS).unwrap().to_be_bytes());
+    inbox_common::restart::a_batch_claim_whose_answer_was_lost_strands_none_of_its_deliveries(
+        inbox, &proxy, &marker,
+    )
+    .await;
+}
+
+/// `Debug` on an inbox opened with a password in its URL (the test server trusts any), on its
+/// workers and their handle: present, and the password never printed.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_names_the_postgres_inbox_and_its_workers_and_prints_no_password() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let password = "pg-s3cret-password";
+    let url = format!(
+        "postgres://postgres:{password}@127.0.0.1:{}/postgres",
+        server.port
+    );
+    let inbox = PostgresInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    // Its listener started (it holds the connect options, password included).
+    inbox
+        .wait_for_work(Duration::from_millis(50))
+        .await
+        .unwrap();
+    // What a derived `Debug` would print: the pool's options hold the password.
+    let options = format!("{:?}", inbox.pool().connect_options());
+    assert!(options.contains(password), "{options}");
+    inbox_common::debug_names_the_backend_and_prints_no_secret(inbox, "PostgresInbox", password)
+        .await;
+}
+
 /// Two inboxes on one database (two replicas), each with a depth limit of 10.
 async fn two_replicas(server: &PostgresServer) -> (PostgresInbox, PostgresInbox) {
     let options = InboxOptions::new()
@@ -437,7 +563,8 @@ async fn a_database_from_before_the_depth_counter_is_migrated_with_its_waiting_d
     sqlx::raw_sql(
         "DROP TABLE tower_webhook_depth; \
          DROP FUNCTION tower_webhook_depth_change, tower_webhook_depth_reset CASCADE; \
-         DELETE FROM tower_webhook_schema_version WHERE version = 2;",
+         ALTER TABLE tower_webhook_deliveries DROP COLUMN history; \
+         DELETE FROM tower_webhook_schema_version WHERE version >= 2;",
     )
     .execute(inbox.pool())
     .await
@@ -492,7 +619,7 @@ async fn a_database_from_before_the_depth_counter_is_migrated_with_its_waiting_d
             .fetch_all(inbox.pool())
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
 }
 
 /// The completion scenarios' effect on Postgres: a row in `{prefix}effects`, keyed by event id.
@@ -766,6 +893,50 @@ async fn a_waiting_worker_wakes_at_once_on_an_accept_in_its_process_or_another_r
     an_accept_wakes(&there, &here, "evt_after_kill_other_way").await;
 }
 
+/// An accept whose `INSERT` the server committed but whose answer never came back, its
+/// future dropped meanwhile (a sender that hung up, a timeout around the call) or its
+/// connection cut (an error), still wakes a worker waiting in another replica (its own pool
+/// and listener) at once, not at its fallback poll (60 s here).
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_whose_answer_never_came_still_wakes_a_worker_in_another_replica() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let options = InboxOptions::new().with_prefix(prefix()).unwrap();
+    let proxy = inbox_common::proxy::Proxy::start(server.port).await;
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port());
+    let accepter = PostgresInbox::connect(&url, options.clone()).await.unwrap();
+    let waiter = server.inbox(options).await;
+    for (id, drop_it) in [("evt_dropped", true), ("evt_cut", false)] {
+        let worker = tokio::spawn(first_claim_after_waiting(waiter.clone()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!worker.is_finished(), "{id}: nothing to claim yet");
+        proxy.arm(id.as_bytes());
+        let stored = delivery(id);
+        let accept = accepter.accept(&stored);
+        if drop_it {
+            // Dropped before the answer (the proxy holds it back for 200 ms, then cuts).
+            let answered = tokio::time::timeout(Duration::from_millis(100), accept).await;
+            assert!(answered.is_err(), "{id}: answered {answered:?}");
+        } else {
+            let answered = accept.await;
+            assert!(answered.is_err(), "{id}: answered {answered:?}");
+        }
+        // The server committed it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while waiter.get(stored.key()).await.unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "{id} was not stored");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::timeout(Duration::from_secs(1), worker)
+            .await
+            .unwrap_or_else(|_| panic!("{id}: the waiting worker was not woken within 1 s"))
+            .unwrap();
+    }
+    assert_eq!(proxy.cuts(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_accepts_leaves_no_delivery_waiting_for_the_poll_in_another_replica() {
     let Some(server) = PostgresServer::start() else {
@@ -917,4 +1088,216 @@ async fn a_batch_claim_with_one_unreadable_delivery_returns_the_others() {
         seen.iter().any(|id| id == "evt_fine"),
         "a fine delivery claimed with an unreadable one is never returned: {seen:?}"
     );
+}
+
+/// As on `SQLite`: the unreadable row itself is dead-lettered by the claim that took it.
+#[tokio::test]
+async fn an_unreadable_row_is_dead_lettered_by_the_claim_that_took_it() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let prefix = prefix();
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix.clone()).unwrap())
+        .await;
+    let table = format!("{prefix}deliveries");
+    inbox_backend::an_unreadable_row_is_dead_lettered_by_the_claim_that_took_it(
+        inbox,
+        async |inbox: &PostgresInbox| {
+            sqlx::query(&format!(
+                "UPDATE {table} SET headers = 'not json' WHERE event_id = 'evt_odd'"
+            ))
+            .execute(inbox.pool())
+            .await
+            .unwrap();
+        },
+        async |inbox: &PostgresInbox| {
+            sqlx::query_scalar(&format!(
+                "SELECT last_error FROM {table} WHERE event_id = 'evt_odd'"
+            ))
+            .fetch_one(inbox.pool())
+            .await
+            .unwrap()
+        },
+    )
+    .await;
+}
+
+/// A database written by a version before the history (schema version 2), with a dead
+/// delivery: connecting adds the column; the delivery reads back with no history, and what
+/// happens to it from then on is kept.
+#[tokio::test]
+async fn a_database_from_before_the_history_is_migrated_and_keeps_history_from_then_on() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    sqlx::raw_sql(
+        "ALTER TABLE tower_webhook_deliveries DROP COLUMN history; \
+         DELETE FROM tower_webhook_schema_version WHERE version = 3;",
+    )
+    .execute(inbox.pool())
+    .await
+    .unwrap();
+    // As version 2 wrote it: dead after two attempts.
+    sqlx::query(
+        "INSERT INTO tower_webhook_deliveries (key, state, attempts, due_at, accepted_at, \
+         finished_at, last_error, path, headers, body, scheme, event_id) \
+         VALUES (sha256('evt_v2'::bytea), 'dead', 2, now(), now(), now(), 'gave up', \
+         '/webhooks', '[]', '\\x7b7d', 'sotion', 'evt_v2')",
+    )
+    .execute(inbox.pool())
+    .await
+    .unwrap();
+    inbox.pool().close().await;
+    let inbox = server.inbox(InboxOptions::new()).await;
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM tower_webhook_schema_version ORDER BY version")
+            .fetch_all(inbox.pool())
+            .await
+            .unwrap();
+    assert_eq!(versions, [1, 2, 3]);
+    let page = inbox
+        .search(&Filter::new().id("evt_v2").status(Status::Dead))
+        .await
+        .unwrap();
+    let [record] = page.records.as_slice() else {
+        panic!("the old delivery is not found: {page:?}");
+    };
+    assert!(record.history.is_empty());
+    let key = *record.delivery.key();
+    assert!(inbox.replay(&key, Replay::Dead).await.unwrap());
+    let claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+    assert!(inbox
+        .retry(&claims[0].lease, Duration::from_secs(60), "boom")
+        .await
+        .unwrap());
+    let record = inbox.get(&key).await.unwrap().unwrap();
+    assert_eq!(
+        history(&record),
+        [
+            (2, HistoryKind::Replayed, None),
+            (1, HistoryKind::Retried, Some("boom".to_owned()))
+        ]
+    );
+}
+
+/// A history that is not an array, or holds entries that are not ours (written by hand), makes
+/// neither the delivery unreadable nor its next outcome fail: what cannot be read is left out,
+/// and the outcome is recorded.
+#[tokio::test]
+async fn a_history_that_cannot_be_read_reads_as_empty_and_starts_again() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let prefix = prefix();
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix.clone()).unwrap())
+        .await;
+    let odd = delivery("evt_odd_history");
+    assert_eq!(inbox.accept(&odd).await.unwrap(), Accepted::New);
+    for garbage in [
+        "\"text\"",
+        "{\"an\": \"object\"}",
+        "[5, {\"kind\": \"exploded\"}]",
+    ] {
+        sqlx::query(&format!(
+            "UPDATE {prefix}deliveries SET history = $1::jsonb"
+        ))
+        .bind(garbage)
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+        let record = inbox.get(odd.key()).await.unwrap().unwrap();
+        assert!(record.history.is_empty(), "{garbage}: {:?}", record.history);
+        let claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+        let outcome = inbox
+            .finish(&[(
+                claims[0].lease.clone(),
+                tower_webhook::inbox::Finish::Retry {
+                    delay: Duration::ZERO,
+                    error: "boom".into(),
+                },
+            )])
+            .await
+            .unwrap();
+        assert_eq!(outcome, [true], "{garbage}");
+        let record = inbox.get(odd.key()).await.unwrap().unwrap();
+        assert_eq!(
+            history(&record).pop(),
+            Some((
+                record.attempts,
+                HistoryKind::Retried,
+                Some("boom".to_owned())
+            )),
+            "{garbage}"
+        );
+    }
+}
+
+/// Postgres stores the time accepted in microseconds: deliveries accepted within one
+/// millisecond, some in the same microsecond, are paged through in order, each once (the
+/// cursor keeps the microseconds), and a `since` between two microseconds leaves out the
+/// earlier one.
+#[tokio::test]
+async fn deliveries_accepted_in_one_millisecond_are_paged_through_each_once() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let prefix = prefix();
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix.clone()).unwrap())
+        .await;
+    for n in 0..12 {
+        let stored = delivery(&format!("evt_same_{n}"));
+        assert_eq!(inbox.accept(&stored).await.unwrap(), Accepted::New);
+        // 0, 250 or 500 microseconds past one millisecond.
+        sqlx::query(&format!(
+            "UPDATE {prefix}deliveries SET accepted_at = \
+             timestamptz '2026-09-21 10:00:00.123+00' + $2 * interval '250 microseconds' \
+             WHERE key = $1"
+        ))
+        .bind(stored.key().as_bytes().as_slice())
+        .bind(f64::from(n % 3))
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut filter = Filter::new().limit(5);
+    loop {
+        let page = inbox.search(&filter).await.unwrap();
+        seen.extend(
+            page.records
+                .iter()
+                .map(|r| (r.accepted_at, *r.delivery.key())),
+        );
+        match page.next {
+            Some(next) => filter = filter.after(next.to_string().parse().unwrap()),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(seen, sorted, "repeated or out of order");
+    assert_eq!(seen.len(), 12);
+    let base = seen[0].0;
+    assert_eq!(base.microsecond(), 123_000);
+    assert_eq!(seen[11].0.microsecond(), 123_500, "microseconds read back");
+    let since = |at| {
+        let inbox = &inbox;
+        async move {
+            inbox
+                .search(&Filter::new().since(at))
+                .await
+                .unwrap()
+                .records
+                .len()
+        }
+    };
+    assert_eq!(since(base).await, 12);
+    assert_eq!(since(base + Duration::from_nanos(1)).await, 8);
+    assert_eq!(since(base + Duration::from_micros(250)).await, 8);
+    assert_eq!(since(base + Duration::from_micros(251)).await, 4);
 }

@@ -413,6 +413,20 @@ async fn the_workers_and_the_layer_s_inbox_mode_run_their_scenarios_on_redis() {
     inbox_common::every_scenario(fresh).await;
 }
 
+/// The admin router's listing, filters, paging and replays, read through this backend's
+/// `search` (feature `admin`).
+#[cfg(all(feature = "axum", feature = "admin"))]
+#[tokio::test]
+async fn the_admin_lists_and_replays_deliveries_on_redis() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix()).unwrap())
+        .await;
+    inbox_common::admin::the_admin_lists_filters_pages_and_replays(inbox).await;
+}
+
 /// The crash tests' receiver, when this binary runs as their child (see
 /// `tests/inbox_common/crash.rs`): its handler counts its effect (`HINCRBY effects <event> 1`)
 /// and completes the delivery in one fenced transaction.
@@ -562,6 +576,115 @@ async fn redis_killed_and_restarted_with_aof_loses_nothing_acknowledged() {
     let (status, duplicate, _) = send(&router, SECRET, &ids[0]).await;
     assert_eq!((status, duplicate), (StatusCode::OK, true));
     running.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Redis (`appendonly yes`, `appendfsync always`) killed (SIGKILL) and started again on the
+/// same directory, three times, while deliveries are accepted and claimed in batches and
+/// handlers complete them in their own fenced transactions (`RedisCompletion`): every accepted
+/// delivery ends done with its effect exactly once, none stranded (see
+/// `tests/inbox_common/restart.rs`).
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_claim_interrupted_by_a_redis_restart_leaves_no_delivery_stranded() {
+    let Some(mut server) = RedisServer::start_durable() else {
+        return;
+    };
+    let prefix = prefix();
+    let inbox = server
+        .inbox(
+            InboxOptions::new()
+                .with_prefix(prefix.clone())
+                .unwrap()
+                .with_timeout(Duration::from_secs(1)),
+        )
+        .await;
+    let url = server.url();
+    inbox_common::restart::a_batch_claim_interrupted_by_a_restart_strands_no_delivery(
+        inbox,
+        || {
+            server.kill();
+            std::thread::sleep(Duration::from_millis(300));
+            server.spawn().unwrap();
+        },
+        || async {
+            let mut redis = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let counts: Vec<(String, usize)> = redis::cmd("HGETALL")
+                .arg(format!("{prefix}effects"))
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            counts
+                .into_iter()
+                .flat_map(|(id, count)| std::iter::repeat_n(id, count))
+                .collect()
+        },
+    )
+    .await;
+}
+
+/// A batch claim carried out by Redis whose answer was lost strands none of its deliveries:
+/// claimed again once its lease runs out. The claim's request is the one passing the lease and
+/// the batch size (RESP bulk strings).
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_claim_whose_answer_was_lost_strands_none_of_its_deliveries_on_redis() {
+    use inbox_common::restart::{LOST_CLAIM_LEASE, LOST_CLAIM_SLOTS};
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let proxy = inbox_common::proxy::Proxy::start(server.port).await;
+    let url = format!("redis://127.0.0.1:{}/", proxy.port());
+    let inbox = RedisInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    let (lease, slots) = (
+        LOST_CLAIM_LEASE.as_millis().to_string(),
+        LOST_CLAIM_SLOTS.to_string(),
+    );
+    let marker = format!(
+        "${}\r\n{lease}\r\n${}\r\n{slots}\r\n",
+        lease.len(),
+        slots.len()
+    );
+    inbox_common::restart::a_batch_claim_whose_answer_was_lost_strands_none_of_its_deliveries(
+        inbox,
+        &proxy,
+        marker.as_bytes(),
+    )
+    .await;
+}
+
+/// `Debug` on an inbox opened with a password in its URL (the server requires it), on its
+/// workers and their handle: present, and the password never printed.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_names_the_redis_inbox_and_its_workers_and_prints_no_password() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let password = "rd-s3cret-password";
+    let mut redis = server.connection().await;
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(password)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let url = format!("redis://:{password}@127.0.0.1:{}/", server.port);
+    let inbox = RedisInbox::connect(&url, InboxOptions::new())
+        .await
+        .unwrap();
+    inbox
+        .wait_for_work(Duration::from_millis(50))
+        .await
+        .unwrap();
+    inbox_common::debug_names_the_backend_and_prints_no_secret(inbox, "RedisInbox", password).await;
 }
 
 /// Keys in the claims, sorted.
@@ -1210,8 +1333,8 @@ async fn connections_received(connection: &mut redis::aio::MultiplexedConnection
 }
 
 #[tokio::test]
-async fn a_batch_with_one_odd_delivery_records_the_others_and_fails_the_call() {
-    use tower_webhook::inbox::{Finish, InboxError};
+async fn a_batch_with_one_odd_delivery_records_the_others_and_refuses_that_one() {
+    use tower_webhook::inbox::Finish;
 
     let Some(server) = RedisServer::start() else {
         return;
@@ -1246,9 +1369,10 @@ async fn a_batch_with_one_odd_delivery_records_the_others_and_fails_the_call() {
         (claims[2].lease.clone(), Finish::Release),
         (claims[1].lease.clone(), Finish::Done),
     ];
-    let answer = inbox.finish(&outcomes).await;
-    assert!(matches!(answer, Err(InboxError::Backend(_))), "{answer:?}");
-    // The one after the odd one was recorded all the same (Redis does not roll back).
+    // The odd one is refused (the caller reads it again, as after any refusal); the others
+    // are recorded and answered, not failed with it.
+    let answer = inbox.finish(&outcomes).await.unwrap();
+    assert_eq!(answer, [true, false, true]);
     let state = |n: usize| inbox.get(claims[n].record.delivery.key());
     assert_eq!(
         state(0).await.unwrap().unwrap().state,
@@ -1260,6 +1384,74 @@ async fn a_batch_with_one_odd_delivery_records_the_others_and_fails_the_call() {
         .await
         .unwrap();
     assert_eq!(renewed, [true], "the odd one is still its owner's");
+}
+
+/// Review of #20: one lease whose delivery's hash was damaged must not fail the renewal of
+/// every other running delivery (the workers would stop all their handlers when the leases
+/// run out): that one is refused, the others renewed.
+#[tokio::test]
+async fn renew_all_refuses_a_damaged_lease_and_renews_the_others() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix()).unwrap())
+        .await;
+    let mut redis = server.connection().await;
+    for id in ["evt_a", "evt_b", "evt_c"] {
+        inbox.accept(&bare(id)).await.unwrap();
+    }
+    let mut claims = inbox.claim(Duration::from_secs(5), 3).await.unwrap();
+    claims.sort_by(|a, b| {
+        a.record
+            .delivery
+            .facts()
+            .id
+            .cmp(&b.record.delivery.facts().id)
+    });
+    assert_eq!(claimed_ids(&claims), ["evt_a", "evt_b", "evt_c"]);
+    // evt_b's stream entry id is damaged: its renewal's `XCLAIM` fails.
+    let () = redis::cmd("HSET")
+        .arg(inbox.delivery_key(claims[1].record.delivery.key()))
+        .arg("sid")
+        .arg("not-an-entry-id")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let leases: Vec<_> = claims.iter().map(|claim| claim.lease.clone()).collect();
+    let renewed = inbox
+        .renew_all(&leases, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(renewed, [true, false, true]);
+    for n in [0, 2] {
+        let record = inbox
+            .get(claims[n].record.delivery.key())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            record.due_at > claims[n].record.due_at + Duration::from_secs(60),
+            "lease {n} was not renewed"
+        );
+    }
+    // A delivery whose hash is not a hash any more is refused alike.
+    let () = redis::cmd("DEL")
+        .arg(inbox.delivery_key(claims[1].record.delivery.key()))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let () = redis::cmd("SET")
+        .arg(inbox.delivery_key(claims[1].record.delivery.key()))
+        .arg("garbage")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let renewed = inbox
+        .renew_all(&leases, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(renewed, [true, false, true]);
 }
 
 #[tokio::test]
@@ -1336,4 +1528,490 @@ async fn a_waiter_on_a_durable_redis_wakes_after_it_restarted_with_its_stream_an
     let after = woken(&sender_side, &mut claimed, "evt_after").await;
     assert!(after < Duration::from_secs(1), "after a restart: {after:?}");
     task.abort();
+}
+
+// Issue 21: what the admin tools read (search, retrying counts, history).
+
+fn with_event(id: &str, event: &str) -> Delivery {
+    let mut facts = Facts::new("test", id);
+    facts.event = Some(event.to_owned());
+    Delivery::from_facts(
+        facts,
+        IdempotencyKey::new("test", "site", id),
+        "/webhooks",
+        [],
+        Bytes::from_static(b"{}"),
+    )
+}
+
+/// Gives the pending delivery `key` the acceptance time `ms` in its hash and its index, as if
+/// it had been accepted in that millisecond (many are, under load).
+async fn accepted_at(
+    redis: &mut redis::aio::MultiplexedConnection,
+    inbox: &RedisInbox,
+    key: &IdempotencyKey,
+    ms: i64,
+) {
+    let pending = inbox.stream_key().replace(":stream", ":state:pending");
+    let () = redis::cmd("HSET")
+        .arg(inbox.delivery_key(key))
+        .arg("accepted")
+        .arg(ms)
+        .arg("due")
+        .arg(ms)
+        .query_async(redis)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("ZADD")
+        .arg(&pending)
+        .arg(ms)
+        .arg(key.to_hex())
+        .query_async(redis)
+        .await
+        .unwrap();
+}
+
+/// Every page of `filter`, `limit` at a time, following `next`; checks that a full page has a
+/// next and that no delivery comes twice.
+async fn all_pages(
+    inbox: &RedisInbox,
+    filter: &tower_webhook::inbox::Filter,
+) -> (Vec<tower_webhook::inbox::Record>, usize) {
+    let mut records = Vec::new();
+    let mut filter = filter.clone();
+    let mut pages = 0;
+    loop {
+        let page = inbox.search(&filter).await.unwrap();
+        pages += 1;
+        assert!(pages < 1_000, "paging does not end");
+        if page.records.len() == filter.limit_or_default() {
+            assert!(page.next.is_some(), "a full page has a next");
+        }
+        records.extend(page.records);
+        match page.next {
+            Some(next) => filter = filter.after(next),
+            None => break,
+        }
+    }
+    (records, pages)
+}
+
+/// 250 deliveries (even numbers `member.created`, odd `member.deleted`), 200 accepted in the
+/// millisecond `base` and 50 in the next; 30 claimed, of them 10 done, 10 dead, 5 retrying
+/// and 5 still running. Their keys, in the order accepted.
+async fn fill_every_state(
+    inbox: &RedisInbox,
+    redis: &mut redis::aio::MultiplexedConnection,
+    base: i64,
+) -> Vec<IdempotencyKey> {
+    let mut keys = Vec::new();
+    for n in 0..250 {
+        let event = if n % 2 == 0 {
+            "member.created"
+        } else {
+            "member.deleted"
+        };
+        let delivery = with_event(&format!("evt_{n:03}"), event);
+        inbox.accept(&delivery).await.unwrap();
+        // 200 in one millisecond, 50 in the next.
+        let ms = if n < 200 { base } else { base + 1 };
+        accepted_at(redis, inbox, delivery.key(), ms).await;
+        keys.push(*delivery.key());
+    }
+    // Every state: 30 claimed; of them 10 done, 10 dead, 5 retrying, 5 still running.
+    let claims = inbox.claim(Duration::from_secs(60), 30).await.unwrap();
+    assert_eq!(claims.len(), 30);
+    for (n, claim) in claims.iter().enumerate() {
+        let lease = &claim.lease;
+        match n {
+            0..10 => assert!(inbox.complete(lease).await.unwrap()),
+            10..20 => assert!(inbox.dead_letter(lease, "poison").await.unwrap()),
+            20..25 => assert!(inbox
+                .retry(lease, Duration::from_secs(60), "later")
+                .await
+                .unwrap()),
+            _ => {}
+        }
+    }
+    keys
+}
+
+#[tokio::test]
+async fn search_filters_and_pages_in_accept_then_key_order_across_same_ms_accepts() {
+    use tower_webhook::inbox::{Cursor, Filter, Status};
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix()).unwrap())
+        .await;
+    let mut redis = server.connection().await;
+    let base: i64 = 1_800_000_000_000;
+    let keys = fill_every_state(&inbox, &mut redis, base).await;
+    let mut truth = Vec::new();
+    for key in &keys {
+        truth.push(inbox.get(key).await.unwrap().unwrap());
+    }
+    truth.sort_by_key(Cursor::of);
+    let keys_of = |records: &[tower_webhook::inbox::Record]| -> Vec<String> {
+        records.iter().map(|r| r.delivery.key().to_hex()).collect()
+    };
+    let since =
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(base + 1) * 1_000_000).unwrap();
+    let filters = [
+        Filter::new(),
+        Filter::new().limit(7),
+        Filter::new().status(Status::Waiting).limit(100),
+        Filter::new().status(Status::Retrying).limit(2),
+        Filter::new().status(Status::Running).limit(3),
+        Filter::new().status(Status::Done).limit(4),
+        Filter::new().status(Status::Dead),
+        Filter::new().event("member.deleted").limit(30),
+        Filter::new().event("member.unknown"),
+        Filter::new().id("evt_201"),
+        Filter::new().since(since).limit(9),
+        Filter::new()
+            .status(Status::Waiting)
+            .event("member.created")
+            .since(since)
+            .limit(5),
+        // A cursor inside a millisecond: everything of the next one follows it.
+        Filter::new().after(Cursor {
+            accepted_at: since - Duration::from_micros(500),
+            key: keys[0],
+        }),
+    ];
+    for filter in &filters {
+        let expected: Vec<_> = truth
+            .iter()
+            .filter(|r| filter.matches(r))
+            .cloned()
+            .collect();
+        let (found, pages) = all_pages(&inbox, filter).await;
+        assert_eq!(
+            keys_of(&found),
+            keys_of(&expected),
+            "{filter:?} answered another set or order"
+        );
+        assert!(
+            pages >= expected.len().div_ceil(filter.limit_or_default()),
+            "{filter:?}"
+        );
+        for record in &found {
+            assert!(filter.matches(record), "{filter:?} answered {record:?}");
+        }
+    }
+    // The order is acceptance, then key byte by byte: 200 deliveries in one ms by key.
+    let everything = all_pages(&inbox, &Filter::new().limit(1_000)).await.0;
+    assert_eq!(everything.len(), 250);
+    let mut sorted = everything.clone();
+    sorted.sort_by_key(Cursor::of);
+    assert_eq!(keys_of(&everything), keys_of(&sorted));
+    // A page boundary between two deliveries of the same ms: nothing skipped, nothing twice.
+    let first = inbox.search(&Filter::new().limit(100)).await.unwrap();
+    let next = first.next.unwrap();
+    assert_eq!(next.accepted_at, first.records[99].accepted_at);
+    let second = inbox
+        .search(&Filter::new().after(next).limit(100))
+        .await
+        .unwrap();
+    assert_eq!(first.records[99].accepted_at, second.records[0].accepted_at);
+    assert_eq!(keys_of(&second.records), keys_of(&everything[100..200]));
+}
+
+/// An event filter over many deliveries: each search examines a bounded number of them, so a
+/// page may be short (here empty) yet have a next; following it finds the match.
+#[tokio::test]
+async fn a_search_over_many_deliveries_is_bounded_and_answers_where_to_go_on() {
+    use tower_webhook::inbox::Filter;
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix()).unwrap())
+        .await;
+    // Every third is `rare`; accepted 500 at a time, so many share a millisecond.
+    let noise: Vec<Delivery> = (0..10_100)
+        .map(|n| {
+            with_event(
+                &format!("evt_{n}"),
+                if n % 3 == 0 { "rare" } else { "noise" },
+            )
+        })
+        .collect();
+    for chunk in noise.chunks(500) {
+        let accepts = chunk.iter().map(|delivery| inbox.accept(delivery));
+        for accepted in futures_util::future::join_all(accepts).await {
+            assert_eq!(accepted.unwrap(), Accepted::New);
+        }
+    }
+    let needle = with_event("evt_needle", "needle");
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    inbox.accept(&needle).await.unwrap();
+
+    let filter = Filter::new().event("needle").limit(10);
+    let page = inbox.search(&filter).await.unwrap();
+    assert!(page.records.is_empty(), "{} records", page.records.len());
+    let next = page
+        .next
+        .expect("a short page whose scan ran out has a next");
+    let page = inbox.search(&filter.clone().after(next)).await.unwrap();
+    assert_eq!(page.records.len(), 1);
+    assert_eq!(page.records[0].delivery.key(), needle.key());
+    assert_eq!(page.next, None);
+
+    // Filtered pages continue, script after script, from the last delivery examined (often
+    // inside a millisecond): the same deliveries, in the same order, as the unfiltered pages.
+    let (everything, _) = all_pages(&inbox, &Filter::new().limit(1_000)).await;
+    assert_eq!(everything.len(), 10_101);
+    let mut sorted = everything.clone();
+    sorted.sort_by_key(tower_webhook::inbox::Cursor::of);
+    sorted.dedup_by_key(|record| *record.delivery.key());
+    assert_eq!(sorted.len(), 10_101, "a delivery came twice");
+    assert!(everything == sorted, "pages out of order");
+    let rare = |records: &[tower_webhook::inbox::Record]| -> Vec<IdempotencyKey> {
+        records
+            .iter()
+            .filter(|record| record.delivery.facts().event.as_deref() == Some("rare"))
+            .map(|record| *record.delivery.key())
+            .collect()
+    };
+    let (filtered, pages) = all_pages(&inbox, &Filter::new().event("rare").limit(500)).await;
+    assert_eq!(rare(&filtered), rare(&everything));
+    assert_eq!(filtered.len(), 3_367);
+    assert!(pages >= 7, "{pages} pages");
+}
+
+#[tokio::test]
+async fn stats_count_retrying_apart_from_waiting_exactly() {
+    use tower_webhook::inbox::{Filter, Status};
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix()).unwrap())
+        .await;
+    for id in ["evt_retry", "evt_release", "evt_dead", "evt_idle"] {
+        inbox.accept(&bare(id)).await.unwrap();
+    }
+    let stats = inbox.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.retrying, stats.waiting()), (4, 0, 4));
+    // Claims follow the stream's order: the first three accepted.
+    let claims = inbox.claim(Duration::from_secs(60), 3).await.unwrap();
+    assert_eq!(
+        claimed_ids(&claims),
+        ["evt_dead", "evt_release", "evt_retry"]
+    );
+    let lease = |id: &str| {
+        claims
+            .iter()
+            .find(|claim| claim.record.delivery.facts().id == id)
+            .unwrap()
+            .lease
+            .clone()
+    };
+    let (retry, release, dead) = (lease("evt_retry"), lease("evt_release"), lease("evt_dead"));
+    assert!(inbox.retry(&retry, Duration::ZERO, "boom").await.unwrap());
+    assert!(inbox.release(&release).await.unwrap());
+    assert!(inbox.dead_letter(&dead, "poison").await.unwrap());
+    let stats = inbox.stats().await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.retrying, stats.waiting(), stats.dead),
+        (3, 1, 2, 1),
+        "a retry is retrying; a release (attempts back to 0) is waiting"
+    );
+    assert!(inbox
+        .replay(
+            &IdempotencyKey::new("test", "site", "evt_dead"),
+            Replay::Dead
+        )
+        .await
+        .unwrap());
+    let stats = inbox.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.retrying), (4, 1), "a replay waits");
+    let retrying = inbox
+        .search(&Filter::new().status(Status::Retrying))
+        .await
+        .unwrap();
+    assert_eq!(retrying.records.len(), 1);
+    assert_eq!(retrying.records[0].delivery.facts().id, "evt_retry");
+    let waiting = inbox
+        .search(&Filter::new().status(Status::Waiting))
+        .await
+        .unwrap();
+    assert_eq!(waiting.records.len(), 3);
+
+    // Claimed again (due now, first in the stream after the others): running, not retrying.
+    let all = inbox.claim(Duration::from_secs(60), 10).await.unwrap();
+    assert_eq!(all.len(), 4);
+    let stats = inbox.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.retrying, stats.running), (0, 0, 4));
+    // Its second attempt released: attempts back to 1, so retrying again.
+    let second = all
+        .iter()
+        .find(|claim| claim.record.delivery.facts().id == "evt_retry")
+        .unwrap();
+    assert_eq!(second.lease.attempt(), 2);
+    assert!(inbox.release(&second.lease).await.unwrap());
+    let stats = inbox.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.retrying), (1, 1));
+    // Purged: counted nowhere.
+    assert!(inbox.purge(second.lease.key()).await.unwrap());
+    let stats = inbox.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.retrying), (0, 0));
+}
+
+#[tokio::test]
+async fn history_records_each_outcome_and_replay_oldest_first_and_keeps_the_last_twenty() {
+    use tower_webhook::inbox::{HistoryKind, HISTORY_LIMIT};
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix()).unwrap())
+        .await;
+    let mut redis = server.connection().await;
+    let delivery = bare("evt_1");
+    inbox.accept(&delivery).await.unwrap();
+    let claim = |inbox: RedisInbox| async move {
+        let mut claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+        assert_eq!(claims.len(), 1);
+        claims.remove(0).lease
+    };
+    let first = claim(inbox.clone()).await;
+    assert!(inbox.retry(&first, Duration::ZERO, "boom").await.unwrap());
+    let second = claim(inbox.clone()).await;
+    assert!(inbox.dead_letter(&second, "poison").await.unwrap());
+    assert!(inbox.replay(delivery.key(), Replay::Dead).await.unwrap());
+    let third = claim(inbox.clone()).await;
+    assert_eq!(third.attempt(), 1, "a replay resets the attempts");
+    // The handler's own transactional completion.
+    let completion = inbox.begin_complete(&third).await.unwrap().unwrap();
+    assert!(completion.commit().await.unwrap());
+
+    let record = inbox.get(delivery.key()).await.unwrap().unwrap();
+    let seen: Vec<_> = record
+        .history
+        .iter()
+        .map(|entry| (entry.attempt, entry.kind, entry.error.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, HistoryKind::Retried, Some("boom")),
+            (2, HistoryKind::Dead, Some("poison")),
+            (2, HistoryKind::Replayed, None),
+            (1, HistoryKind::Done, None),
+        ]
+    );
+    assert!(record
+        .history
+        .windows(2)
+        .all(|pair| pair[0].at <= pair[1].at));
+    assert!(record.history[0].at >= record.accepted_at);
+
+    // A release, and a replay of a done delivery.
+    assert!(inbox
+        .replay(delivery.key(), Replay::DeadOrDone)
+        .await
+        .unwrap());
+    let fourth = claim(inbox.clone()).await;
+    assert!(inbox.release(&fourth).await.unwrap());
+    let record = inbox.get(delivery.key()).await.unwrap().unwrap();
+    let tail: Vec<_> = record.history[4..]
+        .iter()
+        .map(|entry| (entry.attempt, entry.kind))
+        .collect();
+    assert_eq!(
+        tail,
+        [(1, HistoryKind::Replayed), (1, HistoryKind::Released)]
+    );
+
+    // The last twenty are kept; batches (`finish`) record them as the single calls do.
+    for _ in 0..25 {
+        let lease = claim(inbox.clone()).await;
+        let outcome = tower_webhook::inbox::Finish::Retry {
+            delay: Duration::ZERO,
+            error: format!("attempt {}", lease.attempt()),
+        };
+        assert_eq!(inbox.finish(&[(lease, outcome)]).await.unwrap(), [true]);
+    }
+    let record = inbox.get(delivery.key()).await.unwrap().unwrap();
+    assert_eq!(record.history.len(), HISTORY_LIMIT);
+    let last = record.history.last().unwrap();
+    assert_eq!(
+        (last.attempt, last.kind, last.error.as_deref()),
+        (25, HistoryKind::Retried, Some("attempt 25"))
+    );
+    assert_eq!(record.history[0].attempt, 6);
+
+    // A damaged history reads as none, and the next outcome starts it again.
+    let () = redis::cmd("HSET")
+        .arg(inbox.delivery_key(delivery.key()))
+        .arg("history")
+        .arg("{not json")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let record = inbox.get(delivery.key()).await.unwrap().unwrap();
+    assert!(record.history.is_empty());
+    let lease = claim(inbox.clone()).await;
+    assert!(inbox.complete(&lease).await.unwrap());
+    let record = inbox.get(delivery.key()).await.unwrap().unwrap();
+    let seen: Vec<_> = record.history.iter().map(|e| (e.attempt, e.kind)).collect();
+    assert_eq!(seen, [(26, HistoryKind::Done)]);
+
+    // Purged and accepted again: a new delivery, with no history.
+    assert!(inbox.purge(delivery.key()).await.unwrap());
+    inbox.accept(&delivery).await.unwrap();
+    let record = inbox.get(delivery.key()).await.unwrap().unwrap();
+    assert!(record.history.is_empty());
+}
+
+/// An inbox written by a version without the index of retries: the first connect of this one
+/// indexes the retries already pending, across batches, then marks it done.
+#[tokio::test]
+async fn connect_indexes_the_retries_of_an_inbox_from_before_the_index() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let options = InboxOptions::new().with_prefix(prefix()).unwrap();
+    let inbox = server.inbox(options.clone()).await;
+    let mut redis = server.connection().await;
+    let deliveries: Vec<Delivery> = (0..1_203).map(|n| bare(&format!("evt_{n}"))).collect();
+    for chunk in deliveries.chunks(400) {
+        let accepts = chunk.iter().map(|delivery| inbox.accept(delivery));
+        for accepted in futures_util::future::join_all(accepts).await {
+            accepted.unwrap();
+        }
+    }
+    let claims = inbox.claim(Duration::from_secs(60), 1_203).await.unwrap();
+    for (n, claim) in claims.iter().enumerate() {
+        if n % 2 == 0 {
+            assert!(inbox
+                .retry(&claim.lease, Duration::from_secs(60), "boom")
+                .await
+                .unwrap());
+        } else {
+            assert!(inbox.release(&claim.lease).await.unwrap());
+        }
+    }
+    assert_eq!(inbox.stats().await.unwrap().retrying, 602);
+    // As an older version leaves it: no index, no marker.
+    let base = inbox.stream_key().trim_end_matches("stream").to_owned();
+    let removed: i64 = redis::cmd("DEL")
+        .arg(format!("{base}state:retrying"))
+        .arg(format!("{base}retrying-indexed"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(removed, 2);
+    assert_eq!(inbox.stats().await.unwrap().retrying, 0);
+    let upgraded = server.inbox(options).await;
+    let stats = upgraded.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.retrying), (1_203, 602));
 }

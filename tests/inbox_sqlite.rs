@@ -5,13 +5,14 @@
 #[path = "inbox_common/backend.rs"]
 mod inbox_backend;
 
-use inbox_backend::{delivery, delivery_at};
+use inbox_backend::{delivery, delivery_at, history};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tower_webhook::inbox::{
-    Accepted, DeliveryState, InboxBackend, InboxError, InboxOptions, SqliteInbox,
+    Accepted, DeliveryState, Filter, HistoryKind, InboxBackend, InboxError, InboxOptions, Replay,
+    SqliteInbox, Status,
 };
 
 #[tokio::test]
@@ -106,7 +107,7 @@ async fn the_schema_lives_under_its_prefix_beside_the_application_s_tables() {
             .fetch_all(inbox.pool())
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2], "opening twice migrated twice");
+    assert_eq!(versions, [1, 2, 3], "opening twice migrated twice");
 }
 
 #[tokio::test]
@@ -339,7 +340,8 @@ async fn a_database_from_before_the_depth_counter_is_migrated_with_its_waiting_d
     sqlx::raw_sql(
         "DROP TRIGGER tower_webhook_depth_insert; DROP TRIGGER tower_webhook_depth_update; \
          DROP TRIGGER tower_webhook_depth_delete; DROP TABLE tower_webhook_depth; \
-         DELETE FROM tower_webhook_schema_version WHERE version = 2;",
+         ALTER TABLE tower_webhook_deliveries DROP COLUMN history; \
+         DELETE FROM tower_webhook_schema_version WHERE version >= 2;",
     )
     .execute(inbox.pool())
     .await
@@ -375,7 +377,7 @@ async fn a_database_from_before_the_depth_counter_is_migrated_with_its_waiting_d
             .fetch_all(inbox.pool())
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
 }
 
 async fn stored(inbox: &SqliteInbox, id: &str) {
@@ -556,4 +558,186 @@ async fn a_batch_claim_with_one_unreadable_delivery_returns_the_others() {
         seen.iter().any(|id| id == "evt_fine"),
         "a fine delivery claimed with an unreadable one is never returned: {seen:?}"
     );
+}
+
+/// The unreadable row itself is dead-lettered by the claim that took it (error `unreadable
+/// row: ...`), not left running, counted in the depth and claimed again at each lease's end.
+#[tokio::test]
+async fn an_unreadable_row_is_dead_lettered_by_the_claim_that_took_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = SqliteInbox::open(dir.path().join("inbox.db"), InboxOptions::new())
+        .await
+        .unwrap();
+    inbox_backend::an_unreadable_row_is_dead_lettered_by_the_claim_that_took_it(
+        inbox,
+        async |inbox: &SqliteInbox| {
+            sqlx::query(
+                "UPDATE tower_webhook_deliveries SET headers = 'not json' \
+                 WHERE event_id = 'evt_odd'",
+            )
+            .execute(inbox.pool())
+            .await
+            .unwrap();
+        },
+        async |inbox: &SqliteInbox| {
+            sqlx::query_scalar(
+                "SELECT last_error FROM tower_webhook_deliveries WHERE event_id = 'evt_odd'",
+            )
+            .fetch_one(inbox.pool())
+            .await
+            .unwrap()
+        },
+    )
+    .await;
+}
+
+/// A file written by a version before the history (schema version 2), with a dead delivery:
+/// opening it adds the column; the delivery reads back with no history, and what happens to it
+/// from then on is kept.
+#[tokio::test]
+async fn a_database_from_before_the_history_is_migrated_and_keeps_history_from_then_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    let inbox = SqliteInbox::open(&path, InboxOptions::new()).await.unwrap();
+    sqlx::raw_sql(
+        "ALTER TABLE tower_webhook_deliveries DROP COLUMN history; \
+         DELETE FROM tower_webhook_schema_version WHERE version = 3;",
+    )
+    .execute(inbox.pool())
+    .await
+    .unwrap();
+    // As version 2 wrote it: dead after two attempts.
+    sqlx::query(
+        "INSERT INTO tower_webhook_deliveries (key, state, attempts, due_at, accepted_at, \
+         finished_at, last_error, path, headers, body, scheme, event_id) \
+         VALUES (randomblob(32), 'dead', 2, 0, 0, 0, 'gave up', '/webhooks', '[]', x'7b7d', \
+         'sotion', 'evt_v2')",
+    )
+    .execute(inbox.pool())
+    .await
+    .unwrap();
+    inbox.pool().close().await;
+    let inbox = SqliteInbox::open(&path, InboxOptions::new()).await.unwrap();
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM tower_webhook_schema_version ORDER BY version")
+            .fetch_all(inbox.pool())
+            .await
+            .unwrap();
+    assert_eq!(versions, [1, 2, 3]);
+    let page = inbox
+        .search(&Filter::new().id("evt_v2").status(Status::Dead))
+        .await
+        .unwrap();
+    let [record] = page.records.as_slice() else {
+        panic!("the old delivery is not found: {page:?}");
+    };
+    assert!(record.history.is_empty());
+    let key = *record.delivery.key();
+    assert!(inbox.replay(&key, Replay::Dead).await.unwrap());
+    let claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+    assert!(inbox
+        .retry(&claims[0].lease, Duration::from_secs(60), "boom")
+        .await
+        .unwrap());
+    let record = inbox.get(&key).await.unwrap().unwrap();
+    assert_eq!(
+        history(&record),
+        [
+            (2, HistoryKind::Replayed, None),
+            (1, HistoryKind::Retried, Some("boom".to_owned()))
+        ]
+    );
+}
+
+/// A history that is not a JSON array (written by hand) makes neither the delivery unreadable
+/// nor its next outcome fail: it reads as empty, and starts again from that outcome.
+#[tokio::test]
+async fn a_history_that_cannot_be_read_reads_as_empty_and_starts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = SqliteInbox::open(dir.path().join("inbox.db"), InboxOptions::new())
+        .await
+        .unwrap();
+    let odd = delivery("evt_odd_history");
+    assert_eq!(inbox.accept(&odd).await.unwrap(), Accepted::New);
+    for garbage in [
+        "not json",
+        "{\"an\": \"object\"}",
+        "[5, {\"kind\": \"exploded\"}]",
+    ] {
+        sqlx::query("UPDATE tower_webhook_deliveries SET history = $1")
+            .bind(garbage)
+            .execute(inbox.pool())
+            .await
+            .unwrap();
+        let record = inbox.get(odd.key()).await.unwrap().unwrap();
+        assert!(record.history.is_empty(), "{garbage}: {:?}", record.history);
+        let claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+        assert!(inbox
+            .retry(&claims[0].lease, Duration::ZERO, "boom")
+            .await
+            .unwrap());
+        let record = inbox.get(odd.key()).await.unwrap().unwrap();
+        let last = history(&record).pop();
+        assert_eq!(
+            last,
+            Some((
+                record.attempts,
+                HistoryKind::Retried,
+                Some("boom".to_owned())
+            )),
+            "{garbage}"
+        );
+    }
+}
+
+/// Deliveries accepted in the same millisecond (the precision `SQLite` stores) are paged
+/// through by key, each once; a `since` between two milliseconds leaves out the earlier one.
+#[tokio::test]
+async fn deliveries_accepted_in_one_millisecond_are_paged_through_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = SqliteInbox::open(dir.path().join("inbox.db"), InboxOptions::new())
+        .await
+        .unwrap();
+    for n in 0..10 {
+        let stored = delivery(&format!("evt_same_{n}"));
+        assert_eq!(inbox.accept(&stored).await.unwrap(), Accepted::New);
+    }
+    let instant_ms = 1_790_000_000_123_i64;
+    sqlx::query("UPDATE tower_webhook_deliveries SET accepted_at = $1")
+        .bind(instant_ms)
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut filter = Filter::new().limit(3);
+    loop {
+        let page = inbox.search(&filter).await.unwrap();
+        seen.extend(page.records.iter().map(|r| *r.delivery.key()));
+        match page.next {
+            Some(next) => filter = filter.after(next.to_string().parse().unwrap()),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(seen, sorted, "repeated or out of order");
+    assert_eq!(seen.len(), 10);
+    let instant =
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(instant_ms) * 1_000_000)
+            .unwrap();
+    let since = |at| {
+        let inbox = &inbox;
+        async move {
+            inbox
+                .search(&Filter::new().since(at))
+                .await
+                .unwrap()
+                .records
+                .len()
+        }
+    };
+    assert_eq!(since(instant).await, 10);
+    assert_eq!(since(instant + Duration::from_nanos(1)).await, 0);
+    assert_eq!(since(instant - Duration::from_nanos(1)).await, 10);
 }

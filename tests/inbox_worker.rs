@@ -501,3 +501,15 @@ async fn a_delivery_whose_accept_was_dropped_after_the_writer_took_it_wakes_the_
     }
     running.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_names_the_sqlite_inbox_and_its_workers_and_prints_no_secret() {
+    // A path holds no password; the check is that `Debug` is there and says what it is.
+    let dir = tempfile::tempdir().unwrap();
+    inbox_common::debug_names_the_backend_and_prints_no_secret(
+        inbox(&dir).await,
+        "SqliteInbox",
+        "whsec_",
+    )
+    .await;
+}

@@ -332,12 +332,24 @@ impl InboxOptions {
 /// whose answer was lost); more attempts mean another worker took it over.
 ///
 /// **Admin.** [`list`](Self::list) (by state, oldest accepted first), [`get`](Self::get),
-/// [`replay`](Self::replay) (dead, or with [`Replay::DeadOrDone`] done, to pending due now with
-/// the attempts reset; `false` and no change from any other state), [`purge`](Self::purge)
-/// (remove one delivery in any state: a later delivery with its key is then new),
-/// [`prune`](Self::prune)`(window)` (remove done deliveries finished more than `window` ago;
-/// dead ones stay until purged or replayed; see its docs for batches), and
-/// [`stats`](Self::stats).
+/// [`search`](Self::search) (a [`Filter`]'s page, oldest accepted first then by key, every
+/// condition holding; paging with [`Page::next`] returns each delivery once, those accepted in
+/// the same instant included: the default through `list` does, and an override that filters in
+/// its store must too), [`replay`](Self::replay) (dead, or with [`Replay::DeadOrDone`] done, to
+/// pending due now with the attempts reset; `false` and no change from any other state),
+/// [`purge`](Self::purge) (remove one delivery in any state: a later delivery with its key is
+/// then new), [`prune`](Self::prune)`(window)` (remove done deliveries finished more than
+/// `window` ago; dead ones stay until purged or replayed; see its docs for batches), and
+/// [`stats`](Self::stats) (with [`Stats::retrying`], the pending deliveries attempted already).
+///
+/// **History.** A backend may keep each delivery's history ([`Record::history`], read by `get`,
+/// `list` and `search`): one [`HistoryEntry`](super::HistoryEntry) per recorded outcome
+/// (`complete` and a handler's own completion: done; `retry` and `dead_letter`, with the error;
+/// `release`; the same through `finish`) with the lease's attempt, and per replay (with the
+/// attempts it reset), oldest first, the last [`HISTORY_LIMIT`](super::HISTORY_LIMIT) of them;
+/// a refused outcome adds none. Best written by the statement (or script) that records the
+/// outcome, so that it costs nothing more. A backend that keeps none leaves it empty (the
+/// admin tools then show the last error only); the built-in SQL backends keep it.
 ///
 /// **Time.** "Now" is the backend's clock, the same for every caller (the database's for a
 /// shared database). Every call fails with [`InboxError::Timeout`] rather than wait longer than

@@ -15,6 +15,8 @@ use super::backend::{
 use super::delivery::{Delivery, DeliveryState, Facts};
 use crate::idempotency::{IdempotencyKey, Token};
 
+mod admin;
+
 /// A lease or delay meant to run out during the suite.
 const SHORT: Duration = Duration::from_millis(300);
 /// How long the suite waits for `SHORT` to have run out, with a margin.
@@ -63,7 +65,18 @@ const CLAIMERS: usize = 8;
 ///   changes nothing while the others are recorded; the same lease twice is recorded once (the
 ///   second answered `false`); an empty batch answers nothing. `renew_all` renews the owners'
 ///   leases (they hold past their first end), answers `false` for a stale or finished lease
-///   without affecting the others, and answers nothing to an empty batch.
+///   without affecting the others, and answers nothing to an empty batch;
+/// - search: each condition of a [`Filter`](super::Filter) (status, a pending delivery
+///   attempted already being retrying and not waiting; event type; event id; accepted since)
+///   returns exactly the deliveries that meet it, oldest accepted first (then by key); paging
+///   with each page's cursor (written as text and read back) returns every delivery once, also
+///   across a full last page and through a burst accepted in the same instant; `stats` counts
+///   the retrying deliveries;
+/// - history, for a backend that keeps one (the first outcome recorded gives a delivery a
+///   history; a backend that keeps none leaves it empty): each recorded outcome (retry and dead
+///   letter with their errors, release, completion, single or in a batch) and each replay
+///   (with the attempts it reset) adds one entry with its attempt, in order; a refused outcome
+///   adds none; only the last [`HISTORY_LIMIT`](super::HISTORY_LIMIT) are kept.
 ///
 /// ```
 /// # #[cfg(feature = "sqlite")] {
@@ -104,6 +117,8 @@ where
     admin(&open(InboxOptions::new()).await).await;
     batched_outcomes(&open(InboxOptions::new()).await).await;
     batched_renewals(&open(InboxOptions::new()).await).await;
+    admin::search(&open(InboxOptions::new()).await).await;
+    admin::history(&open(InboxOptions::new()).await).await;
 }
 
 /// A delivery with every fact set, a header that is not UTF-8, and a body.

@@ -56,24 +56,18 @@
 //! `Proxy-Authorization`, `Cookie`, `Set-Cookie`, and any name containing `token`, `secret`,
 //! `password`, `api-key` or `apikey`; see [`is_never_stored`]), whatever it is given.
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 mod backend;
 mod delivery;
-#[cfg(feature = "postgres")]
-mod pg_notify;
-#[cfg(feature = "postgres")]
-mod postgres;
 mod query;
 #[cfg(feature = "redis")]
 mod redis;
+mod replay;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
-#[cfg(feature = "sqlite")]
-mod sqlite;
-#[cfg(feature = "sqlite")]
-mod sqlite_writer;
 mod view;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod wake;
 mod worker;
 
 #[cfg(feature = "testing")]
@@ -88,15 +82,16 @@ pub use self::delivery::{
     is_never_stored, Delivery, DeliveryState, Facts, HistoryEntry, HistoryKind, Record, Status,
     UnknownState, HISTORY_LIMIT,
 };
-#[cfg(feature = "postgres")]
-pub use self::postgres::PostgresInbox;
 pub use self::query::{Cursor, Filter, InvalidCursor, Page, MAX_PAGE};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisCompletion, RedisInbox};
+pub use self::replay::replay;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use self::sql::Completion;
+pub use self::sql::{Completion, Dialect, SqlInbox};
+#[cfg(feature = "postgres")]
+pub use self::sql::{PostgresDialect, PostgresInbox};
 #[cfg(feature = "sqlite")]
-pub use self::sqlite::SqliteInbox;
+pub use self::sql::{SqliteDialect, SqliteInbox};
 pub use self::view::{DeliveryDetail, DeliveryRow, HistoryRow, StatsView};
 pub use self::worker::{Attempt, Outcome, Workers, WorkersHandle};
 /// The `sqlx` the SQL backends are built on (features `sqlite`, `postgres`): the version a

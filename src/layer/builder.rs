@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::idempotency::{checked, Idempotency, IdempotencyStore};
 use crate::inbox::InboxBackend;
-use crate::observe::Metrics;
+use crate::observe::{InboxName, Metrics, DEFAULT_INBOX_NAME};
 use crate::scheme::Scheme;
 use crate::secret::{Fingerprint, Secret, SecretResolver, Secrets};
 
@@ -61,6 +62,7 @@ pub struct WebhookLayerBuilder {
     idempotency: Option<Idempotency>,
     inbox: Option<Arc<dyn InboxBackend>>,
     inbox_retry_after: Duration,
+    inbox_name: Cow<'static, str>,
     endpoint: Option<Fingerprint>,
     resolver_timeout: Duration,
     resolver_retry_after: Duration,
@@ -82,6 +84,7 @@ impl std::fmt::Debug for WebhookLayerBuilder {
             .field("body_timeout", &self.body_timeout)
             .field("idempotency", &self.idempotency)
             .field("inbox", &self.inbox.is_some())
+            .field("inbox_name", &self.inbox_name)
             .field("named_endpoint", &self.endpoint.is_some())
             .field("resolver_timeout", &self.resolver_timeout)
             .field("resolver_retry_after", &self.resolver_retry_after)
@@ -107,6 +110,7 @@ impl WebhookLayerBuilder {
             idempotency: Some(Idempotency::default()),
             inbox: None,
             inbox_retry_after: DEFAULT_INBOX_RETRY_AFTER,
+            inbox_name: Cow::Borrowed(DEFAULT_INBOX_NAME),
             endpoint: None,
             resolver_timeout: DEFAULT_RESOLVER_TIMEOUT,
             resolver_retry_after: DEFAULT_RESOLVER_RETRY_AFTER,
@@ -300,6 +304,17 @@ impl WebhookLayerBuilder {
         self
     }
 
+    /// The inbox's name in the metrics: the `inbox` label of the accepted and duplicate
+    /// counters (default [`DEFAULT_INBOX_NAME`], `default`). Give the inbox's
+    /// [`Workers`](crate::inbox::Workers) the same one
+    /// ([`with_name`](crate::inbox::Workers::with_name)). A few characters the application
+    /// chooses (`billing`), never a value that comes with requests: each name is a series of
+    /// its own. No effect without [`with_inbox`](Self::with_inbox). See [`observe`](crate::observe).
+    pub fn with_inbox_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.inbox_name = name.into();
+        self
+    }
+
     /// The `Retry-After` of a `503 inbox_unavailable` or `503 inbox_full` answer (default
     /// 30 s). Sent in whole seconds, rounded up (see
     /// [`Rejection::with_retry_after`](crate::Rejection::with_retry_after)). No effect without
@@ -434,8 +449,12 @@ impl WebhookLayerBuilder {
         let inbox = self
             .inbox
             .map(|inbox| InboxMode::new(inbox, &self.scheme, self.inbox_retry_after));
+        let mut metrics = Metrics::new(self.scheme.shared_name());
+        if inbox.is_some() {
+            metrics = metrics.with_inbox(&InboxName::new(self.inbox_name));
+        }
         Ok(WebhookLayer::from_config(Config {
-            metrics: Metrics::new(self.scheme.shared_name()),
+            metrics,
             inbox,
             scheme: self.scheme,
             secrets,

@@ -92,15 +92,15 @@ pub(crate) async fn store(
             .iter()
             .map(move |value| (name.clone(), value.clone()))
     });
-    let delivery = Delivery::new(
-        meta,
-        IdempotencyKey::for_delivery(meta),
-        original_path(parts),
-        headers,
-        body,
-    );
+    let key = IdempotencyKey::for_delivery(meta);
+    let delivery = Delivery::new(meta, key, original_path(parts), headers, body);
+    // Held before the accept: a worker here may claim the delivery as soon as it is committed.
+    let accepting = crate::observe::Accepting::hold(&key);
     match inbox.backend.accept(&delivery).await {
-        Ok(Accepted::New) => Stored::New(accepted()),
+        Ok(Accepted::New) => {
+            accepting.keep();
+            Stored::New(accepted())
+        }
         Ok(Accepted::Duplicate(_)) => Stored::Duplicate(match idempotency {
             Some(idempotency) => idempotency.duplicate_response(meta),
             None => acknowledged_duplicate(meta),

@@ -178,7 +178,7 @@ fn admit<B: Body>(
                     response
                 }
                 Stored::Duplicate(response) => {
-                    observation.duplicate();
+                    observation.stored_already();
                     response
                 }
                 Stored::Refused(rejection) => reject(&observation, &rejection),

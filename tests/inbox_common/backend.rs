@@ -8,7 +8,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use tower_webhook::idempotency::IdempotencyKey;
-use tower_webhook::inbox::{Accepted, Delivery, InboxBackend, InboxError, Replay};
+use tower_webhook::inbox::{
+    Accepted, Delivery, HistoryKind, InboxBackend, InboxError, Record, Replay,
+};
 use tower_webhook::testing::{sotion_event, sotion_request};
 use tower_webhook::{Scheme, Secret, Secrets};
 
@@ -49,6 +51,15 @@ pub(crate) fn verified(secret: &str, body: Vec<u8>, path: &str) -> Delivery {
         headers,
         body.into(),
     )
+}
+
+/// A record's history as (attempt, kind, error).
+pub(crate) fn history(record: &Record) -> Vec<(u32, HistoryKind, Option<String>)> {
+    record
+        .history
+        .iter()
+        .map(|entry| (entry.attempt, entry.kind, entry.error.clone()))
+        .collect()
 }
 
 /// [`delivery_at`] `/webhooks`.
@@ -323,4 +334,56 @@ pub(crate) async fn a_batch_of_outcomes_refuses_an_outcome_the_handler_committed
     let record = inbox.get(failed.key()).await.unwrap().unwrap();
     assert_eq!(record.state, failed_state);
     assert_eq!(record.last_error.as_deref(), Some("bad\u{fffd}byte"));
+    // The history has the batch's outcome, its NUL replaced as well, and the handler's own
+    // completion, written in its transaction, and nothing of the refused outcome.
+    let last = record
+        .history
+        .last()
+        .expect("the batch's outcome is in the history");
+    assert_eq!(
+        (last.attempt, last.error.as_deref()),
+        (1, Some("bad\u{fffd}byte"))
+    );
+    let record = inbox.get(committed.key()).await.unwrap().unwrap();
+    assert_eq!(history(&record), [(1, HistoryKind::Done, None)]);
+}
+
+/// A claimed row that cannot be read (`spoil` makes event `evt_odd`'s row unreadable) is
+/// dead-lettered by the claim that took it, with the error `unreadable row: ...`
+/// (`last_error` reads it from the row, as an operator would): the claim returns the others,
+/// the odd one leaves the depth and is counted dead, and no later claim takes it again.
+pub(crate) async fn an_unreadable_row_is_dead_lettered_by_the_claim_that_took_it<
+    B: InboxBackend,
+>(
+    inbox: B,
+    spoil: impl AsyncFnOnce(&B),
+    last_error: impl AsyncFnOnce(&B) -> Option<String>,
+) {
+    for id in ["evt_odd", "evt_fine"] {
+        assert_eq!(inbox.accept(&delivery(id)).await.unwrap(), Accepted::New);
+    }
+    spoil(&inbox).await;
+    let claims = inbox.claim(Duration::from_millis(200), 10).await.unwrap();
+    let ids: Vec<_> = claims
+        .iter()
+        .map(|claim| claim.record.delivery.facts().id.as_str())
+        .collect();
+    assert_eq!(ids, ["evt_fine"]);
+    let stats = inbox.stats().await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.running, stats.dead),
+        (0, 1, 1),
+        "the unreadable row is still waiting, counted in the depth: {stats:?}"
+    );
+    let error = last_error(&inbox).await.unwrap_or_default();
+    assert!(error.starts_with("unreadable row: "), "{error:?}");
+    // Past the lease: only the fine one is claimed again.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let again = inbox.claim(Duration::from_secs(60), 10).await.unwrap();
+    let ids: Vec<_> = again
+        .iter()
+        .map(|claim| claim.record.delivery.facts().id.as_str())
+        .collect();
+    assert_eq!(ids, ["evt_fine"]);
+    assert_eq!(inbox.stats().await.unwrap().dead, 1);
 }

@@ -249,8 +249,9 @@ async fn drained<B: InboxBackend>(inbox: &B) -> u64 {
 }
 
 /// Two receivers (`child_test` on `url`, one shared database): the events sent to both, half
-/// each, are each processed exactly once (one attempt, one effect); then one receiver is
-/// killed while it works, and the other finishes its leased events once their lease runs out.
+/// each, are each processed exactly once (one attempt, one effect); then, while 2,000 more are
+/// sent under load, one receiver is killed mid-way, and the other finishes its leased events
+/// once their lease runs out: each event's effect exactly once, every one done.
 pub(crate) async fn run_two<B, E, F>(child_test: &str, url: &str, inbox: &B, effects: E)
 where
     B: InboxBackend,
@@ -283,19 +284,36 @@ where
     let retried: Vec<_> = done.iter().filter(|record| record.attempts != 1).collect();
     assert!(retried.is_empty(), "run more than once: {}", retried.len());
 
-    // A gets a burst (8 senders at once, so that its workers fall behind) and is killed while
-    // its handlers run: B finishes A's leased events once their lease runs out.
+    // Under load (8 senders at once, so that A's workers fall behind), A is killed mid-way,
+    // once half of the second 2,000 are acknowledged, while its handlers run: the senders
+    // retry what A no longer answers on B, as a sender retries, and B finishes A's leased
+    // events once their lease runs out.
+    let a = std::sync::Arc::new(std::sync::Mutex::new(Some(a)));
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let senders: Vec<_> = (0..8)
         .map(|sender| {
+            let (a, acknowledged) = (a.clone(), acknowledged.clone());
             tokio::spawn(async move {
-                let mut acknowledged = HashSet::new();
+                let mut ours = HashSet::new();
                 for n in (total + sender..total * 2).step_by(8) {
                     let id = format!("evt_{n}");
-                    if post_event([port_a, port_b][n % 2], &id).await == Some(200) {
-                        acknowledged.insert(id);
+                    let mut port = [port_a, port_b][n % 2];
+                    let mut tries = 0;
+                    while post_event(port, &id).await != Some(200) {
+                        tries += 1;
+                        assert!(tries < 50, "{id} was never acknowledged");
+                        port = port_b;
+                    }
+                    ours.insert(id);
+                    if acknowledged.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+                        == total / 2
+                    {
+                        if let Some(a) = a.lock().unwrap().take() {
+                            a.kill();
+                        }
                     }
                 }
-                acknowledged
+                ours
             })
         })
         .collect();
@@ -303,7 +321,7 @@ where
     for sender in senders {
         second.extend(sender.await.unwrap());
     }
-    a.kill();
+    assert!(a.lock().unwrap().is_none(), "A was not killed");
     assert_eq!(second.len(), total);
     assert_eq!(drained(inbox).await, 2 * total as u64);
     b.kill();

@@ -8,11 +8,14 @@
     clippy::manual_assert
 )] // tests may panic
 
+#[cfg(feature = "admin")]
+pub(crate) mod admin;
 pub(crate) mod backend;
 pub(crate) mod completion;
 #[cfg(unix)]
 pub(crate) mod crash;
 pub(crate) mod proxy;
+pub(crate) mod restart;
 
 use std::collections::HashMap;
 use std::num::{NonZeroU32, NonZeroUsize};
@@ -623,4 +626,34 @@ where
     a_forged_delivery_is_never_stored(fresh().await).await;
     a_handler_whose_lease_is_taken_from_it_is_stopped(fresh().await).await;
     a_failure_whose_text_holds_a_nul_byte_is_retried_and_dead_lettered(fresh().await).await;
+}
+
+/// `Debug` on an inbox (`name`, its type), on workers built on it and on their started handle:
+/// each present and naming what it is, none printing `secret` (the password in the URL the
+/// inbox was opened with), in either form (`{:?}`, `{:#?}`).
+pub(crate) async fn debug_names_the_backend_and_prints_no_secret<B>(
+    inbox: B,
+    name: &str,
+    secret: &str,
+) where
+    B: InboxBackend + Clone + std::fmt::Debug,
+{
+    let workers = workers(&inbox, &App::default());
+    let printed_workers = [format!("{workers:?}"), format!("{workers:#?}")];
+    let handle = workers.start().unwrap();
+    let printed_handle = [format!("{handle:?}"), format!("{handle:#?}")];
+    for (printed, expected) in [
+        ([format!("{inbox:?}"), format!("{inbox:#?}")], name),
+        (printed_workers, "Workers"),
+        (printed_handle, "WorkersHandle"),
+    ] {
+        for text in printed {
+            assert!(text.contains(expected), "{expected}: {text}");
+            assert!(
+                !text.contains(secret),
+                "{expected} prints the secret: {text}"
+            );
+        }
+    }
+    handle.shutdown(Duration::from_secs(5)).await;
 }

@@ -22,6 +22,7 @@ use super::backend::{
     Stats,
 };
 use super::delivery::{Delivery, DeliveryState, Record};
+use super::query::{Cursor, Filter, Page};
 use crate::idempotency::{IdempotencyKey, Token, MAX_DURATION};
 
 pub use self::completion::RedisCompletion;
@@ -31,6 +32,12 @@ use self::wake::Wake;
 
 /// How many done deliveries one `prune` script removes; `prune` runs it until fewer are left.
 const PRUNE_BATCH: usize = 500;
+/// How many deliveries one `search` script examines at most (its scan budget): a filter on
+/// event or id over a large state is read in bounded steps.
+const SEARCH_SCAN: usize = 1_000;
+/// How many `search` scripts one [`InboxBackend::search`] runs at most to fill its page: it
+/// examines at most `SEARCH_SCAN * SEARCH_CALLS` deliveries.
+const SEARCH_CALLS: usize = 10;
 /// How many due retries one claim moves back onto the stream at most.
 const PROMOTE_BATCH: usize = 1000;
 /// A consumer with nothing pending and idle this long (or for the window, when shorter) is
@@ -61,8 +68,21 @@ const IDLE_CONSUMER: Duration = Duration::from_secs(60 * 60);
 /// - **Dead letter** moves the delivery to a second stream, `dead-letters` (one entry per dead
 ///   delivery, with its error); **replay** deletes that entry and appends the delivery to the
 ///   main stream again, its attempts reset.
-/// - Sorted sets index the deliveries by state (scored by acceptance, for `list` and `stats`)
-///   and the done ones by completion (for `prune`).
+/// - Sorted sets index the deliveries by state (scored by acceptance, for `list`, `search` and
+///   `stats`), the pending ones attempted already apart (`state:retrying`, a subset of
+///   `state:pending` kept by every script that changes a state, so that `stats` counts
+///   [`Stats::retrying`] with a `ZCARD`, never a scan), and the done ones by completion (for
+///   `prune`).
+/// - **Search** ([`search`](InboxBackend::search)) walks the indexes the filter's status
+///   allows, merged in the admin order: acceptance in whole ms, then the key in hex (the
+///   sorted sets' own order for equal scores, byte by byte: the [`Cursor`] order), starting
+///   after the cursor with a binary search among the deliveries of its millisecond. Each
+///   script examines at most 1,000 deliveries and a search runs at most 10, so a filter on
+///   event or id that matches few of many may answer a short page with a `next`.
+/// - **History**: every outcome (done, by the worker or a [`RedisCompletion`]; retried; dead;
+///   released) and every replay appends an entry to the delivery's `history` field (a JSON
+///   array, oldest first, the last [`HISTORY_LIMIT`](super::HISTORY_LIMIT) kept), in the same
+///   script; a history that does not read is shown empty ([`Record::history`]).
 ///
 /// Every script reads the time from Redis (`TIME`), so every replica shares one clock, and every
 /// call fails with [`InboxError::Timeout`] after the configured timeout. Needs Redis 6.2 or
@@ -79,8 +99,10 @@ const IDLE_CONSUMER: Duration = Duration::from_secs(60 * 60);
 /// script each, whatever the batch's size: each lease is checked and recorded exactly as its
 /// single call would, one after another in the script, and each answers whether it was still
 /// the owner's, in order. Redis does not roll a script back, so each outcome runs in a
-/// protected call: a delivery whose stored data is odd fails alone (the call then fails, so
-/// that the caller reads its deliveries again) and the others of the batch are recorded.
+/// protected call: a delivery whose stored data is odd (a damaged hash) fails alone and is
+/// answered `false` (refused: the caller reads it again, as after any refusal), and the others
+/// of the batch are recorded and answered as usual; one damaged delivery never fails the
+/// renewal of every running lease.
 ///
 /// # Wake-ups
 ///
@@ -154,8 +176,12 @@ const IDLE_CONSUMER: Duration = Duration::from_secs(60 * 60);
 ///
 /// All under one hash tag, `{<prefix>inbox}:` (prefix of [`InboxOptions::with_prefix`],
 /// default `tower_webhook_`): `stream`, `dead-letters` (streams), `delayed`, `leases`,
-/// `state:pending|running|done|dead`, `finished` (sorted sets of keys in hex), and `d:<key in
-/// hex>` (one hash per delivery). Two inboxes with different prefixes share a Redis without
+/// `state:pending|running|done|dead`, `state:retrying` (since 0.2, built at the first
+/// [`connect`](Self::connect) for an inbox from before; processes of an older version do not
+/// keep it, so do not run both at once), `finished` (sorted sets of keys in hex),
+/// `retrying-indexed` (a string: `state:retrying` is built), and `d:<key in hex>` (one hash
+/// per delivery: the delivery's fields, its state, attempts, last error, owner and stream
+/// entry, and its `history`). Two inboxes with different prefixes share a Redis without
 /// seeing each other's deliveries. The scripts reach each delivery's hash by name (not through
 /// `KEYS`) and the connection is not a cluster client, so the inbox needs a standalone Redis,
 /// not a Redis Cluster (the hash tag already keeps every key in one slot). With Sentinel, give
@@ -221,7 +247,27 @@ impl RedisInbox {
             wake: Wake::new(),
         };
         inbox.create_group().await?;
+        inbox.index_retries().await?;
         Ok(inbox)
+    }
+
+    /// Builds the index of retries (`state:retrying`) of an inbox written by a version without
+    /// it, in batches (`lua/index.lua`); one short script when it is built already.
+    async fn index_retries(&self) -> Result<(), InboxError> {
+        let batch = PRUNE_BATCH.to_string();
+        let (mut score, mut key) = (String::new(), String::new());
+        loop {
+            let (complete, next_score, next_key): (i64, String, String) = self
+                .run(
+                    &self.scripts.index,
+                    &[score.as_bytes(), key.as_bytes(), batch.as_bytes()],
+                )
+                .await?;
+            if complete == 1 {
+                return Ok(());
+            }
+            (score, key) = (next_score, next_key);
+        }
     }
 
     async fn create_group(&self) -> Result<(), InboxError> {
@@ -576,6 +622,72 @@ impl InboxBackend for RedisInbox {
         })
     }
 
+    /// In the store (`lua/search.lua`), in bounded steps: each script examines at most 1,000
+    /// deliveries of the state indexes the filter allows (merged in the admin order:
+    /// acceptance in ms, then key), and one search runs at most 10 of them. A filter on event
+    /// or id that matches few of many deliveries may therefore answer a page that is **short
+    /// yet has a [`next`](Page::next)**: the position after the last delivery examined; ask
+    /// again from there.
+    fn search<'a>(&'a self, filter: &'a Filter) -> InboxFuture<'a, Page> {
+        Box::pin(async move {
+            let limit = filter.limit_or_default();
+            let status = filter.status.map_or("any", |status| status.as_str());
+            let event = filter.event.as_ref().map(|event| format!("={event}"));
+            let id = filter.id.as_ref().map(|id| format!("={id}"));
+            let (event, id) = (event.unwrap_or_default(), id.unwrap_or_default());
+            let budget = SEARCH_SCAN.to_string();
+            let mut start = start_position(filter);
+            let mut records = Vec::new();
+            for _ in 0..SEARCH_CALLS {
+                let (score, key) = match &start {
+                    Some((ms, key)) => (ms.to_string(), key.clone().unwrap_or_default()),
+                    None => (String::new(), String::new()),
+                };
+                let wanted = (limit - records.len()).to_string();
+                let (more, last_score, last_key, rows): (i64, String, String, Vec<Vec<Vec<u8>>>) =
+                    self.run(
+                        &self.scripts.search,
+                        &[
+                            status.as_bytes(),
+                            score.as_bytes(),
+                            key.as_bytes(),
+                            event.as_bytes(),
+                            id.as_bytes(),
+                            wanted.as_bytes(),
+                            budget.as_bytes(),
+                        ],
+                    )
+                    .await?;
+                for row in rows {
+                    records.push(decode(row)?);
+                }
+                if records.len() >= limit {
+                    return Ok(Page::new(records, limit));
+                }
+                if more == 0 || last_key.is_empty() {
+                    return Ok(Page {
+                        records,
+                        next: None,
+                    });
+                }
+                let ms: i64 = last_score
+                    .parse()
+                    .map_err(|_| corrupt("a search position's score does not parse"))?;
+                start = Some((i128::from(ms), Some(last_key)));
+            }
+            // The budget ran out: the position after the last one examined.
+            let next = match start {
+                Some((ms, Some(hex))) => Some(Cursor {
+                    accepted_at: from_ms_i128(ms)?,
+                    key: IdempotencyKey::from_hex(&hex)
+                        .ok_or_else(|| corrupt("an index holds a key that is not 64 hex digits"))?,
+                }),
+                _ => None,
+            };
+            Ok(Page { records, next })
+        })
+    }
+
     fn get<'a>(&'a self, key: &'a IdempotencyKey) -> InboxFuture<'a, Option<Record>> {
         Box::pin(async move {
             let hex = key.to_hex();
@@ -647,10 +759,12 @@ impl InboxBackend for RedisInbox {
 
     fn stats(&self) -> InboxFuture<'_, Stats> {
         Box::pin(async move {
-            let (pending, running, done, dead, oldest): (u64, u64, u64, u64, i64) =
+            let (pending, running, done, dead, oldest, retrying): (u64, u64, u64, u64, i64, u64) =
                 self.run(&self.scripts.stats, &[]).await?;
             Ok(Stats {
                 pending,
+                // The index of retries is kept by the scripts; never more than pending.
+                retrying: retrying.min(pending),
                 running,
                 done,
                 dead,
@@ -735,18 +849,23 @@ impl InboxBackend for RedisInbox {
 }
 
 /// A batch script's answers (1 recorded, 0 not the owner's, -1 failed on odd stored data) as
-/// `Vec<bool>`; a failed one, or a count that does not match, fails the call (the caller
-/// then reads the deliveries again: the others were recorded).
+/// `Vec<bool>`: a failed one is refused (`false`: the caller reads that delivery again, as
+/// after any refusal) and logged, never the whole batch (the others were recorded); a count
+/// that does not match fails the call.
 fn owner_answers(answers: Vec<i64>, expected: usize) -> Result<Vec<bool>, InboxError> {
     if answers.len() != expected {
         return Err(corrupt(
             "a batch script answered for a different number of leases",
         ));
     }
-    if answers.iter().any(|answer| *answer < 0) {
-        return Err(corrupt(
-            "a delivery's stored data could not be updated (the batch's others were recorded)",
-        ));
+    let odd = answers.iter().filter(|answer| **answer < 0).count();
+    if odd > 0 {
+        crate::observe::warn!(
+            odd,
+            batch = expected,
+            "inbox: a delivery's stored data could not be updated; refused (read it with get, \
+             or purge it), the batch's others were recorded"
+        );
     }
     Ok(answers.into_iter().map(|answer| answer == 1).collect())
 }
@@ -766,6 +885,36 @@ fn consumer_name() -> String {
         std::process::id(),
         random.get(..8).unwrap_or(&random)
     )
+}
+
+/// Where a search starts in the state indexes (scored by acceptance in whole ms, members the
+/// keys in hex): a score, and a key at that score to start after (`None`: its first member).
+/// The later of [`Filter::since`] (at or after) and [`Filter::after`] (strictly after the
+/// cursor, whose time may hold a fraction of a ms); `None` for the start.
+fn start_position(filter: &Filter) -> Option<(i128, Option<String>)> {
+    const NANOS: i128 = 1_000_000;
+    let ceil_ms = |nanos: i128| nanos.div_euclid(NANOS) + i128::from(nanos.rem_euclid(NANOS) != 0);
+    let since = filter
+        .since
+        .map(|since| (ceil_ms(since.unix_timestamp_nanos()), None));
+    let after = filter.after.map(|cursor| {
+        let nanos = cursor.accepted_at.unix_timestamp_nanos();
+        if nanos.rem_euclid(NANOS) == 0 {
+            (nanos / NANOS, Some(cursor.key.to_hex()))
+        } else {
+            // Every delivery of the ms it falls in is before it, every one of the next after.
+            (ceil_ms(nanos), None)
+        }
+    });
+    match (since, after) {
+        (Some(since), Some(after)) => Some(if since.0 > after.0 { since } else { after }),
+        (since, after) => since.or(after),
+    }
+}
+
+/// A time in whole ms since the epoch.
+fn from_ms_i128(ms: i128) -> Result<time::OffsetDateTime, InboxError> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).map_err(boxed)
 }
 
 fn lease_args(lease: &Lease) -> [Vec<u8>; 2] {

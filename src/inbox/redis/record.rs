@@ -10,7 +10,9 @@ use time::OffsetDateTime;
 use super::{boxed, corrupt};
 use crate::idempotency::IdempotencyKey;
 use crate::inbox::backend::InboxError;
-use crate::inbox::delivery::{Delivery, DeliveryState, Facts, Record};
+use crate::inbox::delivery::{
+    Delivery, DeliveryState, Facts, HistoryEntry, HistoryKind, Record, HISTORY_LIMIT,
+};
 
 /// The fields a delivery is stored as, besides the inbox's own.
 pub(super) fn encode(delivery: &Delivery) -> Result<Vec<(&'static str, Vec<u8>)>, InboxError> {
@@ -137,12 +139,59 @@ pub(super) fn decode(row: Vec<Vec<u8>>) -> Result<Record, InboxError> {
         .and_then(|n| u32::try_from(n).ok())
         .unwrap_or(0);
     record.last_error = optional(take("error"))?;
+    record.history = take("history")
+        .map(|json| decode_history(&json))
+        .unwrap_or_default();
     record.due_at = from_ms(due_ms)?;
     record.finished_at = match state {
         DeliveryState::Done | DeliveryState::Dead => finished.map(from_ms).transpose()?,
         DeliveryState::Pending | DeliveryState::Running => None,
     };
     Ok(record)
+}
+
+/// One entry of the `history` field, as the scripts write it (`remember` in
+/// `lua/prelude.lua`, through `cjson`).
+#[derive(serde::Deserialize)]
+struct StoredEntry {
+    attempt: f64,
+    kind: String,
+    at: f64,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// The `history` field (a JSON array, oldest first): empty when it does not read, never an
+/// error (the history is for people; a damaged one must not hide the delivery).
+fn decode_history(json: &[u8]) -> Vec<HistoryEntry> {
+    let Ok(stored) = serde_json::from_slice::<Vec<StoredEntry>>(json) else {
+        return Vec::new();
+    };
+    let entries: Option<Vec<HistoryEntry>> = stored
+        .into_iter()
+        .map(|entry| {
+            let kind = HistoryKind::from_name(&entry.kind)?;
+            let attempt = whole(entry.attempt).and_then(|n| u32::try_from(n).ok())?;
+            let at = from_ms(whole(entry.at)?).ok()?;
+            let mut out = HistoryEntry::new(attempt, kind, at);
+            out.error = entry.error;
+            Some(out)
+        })
+        .collect();
+    let mut entries = entries.unwrap_or_default();
+    let extra = entries.len().saturating_sub(HISTORY_LIMIT);
+    entries.drain(..extra);
+    entries
+}
+
+/// A JSON number that holds a whole number (`cjson` writes integers without a fraction, up to
+/// 14 digits), as an `i64`.
+fn whole(number: f64) -> Option<i64> {
+    // Within ±2^53 every whole f64 is exact, and the cast cannot truncate (outside, `as`
+    // saturates, and the value is not used).
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    #[allow(clippy::cast_possible_truncation)]
+    (number.fract() == 0.0 && number.abs() <= EXACT).then_some(number as i64)
 }
 
 fn from_ms(ms: i64) -> Result<OffsetDateTime, InboxError> {
@@ -152,6 +201,46 @@ fn from_ms(ms: i64) -> Result<OffsetDateTime, InboxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_history_reads_back_and_an_unreadable_one_is_empty() {
+        let json = br#"[{"attempt":1,"kind":"retried","at":1733510000123,"error":"boom"},
+            {"kind":"done","attempt":2,"at":1733510000456}]"#;
+        let history = decode_history(json);
+        assert_eq!(history.len(), 2);
+        assert_eq!(
+            (
+                history[0].attempt,
+                history[0].kind,
+                history[0].error.as_deref()
+            ),
+            (1, HistoryKind::Retried, Some("boom"))
+        );
+        assert_eq!(
+            history[0].at.unix_timestamp_nanos(),
+            1_733_510_000_123_000_000
+        );
+        assert_eq!(
+            (history[1].attempt, history[1].kind),
+            (2, HistoryKind::Done)
+        );
+        assert_eq!(history[1].error, None);
+        for odd in [
+            &b"not json"[..],
+            b"{}",
+            b"[{\"attempt\":1}]",
+            b"[{\"attempt\":-1,\"kind\":\"done\",\"at\":0}]",
+            b"[{\"attempt\":1.5,\"kind\":\"done\",\"at\":0}]",
+            b"[{\"attempt\":1,\"kind\":\"exploded\",\"at\":0}]",
+            b"[{\"attempt\":1,\"kind\":\"done\",\"at\":1e300}]",
+        ] {
+            assert!(
+                decode_history(odd).is_empty(),
+                "{}",
+                String::from_utf8_lossy(odd)
+            );
+        }
+    }
 
     #[test]
     fn headers_round_trip_byte_for_byte() {

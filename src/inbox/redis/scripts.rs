@@ -1,11 +1,14 @@
 //! The inbox's Lua scripts (in `lua/`, one file each) and the Redis keys they are given.
 //!
-//! Every script is [`PRELUDE`] followed by its own body. The prelude names the keys
-//! ([`Keys::all`], the same list for every script), takes the hash prefix and the group from
-//! `ARGV[1]` and `ARGV[2]`, and reads Redis's clock; each body documents its own arguments
-//! from `ARGV[3]` on.
+//! Every script is `history_limit` ([`HISTORY_LIMIT`]), then [`PRELUDE`], then its own body.
+//! The prelude names the keys ([`Keys::all`], the same list for every script), takes the hash
+//! prefix and the group from `ARGV[1]` and `ARGV[2]`, reads Redis's clock, and holds the
+//! helpers the scripts share (state indexes, history, positions in the admin order); each body
+//! documents its own arguments from `ARGV[3]` on.
 
 use redis::Script;
+
+use crate::inbox::delivery::HISTORY_LIMIT;
 
 /// The consumer group every process reads the stream through.
 pub(super) const GROUP: &str = "workers";
@@ -30,6 +33,10 @@ pub(super) struct Keys {
     pub(super) leases: String,
     /// Pending deliveries by acceptance.
     pub(super) pending: String,
+    /// Of the pending deliveries, those attempted already (retrying), by acceptance.
+    pub(super) retrying: String,
+    /// Set once `retrying` holds every retry (an inbox from before 0.2 is indexed at connect).
+    pub(super) indexed: String,
     /// Running deliveries by acceptance.
     pub(super) running: String,
     /// Done deliveries by acceptance.
@@ -53,6 +60,8 @@ impl Keys {
             delayed: key("delayed"),
             leases: key("leases"),
             pending: key("state:pending"),
+            retrying: key("state:retrying"),
+            indexed: key("retrying-indexed"),
             running: key("state:running"),
             done: key("state:done"),
             dead: key("state:dead"),
@@ -63,7 +72,7 @@ impl Keys {
     }
 
     /// The keys every script is given, in the order [`PRELUDE`] names them (`KEYS[1]` ...).
-    pub(super) fn all(&self) -> [&str; 9] {
+    pub(super) fn all(&self) -> [&str; 11] {
         [
             &self.stream,
             &self.delayed,
@@ -74,6 +83,8 @@ impl Keys {
             &self.dead,
             &self.finished,
             &self.dead_letters,
+            &self.retrying,
+            &self.indexed,
         ]
     }
 }
@@ -95,18 +106,20 @@ pub(super) struct Scripts {
     pub(super) repair: Script,
     pub(super) get: Script,
     pub(super) list: Script,
+    pub(super) search: Script,
+    pub(super) index: Script,
     pub(super) stats: Script,
     pub(super) position: Script,
 }
 
-/// [`PRELUDE`], then `body`.
+/// [`PRELUDE`] (after `history_limit`, [`HISTORY_LIMIT`]), then `body`.
 fn source(body: &str) -> String {
-    format!("{PRELUDE}{body}")
+    format!("local history_limit = {HISTORY_LIMIT}\n{PRELUDE}{body}")
 }
 
-/// [`PRELUDE`], the owner's calls, then `body`.
+/// [`PRELUDE`] (after `history_limit`), the owner's calls, then `body`.
 fn owner_source(body: &str) -> String {
-    format!("{PRELUDE}{OWNER}{body}")
+    format!("local history_limit = {HISTORY_LIMIT}\n{PRELUDE}{OWNER}{body}")
 }
 
 /// The source of the completion script, for a fenced completion's `EVAL` (in a transaction,
@@ -141,6 +154,8 @@ impl Scripts {
             repair: script(include_str!("lua/repair.lua")),
             get: script(include_str!("lua/get.lua")),
             list: script(include_str!("lua/list.lua")),
+            search: script(include_str!("lua/search.lua")),
+            index: script(include_str!("lua/index.lua")),
             stats: script(include_str!("lua/stats.lua")),
             position: script(include_str!("lua/position.lua")),
         }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -28,6 +29,8 @@ const READ_AGAIN_PAUSE: Duration = Duration::from_millis(100);
 /// An attempt's outcome, handed by its executor to the completer to record and report.
 pub(super) struct Finished {
     pub(super) delivery: Delivery,
+    /// When the delivery was accepted (the backend's clock), for the accept-to-done time.
+    pub(super) accepted_at: OffsetDateTime,
     pub(super) lease: Lease,
     pub(super) span: Span,
     pub(super) finish: Finish,
@@ -79,6 +82,7 @@ async fn flush<B: InboxBackend>(shared: &Shared<B>, batch: Vec<Finished>) {
     let mut held = Vec::with_capacity(batch.len());
     for Finished {
         delivery,
+        accepted_at,
         lease,
         span,
         finish,
@@ -86,7 +90,7 @@ async fn flush<B: InboxBackend>(shared: &Shared<B>, batch: Vec<Finished>) {
     } in batch
     {
         outcomes.push((lease, finish));
-        about.push((delivery, span));
+        about.push((delivery, span, accepted_at));
         held.push(registration);
     }
     let recorded = match backend.finish(&outcomes).await {
@@ -101,11 +105,18 @@ async fn flush<B: InboxBackend>(shared: &Shared<B>, batch: Vec<Finished>) {
     match recorded {
         Ok(owned) => {
             drop(held);
-            for (((lease, finish), (delivery, span)), owned) in
+            for (((lease, finish), (delivery, span, accepted_at)), owned) in
                 outcomes.iter().zip(&about).zip(owned)
             {
                 let outcome = settle(backend, lease, Ok(owned), expected(finish)).await;
-                report(shared, delivery, lease.attempt(), span, outcome);
+                report(
+                    shared,
+                    delivery,
+                    *accepted_at,
+                    lease.attempt(),
+                    span,
+                    outcome,
+                );
             }
         }
         Err(error) => {
@@ -116,9 +127,16 @@ async fn flush<B: InboxBackend>(shared: &Shared<B>, batch: Vec<Finished>) {
                 outcomes = outcomes.len(),
                 "inbox could not record a batch of outcomes; reading each delivery again"
             );
-            for ((lease, finish), (delivery, span)) in outcomes.iter().zip(&about) {
+            for ((lease, finish), (delivery, span, accepted_at)) in outcomes.iter().zip(&about) {
                 let outcome = recover(backend, lease, finish).await;
-                report(shared, delivery, lease.attempt(), span, outcome);
+                report(
+                    shared,
+                    delivery,
+                    *accepted_at,
+                    lease.attempt(),
+                    span,
+                    outcome,
+                );
             }
             drop(held);
         }
@@ -129,6 +147,7 @@ async fn flush<B: InboxBackend>(shared: &Shared<B>, batch: Vec<Finished>) {
 pub(super) async fn record_alone<B: InboxBackend>(shared: &Shared<B>, finished: Finished) {
     let Finished {
         delivery,
+        accepted_at,
         lease,
         span,
         finish,
@@ -137,7 +156,14 @@ pub(super) async fn record_alone<B: InboxBackend>(shared: &Shared<B>, finished: 
     let recorded = record_one(&*shared.backend, &lease, &finish).await;
     drop(registration);
     let outcome = settle(&*shared.backend, &lease, recorded, expected(&finish)).await;
-    report(shared, &delivery, lease.attempt(), &span, outcome);
+    report(
+        shared,
+        &delivery,
+        accepted_at,
+        lease.attempt(),
+        &span,
+        outcome,
+    );
 }
 
 /// Records one outcome with its single call.
@@ -166,6 +192,19 @@ fn expected(finish: &Finish) -> Outcome<'_> {
 
 /// The outcome of `finish`, for a lease whose batch failed: what reading the delivery again
 /// shows, after recording it on its own when it is still running under this attempt.
+///
+/// Correct whatever the failed batch did: it took effect whole or not at all (one statement or
+/// script), and the single call is fenced by the lease's token as the batch was, so it never
+/// touches a delivery claimed again since (a released one claimed again may show the same
+/// attempt number: its call is refused and it is reported unrecorded). An outcome that cannot
+/// be read nor recorded is reported unrecorded: the delivery stays running and is claimed again
+/// once its lease runs out (at least once; exactly once with a transactional completion).
+/// Bounded: per outcome at most 3 reads, one call and 3 more reads, each bounded by the
+/// inbox's timeout (7 timeouts and 0.4 s of pauses; about 35 s at the default 5 s), for at most
+/// [`FLUSH_MAX`] outcomes one after the other. A server that refuses connections fails each
+/// call at once; one that stalls holds the completer for that long, the executors then wait to
+/// hand over their outcomes (at most [`QUEUE`]) and the producer claims nothing meanwhile, while
+/// the batch's leases are still renewed until the last of its outcomes is reported.
 async fn recover<'e, B: InboxBackend>(
     backend: &B,
     lease: &Lease,
@@ -184,15 +223,17 @@ async fn recover<'e, B: InboxBackend>(
     }
 }
 
-/// Reports an attempt's outcome: its span, the attempts metric, the hook.
+/// Reports an attempt's outcome: its span, the metrics (for a done one, its time since
+/// `accepted_at`), the hook.
 pub(super) fn report<B>(
     shared: &Shared<B>,
     delivery: &Delivery,
+    accepted_at: OffsetDateTime,
     attempt: u32,
     span: &Span,
     outcome: Outcome<'_>,
 ) {
-    crate::observe::inbox_outcome(span, outcome.as_str());
+    crate::observe::inbox_outcome(&shared.name, span, outcome.as_str(), accepted_at);
     if let Some(hook) = &shared.on_outcome {
         // The application's code: its panic must not end the completer.
         let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -87,13 +87,8 @@ where
     } = start;
     let settings = shared.settings;
     let Claim { record, lease } = claim;
-    let facts = record.delivery.facts();
-    let span = crate::observe::inbox_span(
-        &facts.scheme,
-        &facts.id,
-        facts.event.as_deref(),
-        lease.attempt(),
-    );
+    // Only a first attempt follows from the accept: the accepting span is taken by it.
+    let span = attempt_span(&shared, &record.delivery, &lease, lease.attempt() == 1);
     // Renewed by the completer, with every running delivery's, until the outcome is recorded.
     let mut registration = renewals.register(lease.clone());
     let (ran, progress) = if lease.attempt() > settings.max_attempts.get() {
@@ -153,15 +148,24 @@ where
         (ran, progress)
     };
     let delivery = record.delivery;
+    let accepted_at = record.accepted_at;
     match decide(&shared, &delivery, &lease, ran, &progress) {
         Decided::Report(outcome) => {
             drop(slot);
             drop(registration);
-            completer::report(&shared, &delivery, lease.attempt(), &span, outcome);
+            completer::report(
+                &shared,
+                &delivery,
+                accepted_at,
+                lease.attempt(),
+                &span,
+                outcome,
+            );
         }
         Decided::Record(finish) => {
             let finished = Finished {
                 delivery,
+                accepted_at,
                 lease,
                 span,
                 finish,
@@ -176,6 +180,29 @@ where
             }
         }
     }
+}
+
+/// The span of the attempt of `lease` on `delivery`; `linked` to the span that accepted the
+/// delivery when that was in this process (and held for it), for a first attempt that runs the
+/// handler.
+pub(super) fn attempt_span<B>(
+    shared: &Shared<B>,
+    delivery: &Delivery,
+    lease: &Lease,
+    linked: bool,
+) -> Span {
+    let facts = delivery.facts();
+    crate::observe::inbox_span(
+        &crate::observe::AttemptFields {
+            inbox: shared.name.as_str(),
+            scheme: &facts.scheme,
+            id: &facts.id,
+            event: facts.event.as_deref(),
+            key: lease.key(),
+            attempt: lease.attempt(),
+        },
+        linked,
+    )
 }
 
 /// What the executor does with an attempt that ended.

@@ -15,6 +15,7 @@ mod completer;
 mod executor;
 mod producer;
 
+use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
 use std::num::{NonZeroU32, NonZeroUsize};
@@ -35,6 +36,9 @@ use super::backend::{InboxBackend, DEFAULT_DEDUP_WINDOW};
 use super::delivery::Delivery;
 use crate::error::ConfigError;
 use crate::idempotency::checked;
+use crate::observe::InboxName;
+#[cfg(doc)]
+use crate::observe::DEFAULT_INBOX_NAME;
 
 pub use self::attempt::Attempt;
 #[cfg(feature = "redis")]
@@ -49,8 +53,8 @@ const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
 const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60 * 60);
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 const DEFAULT_HANDLER_TIMEOUT: Duration = Duration::from_secs(5 * 60);
-/// How often the gauges are refreshed.
-const STATS_INTERVAL: Duration = Duration::from_secs(10);
+/// How often the gauges are refreshed by default.
+const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(10);
 /// How often done deliveries past the deduplication window are pruned.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
@@ -128,7 +132,9 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 ///
 /// Defaults: 4 executor slots, a 30 s lease, 8 attempts, a 1 s first backoff (at most 1 h), a
 /// 500 ms poll interval when no wake-up comes, a 5 min handler timeout, done deliveries pruned
-/// after 7 days ([`DEFAULT_DEDUP_WINDOW`]).
+/// after 7 days ([`DEFAULT_DEDUP_WINDOW`]), the inbox's gauges refreshed every 10 s under the
+/// name `default` ([`with_name`](Self::with_name); the metrics are listed in
+/// [`observe`](crate::observe)).
 ///
 /// ```no_run
 /// # #[cfg(all(feature = "sqlite", feature = "axum"))]
@@ -161,6 +167,8 @@ pub struct Workers<B, S> {
     backend: Arc<B>,
     service: S,
     settings: Settings,
+    /// The `inbox` label of the metrics.
+    name: InboxName,
     on_outcome: Option<OutcomeHook>,
     /// The first mistake, reported by `start`.
     error: Option<ConfigError>,
@@ -170,6 +178,7 @@ impl<B, S> fmt::Debug for Workers<B, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Workers")
             .field("settings", &self.settings)
+            .field("name", &self.name)
             .field("on_outcome", &self.on_outcome.is_some())
             .field("error", &self.error)
             .finish_non_exhaustive()
@@ -186,6 +195,7 @@ struct Settings {
     poll_interval: Duration,
     handler_timeout: Duration,
     dedup_window: Duration,
+    stats_interval: Duration,
 }
 
 impl<B: InboxBackend, S> Workers<B, S> {
@@ -200,6 +210,7 @@ impl<B: InboxBackend, S> Workers<B, S> {
             backend,
             service,
             on_outcome: None,
+            name: InboxName::default(),
             settings: Settings {
                 workers: DEFAULT_WORKERS,
                 lease: DEFAULT_LEASE,
@@ -209,6 +220,7 @@ impl<B: InboxBackend, S> Workers<B, S> {
                 poll_interval: DEFAULT_POLL_INTERVAL,
                 handler_timeout: DEFAULT_HANDLER_TIMEOUT,
                 dedup_window: DEFAULT_DEDUP_WINDOW,
+                stats_interval: DEFAULT_STATS_INTERVAL,
             },
             error: None,
         }
@@ -327,6 +339,30 @@ impl<B: InboxBackend, S> Workers<B, S> {
         self
     }
 
+    /// The inbox's name in the metrics and the attempts' spans: the `inbox` label (default
+    /// [`DEFAULT_INBOX_NAME`], `default`). Give the layer that stores the inbox's deliveries
+    /// the same one
+    /// ([`with_inbox_name`](crate::layer::WebhookLayerBuilder::with_inbox_name)). A few
+    /// characters the application chooses (`billing`), never a value that comes with requests:
+    /// each name is a series of its own. See [`observe`](crate::observe) for the metrics.
+    pub fn with_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = InboxName::new(name.into());
+        self
+    }
+
+    /// How often the workers read [`InboxBackend::stats`] to set the inbox's gauges (default
+    /// 10 s; also once when they start, before anything is claimed). Each read is one `stats`
+    /// call: on the SQL backends, counts over the state index, whose cost grows with the
+    /// deliveries stored (done ones included, until pruned).
+    ///
+    /// [`start`](Self::start) fails with [`ConfigError::InvalidDuration`] when it is zero or
+    /// over 100 years.
+    pub fn with_stats_interval(self, interval: Duration) -> Self {
+        let (mut this, interval) = self.duration(interval, "Workers::with_stats_interval");
+        this.settings.stats_interval = interval;
+        this
+    }
+
     /// How long done deliveries are kept to answer duplicates before the workers prune them
     /// (default [`DEFAULT_DEDUP_WINDOW`], 7 days; checked every hour). Keep it longer than the
     /// senders' retry windows.
@@ -351,9 +387,10 @@ where
     ResBody::Error: fmt::Display,
 {
     /// Starts the workers (the producer, its executors and the completer, and one task
-    /// refreshing the gauges, first before anything is claimed, then every 10 s, and pruning
-    /// old done deliveries) on the current Tokio runtime. They run until [`WorkersHandle::shutdown`], or until the runtime stops (dropping the
-    /// handle leaves them running).
+    /// refreshing the gauges, first before anything is claimed, then every 10 s
+    /// ([`with_stats_interval`](Self::with_stats_interval)), and pruning old done deliveries)
+    /// on the current Tokio runtime. They run until [`WorkersHandle::shutdown`], or until the
+    /// runtime stops (dropping the handle leaves them running).
     ///
     /// # Errors
     /// The first mistake an option made ([`ConfigError::InvalidDuration`]).
@@ -369,6 +406,7 @@ where
             backend: self.backend,
             settings: self.settings,
             on_outcome: self.on_outcome,
+            name: self.name,
         });
         let renewals = Arc::new(completer::Renewals::default());
         let (outcomes, gathered) = mpsc::channel(completer::QUEUE);
@@ -388,7 +426,13 @@ where
                 produce.await;
             }),
             tokio::spawn(completer::complete(Arc::clone(&shared), gathered, renewals)),
-            tokio::spawn(housekeeping(shared, watching, refreshed)),
+            // Accepting spans are held for the attempts while workers run in this process.
+            tokio::spawn(housekeeping(
+                shared,
+                watching,
+                refreshed,
+                crate::observe::WorkersRunning::new(),
+            )),
         ];
         Ok(WorkersHandle { phase, tasks })
     }
@@ -399,6 +443,8 @@ struct Shared<B> {
     backend: Arc<B>,
     settings: Settings,
     on_outcome: Option<OutcomeHook>,
+    /// The `inbox` label of the metrics.
+    name: InboxName,
 }
 
 /// [`Workers::on_outcome`]'s hook.
@@ -516,12 +562,14 @@ async fn housekeeping<B: InboxBackend>(
     shared: Arc<Shared<B>>,
     mut watching: watch::Receiver<Phase>,
     refreshed: tokio::sync::oneshot::Sender<()>,
+    // Held until the workers stop (an `async fn` keeps its arguments to its end).
+    _running: crate::observe::WorkersRunning,
 ) {
     let mut last_prune: Option<Instant> = None;
     let mut refreshed = Some(refreshed);
     loop {
         match shared.backend.stats().await {
-            Ok(stats) => crate::observe::inbox_stats(stats.depth(), stats.oldest_waiting),
+            Ok(stats) => crate::observe::inbox_stats(&shared.name, &stats),
             Err(error) => crate::observe::warn!(%error, "inbox stats unavailable"),
         }
         if let Some(refreshed) = refreshed.take() {
@@ -533,7 +581,8 @@ async fn housekeeping<B: InboxBackend>(
                 crate::observe::warn!(%error, "inbox could not prune done deliveries");
             }
         }
-        if tokio::time::timeout(STATS_INTERVAL, reached(&mut watching, Phase::Draining))
+        let interval = shared.settings.stats_interval;
+        if tokio::time::timeout(interval, reached(&mut watching, Phase::Draining))
             .await
             .is_ok()
         {

@@ -19,7 +19,7 @@ use tower_service::Service;
 
 use super::super::backend::{Finish, InboxBackend};
 use super::completer::{Finished, Renewals};
-use super::executor::{execute, Start};
+use super::executor::{attempt_span, execute, Start};
 use super::{reached, Phase, Shared};
 
 /// Claims for the free slots (`Workers::with_workers` of them) and starts an executor per
@@ -79,12 +79,14 @@ pub(super) async fn produce<B, S, ResBody>(
                     } else {
                         // More than asked for (a backend breaking its contract): given back.
                         let finished = Finished {
-                            span: crate::observe::inbox_span(
-                                &claim.record.delivery.facts().scheme,
-                                &claim.record.delivery.facts().id,
-                                claim.record.delivery.facts().event.as_deref(),
-                                claim.lease.attempt(),
+                            // Not run: its first attempt may still run in this process.
+                            span: attempt_span(
+                                &shared,
+                                &claim.record.delivery,
+                                &claim.lease,
+                                false,
                             ),
+                            accepted_at: claim.record.accepted_at,
                             delivery: claim.record.delivery,
                             lease: claim.lease,
                             finish: Finish::Release,

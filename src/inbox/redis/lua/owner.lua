@@ -1,14 +1,16 @@
 -- The owner's calls, shared by their single scripts and the batches (`finish.lua`,
 -- `renew_all.lua`). Each answers 1 when `token` still holds delivery k (its last claim's
--- token, and still running) and records the outcome, or 0 and changes nothing.
+-- token, and still running) and records the outcome, or 0 and changes nothing. Each outcome
+-- (not a renewal) is remembered in the delivery's history, with the lease's attempt.
 
 -- The lease now ends `duration` ms from now; the entry moves to `consumer` (for `XPENDING`).
 local function renew(k, token, consumer, duration)
   local h = hprefix .. k
   if not owned(h, token) then return 0 end
-  redis.call('ZADD', leases, ms(now + tonumber(duration)), k)
+  -- The entry first: a damaged one fails before the lease is extended.
   local sid = redis.call('HGET', h, 'sid')
   if sid then redis.call('XCLAIM', stream, group, consumer, 0, sid, 'JUSTID') end
+  redis.call('ZADD', leases, ms(now + tonumber(duration)), k)
   return 1
 end
 -- Done: kept (to answer duplicates) until pruned.
@@ -16,6 +18,7 @@ local function complete(k, token)
   local h = hprefix .. k
   if not owned(h, token) then return 0 end
   unstream(h)
+  remember(h, redis.call('HGET', h, 'attempts'), 'done')
   redis.call('HDEL', h, 'owner')
   redis.call('HSET', h, 'state', 'done', 'finished', ms(now))
   redis.call('ZREM', leases, k)
@@ -29,6 +32,7 @@ local function retry(k, token, delay, err)
   if not owned(h, token) then return 0 end
   unstream(h)
   local due = ms(now + tonumber(delay))
+  remember(h, redis.call('HGET', h, 'attempts'), 'retried', err)
   redis.call('HDEL', h, 'owner')
   redis.call('HSET', h, 'state', 'pending', 'due', due, 'error', err)
   redis.call('ZREM', leases, k)
@@ -41,6 +45,7 @@ local function dead_letter(k, token, err)
   local h = hprefix .. k
   if not owned(h, token) then return 0 end
   unstream(h)
+  remember(h, redis.call('HGET', h, 'attempts'), 'dead', err)
   local id = redis.call('XADD', deadletters, '*', 'k', k, 'error', err)
   redis.call('HDEL', h, 'owner')
   redis.call('HSET', h, 'state', 'dead', 'finished', ms(now), 'error', err, 'dsid', id)
@@ -55,6 +60,7 @@ local function release(k, token)
   unstream(h)
   local attempts = tonumber(redis.call('HGET', h, 'attempts')) - 1
   if attempts < 0 then attempts = 0 end
+  remember(h, attempts + 1, 'released')
   redis.call('HDEL', h, 'owner')
   redis.call('HSET', h, 'state', 'pending', 'due', ms(now), 'attempts', attempts)
   redis.call('ZREM', leases, k)

@@ -7,6 +7,7 @@ for _, k in ipairs(old) do
   redis.call('ZREM', finished, k)
   if redis.call('HGET', h, 'state') == 'done' then
     redis.call('ZREM', sets.done, k)
+    redis.call('ZREM', retrying, k)
     redis.call('DEL', h)
   end
 end

@@ -1,4 +1,5 @@
--- Counts, and the oldest waiting delivery's age (ms, or -1).
+-- Counts (pending, running, done, dead, retrying: each a `ZCARD`), and the oldest waiting
+-- delivery's age (ms, or -1).
 local oldest = -1
 for _, set in ipairs({ sets.pending, sets.running }) do
   local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
@@ -8,4 +9,4 @@ for _, set in ipairs({ sets.pending, sets.running }) do
   end
 end
 return { redis.call('ZCARD', sets.pending), redis.call('ZCARD', sets.running),
-  redis.call('ZCARD', sets.done), redis.call('ZCARD', sets.dead), oldest }
+  redis.call('ZCARD', sets.done), redis.call('ZCARD', sets.dead), oldest, redis.call('ZCARD', retrying) }

@@ -4,24 +4,21 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite};
+use sqlx::Sqlite;
 
-use super::backend::{
-    timed, Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease,
-    Replay, Stats,
-};
-use super::delivery::{Delivery, DeliveryState, Record};
-use super::sql::{
-    encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
-    PRUNE_BATCH,
-};
+use super::dialect::{sealed, Dialect};
 use super::sqlite_writer::{Writer, WriterStatements};
 use super::wake::Wakeups;
-use crate::idempotency::{IdempotencyKey, Token};
+use super::{error_text, millis, sql, Completion, SqlInbox, Statements, TimeParam};
+use crate::inbox::backend::{
+    timed, Accepted, Finish, InboxError, InboxFuture, InboxOptions, Lease,
+};
+use crate::inbox::delivery::{Delivery, HistoryKind, HISTORY_LIMIT};
 
 /// How many connections the pool opens at most: `SQLite` writes one transaction at a time, and
 /// readers do not block the writer in WAL mode.
@@ -32,64 +29,23 @@ const MAX_CONNECTIONS: u32 = 4;
 const NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
 
 /// The columns a [`RawRecord`] is read from.
-const COLUMNS: &str = "key, state, attempts, last_error, accepted_at AS accepted_ms, \
+const COLUMNS: &str = "key, state, attempts, last_error, accepted_at * 1000 AS accepted_us, \
     due_at AS due_ms, finished_at AS finished_ms, path, headers, body, scheme, event_id, event, \
-    action, delivery, scope, tenant, signed_at, version";
+    action, delivery, scope, tenant, signed_at, version, history";
 
-/// The schema, one migration per version: `{p}` is the prefix. Applied in order, each once, in
+/// Times in queries: milliseconds since the Unix epoch, as stored.
+const TIME: TimeParam = TimeParam {
+    unit_ns: 1_000_000,
+    before: "",
+    after: "",
+};
+
+/// The schema, one migration per version (`sql/sqlite/*.sql`): `{p}` is the prefix. Applied in order, each once, in
 /// one `BEGIN IMMEDIATE` transaction, and recorded in `{p}schema_version`.
 const MIGRATIONS: &[&str] = &[
-    r"
-CREATE TABLE {p}deliveries (
-    key         BLOB    NOT NULL PRIMARY KEY CHECK (length(key) = 32),
-    state       TEXT    NOT NULL CHECK (state IN ('pending', 'running', 'done', 'dead')),
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    due_at      INTEGER NOT NULL,
-    owner       TEXT,
-    last_error  TEXT,
-    accepted_at INTEGER NOT NULL,
-    finished_at INTEGER,
-    path        TEXT    NOT NULL,
-    headers     TEXT    NOT NULL,
-    body        BLOB    NOT NULL,
-    scheme      TEXT    NOT NULL,
-    event_id    TEXT    NOT NULL,
-    event       TEXT,
-    action      TEXT,
-    delivery    TEXT,
-    scope       TEXT,
-    tenant      TEXT,
-    signed_at   TEXT,
-    version     TEXT
-);
-CREATE INDEX {p}deliveries_due ON {p}deliveries (due_at) WHERE state IN ('pending', 'running');
-CREATE INDEX {p}deliveries_state ON {p}deliveries (state, accepted_at);
-CREATE INDEX {p}deliveries_finished ON {p}deliveries (finished_at) WHERE state = 'done';
-",
-    r"
-CREATE TABLE {p}depth (
-    id INTEGER NOT NULL PRIMARY KEY CHECK (id = 0),
-    n  INTEGER NOT NULL
-);
-INSERT INTO {p}depth (id, n)
-    SELECT 0, count(*) FROM {p}deliveries WHERE state IN ('pending', 'running');
-CREATE TRIGGER {p}depth_insert AFTER INSERT ON {p}deliveries
-    WHEN NEW.state IN ('pending', 'running')
-BEGIN
-    UPDATE {p}depth SET n = n + 1 WHERE id = 0;
-END;
-CREATE TRIGGER {p}depth_update AFTER UPDATE OF state ON {p}deliveries
-    WHEN (OLD.state IN ('pending', 'running')) <> (NEW.state IN ('pending', 'running'))
-BEGIN
-    UPDATE {p}depth SET n = n + (CASE WHEN NEW.state IN ('pending', 'running') THEN 1 ELSE -1 END)
-        WHERE id = 0;
-END;
-CREATE TRIGGER {p}depth_delete AFTER DELETE ON {p}deliveries
-    WHEN OLD.state IN ('pending', 'running')
-BEGIN
-    UPDATE {p}depth SET n = n - 1 WHERE id = 0;
-END;
-",
+    include_str!("sqlite/1_deliveries.sql"),
+    include_str!("sqlite/2_depth.sql"),
+    include_str!("sqlite/3_history.sql"),
 ];
 
 /// The `SQLite` inbox backend (feature `sqlite`): one file, in WAL mode, for one machine.
@@ -103,6 +59,9 @@ END;
 /// the file (see Schema). [`prune`](InboxBackend::prune) removes done deliveries 1,000 at a
 /// time, each batch its own transaction followed by a pause as long, so that accepts and claims
 /// waiting for the write lock get it between two batches rather than after the whole backlog.
+///
+/// [`search`](InboxBackend::search) is one query, on the index on `(state, accepted_at)` when
+/// a status is given. Each delivery keeps its history ([`Record::history`]).
 ///
 /// The workers record their outcomes in batches ([`finish`](InboxBackend::finish): every
 /// outcome's update in one `BEGIN IMMEDIATE` transaction, so one synced commit per batch, each
@@ -159,8 +118,11 @@ END;
 ///   running: when the lease ends; done or dead: when it got there); `owner` (the lease's token
 ///   while running); `last_error`; `accepted_at`, `finished_at`; the stored delivery: `path`,
 ///   `headers` (JSON `[[name, value], ...]`), `body`, and the facts `scheme`, `event_id`,
-///   `event`, `action`, `delivery`, `scope`, `tenant`, `signed_at` (RFC 3339), `version`.
-///   Times are milliseconds since the Unix epoch.
+///   `event`, `action`, `delivery`, `scope`, `tenant`, `signed_at` (RFC 3339), `version`;
+///   `history` (JSON text: an array of `{"attempt", "kind", "error", "at"}`, oldest first,
+///   the last 20; appended by the statement that records each outcome or replay).
+///   Times are milliseconds since the Unix epoch. A file of schema version 2 gets `history`
+///   when it opens, `[]` for the deliveries stored before.
 /// - `{prefix}depth`: one row, `n` the number of waiting (pending or running) deliveries, which
 ///   the depth limit reads; kept by the triggers `{prefix}depth_insert`, `{prefix}depth_update`
 ///   and `{prefix}depth_delete` on `{prefix}deliveries`, in the transaction of each change. A
@@ -177,26 +139,26 @@ END;
 /// # Ok(())
 /// # }
 /// ```
+pub type SqliteInbox = SqlInbox<SqliteDialect>;
+
+/// [`SqliteInbox`]'s [`Dialect`]: `SQLite`, and what the inbox keeps beside its pool.
 #[derive(Clone)]
-pub struct SqliteInbox {
-    pool: SqlitePool,
-    options: InboxOptions,
-    sql: Arc<Statements>,
+pub struct SqliteDialect {
     /// The producers waiting for work on this inbox (shared by its clones).
     wake: Arc<Wakeups>,
     /// The group commit's writer, shared by the clones.
     writer: Writer,
 }
 
-impl fmt::Debug for SqliteInbox {
+impl sealed::Sealed for SqliteDialect {}
+
+impl fmt::Debug for SqliteDialect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteInbox")
-            .field("options", &self.options)
-            .finish_non_exhaustive()
+        f.debug_struct("SqliteDialect").finish_non_exhaustive()
     }
 }
 
-impl SqliteInbox {
+impl SqlInbox<SqliteDialect> {
     /// Opens (creating it when missing) the database file at `path`, in WAL mode with
     /// `synchronous = FULL`, and creates or migrates the schema.
     ///
@@ -246,7 +208,7 @@ impl SqliteInbox {
     /// [`InboxError::Backend`] when the schema cannot be created.
     pub async fn from_pool(pool: SqlitePool, options: InboxOptions) -> Result<Self, InboxError> {
         timed(options.timeout(), migrate(&pool, options.prefix())).await?;
-        let sql = Arc::new(Statements::new(options.prefix()));
+        let sql = Arc::new(statements(options.prefix()));
         let wake = Arc::<Wakeups>::default();
         let writer = Writer::start(
             pool.clone(),
@@ -262,8 +224,7 @@ impl SqliteInbox {
             pool,
             options,
             sql,
-            wake,
-            writer,
+            parts: SqliteDialect { wake, writer },
         })
     }
 
@@ -272,17 +233,7 @@ impl SqliteInbox {
     /// divided by it is the group commit's average batch.
     #[must_use]
     pub fn accept_commits(&self) -> u64 {
-        self.writer.commits()
-    }
-
-    /// The accept through the group commit's writer (the SQL backends' accept hook).
-    #[allow(clippy::unnecessary_wraps)] // Postgres's hook answers `None`
-    fn grouped_accept<'a>(&'a self, delivery: &'a Delivery) -> Option<InboxFuture<'a, Accepted>> {
-        // The writer wakes the waiting workers after its commit.
-        Some(Box::pin(timed(
-            self.options.timeout(),
-            self.writer.accept(delivery),
-        )))
+        self.parts.writer.commits()
     }
 
     /// Starts a transaction (`BEGIN IMMEDIATE`) in which the leased delivery is already marked
@@ -332,58 +283,92 @@ impl SqliteInbox {
     }
 }
 
-impl SqliteInbox {
-    /// A delivery was committed as due (an accept, a replay): wakes the producers waiting.
-    fn due(&self) {
-        self.wake.wake();
+impl Dialect for SqliteDialect {
+    type Database = Sqlite;
+
+    const NAME: &'static str = "SqliteInbox";
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
     }
 
-    /// `finish`: each outcome's statement, in one `BEGIN IMMEDIATE` transaction (one commit,
-    /// one sync, for the batch); `SQLite` runs them in process, so they cost little beside it.
-    async fn finish_batch(&self, outcomes: &[(Lease, Finish)]) -> Result<Vec<bool>, InboxError> {
-        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(sql)?;
-        let mut owned = Vec::with_capacity(outcomes.len());
-        for (lease, finish) in outcomes {
-            let query = match finish {
-                Finish::Done => sqlx::query(&self.sql.complete),
-                Finish::Retry { .. } => sqlx::query(&self.sql.retry),
-                Finish::Dead { .. } => sqlx::query(&self.sql.dead_letter),
-                Finish::Release => sqlx::query(&self.sql.release),
+    /// The accept through the group commit's writer, which wakes the waiting workers after its
+    /// commit.
+    fn grouped_accept<'a>(
+        inbox: &'a SqliteInbox,
+        delivery: &'a Delivery,
+    ) -> Option<InboxFuture<'a, Accepted>> {
+        Some(Box::pin(timed(
+            inbox.options.timeout(),
+            inbox.parts.writer.accept(delivery),
+        )))
+    }
+
+    fn due(inbox: &SqliteInbox) {
+        inbox.parts.wake.wake();
+    }
+
+    fn wait_for_work(inbox: &SqliteInbox, timeout: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(inbox.parts.wake.wait(timeout))
+    }
+
+    /// Each outcome's statement, in one `BEGIN IMMEDIATE` transaction (one commit, one sync,
+    /// for the batch); `SQLite` runs them in process, so they cost little beside it.
+    fn finish_batch<'a>(
+        inbox: &'a SqliteInbox,
+        outcomes: &'a [(Lease, Finish)],
+    ) -> InboxFuture<'a, Vec<bool>> {
+        Box::pin(async move {
+            let mut transaction = inbox
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(sql)?;
+            let mut owned = Vec::with_capacity(outcomes.len());
+            for (lease, finish) in outcomes {
+                let query = match finish {
+                    Finish::Done => sqlx::query(&inbox.sql.complete),
+                    Finish::Retry { .. } => sqlx::query(&inbox.sql.retry),
+                    Finish::Dead { .. } => sqlx::query(&inbox.sql.dead_letter),
+                    Finish::Release => sqlx::query(&inbox.sql.release),
+                }
+                .bind(lease.key().as_bytes().as_slice())
+                .bind(lease.token().to_hex());
+                let query = match finish {
+                    Finish::Retry { delay, error } => query
+                        .bind(millis(*delay))
+                        .bind(error_text(error).into_owned()),
+                    Finish::Dead { error } => query.bind(error_text(error).into_owned()),
+                    Finish::Done | Finish::Release => query,
+                };
+                let done = query.execute(&mut *transaction).await.map_err(sql)?;
+                owned.push(done.rows_affected() > 0);
             }
-            .bind(lease.key().as_bytes().as_slice())
-            .bind(lease.token().to_hex());
-            let query = match finish {
-                Finish::Retry { delay, error } => query
-                    .bind(millis(*delay))
-                    .bind(error_text(error).into_owned()),
-                Finish::Dead { error } => query.bind(error_text(error).into_owned()),
-                Finish::Done | Finish::Release => query,
-            };
-            let done = query.execute(&mut *transaction).await.map_err(sql)?;
-            owned.push(done.rows_affected() > 0);
-        }
-        transaction.commit().await.map_err(sql)?;
-        Ok(owned)
+            transaction.commit().await.map_err(sql)?;
+            Ok(owned)
+        })
     }
 
-    /// `renew_all`: one statement for the batch, the leases passed as a JSON array of
-    /// `[key in hex, owner]`; returns the (key, owner) pairs renewed.
-    async fn renew_batch(
-        &self,
-        leases: &[Lease],
+    /// One statement for the batch, the leases passed as a JSON array of `[key in hex,
+    /// owner]`.
+    fn renew_batch<'a>(
+        inbox: &'a SqliteInbox,
+        leases: &'a [Lease],
         duration_ms: i64,
-    ) -> Result<Vec<(Vec<u8>, String)>, InboxError> {
-        let pairs: Vec<(String, String)> = leases
-            .iter()
-            .map(|lease| (lease.key().to_hex(), lease.token().to_hex()))
-            .collect();
-        let pairs = serde_json::to_string(&pairs).map_err(super::sql::backend)?;
-        sqlx::query_as(&self.sql.renew_all)
-            .bind(pairs)
-            .bind(duration_ms)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(sql)
+    ) -> InboxFuture<'a, Vec<(Vec<u8>, String)>> {
+        Box::pin(async move {
+            let pairs: Vec<(String, String)> = leases
+                .iter()
+                .map(|lease| (lease.key().to_hex(), lease.token().to_hex()))
+                .collect();
+            let pairs = serde_json::to_string(&pairs).map_err(super::backend)?;
+            sqlx::query_as(&inbox.sql.renew_all)
+                .bind(pairs)
+                .bind(duration_ms)
+                .fetch_all(&inbox.pool)
+                .await
+                .map_err(sql)
+        })
     }
 }
 
@@ -419,106 +404,109 @@ async fn migrate(pool: &SqlitePool, prefix: &str) -> Result<(), InboxError> {
 }
 
 /// The statements, with the table's name in them.
-struct Statements {
-    accept: String,
-    state_of: String,
-    claim: String,
-    renew: String,
-    /// `renew` of many leases: `$1` a JSON array of `[key in hex, owner]`, `$2` the duration.
-    renew_all: String,
-    complete: String,
-    /// Whether the delivery (`$1`) is done, read in a completion's transaction before it
-    /// commits.
-    completed: String,
-    retry: String,
-    dead_letter: String,
-    release: String,
-    list: String,
-    get: String,
-    replay_dead: String,
-    replay_dead_or_done: String,
-    purge: String,
-    prune: String,
-    stats: String,
-}
-
-impl Statements {
-    fn new(prefix: &str) -> Self {
-        let t = format!("{prefix}deliveries");
-        let depth = format!("{prefix}depth");
-        let owned = "key = $1 AND owner = $2 AND state = 'running'";
-        Self {
-            accept: format!(
-                "INSERT INTO {t} (key, state, attempts, due_at, accepted_at, path, headers, body, \
-                 scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
-                 SELECT $1, 'pending', 0, {NOW}, {NOW}, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                 $12, $13 \
-                 WHERE (SELECT n FROM {depth} WHERE id = 0) < $14 \
-                 ON CONFLICT (key) DO NOTHING"
-            ),
-            state_of: format!(
-                "SELECT (SELECT state FROM {t} WHERE key = $1), \
-                 (SELECT n FROM {depth} WHERE id = 0)"
-            ),
-            claim: format!(
-                "UPDATE {t} SET state = 'running', owner = $1, attempts = attempts + 1, \
-                 due_at = {NOW} + $2 \
-                 WHERE key IN (SELECT key FROM {t} WHERE state IN ('pending', 'running') \
-                 AND due_at <= {NOW} ORDER BY due_at LIMIT $3) \
-                 RETURNING {COLUMNS}"
-            ),
-            renew: format!("UPDATE {t} SET due_at = {NOW} + $3 WHERE {owned}"),
-            renew_all: format!(
-                "UPDATE {t} SET due_at = {NOW} + $2 WHERE state = 'running' AND (key, owner) IN \
-                 (SELECT unhex(value ->> 0), value ->> 1 FROM json_each($1)) \
-                 RETURNING key, owner"
-            ),
-            complete: format!(
-                "UPDATE {t} SET state = 'done', owner = NULL, due_at = {NOW}, \
-                 finished_at = {NOW} WHERE {owned}"
-            ),
-            completed: format!("SELECT 1 FROM {t} WHERE key = $1 AND state = 'done'"),
-            retry: format!(
-                "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW} + $3, \
-                 last_error = $4 WHERE {owned}"
-            ),
-            dead_letter: format!(
-                "UPDATE {t} SET state = 'dead', owner = NULL, due_at = {NOW}, \
-                 finished_at = {NOW}, last_error = $3 WHERE {owned}"
-            ),
-            release: format!(
-                "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW}, \
-                 attempts = max(attempts - 1, 0) WHERE {owned}"
-            ),
-            list: format!(
-                "SELECT {COLUMNS} FROM {t} WHERE state = $1 ORDER BY accepted_at, key LIMIT $2"
-            ),
-            get: format!("SELECT {COLUMNS} FROM {t} WHERE key = $1"),
-            replay_dead: format!(
-                "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW}, attempts = 0, \
-                 finished_at = NULL WHERE key = $1 AND state = 'dead'"
-            ),
-            replay_dead_or_done: format!(
-                "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW}, attempts = 0, \
-                 finished_at = NULL WHERE key = $1 AND state IN ('dead', 'done')"
-            ),
-            purge: format!("DELETE FROM {t} WHERE key = $1"),
-            prune: format!(
-                "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} \
-                 WHERE state = 'done' AND finished_at < {NOW} - $1 LIMIT $2)"
-            ),
-            stats: format!(
-                "SELECT \
-                 (SELECT count(*) FROM {t} WHERE state = 'pending'), \
-                 (SELECT count(*) FROM {t} WHERE state = 'running'), \
-                 (SELECT count(*) FROM {t} WHERE state = 'done'), \
-                 (SELECT count(*) FROM {t} WHERE state = 'dead'), \
-                 (SELECT {NOW} - min(accepted_at) FROM {t} \
-                  WHERE state IN ('pending', 'running')), \
-                 (SELECT count(*) FROM {t} WHERE state = 'pending' AND attempts > 0)"
-            ),
-        }
+fn statements(prefix: &str) -> Statements {
+    let t = format!("{prefix}deliveries");
+    let depth = format!("{prefix}depth");
+    let owned = "key = $1 AND owner = $2 AND state = 'running'";
+    Statements {
+        accept: format!(
+            "INSERT INTO {t} (key, state, attempts, due_at, accepted_at, path, headers, body, \
+             scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
+             SELECT $1, 'pending', 0, {NOW}, {NOW}, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+             $12, $13 \
+             WHERE (SELECT n FROM {depth} WHERE id = 0) < $14 \
+             ON CONFLICT (key) DO NOTHING"
+        ),
+        state_of: format!(
+            "SELECT (SELECT state FROM {t} WHERE key = $1), \
+             (SELECT n FROM {depth} WHERE id = 0)"
+        ),
+        claim: format!(
+            "UPDATE {t} SET state = 'running', owner = $1, attempts = attempts + 1, \
+             due_at = {NOW} + $2 \
+             WHERE key IN (SELECT key FROM {t} WHERE state IN ('pending', 'running') \
+             AND due_at <= {NOW} ORDER BY due_at LIMIT $3) \
+             RETURNING {COLUMNS}"
+        ),
+        renew: format!("UPDATE {t} SET due_at = {NOW} + $3 WHERE {owned}"),
+        renew_all: format!(
+            "UPDATE {t} SET due_at = {NOW} + $2 WHERE state = 'running' AND (key, owner) IN \
+             (SELECT unhex(value ->> 0), value ->> 1 FROM json_each($1)) \
+             RETURNING key, owner"
+        ),
+        complete: format!(
+            "UPDATE {t} SET state = 'done', owner = NULL, due_at = {NOW}, \
+             finished_at = {NOW}, {} WHERE {owned}",
+            history_with(HistoryKind::Done, "NULL")
+        ),
+        completed: format!("SELECT 1 FROM {t} WHERE key = $1 AND state = 'done'"),
+        retry: format!(
+            "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW} + $3, \
+             last_error = $4, {} WHERE {owned}",
+            history_with(HistoryKind::Retried, "$4")
+        ),
+        dead_letter: format!(
+            "UPDATE {t} SET state = 'dead', owner = NULL, due_at = {NOW}, \
+             finished_at = {NOW}, last_error = $3, {} WHERE {owned}",
+            history_with(HistoryKind::Dead, "$3")
+        ),
+        release: format!(
+            "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW}, \
+             attempts = max(attempts - 1, 0), {} WHERE {owned}",
+            history_with(HistoryKind::Released, "NULL")
+        ),
+        list: format!(
+            "SELECT {COLUMNS} FROM {t} WHERE state = $1 ORDER BY accepted_at, key LIMIT $2"
+        ),
+        get: format!("SELECT {COLUMNS} FROM {t} WHERE key = $1"),
+        time: TIME,
+        search: format!("SELECT {COLUMNS} FROM {t}"),
+        replay_dead: format!(
+            "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW}, attempts = 0, \
+             finished_at = NULL, {} WHERE key = $1 AND state = 'dead'",
+            history_with(HistoryKind::Replayed, "NULL")
+        ),
+        replay_dead_or_done: format!(
+            "UPDATE {t} SET state = 'pending', owner = NULL, due_at = {NOW}, attempts = 0, \
+             finished_at = NULL, {} WHERE key = $1 AND state IN ('dead', 'done')",
+            history_with(HistoryKind::Replayed, "NULL")
+        ),
+        purge: format!("DELETE FROM {t} WHERE key = $1"),
+        prune: format!(
+            "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} \
+             WHERE state = 'done' AND finished_at < {NOW} - $1 LIMIT $2)"
+        ),
+        #[cfg(feature = "postgres")]
+        finish: String::new(),
+        stats: format!(
+            "SELECT \
+             (SELECT count(*) FROM {t} WHERE state = 'pending'), \
+             (SELECT count(*) FROM {t} WHERE state = 'running'), \
+             (SELECT count(*) FROM {t} WHERE state = 'done'), \
+             (SELECT count(*) FROM {t} WHERE state = 'dead'), \
+             (SELECT {NOW} - min(accepted_at) FROM {t} \
+              WHERE state IN ('pending', 'running')), \
+             (SELECT count(*) FROM {t} WHERE state = 'pending' AND attempts > 0)"
+        ),
     }
 }
 
-super::sql::sql_backend!(SqliteInbox, SqliteRow, Sqlite);
+/// `history = ` the history with an entry of `kind` appended, in the statement that records
+/// it: the attempt the row's `attempts` before the statement (the lease's attempt; for a
+/// replay, the attempts it resets), `error` an SQL expression (a parameter, or `NULL`), the
+/// time now; only the last [`HISTORY_LIMIT`] entries kept. A stored history that is not a JSON
+/// array (written by hand) starts again from this entry rather than fail the outcome.
+fn history_with(kind: HistoryKind, error: &str) -> String {
+    let kind = kind.as_str();
+    let stored = "coalesce(CASE WHEN json_valid(history) THEN \
+        CASE json_type(history) WHEN 'array' THEN history END END, '[]')";
+    let appended = format!(
+        "json_insert({stored}, '$[#]', json_object('attempt', attempts, 'kind', '{kind}', \
+         'error', {error}, 'at', {NOW}))"
+    );
+    // `key` and `value` are `json_each`'s columns: the entries' positions and the entries.
+    format!(
+        "history = (SELECT json_group_array(json(value)) FROM json_each({appended}) \
+         WHERE key >= json_array_length({appended}) - {HISTORY_LIMIT})"
+    )
+}

@@ -15,10 +15,10 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::{Sqlite, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::backend::{timed, Accepted, InboxError};
-use super::delivery::Delivery;
-use super::sql::{backend, encode_headers, signed_at, sql};
 use super::wake::Wakeups;
+use super::{backend, encode_headers, signed_at, sql};
+use crate::inbox::backend::{timed, Accepted, InboxError};
+use crate::inbox::delivery::Delivery;
 
 /// How many deliveries one transaction takes at most.
 pub(super) const MAX_BATCH: usize = 256;

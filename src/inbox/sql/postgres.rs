@@ -2,111 +2,48 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row};
+use futures_util::future::BoxFuture;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgQueryResult};
+use sqlx::Postgres;
 
-use super::backend::{
-    timed, Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease,
-    Replay, Stats,
-};
-use super::delivery::{Delivery, DeliveryState, Record};
+use super::dialect::{sealed, Dialect};
 use super::pg_notify::PgWakeups;
-use super::sql::{
-    encode_headers, error_text, limit, millis, signed_at, sql, Completion, RawRecord, ACCEPT_TRIES,
-    PRUNE_BATCH,
+use super::{error_text, millis, sql, Completion, SqlInbox, Statements, TimeParam};
+use crate::inbox::backend::{
+    timed, Accepted, Finish, InboxError, InboxFuture, InboxOptions, Lease,
 };
-use crate::idempotency::{IdempotencyKey, Token};
+use crate::inbox::delivery::{Delivery, HistoryKind, HISTORY_LIMIT};
 
 /// How many connections [`PostgresInbox::connect`] opens at most.
 const MAX_CONNECTIONS: u32 = 10;
 
 /// The columns a [`RawRecord`] is read from (the table is aliased `d`; times as milliseconds
-/// since the Unix epoch).
+/// since the Unix epoch, the time accepted as stored, in microseconds).
 const COLUMNS: &str = "d.key, d.state, d.attempts, d.last_error, \
-    (extract(epoch FROM d.accepted_at) * 1000)::bigint AS accepted_ms, \
+    (extract(epoch FROM d.accepted_at) * 1000000)::bigint AS accepted_us, \
     (extract(epoch FROM d.due_at) * 1000)::bigint AS due_ms, \
     (extract(epoch FROM d.finished_at) * 1000)::bigint AS finished_ms, \
     d.path, d.headers, d.body, d.scheme, d.event_id, d.event, d.action, d.delivery, d.scope, \
-    d.tenant, d.signed_at, d.version";
+    d.tenant, d.signed_at, d.version, d.history::text AS history";
 
-/// The schema, one migration per version: `{p}` is the prefix. Applied in order, each once, in
+/// Times in queries: microseconds since the Unix epoch (`timestamptz`'s precision, so a cursor
+/// read back from a row is exact), made a `timestamptz` (exact below the year 2255).
+const TIME: TimeParam = TimeParam {
+    unit_ns: 1_000,
+    before: "(timestamptz 'epoch' + ",
+    after: "::bigint * interval '1 microsecond')",
+};
+
+/// Now, in milliseconds since the Unix epoch (a history entry's time).
+const NOW_MS: &str = "(extract(epoch FROM now()) * 1000)::bigint";
+
+/// The schema, one migration per version (`sql/postgres/*.sql`): `{p}` is the prefix. Applied in order, each once, in
 /// one transaction holding an advisory lock (replicas starting together migrate once), and
 /// recorded in `{p}schema_version`.
 const MIGRATIONS: &[&str] = &[
-    r"
-CREATE TABLE {p}deliveries (
-    key         bytea       NOT NULL PRIMARY KEY CHECK (octet_length(key) = 32),
-    state       text        NOT NULL CHECK (state IN ('pending', 'running', 'done', 'dead')),
-    attempts    bigint      NOT NULL DEFAULT 0,
-    due_at      timestamptz NOT NULL,
-    owner       text,
-    last_error  text,
-    accepted_at timestamptz NOT NULL,
-    finished_at timestamptz,
-    path        text        NOT NULL,
-    headers     text        NOT NULL,
-    body        bytea       NOT NULL,
-    scheme      text        NOT NULL,
-    event_id    text        NOT NULL,
-    event       text,
-    action      text,
-    delivery    text,
-    scope       text,
-    tenant      text,
-    signed_at   text,
-    version     text
-);
-CREATE INDEX {p}deliveries_due ON {p}deliveries (due_at) WHERE state IN ('pending', 'running');
-CREATE INDEX {p}deliveries_state ON {p}deliveries (state, accepted_at);
-CREATE INDEX {p}deliveries_finished ON {p}deliveries (finished_at) WHERE state = 'done';
-",
-    r"
-CREATE TABLE {p}depth (
-    shard integer NOT NULL PRIMARY KEY,
-    n     bigint  NOT NULL
-);
-INSERT INTO {p}depth (shard, n) SELECT shard, 0 FROM generate_series(0, 63) AS shard;
-CREATE FUNCTION {p}depth_change() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    delta bigint := CASE WHEN TG_OP = 'DELETE' THEN -1
-        WHEN NEW.state IN ('pending', 'running') THEN 1 ELSE -1 END;
-    home integer := pg_backend_pid() % 64;
-    chosen integer;
-BEGIN
-    -- A shard no other transaction is changing (or one this transaction holds already).
-    FOR step IN 0..63 LOOP
-        chosen := (home + step) % 64;
-        IF pg_try_advisory_xact_lock(hashtext('tower-webhook depth {p}'), chosen) THEN
-            UPDATE {s}.{p}depth SET n = n + delta WHERE shard = chosen;
-            RETURN NULL;
-        END IF;
-    END LOOP;
-    -- All 64 taken: wait for one.
-    UPDATE {s}.{p}depth SET n = n + delta WHERE shard = home;
-    RETURN NULL;
-END
-$$;
-CREATE FUNCTION {p}depth_reset() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE {s}.{p}depth SET n = 0;
-    RETURN NULL;
-END
-$$;
-CREATE TRIGGER {p}depth_insert AFTER INSERT ON {p}deliveries FOR EACH ROW
-    WHEN (NEW.state IN ('pending', 'running'))
-    EXECUTE FUNCTION {p}depth_change();
-CREATE TRIGGER {p}depth_update AFTER UPDATE OF state ON {p}deliveries FOR EACH ROW
-    WHEN ((OLD.state IN ('pending', 'running')) <> (NEW.state IN ('pending', 'running')))
-    EXECUTE FUNCTION {p}depth_change();
-CREATE TRIGGER {p}depth_delete AFTER DELETE ON {p}deliveries FOR EACH ROW
-    WHEN (OLD.state IN ('pending', 'running'))
-    EXECUTE FUNCTION {p}depth_change();
-CREATE TRIGGER {p}depth_truncate AFTER TRUNCATE ON {p}deliveries FOR EACH STATEMENT
-    EXECUTE FUNCTION {p}depth_reset();
-UPDATE {p}depth
-    SET n = (SELECT count(*) FROM {p}deliveries WHERE state IN ('pending', 'running'))
-    WHERE shard = 0;
-",
+    include_str!("postgres/1_deliveries.sql"),
+    include_str!("postgres/2_depth.sql"),
+    include_str!("postgres/3_history.sql"),
 ];
 
 /// A duration parameter (whole milliseconds, `bigint`) as an interval.
@@ -148,6 +85,9 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 ///   the pool), started by the first wait; when it fails it connects again (the workers poll
 ///   meanwhile) and wakes the workers once listening again, so nothing accepted meanwhile waits
 ///   for the poll. Retries coming due are found by the workers' fallback poll.
+/// - [`search`](InboxBackend::search) is one query, on the index on `(state, accepted_at)`
+///   when a status is given; its cursor keeps the microseconds `accepted_at` is stored with.
+///   Each delivery keeps its history ([`Record::history`]).
 /// - [`prune`](InboxBackend::prune) removes done deliveries 1,000 at a time, each batch its own
 ///   transaction, skipping rows another transaction holds (left for the next prune).
 /// - `text` columns cannot hold a NUL byte. The layer never stores one in an event id or an
@@ -172,7 +112,11 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 ///   token while running); `last_error`; `accepted_at`, `finished_at` (`timestamptz`); the
 ///   stored delivery: `path`, `headers` (JSON `[[name, value], ...]`), `body`, and the facts
 ///   `scheme`, `event_id`, `event`, `action`, `delivery`, `scope`, `tenant`, `signed_at`
-///   (RFC 3339), `version`.
+///   (RFC 3339), `version`; `history` (`jsonb`: an array of `{"attempt", "kind", "error",
+///   "at"}`, `at` in milliseconds since the Unix epoch, oldest first, the last 20; appended by
+///   the statement that records each outcome or replay). A database of schema version 2 gets
+///   `history` when an inbox connects (`[]` for the deliveries stored before; no table
+///   rewrite).
 /// - `{prefix}depth`: the depth, the sum of `n` over its 64 rows (`shard`), kept by the
 ///   triggers `{prefix}depth_insert`, `{prefix}depth_update`, `{prefix}depth_delete` and
 ///   `{prefix}depth_truncate` on `{prefix}deliveries` (functions `{prefix}depth_change` and
@@ -189,24 +133,24 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 /// # Ok(())
 /// # }
 /// ```
+pub type PostgresInbox = SqlInbox<PostgresDialect>;
+
+/// [`PostgresInbox`]'s [`Dialect`]: `PostgreSQL`, and what the inbox keeps beside its pool.
 #[derive(Clone)]
-pub struct PostgresInbox {
-    pool: PgPool,
-    options: InboxOptions,
-    sql: Arc<Statements>,
+pub struct PostgresDialect {
     /// The producers waiting for work, here and (`LISTEN`/`NOTIFY`) in other processes.
     wake: Arc<PgWakeups>,
 }
 
-impl fmt::Debug for PostgresInbox {
+impl sealed::Sealed for PostgresDialect {}
+
+impl fmt::Debug for PostgresDialect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresInbox")
-            .field("options", &self.options)
-            .finish_non_exhaustive()
+        f.debug_struct("PostgresDialect").finish_non_exhaustive()
     }
 }
 
-impl PostgresInbox {
+impl SqlInbox<PostgresDialect> {
     /// Connects to the database at `url` (`postgres://user:password@host:port/database`), with a
     /// pool of up to 10 connections, and creates or migrates the schema. Once connected, the
     /// pool reconnects by itself when the server comes back after an outage (calls fail with
@@ -234,13 +178,13 @@ impl PostgresInbox {
     /// [`InboxError::Backend`] or [`InboxError::Timeout`] when the schema cannot be created.
     pub async fn from_pool(pool: PgPool, options: InboxOptions) -> Result<Self, InboxError> {
         timed(options.timeout(), migrate(&pool, options.prefix())).await?;
-        let sql = Arc::new(Statements::new(options.prefix()));
+        let sql = Arc::new(statements(options.prefix()));
         let wake = Arc::new(PgWakeups::new(pool.clone(), options.prefix()));
         Ok(Self {
             pool,
             options,
             sql,
-            wake,
+            parts: PostgresDialect { wake },
         })
     }
 
@@ -288,81 +232,109 @@ impl PostgresInbox {
     }
 }
 
-impl PostgresInbox {
-    /// A delivery was committed as due (an accept, a replay): wakes the producers waiting here
-    /// at once, and the other processes' through a debounced `NOTIFY`.
-    fn due(&self) {
-        self.wake.due();
+impl Dialect for PostgresDialect {
+    type Database = Postgres;
+
+    const NAME: &'static str = "PostgresInbox";
+
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    /// None: `PostgreSQL` accepts each delivery in its own transaction (the server shares one
+    /// WAL flush among concurrent commits).
+    fn grouped_accept<'a>(
+        _: &'a PostgresInbox,
+        _: &'a Delivery,
+    ) -> Option<InboxFuture<'a, Accepted>> {
+        None
+    }
+
+    /// Wakes the producers waiting here at once, and the other processes' through a debounced
+    /// `NOTIFY`.
+    fn due(inbox: &PostgresInbox) {
+        inbox.parts.wake.due();
+    }
+
+    fn wait_for_work(inbox: &PostgresInbox, timeout: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(inbox.parts.wake.wait(timeout))
     }
 
     /// `finish`: one statement (so one transaction) for the batch, the outcomes passed as
     /// arrays; each lease is recorded once (the same lease again in the batch is refused, as
     /// its single call after the first would be).
-    async fn finish_batch(&self, outcomes: &[(Lease, Finish)]) -> Result<Vec<bool>, InboxError> {
-        let mut sent = std::collections::HashSet::with_capacity(outcomes.len());
-        // The position in the batch of each outcome sent.
-        let mut positions = Vec::with_capacity(outcomes.len());
-        let (mut keys, mut owners, mut kinds, mut delays, mut errors) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (position, (lease, finish)) in outcomes.iter().enumerate() {
-            if !sent.insert((lease.key(), lease.token())) {
-                continue;
+    fn finish_batch<'a>(
+        inbox: &'a PostgresInbox,
+        outcomes: &'a [(Lease, Finish)],
+    ) -> InboxFuture<'a, Vec<bool>> {
+        Box::pin(async move {
+            let mut sent = std::collections::HashSet::with_capacity(outcomes.len());
+            // The position in the batch of each outcome sent.
+            let mut positions = Vec::with_capacity(outcomes.len());
+            let (mut keys, mut owners, mut kinds, mut delays, mut errors) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (position, (lease, finish)) in outcomes.iter().enumerate() {
+                if !sent.insert((lease.key(), lease.token())) {
+                    continue;
+                }
+                positions.push(position);
+                keys.push(lease.key().as_bytes().to_vec());
+                owners.push(lease.token().to_hex());
+                let (kind, delay, error) = match finish {
+                    Finish::Done => ("done", 0, None),
+                    Finish::Retry { delay, error } => ("retry", millis(*delay), Some(error)),
+                    Finish::Dead { error } => ("dead", 0, Some(error)),
+                    Finish::Release => ("release", 0, None),
+                };
+                kinds.push(kind);
+                delays.push(delay);
+                errors.push(error.map(|error| error_text(error).into_owned()));
             }
-            positions.push(position);
-            keys.push(lease.key().as_bytes().to_vec());
-            owners.push(lease.token().to_hex());
-            let (kind, delay, error) = match finish {
-                Finish::Done => ("done", 0, None),
-                Finish::Retry { delay, error } => ("retry", millis(*delay), Some(error)),
-                Finish::Dead { error } => ("dead", 0, Some(error)),
-                Finish::Release => ("release", 0, None),
-            };
-            kinds.push(kind);
-            delays.push(delay);
-            errors.push(error.map(|error| error_text(error).into_owned()));
-        }
-        let recorded: Vec<i64> = sqlx::query_scalar(&self.sql.finish)
-            .bind(keys)
-            .bind(owners)
-            .bind(kinds)
-            .bind(delays)
-            .bind(errors)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(sql)?;
-        let mut owned = vec![false; outcomes.len()];
-        for index in recorded {
-            // `WITH ORDINALITY` counts from 1.
-            let position = usize::try_from(index - 1)
-                .ok()
-                .and_then(|index| positions.get(index));
-            match position {
-                Some(&position) => owned[position] = true,
-                None => return Err(InboxError::Backend("finish: an unknown outcome".into())),
+            let recorded: Vec<i64> = sqlx::query_scalar(&inbox.sql.finish)
+                .bind(keys)
+                .bind(owners)
+                .bind(kinds)
+                .bind(delays)
+                .bind(errors)
+                .fetch_all(&inbox.pool)
+                .await
+                .map_err(sql)?;
+            let mut owned = vec![false; outcomes.len()];
+            for index in recorded {
+                // `WITH ORDINALITY` counts from 1.
+                let position = usize::try_from(index - 1)
+                    .ok()
+                    .and_then(|index| positions.get(index));
+                match position {
+                    Some(&position) => owned[position] = true,
+                    None => return Err(InboxError::Backend("finish: an unknown outcome".into())),
+                }
             }
-        }
-        Ok(owned)
+            Ok(owned)
+        })
     }
 
     /// `renew_all`: one statement for the batch; returns the (key, owner) pairs renewed, and
     /// those still the owners' whose rows another transaction holds (skipped, not waited for).
-    async fn renew_batch(
-        &self,
-        leases: &[Lease],
+    fn renew_batch<'a>(
+        inbox: &'a PostgresInbox,
+        leases: &'a [Lease],
         duration_ms: i64,
-    ) -> Result<Vec<(Vec<u8>, String)>, InboxError> {
-        let keys: Vec<Vec<u8>> = leases
-            .iter()
-            .map(|lease| lease.key().as_bytes().to_vec())
-            .collect();
-        let owners: Vec<String> = leases.iter().map(|lease| lease.token().to_hex()).collect();
-        sqlx::query_as(&self.sql.renew_all)
-            .bind(keys)
-            .bind(owners)
-            .bind(duration_ms)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(sql)
+    ) -> InboxFuture<'a, Vec<(Vec<u8>, String)>> {
+        Box::pin(async move {
+            let keys: Vec<Vec<u8>> = leases
+                .iter()
+                .map(|lease| lease.key().as_bytes().to_vec())
+                .collect();
+            let owners: Vec<String> = leases.iter().map(|lease| lease.token().to_hex()).collect();
+            sqlx::query_as(&inbox.sql.renew_all)
+                .bind(keys)
+                .bind(owners)
+                .bind(duration_ms)
+                .fetch_all(&inbox.pool)
+                .await
+                .map_err(sql)
+        })
     }
 }
 
@@ -417,111 +389,106 @@ async fn migrate(pool: &PgPool, prefix: &str) -> Result<(), InboxError> {
 }
 
 /// The statements, with the table's name in them.
-struct Statements {
-    accept: String,
-    state_of: String,
-    claim: String,
-    renew: String,
-    /// `renew` of many leases (`$1` keys, `$2` owners, `$3` the duration), skipping locked rows.
-    renew_all: String,
-    complete: String,
-    /// The outcomes of many leases: `$1` keys, `$2` owners, `$3` kinds, `$4` delays, `$5`
-    /// errors; returns the (1-based) positions recorded.
-    finish: String,
-    /// Whether the delivery (`$1`) is done, read in a completion's transaction before it
-    /// commits.
-    completed: String,
-    retry: String,
-    dead_letter: String,
-    release: String,
-    list: String,
-    get: String,
-    replay_dead: String,
-    replay_dead_or_done: String,
-    purge: String,
-    prune: String,
-    stats: String,
-}
-
-impl Statements {
-    fn new(prefix: &str) -> Self {
-        let t = format!("{prefix}deliveries");
-        let depth = format!("{prefix}depth");
-        let owned = "key = $1 AND owner = $2 AND state = 'running'";
-        Self {
-            accept: format!(
-                "INSERT INTO {t} (key, state, attempts, due_at, accepted_at, path, headers, body, \
-                 scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
-                 SELECT $1, 'pending', 0, now(), now(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                 $12, $13 \
-                 WHERE (SELECT sum(n) FROM {depth}) < $14 \
-                 ON CONFLICT (key) DO NOTHING"
-            ),
-            state_of: format!(
-                "SELECT (SELECT state FROM {t} WHERE key = $1), \
-                 (SELECT sum(n) FROM {depth})::bigint"
-            ),
-            claim: format!(
-                "WITH due AS (SELECT key FROM {t} WHERE state IN ('pending', 'running') \
-                 AND due_at <= now() ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 UPDATE {t} AS d SET state = 'running', owner = $1, attempts = d.attempts + 1, \
-                 due_at = now() + $2{MS} \
-                 FROM due WHERE d.key = due.key \
-                 RETURNING {COLUMNS}"
-            ),
-            renew: format!("UPDATE {t} SET due_at = now() + $3{MS} WHERE {owned}"),
-            renew_all: renew_all(&t),
-            complete: format!(
-                "UPDATE {t} SET state = 'done', owner = NULL, due_at = now(), \
-                 finished_at = now() WHERE {owned}"
-            ),
-            completed: format!("SELECT 1 FROM {t} WHERE key = $1 AND state = 'done'"),
-            finish: finish(&t),
-            retry: format!(
-                "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now() + $3{MS}, \
-                 last_error = $4 WHERE {owned}"
-            ),
-            dead_letter: format!(
-                "UPDATE {t} SET state = 'dead', owner = NULL, due_at = now(), \
-                 finished_at = now(), last_error = $3 WHERE {owned}"
-            ),
-            release: format!(
-                "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), \
-                 attempts = greatest(attempts - 1, 0) WHERE {owned}"
-            ),
-            list: format!(
-                "SELECT {COLUMNS} FROM {t} AS d WHERE d.state = $1 \
-                 ORDER BY d.accepted_at, d.key LIMIT $2"
-            ),
-            get: format!("SELECT {COLUMNS} FROM {t} AS d WHERE d.key = $1"),
-            replay_dead: format!(
-                "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), attempts = 0, \
-                 finished_at = NULL WHERE key = $1 AND state = 'dead'"
-            ),
-            replay_dead_or_done: format!(
-                "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), attempts = 0, \
-                 finished_at = NULL WHERE key = $1 AND state IN ('dead', 'done')"
-            ),
-            purge: format!("DELETE FROM {t} WHERE key = $1"),
-            // The rows are locked by the selection, so their `ctid` holds until the delete (a
-            // few times faster than looking each key up again).
-            prune: format!(
-                "WITH old AS (SELECT ctid FROM {t} \
-                 WHERE state = 'done' AND finished_at < now() - $1{MS} \
-                 ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-                 DELETE FROM {t} AS d USING old WHERE d.ctid = old.ctid"
-            ),
-            stats: format!(
-                "SELECT \
-                 (SELECT count(*) FROM {t} WHERE state = 'pending'), \
-                 (SELECT count(*) FROM {t} WHERE state = 'running'), \
-                 (SELECT count(*) FROM {t} WHERE state = 'done'), \
-                 (SELECT count(*) FROM {t} WHERE state = 'dead'), \
-                 (SELECT (extract(epoch FROM now() - min(accepted_at)) * 1000)::bigint FROM {t} \
-                  WHERE state IN ('pending', 'running')), \
-                 (SELECT count(*) FROM {t} WHERE state = 'pending' AND attempts > 0)"
-            ),
-        }
+fn statements(prefix: &str) -> Statements {
+    let t = format!("{prefix}deliveries");
+    let depth = format!("{prefix}depth");
+    let owned = "key = $1 AND owner = $2 AND state = 'running'";
+    Statements {
+        accept: format!(
+            "INSERT INTO {t} (key, state, attempts, due_at, accepted_at, path, headers, body, \
+             scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
+             SELECT $1, 'pending', 0, now(), now(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+             $12, $13 \
+             WHERE (SELECT sum(n) FROM {depth}) < $14 \
+             ON CONFLICT (key) DO NOTHING"
+        ),
+        state_of: format!(
+            "SELECT (SELECT state FROM {t} WHERE key = $1), \
+             (SELECT sum(n) FROM {depth})::bigint"
+        ),
+        claim: format!(
+            "WITH due AS (SELECT key FROM {t} WHERE state IN ('pending', 'running') \
+             AND due_at <= now() ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             UPDATE {t} AS d SET state = 'running', owner = $1, attempts = d.attempts + 1, \
+             due_at = now() + $2{MS} \
+             FROM due WHERE d.key = due.key \
+             RETURNING {COLUMNS}"
+        ),
+        renew: format!("UPDATE {t} SET due_at = now() + $3{MS} WHERE {owned}"),
+        renew_all: renew_all(&t),
+        complete: format!(
+            "UPDATE {t} SET state = 'done', owner = NULL, due_at = now(), \
+             finished_at = now(), history = {} WHERE {owned}",
+            history_with("history", "attempts", &quoted(HistoryKind::Done), "NULL")
+        ),
+        completed: format!("SELECT 1 FROM {t} WHERE key = $1 AND state = 'done'"),
+        finish: finish(&t),
+        retry: format!(
+            "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now() + $3{MS}, \
+             last_error = $4, history = {} WHERE {owned}",
+            history_with("history", "attempts", &quoted(HistoryKind::Retried), "$4")
+        ),
+        dead_letter: format!(
+            "UPDATE {t} SET state = 'dead', owner = NULL, due_at = now(), \
+             finished_at = now(), last_error = $3, history = {} WHERE {owned}",
+            history_with("history", "attempts", &quoted(HistoryKind::Dead), "$3")
+        ),
+        release: format!(
+            "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), \
+             attempts = greatest(attempts - 1, 0), history = {} WHERE {owned}",
+            history_with(
+                "history",
+                "attempts",
+                &quoted(HistoryKind::Released),
+                "NULL"
+            )
+        ),
+        list: format!(
+            "SELECT {COLUMNS} FROM {t} AS d WHERE d.state = $1 \
+             ORDER BY d.accepted_at, d.key LIMIT $2"
+        ),
+        get: format!("SELECT {COLUMNS} FROM {t} AS d WHERE d.key = $1"),
+        time: TIME,
+        search: format!("SELECT {COLUMNS} FROM {t} AS d"),
+        replay_dead: format!(
+            "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), attempts = 0, \
+             finished_at = NULL, history = {} WHERE key = $1 AND state = 'dead'",
+            history_with(
+                "history",
+                "attempts",
+                &quoted(HistoryKind::Replayed),
+                "NULL"
+            )
+        ),
+        replay_dead_or_done: format!(
+            "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), attempts = 0, \
+             finished_at = NULL, history = {} WHERE key = $1 AND state IN ('dead', 'done')",
+            history_with(
+                "history",
+                "attempts",
+                &quoted(HistoryKind::Replayed),
+                "NULL"
+            )
+        ),
+        purge: format!("DELETE FROM {t} WHERE key = $1"),
+        // The rows are locked by the selection, so their `ctid` holds until the delete (a
+        // few times faster than looking each key up again).
+        prune: format!(
+            "WITH old AS (SELECT ctid FROM {t} \
+             WHERE state = 'done' AND finished_at < now() - $1{MS} \
+             ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             DELETE FROM {t} AS d USING old WHERE d.ctid = old.ctid"
+        ),
+        stats: format!(
+            "SELECT \
+             (SELECT count(*) FROM {t} WHERE state = 'pending'), \
+             (SELECT count(*) FROM {t} WHERE state = 'running'), \
+             (SELECT count(*) FROM {t} WHERE state = 'done'), \
+             (SELECT count(*) FROM {t} WHERE state = 'dead'), \
+             (SELECT (extract(epoch FROM now() - min(accepted_at)) * 1000)::bigint FROM {t} \
+              WHERE state IN ('pending', 'running')), \
+             (SELECT count(*) FROM {t} WHERE state = 'pending' AND attempts > 0)"
+        ),
     }
 }
 
@@ -547,11 +514,40 @@ fn renew_all(t: &str) -> String {
     )
 }
 
+/// `history` (the SQL expression of the stored history) with an entry appended: `kind` (an
+/// SQL expression of a [`HistoryKind`]'s name), the attempt
+/// `attempts` (the row's before the statement: the lease's attempt; for a replay, the attempts
+/// it resets), `error` (an SQL expression: a parameter, or `NULL`), the time now; only the last
+/// [`HISTORY_LIMIT`] entries kept. A stored history that is not an array (written by hand)
+/// starts again from this entry rather than fail the outcome.
+fn history_with(history: &str, attempts: &str, kind: &str, error: &str) -> String {
+    let first = HISTORY_LIMIT - 1;
+    format!(
+        "jsonb_path_query_array(CASE jsonb_typeof({history}) WHEN 'array' THEN {history} \
+         ELSE '[]'::jsonb END || jsonb_build_array(jsonb_build_object('attempt', {attempts}, \
+         'kind', {kind}, 'error', {error}::text, 'at', {NOW_MS})), '$[last - {first} to last]')"
+    )
+}
+
+/// `kind`'s name as an SQL literal.
+fn quoted(kind: HistoryKind) -> String {
+    format!("'{}'", kind.as_str())
+}
+
 /// `finish`'s statement on table `t`.
 ///
 /// Each kind as its single statement sets the row (`complete`, `retry`,
-/// `dead_letter`, `release`).
+/// `dead_letter`, `release`), its history entry included.
 fn finish(t: &str) -> String {
+    let kind = format!(
+        "CASE o.kind WHEN 'done' THEN '{}' WHEN 'retry' THEN '{}' WHEN 'dead' THEN '{}' \
+         ELSE '{}' END",
+        HistoryKind::Done.as_str(),
+        HistoryKind::Retried.as_str(),
+        HistoryKind::Dead.as_str(),
+        HistoryKind::Released.as_str(),
+    );
+    let history = history_with("d.history", "d.attempts", &kind, "o.error");
     format!(
         "UPDATE {t} AS d SET \
          state = CASE o.kind WHEN 'done' THEN 'done' WHEN 'dead' THEN 'dead' \
@@ -563,21 +559,11 @@ fn finish(t: &str) -> String {
          last_error = CASE WHEN o.kind IN ('retry', 'dead') THEN o.error \
          ELSE d.last_error END, \
          attempts = CASE o.kind WHEN 'release' THEN greatest(d.attempts - 1, 0) \
-         ELSE d.attempts END \
+         ELSE d.attempts END, \
+         history = {history} \
          FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bigint[], $5::text[]) \
          WITH ORDINALITY AS o(key, owner, kind, delay, error, i) \
          WHERE d.key = o.key AND d.owner = o.owner AND d.state = 'running' \
          RETURNING o.i"
     )
 }
-
-impl PostgresInbox {
-    /// The SQL backends' accept hook: Postgres accepts each delivery in its own transaction
-    /// (the server shares one WAL flush among concurrent commits).
-    #[allow(clippy::unused_self, clippy::unnecessary_wraps)]
-    fn grouped_accept<'a>(&'a self, _: &'a Delivery) -> Option<InboxFuture<'a, Accepted>> {
-        None
-    }
-}
-
-super::sql::sql_backend!(PostgresInbox, PgRow, Postgres);
