@@ -15,6 +15,7 @@ use tower_webhook::inbox::{
     Cursor, DeliveryDetail, DeliveryRow, Filter, InboxBackend, InboxOptions, PostgresInbox, Record,
     RedisInbox, Replay, SqliteInbox, StatsView, Status, MAX_PAGE,
 };
+use tower_webhook::observe::DEFAULT_INBOX_NAME;
 use tower_webhook::time::OffsetDateTime;
 
 use crate::args::{FilterArgs, InboxCommand, Store, Targets};
@@ -433,7 +434,10 @@ impl Action {
     /// Does it; whether it changed the delivery.
     async fn apply(self, inbox: &dyn InboxBackend, key: &IdempotencyKey) -> anyhow::Result<bool> {
         Ok(match self {
-            Self::Replay(from) => inbox.replay(key, from).await?,
+            // As the admin tools replay (counted in a metrics recorder, where there is one).
+            Self::Replay(from) => {
+                tower_webhook::inbox::replay(inbox, key, from, DEFAULT_INBOX_NAME).await?
+            }
             Self::Purge => inbox.purge(key).await?,
         })
     }
