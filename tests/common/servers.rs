@@ -261,6 +261,12 @@ impl RedisServer {
         }
     }
 
+    /// Kills the server and starts it again on the same port (without persistence, empty).
+    pub(crate) fn restart(&mut self) {
+        self.kill();
+        self.spawn().unwrap();
+    }
+
     /// Sends `signal` (`STOP`, `CONT`) to the server: a stopped server accepts connections
     /// and answers nothing, as a stalled one.
     pub(crate) fn signal(&self, signal: &str) {
