@@ -26,12 +26,12 @@
 
 mod shared;
 
-use std::fmt::Write as _;
 use std::io::Write;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tower_webhook::scheme::Outgoing;
+use tower_webhook::testing::{random_uuid, Sample};
 
 const USAGE: &str = "usage: cargo run --example send -- [EVENT_TYPE] [--action ACTION] \
     [--id EVENT_ID] [--data JSON] [--form] [--url URL]\n       \
@@ -43,9 +43,8 @@ struct Args {
     action: Option<String>,
     /// Whether to send the JSON as a form's `payload` parameter (`--form`).
     form: bool,
-    id: String,
-    /// Whether `--id` named the event (a resend of one event must then be the same event).
-    named: bool,
+    /// The event id, from `--id` (default: a random one).
+    id: Option<String>,
     /// The event's `data`, from `--data`.
     data: Option<serde_json::Value>,
     url: String,
@@ -58,8 +57,7 @@ fn parse_args() -> Result<Args, String> {
         event: "member.created".to_owned(),
         action: None,
         form: false,
-        id: random_uuid(),
-        named: false,
+        id: None,
         data: None,
         url: std::env::var("WEBHOOK_URL")
             .unwrap_or_else(|_| "http://127.0.0.1:3000/webhooks".to_owned()),
@@ -69,10 +67,7 @@ fn parse_args() -> Result<Args, String> {
     let mut named_event = false;
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            "--id" => {
-                args.id = it.next().ok_or(USAGE)?;
-                args.named = true;
-            }
+            "--id" => args.id = Some(it.next().ok_or(USAGE)?),
             "--url" => args.url = it.next().ok_or(USAGE)?,
             "--handshake" => args.handshake = true,
             "--action" => args.action = Some(it.next().ok_or(USAGE)?),
@@ -102,102 +97,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// A UUIDv4-shaped random id, as Sotion's event ids are.
-fn random_uuid() -> String {
-    let bits = rand::random::<u128>();
-    // Version 4 in bits 76..80, RFC 4122 variant in bits 62..64.
-    let bits = (bits & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
-    let hex = format!("{bits:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
-}
-
-/// A sample body in the sender's own shape; `data`, when given, is its data (for Stripe, its
-/// `data.object`); `action`, GitHub's body `action`.
-fn sample_body(
-    scheme: &str,
-    event: &str,
-    action: Option<&str>,
-    id: &str,
-    now: &str,
-    data: Option<serde_json::Value>,
-) -> serde_json::Value {
-    let member = serde_json::json!({ "id": "member_demo", "email": "ada@example.com", "name": "Ada", "status": "active" });
-    let given = data.is_some();
-    let member = data.unwrap_or(member);
-    match scheme {
-        "sotion" => {
-            let data = if given {
-                member
-            } else if event.starts_with("access-group.member.") {
-                serde_json::json!({ "accessGroupId": "group_demo", "memberId": "member_demo" })
-            } else if event.starts_with("access-group.") {
-                serde_json::json!({ "id": "group_demo", "name": "Pro", "description": "Paying members" })
-            } else {
-                member
-            };
-            serde_json::json!({ "id": id, "type": event, "timestamp": now, "version": "1", "siteId": "site_demo", "data": data })
-        }
-        "sota" => {
-            let data = if given {
-                member
-            } else {
-                serde_json::json!({ "url": "https://demo.sota.io", "status": "running" })
-            };
-            serde_json::json!({ "event": event, "project_id": "project_demo", "deployment_id": id, "timestamp": now, "data": data })
-        }
-        "stripe" => {
-            serde_json::json!({ "id": id, "object": "event", "type": event, "created": 0, "data": { "object": member } })
-        }
-        "github" => {
-            // GitHub's own bodies carry no event id (it is the unsigned `X-GitHub-Delivery`, and
-            // deliveries are deduplicated by their body): the sample carries it, so that two ids
-            // are two events.
-            let mut body = serde_json::json!({ "sample_id": id, "sender": { "login": "octocat" } });
-            if let Some(action) = action {
-                body["action"] = action.into();
-            }
-            if given {
-                body["data"] = member;
-            }
-            body
-        }
-        "shopify" | "woocommerce" => {
-            // The topic is a header; the sample carries the id, so two ids are two events.
-            serde_json::json!({ "id": id, "created_at": now, "customer": member })
-        }
-        // Discord's interaction types are numbers: 2 is an application command.
-        "discord" => {
-            serde_json::json!({ "type": 2, "id": id, "application_id": "demo", "token": "demo", "data": { "name": event, "member": member } })
-        }
-        "sendgrid" => {
-            serde_json::json!([{ "event": event, "sg_event_id": id, "email": "ada@example.com", "timestamp": 0 }])
-        }
-        "square" => {
-            serde_json::json!({ "merchant_id": "merchant_demo", "type": event, "event_id": id, "created_at": now, "data": { "object": member } })
-        }
-        "zoom" => {
-            serde_json::json!({ "event": event, "event_ts": now, "payload": { "account_id": "account_demo", "object": member, "nonce": id } })
-        }
-        "meta" => {
-            serde_json::json!({ "object": event, "entry": [{ "id": id, "time": now, "changes": [{ "field": "messages", "value": member }] }] })
-        }
-        "paddle" => {
-            serde_json::json!({ "event_id": id, "event_type": event, "occurred_at": now, "notification_id": "ntf_demo", "data": member })
-        }
-        "twitch" => {
-            serde_json::json!({ "subscription": { "type": event, "version": "1", "status": "enabled" }, "event": member })
-        }
-        _ => serde_json::json!({ "type": event, "id": id, "timestamp": now, "data": member }),
-    }
-}
-
 #[tokio::main]
 async fn main() {
     if let Err(error) = run().await {
@@ -209,67 +108,43 @@ async fn main() {
 async fn run() -> Result<(), String> {
     let args = parse_args()?;
     let scheme = shared::scheme_from_env()?;
-    let (text, _) = shared::secret_from_env(&scheme);
-    let key = scheme
-        .signing_key(&shared::signing_key_from_env(&scheme)?)
-        .map_err(|e| format!("the signing key: {e}"))?;
-    let short_name = shared::short_name(&scheme);
-    if args.action.is_some() && short_name != "github" {
-        return Err(format!(
-            "--action: the {} scheme names no action (GitHub does: issues --action opened)",
-            scheme.name()
-        ));
-    }
     // The URL a URL-signed sender signs: the one the receiver is told senders call.
     let signed_url = std::env::var("WEBHOOK_PUBLIC_URL").unwrap_or_else(|_| args.url.clone());
     if args.handshake {
+        let key = scheme
+            .signing_key(&shared::signing_key_from_env(&scheme)?)
+            .map_err(|e| format!("the signing key: {e}"))?;
         return handshake(&scheme, &key, &signed_url, &args.url).await;
     }
 
-    let now = time::OffsetDateTime::now_utc();
-    let stamp = now
-        .format(&time::format_description::well_known::Rfc3339)
-        .map_err(|e| e.to_string())?;
-    // The senders that send no event id: an event is its body's digest. Resending an event
-    // named with `--id` must resend the same bytes, so its body's timestamp is fixed.
-    let digest_id = matches!(
-        short_name,
-        "sota" | "slack" | "discord" | "twilio" | "sendgrid" | "zoom" | "meta" | "graph"
-    );
-    // Shopify and WooCommerce name the event in unsigned headers: an event is its body too.
-    let body_keyed = digest_id || matches!(short_name, "shopify" | "woocommerce");
-    let body_stamp = if body_keyed && args.named {
-        "2026-01-01T00:00:00Z"
-    } else {
-        &stamp
-    };
-    let (body, content_type) = body_for(short_name, &args, &text, body_stamp, now);
-    // The id the receiver will report: the scheme's own notion of it.
-    let shown_id = if digest_id {
-        hex_digest(body.as_bytes())
-    } else {
-        args.id.clone()
-    };
-    let headers = scheme
-        .sign_with_url(
-            &key,
+    // The sample body in the sender's own shape, signed as the sender signs it (the
+    // library's `testing::Sample`, which `tower-webhook sign` and `send` use too).
+    let mut sample = Sample::new(&args.event);
+    if let Some(id) = &args.id {
+        sample = sample.with_id(id);
+    }
+    if let Some(action) = &args.action {
+        sample = sample.with_action(action);
+    }
+    if let Some(data) = args.data.clone() {
+        sample = sample.with_data(data);
+    }
+    if args.form {
+        sample = sample.form();
+    }
+    let signed = sample
+        .sign(
+            &scheme,
+            &shared::signing_key_from_env(&scheme)?,
             &signed_url,
-            &Outgoing {
-                id: &args.id,
-                event: &args.event,
-                timestamp: now.unix_timestamp(),
-                body: body.as_bytes(),
-            },
         )
-        .map_err(|e| format!("cannot sign this event: {e}"))?;
+        .map_err(|e| e.to_string())?;
 
     let mut request = http::Request::post(&args.url)
-        .header("content-type", content_type)
         .header("user-agent", "tower-webhook example sender")
-        .header("x-webhook-delivery", random_uuid())
-        .body(Full::new(bytes::Bytes::from(body)))
+        .body(Full::new(signed.body.clone()))
         .map_err(|e| format!("{}: {e}", args.url))?;
-    request.headers_mut().extend(headers);
+    request.headers_mut().extend(signed.headers.clone());
     let response = post(request)
         .await
         .map_err(|e| {
@@ -278,7 +153,7 @@ async fn run() -> Result<(), String> {
                 args.url
             )
         })?;
-    report(response, &args.event, &shown_id, scheme.name()).await
+    report(response, &signed.event, &signed.id, scheme.name()).await
 }
 
 /// Prints the receiver's answer to `event` (`shown_id`, as the receiver reports it), and says
@@ -361,81 +236,6 @@ async fn post(
     Ok(sender
         .send_request(http::Request::from_parts(parts, body))
         .await?)
-}
-
-/// `payload=<json>`, form-encoded as GitHub's sender encodes it: letters, digits and `*-._` as
-/// they are, a space as `+`, every other byte as `%XX`.
-fn form_payload(json: &str) -> String {
-    let mut form = String::from("payload=");
-    for byte in json.bytes() {
-        match byte {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                form.push(char::from(byte));
-            }
-            b' ' => form.push('+'),
-            other => {
-                let _ = write!(form, "%{other:02X}");
-            }
-        }
-    }
-    form
-}
-
-/// The lower-case hex SHA-256 of `bytes`: the event id of a sender that sends none.
-fn hex_digest(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    faster_hex::hex_string(&sha2::Sha256::digest(bytes))
-}
-
-/// The body to send, in the sender's own shape, and its content type.
-fn body_for(
-    short_name: &str,
-    args: &Args,
-    secret_text: &str,
-    body_stamp: &str,
-    now: time::OffsetDateTime,
-) -> (String, &'static str) {
-    match short_name {
-        // Twilio posts a form; Graph's notifications carry the subscription's clientState.
-        "twilio" => (
-            twilio_form(&args.event, &args.id),
-            "application/x-www-form-urlencoded",
-        ),
-        "graph" => (
-            serde_json::json!({ "value": [{ "clientState": secret_text, "id": args.id, "changeType": args.event, "resource": "users/demo" }] })
-                .to_string(),
-            "application/json",
-        ),
-        // Linear signs the time it sends at, in milliseconds, in the body.
-        "linear" => (
-            serde_json::json!({ "action": "create", "type": args.event, "createdAt": body_stamp, "organizationId": "org_demo", "webhookTimestamp": now.unix_timestamp() * 1000, "data": { "id": args.id } })
-                .to_string(),
-            "application/json",
-        ),
-        _ => {
-            let json = sample_body(
-                short_name,
-                &args.event,
-                args.action.as_deref(),
-                &args.id,
-                body_stamp,
-                args.data.clone(),
-            )
-            .to_string();
-            if args.form {
-                (form_payload(&json), "application/x-www-form-urlencoded")
-            } else {
-                (json, "application/json")
-            }
-        }
-    }
-}
-
-/// A Twilio SMS webhook's form body.
-fn twilio_form(event: &str, id: &str) -> String {
-    format!(
-        "MessageSid={id}&AccountSid=AC_demo&From=%2B15551234567&To=%2B15557654321&Body=Hello+from+Zo%C3%AB&SmsStatus={event}"
-    )
 }
 
 /// Sends the scheme's endpoint handshake and checks the receiver's answer.

@@ -104,6 +104,8 @@ mod path_params;
 mod raw_object;
 #[cfg(feature = "axum")]
 mod router;
+#[cfg(feature = "testing")]
+mod sample;
 pub mod scheme;
 mod secret;
 #[cfg(feature = "testing")]

@@ -10,6 +10,8 @@
 //! A helper refuses (panics, naming the fix) to build a request its scheme's sender would never
 //! send: one without the event name a scheme reads from a header (GitHub's `X-GitHub-Event`),
 //! which would reach no handler of an event router and be acknowledged unhandled, silently.
+//! - [`Sample`] signs a sample delivery in each sender's own shape (or a body of yours) for
+//!   any preset, as the `tower-webhook sign` and `send` commands and the `send` example do;
 //! - [`Body`], the body type of every request built here;
 //! - [`check_store`], the conformance suite for an [`IdempotencyStore`](crate::IdempotencyStore),
 //!   and [`check_inbox`], the one for an [`InboxBackend`](crate::inbox::InboxBackend).
@@ -49,6 +51,7 @@ use crate::idempotency::Token;
 pub use crate::inbox::conformance::check_inbox;
 use crate::layer::VerifiedBody;
 use crate::meta::{KeyBasis, WebhookMeta};
+pub use crate::sample::{random_uuid, Sample, SampleError, SignedSample};
 use crate::scheme::{Outgoing, Scheme, Source};
 use crate::secret::Secret;
 
@@ -248,20 +251,7 @@ impl Delivery {
     /// ```
     #[must_use]
     pub fn form_payload(mut self) -> Self {
-        let mut form = String::from("payload=");
-        for byte in self.body.iter().copied() {
-            match byte {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                    form.push(char::from(byte));
-                }
-                b' ' => form.push('+'),
-                other => {
-                    let hex = faster_hex::hex_string(&[other]).to_ascii_uppercase();
-                    form.push('%');
-                    form.push_str(&hex);
-                }
-            }
-        }
+        let form = crate::sample::form_payload(&self.body);
         self.json = Some(std::mem::replace(&mut self.body, Bytes::from(form)));
         self.content_type = HeaderValue::from_static("application/x-www-form-urlencoded");
         self
@@ -342,20 +332,9 @@ impl Delivery {
     /// such a request would reach no handler of an event router.
     #[must_use]
     pub fn sign(&self, scheme: &Scheme, secret: &Secret) -> Request<Body> {
-        // The event from the body, for a scheme that reads it there.
+        // The id and event from the body, for a scheme that reads them there.
         let json = self.json.as_ref().unwrap_or(&self.body);
-        // Each field left raw: a body that `serde_json::Value` cannot hold elsewhere (`1e400`,
-        // deep nesting) still names its id and type.
-        let fields: std::collections::HashMap<String, &serde_json::value::RawValue> =
-            serde_json::from_slice(json).unwrap_or_default();
-        let body_field = |source: Option<&Source>| match source {
-            Some(Source::BodyField(name)) => fields
-                .get(name.as_ref())
-                .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok()),
-            _ => None,
-        };
-        let body_id = body_field(Some(&scheme.id));
-        let body_event = body_field(scheme.event.as_ref());
+        let (body_id, body_event) = crate::sample::body_facts(scheme, json);
         let random = Token::random().to_hex();
         let id = match (&self.id, &scheme.id) {
             (Some(id), _) => id.as_str(),

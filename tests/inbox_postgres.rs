@@ -14,12 +14,12 @@ mod inbox_backend;
 mod inbox_common;
 
 use inbox_backend::{delivery, history};
+#[path = "common/servers.rs"]
+mod servers;
 #[cfg(feature = "axum")]
 use inbox_common::backend as inbox_backend;
+use servers::PostgresServer;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -28,176 +28,15 @@ use tower_webhook::inbox::{
     PostgresInbox, Replay, Status,
 };
 
-/// A Postgres server in a temporary directory, stopped (and its files removed) on drop.
-struct PostgresServer {
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-    port: u16,
-    /// Run the tools as this user (when the test runs as root: Postgres refuses root).
-    user: Option<&'static str>,
+/// The inbox on a server.
+trait Connect {
+    async fn inbox(&self, options: InboxOptions) -> PostgresInbox;
 }
 
-impl PostgresServer {
-    /// Starts a server, or returns `None` (skip) when none is installed outside CI.
-    fn start() -> Option<Self> {
-        match Self::try_start() {
-            Ok(server) => Some(server),
-            Err(error) if std::env::var("CI").as_deref() == Ok("true") => {
-                panic!("CI=true but PostgreSQL could not be started ({error}): install it (apt-get install -y postgresql)")
-            }
-            Err(error) => {
-                eprintln!("SKIPPED: PostgreSQL could not be started ({error}); install it (apt-get install postgresql) to run these tests");
-                None
-            }
-        }
-    }
-
-    fn try_start() -> Result<Self, String> {
-        let bin = find_bin().ok_or("initdb and pg_ctl not found")?;
-        let root = is_root();
-        let dir = tempfile::Builder::new()
-            .prefix("tower-webhook-pg")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        let user = root.then_some("postgres");
-        if let Some(user) = user {
-            // The server runs as `user`: it owns the directory.
-            run(Command::new("chown")
-                .arg(format!("{user}:"))
-                .arg(dir.path()))?;
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| e.to_string())?
-            .local_addr()
-            .map_err(|e| e.to_string())?
-            .port();
-        let server = Self {
-            bin,
-            dir,
-            port,
-            user,
-        };
-        server.tool(
-            "initdb",
-            &[
-                "-D",
-                &server.data(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-        )?;
-        server.pg_start()?;
-        Ok(server)
-    }
-
-    fn data(&self) -> String {
-        self.dir.path().join("data").display().to_string()
-    }
-
-    /// Runs one of the Postgres tools, as the server's user.
-    fn tool(&self, name: &str, args: &[&str]) -> Result<(), String> {
-        let program = self.bin.join(name);
-        let mut command = match self.user {
-            Some(user) => {
-                let mut command = Command::new("runuser");
-                command.args(["-u", user, "--"]).arg(&program);
-                command
-            }
-            None => Command::new(&program),
-        };
-        run(command.args(args))
-    }
-
-    fn pg_start(&self) -> Result<(), String> {
-        let socket_dir = self.dir.path().display().to_string();
-        let settings = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={socket_dir} -c fsync=off",
-            self.port
-        );
-        let log = self.dir.path().join("server.log").display().to_string();
-        self.tool(
-            "pg_ctl",
-            &[
-                "-D",
-                &self.data(),
-                "-o",
-                &settings,
-                "-l",
-                &log,
-                "-w",
-                "-t",
-                "30",
-                "start",
-            ],
-        )
-    }
-
-    fn pg_stop(&self) {
-        let _ = self.tool(
-            "pg_ctl",
-            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
-        );
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
+impl Connect for PostgresServer {
     async fn inbox(&self, options: InboxOptions) -> PostgresInbox {
         PostgresInbox::connect(&self.url(), options).await.unwrap()
     }
-}
-
-impl Drop for PostgresServer {
-    fn drop(&mut self) {
-        self.pg_stop();
-    }
-}
-
-fn run(command: &mut Command) -> Result<(), String> {
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{command:?}: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{command:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|output| output.stdout.trim_ascii() == b"0")
-}
-
-/// Where `initdb` and `pg_ctl` are: `PG_BIN`, the PATH, or Debian's versioned directory.
-fn find_bin() -> Option<PathBuf> {
-    let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
-    if let Some(dir) = std::env::var_os("PG_BIN").map(PathBuf::from) {
-        return has_tools(&dir).then_some(dir);
-    }
-    if let Some(dir) = std::env::var_os("PATH")
-        .and_then(|path| std::env::split_paths(&path).find(|dir| has_tools(dir)))
-    {
-        return Some(dir);
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|entry| entry.ok().map(|entry| entry.path().join("bin")))
-        .filter(|dir| has_tools(dir))
-        .collect();
-    versions.sort();
-    versions.pop()
 }
 
 /// A fresh table prefix for each inbox in one database.

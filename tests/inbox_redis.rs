@@ -13,9 +13,10 @@ mod inbox_backend;
 mod inbox_common;
 #[cfg(feature = "axum")]
 use inbox_common::backend as inbox_backend;
+#[path = "common/servers.rs"]
+mod servers;
+use servers::RedisServer;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -25,105 +26,13 @@ use tower_webhook::inbox::{
     Accepted, Delivery, DeliveryState, Facts, InboxBackend, InboxOptions, RedisInbox, Replay,
 };
 
-/// A `redis-server` child process on a free loopback port, killed (SIGKILL) on drop.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    /// With a directory: append-only file on, `appendfsync always`, in it.
-    dir: Option<tempfile::TempDir>,
+/// The inbox on a server, and a connection to it.
+trait Connect {
+    async fn inbox(&self, options: InboxOptions) -> RedisInbox;
+    async fn connection(&self) -> redis::aio::MultiplexedConnection;
 }
 
-impl RedisServer {
-    /// Starts a server without persistence, or returns `None` (skip) outside CI when none is
-    /// installed.
-    fn start() -> Option<Self> {
-        Self::start_with(None)
-    }
-
-    /// Starts a server that fsyncs its append-only file before answering, in a directory of
-    /// its own.
-    fn start_durable() -> Option<Self> {
-        Self::start_with(Some(tempfile::tempdir().unwrap()))
-    }
-
-    fn start_with(dir: Option<tempfile::TempDir>) -> Option<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = Self {
-            child: None,
-            port,
-            dir,
-        };
-        match server.spawn() {
-            Ok(()) => Some(server),
-            Err(error) if std::env::var("CI").as_deref() == Ok("true") => {
-                panic!("CI=true but redis-server could not be started ({error}): install it (apt-get install -y redis-server)")
-            }
-            Err(error) => {
-                eprintln!("SKIPPED: redis-server could not be started ({error}); run scripts/test, which installs it");
-                None
-            }
-        }
-    }
-
-    fn spawn(&mut self) -> std::io::Result<()> {
-        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
-        let mut command = Command::new(binary);
-        command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--protected-mode", "yes"]);
-        match &self.dir {
-            Some(dir) => command.arg("--dir").arg(dir.path()).args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ]),
-            None => command.args(["--appendonly", "no"]),
-        };
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if Instant::now() > deadline {
-                return Err(std::io::Error::other(
-                    "redis-server did not start listening within 10 s",
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
-
-    /// SIGKILL: no shutdown, no final write.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Sends `signal` (`STOP`, `CONT`) to the server: a stopped server accepts connections
-    /// and answers nothing, as a stalled one.
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().unwrap().id().to_string();
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
+impl Connect for RedisServer {
     async fn inbox(&self, options: InboxOptions) -> RedisInbox {
         RedisInbox::connect(&self.url(), options).await.unwrap()
     }
@@ -134,12 +43,6 @@ impl RedisServer {
             .get_multiplexed_async_connection()
             .await
             .unwrap()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

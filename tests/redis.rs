@@ -5,13 +5,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
+#[path = "common/servers.rs"]
+mod servers;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use common::{app, assert_rejected, builder, event, secret, send, Behaviour};
+use servers::RedisServer;
 use tower_webhook::idempotency::{
     Idempotency, IdempotencyKey, IdempotencyStore, RedisStore, Reservation, MAX_DURATION,
 };
@@ -19,88 +20,17 @@ use tower_webhook::layer::WebhookLayerBuilder;
 use tower_webhook::testing::sotion_request;
 use tower_webhook::Secret;
 
-/// A `redis-server` child process on a free loopback port, killed on drop.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
+/// The Redis store on a server.
+trait Connect {
+    async fn store(&self) -> RedisStore;
 }
 
-impl RedisServer {
-    /// Starts a server, or returns `None` (skip) when none is installed outside CI.
-    fn start() -> Option<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = Self { child: None, port };
-        match server.spawn() {
-            Ok(()) => Some(server),
-            Err(error) if std::env::var("CI").as_deref() == Ok("true") => {
-                panic!("CI=true but redis-server could not be started ({error}): install it (apt-get install -y redis-server)")
-            }
-            Err(error) => {
-                eprintln!("SKIPPED: redis-server could not be started ({error}); run scripts/test, which installs it");
-                None
-            }
-        }
-    }
-
-    fn spawn(&mut self) -> std::io::Result<()> {
-        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
-        let child = Command::new(binary)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if Instant::now() > deadline {
-                return Err(std::io::Error::other(
-                    "redis-server did not start listening within 10 s",
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        self.spawn().unwrap();
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
+impl Connect for RedisServer {
     async fn store(&self) -> RedisStore {
         RedisStore::connect(&self.url())
             .await
             .unwrap()
             .with_timeout(Duration::from_millis(500))
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -325,7 +255,7 @@ async fn redis_going_away_answers_503_and_processing_resumes_when_it_returns() {
         200
     );
 
-    server.stop();
+    server.kill();
     let during = send(&app, sotion_request(&secret(), event("evt_during", "s"))).await;
     assert_eq!(during.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(during.headers().contains_key("retry-after"));
