@@ -240,7 +240,7 @@ impl<B: InboxBackend, S> Workers<B, S> {
     /// producer claims for, and so the largest batch one claim takes. Handlers are tasks, so
     /// slots are cheap; what bounds them is what the handlers share. Each running delivery holds
     /// its body, and each open [`begin_complete`](Attempt) holds one of the inbox pool's
-    /// connections (10 on PostgreSQL, 4 on `SQLite`, which writes one transaction at a time
+    /// connections (10 on `PostgreSQL`, 4 on `SQLite`, which writes one transaction at a time
     /// anyway): handlers that open completions and wait in them queue for a connection, up to
     /// the inbox's timeout. Lower it for handlers that call a rate-limited service, or give
     /// the inbox a larger pool (`from_pool`).
