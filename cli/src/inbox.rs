@@ -101,7 +101,18 @@ async fn open(store: &Store) -> anyhow::Result<Box<dyn InboxBackend>> {
         .with_timeout(Duration::from_secs(store.timeout.max(1)));
     let url = store.url.as_str();
     let unreachable = |error: tower_webhook::inbox::InboxError| {
-        exit::unreachable(format!("cannot open the inbox at {}: {error}", redact(url)))
+        let hint = match error {
+            tower_webhook::inbox::InboxError::Timeout => format!(
+                " (no answer within {} s: is the server up and reachable at that address? \
+                 check --url or INBOX_URL; --timeout waits longer)",
+                store.timeout.max(1)
+            ),
+            _ => String::new(),
+        };
+        exit::unreachable(format!(
+            "cannot open the inbox at {}: {error}{hint}",
+            redact(url)
+        ))
     };
     if let Some(path) = url
         .strip_prefix("sqlite://")
@@ -110,7 +121,9 @@ async fn open(store: &Store) -> anyhow::Result<Box<dyn InboxBackend>> {
         let path = path.split('?').next().unwrap_or_default();
         if path.is_empty() || !std::path::Path::new(path).is_file() {
             return Err(exit::unreachable(format!(
-                "no SQLite inbox at {path:?} (the file does not exist)"
+                "no SQLite inbox at {path:?} (the file does not exist): give --url or \
+                 INBOX_URL the file your application opens (the inbox demo's is \
+                 sqlite:tower-webhook-inbox.db)"
             )));
         }
         let inbox = SqliteInbox::connect(url, options)

@@ -3,7 +3,6 @@
 
 use std::io::Read as _;
 
-use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use serde::Serialize;
@@ -30,9 +29,10 @@ fn signed(args: &SignArgs) -> anyhow::Result<SignedSample> {
         if source == "-" {
             std::io::stdin()
                 .read_to_end(&mut body)
-                .context("reading the body from stdin")?;
+                .map_err(|error| exit::usage(format!("reading the body from stdin: {error}")))?;
         } else {
-            body = std::fs::read(source).with_context(|| format!("reading --data {source}"))?;
+            body = std::fs::read(source)
+                .map_err(|error| exit::usage(format!("reading --data {source}: {error}")))?;
         }
         sample = sample.with_body(body);
     }
@@ -40,6 +40,12 @@ fn signed(args: &SignArgs) -> anyhow::Result<SignedSample> {
         sample = sample.form();
     }
     let url = args.public_url.as_deref().unwrap_or(&args.url);
+    if args.secret.is_empty() {
+        return Err(exit::usage(
+            "the secret is empty: give the endpoint's signing secret with --secret or \
+             WEBHOOK_SECRET (an unset shell variable in --secret \"$VAR\" is empty)",
+        ));
+    }
     sample
         .sign(&scheme, &args.secret, url)
         .map_err(|error| exit::usage(error.to_string()))

@@ -5,7 +5,6 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use anyhow::Context as _;
 use serde::Serialize;
 use tower_webhook::time::format_description::well_known::Rfc3339;
 use tower_webhook::time::OffsetDateTime;
@@ -156,14 +155,25 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<Exit> {
 
 /// The captured request `args` name.
 fn read(args: &VerifyArgs) -> anyhow::Result<Captured> {
+    // A file that cannot be read, or is not what its flag says, is a usage error (exit 2).
     let read = |path: &std::path::Path| {
-        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        std::fs::read(path)
+            .map_err(|error| exit::usage(format!("reading {}: {error}", path.display())))
     };
     let captured = match (&args.request, &args.headers, &args.body) {
-        (Some(path), _, _) => request::parse_request(&read(path)?)
-            .with_context(|| format!("{} is not an HTTP request", path.display())),
+        (Some(path), _, _) => request::parse_request(&read(path)?).map_err(|error| {
+            exit::usage(format!(
+                "{} is not an HTTP request: {error:#}",
+                path.display()
+            ))
+        }),
         (None, Some(headers), Some(body)) => request::parse_headers(&read(headers)?, read(body)?)
-            .with_context(|| format!("{} is not a list of headers", headers.display())),
+            .map_err(|error| {
+                exit::usage(format!(
+                    "{} is not a list of headers: {error:#}",
+                    headers.display()
+                ))
+            }),
         _ => {
             return Err(exit::usage(
                 "give --request FILE, or --headers FILE and --body FILE",

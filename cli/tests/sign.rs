@@ -418,3 +418,35 @@ fn send_posts_a_delivery_that_verifies_and_prints_the_answer() {
     .expect_code(3);
     cli(&["send", "--secret", "x", "--url", "https://example.com/"]).expect_code(2);
 }
+
+/// A file named on the command line that cannot be read is a usage error (exit 2), as the
+/// README and `--help` say: `sign`/`send --data`, `verify --request`, `--headers`/`--body`; so
+/// is a file that is not an HTTP request.
+#[test]
+fn a_file_that_cannot_be_read_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.json");
+    let missing = missing.to_str().unwrap();
+    cli(&["sign", "--secret", "whsec_x", "--data", missing]).expect_code(2);
+    cli(&["verify", "--secret", "whsec_x", "--request", missing]).expect_code(2);
+    cli(&[
+        "verify",
+        "--secret",
+        "whsec_x",
+        "--headers",
+        missing,
+        "--body",
+        missing,
+    ])
+    .expect_code(2);
+    let garbage = dir.path().join("garbage.http");
+    std::fs::write(&garbage, b"\x00\x01 not a request").unwrap();
+    cli(&[
+        "verify",
+        "--secret",
+        "whsec_x",
+        "--request",
+        garbage.to_str().unwrap(),
+    ])
+    .expect_code(2);
+}
