@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use tower_webhook::inbox::{
     Accepted, DeliveryState, Filter, HistoryKind, InboxBackend, InboxError, InboxOptions,
-    PostgresInbox, Replay, Status,
+    PostgresInbox,
 };
 
 /// The inbox on a server.
@@ -1157,29 +1157,7 @@ async fn a_database_from_before_the_history_is_migrated_and_keeps_history_from_t
             .await
             .unwrap();
     assert_eq!(versions, [1, 2, 3]);
-    let page = inbox
-        .search(&Filter::new().id("evt_v2").status(Status::Dead))
-        .await
-        .unwrap();
-    let [record] = page.records.as_slice() else {
-        panic!("the old delivery is not found: {page:?}");
-    };
-    assert!(record.history.is_empty());
-    let key = *record.delivery.key();
-    assert!(inbox.replay(&key, Replay::Dead).await.unwrap());
-    let claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
-    assert!(inbox
-        .retry(&claims[0].lease, Duration::from_secs(60), "boom")
-        .await
-        .unwrap());
-    let record = inbox.get(&key).await.unwrap().unwrap();
-    assert_eq!(
-        history(&record),
-        [
-            (2, HistoryKind::Replayed, None),
-            (1, HistoryKind::Retried, Some("boom".to_owned()))
-        ]
-    );
+    inbox_backend::an_old_dead_delivery_keeps_history_from_then_on(&inbox).await;
 }
 
 /// A history that is not an array, or holds entries that are not ours (written by hand), makes

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tower_webhook::idempotency::IdempotencyKey;
 use tower_webhook::inbox::{
-    Accepted, Delivery, HistoryKind, InboxBackend, InboxError, Record, Replay,
+    Accepted, Delivery, Filter, HistoryKind, InboxBackend, InboxError, Record, Replay, Status,
 };
 use tower_webhook::testing::{sotion_event, sotion_request};
 use tower_webhook::{Scheme, Secret, Secrets};
@@ -386,4 +386,32 @@ pub(crate) async fn an_unreadable_row_is_dead_lettered_by_the_claim_that_took_it
         .collect();
     assert_eq!(ids, ["evt_fine"]);
     assert_eq!(inbox.stats().await.unwrap().dead, 1);
+}
+
+/// `inbox` was migrated from a schema before the history, and holds `evt_v2`, dead after two
+/// attempts: it reads back with no history, and what happens to it from then on is kept.
+pub(crate) async fn an_old_dead_delivery_keeps_history_from_then_on<B: InboxBackend>(inbox: &B) {
+    let page = inbox
+        .search(&Filter::new().id("evt_v2").status(Status::Dead))
+        .await
+        .unwrap();
+    let [record] = page.records.as_slice() else {
+        panic!("the old delivery is not found: {page:?}");
+    };
+    assert!(record.history.is_empty());
+    let key = *record.delivery.key();
+    assert!(inbox.replay(&key, Replay::Dead).await.unwrap());
+    let claims = inbox.claim(Duration::from_secs(60), 1).await.unwrap();
+    assert!(inbox
+        .retry(&claims[0].lease, Duration::from_secs(60), "boom")
+        .await
+        .unwrap());
+    let record = inbox.get(&key).await.unwrap().unwrap();
+    assert_eq!(
+        history(&record),
+        [
+            (2, HistoryKind::Replayed, None),
+            (1, HistoryKind::Retried, Some("boom".to_owned()))
+        ]
+    );
 }
