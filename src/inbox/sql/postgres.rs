@@ -55,6 +55,17 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 
 /// The Postgres inbox backend (feature `postgres`): one database shared by every replica.
 ///
+/// - Accepts are group-committed, as on [`SqliteInbox`](super::SqliteInbox): one writer task
+///   per inbox (started when it connects, shared by its clones, ended with the last one) takes
+///   the deliveries that arrived while its previous batch was committing, up to 256 deliveries
+///   or 4 MiB, inserts them with one statement over arrays (its own transaction: one round
+///   trip and one WAL flush for the batch, where single accepts each wait for their own, on
+///   one of the pool's connections), and answers each only after that commit (with
+///   `synchronous_commit = on`, the default, a `2xx` means the batch is in the flushed WAL). A
+///   duplicate within a batch is answered [`Accepted::Duplicate`] (pending); the depth limit is
+///   exact within a batch (the first deliveries of new keys, in order, within the room left);
+///   a statement that fails answers each delivery of its batch [`InboxError::Backend`] (`503`),
+///   none stored. [`accept_commits`](Self::accept_commits) counts this inbox's batches.
 /// - Claims are one statement: the due rows are selected `FOR UPDATE SKIP LOCKED` (two
 ///   claimers never wait for each other nor take the same row) and marked running with the
 ///   claim's token and the lease's end, in the row.
@@ -62,9 +73,9 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 ///   whose clocks disagree still agree on leases and backoffs.
 /// - The depth limit is checked by the accepting statement against a counter the schema keeps
 ///   in step with the deliveries (triggers, in the same transaction as each change): exact
-///   whatever the number of replicas, and the same cost at any depth. Accepts running at the
-///   same moment may pass it by their number (each sees the depth as committed when it
-///   starts). The counter is 64 rows, summed by each accept: a transaction that changes the
+///   whatever the number of replicas, and the same cost at any depth. Batches of accepts
+///   running at the same moment (in several replicas) may pass it by the number of their
+///   deliveries (each sees the depth as committed when it starts). The counter is 64 rows, summed by each accept: a transaction that changes the
 ///   depth (an accept, a completion, ...) takes a row no other one holds, so they do not wait
 ///   for each other (a handler's open [`Completion`] holds one until it ends). A transaction
 ///   left open for long anywhere in the database (a report, an idle session in a transaction)
