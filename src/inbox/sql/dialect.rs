@@ -1,21 +1,21 @@
 //! What tells the two SQL backends apart, behind [`SqlInbox`]'s one implementation: the
-//! database `sqlx` speaks to, and the few steps each does its own way (`SQLite` accepts through
-//! its group commit's writer and records a batch of outcomes statement by statement in one
-//! `BEGIN IMMEDIATE` transaction; `PostgreSQL` records them in one statement over arrays and
-//! wakes other processes with `NOTIFY`).
+//! database `sqlx` speaks to, and the few steps each does its own way (`SQLite` writes a batch
+//! of accepts, or of outcomes, statement by statement in one `BEGIN IMMEDIATE` transaction;
+//! `PostgreSQL` writes each batch in one statement over arrays and wakes other processes with
+//! `NOTIFY`).
 
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+use super::writer::{Row, Target};
 use super::SqlInbox;
-use crate::inbox::backend::{Accepted, Finish, InboxFuture, Lease};
-use crate::inbox::delivery::Delivery;
+use crate::inbox::backend::{Accepted, Finish, InboxError, InboxFuture, Lease};
 
 /// A SQL database the inbox runs on: [`SqliteDialect`](super::SqliteDialect) or
 /// [`PostgresDialect`](super::PostgresDialect). Sealed: the inbox's statements are written for
-/// these two. A value of it holds what the backend keeps beside its pool (the group commit's
-/// writer, the `LISTEN` connection).
+/// these two. A value of it holds what the backend keeps beside its pool (the wake-ups, the
+/// `LISTEN` connection).
 pub trait Dialect: sealed::Sealed + Clone + Send + Sync + Sized + 'static {
     /// The `sqlx` database.
     type Database: sqlx::Database;
@@ -27,13 +27,16 @@ pub trait Dialect: sealed::Sealed + Clone + Send + Sync + Sized + 'static {
     #[doc(hidden)]
     fn rows_affected(result: &<Self::Database as sqlx::Database>::QueryResult) -> u64;
 
-    /// The accept, when the backend has its own way (`SQLite`'s group commit); `None`: one
-    /// transaction per accept.
+    /// The group commit's write: the non-empty batch `rows` in one transaction, committed
+    /// before it returns, each row's answer in order (new; a duplicate, of a delivery stored
+    /// before or earlier in the batch, with its state; full, the depth limit checked exactly
+    /// for the batch), or the error that failed the whole batch (nothing of it committed, or,
+    /// for an error of the commit itself, unknown).
     #[doc(hidden)]
-    fn grouped_accept<'a>(
-        inbox: &'a SqlInbox<Self>,
-        delivery: &'a Delivery,
-    ) -> Option<InboxFuture<'a, Accepted>>;
+    fn write_accepts<'a>(
+        target: &'a Target<Self>,
+        rows: &'a [Row],
+    ) -> InboxFuture<'a, Vec<Result<Accepted, InboxError>>>;
 
     /// A delivery was committed as due (an accept, a replay): wakes the producers waiting.
     #[doc(hidden)]

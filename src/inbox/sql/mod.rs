@@ -10,9 +10,8 @@ mod pg_notify;
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
-#[cfg(feature = "sqlite")]
-mod sqlite_writer;
 mod wake;
+mod writer;
 
 pub use self::dialect::Dialect;
 #[cfg(feature = "postgres")]
@@ -43,6 +42,8 @@ use crate::inbox::delivery::{
 };
 use crate::inbox::query::{Filter, Page};
 use crate::inbox::worker::Tracked;
+
+use self::writer::{Target, Writer};
 
 /// A delivery's row as both SQL backends select it (times in milliseconds since the Unix
 /// epoch, but the time accepted in microseconds: the admin order's cursor is read back from it
@@ -316,32 +317,6 @@ pub(super) fn error_text(error: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Calls its function (an inbox's `due`: wakes the producers) when dropped, unless
-/// [`defuse`](Self::defuse)d. Held across an accept's `INSERT`: a future dropped before the
-/// answer (a sender that hung up, a timeout around the call), or an answer lost (an error after
-/// the server committed), still wakes the producers, here and in the other replicas, rather than
-/// leave the delivery to their fallback poll. A spurious wake-up costs one claim.
-pub(super) struct DueOnDrop<F: FnMut()>(pub(super) Option<F>);
-
-impl<F: FnMut()> DueOnDrop<F> {
-    /// Nothing was stored: no wake-up.
-    pub(super) fn defuse(mut self) {
-        self.0 = None;
-    }
-}
-
-impl<F: FnMut()> Drop for DueOnDrop<F> {
-    fn drop(&mut self) {
-        if let Some(mut due) = self.0.take() {
-            due();
-        }
-    }
-}
-
-/// How many times an accept tries its insert when the conflicting row vanished before its
-/// state was read (purged or pruned meanwhile).
-pub(super) const ACCEPT_TRIES: usize = 3;
-
 /// How many done deliveries one `prune` statement removes at most (each batch is its own short
 /// transaction, so that a large backlog never holds the database for long).
 pub(super) const PRUNE_BATCH: usize = 1000;
@@ -550,6 +525,8 @@ pub struct SqlInbox<D: Dialect> {
     pool: sqlx::Pool<D::Database>,
     options: InboxOptions,
     sql: Arc<Statements>,
+    /// The group commit's writer, shared by the clones.
+    writer: Writer,
     /// What the backend keeps beside its pool (shared by the clones).
     parts: D,
 }
@@ -560,8 +537,44 @@ impl<D: Dialect> Clone for SqlInbox<D> {
             pool: self.pool.clone(),
             options: self.options.clone(),
             sql: Arc::clone(&self.sql),
+            writer: self.writer.clone(),
             parts: self.parts.clone(),
         }
+    }
+}
+
+impl<D: Dialect> SqlInbox<D> {
+    /// The inbox on `pool` (its schema in place), its accept writer started on the current
+    /// Tokio runtime; `wake` wakes the producers after a batch of accepts committed.
+    fn assemble(
+        pool: sqlx::Pool<D::Database>,
+        options: InboxOptions,
+        sql: Statements,
+        parts: D,
+        wake: impl Fn() + Send + Sync + 'static,
+    ) -> Self {
+        let sql = Arc::new(sql);
+        let target: Target<D> = Target {
+            pool: pool.clone(),
+            sql: Arc::clone(&sql),
+            max_depth: i64::try_from(options.max_depth()).unwrap_or(i64::MAX),
+        };
+        let writer = Writer::start(target, options.timeout(), wake);
+        Self {
+            pool,
+            options,
+            sql,
+            writer,
+            parts,
+        }
+    }
+
+    /// How many transactions this inbox's accept writer has committed since the inbox opened
+    /// (shared by its clones; other processes' writers not counted): the deliveries accepted
+    /// divided by it is the group commit's average batch.
+    #[must_use]
+    pub fn accept_commits(&self) -> u64 {
+        self.writer.commits()
     }
 }
 
@@ -775,64 +788,9 @@ where
     for<'n> &'n str: sqlx::ColumnIndex<<D::Database as sqlx::Database>::Row>,
     usize: sqlx::ColumnIndex<<D::Database as sqlx::Database>::Row>,
 {
+    /// Through the group commit's writer, which wakes the waiting producers after its commit.
     fn accept<'a>(&'a self, delivery: &'a Delivery) -> InboxFuture<'a, Accepted> {
-        // SQLite's accepts go through its group commit's writer.
-        if let Some(grouped) = D::grouped_accept(self, delivery) {
-            return grouped;
-        }
-        Box::pin(timed(self.options.timeout(), async move {
-            let facts = delivery.facts();
-            let key = delivery.key().as_bytes().as_slice();
-            let max_depth_sql = i64::try_from(self.options.max_depth()).unwrap_or(i64::MAX);
-            // The insert and the reading of a conflicting row's state are two
-            // statements: a row removed between them (purge, prune) makes the key new,
-            // so the insert is tried again rather than the inbox called full.
-            for _ in 0..ACCEPT_TRIES {
-                // The depth is the counter the schema's triggers keep: one row (SQLite)
-                // or 64 summed (Postgres), read by the insert itself. The server may
-                // commit it and its answer never come (the future dropped meanwhile, the
-                // connection cut): the producers are woken all the same.
-                let woken = DueOnDrop(Some(|| D::due(self)));
-                let inserted = sqlx::query(&self.sql.accept)
-                    .bind(key)
-                    .bind(delivery.path())
-                    .bind(encode_headers(delivery.headers()))
-                    .bind(delivery.body().as_ref())
-                    .bind(&facts.scheme)
-                    .bind(&facts.id)
-                    .bind(facts.event.as_deref())
-                    .bind(facts.action.as_deref())
-                    .bind(facts.delivery.as_deref())
-                    .bind(facts.scope.as_deref())
-                    .bind(facts.tenant.as_deref())
-                    .bind(signed_at(facts)?)
-                    .bind(facts.version.as_deref())
-                    .bind(max_depth_sql)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(sql)?;
-                if D::rows_affected(&inserted) > 0 {
-                    drop(woken);
-                    return Ok(Accepted::New);
-                }
-                woken.defuse();
-                let row = sqlx::query(&self.sql.state_of)
-                    .bind(key)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(sql)?;
-                let state: Option<String> = row.try_get(0).map_err(sql)?;
-                let depth: i64 = row.try_get(1).map_err(sql)?;
-                match state {
-                    Some(state) => return Ok(Accepted::Duplicate(state.parse().map_err(backend)?)),
-                    None if depth >= max_depth_sql => return Err(InboxError::Full),
-                    None => {}
-                }
-            }
-            Err(InboxError::Backend(
-                "the delivery's key was stored and removed again while it was accepted".into(),
-            ))
-        }))
+        Box::pin(timed(self.options.timeout(), self.writer.accept(delivery)))
     }
 
     fn claim(&self, lease: Duration, max: usize) -> InboxFuture<'_, Vec<Claim>> {

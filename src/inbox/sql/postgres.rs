@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,11 +9,12 @@ use sqlx::Postgres;
 
 use super::dialect::{sealed, Dialect};
 use super::pg_notify::PgWakeups;
-use super::{error_text, millis, sql, Completion, SqlInbox, Statements, TimeParam};
+use super::writer::{Row, Target};
+use super::{backend, error_text, millis, sql, Completion, SqlInbox, Statements, TimeParam};
 use crate::inbox::backend::{
     timed, Accepted, Finish, InboxError, InboxFuture, InboxOptions, Lease,
 };
-use crate::inbox::delivery::{Delivery, HistoryKind, HISTORY_LIMIT};
+use crate::inbox::delivery::{DeliveryState, HistoryKind, HISTORY_LIMIT};
 #[cfg(doc)]
 use crate::inbox::{InboxBackend, Record};
 
@@ -53,6 +55,17 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 
 /// The Postgres inbox backend (feature `postgres`): one database shared by every replica.
 ///
+/// - Accepts are group-committed, as on [`SqliteInbox`](super::SqliteInbox): one writer task
+///   per inbox (started when it connects, shared by its clones, ended with the last one) takes
+///   the deliveries that arrived while its previous batch was committing, up to 256 deliveries
+///   or 4 MiB, inserts them with one statement over arrays (its own transaction: one round
+///   trip and one WAL flush for the batch, where single accepts each wait for their own, on
+///   one of the pool's connections), and answers each only after that commit (with
+///   `synchronous_commit = on`, the default, a `2xx` means the batch is in the flushed WAL). A
+///   duplicate within a batch is answered [`Accepted::Duplicate`] (pending); the depth limit is
+///   exact within a batch (the first deliveries of new keys, in order, within the room left);
+///   a statement that fails answers each delivery of its batch [`InboxError::Backend`] (`503`),
+///   none stored. [`accept_commits`](Self::accept_commits) counts this inbox's batches.
 /// - Claims are one statement: the due rows are selected `FOR UPDATE SKIP LOCKED` (two
 ///   claimers never wait for each other nor take the same row) and marked running with the
 ///   claim's token and the lease's end, in the row.
@@ -60,9 +73,9 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 ///   whose clocks disagree still agree on leases and backoffs.
 /// - The depth limit is checked by the accepting statement against a counter the schema keeps
 ///   in step with the deliveries (triggers, in the same transaction as each change): exact
-///   whatever the number of replicas, and the same cost at any depth. Accepts running at the
-///   same moment may pass it by their number (each sees the depth as committed when it
-///   starts). The counter is 64 rows, summed by each accept: a transaction that changes the
+///   whatever the number of replicas, and the same cost at any depth. Batches of accepts
+///   running at the same moment (in several replicas) may pass it by the number of their
+///   deliveries (each sees the depth as committed when it starts). The counter is 64 rows, summed by each accept: a transaction that changes the
 ///   depth (an accept, a completion, ...) takes a row no other one holds, so they do not wait
 ///   for each other (a handler's open [`Completion`] holds one until it ends). A transaction
 ///   left open for long anywhere in the database (a report, an idle session in a transaction)
@@ -180,14 +193,16 @@ impl SqlInbox<PostgresDialect> {
     /// [`InboxError::Backend`] or [`InboxError::Timeout`] when the schema cannot be created.
     pub async fn from_pool(pool: PgPool, options: InboxOptions) -> Result<Self, InboxError> {
         timed(options.timeout(), migrate(&pool, options.prefix())).await?;
-        let sql = Arc::new(statements(options.prefix()));
+        let sql = statements(options.prefix());
         let wake = Arc::new(PgWakeups::new(pool.clone(), options.prefix()));
-        Ok(Self {
+        let woken = Arc::clone(&wake);
+        Ok(Self::assemble(
             pool,
             options,
             sql,
-            parts: PostgresDialect { wake },
-        })
+            PostgresDialect { wake },
+            move || woken.due(),
+        ))
     }
 
     /// Starts a transaction in which the leased delivery is already marked done (its row
@@ -243,13 +258,82 @@ impl Dialect for PostgresDialect {
         result.rows_affected()
     }
 
-    /// None: `PostgreSQL` accepts each delivery in its own transaction (the server shares one
-    /// WAL flush among concurrent commits).
-    fn grouped_accept<'a>(
-        _: &'a PostgresInbox,
-        _: &'a Delivery,
-    ) -> Option<InboxFuture<'a, Accepted>> {
-        None
+    /// One statement for the batch (so one transaction, one round trip and one WAL flush),
+    /// the rows passed as arrays: it reads which keys are stored and the depth, inserts the
+    /// first delivery of each new key while there is room, and answers each row; a key that
+    /// another transaction inserted meanwhile (a replica's accept) has its state read after.
+    fn write_accepts<'a>(
+        target: &'a Target<Self>,
+        rows: &'a [Row],
+    ) -> InboxFuture<'a, Vec<Result<Accepted, InboxError>>> {
+        Box::pin(async move {
+            let column = |get: fn(&Row) -> Option<&str>| -> Vec<Option<&str>> {
+                rows.iter().map(get).collect()
+            };
+            let answers: Vec<(Option<String>, bool, bool, bool)> =
+                sqlx::query_as(&target.sql.accept)
+                    .bind(
+                        rows.iter()
+                            .map(|row| row.key.as_slice())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(column(|row| Some(&row.path)))
+                    .bind(column(|row| Some(&row.headers)))
+                    .bind(rows.iter().map(|row| row.body.as_ref()).collect::<Vec<_>>())
+                    .bind(column(|row| Some(&row.scheme)))
+                    .bind(column(|row| Some(&row.event_id)))
+                    .bind(column(|row| row.event.as_deref()))
+                    .bind(column(|row| row.action.as_deref()))
+                    .bind(column(|row| row.delivery.as_deref()))
+                    .bind(column(|row| row.scope.as_deref()))
+                    .bind(column(|row| row.tenant.as_deref()))
+                    .bind(column(|row| row.signed_at.as_deref()))
+                    .bind(column(|row| row.version.as_deref()))
+                    .bind(target.max_depth)
+                    .fetch_all(&target.pool)
+                    .await
+                    .map_err(sql)?;
+            if answers.len() != rows.len() {
+                return Err(InboxError::Backend(
+                    "accept: the batch's statement answered another number of rows".into(),
+                ));
+            }
+            // The answer of each key's first delivery in the batch, for the later ones (`None`:
+            // full).
+            let mut firsts: HashMap<[u8; 32], Option<Accepted>> = HashMap::new();
+            let mut out = Vec::with_capacity(rows.len());
+            for (row, (stored, first, inserted, room)) in rows.iter().zip(answers) {
+                let answer = match stored {
+                    // Stored before the batch.
+                    Some(state) => state.parse().map(Accepted::Duplicate).map_err(backend),
+                    None if first && inserted => Ok(Accepted::New),
+                    None if first && !room => Err(InboxError::Full),
+                    // Room, and yet not inserted: another transaction inserted the key
+                    // meanwhile (committed now: the insert waited for it).
+                    None if first => state_of(target, &row.key).await?,
+                    // Sent twice within the batch: as its first delivery was answered.
+                    None => match firsts.get(&row.key) {
+                        Some(Some(Accepted::New)) => {
+                            Ok(Accepted::Duplicate(DeliveryState::Pending))
+                        }
+                        Some(Some(duplicate)) => Ok(*duplicate),
+                        Some(None) => Err(InboxError::Full),
+                        None => Err(InboxError::Backend(
+                            "the first delivery of this key in the batch failed".into(),
+                        )),
+                    },
+                };
+                if first {
+                    match &answer {
+                        Ok(accepted) => drop(firsts.insert(row.key, Some(*accepted))),
+                        Err(InboxError::Full) => drop(firsts.insert(row.key, None)),
+                        Err(_) => {}
+                    }
+                }
+                out.push(answer);
+            }
+            Ok(out)
+        })
     }
 
     /// Wakes the producers waiting here at once, and the other processes' through a debounced
@@ -340,6 +424,26 @@ impl Dialect for PostgresDialect {
     }
 }
 
+/// The state of a key another transaction inserted while a batch was accepted: a duplicate,
+/// or (removed again since, by a purge or a prune) an error, which the sender's retry finds
+/// new.
+async fn state_of(
+    target: &Target<PostgresDialect>,
+    key: &[u8; 32],
+) -> Result<Result<Accepted, InboxError>, InboxError> {
+    let (state, _depth): (Option<String>, i64) = sqlx::query_as(&target.sql.state_of)
+        .bind(key.as_slice())
+        .fetch_one(&target.pool)
+        .await
+        .map_err(sql)?;
+    Ok(match state {
+        Some(state) => state.parse().map(Accepted::Duplicate).map_err(backend),
+        None => Err(InboxError::Backend(
+            "the delivery's key was stored and removed again while it was accepted".into(),
+        )),
+    })
+}
+
 /// Creates the tables, or brings them to the latest version, under an advisory lock.
 async fn migrate(pool: &PgPool, prefix: &str) -> Result<(), InboxError> {
     let mut transaction = pool.begin().await.map_err(sql)?;
@@ -396,14 +500,7 @@ fn statements(prefix: &str) -> Statements {
     let depth = format!("{prefix}depth");
     let owned = "key = $1 AND owner = $2 AND state = 'running'";
     Statements {
-        accept: format!(
-            "INSERT INTO {t} (key, state, attempts, due_at, accepted_at, path, headers, body, \
-             scheme, event_id, event, action, delivery, scope, tenant, signed_at, version) \
-             SELECT $1, 'pending', 0, now(), now(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-             $12, $13 \
-             WHERE (SELECT sum(n) FROM {depth}) < $14 \
-             ON CONFLICT (key) DO NOTHING"
-        ),
+        accept: accept(&t, &depth),
         state_of: format!(
             "SELECT (SELECT state FROM {t} WHERE key = $1), \
              (SELECT sum(n) FROM {depth})::bigint"
@@ -492,6 +589,44 @@ fn statements(prefix: &str) -> Statements {
              (SELECT count(*) FROM {t} WHERE state = 'pending' AND attempts > 0)"
         ),
     }
+}
+
+/// The group commit's statement on table `t` and depth counter `depth`: a batch of
+/// deliveries as arrays (`$1` to `$13`, a column each, in the order of the rows), the depth
+/// limit `$14`. One row per delivery, in order: the state of its key when stored before the
+/// batch; whether it is its key's first delivery in the batch; whether its key was inserted by
+/// the batch; whether its key's first delivery had room under the limit.
+///
+/// The limit is exact for the batch: the first delivery of each new key is numbered in order,
+/// and only those within the room (the limit less the depth, read once) are inserted; a key
+/// another transaction inserts meanwhile is skipped (`ON CONFLICT`), never counted twice. The
+/// statement is its own transaction: its commit is the batch's.
+fn accept(t: &str, depth: &str) -> String {
+    format!(
+        "WITH input AS (SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], \
+         $4::bytea[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
+         $10::text[], $11::text[], $12::text[], $13::text[]) WITH ORDINALITY AS i(key, path, \
+         headers, body, scheme, event_id, event, action, delivery, scope, tenant, signed_at, \
+         version, ord)), \
+         stored AS (SELECT d.key, d.state FROM {t} AS d \
+         WHERE d.key IN (SELECT key FROM input)), \
+         firsts AS (SELECT DISTINCT ON (key) ord FROM input ORDER BY key, ord), \
+         fresh AS (SELECT i.*, row_number() OVER (ORDER BY i.ord) AS n FROM input AS i \
+         WHERE i.ord IN (SELECT ord FROM firsts) AND i.key NOT IN (SELECT key FROM stored)), \
+         room AS (SELECT $14::bigint - coalesce((SELECT sum(n) FROM {depth}), 0) AS n), \
+         inserted AS (INSERT INTO {t} (key, state, attempts, due_at, accepted_at, path, \
+         headers, body, scheme, event_id, event, action, delivery, scope, tenant, signed_at, \
+         version) \
+         SELECT key, 'pending', 0, now(), now(), path, headers, body, scheme, event_id, event, \
+         action, delivery, scope, tenant, signed_at, version FROM fresh \
+         WHERE fresh.n <= (SELECT n FROM room) ORDER BY fresh.ord \
+         ON CONFLICT (key) DO NOTHING RETURNING key) \
+         SELECT s.state, i.ord IN (SELECT ord FROM firsts) AS first, \
+         i.key IN (SELECT key FROM inserted) AS inserted, \
+         coalesce((SELECT f.n <= (SELECT n FROM room) FROM fresh AS f WHERE f.key = i.key), \
+         false) AS room \
+         FROM input AS i LEFT JOIN stored AS s ON s.key = i.key ORDER BY i.ord"
+    )
 }
 
 /// `renew_all`'s statement on table `t`.

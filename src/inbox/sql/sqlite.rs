@@ -12,13 +12,13 @@ use sqlx::sqlite::{
 use sqlx::Sqlite;
 
 use super::dialect::{sealed, Dialect};
-use super::sqlite_writer::{Writer, WriterStatements};
 use super::wake::Wakeups;
-use super::{error_text, millis, sql, Completion, SqlInbox, Statements, TimeParam};
+use super::writer::{Row, Target};
+use super::{backend, error_text, millis, sql, Completion, SqlInbox, Statements, TimeParam};
 use crate::inbox::backend::{
     timed, Accepted, Finish, InboxError, InboxFuture, InboxOptions, Lease,
 };
-use crate::inbox::delivery::{Delivery, HistoryKind, HISTORY_LIMIT};
+use crate::inbox::delivery::{HistoryKind, HISTORY_LIMIT};
 #[cfg(doc)]
 use crate::inbox::{InboxBackend, Record};
 
@@ -148,8 +148,6 @@ pub type SqliteInbox = SqlInbox<SqliteDialect>;
 pub struct SqliteDialect {
     /// The producers waiting for work on this inbox (shared by its clones).
     wake: Arc<Wakeups>,
-    /// The group commit's writer, shared by the clones.
-    writer: Writer,
 }
 
 impl sealed::Sealed for SqliteDialect {}
@@ -210,32 +208,16 @@ impl SqlInbox<SqliteDialect> {
     /// [`InboxError::Backend`] when the schema cannot be created.
     pub async fn from_pool(pool: SqlitePool, options: InboxOptions) -> Result<Self, InboxError> {
         timed(options.timeout(), migrate(&pool, options.prefix())).await?;
-        let sql = Arc::new(statements(options.prefix()));
+        let sql = statements(options.prefix());
         let wake = Arc::<Wakeups>::default();
-        let writer = Writer::start(
-            pool.clone(),
-            WriterStatements {
-                accept: sql.accept.clone(),
-                state_of: sql.state_of.clone(),
-            },
-            options.max_depth(),
-            options.timeout(),
-            Arc::clone(&wake),
-        );
-        Ok(Self {
+        let woken = Arc::clone(&wake);
+        Ok(Self::assemble(
             pool,
             options,
             sql,
-            parts: SqliteDialect { wake, writer },
-        })
-    }
-
-    /// How many transactions this inbox's accept writer has committed since the inbox opened
-    /// (shared by its clones; other processes' writers not counted): the deliveries accepted
-    /// divided by it is the group commit's average batch.
-    #[must_use]
-    pub fn accept_commits(&self) -> u64 {
-        self.parts.writer.commits()
+            SqliteDialect { wake },
+            move || woken.wake(),
+        ))
     }
 
     /// Starts a transaction (`BEGIN IMMEDIATE`) in which the leased delivery is already marked
@@ -294,16 +276,27 @@ impl Dialect for SqliteDialect {
         result.rows_affected()
     }
 
-    /// The accept through the group commit's writer, which wakes the waiting workers after its
-    /// commit.
-    fn grouped_accept<'a>(
-        inbox: &'a SqliteInbox,
-        delivery: &'a Delivery,
-    ) -> Option<InboxFuture<'a, Accepted>> {
-        Some(Box::pin(timed(
-            inbox.options.timeout(),
-            inbox.parts.writer.accept(delivery),
-        )))
+    /// Each delivery's insert, in one `BEGIN IMMEDIATE` transaction (one commit, one sync, for
+    /// the batch). A statement that fails fails the batch: `SQLite` rolls a whole transaction
+    /// back on some errors (a full disk, an I/O error), after which the remaining inserts would
+    /// run (and commit) on their own.
+    fn write_accepts<'a>(
+        target: &'a Target<Self>,
+        rows: &'a [Row],
+    ) -> InboxFuture<'a, Vec<Result<Accepted, InboxError>>> {
+        Box::pin(async move {
+            let mut transaction = target
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(sql)?;
+            let mut answers = Vec::with_capacity(rows.len());
+            for row in rows {
+                answers.push(insert(target, &mut transaction, row).await?);
+            }
+            transaction.commit().await.map_err(sql)?;
+            Ok(answers)
+        })
     }
 
     fn due(inbox: &SqliteInbox) {
@@ -403,6 +396,48 @@ async fn migrate(pool: &SqlitePool, prefix: &str) -> Result<(), InboxError> {
         .map_err(sql)?;
     }
     transaction.commit().await.map_err(sql)
+}
+
+/// One delivery's insert, in the batch's transaction. The depth limit is exact: the insert
+/// reads the counter that the schema's triggers keep, and the batch's own earlier inserts have
+/// already moved it in this transaction; a conflict's state is read in the same transaction
+/// (holding the write lock), so no purge can remove it in between.
+async fn insert(
+    target: &Target<SqliteDialect>,
+    transaction: &mut sqlx::Transaction<'static, Sqlite>,
+    row: &Row,
+) -> Result<Result<Accepted, InboxError>, InboxError> {
+    let inserted = sqlx::query(&target.sql.accept)
+        .bind(row.key.as_slice())
+        .bind(row.path.as_str())
+        .bind(row.headers.as_str())
+        .bind(row.body.as_ref())
+        .bind(row.scheme.as_str())
+        .bind(row.event_id.as_str())
+        .bind(row.event.as_deref())
+        .bind(row.action.as_deref())
+        .bind(row.delivery.as_deref())
+        .bind(row.scope.as_deref())
+        .bind(row.tenant.as_deref())
+        .bind(row.signed_at.as_deref())
+        .bind(row.version.as_deref())
+        .bind(target.max_depth)
+        .execute(&mut **transaction)
+        .await
+        .map_err(sql)?;
+    if inserted.rows_affected() > 0 {
+        return Ok(Ok(Accepted::New));
+    }
+    let (state, _depth): (Option<String>, i64) = sqlx::query_as(&target.sql.state_of)
+        .bind(row.key.as_slice())
+        .fetch_one(&mut **transaction)
+        .await
+        .map_err(sql)?;
+    Ok(match state {
+        // A key stored earlier, or earlier in this batch (then pending).
+        Some(state) => state.parse().map(Accepted::Duplicate).map_err(backend),
+        None => Err(InboxError::Full),
+    })
 }
 
 /// The statements, with the table's name in them.

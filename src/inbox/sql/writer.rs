@@ -1,9 +1,12 @@
-//! `SQLite`'s group commit: one writer task per [`SqliteInbox`](super::SqliteInbox) takes the
-//! deliveries that arrived while its previous commit was syncing, inserts them in one
-//! `BEGIN IMMEDIATE` transaction, and answers each only after that transaction committed.
+//! The group commit of accepts: one writer task per [`SqlInbox`](super::SqlInbox) takes the
+//! deliveries that arrived while its previous batch was committing, writes them in one
+//! transaction (the [`Dialect`]'s [`write_accepts`](Dialect::write_accepts)), and answers each
+//! only after that transaction committed.
 //!
-//! `SQLite` syncs once per commit (`synchronous = FULL`), so one delivery per transaction caps
-//! accepts at the disk's sync rate; a batch shares one sync among all its deliveries, and a 2xx
+//! A database syncs once per commit (`SQLite` with `synchronous = FULL`, `PostgreSQL` with
+//! `synchronous_commit = on`), so one delivery per transaction caps accepts at the disk's sync
+//! rate (and, on `PostgreSQL`, at the pool's connections, each waiting for its own round trip
+//! and commit); a batch shares one sync and one statement among all its deliveries, and a 2xx
 //! still means the delivery is on disk.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,12 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sqlx::sqlite::SqlitePool;
-use sqlx::{Sqlite, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::wake::Wakeups;
-use super::{backend, encode_headers, signed_at, sql};
+use super::dialect::Dialect;
+use super::{encode_headers, signed_at, Statements};
 use crate::inbox::backend::{timed, Accepted, InboxError};
 use crate::inbox::delivery::Delivery;
 
@@ -31,21 +32,23 @@ pub(super) const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 const QUEUE: usize = 1024;
 
 /// A delivery's row, encoded by the accept (so that an encoding error is its own) and bound by
-/// the writer.
-struct Row {
-    key: [u8; 32],
-    path: String,
-    headers: String,
-    body: Bytes,
-    scheme: String,
-    event_id: String,
-    event: Option<String>,
-    action: Option<String>,
-    delivery: Option<String>,
-    scope: Option<String>,
-    tenant: Option<String>,
-    signed_at: Option<String>,
-    version: Option<String>,
+/// the dialect's batch.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Row {
+    pub(super) key: [u8; 32],
+    pub(super) path: String,
+    pub(super) headers: String,
+    pub(super) body: Bytes,
+    pub(super) scheme: String,
+    pub(super) event_id: String,
+    pub(super) event: Option<String>,
+    pub(super) action: Option<String>,
+    pub(super) delivery: Option<String>,
+    pub(super) scope: Option<String>,
+    pub(super) tenant: Option<String>,
+    pub(super) signed_at: Option<String>,
+    pub(super) version: Option<String>,
 }
 
 impl Row {
@@ -74,18 +77,19 @@ impl Row {
     }
 }
 
+/// What a dialect's batch writes with: the inbox's pool, its statements, its depth limit.
+#[doc(hidden)]
+pub struct Target<D: Dialect> {
+    pub(super) pool: sqlx::Pool<D::Database>,
+    pub(super) sql: Arc<Statements>,
+    /// The depth limit, as SQL takes it.
+    pub(super) max_depth: i64,
+}
+
 /// One accept waiting for its batch's commit.
 struct Request {
     row: Row,
     reply: oneshot::Sender<Result<Accepted, InboxError>>,
-}
-
-/// The statements the writer runs, with the table's name in them.
-pub(super) struct WriterStatements {
-    /// The insert (`ON CONFLICT DO NOTHING`, and only while the depth counter is below `$14`).
-    pub(super) accept: String,
-    /// A key's state and the depth counter.
-    pub(super) state_of: String,
 }
 
 /// The handle the inbox (and each of its clones) holds: the writer ends when the last one is
@@ -97,23 +101,20 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on the current Tokio runtime.
-    pub(super) fn start(
-        pool: SqlitePool,
-        statements: WriterStatements,
-        max_depth: u64,
+    /// Starts the writer task on the current Tokio runtime; `wake` is called after a commit
+    /// that stored a new delivery (and after a batch whose outcome is unknown).
+    pub(super) fn start<D: Dialect>(
+        target: Target<D>,
         timeout: Duration,
-        wake: Arc<Wakeups>,
+        wake: impl Fn() + Send + Sync + 'static,
     ) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
         let task = Task {
-            pool,
-            statements,
-            max_depth: i64::try_from(max_depth).unwrap_or(i64::MAX),
+            target,
             timeout,
             commits: Arc::clone(&commits),
-            wake,
+            wake: Box::new(wake),
         };
         tokio::spawn(task.run(receiver));
         Self { sender, commits }
@@ -142,18 +143,16 @@ fn stopped() -> InboxError {
 }
 
 /// The writer task's state.
-struct Task {
-    pool: SqlitePool,
-    statements: WriterStatements,
-    max_depth: i64,
+struct Task<D: Dialect> {
+    target: Target<D>,
     timeout: Duration,
     commits: Arc<AtomicU64>,
-    /// Woken after a commit that stored a new delivery (here, not by the accepts: one that
+    /// Called after a commit that stored a new delivery (here, not by the accepts: one that
     /// gave up while its batch committed would leave its delivery to the workers' poll).
-    wake: Arc<Wakeups>,
+    wake: Box<dyn Fn() + Send + Sync>,
 }
 
-impl Task {
+impl<D: Dialect> Task<D> {
     async fn run(self, mut receiver: mpsc::Receiver<Request>) {
         let mut carried: Option<Request> = None;
         loop {
@@ -184,7 +183,11 @@ impl Task {
             if batch.is_empty() {
                 continue;
             }
-            let written = timed(self.timeout, self.write(&batch)).await;
+            let (requests, rows): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .map(|Request { row, reply }| (reply, row))
+                .unzip();
+            let written = timed(self.timeout, D::write_accepts(&self.target, &rows)).await;
             match written {
                 Ok(answers) => {
                     self.commits.fetch_add(1, Ordering::Relaxed);
@@ -193,86 +196,27 @@ impl Task {
                         .any(|answer| matches!(answer, Ok(Accepted::New)))
                     {
                         // Committed: the workers waiting on this inbox claim at once.
-                        self.wake.wake();
+                        (self.wake)();
                     }
-                    for (request, answer) in batch.into_iter().zip(answers) {
-                        let _ = request.reply.send(answer);
+                    for (reply, answer) in requests.into_iter().zip(answers) {
+                        let _ = reply.send(answer);
                     }
                 }
                 Err(error) => {
                     crate::observe::warn!(
                         %error,
-                        deliveries = batch.len(),
+                        deliveries = requests.len(),
                         "inbox accept batch failed; each of its deliveries is answered an error"
                     );
-                    for request in batch {
-                        let _ = request.reply.send(Err(each(&error)));
+                    // A commit whose answer was lost (a timeout, a cut connection) may have
+                    // stored the batch: a spurious wake-up costs one claim.
+                    (self.wake)();
+                    for reply in requests {
+                        let _ = reply.send(Err(each(&error)));
                     }
                 }
             }
         }
-    }
-
-    /// Inserts the batch in one transaction and commits it: each delivery's answer, or the
-    /// error that failed the whole batch (nothing of it committed, or, for an error of the
-    /// commit itself, unknown, as with any commit whose answer was lost).
-    ///
-    /// A statement that fails fails the batch: `SQLite` rolls a whole transaction back on some
-    /// errors (a full disk, an I/O error), after which the remaining inserts would run (and
-    /// commit) on their own.
-    async fn write(
-        &self,
-        batch: &[Request],
-    ) -> Result<Vec<Result<Accepted, InboxError>>, InboxError> {
-        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(sql)?;
-        let mut answers = Vec::with_capacity(batch.len());
-        for request in batch {
-            answers.push(self.insert(&mut transaction, &request.row).await?);
-        }
-        transaction.commit().await.map_err(sql)?;
-        Ok(answers)
-    }
-
-    /// One delivery's insert, in the batch's transaction. The depth limit is exact: the insert
-    /// reads the counter that the schema's triggers keep, and the batch's own earlier inserts
-    /// have already moved it in this transaction; a conflict's state is read in the same
-    /// transaction (holding the write lock), so no purge can remove it in between.
-    async fn insert(
-        &self,
-        transaction: &mut Transaction<'static, Sqlite>,
-        row: &Row,
-    ) -> Result<Result<Accepted, InboxError>, InboxError> {
-        let inserted = sqlx::query(&self.statements.accept)
-            .bind(row.key.as_slice())
-            .bind(row.path.as_str())
-            .bind(row.headers.as_str())
-            .bind(row.body.as_ref())
-            .bind(row.scheme.as_str())
-            .bind(row.event_id.as_str())
-            .bind(row.event.as_deref())
-            .bind(row.action.as_deref())
-            .bind(row.delivery.as_deref())
-            .bind(row.scope.as_deref())
-            .bind(row.tenant.as_deref())
-            .bind(row.signed_at.as_deref())
-            .bind(row.version.as_deref())
-            .bind(self.max_depth)
-            .execute(&mut **transaction)
-            .await
-            .map_err(sql)?;
-        if inserted.rows_affected() > 0 {
-            return Ok(Ok(Accepted::New));
-        }
-        let (state, _depth): (Option<String>, i64) = sqlx::query_as(&self.statements.state_of)
-            .bind(row.key.as_slice())
-            .fetch_one(&mut **transaction)
-            .await
-            .map_err(sql)?;
-        Ok(match state {
-            // A key stored earlier, or earlier in this batch (then pending).
-            Some(state) => state.parse().map(Accepted::Duplicate).map_err(backend),
-            None => Err(InboxError::Full),
-        })
     }
 }
 

@@ -1,0 +1,293 @@
+//! The group commit of accepts, as scenarios each SQL backend runs (`tests/inbox_sqlite_group.rs`,
+//! `tests/inbox_postgres_group.rs`): concurrent accepts share one transaction, each answered
+//! after its commit, with duplicates, the depth limit and failures answered per delivery; and a
+//! process killed while batches commit acknowledged only what was committed. Included with
+//! `#[path]` beside `inbox_common/backend.rs` (as `inbox_backend`).
+//!
+//! The batches are made deterministic by a gate: another transaction holds the lock the
+//! writer's transaction needs while the accepts hand their deliveries to the writer (on the
+//! test's one-threaded runtime, every accept task has handed its delivery over before the
+//! writer task runs), then lets go.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::process::Child;
+use std::time::Duration;
+
+use tower_webhook::inbox::{
+    Accepted, Delivery, DeliveryState, InboxBackend, InboxError, InboxOptions,
+};
+
+use crate::inbox_backend::delivery;
+
+/// The inbox's timeout in these tests: long, so that a busy machine times nothing out.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The event id [`Harness::poison`] makes an insert fail for.
+pub(crate) const POISON: &str = "evt_poison";
+
+/// A backend whose accepts are group-committed, and what the scenarios need of its database.
+pub(crate) trait Harness {
+    /// The inbox.
+    type Inbox: InboxBackend + Clone + Send + Sync + 'static;
+    /// What holds the writer's next transaction back until released.
+    type Gate;
+    /// An inbox on the harness's database, with [`TIMEOUT`].
+    async fn open(&self, options: InboxOptions) -> Self::Inbox;
+    /// Takes the lock the writer's next transaction waits for.
+    async fn gate(&self, inbox: &Self::Inbox) -> Self::Gate;
+    /// Lets the writer go.
+    async fn release(gate: Self::Gate);
+    /// How many transactions the inbox's accept writer committed.
+    fn commits(inbox: &Self::Inbox) -> u64;
+    /// Makes the insert of a delivery of event [`POISON`] fail (an application's trigger).
+    async fn poison(&self, inbox: &Self::Inbox);
+    /// The depth counter, as stored.
+    async fn depth_counter(&self, inbox: &Self::Inbox) -> i64;
+}
+
+/// Accepts `deliveries` at once while `gate` holds the writer back, then lets go: the answers,
+/// in the deliveries' order.
+async fn gated<H: Harness>(
+    inbox: &H::Inbox,
+    gate: H::Gate,
+    deliveries: Vec<Delivery>,
+) -> Vec<Result<Accepted, InboxError>> {
+    let tasks: Vec<_> = deliveries
+        .into_iter()
+        .map(|delivery| {
+            let inbox = inbox.clone();
+            tokio::spawn(async move { inbox.accept(&delivery).await })
+        })
+        .collect();
+    // Every accept task runs (and hands its delivery over) before this one wakes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    H::release(gate).await;
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+pub(crate) async fn stored<B: InboxBackend>(inbox: &B, id: &str) -> bool {
+    inbox.get(delivery(id).key()).await.unwrap().is_some()
+}
+
+pub(crate) async fn two_hundred_concurrent_accepts_are_committed_in_fewer_transactions_than_deliveries<
+    H: Harness,
+>(
+    harness: H,
+) {
+    let inbox = harness.open(InboxOptions::new()).await;
+    let ids: Vec<String> = (0..200).map(|n| format!("evt_group_{n}")).collect();
+    let answers = gated::<H>(
+        &inbox,
+        harness.gate(&inbox).await,
+        ids.iter().map(|id| delivery(id)).collect(),
+    )
+    .await;
+    for (id, answer) in ids.iter().zip(&answers) {
+        assert!(matches!(answer, Ok(Accepted::New)), "{id}: {answer:?}");
+        assert!(stored(&inbox, id).await, "{id} acknowledged but not stored");
+    }
+    let commits = H::commits(&inbox);
+    assert!(
+        (1..=2).contains(&commits),
+        "200 deliveries took {commits} transactions"
+    );
+    assert_eq!(inbox.stats().await.unwrap().pending, 200);
+}
+
+pub(crate) async fn a_duplicate_within_one_batch_is_answered_as_a_duplicate<H: Harness>(
+    harness: H,
+) {
+    let inbox = harness.open(InboxOptions::new()).await;
+    let answers = gated::<H>(
+        &inbox,
+        harness.gate(&inbox).await,
+        vec![
+            delivery("evt_twice"),
+            delivery("evt_other"),
+            delivery("evt_twice"),
+            delivery("evt_twice"),
+        ],
+    )
+    .await;
+    assert_eq!(H::commits(&inbox), 1, "the four were not one batch");
+    let answers: Vec<Accepted> = answers.into_iter().map(Result::unwrap).collect();
+    assert_eq!(
+        answers,
+        [
+            Accepted::New,
+            Accepted::New,
+            Accepted::Duplicate(DeliveryState::Pending),
+            Accepted::Duplicate(DeliveryState::Pending),
+        ]
+    );
+    assert_eq!(inbox.stats().await.unwrap().pending, 2);
+}
+
+pub(crate) async fn the_depth_limit_holds_exactly_within_one_batch<H: Harness>(harness: H) {
+    let inbox = harness.open(InboxOptions::new().with_max_depth(10)).await;
+    for n in 0..4 {
+        let id = format!("evt_before_{n}");
+        assert_eq!(inbox.accept(&delivery(&id)).await.unwrap(), Accepted::New);
+    }
+    let mut deliveries: Vec<Delivery> = (0..30)
+        .map(|n| delivery(&format!("evt_burst_{n}")))
+        .collect();
+    // A stored key and a key of the batch itself are duplicates, not refused, even when full.
+    deliveries.push(delivery("evt_before_0"));
+    deliveries.push(delivery("evt_burst_0"));
+    let answers = gated::<H>(&inbox, harness.gate(&inbox).await, deliveries).await;
+    assert_eq!(H::commits(&inbox), 5, "the burst was not one batch");
+    let new = answers
+        .iter()
+        .filter(|answer| matches!(answer, Ok(Accepted::New)))
+        .count();
+    let full = answers
+        .iter()
+        .filter(|answer| matches!(answer, Err(InboxError::Full)))
+        .count();
+    assert_eq!((new, full), (6, 24), "{answers:?}");
+    // The first six of the batch were taken, in order.
+    for (n, answer) in answers.iter().take(30).enumerate() {
+        assert_eq!(
+            matches!(answer, Ok(Accepted::New)),
+            n < 6,
+            "{n}: {answer:?}"
+        );
+        assert_eq!(stored(&inbox, &format!("evt_burst_{n}")).await, n < 6);
+    }
+    for answer in &answers[30..] {
+        assert!(
+            matches!(answer, Ok(Accepted::Duplicate(DeliveryState::Pending))),
+            "{answer:?}"
+        );
+    }
+    let stats = inbox.stats().await.unwrap();
+    assert_eq!(stats.depth(), 10);
+    assert_eq!(harness.depth_counter(&inbox).await, 10);
+}
+
+/// One delivery of the batch fails its insert (an application's trigger refuses it): the batch
+/// is rolled back, and every delivery in it is answered an error; none is stored, and each is
+/// accepted when sent again.
+pub(crate) async fn a_failed_batch_answers_every_delivery_an_error_and_stores_nothing<
+    H: Harness,
+>(
+    harness: H,
+) {
+    let inbox = harness.open(InboxOptions::new()).await;
+    harness.poison(&inbox).await;
+    let mut ids: Vec<String> = (0..20).map(|n| format!("evt_batch_{n}")).collect();
+    ids.insert(10, POISON.to_owned());
+    let answers = gated::<H>(
+        &inbox,
+        harness.gate(&inbox).await,
+        ids.iter().map(|id| delivery(id)).collect(),
+    )
+    .await;
+    for (id, answer) in ids.iter().zip(&answers) {
+        assert!(
+            matches!(answer, Err(InboxError::Backend(_))),
+            "{id}: {answer:?}"
+        );
+        assert!(
+            !stored(&inbox, id).await,
+            "{id} answered an error but stored"
+        );
+    }
+    assert_eq!(H::commits(&inbox), 0);
+    let stats = inbox.stats().await.unwrap();
+    assert_eq!(stats.depth(), 0);
+    assert_eq!(harness.depth_counter(&inbox).await, 0);
+    for id in ids.iter().filter(|id| *id != POISON) {
+        assert_eq!(inbox.accept(&delivery(id)).await.unwrap(), Accepted::New);
+    }
+}
+
+/// The crash test's child: 64 tasks accept deliveries of ids `evt_{round}_{task}_{n}` as fast
+/// as they can, each printing `ack <id>` once its delivery is acknowledged, until the process
+/// is killed.
+pub(crate) async fn accept_until_killed<B: InboxBackend + Clone + Send + Sync + 'static>(
+    inbox: B,
+    round: &str,
+) {
+    let tasks: Vec<_> = (0..64)
+        .map(|task| {
+            let inbox = inbox.clone();
+            let round = round.to_owned();
+            tokio::spawn(async move {
+                for n in 0.. {
+                    let id = format!("evt_{round}_{task}_{n}");
+                    if let Ok(Accepted::New) = inbox.accept(&delivery(&id)).await {
+                        let mut out = std::io::stdout().lock();
+                        writeln!(out, "ack {id}").unwrap();
+                        out.flush().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+/// SIGKILL while group commits are in flight, three times: `spawn(round)` starts a child
+/// running [`accept_until_killed`] with its stdout piped, killed after a few hundred
+/// acknowledgements. The ids the children acknowledged (each once).
+pub(crate) fn acknowledged_over_three_kills(spawn: impl Fn(usize) -> Child) -> Vec<String> {
+    let mut acknowledged = Vec::new();
+    for round in 0..3 {
+        let mut child = spawn(round);
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // Killed after a few hundred acknowledgements, mid-stream.
+        let kill_after = 100 + usize::try_from(rand::random::<u64>() % 300).unwrap();
+        let mut seen = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        for line in lines.by_ref() {
+            if let Some(id) = line.unwrap().strip_prefix("ack ") {
+                acknowledged.push(id.to_owned());
+                seen += 1;
+            }
+            if seen >= kill_after || std::time::Instant::now() > deadline {
+                break;
+            }
+        }
+        assert!(seen > 0, "round {round}: the child acknowledged nothing");
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // What the child printed before it died.
+        for line in lines {
+            let Ok(line) = line else { break };
+            if let Some(id) = line.strip_prefix("ack ") {
+                acknowledged.push(id.to_owned());
+            }
+        }
+    }
+    let unique: HashSet<&String> = acknowledged.iter().collect();
+    assert_eq!(unique.len(), acknowledged.len(), "an id acknowledged twice");
+    acknowledged
+}
+
+/// Every delivery the killed children acknowledged is stored (and so none was acknowledged
+/// that was not committed).
+pub(crate) async fn every_acknowledged_delivery_is_stored<B: InboxBackend>(
+    inbox: &B,
+    acknowledged: &[String],
+) {
+    for id in acknowledged {
+        assert!(stored(inbox, id).await, "{id} acknowledged but not stored");
+    }
+    let stats = inbox.stats().await.unwrap();
+    assert!(stats.pending >= acknowledged.len() as u64);
+    eprintln!(
+        "{} acknowledged over 3 kills, {} stored",
+        acknowledged.len(),
+        stats.pending
+    );
+}
