@@ -2061,10 +2061,17 @@ struct Paused {
 }
 
 impl Paused {
+    /// On a connection of its own with a long response timeout (a busy machine's `INFO` can
+    /// take longer than the default).
     async fn new(server: &RedisServer) -> Self {
-        Self {
-            control: server.connection().await,
-        }
+        let config =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
+        let control = redis::Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .unwrap();
+        Self { control }
     }
 }
 
