@@ -13,6 +13,8 @@ mod inbox_backend;
 mod inbox_common;
 #[cfg(feature = "axum")]
 use inbox_common::backend as inbox_backend;
+#[path = "inbox_common/group_redis.rs"]
+mod inbox_group;
 #[path = "common/servers.rs"]
 mod servers;
 use servers::RedisServer;
@@ -2049,4 +2051,150 @@ async fn connect_indexes_the_retries_of_an_inbox_from_before_the_index() {
     let upgraded = server.inbox(options).await;
     let stats = upgraded.stats().await.unwrap();
     assert_eq!((stats.pending, stats.retrying), (1_203, 602));
+}
+
+/// The gate of the group commit's scenarios (`tests/inbox_common/group.rs`): Redis pauses its
+/// clients' writes (`CLIENT PAUSE ... WRITE`, which holds every script call); the calls are
+/// the scripts Redis ran.
+struct Paused {
+    control: redis::aio::MultiplexedConnection,
+}
+
+impl Paused {
+    /// On a connection of its own with a long response timeout (a busy machine's `INFO` can
+    /// take longer than the default).
+    async fn new(server: &RedisServer) -> Self {
+        let config =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
+        let control = redis::Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .unwrap();
+        Self { control }
+    }
+}
+
+impl inbox_group::Gate for Paused {
+    async fn hold(&mut self) {
+        let () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(60_000)
+            .arg("WRITE")
+            .query_async(&mut self.control)
+            .await
+            .unwrap();
+    }
+
+    async fn let_go(&mut self) {
+        let () = redis::cmd("CLIENT")
+            .arg("UNPAUSE")
+            .query_async(&mut self.control)
+            .await
+            .unwrap();
+    }
+
+    async fn calls(&mut self) -> u64 {
+        scripts_run(&mut self.control).await
+    }
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_accepts_are_stored_in_fewer_script_calls_than_deliveries() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    let mut gate = Paused::new(&server).await;
+    inbox_group::many_accepts_take_fewer_calls_than_deliveries(&inbox, &mut gate).await;
+}
+
+#[tokio::test]
+async fn a_duplicate_within_one_accept_batch_is_answered_as_a_duplicate_on_redis() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    let mut gate = Paused::new(&server).await;
+    inbox_group::a_duplicate_within_one_batch_is_a_duplicate(&inbox, &mut gate).await;
+}
+
+#[tokio::test]
+async fn the_depth_limit_holds_exactly_within_one_accept_batch_on_redis() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new().with_max_depth(10)).await;
+    let mut gate = Paused::new(&server).await;
+    inbox_group::the_depth_limit_holds_exactly_within_one_batch(&inbox, &mut gate).await;
+}
+
+/// One delivery of the batch fails its script's read (its hash's key holds a string): the call
+/// fails before it wrote anything, and every delivery in it is answered an error; none is
+/// stored, and each is accepted when sent again.
+#[tokio::test]
+async fn a_failed_accept_batch_answers_every_delivery_an_error_and_stores_nothing_on_redis() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server.inbox(InboxOptions::new()).await;
+    let mut redis = server.connection().await;
+    let () = redis::cmd("SET")
+        .arg(inbox.delivery_key(inbox_backend::delivery(inbox_group::POISON).key()))
+        .arg("not a hash")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut gate = Paused::new(&server).await;
+    inbox_group::a_failed_batch_answers_every_delivery_an_error_and_stores_nothing(
+        &inbox, &mut gate,
+    )
+    .await;
+    assert_eq!(xlen(&mut redis, inbox.stream_key()).await, 20);
+}
+
+/// The child's settings: the server's URL, `|`, the round.
+const GROUP_CHILD_ENV: &str = "TOWER_WEBHOOK_REDIS_GROUP_CHILD";
+
+/// The child: 64 tasks accept deliveries as fast as they can, until the process is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of the group commit's crash test"]
+async fn group_commit_child() {
+    let Ok(settings) = std::env::var(GROUP_CHILD_ENV) else {
+        return;
+    };
+    let (url, round) = settings.split_once('|').unwrap();
+    let inbox = RedisInbox::connect(url, InboxOptions::new()).await.unwrap();
+    inbox_group::accept_until_killed(inbox, round).await;
+}
+
+/// SIGKILL of the accepting process while group-committed script calls are in flight, three
+/// times, then Redis (`appendonly yes`, `appendfsync always`) killed and started again from its
+/// append-only file: every delivery the children acknowledged is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_during_a_group_commit_loses_no_acknowledged_delivery_on_redis() {
+    let Some(mut server) = RedisServer::start_durable() else {
+        return;
+    };
+    let url = server.url();
+    let acknowledged = tokio::task::spawn_blocking(move || {
+        inbox_group::acknowledged_over_three_kills("group_commit_child", GROUP_CHILD_ENV, &url)
+    })
+    .await
+    .unwrap();
+    server.kill();
+    server.spawn().unwrap();
+    // Until Redis has loaded its append-only file.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let inbox = loop {
+        match RedisInbox::connect(&server.url(), InboxOptions::new()).await {
+            Ok(inbox) => break inbox,
+            Err(error) => assert!(
+                Instant::now() < deadline,
+                "Redis did not come back: {error}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    inbox_group::every_acknowledged_delivery_is_stored(&inbox, &acknowledged).await;
 }

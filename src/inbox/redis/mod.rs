@@ -8,6 +8,7 @@ mod completion;
 mod record;
 mod scripts;
 mod wake;
+mod writer;
 
 use std::fmt;
 use std::future::Future;
@@ -26,9 +27,10 @@ use super::query::{Cursor, Filter, Page};
 use crate::idempotency::{IdempotencyKey, Token, MAX_DURATION};
 
 pub use self::completion::RedisCompletion;
-use self::record::{decode, encode};
+use self::record::decode;
 use self::scripts::{Keys, Scripts, GROUP};
 use self::wake::Wake;
+use self::writer::Writer;
 
 /// How many done deliveries one `prune` script removes; `prune` runs it until fewer are left.
 const PRUNE_BATCH: usize = 500;
@@ -53,7 +55,9 @@ const IDLE_CONSUMER: Duration = Duration::from_secs(60 * 60);
 /// - **Accept** is one script: when the key (the delivery's [`IdempotencyKey`], which names
 ///   the endpoint) has no hash yet and the depth allows it, it stores the delivery in a hash
 ///   and appends an entry to the stream with `XADD`; otherwise it answers the stored state (a
-///   duplicate) or full. The `2xx` follows the script's answer.
+///   duplicate) or full. The `2xx` follows the script's answer. Accepts are group-committed
+///   (see below): one script call stores the accepts that arrived while the previous call was
+///   in flight.
 /// - **Claim** is one script over the consumer group `workers`: the stream's next entries are
 ///   read with `XREADGROUP` under this process's consumer name (`hostname-pid-random`, unique
 ///   per [`connect`](Self::connect), so a process never mistakes another's pending entries for
@@ -103,6 +107,30 @@ const IDLE_CONSUMER: Duration = Duration::from_secs(60 * 60);
 /// answered `false` (refused: the caller reads it again, as after any refusal), and the others
 /// of the batch are recorded and answered as usual; one damaged delivery never fails the
 /// renewal of every running lease.
+///
+/// # Group-committed accepts
+///
+/// One writer task per inbox (started by [`connect`](Self::connect), shared by the clones)
+/// takes the deliveries that arrived while its previous script call was in flight, up to 256
+/// deliveries or 4 MiB, and stores them with one call of the accept script; each accept is
+/// answered only after that call returned. With `appendfsync always` Redis writes and fsyncs a
+/// script's effects before it answers, so a `2xx` still means the delivery is on disk. Within
+/// a call:
+///
+/// - a key sent twice (a sender's quick retry) is stored once, and the later ones are answered
+///   as duplicates of the pending delivery;
+/// - the depth limit is exact: each new delivery counts against it for the ones after it, and
+///   a delivery past the limit is answered [`InboxError::Full`] and not stored;
+/// - every delivery's state is read before anything is written, so a read that fails (a
+///   delivery's key holding another type) fails the call with nothing stored; a failed call
+///   answers each of its deliveries [`InboxError::Backend`] (the layer answers `503`). A call
+///   whose answer was lost (the connection cut after Redis ran it) may have stored its
+///   deliveries, as with any call: the sender's retry is then a duplicate.
+///
+/// Each accept keeps its own timeout ([`InboxOptions::with_timeout`]): one that timed out while
+/// its call was in flight may still be stored (its retry is then a duplicate); one that timed
+/// out before the writer took it is not written. Several processes each have their own
+/// writer; Redis runs their calls one at a time.
 ///
 /// # Wake-ups
 ///
@@ -205,6 +233,8 @@ pub struct RedisInbox {
     consumer: Arc<str>,
     scripts: Arc<Scripts>,
     wake: Arc<Wake>,
+    /// The group commit's writer, shared by the clones.
+    writer: Writer,
 }
 
 impl fmt::Debug for RedisInbox {
@@ -237,14 +267,26 @@ impl RedisInbox {
                 .map_err(backend)
         })
         .await?;
+        let keys = Arc::new(Keys::new(options.prefix()));
+        let scripts = Arc::new(Scripts::new());
+        let wake = Wake::new();
+        let writer = Writer::start(
+            connection.clone(),
+            Arc::clone(&keys),
+            scripts.accept.clone(),
+            options.max_depth(),
+            options.timeout(),
+            Arc::clone(&wake),
+        );
         let inbox = Self {
             client,
             connection,
-            keys: Arc::new(Keys::new(options.prefix())),
+            keys,
             options,
             consumer: consumer_name().into(),
-            scripts: Arc::new(Scripts::new()),
-            wake: Wake::new(),
+            scripts,
+            wake,
+            writer,
         };
         inbox.create_group().await?;
         inbox.index_retries().await?;
@@ -475,26 +517,10 @@ impl RedisInbox {
 }
 
 impl InboxBackend for RedisInbox {
+    /// Through the group commit's writer: one script call for the accepts that arrived while
+    /// the previous one was in flight (see "Group-committed accepts" in the type's docs).
     fn accept<'a>(&'a self, delivery: &'a Delivery) -> InboxFuture<'a, Accepted> {
-        Box::pin(async move {
-            let fields = encode(delivery)?;
-            let key = delivery.key().to_hex();
-            let depth = self.options.max_depth().to_string();
-            let mut args: Vec<&[u8]> = vec![key.as_bytes(), depth.as_bytes()];
-            for (name, value) in &fields {
-                args.push(name.as_bytes());
-                args.push(value);
-            }
-            let answer: String = self.run(&self.scripts.accept, &args).await?;
-            match answer.as_str() {
-                "new" => {
-                    self.wake_local();
-                    Ok(Accepted::New)
-                }
-                "full" => Err(InboxError::Full),
-                state => Ok(Accepted::Duplicate(state.parse().map_err(boxed)?)),
-            }
-        })
+        Box::pin(timed(self.options.timeout(), self.writer.accept(delivery)))
     }
 
     fn claim(&self, lease: Duration, limit: usize) -> InboxFuture<'_, Vec<Claim>> {

@@ -28,16 +28,38 @@ local function retake(k)
   redis.call('HSET', h, 'owner', token)
   return view(k)
 end
--- Entry `id` of delivery k, just read from the stream.
+-- The index commands of the deliveries taken from the stream, one of each for all of them at
+-- the end (after every take, whether it failed or not).
+local taken = { leases = {}, pending = {}, running = {} }
+-- Entry `id` of delivery k, just read from the stream: what `move` and `view` do, in fewer
+-- commands (the lease's end is the one just given; the indexes are left to `taken`). Its lease
+-- is given first: an odd delivery (attempts or acceptance time not a number) keeps it, as the
+-- comment above says.
 local function take(id, k)
   local h = hprefix .. k
-  local v = redis.call('HMGET', h, 'state', 'sid')
+  local v = redis.call('HMGET', h, 'state', 'sid', 'attempts', 'accepted')
   if v[1] == 'pending' and v[2] == id then
-    redis.call('ZADD', leases, ms(now + lease), k)
-    redis.call('HINCRBY', h, 'attempts', 1)
-    redis.call('HSET', h, 'state', 'running', 'owner', token)
-    move(k, h, 'pending', 'running')
-    return view(k)
+    local ends = ms(now + lease)
+    table.insert(taken.leases, ends)
+    table.insert(taken.leases, k)
+    -- None stored counts as none made (as `HINCRBY` counts it).
+    local attempts = 0
+    if v[3] then attempts = tonumber(v[3]) end
+    if not attempts or attempts ~= math.floor(attempts) then
+      error('the attempts of ' .. k .. ' are not a whole number')
+    end
+    local accepted = tonumber(v[4])
+    if not accepted then error('the acceptance time of ' .. k .. ' is not a number') end
+    redis.call('HSET', h, 'state', 'running', 'owner', token, 'attempts', attempts + 1)
+    table.insert(taken.pending, k)
+    table.insert(taken.running, ms(accepted))
+    table.insert(taken.running, k)
+    -- Pending with attempts, it was in the retrying index.
+    if attempts > 0 then redis.call('ZREM', retrying, k) end
+    local all = redis.call('HGETALL', h)
+    table.insert(all, 'lease_end')
+    table.insert(all, ends)
+    return all
   end
   -- Left behind by a purge: nothing to run.
   redis.call('XACK', stream, group, id)
@@ -88,5 +110,8 @@ if from_stream > 0 then
       keep(pcall(take, entry[1], entry[2][2]))
     end
   end
+  chunked('ZADD', leases, taken.leases)
+  chunked('ZREM', sets.pending, taken.pending)
+  chunked('ZADD', sets.running, taken.running)
 end
 return out

@@ -13,6 +13,20 @@ local hprefix, group = ARGV[1], ARGV[2]
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local function ms(n) return string.format('%.0f', n) end
+-- Runs `command key <list...>` (plus `extra` arguments before the list, when given) in as few
+-- calls as Lua's stack allows: the list in chunks of at most 4,000 items (even, so that
+-- score-member pairs stay together).
+local function chunked(command, key, list, extra)
+  local step = 4000
+  for first = 1, #list, step do
+    local last = math.min(first + step - 1, #list)
+    if extra then
+      redis.call(command, key, extra, unpack(list, first, last))
+    else
+      redis.call(command, key, unpack(list, first, last))
+    end
+  end
+end
 -- Moves delivery k from the index of one state to another's (scored by acceptance), after
 -- its hash was updated: into the retrying index too when it is pending with attempts.
 local function move(k, h, from, to)
@@ -44,14 +58,14 @@ local function enstream(k, h)
   local id = redis.call('XADD', stream, '*', 'k', k)
   redis.call('HSET', h, 'sid', id)
 end
--- Appends an entry to delivery h's history (a JSON array in its `history` field, oldest
--- first, the last `history_limit` kept; `history_limit` is set before this prelude from
--- `HISTORY_LIMIT`): the attempt it ended (or, replayed, the attempts before the reset), what
--- happened, the error (retried or dead) and when. A history that does not decode, or not
--- encode again, is started again rather than fail the outcome.
-local function remember(h, attempt, kind, err)
+-- Delivery h's history (a JSON array in its `history` field, oldest first, the last
+-- `history_limit` kept; `history_limit` is set before this prelude from `HISTORY_LIMIT`), as
+-- `stored` (the field's value, or false), with an entry appended: the attempt it ended (or,
+-- replayed, the attempts before the reset), what happened, the error (retried or dead) and
+-- when. A history that does not decode, or not encode again, is started again rather than fail
+-- the outcome. Answers the encoded history, for the caller's `HSET`.
+local function appended(stored, attempt, kind, err)
   local entries = {}
-  local stored = redis.call('HGET', h, 'history')
   if stored then
     local ok, decoded = pcall(cjson.decode, stored)
     if ok and type(decoded) == 'table' then
@@ -68,7 +82,11 @@ local function remember(h, attempt, kind, err)
   -- `cjson` refuses to write): such a history starts again too.
   local ok, encoded = pcall(cjson.encode, entries)
   if not ok then encoded = cjson.encode({ entry }) end
-  redis.call('HSET', h, 'history', encoded)
+  return encoded
+end
+-- Appends an entry to delivery h's history (see `appended`).
+local function remember(h, attempt, kind, err)
+  redis.call('HSET', h, 'history', appended(redis.call('HGET', h, 'history'), attempt, kind, err))
 end
 -- The stored fields of delivery k, and when its lease ends when running.
 local function view(k)
