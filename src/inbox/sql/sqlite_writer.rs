@@ -16,9 +16,10 @@ use sqlx::{Sqlite, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::wake::Wakeups;
-use super::{backend, encode_headers, signed_at, sql};
-use crate::inbox::backend::{timed, Accepted, InboxError};
+use super::{encode_headers, signed_at, sql};
+use crate::inbox::backend::Accepted;
 use crate::inbox::delivery::Delivery;
+use crate::inbox::error::{backend, timed, InboxError};
 
 /// How many deliveries one transaction takes at most.
 pub(super) const MAX_BATCH: usize = 256;
