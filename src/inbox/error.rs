@@ -1,27 +1,15 @@
-//! [`InboxError`], and the one copy of the helpers every backend maps its failures with.
+//! [`InboxError`], and the one copy of the helpers every backend (the inboxes', the Redis
+//! store's) maps its failures with.
 
 #[cfg(doc)]
 use super::InboxOptions;
+use crate::error::StorageError;
 
-/// An inbox could not answer. The layer answers `503` with `Retry-After` to an accept that
-/// failed, so the sender retries; a worker tries again later.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum InboxError {
-    /// The backend (the database, ...) failed or could not be reached, or holds a row it cannot
-    /// read.
-    #[error("inbox backend error: {0}")]
-    Backend(Box<dyn std::error::Error + Send + Sync>),
-    /// The backend did not answer within the configured timeout. The call may still take
-    /// effect: an accept that timed out may have stored the delivery (its retry is then a
-    /// duplicate, and the delivery is processed once).
-    #[error("inbox timed out")]
-    Timeout,
-    /// The inbox holds as many waiting deliveries as it may ([`InboxOptions::with_max_depth`]):
-    /// backpressure, the delivery was not stored (never dropped after an acknowledgement).
-    #[error("inbox is full")]
-    Full,
-}
+/// An inbox could not answer: the [`StorageError`] that stores report too. The layer answers
+/// `503` with `Retry-After` to an accept that failed (`inbox_full` when the inbox is
+/// [`Full`](StorageError::Full), past [`InboxOptions::with_max_depth`]; `inbox_unavailable`
+/// otherwise), so the sender retries; a worker tries again later.
+pub type InboxError = StorageError;
 
 /// `future`, or [`InboxError::Timeout`] after `timeout`.
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]

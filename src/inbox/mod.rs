@@ -61,7 +61,7 @@
 pub mod admin;
 mod backend;
 mod delivery;
-mod error;
+pub(crate) mod error;
 mod options;
 mod query;
 #[cfg(feature = "redis")]
