@@ -54,9 +54,8 @@ pub(crate) struct Config {
     pub(crate) secrets: SecretSource,
     pub(crate) body_limit: usize,
     pub(crate) body_timeout: Option<Duration>,
-    pub(crate) idempotency: Option<Idempotency>,
-    /// Inbox mode: verified deliveries are stored there instead of handed to the inner service.
-    pub(crate) inbox: Option<InboxMode>,
+    /// What happens to a verified delivery.
+    pub(crate) guard: Guard,
     /// The fingerprint of the name given to `with_endpoint`; `None`: the verifying secret's.
     pub(crate) endpoint: Option<Fingerprint>,
     /// How long a resolver may take, and the `Retry-After` when it fails or takes longer.
@@ -78,8 +77,7 @@ impl std::fmt::Debug for Config {
             .field("secrets", &self.secrets)
             .field("body_limit", &self.body_limit)
             .field("body_timeout", &self.body_timeout)
-            .field("idempotency", &self.idempotency)
-            .field("inbox", &self.inbox)
+            .field("guard", &self.guard)
             .field("named_endpoint", &self.endpoint.is_some())
             .field("resolver_timeout", &self.resolver_timeout)
             .field("resolver_retry_after", &self.resolver_retry_after)
@@ -90,6 +88,20 @@ impl std::fmt::Debug for Config {
             )
             .finish_non_exhaustive()
     }
+}
+
+/// What the layer does with a verified delivery (steps 6 and 7 of the module docs): one of
+/// three, so that a request reads one `match`.
+#[derive(Debug)]
+pub(crate) enum Guard {
+    /// Reserve the event in the idempotency store, call the inner service, then complete the
+    /// reservation or release it (the default).
+    Idempotency(Idempotency),
+    /// Inbox mode: store the delivery and answer once it is committed; the inbox's workers call
+    /// the inner service later.
+    Inbox(InboxMode),
+    /// Call the inner service, deduplicating nothing (`without_idempotency`).
+    Off,
 }
 
 /// Where the layer gets the secrets to try.
@@ -109,6 +121,14 @@ impl std::fmt::Debug for SecretSource {
 }
 
 impl Config {
+    /// The idempotency guard, when deliveries are handled inline with one.
+    pub(crate) fn idempotency(&self) -> Option<&Idempotency> {
+        match &self.guard {
+            Guard::Idempotency(idempotency) => Some(idempotency),
+            Guard::Inbox(_) | Guard::Off => None,
+        }
+    }
+
     /// The `503 secrets_unavailable` answer when the resolver cannot give a request's secrets.
     pub(crate) fn secrets_unavailable(&self) -> Rejection {
         Rejection::new(

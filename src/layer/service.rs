@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use tower_service::Service;
 
 use super::body::{LayerBody, ResponseBody};
-use super::config::{Config, SecretSource};
+use super::config::{Config, Guard, SecretSource};
 use super::future::{Admission, ResponseFuture};
 use super::inbox::Stored;
 use crate::error::{Reason, Rejection, RejectionKind};
@@ -169,28 +169,30 @@ fn admit<B: Body>(
                 Err(rejection) => return Admission::Answer(reject(&observation, &rejection)),
             };
         observation.verified(&meta);
-        if let Some(inbox) = &config.inbox {
-            let stored =
-                super::inbox::store(inbox, config.idempotency.as_ref(), &parts, body, &meta).await;
-            return Admission::Answer(match stored {
-                Stored::New(response) => {
-                    observation.stored();
-                    response
-                }
-                Stored::Duplicate(response) => {
-                    observation.stored_already();
-                    response
-                }
-                Stored::Refused(rejection) => reject(&observation, &rejection),
-            });
-        }
         let verified = VerifiedBody {
             body,
             event,
             envelope_data: data,
         };
-        let Some(idempotency) = &config.idempotency else {
-            return Admission::Call(inner_request(parts, verified, meta), None, config);
+        let idempotency = match &config.guard {
+            Guard::Idempotency(idempotency) => idempotency,
+            Guard::Off => {
+                return Admission::Call(inner_request(parts, verified, meta), None, config);
+            }
+            Guard::Inbox(inbox) => {
+                let stored = super::inbox::store(inbox, &parts, verified.body, &meta).await;
+                return Admission::Answer(match stored {
+                    Stored::New(response) => {
+                        observation.stored();
+                        response
+                    }
+                    Stored::Duplicate(response) => {
+                        observation.stored_already();
+                        response
+                    }
+                    Stored::Refused(rejection) => reject(&observation, &rejection),
+                });
+            }
         };
         let key = IdempotencyKey::for_delivery(&meta);
         let reserved = match idempotency.store.reserve(&key, idempotency.lease).await {
