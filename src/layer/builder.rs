@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::config::{Config, Guard, SecretSource, WebhookLayer};
+use super::config::{Config, Guard, SecretSource};
 use super::inbox::{InboxMode, DEFAULT_RETRY_AFTER as DEFAULT_INBOX_RETRY_AFTER};
+use super::layer::WebhookLayer;
 use super::public_url::PublicUrl;
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
