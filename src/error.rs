@@ -1,4 +1,5 @@
-//! Why a request was refused, and configuration mistakes.
+//! Why a request was refused, configuration mistakes, and why a store or an inbox could not
+//! answer.
 //!
 //! A refused delivery is never a [`Service`](tower_service::Service) error: the layer answers it
 //! with a small JSON body (`{"error": "<code>", "message": "<text>"}`), the right status code and,
@@ -548,6 +549,38 @@ pub enum ConfigError {
     /// let anyone in.
     #[error("the inbox admin's token must not be empty")]
     EmptyAdminToken,
+}
+
+/// A store or an inbox could not answer: the one error of the
+/// [`IdempotencyStore`](crate::IdempotencyStore) and
+/// [`InboxBackend`](crate::inbox::InboxBackend) contracts, named
+/// [`StoreError`](crate::idempotency::StoreError) and [`InboxError`](crate::inbox::InboxError)
+/// where each is used.
+///
+/// The layer answers a request it could not record or store `503` with `Retry-After`
+/// (`store_unavailable`, `inbox_unavailable`, or `inbox_full` for an inbox that is
+/// [`Full`](Self::Full)), so the sender retries; an inbox worker tries again later. Its logs say
+/// which part failed; the message says how.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The backend (Redis, the database, ...) failed or could not be reached, or holds a value
+    /// it cannot read.
+    #[error("storage backend error: {0}")]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+    /// The backend did not answer within the configured timeout. The call may still take
+    /// effect: an inbox accept that timed out may have stored the delivery (its retry is then a
+    /// duplicate, and the delivery is processed once).
+    #[error("storage backend timed out")]
+    Timeout,
+    /// No room for a new entry, which is refused rather than another evicted: a store holds as
+    /// many live reservations as it may (evicting one could let an event run twice); an inbox
+    /// holds as many waiting deliveries as it may
+    /// ([`InboxOptions::with_max_depth`](crate::inbox::InboxOptions::with_max_depth)):
+    /// backpressure, the delivery was not stored (never dropped after an acknowledgement).
+    /// Never bypassed by a layer configured to fail open.
+    #[error("storage is full: new entries are refused, none is evicted")]
+    Full,
 }
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ mod whole_message;
 
 pub use self::clock::{Clock, SystemClock};
 pub use self::envelope::{Envelope, EventType, SotionEvent};
-pub use self::error::{ConfigError, Rejection, RejectionKind};
+pub use self::error::{ConfigError, Rejection, RejectionKind, StorageError};
 pub use self::event::FromEvent;
 pub use self::idempotency::{Idempotency, IdempotencyStore, MemoryStore};
 pub use self::layer::{WebhookLayer, WebhookService};

@@ -723,3 +723,72 @@ async fn deliveries_accepted_in_one_millisecond_are_paged_through_each_once() {
     assert_eq!(since(instant + Duration::from_nanos(1)).await, 0);
     assert_eq!(since(instant - Duration::from_nanos(1)).await, 10);
 }
+
+/// In inbox mode the inbox deduplicates, and a delivery stored already gets the answer of the
+/// layer's idempotency configuration (`on_duplicate`), or the default one when the layer has
+/// none (`without_idempotency`); the inner service is never called.
+#[tokio::test]
+async fn an_inbox_layer_answers_a_duplicate_as_its_idempotency_configuration_says() {
+    use http::{Request, Response, StatusCode};
+    use http_body_util::{BodyExt, Full};
+    use tower::{Layer, ServiceExt};
+    use tower_webhook::testing::{sotion_event, sotion_request};
+    use tower_webhook::{Idempotency, MemoryStore, Scheme, Secret, WebhookLayer, WebhookMeta};
+
+    const SECRET: &str = "whsec_inbox_layer";
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = SqliteInbox::open(dir.path().join("layer.db"), InboxOptions::new())
+        .await
+        .unwrap();
+    let custom = Idempotency::new(MemoryStore::default()).on_duplicate(|meta: &WebhookMeta| {
+        let mut response =
+            Response::new(Full::new(bytes::Bytes::from(format!("seen {}", meta.id()))));
+        *response.status_mut() = StatusCode::ACCEPTED;
+        response
+    });
+    let layers = [
+        (
+            WebhookLayer::builder(Scheme::sotion()).with_idempotency(custom),
+            "evt_custom",
+            StatusCode::ACCEPTED,
+            "seen evt_custom",
+        ),
+        (
+            WebhookLayer::builder(Scheme::sotion()).without_idempotency(),
+            "evt_default",
+            StatusCode::OK,
+            r#"{"status":"duplicate"}"#,
+        ),
+    ];
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    for (builder, id, status, text) in layers {
+        let layer = builder
+            .with_secret(SECRET)
+            .with_inbox(inbox.clone())
+            .build()
+            .unwrap();
+        let inner_calls = calls.clone();
+        let service = layer.layer(tower::service_fn(move |_: Request<Full<bytes::Bytes>>| {
+            inner_calls.fetch_add(1, Ordering::Relaxed);
+            async {
+                Ok::<_, std::convert::Infallible>(Response::new(Full::<bytes::Bytes>::default()))
+            }
+        }));
+        let secret = Secret::new(SECRET).unwrap();
+        let send = || {
+            service.clone().oneshot(sotion_request(
+                &secret,
+                sotion_event("member.created", id, "site_1"),
+            ))
+        };
+        let first = send().await.unwrap();
+        assert_eq!(first.status(), StatusCode::OK, "{id}");
+        assert!(!first.headers().contains_key("x-webhook-duplicate"), "{id}");
+        let again = send().await.unwrap();
+        assert_eq!(again.status(), status, "{id}");
+        assert_eq!(again.headers()["x-webhook-duplicate"], "true", "{id}");
+        let body = again.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(String::from_utf8_lossy(&body), text, "{id}");
+    }
+    assert_eq!(calls.load(Ordering::Relaxed), 0);
+}

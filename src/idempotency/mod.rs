@@ -294,17 +294,17 @@ impl Idempotency {
     }
 
     pub(crate) fn duplicate_response(&self, meta: &WebhookMeta) -> Response<LayerBody> {
-        marked_duplicate(self.on_duplicate.on_duplicate(meta))
+        duplicate_response(&*self.on_duplicate, meta)
     }
 }
 
-/// The default answer to a duplicate ([`AcknowledgeDuplicate`]), marked as one: for a layer in
-/// inbox mode without an idempotency configuration.
-pub(crate) fn acknowledged_duplicate(meta: &WebhookMeta) -> Response<LayerBody> {
-    marked_duplicate(AcknowledgeDuplicate.on_duplicate(meta))
-}
-
-fn marked_duplicate(DuplicateResponse(mut response): DuplicateResponse) -> Response<LayerBody> {
+/// `on_duplicate`'s answer to a duplicate of the event `meta` describes, marked as one (the
+/// `x-webhook-duplicate` header, the `Duplicate` extension).
+pub(crate) fn duplicate_response(
+    on_duplicate: &dyn OnDuplicate,
+    meta: &WebhookMeta,
+) -> Response<LayerBody> {
+    let DuplicateResponse(mut response) = on_duplicate.on_duplicate(meta);
     response
         .headers_mut()
         .insert(DUPLICATE_HEADER, HeaderValue::from_static("true"));

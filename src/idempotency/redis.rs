@@ -7,6 +7,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Cmd, RedisWrite, Script};
 
 use super::store::{IdempotencyKey, IdempotencyStore, Reservation, StoreError, StoreFuture, Token};
+use crate::inbox::error::{backend, timed};
 
 /// The default prefix of every key a [`RedisStore`] writes.
 const DEFAULT_PREFIX: &str = "tower-webhook:";
@@ -255,10 +256,7 @@ impl RedisStore {
         };
         // The only timer of the call: the connection has no response timeout of its own (see
         // `connection_config`).
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(result) => result.map_err(backend),
-            Err(_) => Err(StoreError::Timeout),
-        }
+        timed(self.timeout, async { call.await.map_err(backend) }).await
     }
 }
 
@@ -297,10 +295,10 @@ impl RedisStore {
     async fn undo(&self, key: &IdempotencyKey, token: &Token) -> Result<i64, StoreError> {
         let command = self.command(Lua::Release, true, key, token, None);
         let mut connection = self.connection.clone();
-        match tokio::time::timeout(self.timeout, query(&mut connection, &command)).await {
-            Ok(result) => result.map_err(backend),
-            Err(_) => Err(StoreError::Timeout),
-        }
+        timed(self.timeout, async {
+            query(&mut connection, &command).await.map_err(backend)
+        })
+        .await
     }
 
     /// Undoes a reserve that may have run without our knowing: a compare-and-delete of `token`
@@ -404,10 +402,6 @@ fn connection_config() -> ConnectionManagerConfig {
         // No response timeout: each call has the store's own (`with_timeout`), its only timer.
         .set_response_timeout(None)
         .set_number_of_retries(1)
-}
-
-fn backend(error: redis::RedisError) -> StoreError {
-    StoreError::Backend(Box::new(error))
 }
 
 /// The longest lease or TTL a [`RedisStore`] asks Redis for, about 100 years: longer ones are

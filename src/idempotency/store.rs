@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::error::StorageError;
 use crate::meta::WebhookMeta;
 
 /// The future a store method returns: an answer already known (an in-memory store, no
@@ -395,21 +396,12 @@ impl fmt::Debug for IdempotencyKey {
     }
 }
 
-/// A store could not answer. The layer answers `503 store_unavailable` with `Retry-After`.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The store's backend (Redis, ...) failed or could not be reached.
-    #[error("idempotency store backend error: {0}")]
-    Backend(Box<dyn std::error::Error + Send + Sync>),
-    /// The store did not answer in time.
-    #[error("idempotency store timed out")]
-    Timeout,
-    /// The store holds as many live reservations as it may; it refuses new ones rather than
-    /// evict one (which could let an event run twice).
-    #[error("idempotency store is full of in-flight reservations")]
-    Full,
-}
+/// A store could not answer: the [`StorageError`] that inboxes report too. The layer answers
+/// `503 store_unavailable` with `Retry-After` (or, configured to fail open, calls the handler
+/// without a reservation, unless the store is [`Full`](StorageError::Full): a store full of
+/// in-flight reservations refuses new ones rather than evict one, which could let an event run
+/// twice).
+pub type StoreError = StorageError;
 
 #[cfg(test)]
 mod tests {

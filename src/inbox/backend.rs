@@ -2,48 +2,22 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::error::ConfigError;
 use crate::idempotency::{IdempotencyKey, Token};
 
 use super::delivery::{Delivery, DeliveryState, Record};
+use super::error::InboxError;
+#[cfg(doc)]
+use super::options::InboxOptions;
 use super::query::{Cursor, Filter, Page};
 
-/// How long one inbox call may take by default before it fails with [`InboxError::Timeout`]
-/// (the layer then answers `503` with `Retry-After`): 5 seconds.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How many deliveries may wait (pending or running) by default before
-/// [`InboxBackend::accept`] refuses new ones with [`InboxError::Full`]: 100,000.
-pub const DEFAULT_MAX_DEPTH: u64 = 100_000;
 /// How long done deliveries are kept by default to answer duplicates, before
 /// [`InboxBackend::prune`] removes them: 7 days, longer than the senders' retry windows.
 pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// How many deliveries of each state the default [`InboxBackend::search`] reads: 10,000.
 pub const DEFAULT_SEARCH_SCAN: usize = 10_000;
-/// The default prefix of the SQL backends' table names (`tower_webhook_deliveries`, ...).
-pub const DEFAULT_PREFIX: &str = "tower_webhook_";
 
 /// The future an inbox call returns.
 pub type InboxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, InboxError>> + Send + 'a>>;
-
-/// An inbox could not answer. The layer answers `503` with `Retry-After` to an accept that
-/// failed, so the sender retries; a worker tries again later.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum InboxError {
-    /// The backend (the database, ...) failed or could not be reached, or holds a row it cannot
-    /// read.
-    #[error("inbox backend error: {0}")]
-    Backend(Box<dyn std::error::Error + Send + Sync>),
-    /// The backend did not answer within the configured timeout. The call may still take
-    /// effect: an accept that timed out may have stored the delivery (its retry is then a
-    /// duplicate, and the delivery is processed once).
-    #[error("inbox timed out")]
-    Timeout,
-    /// The inbox holds as many waiting deliveries as it may ([`InboxOptions::with_max_depth`]):
-    /// backpressure, the delivery was not stored (never dropped after an acknowledgement).
-    #[error("inbox is full")]
-    Full,
-}
 
 /// The answer to [`InboxBackend::accept`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,112 +154,6 @@ impl Stats {
     #[must_use]
     pub fn waiting(&self) -> u64 {
         self.pending.saturating_sub(self.retrying)
-    }
-}
-
-/// An inbox backend's configuration: the SQL backends take it when they open.
-///
-/// ```
-/// use std::time::Duration;
-/// use tower_webhook::inbox::InboxOptions;
-///
-/// let options = InboxOptions::new()
-///     .with_prefix("billing_")?
-///     .with_max_depth(10_000)
-///     .with_timeout(Duration::from_secs(2));
-/// assert_eq!(options.prefix(), "billing_");
-/// # Ok::<(), tower_webhook::ConfigError>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboxOptions {
-    prefix: String,
-    max_depth: u64,
-    timeout: Duration,
-}
-
-impl Default for InboxOptions {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl InboxOptions {
-    /// The defaults: prefix [`DEFAULT_PREFIX`], depth [`DEFAULT_MAX_DEPTH`], timeout
-    /// [`DEFAULT_TIMEOUT`].
-    #[must_use]
-    pub fn new() -> Self {
-        Self {
-            prefix: DEFAULT_PREFIX.to_owned(),
-            max_depth: DEFAULT_MAX_DEPTH,
-            timeout: DEFAULT_TIMEOUT,
-        }
-    }
-
-    /// The prefix of every table (and index) name the backend creates (default
-    /// `tower_webhook_`): give each inbox sharing a database its own. Lower-case ASCII letters,
-    /// digits and `_`, starting with a letter or `_`, at most 40 bytes (it is part of SQL
-    /// identifiers).
-    ///
-    /// # Errors
-    /// [`ConfigError::InvalidInboxPrefix`] when the prefix breaks those rules.
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Result<Self, ConfigError> {
-        let prefix = prefix.into();
-        let mut bytes = prefix.bytes();
-        let first_ok = bytes
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
-        let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !first_ok || !rest_ok || prefix.len() > 40 {
-            return Err(ConfigError::InvalidInboxPrefix);
-        }
-        self.prefix = prefix;
-        Ok(self)
-    }
-
-    /// How many deliveries may wait (pending or running) before accept answers
-    /// [`InboxError::Full`] (default [`DEFAULT_MAX_DEPTH`]).
-    ///
-    /// The limit is the inbox's, not a process's: every process and replica that opens the
-    /// inbox counts the same deliveries, so accepts made one after another never pass it,
-    /// whichever processes make them. Accepts running at the same moment may pass it by their
-    /// number on Postgres (each sees the depth as committed when it starts); on `SQLite` (one
-    /// writer at a time) and Redis (one script per accept) they never do. Each process compares
-    /// that depth with its own limit, so give them all the same one (a process given `0` stops
-    /// taking new deliveries while the others go on).
-    ///
-    /// `0` refuses every new delivery (`503 inbox_full`, so the senders retry later) while
-    /// duplicates are still answered as such: a way to stop intake while the workers drain
-    /// the inbox.
-    #[must_use]
-    pub fn with_max_depth(mut self, max_depth: u64) -> Self {
-        self.max_depth = max_depth;
-        self
-    }
-
-    /// How long one call may take before it fails with [`InboxError::Timeout`] (default
-    /// [`DEFAULT_TIMEOUT`]); it also bounds waiting for a pooled connection.
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The table-name prefix.
-    #[must_use]
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// The depth limit.
-    #[must_use]
-    pub fn max_depth(&self) -> u64 {
-        self.max_depth
-    }
-
-    /// The timeout of one call.
-    #[must_use]
-    pub fn timeout(&self) -> Duration {
-        self.timeout
     }
 }
 
@@ -488,31 +356,5 @@ pub trait InboxBackend: Send + Sync + 'static {
             tokio::time::sleep(timeout).await;
             Ok(())
         })
-    }
-}
-
-/// `future`, or [`InboxError::Timeout`] after `timeout`.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) async fn timed<T>(
-    timeout: Duration,
-    future: impl Future<Output = Result<T, InboxError>>,
-) -> Result<T, InboxError> {
-    tokio::time::timeout(timeout, future)
-        .await
-        .unwrap_or(Err(InboxError::Timeout))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefixes_are_checked_because_they_are_part_of_sql_identifiers() {
-        for good in ["tower_webhook_", "_x", "app1_"] {
-            assert!(InboxOptions::new().with_prefix(good).is_ok(), "{good}");
-        }
-        for bad in ["", "1x", "x;drop", "X", "a-b", "\"x", &"a".repeat(41)] {
-            assert!(InboxOptions::new().with_prefix(bad).is_err(), "{bad}");
-        }
     }
 }

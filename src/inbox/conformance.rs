@@ -9,10 +9,10 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 use http::{HeaderName, HeaderValue};
 
-use super::backend::{
-    Accepted, Claim, Finish, InboxBackend, InboxError, InboxOptions, Lease, Replay,
-};
+use super::backend::{Accepted, Claim, Finish, InboxBackend, Lease, Replay};
 use super::delivery::{Delivery, DeliveryState, Facts};
+use super::error::InboxError;
+use super::options::InboxOptions;
 use crate::idempotency::{IdempotencyKey, Token};
 
 mod admin;

@@ -61,6 +61,8 @@
 pub mod admin;
 mod backend;
 mod delivery;
+pub(crate) mod error;
+mod options;
 mod query;
 #[cfg(feature = "redis")]
 mod redis;
@@ -74,14 +76,15 @@ mod worker;
 pub mod conformance;
 
 pub use self::backend::{
-    Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease, Replay,
-    Stats, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_DEPTH, DEFAULT_PREFIX, DEFAULT_SEARCH_SCAN,
-    DEFAULT_TIMEOUT,
+    Accepted, Claim, Finish, InboxBackend, InboxFuture, Lease, Replay, Stats, DEFAULT_DEDUP_WINDOW,
+    DEFAULT_SEARCH_SCAN,
 };
 pub use self::delivery::{
     is_never_stored, Delivery, DeliveryState, Facts, HistoryEntry, HistoryKind, Record, Status,
     UnknownState, HISTORY_LIMIT,
 };
+pub use self::error::InboxError;
+pub use self::options::{InboxOptions, DEFAULT_MAX_DEPTH, DEFAULT_PREFIX, DEFAULT_TIMEOUT};
 pub use self::query::{Cursor, Filter, InvalidCursor, Page, MAX_PAGE};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisCompletion, RedisInbox};

@@ -2,7 +2,8 @@
 
 use crate::idempotency::IdempotencyKey;
 
-use super::backend::{InboxBackend, InboxError, Replay};
+use super::backend::{InboxBackend, Replay};
+use super::error::InboxError;
 
 /// Replays the delivery stored under `key` as [`InboxBackend::replay`] does (a dead one, or with
 /// [`Replay::DeadOrDone`] a done one, made pending and due now, its attempts reset), and, when

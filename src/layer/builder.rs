@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::config::{Config, SecretSource, WebhookLayer};
+use super::config::{Config, Guard, SecretSource};
 use super::inbox::{InboxMode, DEFAULT_RETRY_AFTER as DEFAULT_INBOX_RETRY_AFTER};
+use super::layer::WebhookLayer;
 use super::public_url::PublicUrl;
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
-use crate::idempotency::{checked, Idempotency, IdempotencyStore};
+use crate::idempotency::{checked, AcknowledgeDuplicate, Idempotency, IdempotencyStore};
 use crate::inbox::InboxBackend;
 use crate::observe::{InboxName, Metrics, DEFAULT_INBOX_NAME};
 use crate::scheme::Scheme;
@@ -446,21 +447,32 @@ impl WebhookLayerBuilder {
             (None, None) => return Err(ConfigError::NoSecret),
             (Some(_), Some(_)) => return Err(ConfigError::SecretsWithResolver),
         };
-        let inbox = self
-            .inbox
-            .map(|inbox| InboxMode::new(inbox, &self.scheme, self.inbox_retry_after));
         let mut metrics = Metrics::new(self.scheme.shared_name());
-        if inbox.is_some() {
-            metrics = metrics.with_inbox(&InboxName::new(self.inbox_name));
-        }
+        let guard = match (self.inbox, self.idempotency) {
+            (Some(inbox), idempotency) => {
+                metrics = metrics.with_inbox(&InboxName::new(self.inbox_name));
+                // Only the idempotency configuration's duplicate answer is used.
+                let on_duplicate = match idempotency {
+                    Some(idempotency) => idempotency.on_duplicate,
+                    None => Arc::new(AcknowledgeDuplicate),
+                };
+                Guard::Inbox(InboxMode::new(
+                    inbox,
+                    &self.scheme,
+                    self.inbox_retry_after,
+                    on_duplicate,
+                ))
+            }
+            (None, Some(idempotency)) => Guard::Idempotency(idempotency),
+            (None, None) => Guard::Off,
+        };
         Ok(WebhookLayer::from_config(Config {
             metrics,
-            inbox,
+            guard,
             scheme: self.scheme,
             secrets,
             body_limit: self.body_limit.get(),
             body_timeout: self.body_timeout,
-            idempotency: self.idempotency,
             endpoint: self.endpoint,
             resolver_timeout: self.resolver_timeout,
             resolver_retry_after: self.resolver_retry_after,

@@ -69,7 +69,7 @@ pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
-            let idempotency = this.config.as_ref().and_then(|config| config.idempotency.as_ref());
+            let idempotency = this.config.as_deref().and_then(Config::idempotency);
             // Released when this guard goes, after the handler's future: even if dropping that
             // future panics.
             let _release = Abandon(this.reserved.take().zip(idempotency));
@@ -181,7 +181,7 @@ where
             let config = this.config.as_ref();
             let task = match (
                 this.reserved.take(),
-                config.and_then(|config| config.idempotency.as_ref()),
+                config.and_then(|config| config.idempotency()),
             ) {
                 (Some(reserved), Some(idempotency)) => {
                     reserved.finish(&idempotency.store, succeeded, idempotency.ttl)

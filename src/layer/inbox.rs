@@ -10,7 +10,7 @@ use http_body_util::Full;
 
 use super::body::LayerBody;
 use crate::error::{Rejection, RejectionKind};
-use crate::idempotency::{acknowledged_duplicate, Idempotency, IdempotencyKey};
+use crate::idempotency::{duplicate_response, IdempotencyKey, OnDuplicate};
 use crate::inbox::{Accepted, Delivery, InboxBackend, InboxError};
 use crate::meta::WebhookMeta;
 use crate::scheme::{Scheme, Source};
@@ -42,6 +42,10 @@ pub(crate) struct InboxMode {
     /// The headers stored with each delivery: the ones the scheme reads, and `Content-Type`.
     pub(crate) headers: Vec<HeaderName>,
     pub(crate) retry_after: Duration,
+    /// The answer to a delivery stored already: the idempotency configuration's
+    /// [`on_duplicate`](crate::Idempotency::on_duplicate), or else the default one (its store is
+    /// not used: the inbox deduplicates).
+    pub(crate) on_duplicate: Arc<dyn OnDuplicate>,
 }
 
 impl std::fmt::Debug for InboxMode {
@@ -58,11 +62,13 @@ impl InboxMode {
         backend: Arc<dyn InboxBackend>,
         scheme: &Scheme,
         retry_after: Duration,
+        on_duplicate: Arc<dyn OnDuplicate>,
     ) -> Self {
         Self {
             backend,
             headers: headers_read(scheme),
             retry_after,
+            on_duplicate,
         }
     }
 }
@@ -80,7 +86,6 @@ pub(crate) enum Stored {
 /// Stores a verified delivery (steps 1 to 5 passed), keyed as the idempotency guard keys it.
 pub(crate) async fn store(
     inbox: &InboxMode,
-    idempotency: Option<&Idempotency>,
     parts: &request::Parts,
     body: Bytes,
     meta: &WebhookMeta,
@@ -101,10 +106,9 @@ pub(crate) async fn store(
             accepting.keep();
             Stored::New(accepted())
         }
-        Ok(Accepted::Duplicate(_)) => Stored::Duplicate(match idempotency {
-            Some(idempotency) => idempotency.duplicate_response(meta),
-            None => acknowledged_duplicate(meta),
-        }),
+        Ok(Accepted::Duplicate(_)) => {
+            Stored::Duplicate(duplicate_response(&*inbox.on_duplicate, meta))
+        }
         Err(InboxError::Full) => {
             crate::observe::warn!("the inbox is full; answering 503");
             Stored::Refused(

@@ -67,14 +67,18 @@ mod builder;
 mod config;
 mod future;
 mod inbox;
+// tower-http's layout: `layer.rs`, `service.rs`, `future.rs`.
+#[allow(clippy::module_inception)]
+mod layer;
 mod public_url;
+mod read;
 mod service;
 
 pub(crate) use self::body::LayerBody;
 pub use self::body::ResponseBody;
 pub use self::builder::WebhookLayerBuilder;
-pub use self::config::WebhookLayer;
 pub use self::future::ResponseFuture;
+pub use self::layer::WebhookLayer;
 // Read by the extractors and the router (axum), written by `testing::verified_request` and the
 // inbox's workers.
 pub(crate) use self::service::VerifiedBody;

@@ -4,24 +4,24 @@ use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::{Buf, Bytes, BytesMut};
-use http::header::CONTENT_LENGTH;
-use http::{request, HeaderMap, HeaderValue, Request, Response};
+use bytes::Bytes;
+use http::{request, HeaderValue, Request, Response};
 use http_body::Body;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use tower_service::Service;
 
 use super::body::{LayerBody, ResponseBody};
-use super::config::{Config, SecretSource};
+use super::config::{Config, Guard, SecretSource};
 use super::future::{Admission, ResponseFuture};
 use super::inbox::Stored;
+use super::read::{check_declared_length, read_body_in_time};
 use crate::error::{Reason, Rejection, RejectionKind};
 use crate::idempotency::{IdempotencyKey, Reservation, Reserved, StoreError};
 use crate::meta::WebhookMeta;
 use crate::observe::Observation;
 use crate::scheme::{BodyForm, Described};
 use crate::secret::{Secret, SecretResolver, Secrets, Tenant};
-use crate::verify::{BodyCheck, Pipeline};
+use crate::verify::Pipeline;
 
 /// The middleware built by [`WebhookLayer`](super::WebhookLayer): verifies each request, then
 /// calls the inner service with the verified body (`Full<Bytes>`, the exact bytes received)
@@ -169,28 +169,30 @@ fn admit<B: Body>(
                 Err(rejection) => return Admission::Answer(reject(&observation, &rejection)),
             };
         observation.verified(&meta);
-        if let Some(inbox) = &config.inbox {
-            let stored =
-                super::inbox::store(inbox, config.idempotency.as_ref(), &parts, body, &meta).await;
-            return Admission::Answer(match stored {
-                Stored::New(response) => {
-                    observation.stored();
-                    response
-                }
-                Stored::Duplicate(response) => {
-                    observation.stored_already();
-                    response
-                }
-                Stored::Refused(rejection) => reject(&observation, &rejection),
-            });
-        }
         let verified = VerifiedBody {
             body,
             event,
             envelope_data: data,
         };
-        let Some(idempotency) = &config.idempotency else {
-            return Admission::Call(inner_request(parts, verified, meta), None, config);
+        let idempotency = match &config.guard {
+            Guard::Idempotency(idempotency) => idempotency,
+            Guard::Off => {
+                return Admission::Call(inner_request(parts, verified, meta), None, config);
+            }
+            Guard::Inbox(inbox) => {
+                let stored = super::inbox::store(inbox, &parts, verified.body, &meta).await;
+                return Admission::Answer(match stored {
+                    Stored::New(response) => {
+                        observation.stored();
+                        response
+                    }
+                    Stored::Duplicate(response) => {
+                        observation.stored_already();
+                        response
+                    }
+                    Stored::Refused(rejection) => reject(&observation, &rejection),
+                });
+            }
         };
         let key = IdempotencyKey::for_delivery(&meta);
         let reserved = match idempotency.store.reserve(&key, idempotency.lease).await {
@@ -321,33 +323,6 @@ fn verify_request<'a, B: Body + 'a>(
     }
 }
 
-/// Reads the body within the body timeout, if one is set.
-#[allow(clippy::manual_async_fn)] // not an `async fn`: see BENCHMARKS.md ("the future")
-fn read_body_in_time<'a, 'c, B: Body + 'a>(
-    body: B,
-    config: &'a Config,
-    check: &'a mut BodyCheck<'c>,
-) -> impl Future<Output = Result<Bytes, Rejection>> + use<'a, 'c, B> {
-    async move {
-        let mut reading = std::pin::pin!(read_body(body, config.body_limit, check));
-        // Polled once before a timer is armed: see BENCHMARKS.md ("the body timer").
-        let first = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
-        match (first, config.body_timeout) {
-            (Poll::Ready(result), _) => result,
-            // The timer is boxed: see BENCHMARKS.md ("the future").
-            (Poll::Pending, Some(timeout)) => Box::pin(tokio::time::timeout(timeout, reading))
-                .await
-                .map_err(|_| {
-                    Rejection::new(
-                        RejectionKind::BodyTimeout,
-                        "the body did not arrive in time",
-                    )
-                })?,
-            (Poll::Pending, None) => reading.await,
-        }
-    }
-}
-
 /// Asks the resolver for the request's tenant, within the configured time: a resolver that
 /// fails or does not answer in time is answered `503 secrets_unavailable` with `Retry-After`.
 async fn resolve(
@@ -386,72 +361,3 @@ const MISMATCH: Rejection = Rejection::new(
     RejectionKind::SignatureMismatch,
     "the signature does not match the body for any configured secret",
 );
-
-const TOO_LARGE: Rejection = Rejection::new(
-    RejectionKind::PayloadTooLarge,
-    "the body is larger than this receiver accepts",
-);
-
-/// Refuses a body whose declared length is over the limit, before reading any of it.
-fn check_declared_length<B: Body>(
-    headers: &HeaderMap,
-    body: &B,
-    limit: usize,
-) -> Result<(), Rejection> {
-    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit) || body.size_hint().lower() > limit {
-        return Err(TOO_LARGE);
-    }
-    Ok(())
-}
-
-/// Reads the body frame by frame, feeding each data frame to the MACs, and stops as soon as it
-/// passes `limit`: never more than `limit` bytes are kept.
-async fn read_body<B: Body>(
-    body: B,
-    limit: usize,
-    check: &mut BodyCheck<'_>,
-) -> Result<Bytes, Rejection> {
-    let mut body = std::pin::pin!(body);
-    let mut first: Option<Bytes> = None;
-    let mut rest: Option<BytesMut> = None;
-    let mut total: usize = 0;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| {
-            Rejection::new(
-                RejectionKind::BodyReadFailed,
-                "the body could not be read to its end",
-            )
-        })?;
-        let Ok(mut data) = frame.into_data() else {
-            continue; // trailers are not signed; ignore them
-        };
-        let len = data.remaining();
-        total = total.saturating_add(len);
-        if total > limit {
-            return Err(TOO_LARGE);
-        }
-        let chunk = data.copy_to_bytes(len);
-        check.update(&chunk);
-        // One frame (the common case) is kept as it is, without a copy.
-        match (&mut first, &mut rest) {
-            (None, _) => first = Some(chunk),
-            (Some(head), None) => {
-                let mut buffer = BytesMut::with_capacity(head.len() + chunk.len());
-                buffer.extend_from_slice(head);
-                buffer.extend_from_slice(&chunk);
-                rest = Some(buffer);
-            }
-            (Some(_), Some(buffer)) => buffer.extend_from_slice(&chunk),
-        }
-    }
-    Ok(match (first, rest) {
-        (_, Some(buffer)) => buffer.freeze(),
-        (Some(head), None) => head,
-        (None, None) => Bytes::new(),
-    })
-}

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
-use super::{backend, timed, RedisInbox};
-use crate::inbox::backend::InboxError;
+use super::{backend, RedisInbox};
+use crate::inbox::error::{timed, InboxError};
 use crate::inbox::worker::{Attempt, Fence, Tracked};
 
 /// A completion in progress: the handler's commands, queued in a `MULTI`/`EXEC` transaction

@@ -11,18 +11,16 @@ mod wake;
 mod writer;
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncConnectionConfig, Client, Script};
 
-use super::backend::{
-    Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease, Replay,
-    Stats,
-};
+use super::backend::{Accepted, Claim, Finish, InboxBackend, InboxFuture, Lease, Replay, Stats};
 use super::delivery::{Delivery, DeliveryState, Record};
+use super::error::{corrupt, timed, InboxError};
+use super::options::InboxOptions;
 use super::query::{Cursor, Filter, Page};
 use crate::idempotency::{IdempotencyKey, Token, MAX_DURATION};
 
@@ -940,7 +938,7 @@ fn start_position(filter: &Filter) -> Option<(i128, Option<String>)> {
 
 /// A time in whole ms since the epoch.
 fn from_ms_i128(ms: i128) -> Result<time::OffsetDateTime, InboxError> {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).map_err(boxed)
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).map_err(super::error::backend)
 }
 
 fn lease_args(lease: &Lease) -> [Vec<u8>; 2] {
@@ -956,16 +954,6 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
-/// `future`, or [`InboxError::Timeout`] after `timeout`.
-async fn timed<T>(
-    timeout: Duration,
-    future: impl Future<Output = Result<T, InboxError>>,
-) -> Result<T, InboxError> {
-    tokio::time::timeout(timeout, future)
-        .await
-        .unwrap_or(Err(InboxError::Timeout))
-}
-
 /// A Redis error: a response timeout is a timeout.
 fn backend(error: redis::RedisError) -> InboxError {
     if error.is_timeout() {
@@ -973,14 +961,6 @@ fn backend(error: redis::RedisError) -> InboxError {
     } else {
         InboxError::Backend(Box::new(error))
     }
-}
-
-fn boxed(error: impl std::error::Error + Send + Sync + 'static) -> InboxError {
-    InboxError::Backend(Box::new(error))
-}
-
-fn corrupt(message: &'static str) -> InboxError {
-    InboxError::Backend(message.into())
 }
 
 #[cfg(test)]

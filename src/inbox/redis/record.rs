@@ -7,12 +7,11 @@ use http::{HeaderName, HeaderValue};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::{boxed, corrupt};
 use crate::idempotency::IdempotencyKey;
-use crate::inbox::backend::InboxError;
 use crate::inbox::delivery::{
     Delivery, DeliveryState, Facts, HistoryEntry, HistoryKind, Record, HISTORY_LIMIT,
 };
+use crate::inbox::error::{backend, corrupt, InboxError};
 
 /// The fields a delivery is stored as, besides the inbox's own.
 pub(super) fn encode(delivery: &Delivery) -> Result<Vec<(&'static str, Vec<u8>)>, InboxError> {
@@ -39,7 +38,7 @@ pub(super) fn encode(delivery: &Delivery) -> Result<Vec<(&'static str, Vec<u8>)>
         }
     }
     if let Some(timestamp) = facts.timestamp {
-        let text = timestamp.format(&Rfc3339).map_err(boxed)?;
+        let text = timestamp.format(&Rfc3339).map_err(backend)?;
         fields.push(("signed_at", text.into_bytes()));
     }
     Ok(fields)
@@ -67,8 +66,8 @@ fn decode_headers(bytes: &[u8]) -> Result<Vec<(HeaderName, HeaderValue)>, InboxE
                 .iter()
                 .position(|byte| *byte == b':')
                 .ok_or_else(|| corrupt("a stored header has no name"))?;
-            let name = HeaderName::from_bytes(&line[..colon]).map_err(boxed)?;
-            let value = HeaderValue::from_bytes(&line[colon + 1..]).map_err(boxed)?;
+            let name = HeaderName::from_bytes(&line[..colon]).map_err(backend)?;
+            let value = HeaderValue::from_bytes(&line[colon + 1..]).map_err(backend)?;
             Ok((name, value))
         })
         .collect()
@@ -82,7 +81,7 @@ pub(super) fn decode(row: Vec<Vec<u8>>) -> Result<Record, InboxError> {
         fields.insert(name, value);
     }
     let mut take = |name: &str| fields.remove(name.as_bytes());
-    let text = |value: Vec<u8>| String::from_utf8(value).map_err(boxed);
+    let text = |value: Vec<u8>| String::from_utf8(value).map_err(backend);
     let required = |value: Option<Vec<u8>>, name: &'static str| value.ok_or_else(|| corrupt(name));
     let key: [u8; 32] = required(take("key"), "a stored delivery has no key")?
         .as_slice()
@@ -90,7 +89,7 @@ pub(super) fn decode(row: Vec<Vec<u8>>) -> Result<Record, InboxError> {
         .map_err(|_| corrupt("a stored key is not 32 bytes"))?;
     let state: DeliveryState = text(required(take("state"), "a stored delivery has no state")?)?
         .parse()
-        .map_err(boxed)?;
+        .map_err(backend)?;
     let number = |value: Option<Vec<u8>>| -> Result<Option<i64>, InboxError> {
         value
             .map(|value| {
@@ -110,7 +109,7 @@ pub(super) fn decode(row: Vec<Vec<u8>>) -> Result<Record, InboxError> {
     let timestamp = optional(take("signed_at"))?
         .map(|text| OffsetDateTime::parse(&text, &Rfc3339))
         .transpose()
-        .map_err(boxed)?;
+        .map_err(backend)?;
     let facts = Facts {
         scheme: text(required(take("scheme"), "a stored delivery has no scheme")?)?,
         id: text(required(take("id"), "a stored delivery has no event id")?)?,
@@ -195,7 +194,7 @@ fn whole(number: f64) -> Option<i64> {
 }
 
 fn from_ms(ms: i64) -> Result<OffsetDateTime, InboxError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).map_err(boxed)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).map_err(backend)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::{backend, millis, RedisInbox};
 use crate::idempotency::MAX_DURATION;
-use crate::inbox::backend::InboxError;
+use crate::inbox::error::InboxError;
 
 /// How long a wait pauses after its blocking connection failed (Redis restarting, ...)
 /// before it connects again, while the timeout allows.

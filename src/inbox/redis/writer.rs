@@ -15,12 +15,13 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 use tokio::sync::{mpsc, oneshot};
 
+use super::backend;
 use super::record::encode;
 use super::scripts::{Keys, GROUP};
 use super::wake::Wake;
-use super::{backend, boxed, corrupt, timed};
-use crate::inbox::backend::{Accepted, InboxError};
+use crate::inbox::backend::Accepted;
 use crate::inbox::delivery::Delivery;
+use crate::inbox::error::{corrupt, timed, InboxError};
 
 /// How many deliveries one script call takes at most.
 pub(super) const MAX_BATCH: usize = 256;
@@ -207,7 +208,10 @@ impl Task {
             .map(|answer| match answer.as_str() {
                 "new" => Ok(Accepted::New),
                 "full" => Err(InboxError::Full),
-                state => state.parse().map(Accepted::Duplicate).map_err(boxed),
+                state => state
+                    .parse()
+                    .map(Accepted::Duplicate)
+                    .map_err(crate::inbox::error::backend),
             })
             .collect())
     }

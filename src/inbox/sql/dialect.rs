@@ -10,7 +10,8 @@ use futures_util::future::BoxFuture;
 
 use super::writer::{Row, Target};
 use super::SqlInbox;
-use crate::inbox::backend::{Accepted, Finish, InboxError, InboxFuture, Lease};
+use crate::inbox::backend::{Accepted, Finish, InboxFuture, Lease};
+use crate::inbox::error::InboxError;
 
 /// A SQL database the inbox runs on: [`SqliteDialect`](super::SqliteDialect) or
 /// [`PostgresDialect`](super::PostgresDialect). Sealed: the inbox's statements are written for

@@ -34,12 +34,13 @@ use sqlx::Row;
 
 use crate::idempotency::{IdempotencyKey, Token, MAX_DURATION};
 use crate::inbox::backend::{
-    timed, Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease,
-    Replay, Stats,
+    Accepted, Claim, Finish, InboxBackend, InboxFuture, Lease, Replay, Stats,
 };
 use crate::inbox::delivery::{
     Delivery, DeliveryState, Facts, HistoryEntry, HistoryKind, Record, Status, HISTORY_LIMIT,
 };
+use crate::inbox::error::{backend, corrupt, timed, InboxError};
+use crate::inbox::options::InboxOptions;
 use crate::inbox::query::{Filter, Page};
 use crate::inbox::worker::Tracked;
 
@@ -326,20 +327,12 @@ pub(super) fn limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
-pub(super) fn backend(error: impl std::error::Error + Send + Sync + 'static) -> InboxError {
-    InboxError::Backend(Box::new(error))
-}
-
 /// A `sqlx` error: waiting too long for a pooled connection is a timeout.
 pub(super) fn sql(error: sqlx::Error) -> InboxError {
     match error {
         sqlx::Error::PoolTimedOut => InboxError::Timeout,
         other => backend(other),
     }
-}
-
-fn corrupt(message: &'static str) -> InboxError {
-    InboxError::Backend(message.into())
 }
 
 /// A delivery marked done inside a database transaction that the handler writes its own effects

@@ -14,11 +14,11 @@ use sqlx::Sqlite;
 use super::dialect::{sealed, Dialect};
 use super::wake::Wakeups;
 use super::writer::{Row, Target};
-use super::{backend, error_text, millis, sql, Completion, SqlInbox, Statements, TimeParam};
-use crate::inbox::backend::{
-    timed, Accepted, Finish, InboxError, InboxFuture, InboxOptions, Lease,
-};
+use super::{error_text, millis, sql, Completion, SqlInbox, Statements, TimeParam};
+use crate::inbox::backend::{Accepted, Finish, InboxFuture, Lease};
 use crate::inbox::delivery::{HistoryKind, HISTORY_LIMIT};
+use crate::inbox::error::{backend, timed, InboxError};
+use crate::inbox::options::InboxOptions;
 #[cfg(doc)]
 use crate::inbox::{InboxBackend, Record};
 

@@ -18,8 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::dialect::Dialect;
 use super::{encode_headers, signed_at, Statements};
-use crate::inbox::backend::{timed, Accepted, InboxError};
+use crate::inbox::backend::Accepted;
 use crate::inbox::delivery::Delivery;
+use crate::inbox::error::{timed, InboxError};
 
 /// How many deliveries one transaction takes at most.
 pub(super) const MAX_BATCH: usize = 256;

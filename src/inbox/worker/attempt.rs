@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
-use super::super::backend::InboxError;
 use super::super::backend::Lease;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+use super::super::error::InboxError;
 
 /// A completion begun (`Attempt::begin_complete`) and dropped without a commit: the attempt's
 /// error.

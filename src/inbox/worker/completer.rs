@@ -11,8 +11,9 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::super::backend::{Finish, InboxBackend, InboxError, Lease};
+use super::super::backend::{Finish, InboxBackend, Lease};
 use super::super::delivery::{Delivery, DeliveryState, Record};
+use super::super::error::InboxError;
 use super::{Outcome, Shared};
 use crate::observe::Span;
 
