@@ -492,7 +492,7 @@ pub trait InboxBackend: Send + Sync + 'static {
 }
 
 /// `future`, or [`InboxError::Timeout`] after `timeout`.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 pub(crate) async fn timed<T>(
     timeout: Duration,
     future: impl Future<Output = Result<T, InboxError>>,

@@ -61,6 +61,8 @@
 pub mod admin;
 mod backend;
 mod delivery;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+mod group_commit;
 mod query;
 #[cfg(feature = "redis")]
 mod redis;

@@ -11,7 +11,6 @@ mod wake;
 mod writer;
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +18,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncConnectionConfig, Client, Script};
 
 use super::backend::{
-    Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease, Replay,
-    Stats,
+    timed, Accepted, Claim, Finish, InboxBackend, InboxError, InboxFuture, InboxOptions, Lease,
+    Replay, Stats,
 };
 use super::delivery::{Delivery, DeliveryState, Record};
 use super::query::{Cursor, Filter, Page};
@@ -30,7 +29,7 @@ pub use self::completion::RedisCompletion;
 use self::record::decode;
 use self::scripts::{Keys, Scripts, GROUP};
 use self::wake::Wake;
-use self::writer::Writer;
+use self::writer::{Accepts, Row, Writer};
 
 /// How many done deliveries one `prune` script removes; `prune` runs it until fewer are left.
 const PRUNE_BATCH: usize = 500;
@@ -270,14 +269,14 @@ impl RedisInbox {
         let keys = Arc::new(Keys::new(options.prefix()));
         let scripts = Arc::new(Scripts::new());
         let wake = Wake::new();
-        let writer = Writer::start(
-            connection.clone(),
-            Arc::clone(&keys),
-            scripts.accept.clone(),
-            options.max_depth(),
-            options.timeout(),
-            Arc::clone(&wake),
-        );
+        let accepts = Accepts {
+            connection: connection.clone(),
+            keys: Arc::clone(&keys),
+            script: scripts.accept.clone(),
+            max_depth: options.max_depth().to_string(),
+        };
+        let woken = Arc::clone(&wake);
+        let writer = Writer::start(accepts, options.timeout(), move || woken.notify());
         let inbox = Self {
             client,
             connection,
@@ -520,7 +519,9 @@ impl InboxBackend for RedisInbox {
     /// Through the group commit's writer: one script call for the accepts that arrived while
     /// the previous one was in flight (see "Group-committed accepts" in the type's docs).
     fn accept<'a>(&'a self, delivery: &'a Delivery) -> InboxFuture<'a, Accepted> {
-        Box::pin(timed(self.options.timeout(), self.writer.accept(delivery)))
+        Box::pin(timed(self.options.timeout(), async move {
+            self.writer.accept(Row::new(delivery)?).await
+        }))
     }
 
     fn claim(&self, lease: Duration, limit: usize) -> InboxFuture<'_, Vec<Claim>> {
@@ -954,16 +955,6 @@ fn lease_args(lease: &Lease) -> [Vec<u8>; 2] {
 fn millis(duration: Duration) -> u64 {
     let ms = duration.min(MAX_DURATION).as_nanos().div_ceil(1_000_000);
     u64::try_from(ms).unwrap_or(u64::MAX)
-}
-
-/// `future`, or [`InboxError::Timeout`] after `timeout`.
-async fn timed<T>(
-    timeout: Duration,
-    future: impl Future<Output = Result<T, InboxError>>,
-) -> Result<T, InboxError> {
-    tokio::time::timeout(timeout, future)
-        .await
-        .unwrap_or(Err(InboxError::Timeout))
 }
 
 /// A Redis error: a response timeout is a timeout.
