@@ -217,3 +217,168 @@ fn each(error: &InboxError) -> InboxError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The machine's bounds and answers, with a batch writer in memory (the backends' writes
+    //! are tested against real servers in `tests/inbox_*_group.rs` and `tests/inbox_redis.rs`).
+
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Writes nothing: records each batch's rows (their sizes), holds its first batch until
+    /// `hold` is let go, and answers `New` for each row (one answer short when `short`).
+    struct Memory {
+        batches: Arc<Mutex<Vec<Vec<usize>>>>,
+        hold: Option<oneshot::Receiver<()>>,
+        short: bool,
+    }
+
+    impl WriteBatch for Memory {
+        type Row = usize;
+
+        fn size(row: &usize) -> usize {
+            *row
+        }
+
+        fn write<'a>(
+            &'a mut self,
+            rows: &'a [usize],
+        ) -> InboxFuture<'a, Vec<Result<Accepted, InboxError>>> {
+            Box::pin(async move {
+                if let Some(hold) = self.hold.take() {
+                    let _ = hold.await;
+                }
+                self.batches.lock().unwrap().push(rows.to_vec());
+                let answers = rows.len() - usize::from(self.short);
+                Ok((0..answers).map(|_| Ok(Accepted::New)).collect())
+            })
+        }
+    }
+
+    struct Setup {
+        writer: Writer<Memory>,
+        batches: Arc<Mutex<Vec<Vec<usize>>>>,
+        wakes: Arc<AtomicUsize>,
+        /// Lets the first batch (one row of size 0, already handed over) go.
+        release: Option<oneshot::Sender<()>>,
+        first: tokio::task::JoinHandle<Result<Accepted, InboxError>>,
+    }
+
+    /// A writer whose first batch (one row) is held, so that what the test accepts next
+    /// gathers behind it.
+    async fn setup(short: bool) -> Setup {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let (release, hold) = oneshot::channel();
+        let memory = Memory {
+            batches: Arc::clone(&batches),
+            hold: Some(hold),
+            short,
+        };
+        let woken = Arc::clone(&wakes);
+        let writer = Writer::start(memory, Duration::from_secs(30), move || {
+            woken.fetch_add(1, Ordering::Relaxed);
+        });
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.accept(0).await }
+        });
+        // The writer takes the first row and waits in its write.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Setup {
+            writer,
+            batches,
+            wakes,
+            release: Some(release),
+            first,
+        }
+    }
+
+    /// Accepts `rows` at once behind the held first batch, then lets it go: the answers.
+    async fn behind(setup: &mut Setup, rows: Vec<usize>) -> Vec<Result<Accepted, InboxError>> {
+        let tasks: Vec<_> = rows
+            .into_iter()
+            .map(|row| {
+                let writer = setup.writer.clone();
+                tokio::spawn(async move { writer.accept(row).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        setup.release.take().unwrap().send(()).unwrap();
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.unwrap());
+        }
+        answers
+    }
+
+    fn sizes(batches: &Mutex<Vec<Vec<usize>>>) -> Vec<usize> {
+        batches.lock().unwrap().iter().map(Vec::len).collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_at_most_max_batch_deliveries_and_answers_each_after_its_write() {
+        let mut setup = setup(false).await;
+        let answers = behind(&mut setup, vec![1; MAX_BATCH + 44]).await;
+        assert!(answers
+            .iter()
+            .all(|answer| matches!(answer, Ok(Accepted::New))));
+        assert_eq!(sizes(&setup.batches), [1, MAX_BATCH, 44]);
+        assert_eq!(setup.writer.commits(), 3);
+        assert_eq!(setup.wakes.load(Ordering::Relaxed), 3);
+        assert!(matches!(setup.first.await.unwrap(), Ok(Accepted::New)));
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_at_most_max_batch_bytes_and_a_larger_delivery_is_a_batch_of_its_own() {
+        let mut setup = setup(false).await;
+        let mib = 1024 * 1024;
+        let rows = vec![mib, mib, mib, mib, 1, MAX_BATCH_BYTES + 1, 1, 1];
+        let answers = behind(&mut setup, rows).await;
+        assert!(answers
+            .iter()
+            .all(|answer| matches!(answer, Ok(Accepted::New))));
+        let batches = setup.batches.lock().unwrap().clone();
+        assert_eq!(
+            batches,
+            [
+                vec![0],
+                vec![mib, mib, mib, mib],
+                vec![1],
+                vec![MAX_BATCH_BYTES + 1],
+                vec![1, 1]
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_accept_that_gave_up_before_its_batch_is_not_written() {
+        let mut setup = setup(false).await;
+        let writer = setup.writer.clone();
+        let gave_up = tokio::time::timeout(Duration::from_millis(5), writer.accept(7)).await;
+        assert!(gave_up.is_err(), "{gave_up:?}");
+        let answers = behind(&mut setup, vec![1, 2]).await;
+        assert_eq!(answers.len(), 2);
+        let batches = setup.batches.lock().unwrap().clone();
+        assert_eq!(batches, [vec![0], vec![1, 2]]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_answered_for_another_number_of_deliveries_answers_each_an_error_and_wakes() {
+        let mut setup = setup(true).await;
+        let answers = behind(&mut setup, vec![1, 2, 3]).await;
+        for answer in &answers {
+            assert!(matches!(answer, Err(InboxError::Backend(_))), "{answer:?}");
+        }
+        assert!(matches!(
+            setup.first.await.unwrap(),
+            Err(InboxError::Backend(_))
+        ));
+        assert_eq!(setup.writer.commits(), 0);
+        // Each failed batch wakes the producers: its write's outcome is unknown.
+        assert_eq!(setup.wakes.load(Ordering::Relaxed), 2);
+    }
+}
