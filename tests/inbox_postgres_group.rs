@@ -11,8 +11,6 @@ mod inbox_backend;
 #[path = "common/servers.rs"]
 mod servers;
 
-use std::process::{Command, Stdio};
-
 use group::{Harness, TIMEOUT};
 use servers::PostgresServer;
 use tower_webhook::inbox::sqlx::{self, Postgres, Transaction};
@@ -20,6 +18,7 @@ use tower_webhook::inbox::{InboxOptions, PostgresInbox};
 
 impl Harness for PostgresServer {
     type Inbox = PostgresInbox;
+    const POISON_READABLE: bool = true;
     type Gate = Transaction<'static, Postgres>;
 
     async fn open(&self, options: InboxOptions) -> PostgresInbox {
@@ -42,7 +41,7 @@ impl Harness for PostgresServer {
         gate.rollback().await.unwrap();
     }
 
-    fn commits(inbox: &PostgresInbox) -> u64 {
+    async fn commits(&self, inbox: &PostgresInbox) -> u64 {
         inbox.accept_commits()
     }
 
@@ -131,16 +130,7 @@ fn a_kill_during_a_group_commit_loses_no_acknowledged_delivery() {
         return;
     };
     let url = server.url();
-    let acknowledged = group::acknowledged_over_three_kills(|round| {
-        Command::new(std::env::current_exe().unwrap())
-            .args(["group_commit_child", "--exact", "--ignored", "--nocapture"])
-            .env(CHILD_ENV, format!("{url}|{round}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    });
+    let acknowledged = group::acknowledged_over_three_kills("group_commit_child", CHILD_ENV, &url);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

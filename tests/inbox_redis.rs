@@ -13,7 +13,7 @@ mod inbox_backend;
 mod inbox_common;
 #[cfg(feature = "axum")]
 use inbox_common::backend as inbox_backend;
-#[path = "inbox_common/group_redis.rs"]
+#[path = "inbox_common/group.rs"]
 mod inbox_group;
 #[path = "common/servers.rs"]
 mod servers;
@@ -2053,50 +2053,77 @@ async fn connect_indexes_the_retries_of_an_inbox_from_before_the_index() {
     assert_eq!((stats.pending, stats.retrying), (1_203, 602));
 }
 
-/// The gate of the group commit's scenarios (`tests/inbox_common/group.rs`): Redis pauses its
-/// clients' writes (`CLIENT PAUSE ... WRITE`, which holds every script call); the calls are
-/// the scripts Redis ran.
-struct Paused {
-    control: redis::aio::MultiplexedConnection,
-}
+/// The group commit's scenarios (`tests/inbox_common/group.rs`) on a server of their own: the
+/// gate pauses Redis's clients' writes (`CLIENT PAUSE ... WRITE`, which holds every script
+/// call); the commits are the scripts Redis ran.
+impl inbox_group::Harness for &RedisServer {
+    type Inbox = RedisInbox;
+    type Gate = redis::aio::MultiplexedConnection;
+    /// The poisoned delivery's key holds a string, which `get` fails on.
+    const POISON_READABLE: bool = false;
 
-impl Paused {
-    /// On a connection of its own with a long response timeout (a busy machine's `INFO` can
-    /// take longer than the default).
-    async fn new(server: &RedisServer) -> Self {
-        let config =
-            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
-        let control = redis::Client::open(server.url())
-            .unwrap()
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .unwrap();
-        Self { control }
+    async fn open(&self, options: InboxOptions) -> RedisInbox {
+        self.inbox(options.with_timeout(inbox_group::TIMEOUT)).await
     }
-}
 
-impl inbox_group::Gate for Paused {
-    async fn hold(&mut self) {
+    async fn gate(&self, _: &RedisInbox) -> Self::Gate {
+        let mut control = control(self).await;
         let () = redis::cmd("CLIENT")
             .arg("PAUSE")
             .arg(60_000)
             .arg("WRITE")
-            .query_async(&mut self.control)
+            .query_async(&mut control)
             .await
             .unwrap();
+        control
     }
 
-    async fn let_go(&mut self) {
+    async fn release(mut control: Self::Gate) {
         let () = redis::cmd("CLIENT")
             .arg("UNPAUSE")
-            .query_async(&mut self.control)
+            .query_async(&mut control)
             .await
             .unwrap();
     }
 
-    async fn calls(&mut self) -> u64 {
-        scripts_run(&mut self.control).await
+    async fn commits(&self, _: &RedisInbox) -> u64 {
+        scripts_run(&mut control(self).await).await
     }
+
+    /// The delivery's hash key holds a string: the accept script's read of it fails, before
+    /// the script wrote anything.
+    async fn poison(&self, inbox: &RedisInbox) {
+        let () = redis::cmd("SET")
+            .arg(inbox.delivery_key(inbox_backend::delivery(inbox_group::POISON).key()))
+            .arg("not a hash")
+            .query_async(&mut self.connection().await)
+            .await
+            .unwrap();
+    }
+
+    /// The pending and running state indexes, which the accept script counts the depth from.
+    async fn depth_counter(&self, inbox: &RedisInbox) -> i64 {
+        let base = inbox.stream_key().trim_end_matches("stream").to_owned();
+        let (pending, running): (i64, i64) = redis::pipe()
+            .zcard(format!("{base}state:pending"))
+            .zcard(format!("{base}state:running"))
+            .query_async(&mut self.connection().await)
+            .await
+            .unwrap();
+        pending + running
+    }
+}
+
+/// A connection of the harness's own with a long response timeout (a busy machine's `INFO` can
+/// take longer than the default).
+async fn control(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -2104,9 +2131,10 @@ async fn two_hundred_concurrent_accepts_are_stored_in_fewer_script_calls_than_de
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let inbox = server.inbox(InboxOptions::new()).await;
-    let mut gate = Paused::new(&server).await;
-    inbox_group::many_accepts_take_fewer_calls_than_deliveries(&inbox, &mut gate).await;
+    inbox_group::two_hundred_concurrent_accepts_are_committed_in_fewer_transactions_than_deliveries(
+        &server,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -2114,9 +2142,7 @@ async fn a_duplicate_within_one_accept_batch_is_answered_as_a_duplicate_on_redis
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let inbox = server.inbox(InboxOptions::new()).await;
-    let mut gate = Paused::new(&server).await;
-    inbox_group::a_duplicate_within_one_batch_is_a_duplicate(&inbox, &mut gate).await;
+    inbox_group::a_duplicate_within_one_batch_is_answered_as_a_duplicate(&server).await;
 }
 
 #[tokio::test]
@@ -2124,32 +2150,21 @@ async fn the_depth_limit_holds_exactly_within_one_accept_batch_on_redis() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let inbox = server.inbox(InboxOptions::new().with_max_depth(10)).await;
-    let mut gate = Paused::new(&server).await;
-    inbox_group::the_depth_limit_holds_exactly_within_one_batch(&inbox, &mut gate).await;
+    inbox_group::the_depth_limit_holds_exactly_within_one_batch(&server).await;
 }
 
 /// One delivery of the batch fails its script's read (its hash's key holds a string): the call
 /// fails before it wrote anything, and every delivery in it is answered an error; none is
-/// stored, and each is accepted when sent again.
+/// stored, and each is accepted when sent again (then in the stream once each).
 #[tokio::test]
 async fn a_failed_accept_batch_answers_every_delivery_an_error_and_stores_nothing_on_redis() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let inbox = server.inbox(InboxOptions::new()).await;
+    let inbox =
+        inbox_group::a_failed_batch_answers_every_delivery_an_error_and_stores_nothing(&server)
+            .await;
     let mut redis = server.connection().await;
-    let () = redis::cmd("SET")
-        .arg(inbox.delivery_key(inbox_backend::delivery(inbox_group::POISON).key()))
-        .arg("not a hash")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let mut gate = Paused::new(&server).await;
-    inbox_group::a_failed_batch_answers_every_delivery_an_error_and_stores_nothing(
-        &inbox, &mut gate,
-    )
-    .await;
     assert_eq!(xlen(&mut redis, inbox.stream_key()).await, 20);
 }
 

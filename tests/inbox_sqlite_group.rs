@@ -10,7 +10,6 @@ mod group;
 mod inbox_backend;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -59,6 +58,7 @@ impl File {
 
 impl Harness for File {
     type Inbox = SqliteInbox;
+    const POISON_READABLE: bool = true;
     type Gate = Transaction<'static, Sqlite>;
 
     async fn open(&self, options: InboxOptions) -> SqliteInbox {
@@ -74,7 +74,7 @@ impl Harness for File {
         gate.rollback().await.unwrap();
     }
 
-    fn commits(inbox: &SqliteInbox) -> u64 {
+    async fn commits(&self, inbox: &SqliteInbox) -> u64 {
         inbox.accept_commits()
     }
 
@@ -184,16 +184,11 @@ async fn group_commit_child() {
 fn a_kill_during_a_group_commit_loses_no_acknowledged_delivery() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("killed.db");
-    let acknowledged = group::acknowledged_over_three_kills(|round| {
-        Command::new(std::env::current_exe().unwrap())
-            .args(["group_commit_child", "--exact", "--ignored", "--nocapture"])
-            .env(CHILD_ENV, format!("{}|{round}", path.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    });
+    let acknowledged = group::acknowledged_over_three_kills(
+        "group_commit_child",
+        CHILD_ENV,
+        &path.display().to_string(),
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -62,6 +62,8 @@ pub mod admin;
 mod backend;
 mod delivery;
 pub(crate) mod error;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+mod group_commit;
 mod options;
 mod query;
 #[cfg(feature = "redis")]

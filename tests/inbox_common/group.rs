@@ -1,18 +1,21 @@
-//! The group commit of accepts, as scenarios each SQL backend runs (`tests/inbox_sqlite_group.rs`,
-//! `tests/inbox_postgres_group.rs`): concurrent accepts share one transaction, each answered
-//! after its commit, with duplicates, the depth limit and failures answered per delivery; and a
-//! process killed while batches commit acknowledged only what was committed. Included with
-//! `#[path]` beside `inbox_common/backend.rs` (as `inbox_backend`).
+//! The group commit of accepts, as scenarios each backend runs (`tests/inbox_sqlite_group.rs`,
+//! `tests/inbox_postgres_group.rs`, `tests/inbox_redis.rs`): concurrent accepts share one
+//! transaction or script call, each answered after it, with duplicates, the depth limit and
+//! failures answered per delivery; and a process killed while batches are written
+//! acknowledged only what was stored. Included with `#[path]` beside `inbox_common/backend.rs`
+//! (as `inbox_backend`).
 //!
-//! The batches are made deterministic by a gate: another transaction holds the lock the
-//! writer's transaction needs while the accepts hand their deliveries to the writer (on the
+//! The batches are made deterministic by a gate ([`Harness::gate`]): the backend's writes are
+//! held (another `SQLite` connection holds the write lock; a `PostgreSQL` transaction holds
+//! `LOCK TABLE ... IN SHARE MODE`, which inserts wait for; Redis pauses its clients' writes,
+//! `CLIENT PAUSE ... WRITE`) while the accepts hand their deliveries to the writer (on the
 //! test's one-threaded runtime, every accept task has handed its delivery over before the
-//! writer task runs), then lets go.
+//! writer task runs), then let go.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
-use std::process::Child;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tower_webhook::inbox::{
@@ -31,19 +34,24 @@ pub(crate) const POISON: &str = "evt_poison";
 pub(crate) trait Harness {
     /// The inbox.
     type Inbox: InboxBackend + Clone + Send + Sync + 'static;
-    /// What holds the writer's next transaction back until released.
+    /// What holds the writer's next transaction or script call back until released.
     type Gate;
+    /// Whether a delivery of event [`POISON`] can be read back with `get` once its batch
+    /// failed (on Redis its key holds a string, which `get` fails on).
+    const POISON_READABLE: bool;
     /// An inbox on the harness's database, with [`TIMEOUT`].
     async fn open(&self, options: InboxOptions) -> Self::Inbox;
-    /// Takes the lock the writer's next transaction waits for.
+    /// Holds the backend's writes (returns once they are held).
     async fn gate(&self, inbox: &Self::Inbox) -> Self::Gate;
     /// Lets the writer go.
     async fn release(gate: Self::Gate);
-    /// How many transactions the inbox's accept writer committed.
-    fn commits(inbox: &Self::Inbox) -> u64;
-    /// Makes the insert of a delivery of event [`POISON`] fail (an application's trigger).
+    /// How many accept transactions or script calls the backend has committed so far (an
+    /// inbox's counter, or the server's own count; compared before and after).
+    async fn commits(&self, inbox: &Self::Inbox) -> u64;
+    /// Makes the write of a delivery of event [`POISON`] fail, and so its batch's (an
+    /// application's trigger; on Redis, its key holding a string).
     async fn poison(&self, inbox: &Self::Inbox);
-    /// The depth counter, as stored.
+    /// The depth as stored (the SQL depth counter; Redis's pending and running indexes).
     async fn depth_counter(&self, inbox: &Self::Inbox) -> i64;
 }
 
@@ -71,16 +79,20 @@ async fn gated<H: Harness>(
     answers
 }
 
+/// Whether the delivery of event `id` is stored.
 pub(crate) async fn stored<B: InboxBackend>(inbox: &B, id: &str) -> bool {
     inbox.get(delivery(id).key()).await.unwrap().is_some()
 }
 
+/// 200 concurrent accepts: each answered new and stored, in one or two transactions or
+/// script calls. The inbox, for the caller's own checks.
 pub(crate) async fn two_hundred_concurrent_accepts_are_committed_in_fewer_transactions_than_deliveries<
     H: Harness,
 >(
     harness: H,
-) {
+) -> H::Inbox {
     let inbox = harness.open(InboxOptions::new()).await;
+    let before = harness.commits(&inbox).await;
     let ids: Vec<String> = (0..200).map(|n| format!("evt_group_{n}")).collect();
     let answers = gated::<H>(
         &inbox,
@@ -88,22 +100,27 @@ pub(crate) async fn two_hundred_concurrent_accepts_are_committed_in_fewer_transa
         ids.iter().map(|id| delivery(id)).collect(),
     )
     .await;
+    // Counted before the reads below (on Redis, reads are scripts too).
+    let commits = harness.commits(&inbox).await - before;
     for (id, answer) in ids.iter().zip(&answers) {
         assert!(matches!(answer, Ok(Accepted::New)), "{id}: {answer:?}");
         assert!(stored(&inbox, id).await, "{id} acknowledged but not stored");
     }
-    let commits = H::commits(&inbox);
     assert!(
         (1..=2).contains(&commits),
         "200 deliveries took {commits} transactions"
     );
     assert_eq!(inbox.stats().await.unwrap().pending, 200);
+    inbox
 }
 
+/// A key four times in one batch with another: the first of each key is new, the others
+/// duplicates of the pending delivery. The inbox, for the caller's own checks.
 pub(crate) async fn a_duplicate_within_one_batch_is_answered_as_a_duplicate<H: Harness>(
     harness: H,
-) {
+) -> H::Inbox {
     let inbox = harness.open(InboxOptions::new()).await;
+    let before = harness.commits(&inbox).await;
     let answers = gated::<H>(
         &inbox,
         harness.gate(&inbox).await,
@@ -115,7 +132,11 @@ pub(crate) async fn a_duplicate_within_one_batch_is_answered_as_a_duplicate<H: H
         ],
     )
     .await;
-    assert_eq!(H::commits(&inbox), 1, "the four were not one batch");
+    assert_eq!(
+        harness.commits(&inbox).await - before,
+        1,
+        "the four were not one batch"
+    );
     let answers: Vec<Accepted> = answers.into_iter().map(Result::unwrap).collect();
     assert_eq!(
         answers,
@@ -127,14 +148,24 @@ pub(crate) async fn a_duplicate_within_one_batch_is_answered_as_a_duplicate<H: H
         ]
     );
     assert_eq!(inbox.stats().await.unwrap().pending, 2);
+    inbox
 }
 
-pub(crate) async fn the_depth_limit_holds_exactly_within_one_batch<H: Harness>(harness: H) {
+/// An inbox with a depth limit of 10 and 4 deliveries stored (one transaction or call each)
+/// takes 6 of a burst of 30 (the first six, in order) and refuses 24 as full, in one batch; a
+/// stored key and a key of the batch itself are duplicates, not refused, even when full. The
+/// inbox, for the caller's own checks.
+pub(crate) async fn the_depth_limit_holds_exactly_within_one_batch<H: Harness>(
+    harness: H,
+) -> H::Inbox {
     let inbox = harness.open(InboxOptions::new().with_max_depth(10)).await;
+    let start = harness.commits(&inbox).await;
     for n in 0..4 {
         let id = format!("evt_before_{n}");
         assert_eq!(inbox.accept(&delivery(&id)).await.unwrap(), Accepted::New);
     }
+    let before = harness.commits(&inbox).await;
+    assert_eq!(before - start, 4, "four accepts one after another");
     let mut deliveries: Vec<Delivery> = (0..30)
         .map(|n| delivery(&format!("evt_burst_{n}")))
         .collect();
@@ -142,7 +173,11 @@ pub(crate) async fn the_depth_limit_holds_exactly_within_one_batch<H: Harness>(h
     deliveries.push(delivery("evt_before_0"));
     deliveries.push(delivery("evt_burst_0"));
     let answers = gated::<H>(&inbox, harness.gate(&inbox).await, deliveries).await;
-    assert_eq!(H::commits(&inbox), 5, "the burst was not one batch");
+    assert_eq!(
+        harness.commits(&inbox).await - before,
+        1,
+        "the burst was not one batch"
+    );
     let new = answers
         .iter()
         .filter(|answer| matches!(answer, Ok(Accepted::New)))
@@ -170,18 +205,21 @@ pub(crate) async fn the_depth_limit_holds_exactly_within_one_batch<H: Harness>(h
     let stats = inbox.stats().await.unwrap();
     assert_eq!(stats.depth(), 10);
     assert_eq!(harness.depth_counter(&inbox).await, 10);
+    inbox
 }
 
-/// One delivery of the batch fails its insert (an application's trigger refuses it): the batch
-/// is rolled back, and every delivery in it is answered an error; none is stored, and each is
-/// accepted when sent again.
+/// One delivery of the batch fails its write ([`Harness::poison`]): the batch is rolled back
+/// (or, on Redis, fails before it wrote anything), and every delivery in it is answered an
+/// error; none is stored, no commit is counted, and each is accepted when sent again. The
+/// inbox, for the caller's own checks.
 pub(crate) async fn a_failed_batch_answers_every_delivery_an_error_and_stores_nothing<
     H: Harness,
 >(
     harness: H,
-) {
+) -> H::Inbox {
     let inbox = harness.open(InboxOptions::new()).await;
     harness.poison(&inbox).await;
+    let before = harness.commits(&inbox).await;
     let mut ids: Vec<String> = (0..20).map(|n| format!("evt_batch_{n}")).collect();
     ids.insert(10, POISON.to_owned());
     let answers = gated::<H>(
@@ -190,23 +228,30 @@ pub(crate) async fn a_failed_batch_answers_every_delivery_an_error_and_stores_no
         ids.iter().map(|id| delivery(id)).collect(),
     )
     .await;
+    assert_eq!(
+        harness.commits(&inbox).await,
+        before,
+        "a failed batch counted as a commit"
+    );
     for (id, answer) in ids.iter().zip(&answers) {
         assert!(
             matches!(answer, Err(InboxError::Backend(_))),
             "{id}: {answer:?}"
         );
-        assert!(
-            !stored(&inbox, id).await,
-            "{id} answered an error but stored"
-        );
+        if id != POISON || H::POISON_READABLE {
+            assert!(
+                !stored(&inbox, id).await,
+                "{id} answered an error but stored"
+            );
+        }
     }
-    assert_eq!(H::commits(&inbox), 0);
     let stats = inbox.stats().await.unwrap();
     assert_eq!(stats.depth(), 0);
     assert_eq!(harness.depth_counter(&inbox).await, 0);
     for id in ids.iter().filter(|id| *id != POISON) {
         assert_eq!(inbox.accept(&delivery(id)).await.unwrap(), Accepted::New);
     }
+    inbox
 }
 
 /// The crash test's child: 64 tasks accept deliveries of ids `evt_{round}_{task}_{n}` as fast
@@ -237,14 +282,22 @@ pub(crate) async fn accept_until_killed<B: InboxBackend + Clone + Send + Sync + 
     }
 }
 
-/// SIGKILL while group commits are in flight, three times: `spawn(round)` starts a child
-/// running [`accept_until_killed`] with its stdout piped, killed after a few hundred
-/// acknowledgements. The ids the children acknowledged (each once).
-pub(crate) fn acknowledged_over_three_kills(spawn: impl Fn(usize) -> Child) -> Vec<String> {
+/// SIGKILL while group commits are in flight, three times: runs this test binary's `child`
+/// test (which calls [`accept_until_killed`]) with `env` set to `settings|<round>`, and kills it
+/// after a few hundred acknowledgements. The ids the children acknowledged (each once); the
+/// caller checks that each is stored ([`every_acknowledged_delivery_is_stored`]).
+pub(crate) fn acknowledged_over_three_kills(child: &str, env: &str, settings: &str) -> Vec<String> {
     let mut acknowledged = Vec::new();
     for round in 0..3 {
-        let mut child = spawn(round);
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut process = Command::new(std::env::current_exe().unwrap())
+            .args([child, "--exact", "--ignored", "--nocapture"])
+            .env(env, format!("{settings}|{round}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
         // Killed after a few hundred acknowledgements, mid-stream.
         let kill_after = 100 + usize::try_from(rand::random::<u64>() % 300).unwrap();
         let mut seen = 0;
@@ -259,8 +312,8 @@ pub(crate) fn acknowledged_over_three_kills(spawn: impl Fn(usize) -> Child) -> V
             }
         }
         assert!(seen > 0, "round {round}: the child acknowledged nothing");
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        process.kill().unwrap(); // SIGKILL
+        process.wait().unwrap();
         // What the child printed before it died.
         for line in lines {
             let Ok(line) = line else { break };

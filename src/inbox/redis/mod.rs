@@ -28,7 +28,7 @@ pub use self::completion::RedisCompletion;
 use self::record::decode;
 use self::scripts::{Keys, Scripts, GROUP};
 use self::wake::Wake;
-use self::writer::Writer;
+use self::writer::{Accepts, Row, Writer};
 
 /// How many done deliveries one `prune` script removes; `prune` runs it until fewer are left.
 const PRUNE_BATCH: usize = 500;
@@ -268,14 +268,14 @@ impl RedisInbox {
         let keys = Arc::new(Keys::new(options.prefix()));
         let scripts = Arc::new(Scripts::new());
         let wake = Wake::new();
-        let writer = Writer::start(
-            connection.clone(),
-            Arc::clone(&keys),
-            scripts.accept.clone(),
-            options.max_depth(),
-            options.timeout(),
-            Arc::clone(&wake),
-        );
+        let accepts = Accepts {
+            connection: connection.clone(),
+            keys: Arc::clone(&keys),
+            script: scripts.accept.clone(),
+            max_depth: options.max_depth().to_string(),
+        };
+        let woken = Arc::clone(&wake);
+        let writer = Writer::start(accepts, options.timeout(), move || woken.notify());
         let inbox = Self {
             client,
             connection,
@@ -518,7 +518,9 @@ impl InboxBackend for RedisInbox {
     /// Through the group commit's writer: one script call for the accepts that arrived while
     /// the previous one was in flight (see "Group-committed accepts" in the type's docs).
     fn accept<'a>(&'a self, delivery: &'a Delivery) -> InboxFuture<'a, Accepted> {
-        Box::pin(timed(self.options.timeout(), self.writer.accept(delivery)))
+        Box::pin(timed(self.options.timeout(), async move {
+            self.writer.accept(Row::new(delivery)?).await
+        }))
     }
 
     fn claim(&self, lease: Duration, limit: usize) -> InboxFuture<'_, Vec<Claim>> {

@@ -519,7 +519,7 @@ pub struct SqlInbox<D: Dialect> {
     options: InboxOptions,
     sql: Arc<Statements>,
     /// The group commit's writer, shared by the clones.
-    writer: Writer,
+    writer: Writer<D>,
     /// What the backend keeps beside its pool (shared by the clones).
     parts: D,
 }
@@ -783,7 +783,9 @@ where
 {
     /// Through the group commit's writer, which wakes the waiting producers after its commit.
     fn accept<'a>(&'a self, delivery: &'a Delivery) -> InboxFuture<'a, Accepted> {
-        Box::pin(timed(self.options.timeout(), self.writer.accept(delivery)))
+        Box::pin(timed(self.options.timeout(), async move {
+            self.writer.accept(writer::Row::new(delivery)?).await
+        }))
     }
 
     fn claim(&self, lease: Duration, max: usize) -> InboxFuture<'_, Vec<Claim>> {

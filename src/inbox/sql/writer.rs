@@ -1,7 +1,7 @@
-//! The group commit of accepts: one writer task per [`SqlInbox`](super::SqlInbox) takes the
-//! deliveries that arrived while its previous batch was committing, writes them in one
-//! transaction (the [`Dialect`]'s [`write_accepts`](Dialect::write_accepts)), and answers each
-//! only after that transaction committed.
+//! The SQL backends' side of the group commit of accepts ([`group_commit`]): a delivery's row,
+//! as the accept encodes it, and the [`Target`] a [`Dialect`]'s
+//! [`write_accepts`](Dialect::write_accepts) writes a batch of them with, in one transaction,
+//! for the writer task of each [`SqlInbox`](super::SqlInbox).
 //!
 //! A database syncs once per commit (`SQLite` with `synchronous = FULL`, `PostgreSQL` with
 //! `synchronous_commit = on`), so one delivery per transaction caps accepts at the disk's sync
@@ -9,28 +9,19 @@
 //! and commit); a batch shares one sync and one statement among all its deliveries, and a 2xx
 //! still means the delivery is on disk.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
 
 use super::dialect::Dialect;
 use super::{encode_headers, signed_at, Statements};
-use crate::inbox::backend::Accepted;
+use crate::inbox::backend::{Accepted, InboxFuture};
 use crate::inbox::delivery::Delivery;
-use crate::inbox::error::{timed, InboxError};
+use crate::inbox::error::InboxError;
+use crate::inbox::group_commit::{self, WriteBatch};
 
-/// How many deliveries one transaction takes at most.
-pub(super) const MAX_BATCH: usize = 256;
-
-/// How many bytes (bodies, headers and paths) one transaction takes at most; a single
-/// delivery larger than this is a batch of its own.
-pub(super) const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
-
-/// How many accepts may wait for the writer before an accept waits to hand its delivery over.
-const QUEUE: usize = 1024;
+/// The group commit's writer of a SQL inbox.
+pub(super) type Writer<D> = group_commit::Writer<Target<D>>;
 
 /// A delivery's row, encoded by the accept (so that an encoding error is its own) and bound by
 /// the dialect's batch.
@@ -53,7 +44,8 @@ pub struct Row {
 }
 
 impl Row {
-    fn new(delivery: &Delivery) -> Result<Self, InboxError> {
+    /// The row of `delivery` (an error when its facts cannot be stored).
+    pub(super) fn new(delivery: &Delivery) -> Result<Self, InboxError> {
         let facts = delivery.facts();
         Ok(Self {
             key: *delivery.key().as_bytes(),
@@ -87,147 +79,18 @@ pub struct Target<D: Dialect> {
     pub(super) max_depth: i64,
 }
 
-/// One accept waiting for its batch's commit.
-struct Request {
-    row: Row,
-    reply: oneshot::Sender<Result<Accepted, InboxError>>,
-}
+/// One transaction per batch: the dialect's [`write_accepts`](Dialect::write_accepts).
+impl<D: Dialect> WriteBatch for Target<D> {
+    type Row = Row;
 
-/// The handle the inbox (and each of its clones) holds: the writer ends when the last one is
-/// dropped.
-#[derive(Clone)]
-pub(super) struct Writer {
-    sender: mpsc::Sender<Request>,
-    commits: Arc<AtomicU64>,
-}
-
-impl Writer {
-    /// Starts the writer task on the current Tokio runtime; `wake` is called after a commit
-    /// that stored a new delivery (and after a batch whose outcome is unknown).
-    pub(super) fn start<D: Dialect>(
-        target: Target<D>,
-        timeout: Duration,
-        wake: impl Fn() + Send + Sync + 'static,
-    ) -> Self {
-        let (sender, receiver) = mpsc::channel(QUEUE);
-        let commits = Arc::new(AtomicU64::new(0));
-        let task = Task {
-            target,
-            timeout,
-            commits: Arc::clone(&commits),
-            wake: Box::new(wake),
-        };
-        tokio::spawn(task.run(receiver));
-        Self { sender, commits }
+    fn size(row: &Row) -> usize {
+        row.size()
     }
 
-    /// How many batches the writer has committed.
-    pub(super) fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
-    }
-
-    /// Hands `delivery` to the writer and waits for its batch's commit (the caller bounds the
-    /// wait with the inbox's timeout).
-    pub(super) async fn accept(&self, delivery: &Delivery) -> Result<Accepted, InboxError> {
-        let row = Row::new(delivery)?;
-        let (reply, answer) = oneshot::channel();
-        self.sender
-            .send(Request { row, reply })
-            .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
-    }
-}
-
-fn stopped() -> InboxError {
-    InboxError::Backend("the inbox's accept writer stopped (its runtime shut down?)".into())
-}
-
-/// The writer task's state.
-struct Task<D: Dialect> {
-    target: Target<D>,
-    timeout: Duration,
-    commits: Arc<AtomicU64>,
-    /// Called after a commit that stored a new delivery (here, not by the accepts: one that
-    /// gave up while its batch committed would leave its delivery to the workers' poll).
-    wake: Box<dyn Fn() + Send + Sync>,
-}
-
-impl<D: Dialect> Task<D> {
-    async fn run(self, mut receiver: mpsc::Receiver<Request>) {
-        let mut carried: Option<Request> = None;
-        loop {
-            let first = match carried.take() {
-                Some(request) => request,
-                None => match receiver.recv().await {
-                    Some(request) => request,
-                    None => return,
-                },
-            };
-            // What arrived while the previous batch was committing, within the bounds.
-            let mut bytes = first.row.size();
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                let Ok(next) = receiver.try_recv() else {
-                    break;
-                };
-                if bytes + next.row.size() > MAX_BATCH_BYTES {
-                    carried = Some(next);
-                    break;
-                }
-                bytes += next.row.size();
-                batch.push(next);
-            }
-            // An accept that gave up (timed out) is not written: it was answered "may have
-            // been stored", and its retry is accepted as new.
-            batch.retain(|request| !request.reply.is_closed());
-            if batch.is_empty() {
-                continue;
-            }
-            let (requests, rows): (Vec<_>, Vec<_>) = batch
-                .into_iter()
-                .map(|Request { row, reply }| (reply, row))
-                .unzip();
-            let written = timed(self.timeout, D::write_accepts(&self.target, &rows)).await;
-            match written {
-                Ok(answers) => {
-                    self.commits.fetch_add(1, Ordering::Relaxed);
-                    if answers
-                        .iter()
-                        .any(|answer| matches!(answer, Ok(Accepted::New)))
-                    {
-                        // Committed: the workers waiting on this inbox claim at once.
-                        (self.wake)();
-                    }
-                    for (reply, answer) in requests.into_iter().zip(answers) {
-                        let _ = reply.send(answer);
-                    }
-                }
-                Err(error) => {
-                    crate::observe::warn!(
-                        %error,
-                        deliveries = requests.len(),
-                        "inbox accept batch failed; each of its deliveries is answered an error"
-                    );
-                    // A commit whose answer was lost (a timeout, a cut connection) may have
-                    // stored the batch: a spurious wake-up costs one claim.
-                    (self.wake)();
-                    for reply in requests {
-                        let _ = reply.send(Err(each(&error)));
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The batch's error, for each of its deliveries.
-fn each(error: &InboxError) -> InboxError {
-    match error {
-        InboxError::Timeout => InboxError::Timeout,
-        InboxError::Full => InboxError::Full,
-        InboxError::Backend(error) => {
-            InboxError::Backend(format!("the batch of accepts failed: {error}").into())
-        }
+    fn write<'a>(
+        &'a mut self,
+        rows: &'a [Row],
+    ) -> InboxFuture<'a, Vec<Result<Accepted, InboxError>>> {
+        D::write_accepts(self, rows)
     }
 }
