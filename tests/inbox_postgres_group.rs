@@ -105,6 +105,16 @@ async fn a_failed_batch_answers_every_delivery_an_error_and_stores_nothing() {
     group::a_failed_batch_answers_every_delivery_an_error_and_stores_nothing(server).await;
 }
 
+/// A delivery `PostgreSQL` cannot store (a NUL in its tenant id, a `text` column) in a batch
+/// of others: the others are still accepted (attack on the group commit, #20).
+#[tokio::test]
+async fn a_delivery_the_database_refuses_does_not_fail_the_others_of_its_batch() {
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    group::a_delivery_the_database_refuses_does_not_fail_the_others_of_its_batch(server).await;
+}
+
 /// The child's settings: the server's URL and the round.
 const CHILD_ENV: &str = "TOWER_WEBHOOK_PG_GROUP_CHILD";
 

@@ -2153,6 +2153,17 @@ async fn the_depth_limit_holds_exactly_within_one_accept_batch_on_redis() {
     inbox_group::the_depth_limit_holds_exactly_within_one_batch(&server).await;
 }
 
+/// A delivery with a NUL in its tenant id in a batch of others (`PostgreSQL` cannot store it):
+/// Redis stores them all (pins the scenario's other side).
+#[tokio::test]
+async fn a_delivery_with_a_nul_in_its_tenant_does_not_fail_its_accept_batch_on_redis() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    inbox_group::a_delivery_the_database_refuses_does_not_fail_the_others_of_its_batch(&server)
+        .await;
+}
+
 /// One delivery of the batch fails its script's read (its hash's key holds a string): the call
 /// fails before it wrote anything, and every delivery in it is answered an error; none is
 /// stored, and each is accepted when sent again (then in the stream once each).
