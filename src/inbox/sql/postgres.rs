@@ -110,7 +110,8 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 ///   facts are dropped), and a failed attempt's error has its NUL bytes replaced by U+FFFD. A
 ///   tenant id your [`SecretResolver`](crate::SecretResolver) returns must not hold one: that
 ///   tenant's accepts would fail ([`InboxError::Backend`], answered `503 inbox_unavailable`,
-///   logged) each time the sender retries.
+///   logged) each time the sender retries (each alone: a delivery holding a NUL byte is left
+///   out of its batch's statement, and the other deliveries of the batch are stored).
 ///
 /// No TLS is compiled in by this crate: to reach a server over TLS, enable one of `sqlx`'s TLS
 /// features in your own `Cargo.toml` (Cargo unifies them) and pass `sslmode` in the URL.
