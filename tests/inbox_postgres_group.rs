@@ -272,6 +272,60 @@ async fn a_key_inserted_meanwhile_by_another_transaction_is_a_duplicate_or_new_n
     }
 }
 
+/// Accepts whose timeout runs out while their batch's statement waits (held by the gate past
+/// the inbox's timeout): each is answered a timeout (`503`, "may have been stored"); the
+/// statement, cut off on the client's side, may still commit once the gate is let go. Either
+/// way the sender's retry is answered consistently: a duplicate when the first was stored, new
+/// when not; never stored twice nor lost, and the depth counts each once (attack on #20: an
+/// accept answered an error while its batch commits).
+#[tokio::test]
+async fn accepts_that_timed_out_while_their_batch_waited_are_stored_at_most_once_and_retried_consistently(
+) {
+    use tower_webhook::inbox::{Accepted, DeliveryState, InboxBackend, InboxError};
+
+    let Some(server) = PostgresServer::start() else {
+        return;
+    };
+    let inbox = PostgresInbox::connect(
+        &server.url(),
+        InboxOptions::new().with_timeout(std::time::Duration::from_millis(500)),
+    )
+    .await
+    .unwrap();
+    let gate = server.gate(&inbox).await;
+    let ids: Vec<String> = (0..5).map(|n| format!("evt_late_{n}")).collect();
+    let tasks: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let inbox = inbox.clone();
+            let delivery = inbox_backend::delivery(id);
+            tokio::spawn(async move { inbox.accept(&delivery).await })
+        })
+        .collect();
+    for task in tasks {
+        let answer = task.await.unwrap();
+        assert!(matches!(answer, Err(InboxError::Timeout)), "{answer:?}");
+    }
+    <PostgresServer as Harness>::release(gate).await;
+    // Whatever the cut-off statement does, it has done it by now.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mut stored_before = 0;
+    for id in &ids {
+        let before = group::stored(&inbox, id).await;
+        stored_before += u64::from(before);
+        let again = inbox.accept(&inbox_backend::delivery(id)).await.unwrap();
+        let expected = if before {
+            Accepted::Duplicate(DeliveryState::Pending)
+        } else {
+            Accepted::New
+        };
+        assert_eq!(again, expected, "{id} (stored before its retry: {before})");
+    }
+    eprintln!("{stored_before} of 5 stored by the batch that timed out");
+    assert_eq!(inbox.stats().await.unwrap().depth(), 5);
+    assert_eq!(server.depth_counter(&inbox).await, 5);
+}
+
 /// The child's settings: the server's URL and the round.
 const CHILD_ENV: &str = "TOWER_WEBHOOK_PG_GROUP_CHILD";
 
