@@ -65,7 +65,10 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 ///   duplicate within a batch is answered [`Accepted::Duplicate`] (pending); the depth limit is
 ///   exact within a batch (the first deliveries of new keys, in order, within the room left);
 ///   a statement that fails answers each delivery of its batch [`InboxError::Backend`] (`503`),
-///   none stored. [`accept_commits`](Self::accept_commits) counts this inbox's batches.
+///   none stored. Each accept keeps its own timeout ([`InboxOptions::with_timeout`]): one that
+///   timed out while its batch's statement ran may still be stored (its retry is then a
+///   duplicate); one that timed out before the writer took it is not written.
+///   [`accept_commits`](Self::accept_commits) counts this inbox's batches.
 /// - Claims are one statement: the due rows are selected `FOR UPDATE SKIP LOCKED` (two
 ///   claimers never wait for each other nor take the same row) and marked running with the
 ///   claim's token and the lease's end, in the row.
