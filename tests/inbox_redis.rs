@@ -1217,6 +1217,111 @@ async fn finish_and_renew_all_are_one_script_each_and_fenced_per_lease() {
     assert_eq!(xlen(&mut connection, inbox.dead_letter_key()).await, 1);
 }
 
+/// One claim and one finish of 4,001 deliveries: the scripts' index and stream commands are sent
+/// in chunks (4,000 items at most, for Lua's stack), here three chunks of score-member pairs and
+/// two of keys, with a retry and a dead letter among the done outcomes. Every delivery is
+/// claimed once, every outcome recorded, and the indexes, the leases and the stream agree with
+/// the hashes afterwards (attack on #20's leaner scripts: a chunk boundary that drops or repeats
+/// an item would leave a lease or an index entry behind).
+#[tokio::test]
+async fn a_claim_and_a_finish_past_the_scripts_chunk_size_keep_every_index_exact() {
+    use tower_webhook::inbox::Finish;
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(InboxOptions::new().with_prefix(prefix()).unwrap())
+        .await;
+    let mut connection = server.connection().await;
+    let total = 4001;
+    let accepts: Vec<_> = (0..total)
+        .map(|n| {
+            let inbox = inbox.clone();
+            tokio::spawn(async move { inbox.accept(&bare(&format!("evt_{n}"))).await })
+        })
+        .collect();
+    for accept in accepts {
+        assert_eq!(accept.await.unwrap().unwrap(), Accepted::New);
+    }
+    let claims = inbox.claim(Duration::from_secs(60), total).await.unwrap();
+    assert_eq!(claims.len(), total, "one claim takes them all");
+    let mut ids: Vec<String> = claimed_ids(&claims);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "a delivery claimed twice");
+    let leases_key = inbox.stream_key().replace(":stream", ":leases");
+    let zcard = |key: String| {
+        let mut connection = connection.clone();
+        async move {
+            redis::cmd("ZCARD")
+                .arg(key)
+                .query_async::<u64>(&mut connection)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(zcard(leases_key.clone()).await, total as u64);
+    let stats = inbox.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.running), (0, total as u64));
+    assert!(inbox
+        .claim(Duration::from_secs(60), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let outcomes: Vec<_> = claims
+        .iter()
+        .enumerate()
+        .map(|(n, claim)| {
+            let finish = match n {
+                17 => Finish::Retry {
+                    delay: Duration::from_secs(600),
+                    error: "later".to_owned(),
+                },
+                2500 => Finish::Dead {
+                    error: "poison".to_owned(),
+                },
+                _ => Finish::Done,
+            };
+            (claim.lease.clone(), finish)
+        })
+        .collect();
+    let answers = inbox.finish(&outcomes).await.unwrap();
+    assert!(answers.iter().all(|owned| *owned), "an outcome refused");
+    let stats = inbox.stats().await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.running, stats.done, stats.dead),
+        (1, 0, total as u64 - 2, 1),
+        "{stats:?}"
+    );
+    assert_eq!(zcard(leases_key).await, 0, "a lease left behind");
+    assert_eq!(
+        xlen(&mut connection, inbox.stream_key()).await,
+        0,
+        "a stream entry left behind"
+    );
+    for (n, claim) in claims.iter().enumerate() {
+        let record = inbox
+            .get(claim.record.delivery.key())
+            .await
+            .unwrap()
+            .unwrap();
+        let expected = match n {
+            17 => DeliveryState::Pending,
+            2500 => DeliveryState::Dead,
+            _ => DeliveryState::Done,
+        };
+        assert_eq!(record.state, expected, "{n}");
+    }
+    // Nothing is due: the retry waits for its delay.
+    assert!(inbox
+        .claim(Duration::from_secs(60), 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 /// A task that claims like the workers' producer and waits with `wait_for_work(60 s)` when it
 /// finds nothing; sends each claimed delivery's id and completes it.
 fn waiter(
@@ -2151,6 +2256,17 @@ async fn the_depth_limit_holds_exactly_within_one_accept_batch_on_redis() {
         return;
     };
     inbox_group::the_depth_limit_holds_exactly_within_one_batch(&server).await;
+}
+
+/// A delivery with a NUL in its tenant id in a batch of others (`PostgreSQL` cannot store it):
+/// Redis stores them all (pins the scenario's other side).
+#[tokio::test]
+async fn a_delivery_with_a_nul_in_its_tenant_does_not_fail_its_accept_batch_on_redis() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    inbox_group::a_delivery_the_database_refuses_does_not_fail_the_others_of_its_batch(&server)
+        .await;
 }
 
 /// One delivery of the batch fails its script's read (its hash's key holds a string): the call

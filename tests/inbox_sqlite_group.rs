@@ -123,6 +123,13 @@ async fn a_failed_batch_answers_every_delivery_an_error_and_stores_nothing() {
     group::a_failed_batch_answers_every_delivery_an_error_and_stores_nothing(File::new()).await;
 }
 
+/// A delivery with a NUL in its tenant id in a batch of others (`PostgreSQL` cannot store it):
+/// `SQLite` stores them all (pins the scenario's other side).
+#[tokio::test]
+async fn a_delivery_the_database_refuses_does_not_fail_the_others_of_its_batch() {
+    group::a_delivery_the_database_refuses_does_not_fail_the_others_of_its_batch(File::new()).await;
+}
+
 /// The batch cannot begin: another process holds the write lock past `SQLite`'s busy timeout
 /// (shorter here than the inbox's own timeout). Each delivery is answered an error, none is
 /// stored.

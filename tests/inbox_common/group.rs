@@ -254,6 +254,82 @@ pub(crate) async fn a_failed_batch_answers_every_delivery_an_error_and_stores_no
     inbox
 }
 
+/// The event id of the delivery
+/// [`a_delivery_the_database_refuses_does_not_fail_the_others_of_its_batch`] sends with a
+/// tenant id holding a NUL character (what a `SecretResolver` may return: the layer checks
+/// event ids and optional facts for control characters, not the application's tenant ids), no
+/// `text` value `PostgreSQL` stores.
+pub(crate) const NUL_TENANT_ID: &str = "evt_nul_tenant";
+
+/// The delivery of event `id`, of a tenant whose id holds a NUL character.
+pub(crate) fn nul_tenant_delivery(id: &str) -> Delivery {
+    let plain = delivery(id);
+    let mut facts = plain.facts().clone();
+    facts.tenant = Some("tenant_\u{0}_1".to_owned());
+    Delivery::from_facts(
+        facts,
+        *plain.key(),
+        plain.path(),
+        plain.headers().iter().cloned(),
+        plain.body().clone(),
+    )
+}
+
+/// A delivery the backend cannot store (its tenant id holds a NUL, [`nul_tenant_delivery`]) in
+/// one batch with 20 others: whatever the backend does with it (stores it, or refuses it
+/// alone), the 20 others are answered new and stored, and it is answered the same when sent
+/// alone again. `PostgresInbox`'s docs promise that only that tenant's accepts fail: one
+/// delivery no sender retry can fix must not turn every batch it is retried in into 503s for
+/// the other senders. The inbox, for the caller's own checks.
+pub(crate) async fn a_delivery_the_database_refuses_does_not_fail_the_others_of_its_batch<
+    H: Harness,
+>(
+    harness: H,
+) -> H::Inbox {
+    let inbox = harness.open(InboxOptions::new()).await;
+    let mut ids: Vec<String> = (0..20).map(|n| format!("evt_with_nul_{n}")).collect();
+    ids.insert(7, NUL_TENANT_ID.to_owned());
+    let deliveries = ids
+        .iter()
+        .map(|id| {
+            if id == NUL_TENANT_ID {
+                nul_tenant_delivery(id)
+            } else {
+                delivery(id)
+            }
+        })
+        .collect();
+    let answers = gated::<H>(&inbox, harness.gate(&inbox).await, deliveries).await;
+    for (id, answer) in ids.iter().zip(&answers) {
+        if id == NUL_TENANT_ID {
+            continue;
+        }
+        assert!(
+            matches!(answer, Ok(Accepted::New)),
+            "{id}: {answer:?} (in a batch with a delivery the backend refuses)"
+        );
+        assert!(stored(&inbox, id).await, "{id} acknowledged but not stored");
+    }
+    // The odd delivery itself: stored and then a duplicate, or refused alone and not stored.
+    let again = inbox.accept(&nul_tenant_delivery(NUL_TENANT_ID)).await;
+    match &answers[7] {
+        Ok(Accepted::New) => assert!(
+            matches!(again, Ok(Accepted::Duplicate(_))),
+            "stored, then {again:?}"
+        ),
+        Err(InboxError::Backend(_)) => {
+            assert!(matches!(again, Err(InboxError::Backend(_))), "{again:?}");
+            assert!(!stored(&inbox, NUL_TENANT_ID).await);
+        }
+        other => panic!("the NUL tenant's delivery was answered {other:?}"),
+    }
+    assert_eq!(
+        inbox.stats().await.unwrap().depth(),
+        20 + u64::from(answers[7].is_ok())
+    );
+    inbox
+}
+
 /// The crash test's child: 64 tasks accept deliveries of ids `evt_{round}_{task}_{n}` as fast
 /// as they can, each printing `ack <id>` once its delivery is acknowledged, until the process
 /// is killed.

@@ -65,7 +65,10 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 ///   duplicate within a batch is answered [`Accepted::Duplicate`] (pending); the depth limit is
 ///   exact within a batch (the first deliveries of new keys, in order, within the room left);
 ///   a statement that fails answers each delivery of its batch [`InboxError::Backend`] (`503`),
-///   none stored. [`accept_commits`](Self::accept_commits) counts this inbox's batches.
+///   none stored. Each accept keeps its own timeout ([`InboxOptions::with_timeout`]): one that
+///   timed out while its batch's statement ran may still be stored (its retry is then a
+///   duplicate); one that timed out before the writer took it is not written.
+///   [`accept_commits`](Self::accept_commits) counts this inbox's batches.
 /// - Claims are one statement: the due rows are selected `FOR UPDATE SKIP LOCKED` (two
 ///   claimers never wait for each other nor take the same row) and marked running with the
 ///   claim's token and the lease's end, in the row.
@@ -110,7 +113,8 @@ const MS: &str = "::float8 * interval '1 millisecond'";
 ///   facts are dropped), and a failed attempt's error has its NUL bytes replaced by U+FFFD. A
 ///   tenant id your [`SecretResolver`](crate::SecretResolver) returns must not hold one: that
 ///   tenant's accepts would fail ([`InboxError::Backend`], answered `503 inbox_unavailable`,
-///   logged) each time the sender retries.
+///   logged) each time the sender retries (each alone: a delivery holding a NUL byte is left
+///   out of its batch's statement, and the other deliveries of the batch are stored).
 ///
 /// No TLS is compiled in by this crate: to reach a server over TLS, enable one of `sqlx`'s TLS
 /// features in your own `Cargo.toml` (Cargo unifies them) and pass `sslmode` in the URL.
@@ -262,77 +266,38 @@ impl Dialect for PostgresDialect {
     /// the rows passed as arrays: it reads which keys are stored and the depth, inserts the
     /// first delivery of each new key while there is room, and answers each row; a key that
     /// another transaction inserted meanwhile (a replica's accept) has its state read after.
+    ///
+    /// A row with a NUL byte in a `text` value (which `PostgreSQL` refuses, failing the whole
+    /// statement) is answered its own error and left out of the statement, so that it does not
+    /// fail the others of its batch.
     fn write_accepts<'a>(
         target: &'a Target<Self>,
         rows: &'a [Row],
     ) -> InboxFuture<'a, Vec<Result<Accepted, InboxError>>> {
         Box::pin(async move {
-            let column = |get: fn(&Row) -> Option<&str>| -> Vec<Option<&str>> {
-                rows.iter().map(get).collect()
-            };
-            let answers: Vec<(Option<String>, bool, bool, bool)> =
-                sqlx::query_as(&target.sql.accept)
-                    .bind(
-                        rows.iter()
-                            .map(|row| row.key.as_slice())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(column(|row| Some(&row.path)))
-                    .bind(column(|row| Some(&row.headers)))
-                    .bind(rows.iter().map(|row| row.body.as_ref()).collect::<Vec<_>>())
-                    .bind(column(|row| Some(&row.scheme)))
-                    .bind(column(|row| Some(&row.event_id)))
-                    .bind(column(|row| row.event.as_deref()))
-                    .bind(column(|row| row.action.as_deref()))
-                    .bind(column(|row| row.delivery.as_deref()))
-                    .bind(column(|row| row.scope.as_deref()))
-                    .bind(column(|row| row.tenant.as_deref()))
-                    .bind(column(|row| row.signed_at.as_deref()))
-                    .bind(column(|row| row.version.as_deref()))
-                    .bind(target.max_depth)
-                    .fetch_all(&target.pool)
-                    .await
-                    .map_err(sql)?;
-            if answers.len() != rows.len() {
-                return Err(InboxError::Backend(
-                    "accept: the batch's statement answered another number of rows".into(),
-                ));
+            let storable: Vec<&Row> = rows.iter().filter(|row| !holds_nul(row)).collect();
+            let mut written = if storable.is_empty() {
+                Vec::new()
+            } else {
+                write_storable(target, &storable).await?
             }
-            // The answer of each key's first delivery in the batch, for the later ones (`None`:
-            // full).
-            let mut firsts: HashMap<[u8; 32], Option<Accepted>> = HashMap::new();
-            let mut out = Vec::with_capacity(rows.len());
-            for (row, (stored, first, inserted, room)) in rows.iter().zip(answers) {
-                let answer = match stored {
-                    // Stored before the batch.
-                    Some(state) => state.parse().map(Accepted::Duplicate).map_err(backend),
-                    None if first && inserted => Ok(Accepted::New),
-                    None if first && !room => Err(InboxError::Full),
-                    // Room, and yet not inserted: another transaction inserted the key
-                    // meanwhile (committed now: the insert waited for it).
-                    None if first => state_of(target, &row.key).await?,
-                    // Sent twice within the batch: as its first delivery was answered.
-                    None => match firsts.get(&row.key) {
-                        Some(Some(Accepted::New)) => {
-                            Ok(Accepted::Duplicate(DeliveryState::Pending))
-                        }
-                        Some(Some(duplicate)) => Ok(*duplicate),
-                        Some(None) => Err(InboxError::Full),
-                        None => Err(InboxError::Backend(
-                            "the first delivery of this key in the batch failed".into(),
-                        )),
-                    },
-                };
-                if first {
-                    match &answer {
-                        Ok(accepted) => drop(firsts.insert(row.key, Some(*accepted))),
-                        Err(InboxError::Full) => drop(firsts.insert(row.key, None)),
-                        Err(_) => {}
+            .into_iter();
+            Ok(rows
+                .iter()
+                .map(|row| {
+                    if holds_nul(row) {
+                        Err(InboxError::Backend(
+                            "a text value of the delivery holds a NUL byte, which PostgreSQL \
+                             cannot store"
+                                .into(),
+                        ))
+                    } else {
+                        written.next().unwrap_or_else(|| {
+                            Err(InboxError::Backend("accept: an answer is missing".into()))
+                        })
                     }
-                }
-                out.push(answer);
-            }
-            Ok(out)
+                })
+                .collect())
         })
     }
 
@@ -422,6 +387,98 @@ impl Dialect for PostgresDialect {
                 .map_err(sql)
         })
     }
+}
+
+/// Whether a `text` value of `row` holds a NUL byte (which `PostgreSQL` cannot store: the
+/// statement would fail, and with it the whole batch).
+fn holds_nul(row: &Row) -> bool {
+    [
+        Some(row.path.as_str()),
+        Some(row.headers.as_str()),
+        Some(row.scheme.as_str()),
+        Some(row.event_id.as_str()),
+        row.event.as_deref(),
+        row.action.as_deref(),
+        row.delivery.as_deref(),
+        row.scope.as_deref(),
+        row.tenant.as_deref(),
+        row.signed_at.as_deref(),
+        row.version.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|text| text.contains('\0'))
+}
+
+/// [`write_accepts`](Dialect::write_accepts)'s statement for the rows it can store: each
+/// row's answer, in order.
+async fn write_storable(
+    target: &Target<PostgresDialect>,
+    rows: &[&Row],
+) -> Result<Vec<Result<Accepted, InboxError>>, InboxError> {
+    let column = |get: fn(&Row) -> Option<&str>| -> Vec<Option<&str>> {
+        rows.iter().map(|row| get(row)).collect()
+    };
+    let answers: Vec<(Option<String>, bool, bool, bool)> = sqlx::query_as(&target.sql.accept)
+        .bind(
+            rows.iter()
+                .map(|row| row.key.as_slice())
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|row| Some(&row.path)))
+        .bind(column(|row| Some(&row.headers)))
+        .bind(rows.iter().map(|row| row.body.as_ref()).collect::<Vec<_>>())
+        .bind(column(|row| Some(&row.scheme)))
+        .bind(column(|row| Some(&row.event_id)))
+        .bind(column(|row| row.event.as_deref()))
+        .bind(column(|row| row.action.as_deref()))
+        .bind(column(|row| row.delivery.as_deref()))
+        .bind(column(|row| row.scope.as_deref()))
+        .bind(column(|row| row.tenant.as_deref()))
+        .bind(column(|row| row.signed_at.as_deref()))
+        .bind(column(|row| row.version.as_deref()))
+        .bind(target.max_depth)
+        .fetch_all(&target.pool)
+        .await
+        .map_err(sql)?;
+    if answers.len() != rows.len() {
+        return Err(InboxError::Backend(
+            "accept: the batch's statement answered another number of rows".into(),
+        ));
+    }
+    // The answer of each key's first delivery in the batch, for the later ones (`None`:
+    // full).
+    let mut firsts: HashMap<[u8; 32], Option<Accepted>> = HashMap::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for (row, (stored, first, inserted, room)) in rows.iter().zip(answers) {
+        let answer = match stored {
+            // Stored before the batch.
+            Some(state) => state.parse().map(Accepted::Duplicate).map_err(backend),
+            None if first && inserted => Ok(Accepted::New),
+            None if first && !room => Err(InboxError::Full),
+            // Room, and yet not inserted: another transaction inserted the key
+            // meanwhile (committed now: the insert waited for it).
+            None if first => state_of(target, &row.key).await?,
+            // Sent twice within the batch: as its first delivery was answered.
+            None => match firsts.get(&row.key) {
+                Some(Some(Accepted::New)) => Ok(Accepted::Duplicate(DeliveryState::Pending)),
+                Some(Some(duplicate)) => Ok(*duplicate),
+                Some(None) => Err(InboxError::Full),
+                None => Err(InboxError::Backend(
+                    "the first delivery of this key in the batch failed".into(),
+                )),
+            },
+        };
+        if first {
+            match &answer {
+                Ok(accepted) => drop(firsts.insert(row.key, Some(*accepted))),
+                Err(InboxError::Full) => drop(firsts.insert(row.key, None)),
+                Err(_) => {}
+            }
+        }
+        out.push(answer);
+    }
+    Ok(out)
 }
 
 /// The state of a key another transaction inserted while a batch was accepted: a duplicate,
