@@ -27,7 +27,8 @@ use super::{reached, Phase, Shared};
 ///
 /// When it claimed fewer deliveries than it had free slots, nothing more is due: it waits for
 /// the backend's wake-up ([`InboxBackend::wait_for_work`], at most the poll interval). When it
-/// filled them all, more may be due: it claims again as soon as a slot frees.
+/// filled them all, more may be due: it claims again as soon as a slot frees, for that slot
+/// and the others the executors ready to end free in the same turn ([`gather`]).
 pub(super) async fn produce<B, S, ResBody>(
     shared: Arc<Shared<B>>,
     service: S,
@@ -55,10 +56,7 @@ pub(super) async fn produce<B, S, ResBody>(
         else {
             break;
         };
-        let mut free: Vec<OwnedSemaphorePermit> = vec![first];
-        while let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
-            free.push(slot);
-        }
+        let mut free = gather(&slots, first, settings.workers.get()).await;
         let wanted = free.len();
         let claimed_at = Instant::now();
         let claimed = match shared.backend.claim(settings.lease, wanted).await {
@@ -131,6 +129,32 @@ pub(super) async fn produce<B, S, ResBody>(
     while executors.join_next().await.is_some() {}
 }
 
+/// `first` and every other slot free now, and those the executors that are ready to run free
+/// meanwhile: after taking what is free, the producer lets the tasks that are ready run once
+/// (`yield_now`) and takes again, as long as that frees more. Executors of one batch end
+/// together when their handlers are quick, so one claim takes them all rather than a slot or
+/// two each; a handler still running is never waited for.
+async fn gather(
+    slots: &Arc<Semaphore>,
+    first: OwnedSemaphorePermit,
+    all: usize,
+) -> Vec<OwnedSemaphorePermit> {
+    let mut free = vec![first];
+    let mut yielded = false;
+    loop {
+        let before = free.len();
+        while let Ok(slot) = Arc::clone(slots).try_acquire_owned() {
+            free.push(slot);
+        }
+        // All free, or a turn that freed none: claim for these.
+        if free.len() == all || (yielded && free.len() == before) {
+            return free;
+        }
+        tokio::task::yield_now().await;
+        yielded = true;
+    }
+}
+
 /// `future`'s output, or `None` once the workers drain.
 async fn until_draining<F: Future>(
     watching: &mut watch::Receiver<Phase>,
@@ -143,5 +167,72 @@ async fn until_draining<F: Future>(
     match select(pin!(future), draining).await {
         Either::Left((output, _)) => Some(output),
         Either::Right(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` slots of `slots`, all taken.
+    fn take(slots: &Arc<Semaphore>, n: usize) -> Vec<OwnedSemaphorePermit> {
+        (0..n)
+            .map(|_| Arc::clone(slots).try_acquire_owned().unwrap())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_claim_takes_the_slots_of_the_executors_ready_to_end_too() {
+        let slots = Arc::new(Semaphore::new(4));
+        let mut held = take(&slots, 4).into_iter();
+        let first = held.next().unwrap();
+        // Three executors whose handlers ended: each gives its slot back once it runs, which on
+        // this one thread is only after the producer lets it.
+        for slot in held {
+            tokio::spawn(async move { drop(slot) });
+        }
+        let free = gather(&slots, first, 4).await;
+        assert_eq!(
+            free.len(),
+            4,
+            "one claim for all four slots, not one for the first"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_claim_never_waits_for_a_handler_still_running() {
+        let slots = Arc::new(Semaphore::new(3));
+        let mut held = take(&slots, 3).into_iter();
+        let first = held.next().unwrap();
+        let running = held.next().unwrap();
+        let ending = held.next().unwrap();
+        let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            // A handler that runs until the test ends.
+            let _ = stopped.await;
+            drop(running);
+        });
+        tokio::spawn(async move { drop(ending) });
+        let free =
+            tokio::time::timeout(std::time::Duration::from_secs(5), gather(&slots, first, 3))
+                .await
+                .expect("gather waited for a running handler");
+        assert_eq!(free.len(), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_idle_producer_claims_for_every_slot_without_yielding() {
+        let slots = Arc::new(Semaphore::new(8));
+        let first = Arc::clone(&slots).try_acquire_owned().unwrap();
+        // Nothing else may run before the claim: a task spawned now would flag it.
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        tokio::spawn(async move { flag.store(true, std::sync::atomic::Ordering::SeqCst) });
+        let free = gather(&slots, first, 8).await;
+        assert_eq!(free.len(), 8);
+        assert!(
+            !ran.load(std::sync::atomic::Ordering::SeqCst),
+            "the producer yielded"
+        );
     }
 }
