@@ -29,8 +29,11 @@
 //!   `MULTI` of `XADD`s).
 //! - **acknowledgement latency**: an open loop at `INBOX_RATE` deliveries/s (default 1,000) for
 //!   `INBOX_SECONDS` (default 10), p50/p99/max from the send to the answer; the target is
-//!   p99 ≤ 3× the disk's `fdatasync` p99 (SQLite and PostgreSQL). The single-row `INSERT` floor's
-//!   open loop is printed for context.
+//!   p99 ≤ 3× the disk's `fdatasync` p99 (SQLite and PostgreSQL). Printed for context, each
+//!   through the same open loop: the single-row `INSERT` floor; the same route with the layer
+//!   verifying and no store (the loop's own noise); and one 4 KiB overwrite and `fdatasync` of a
+//!   preallocated file on a blocking thread (`spawn_blocking`, one at a time), which is the
+//!   disk as the open loop meets it, beside the quiet sequential figure the target names.
 //! - **drain**: what the accept phases stored is drained by `Workers` with the default settings
 //!   (`INBOX_WORKERS` overrides the number of workers) and a no-op handler answering `200`; the
 //!   floor is one bare batched claim-and-complete loop on the floor's table: a claiming statement
@@ -276,6 +279,19 @@ async fn run(backend: &Arc<dyn Backend>, settings: &Settings, dir: &Path) {
             ),
         )
         .with_state(());
+    // The same route verifying and answering with no store: the open loop's own noise floor.
+    let bare = Router::new()
+        .route(
+            "/webhooks",
+            post(|| async { "verified" }).route_layer(
+                WebhookLayer::builder(Scheme::sotion())
+                    .with_secret(SECRET)
+                    .without_idempotency()
+                    .build()
+                    .unwrap(),
+            ),
+        )
+        .with_state(());
     let mut next = 0;
     let mut batch = |n: usize| {
         let batch = Batch::new(next, n);
@@ -288,6 +304,23 @@ async fn run(backend: &Arc<dyn Backend>, settings: &Settings, dir: &Path) {
         async move {
             let response = app.oneshot(request).await.unwrap();
             response.status() == StatusCode::OK
+        }
+    };
+    let verify_only = |batch: &Batch, index: usize| {
+        let request = batch.request(index);
+        let bare = bare.clone();
+        async move {
+            let response = bare.oneshot(request).await.unwrap();
+            response.status() == StatusCode::OK
+        }
+    };
+    let sync_probe = Arc::new(SyncProbe::open(dir));
+    let fdatasync = |_: &Batch, _: usize| {
+        let probe = Arc::clone(&sync_probe);
+        async move {
+            tokio::task::spawn_blocking(move || probe.sync())
+                .await
+                .is_ok()
         }
     };
     let floor = |batch: &Batch, index: usize| {
@@ -327,6 +360,8 @@ async fn run(backend: &Arc<dyn Backend>, settings: &Settings, dir: &Path) {
     let inbox_lat = open_loop(settings.rate, &inbox_batch, &layer).await;
     let floor_batch = batch(n);
     let floor_lat = open_loop(settings.rate, &floor_batch, &floor).await;
+    let verify_lat = open_loop(settings.rate, &batch(n), &verify_only).await;
+    let sync_lat = open_loop(settings.rate, &batch(n), &fdatasync).await;
 
     // Drain what was stored: the batched floor takes as many rows as the inbox holds, the
     // one-at-a-time floor at most `count` of the rest.
@@ -438,6 +473,28 @@ async fn run(backend: &Arc<dyn Backend>, settings: &Settings, dir: &Path) {
         "—".to_owned(),
         None,
     );
+    for (what, latencies) in [
+        ("the layer verifying with no store", &verify_lat),
+        (
+            "one 4 KiB write and fdatasync on a blocking thread",
+            &sync_lat,
+        ),
+    ] {
+        table.row(
+            format!(
+                "(context) acknowledgement at {}/s / the same open loop, {what}",
+                settings.rate
+            ),
+            format!("p99 {:.2} ms", inbox_lat.percentile(0.99)),
+            latencies.describe(),
+            format!(
+                "p99 {:.2}×",
+                inbox_lat.percentile(0.99) / latencies.percentile(0.99)
+            ),
+            "—".to_owned(),
+            None,
+        );
+    }
     table.print();
     println!();
     println!("load average at end: {}", load_average());
@@ -539,6 +596,52 @@ fn disk_sync(dir: &Path, count: usize, limit: Duration) -> Latencies {
         errors: 0,
         lag: Duration::ZERO,
         elapsed,
+    }
+}
+
+/// A preallocated file in the data's directory that [`sync`](Self::sync) overwrites a 4 KiB
+/// block of and `fdatasync`s, one caller at a time: the disk as the open loop sees it.
+struct SyncProbe {
+    file: Mutex<(std::fs::File, usize)>,
+    path: PathBuf,
+}
+
+impl SyncProbe {
+    const BLOCKS: usize = 1024;
+
+    fn open(dir: &Path) -> Self {
+        use std::os::unix::fs::FileExt;
+        let path = dir.join("fdatasync-open-loop");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        file.write_all_at(&vec![0_u8; 4096 * Self::BLOCKS], 0)
+            .unwrap();
+        file.sync_all().unwrap();
+        Self {
+            file: Mutex::new((file, 0)),
+            path,
+        }
+    }
+
+    fn sync(&self) {
+        use std::os::unix::fs::FileExt;
+        let mut guard = self.file.lock().unwrap();
+        let (file, next) = &mut *guard;
+        file.write_all_at(&[0x5a_u8; 4096], (*next * 4096) as u64)
+            .unwrap();
+        file.sync_data().unwrap();
+        *next = (*next + 1) % Self::BLOCKS;
+    }
+}
+
+impl Drop for SyncProbe {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
