@@ -2258,6 +2258,55 @@ async fn the_depth_limit_holds_exactly_within_one_accept_batch_on_redis() {
     inbox_group::the_depth_limit_holds_exactly_within_one_batch(&server).await;
 }
 
+/// Two accept batches in flight at once (the Redis writer sends the next while the previous
+/// one waits, here on a paused server): Redis runs their scripts one after the other, so a key
+/// in both is stored once (the second answered a duplicate) and the depth limit counts the
+/// first batch's deliveries for the second's.
+#[tokio::test]
+async fn two_accept_batches_in_flight_keep_duplicates_and_the_depth_limit_exact_on_redis() {
+    use inbox_group::Harness as _;
+    use tower_webhook::inbox::InboxError;
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let harness = &server;
+    let inbox = harness.open(InboxOptions::new().with_max_depth(3)).await;
+    let before = harness.commits(&inbox).await;
+    let gate = harness.gate(&inbox).await;
+    let accept = |id: &'static str| {
+        let inbox = inbox.clone();
+        tokio::spawn(async move { inbox.accept(&inbox_backend::delivery(id)).await })
+    };
+    // The first batch: two deliveries, sent to the paused server.
+    let first = [accept("evt_a"), accept("evt_b")];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The second, sent while the first waits: `evt_a` again, and two new ones of which the
+    // depth limit (3) lets one in.
+    let second = [accept("evt_a"), accept("evt_c"), accept("evt_d")];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    <&RedisServer as inbox_group::Harness>::release(gate).await;
+    let mut answers = Vec::new();
+    for task in first.into_iter().chain(second) {
+        answers.push(task.await.unwrap());
+    }
+    assert_eq!(
+        harness.commits(&inbox).await - before,
+        2,
+        "not two batches: {answers:?}"
+    );
+    assert!(matches!(answers[0], Ok(Accepted::New)), "{answers:?}");
+    assert!(matches!(answers[1], Ok(Accepted::New)), "{answers:?}");
+    assert!(
+        matches!(answers[2], Ok(Accepted::Duplicate(DeliveryState::Pending))),
+        "{answers:?}"
+    );
+    assert!(matches!(answers[3], Ok(Accepted::New)), "{answers:?}");
+    assert!(matches!(answers[4], Err(InboxError::Full)), "{answers:?}");
+    assert_eq!(inbox.stats().await.unwrap().pending, 3);
+    let mut redis = server.connection().await;
+    assert_eq!(xlen(&mut redis, inbox.stream_key()).await, 3);
+}
+
 /// A delivery with a NUL in its tenant id in a batch of others (`PostgreSQL` cannot store it):
 /// Redis stores them all (pins the scenario's other side).
 #[tokio::test]

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::backend::{Accepted, InboxFuture};
 use super::error::{timed, InboxError};
@@ -41,7 +41,7 @@ const QUEUE: usize = 1024;
 
 /// What writes one batch of accepts: a backend's transaction or script call. Its row encoding
 /// and its write stay in the backend (`sql/writer.rs`, `redis/writer.rs`).
-pub(super) trait WriteBatch: Send + 'static {
+pub(super) trait WriteBatch: Send + Sync + 'static {
     /// One delivery as the backend writes it, encoded by its accept (so that an encoding error
     /// is that accept's own, not its batch's).
     type Row: Send + 'static;
@@ -54,7 +54,7 @@ pub(super) trait WriteBatch: Send + 'static {
     /// the depth limit checked exactly within the batch), or the error that failed the whole
     /// batch (nothing of it stored, or, when the answer was lost, unknown).
     fn write<'a>(
-        &'a mut self,
+        &'a self,
         rows: &'a [Self::Row],
     ) -> InboxFuture<'a, Vec<Result<Accepted, InboxError>>>;
 }
@@ -83,20 +83,27 @@ impl<W: WriteBatch> Clone for Writer<W> {
 
 impl<W: WriteBatch> Writer<W> {
     /// Starts the writer task on the current Tokio runtime: `batch` writes each batch, within
-    /// `timeout`; `wake` wakes the producers after a batch that stored a new delivery (and
-    /// after a failed one).
+    /// `timeout`, up to `in_flight` batches at once (at least one); `wake` wakes the producers
+    /// after a batch that stored a new delivery (and after a failed one).
+    ///
+    /// More than one batch in flight suits a backend that runs writes one after another in the
+    /// order it receives them and checks the depth limit and duplicates in each (Redis's
+    /// scripts): the next batch is on its way while the previous one syncs. Where writes run
+    /// side by side, one in flight keeps the depth limit exact.
     pub(super) fn start(
         batch: W,
+        in_flight: usize,
         timeout: Duration,
         wake: impl Fn() + Send + Sync + 'static,
     ) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
         let task = Task {
-            batch,
+            batch: Arc::new(batch),
+            in_flight: Arc::new(Semaphore::new(in_flight.max(1))),
             timeout,
             commits: Arc::clone(&commits),
-            wake: Box::new(wake),
+            wake: Arc::new(wake),
         };
         tokio::spawn(task.run(receiver));
         Self { sender, commits }
@@ -126,18 +133,25 @@ fn stopped() -> InboxError {
 
 /// The writer task's state.
 struct Task<W> {
-    batch: W,
+    batch: Arc<W>,
+    /// A permit per batch being written.
+    in_flight: Arc<Semaphore>,
     timeout: Duration,
     commits: Arc<AtomicU64>,
     /// Called after a batch that stored a new delivery (here, not by the accepts: one that
     /// gave up while its batch was written would leave its delivery to the workers' poll).
-    wake: Box<dyn Fn() + Send + Sync>,
+    wake: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl<W: WriteBatch> Task<W> {
-    async fn run(mut self, mut receiver: mpsc::Receiver<Request<W::Row>>) {
+    async fn run(self, mut receiver: mpsc::Receiver<Request<W::Row>>) {
         let mut carried: Option<Request<W::Row>> = None;
         loop {
+            // A batch is gathered once it can be written at once: what arrives meanwhile
+            // waits, and goes in it.
+            let Ok(permit) = Arc::clone(&self.in_flight).acquire_owned().await else {
+                return;
+            };
             let first = match carried.take() {
                 Some(request) => request,
                 None => match receiver.recv().await {
@@ -166,25 +180,39 @@ impl<W: WriteBatch> Task<W> {
             if batch.is_empty() {
                 continue;
             }
+            tokio::spawn(self.write(batch, permit));
+        }
+    }
+
+    /// Writes `batch` and answers each of its accepts; `permit` is given back after.
+    fn write(
+        &self,
+        batch: Vec<Request<W::Row>>,
+        permit: OwnedSemaphorePermit,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (writer, timeout) = (Arc::clone(&self.batch), self.timeout);
+        let (commits, wake) = (Arc::clone(&self.commits), Arc::clone(&self.wake));
+        async move {
             let (replies, rows): (Vec<_>, Vec<_>) = batch
                 .into_iter()
                 .map(|Request { row, reply }| (reply, row))
                 .unzip();
-            let written = match timed(self.timeout, self.batch.write(&rows)).await {
+            let written = match timed(timeout, writer.write(&rows)).await {
                 Ok(answers) if answers.len() != rows.len() => Err(InboxError::Backend(
                     "the batch's write answered for another number of deliveries".into(),
                 )),
                 written => written,
             };
+            drop(permit);
             match written {
                 Ok(answers) => {
-                    self.commits.fetch_add(1, Ordering::Relaxed);
+                    commits.fetch_add(1, Ordering::Relaxed);
                     if answers
                         .iter()
                         .any(|answer| matches!(answer, Ok(Accepted::New)))
                     {
                         // Stored: the workers waiting on this inbox claim at once.
-                        (self.wake)();
+                        wake();
                     }
                     for (reply, answer) in replies.into_iter().zip(answers) {
                         let _ = reply.send(answer);
@@ -198,7 +226,7 @@ impl<W: WriteBatch> Task<W> {
                     );
                     // A write whose answer was lost (a timeout, a cut connection) may have
                     // stored the batch: a spurious wake-up costs one claim.
-                    (self.wake)();
+                    wake();
                     for reply in replies {
                         let _ = reply.send(Err(each(&error)));
                     }
@@ -233,7 +261,7 @@ mod tests {
     /// `hold` is let go, and answers `New` for each row (one answer short when `short`).
     struct Memory {
         batches: Arc<Mutex<Vec<Vec<usize>>>>,
-        hold: Option<oneshot::Receiver<()>>,
+        hold: Mutex<Option<oneshot::Receiver<()>>>,
         short: bool,
     }
 
@@ -245,11 +273,12 @@ mod tests {
         }
 
         fn write<'a>(
-            &'a mut self,
+            &'a self,
             rows: &'a [usize],
         ) -> InboxFuture<'a, Vec<Result<Accepted, InboxError>>> {
             Box::pin(async move {
-                if let Some(hold) = self.hold.take() {
+                let hold = self.hold.lock().unwrap().take();
+                if let Some(hold) = hold {
                     let _ = hold.await;
                 }
                 self.batches.lock().unwrap().push(rows.to_vec());
@@ -276,11 +305,11 @@ mod tests {
         let (release, hold) = oneshot::channel();
         let memory = Memory {
             batches: Arc::clone(&batches),
-            hold: Some(hold),
+            hold: Mutex::new(Some(hold)),
             short,
         };
         let woken = Arc::clone(&wakes);
-        let writer = Writer::start(memory, Duration::from_secs(30), move || {
+        let writer = Writer::start(memory, 1, Duration::from_secs(30), move || {
             woken.fetch_add(1, Ordering::Relaxed);
         });
         let first = tokio::spawn({
@@ -381,5 +410,37 @@ mod tests {
         assert_eq!(setup.writer.commits(), 0);
         // Each failed batch wakes the producers: its write's outcome is unknown.
         assert_eq!(setup.wakes.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn with_two_in_flight_a_batch_is_written_while_the_one_before_it_waits() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let (release, hold) = oneshot::channel();
+        let memory = Memory {
+            batches: Arc::clone(&batches),
+            hold: Mutex::new(Some(hold)),
+            short: false,
+        };
+        let writer = Writer::start(memory, 2, Duration::from_secs(30), || {});
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.accept(0).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The first batch is held in its write; the second is written beside it.
+        let second = tokio::time::timeout(Duration::from_secs(5), writer.accept(1)).await;
+        assert!(matches!(second, Ok(Ok(Accepted::New))), "{second:?}");
+        assert_eq!(sizes(&batches), [1]);
+        assert!(!first.is_finished());
+        release.send(()).unwrap();
+        assert!(matches!(first.await.unwrap(), Ok(Accepted::New)));
+        assert_eq!(writer.commits(), 2);
+    }
+
+    #[tokio::test]
+    async fn with_one_in_flight_a_batch_waits_for_the_write_before_it() {
+        let setup = setup(false).await;
+        let waited = tokio::time::timeout(Duration::from_millis(100), setup.writer.accept(1)).await;
+        assert!(waited.is_err(), "written beside the held batch: {waited:?}");
     }
 }

@@ -275,7 +275,10 @@ impl RedisInbox {
             max_depth: options.max_depth().to_string(),
         };
         let woken = Arc::clone(&wake);
-        let writer = Writer::start(accepts, options.timeout(), move || woken.notify());
+        // Two batches in flight: Redis runs scripts one at a time, each reading the depth and
+        // the states as the one before left them, so the next batch can be on its way while
+        // the previous one syncs.
+        let writer = Writer::start(accepts, 2, options.timeout(), move || woken.notify());
         let inbox = Self {
             client,
             connection,

@@ -67,10 +67,7 @@ impl WriteBatch for Accepts {
     /// Each delivery's answer, or the error that failed the call (nothing stored when a read
     /// failed, which the script makes before any write; unknown when the answer was lost, as
     /// with any call: the sender's retry is then a duplicate).
-    fn write<'a>(
-        &'a mut self,
-        rows: &'a [Row],
-    ) -> InboxFuture<'a, Vec<Result<Accepted, InboxError>>> {
+    fn write<'a>(&'a self, rows: &'a [Row]) -> InboxFuture<'a, Vec<Result<Accepted, InboxError>>> {
         Box::pin(async move {
             let mut invocation = self.script.prepare_invoke();
             for key in self.keys.all() {
@@ -87,7 +84,7 @@ impl WriteBatch for Accepts {
                 }
             }
             let answers: Vec<String> = invocation
-                .invoke_async(&mut self.connection)
+                .invoke_async(&mut self.connection.clone())
                 .await
                 .map_err(backend)?;
             Ok(answers

@@ -552,7 +552,7 @@ impl<D: Dialect> SqlInbox<D> {
             sql: Arc::clone(&sql),
             max_depth: i64::try_from(options.max_depth()).unwrap_or(i64::MAX),
         };
-        let writer = Writer::start(target, options.timeout(), wake);
+        let writer = Writer::start(target, 1, options.timeout(), wake);
         Self {
             pool,
             options,

@@ -87,10 +87,7 @@ impl<D: Dialect> WriteBatch for Target<D> {
         row.size()
     }
 
-    fn write<'a>(
-        &'a mut self,
-        rows: &'a [Row],
-    ) -> InboxFuture<'a, Vec<Result<Accepted, InboxError>>> {
+    fn write<'a>(&'a self, rows: &'a [Row]) -> InboxFuture<'a, Vec<Result<Accepted, InboxError>>> {
         D::write_accepts(self, rows)
     }
 }
