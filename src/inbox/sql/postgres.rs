@@ -555,7 +555,10 @@ async fn migrate(pool: &PgPool, prefix: &str) -> Result<(), InboxError> {
 fn statements(prefix: &str) -> Statements {
     let t = format!("{prefix}deliveries");
     let depth = format!("{prefix}depth");
-    let owned = "key = $1 AND owner = $2 AND state = 'running'";
+    let owned = format!(
+        "key = $1 AND owner = $2 AND {}",
+        by_key("state = 'running'")
+    );
     Statements {
         accept: accept(&t, &depth),
         state_of: format!(
@@ -577,7 +580,10 @@ fn statements(prefix: &str) -> Statements {
              finished_at = now(), history = {} WHERE {owned}",
             history_with("history", "attempts", &quoted(HistoryKind::Done), "NULL")
         ),
-        completed: format!("SELECT 1 FROM {t} WHERE key = $1 AND state = 'done'"),
+        completed: format!(
+            "SELECT 1 FROM {t} WHERE key = $1 AND {}",
+            by_key("state = 'done'")
+        ),
         finish: finish(&t),
         retry: format!(
             "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now() + $3{MS}, \
@@ -608,23 +614,25 @@ fn statements(prefix: &str) -> Statements {
         search: format!("SELECT {COLUMNS} FROM {t} AS d"),
         replay_dead: format!(
             "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), attempts = 0, \
-             finished_at = NULL, history = {} WHERE key = $1 AND state = 'dead'",
+             finished_at = NULL, history = {} WHERE key = $1 AND {}",
             history_with(
                 "history",
                 "attempts",
                 &quoted(HistoryKind::Replayed),
                 "NULL"
-            )
+            ),
+            by_key("state = 'dead'")
         ),
         replay_dead_or_done: format!(
             "UPDATE {t} SET state = 'pending', owner = NULL, due_at = now(), attempts = 0, \
-             finished_at = NULL, history = {} WHERE key = $1 AND state IN ('dead', 'done')",
+             finished_at = NULL, history = {} WHERE key = $1 AND {}",
             history_with(
                 "history",
                 "attempts",
                 &quoted(HistoryKind::Replayed),
                 "NULL"
-            )
+            ),
+            by_key("state IN ('dead', 'done')")
         ),
         purge: format!("DELETE FROM {t} WHERE key = $1"),
         // The rows are locked by the selection, so their `ctid` holds until the delete (a
@@ -686,6 +694,15 @@ fn accept(t: &str, depth: &str) -> String {
     )
 }
 
+/// `condition` (on the state of a row the statement finds by its key), written so that the
+/// planner cannot choose an index for it: the key's primary key lookup is then the only plan.
+/// Otherwise, with statistics taken while the inbox was idle (no pending or running row), a
+/// `state = 'running'` makes the planner believe the partial `due` index empty, and scan all
+/// of it (every running delivery) for each outcome, until the table is analyzed again.
+fn by_key(condition: &str) -> String {
+    format!("({condition}) IS TRUE")
+}
+
 /// `renew_all`'s statement on table `t`.
 ///
 /// The rows of the batch are locked without waiting: a row another transaction holds
@@ -699,12 +716,13 @@ fn renew_all(t: &str) -> String {
          locked AS (SELECT d.key FROM {t} AS d WHERE d.key IN (SELECT key FROM o) \
          FOR UPDATE SKIP LOCKED), \
          renewed AS (UPDATE {t} AS d SET due_at = now() + $3{MS} FROM o \
-         WHERE d.key = o.key AND d.owner = o.owner AND d.state = 'running' \
+         WHERE d.key = o.key AND d.owner = o.owner AND {running} \
          AND d.key IN (SELECT key FROM locked) RETURNING d.key, d.owner) \
          SELECT o.key, o.owner FROM o \
          WHERE (o.key, o.owner) IN (SELECT key, owner FROM renewed) \
          OR (o.key NOT IN (SELECT key FROM locked) AND EXISTS (SELECT 1 FROM {t} AS d \
-         WHERE d.key = o.key AND d.owner = o.owner AND d.state = 'running'))"
+         WHERE d.key = o.key AND d.owner = o.owner AND {running}))",
+        running = by_key("d.state = 'running'")
     )
 }
 
@@ -757,7 +775,8 @@ fn finish(t: &str) -> String {
          history = {history} \
          FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bigint[], $5::text[]) \
          WITH ORDINALITY AS o(key, owner, kind, delay, error, i) \
-         WHERE d.key = o.key AND d.owner = o.owner AND d.state = 'running' \
-         RETURNING o.i"
+         WHERE d.key = o.key AND d.owner = o.owner AND {} \
+         RETURNING o.i",
+        by_key("d.state = 'running'")
     )
 }
