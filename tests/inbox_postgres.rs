@@ -1289,7 +1289,7 @@ async fn deliveries_accepted_in_one_millisecond_are_paged_through_each_once() {
 async fn due_index_reads(pool: &sqlx::PgPool, table: &str, updates: i64) -> i64 {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let (updated, read): (i64, i64) = sqlx::query_as(
+        let (seen, read): (i64, i64) = sqlx::query_as(
             "SELECT t.n_tup_upd, i.idx_tup_read FROM pg_stat_user_tables AS t \
              JOIN pg_stat_user_indexes AS i ON i.relid = t.relid \
              WHERE t.relname = $1 AND i.indexrelname = $1 || '_due'",
@@ -1298,12 +1298,12 @@ async fn due_index_reads(pool: &sqlx::PgPool, table: &str, updates: i64) -> i64 
         .fetch_one(pool)
         .await
         .unwrap();
-        if updated >= updates {
+        if seen >= updates {
             return read;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{updated} of {updates} updates in the statistics after 30 s"
+            "{seen} of {updates} updates in the statistics after 30 s"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
