@@ -10,7 +10,8 @@
 //! one round trip among all its deliveries, and a 2xx still means the delivery is on disk.
 //!
 //! The machine, the same for each backend:
-//! - a batch is what waits when the writer is free, up to [`MAX_BATCH`] deliveries or
+//! - a batch is what waits when the writer may start a write (one at a time, or as many as the
+//!   backend allows in flight: [`Writer::start`]), up to [`MAX_BATCH`] deliveries or
 //!   [`MAX_BATCH_BYTES`] (a single larger delivery is a batch of its own);
 //! - an accept that gave up (its own timeout) before the writer took it is not written: it was
 //!   answered "may have been stored", and its retry is accepted as new;
