@@ -712,7 +712,7 @@ async fn shutdown_begun_as_a_slot_frees_claims_nothing_more() {
     for workers in [1, 2] {
         let dir = tempfile::tempdir().unwrap();
         let sqlite = inbox(&dir).await;
-        for n in 0..workers + 1 {
+        for n in 0..=workers {
             sqlite.accept(&delivery(&format!("evt_{n}"))).await.unwrap();
         }
         let calls = Arc::new(Calls::default());
@@ -723,7 +723,7 @@ async fn shutdown_begun_as_a_slot_frees_claims_nothing_more() {
         };
         let (ended, ending) = tokio::sync::oneshot::channel::<()>();
         let ended = Arc::new(Mutex::new(Some(ended)));
-        let (hold, held) = tokio::sync::watch::channel(false);
+        let (release, released) = tokio::sync::watch::channel(false);
         let runs = Arc::new(AtomicUsize::new(0));
         let ran = Arc::clone(&runs);
         // The first handler ends at once, telling the shutdown task; the others (when there
@@ -731,14 +731,14 @@ async fn shutdown_begun_as_a_slot_frees_claims_nothing_more() {
         let service = tower::service_fn(move |_: Request<Full<Bytes>>| {
             ran.fetch_add(1, Ordering::SeqCst);
             let first = ended.lock().unwrap().take();
-            let mut held = held.clone();
+            let mut released = released.clone();
             async move {
                 match first {
                     Some(ended) => {
                         let _ = ended.send(());
                     }
                     None => {
-                        let _ = held.wait_for(|go| *go).await;
+                        let _ = released.wait_for(|go| *go).await;
                     }
                 }
                 Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
@@ -760,7 +760,7 @@ async fn shutdown_begun_as_a_slot_frees_claims_nothing_more() {
                 std::task::Poll::Ready(())
             })
             .await;
-            let _ = hold.send(true);
+            let _ = release.send(true);
             stopping.await;
             before
         });
