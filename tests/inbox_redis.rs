@@ -2333,13 +2333,13 @@ async fn concurrent_accepts_of_overlapping_keys_store_each_once_within_the_depth
     // sent again (`SCRIPT LOAD`, `EVALSHA`), possibly after the batch behind them.
     let mut flusher = server.connection().await;
     let flushing = tokio::spawn(async move {
-        for _ in 0..50 {
+        for _ in 0..20 {
             let () = redis::cmd("SCRIPT")
                 .arg("FLUSH")
                 .query_async(&mut flusher)
                 .await
                 .unwrap();
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     });
     let mut tasks = Vec::new();
@@ -2349,11 +2349,13 @@ async fn concurrent_accepts_of_overlapping_keys_store_each_once_within_the_depth
             let inbox = inbox.clone();
             tasks.push(tokio::spawn(async move {
                 let delivery = inbox_backend::delivery(&id);
-                // A flush between the script's load and its call fails the batch (nothing
-                // ran): the sender's retry.
-                for _ in 0..5 {
+                // A flush between the script's load and its call fails the batch (`NOSCRIPT`
+                // again: nothing ran): the sender's retry, until the flushes are over.
+                for _ in 0..100 {
                     match inbox.accept(&delivery).await {
-                        Err(InboxError::Backend(_)) => {}
+                        Err(InboxError::Backend(_)) => {
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
                         answer => return (id, answer),
                     }
                 }
