@@ -2307,6 +2307,161 @@ async fn two_accept_batches_in_flight_keep_duplicates_and_the_depth_limit_exact_
     assert_eq!(xlen(&mut redis, inbox.stream_key()).await, 3);
 }
 
+/// Many concurrent accepts of overlapping keys from both threads (so batches two at a time, in
+/// either order on the connection, and re-sent after `NOSCRIPT` while the script cache is
+/// flushed), against a depth limit below the number of keys: each key
+/// is stored at most once (one `new`, its other accepts duplicates) or refused every time
+/// (`full`, the depth never falls here), and exactly the limit's worth of keys is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_accepts_of_overlapping_keys_store_each_once_within_the_depth_limit_on_redis() {
+    use std::collections::BTreeMap;
+    use tower_webhook::inbox::InboxError;
+    const KEYS: usize = 80;
+    const SENDERS: usize = 8;
+    const LIMIT: u64 = 50;
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let inbox = server
+        .inbox(
+            InboxOptions::new()
+                .with_max_depth(LIMIT)
+                .with_timeout(inbox_group::TIMEOUT),
+        )
+        .await;
+    // The script cache flushed again and again meanwhile: batches answered `NOSCRIPT` are
+    // sent again (`SCRIPT LOAD`, `EVALSHA`), possibly after the batch behind them.
+    let mut flusher = server.connection().await;
+    let flushing = tokio::spawn(async move {
+        for _ in 0..20 {
+            let () = redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query_async(&mut flusher)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    let mut tasks = Vec::new();
+    for sender in 0..SENDERS {
+        for n in 0..KEYS {
+            let id = format!("evt_{}", (n + sender * 7) % KEYS);
+            let inbox = inbox.clone();
+            tasks.push(tokio::spawn(async move {
+                let delivery = inbox_backend::delivery(&id);
+                // A flush between the script's load and its call fails the batch (`NOSCRIPT`
+                // again: nothing ran): the sender's retry, until the flushes are over.
+                for _ in 0..100 {
+                    match inbox.accept(&delivery).await {
+                        Err(InboxError::Backend(_)) => {
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                        answer => return (id, answer),
+                    }
+                }
+                let answer = inbox.accept(&delivery).await;
+                (id, answer)
+            }));
+        }
+        tokio::task::yield_now().await;
+    }
+    let mut answers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for task in tasks {
+        let (id, answer) = task.await.unwrap();
+        let answer = match answer {
+            Ok(Accepted::New) => "new".to_owned(),
+            Ok(Accepted::Duplicate(DeliveryState::Pending)) => "duplicate".to_owned(),
+            Err(InboxError::Full) => "full".to_owned(),
+            other => panic!("{id}: {other:?}"),
+        };
+        answers.entry(id).or_default().push(answer);
+    }
+    flushing.await.unwrap();
+    let mut stored = 0;
+    for (id, answers) in &answers {
+        let new = answers.iter().filter(|answer| *answer == "new").count();
+        let full = answers.iter().filter(|answer| *answer == "full").count();
+        match new {
+            1 => assert_eq!(full, 0, "{id}: refused, yet stored: {answers:?}"),
+            0 => assert_eq!(full, SENDERS, "{id}: a duplicate of nothing: {answers:?}"),
+            _ => panic!("{id} stored twice: {answers:?}"),
+        }
+        stored += new as u64;
+    }
+    assert_eq!(stored, LIMIT, "the depth limit");
+    assert_eq!(inbox.stats().await.unwrap().pending, LIMIT);
+    let mut redis = server.connection().await;
+    assert_eq!(xlen(&mut redis, inbox.stream_key()).await, LIMIT);
+}
+
+/// Two accept batches in flight (the first held on a paused server, the second sent behind
+/// it) when the connection is cut after Redis received them, their answers lost: every accept
+/// of both is answered an error (never a `2xx` it cannot vouch for), and the sender's retries,
+/// on the connection made again, find each delivery stored once (duplicates), one stream entry
+/// each.
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn two_accept_batches_in_flight_whose_answers_were_lost_are_stored_once_each_on_redis() {
+    use inbox_group::Harness as _;
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let proxy = inbox_common::proxy::Proxy::start(server.port).await;
+    let url = format!("redis://127.0.0.1:{}/", proxy.port());
+    let inbox = RedisInbox::connect(&url, InboxOptions::new().with_timeout(inbox_group::TIMEOUT))
+        .await
+        .unwrap();
+    // The accept script loaded (a `NOSCRIPT` answer would be lost with the others).
+    inbox
+        .accept(&inbox_backend::delivery("evt_warm"))
+        .await
+        .unwrap();
+    let harness = &server;
+    let before = harness.commits(&inbox).await;
+    let gate = harness.gate(&inbox).await;
+    let accept = |id: &'static str| {
+        let inbox = inbox.clone();
+        tokio::spawn(async move { inbox.accept(&inbox_backend::delivery(id)).await })
+    };
+    let first = [accept("evt_a"), accept("evt_b")];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The second batch's request cuts the connection: Redis gets it, its answers (and the
+    // first batch's, which come before) are dropped.
+    proxy.arm(b"evt_lost");
+    let second = [accept("evt_a"), accept("evt_lost")];
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Within the proxy's grace, so that both scripts run before the connection closes.
+    <&RedisServer as inbox_group::Harness>::release(gate).await;
+    for task in first.into_iter().chain(second) {
+        let answer = task.await.unwrap();
+        assert!(
+            answer.is_err(),
+            "answered over a cut connection: {answer:?}"
+        );
+    }
+    assert_eq!(proxy.cuts(), 1);
+    assert_eq!(
+        harness.commits(&inbox).await - before,
+        2,
+        "both scripts ran"
+    );
+    for id in ["evt_a", "evt_b", "evt_lost"] {
+        let mut retry = inbox.accept(&inbox_backend::delivery(id)).await;
+        // The first call on the new connection may still meet the old one's end.
+        if matches!(retry, Err(tower_webhook::inbox::InboxError::Backend(_))) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            retry = inbox.accept(&inbox_backend::delivery(id)).await;
+        }
+        assert!(
+            matches!(retry, Ok(Accepted::Duplicate(DeliveryState::Pending))),
+            "{id}: {retry:?}"
+        );
+    }
+    let mut redis = server.connection().await;
+    assert_eq!(xlen(&mut redis, inbox.stream_key()).await, 4);
+    assert_eq!(inbox.stats().await.unwrap().pending, 4);
+}
+
 /// A delivery with a NUL in its tenant id in a batch of others (`PostgreSQL` cannot store it):
 /// Redis stores them all (pins the scenario's other side).
 #[tokio::test]

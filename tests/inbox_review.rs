@@ -701,3 +701,84 @@ async fn a_failed_flush_reads_each_delivery_again_and_records_what_was_not() {
         assert_eq!(singles, expected, "recorded on their own");
     }
 }
+
+/// Shutdown begun in the turn an executor's slot frees (here: the handler's end wakes the task
+/// that calls `shutdown`, ahead of the executor that gives the slot back): the producer, woken
+/// by both, claims nothing more, as `shutdown` says. The delivery still due stays pending for
+/// the next process; its handler does not run during the drain (nor hold shutdown up to its
+/// deadline). On a current-thread runtime, so that the turn's order is the one described.
+#[tokio::test(flavor = "current_thread")]
+async fn shutdown_begun_as_a_slot_frees_claims_nothing_more() {
+    for workers in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = inbox(&dir).await;
+        for n in 0..=workers {
+            sqlite.accept(&delivery(&format!("evt_{n}"))).await.unwrap();
+        }
+        let calls = Arc::new(Calls::default());
+        let backend = Counting {
+            inner: sqlite.clone(),
+            calls: Arc::clone(&calls),
+            flush_fails: None,
+        };
+        let (ended, ending) = tokio::sync::oneshot::channel::<()>();
+        let ended = Arc::new(Mutex::new(Some(ended)));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let ran = Arc::clone(&runs);
+        // The first handler ends at once, telling the shutdown task; the others (when there
+        // are more slots) run until the test lets them go.
+        let service = tower::service_fn(move |_: Request<Full<Bytes>>| {
+            ran.fetch_add(1, Ordering::SeqCst);
+            let first = ended.lock().unwrap().take();
+            let mut released = released.clone();
+            async move {
+                match first {
+                    Some(ended) => {
+                        let _ = ended.send(());
+                    }
+                    None => {
+                        let _ = released.wait_for(|go| *go).await;
+                    }
+                }
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+            }
+        });
+        let handle = Workers::new(backend, service)
+            .with_workers(NonZeroUsize::new(workers).unwrap())
+            .with_poll_interval(Duration::from_millis(20))
+            .start()
+            .unwrap();
+        let claims = Arc::clone(&calls);
+        let shutdown = tokio::spawn(async move {
+            ending.await.unwrap();
+            let before = claims.claims.load(Ordering::SeqCst);
+            let mut stopping = std::pin::pin!(handle.shutdown(Duration::from_secs(5)));
+            // Starts the drain (its first poll), then lets the running handlers end.
+            std::future::poll_fn(|cx| {
+                let _ = std::future::Future::poll(stopping.as_mut(), cx);
+                std::task::Poll::Ready(())
+            })
+            .await;
+            let _ = release.send(true);
+            stopping.await;
+            before
+        });
+        let before = tokio::time::timeout(Duration::from_secs(20), shutdown)
+            .await
+            .expect("shutdown did not end")
+            .unwrap();
+        assert_eq!(
+            calls.claims.load(Ordering::SeqCst),
+            before,
+            "{workers} slot(s): a claim after shutdown began"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), workers, "{workers} slot(s)");
+        let stats = sqlite.stats().await.unwrap();
+        assert_eq!(
+            (stats.done, stats.pending),
+            (workers as u64, 1),
+            "{workers} slot(s)"
+        );
+    }
+}

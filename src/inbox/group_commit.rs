@@ -444,4 +444,116 @@ mod tests {
         let waited = tokio::time::timeout(Duration::from_millis(100), setup.writer.accept(1)).await;
         assert!(waited.is_err(), "written beside the held batch: {waited:?}");
     }
+
+    /// Counts the writes running at once (and the most ever), each a few milliseconds long;
+    /// `alive` is held for as long as the writer is.
+    struct Overlapping {
+        now: AtomicUsize,
+        most: Arc<AtomicUsize>,
+        written: Arc<AtomicUsize>,
+        hold: Mutex<Option<oneshot::Receiver<()>>>,
+        _alive: Arc<()>,
+    }
+
+    impl WriteBatch for Overlapping {
+        type Row = usize;
+
+        fn size(_: &usize) -> usize {
+            1
+        }
+
+        fn write<'a>(
+            &'a self,
+            rows: &'a [usize],
+        ) -> InboxFuture<'a, Vec<Result<Accepted, InboxError>>> {
+            Box::pin(async move {
+                let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+                self.most.fetch_max(now, Ordering::SeqCst);
+                let hold = self.hold.lock().unwrap().take();
+                if let Some(hold) = hold {
+                    let _ = hold.await;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                self.written.fetch_add(rows.len(), Ordering::SeqCst);
+                self.now.fetch_sub(1, Ordering::SeqCst);
+                Ok(rows.iter().map(|_| Ok(Accepted::New)).collect())
+            })
+        }
+    }
+
+    fn overlapping(
+        hold: Option<oneshot::Receiver<()>>,
+    ) -> (Overlapping, Arc<AtomicUsize>, Arc<()>) {
+        let most = Arc::new(AtomicUsize::new(0));
+        let alive = Arc::new(());
+        let writer = Overlapping {
+            now: AtomicUsize::new(0),
+            most: Arc::clone(&most),
+            written: Arc::new(AtomicUsize::new(0)),
+            hold: Mutex::new(hold),
+            _alive: Arc::clone(&alive),
+        };
+        (writer, most, alive)
+    }
+
+    /// Under a load of accepts from both threads, the writes running at once never outnumber
+    /// `in_flight` (one on the SQL backends: the permit is held for the whole write), and
+    /// every accept is answered once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writes_running_at_once_never_outnumber_in_flight() {
+        for in_flight in [1, 2] {
+            let (batch, most, _alive) = overlapping(None);
+            let written = Arc::clone(&batch.written);
+            let writer = Writer::start(batch, in_flight, Duration::from_secs(30), || {});
+            let mut tasks = Vec::new();
+            for wave in 0..20 {
+                for row in 0..50 {
+                    let writer = writer.clone();
+                    tasks.push(tokio::spawn(
+                        async move { writer.accept(wave * 50 + row).await },
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            for task in tasks {
+                let answer = task.await.unwrap();
+                assert!(matches!(answer, Ok(Accepted::New)), "{answer:?}");
+            }
+            assert_eq!(written.load(Ordering::SeqCst), 1000);
+            let most = most.load(Ordering::SeqCst);
+            assert!(
+                most <= in_flight,
+                "{most} writes at once, {in_flight} allowed"
+            );
+            assert!(writer.commits() > 1, "one batch: nothing could overlap");
+        }
+    }
+
+    /// The inbox dropped (its accepts given up) while a batch is written: the writer task ends,
+    /// and the batch writer (the backend's connection) is let go once that write ends.
+    #[tokio::test]
+    async fn the_writer_is_let_go_once_the_inbox_is_dropped_and_its_writes_ended() {
+        let (release, hold) = oneshot::channel();
+        let (batch, _, alive) = overlapping(Some(hold));
+        let writer = Writer::start(batch, 2, Duration::from_secs(30), || {});
+        let accept = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.accept(0).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        accept.abort();
+        drop(writer);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The write still holds it.
+        assert!(Arc::strong_count(&alive) > 1);
+        release.send(()).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&alive) > 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the writer was kept"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 }

@@ -57,6 +57,12 @@ pub(super) async fn produce<B, S, ResBody>(
             break;
         };
         let mut free = gather(&slots, first, settings.workers.get()).await;
+        // Shutdown may have begun in the turn the slot freed (the drain and the slot wake the
+        // producer together, and the slot is polled first), or while `gather` let the
+        // executors run: then claim nothing more.
+        if *watching.borrow() != Phase::Running {
+            break;
+        }
         let wanted = free.len();
         let claimed_at = Instant::now();
         let claimed = match shared.backend.claim(settings.lease, wanted).await {
