@@ -70,7 +70,9 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 ///   ([`wait_for_work`](InboxBackend::wait_for_work): an accept in this process, or a
 ///   notification from another, where the backend has them), or at most the poll interval
 ///   ([`with_poll_interval`](Self::with_poll_interval), the fallback for a missed wake-up and
-///   for retries coming due); when it filled every slot, it claims again as soon as one frees;
+///   for retries coming due); when it filled every slot, it claims again as soon as one frees,
+///   for that slot and those the executors ending with it free (so quick handlers are claimed
+///   for a batch at a time, never one slot at a time);
 /// - **executors** each run one delivery's handler on its own task (the handler timeout, a
 ///   panic caught, shutdown's stop), and free their slot as soon as the handler ended;
 /// - **one completer** records the outcomes in batches: what gathered while the previous flush
